@@ -208,14 +208,30 @@ func credentialFor(name string) (*syscall.Credential, error) {
 // prepareDir creates the cluster directory owned by the account that runs
 // PostgreSQL, and checks that account can reach it.
 func prepareDir(dir string, cred *syscall.Credential) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("pgembed: create %s: %w", dir, err)
-	}
 	if cred == nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("pgembed: create %s: %w", dir, err)
+		}
 		return os.Chmod(dir, 0o700)
 	}
-	if err := checkTraversable(filepath.Dir(dir), cred); err != nil {
+	// The parent (writ's data directory) must let PostgreSQL's user pass
+	// through to the cluster, without letting it list anything.
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o711); err != nil {
+		return fmt.Errorf("pgembed: create %s: %w", parent, err)
+	}
+	if fi, err := os.Stat(parent); err == nil {
+		if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) == os.Geteuid() && fi.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(parent, fi.Mode().Perm()|0o001); err != nil {
+				return fmt.Errorf("pgembed: let PostgreSQL through %s: %w", parent, err)
+			}
+		}
+	}
+	if err := checkTraversable(parent, cred); err != nil {
 		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pgembed: create %s: %w", dir, err)
 	}
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -254,7 +270,7 @@ func checkTraversable(dir string, cred *syscall.Credential) error {
 			(st.Gid == cred.Gid && mode&0o010 != 0)
 		if !ok {
 			return fmt.Errorf("pgembed: PostgreSQL runs as uid %d, which cannot enter %s (mode %v): "+
-				"choose a --data-dir it can reach (e.g. /var/lib/writ) or grant it search permission", cred.Uid, d, mode)
+				"choose a --data-dir whose parents it can enter (the default for root is /var/lib/writ) or grant it search permission (chmod o+x)", cred.Uid, d, mode)
 		}
 		if d == "/" || d == filepath.Dir(d) {
 			return nil

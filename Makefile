@@ -1,0 +1,36 @@
+# writ — common tasks. `make help` lists them.
+GO      ?= go
+PKGS    ?= ./...
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN     := bin/writ
+
+.PHONY: help build test test-go lint run bench fuzz clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/writ
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/writ
+
+test: lint test-go ## run every test (needs PostgreSQL server binaries; see README)
+
+test-go:
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+lint: ## gofmt and go vet
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+run: build ## run writ serve with the embedded defaults and a private PostgreSQL
+	$(BIN) serve
+
+bench: ## run the benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+fuzz: ## fuzz the playbook decoder (FUZZTIME=5m)
+	$(GO) test ./internal/playbook -run '^$$' -fuzz FuzzParse -fuzztime $(or $(FUZZTIME),1m)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/playbook"
+	"github.com/writ-sec/writ/internal/yamldoc"
+	"github.com/writ-sec/writ/schemas"
+)
+
+// approversPath is the trust root's place in a content repository.
+const approversPath = ".writ/approvers.yaml"
+
+type validateParams struct {
+	format string
+	paths  []string
+}
+
+func newValidateCmd(env *cliEnv) *cobra.Command {
+	p := validateParams{}
+	cmd := &cobra.Command{
+		Use:   "validate [--format text|json|sarif] [PATH...]",
+		Short: "Check playbooks (and the approvers file) for errors",
+		Long: `Validate checks playbook files: strict YAML (no unknown fields, duplicate
+keys, anchors or aliases), the playbook schema, targets that parse for their
+action, durations, and metadata.name unique across all files given. With a
+repository root (a directory holding playbooks/ or .writ/), it checks
+playbooks/**/*.yaml and .writ/approvers.yaml; any other directory is walked
+for *.yaml and *.yml files, all read as playbooks. Default PATH: ".".
+
+Each problem is one line, path:line:col: message. --format sarif writes
+SARIF 2.1.0 for GitHub code scanning.
+
+Exit status: 0 all valid, 1 anything invalid, 2 usage error.`,
+		Example: `  writ validate playbooks/
+  writ validate --format sarif . > writ.sarif`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p.paths = args
+			if code := runValidate(cmd.Context(), p, env.stdout, env.stderr); code != exitOK {
+				return exitWith(code, nil)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&p.format, "format", "text", "output format: text, json or sarif")
+	return cmd
+}
+
+func runValidate(ctx context.Context, p validateParams, stdout, stderr io.Writer) int {
+	switch p.format {
+	case "text", "json", "sarif":
+	default:
+		fmt.Fprintf(stderr, "writ: --format must be text, json or sarif, not %q\n", p.format)
+		return exitUsage
+	}
+	if len(p.paths) == 0 {
+		p.paths = []string{"."}
+	}
+	var (
+		problems diag.Problems
+		pbs      []*playbook.Playbook
+		files    int
+	)
+	for _, arg := range p.paths {
+		if err := ctx.Err(); err != nil {
+			fmt.Fprintln(stderr, "writ:", err)
+			return exitFailure
+		}
+		r, err := validatePath(arg)
+		if err != nil {
+			fmt.Fprintln(stderr, "writ:", err)
+			if errors.Is(err, fs.ErrNotExist) {
+				return exitUsage
+			}
+			return exitFailure
+		}
+		problems = append(problems, r.problems...)
+		pbs = append(pbs, r.playbooks...)
+		files += r.files
+	}
+	problems = append(problems, playbook.CheckUniqueNames(pbs)...)
+	problems.Sort()
+
+	var err error
+	switch p.format {
+	case "text":
+		err = diag.WriteText(stdout, problems)
+		if err == nil && !problems.HasErrors() {
+			_, err = fmt.Fprintf(stderr, "%d files valid\n", files)
+		}
+	case "json":
+		err = diag.WriteJSON(stdout, files, problems)
+	case "sarif":
+		err = diag.WriteSARIF(stdout, versionString(), problems)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "writ:", err)
+		return exitFailure
+	}
+	if problems.HasErrors() {
+		return exitFailure
+	}
+	return exitOK
+}
+
+type validateResult struct {
+	playbooks []*playbook.Playbook
+	problems  diag.Problems
+	files     int
+}
+
+// validatePath checks one command-line path: a file, a repository root, or
+// a directory of playbooks. Reported paths keep the form the user gave.
+func validatePath(arg string) (validateResult, error) {
+	var r validateResult
+	fi, err := os.Stat(arg)
+	if err != nil {
+		return r, fmt.Errorf("validate %s: %w", arg, err)
+	}
+	if !fi.IsDir() {
+		dir, base := filepath.Split(arg)
+		if dir == "" {
+			dir = "."
+		}
+		r.files = 1
+		if base == "approvers.yaml" && filepath.Base(filepath.Clean(dir)) == ".writ" {
+			r.problems = validateApprovers(os.DirFS(dir), base, arg)
+			return r, nil
+		}
+		return r, checkPlaybookFile(os.DirFS(dir), base, arg, &r)
+	}
+	fsys := os.DirFS(arg)
+	display := func(rel string) string {
+		if arg == "." {
+			return rel
+		}
+		return filepath.ToSlash(filepath.Join(arg, rel))
+	}
+	root := isRepoRoot(fsys)
+	walkRoot := "."
+	if root {
+		walkRoot = playbook.Dir
+		if _, err := fs.Stat(fsys, approversPath); err == nil {
+			r.files++
+			r.problems = append(r.problems, validateApprovers(fsys, approversPath, display(approversPath))...)
+		}
+	}
+	err = fs.WalkDir(fsys, walkRoot, func(rel string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && rel == walkRoot && root {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if d.IsDir() {
+			if rel != "." && strings.HasPrefix(d.Name(), ".") {
+				return fs.SkipDir // .git and friends
+			}
+			return nil
+		}
+		if !playbook.IsYAMLName(rel) {
+			return nil
+		}
+		r.files++
+		return checkPlaybookFile(fsys, rel, display(rel), &r)
+	})
+	if err != nil {
+		return r, fmt.Errorf("validate %s: %w", arg, err)
+	}
+	return r, nil
+}
+
+func isRepoRoot(fsys fs.FS) bool {
+	for _, d := range []string{playbook.Dir, ".writ"} {
+		if fi, err := fs.Stat(fsys, d); err == nil && fi.IsDir() {
+			return true
+		}
+	}
+	return false
+}
+
+func checkPlaybookFile(fsys fs.FS, rel, shown string, r *validateResult) error {
+	data, prob, err := playbook.ReadFile(fsys, rel)
+	if err != nil {
+		return err
+	}
+	if prob != nil {
+		prob.Path = shown
+		r.problems = append(r.problems, *prob)
+		return nil
+	}
+	p, ps := playbook.Parse(shown, data, playbook.Options{})
+	r.problems = append(r.problems, ps...)
+	if p != nil {
+		r.playbooks = append(r.playbooks, p)
+	}
+	return nil
+}
+
+// validateApprovers checks the approvers file against its schema.
+func validateApprovers(fsys fs.FS, rel, shown string) diag.Problems {
+	data, prob, err := playbook.ReadFile(fsys, rel)
+	if err != nil {
+		return diag.Problems{diag.Errorf(shown, diag.Position{}, "file", "%v", err)}
+	}
+	if prob != nil {
+		prob.Path = shown
+		return diag.Problems{*prob}
+	}
+	doc, problems := yamldoc.Parse(shown, data, yamldoc.Limits{})
+	if problems != nil {
+		return problems
+	}
+	return doc.Validate(schemas.Must(schemas.Approvers), yamldoc.Hints{
+		"/people/*/id":     "is not a person id: lowercase letters, digits and . _ -",
+		"/people/*/keys/*": "is not a PEM public key (-----BEGIN PUBLIC KEY-----)",
+	})
+}
