@@ -34,17 +34,17 @@ func TestValidateInvalidFiles(t *testing.T) {
 	t.Parallel()
 	dir := "../../testdata/playbooks/invalid"
 	for file, want := range map[string]string{
-		"unknown-field.yaml":        "unknown-field.yaml:11:3: unknown field \"priority\" in spec",
-		"duplicate-key.yaml":        "duplicate-key.yaml:10:3: duplicate key \"severity\"",
-		"wrong-type.yaml":           "wrong-type.yaml:7:12: spec.targets: wrong type: expected a list, got a string",
-		"invalid-ip.yaml":           "invalid-ip.yaml:9:7: spec.targets[1]: \"203.0.113.300\" is not a valid IP address",
-		"invalid-cidr.yaml":         "invalid-cidr.yaml:7:13: spec.targets[0]: \"198.51.100.0/33\" is not a valid CIDR prefix",
-		"unknown-action.yaml":       "unknown-action.yaml:6:11: unknown action \"nuke_host\"",
-		"empty-justification.yaml":  "empty-justification.yaml:8:18: spec.justification",
-		"alias-bomb.yaml":           "alias-bomb.yaml:1:4: anchors (&a) are not allowed",
-		"non-utf8.yaml":             "non-utf8.yaml:8:21: invalid UTF-8",
-		"empty.yaml":                "empty.yaml:1:1: file is empty",
-		"list.yaml":                 "list.yaml:1:1: a playbook is a mapping",
+		"unknown-field.yaml":       "unknown-field.yaml:11:3: unknown field \"priority\" in spec",
+		"duplicate-key.yaml":       "duplicate-key.yaml:10:3: duplicate key \"severity\"",
+		"wrong-type.yaml":          "wrong-type.yaml:7:12: spec.targets: wrong type: expected a list, got a string",
+		"invalid-ip.yaml":          "invalid-ip.yaml:9:7: spec.targets[1]: \"203.0.113.300\" is not a valid IP address",
+		"invalid-cidr.yaml":        "invalid-cidr.yaml:7:13: spec.targets[0]: \"198.51.100.0/33\" is not a valid CIDR prefix",
+		"unknown-action.yaml":      "unknown-action.yaml:6:11: unknown action \"nuke_host\"",
+		"empty-justification.yaml": "empty-justification.yaml:8:18: spec.justification",
+		"alias-bomb.yaml":          "alias-bomb.yaml:1:4: anchors (&a) are not allowed",
+		"non-utf8.yaml":            "non-utf8.yaml:8:21: invalid UTF-8",
+		"empty.yaml":               "empty.yaml:1:1: file is empty",
+		"list.yaml":                "list.yaml:1:1: a playbook is a mapping",
 	} {
 		t.Run(file, func(t *testing.T) {
 			t.Parallel()

@@ -184,4 +184,3 @@ func TestDoneAndErrReportUnexpectedExit(t *testing.T) {
 	}
 	_ = c.Stop(ctx)
 }
-

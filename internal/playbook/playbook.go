@@ -163,13 +163,13 @@ type Options struct {
 }
 
 var hints = yamldoc.Hints{
-	"/metadata/name":     "is not a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters",
-	"/spec/action":       "is not an action name: lowercase letters, digits and '_'",
-	"/spec/environment":  "is not an environment name: lowercase letters, digits and '-'",
-	"/spec/expiresAfter": "is not a duration such as 30m, 72h or 7d",
+	"/metadata/name":      "is not a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters",
+	"/spec/action":        "is not an action name: lowercase letters, digits and '_'",
+	"/spec/environment":   "is not an environment name: lowercase letters, digits and '-'",
+	"/spec/expiresAfter":  "is not a duration such as 30m, 72h or 7d",
 	"/spec/justification": "must say why, not just be blank",
-	"/spec/threatType":   "is not a threat type: lowercase letters, digits, '-' and '_'",
-	"/metadata/ticket":   "must not contain control characters",
+	"/spec/threatType":    "is not a threat type: lowercase letters, digits, '-' and '_'",
+	"/metadata/ticket":    "must not contain control characters",
 }
 
 // Parse decodes and validates one playbook file. On any problem it returns

@@ -200,7 +200,7 @@ func TestRedactURL(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		"postgres://writ:s3cret@db.example:5432/writ?sslmode=require": "postgres://writ:xxxxx@db.example:5432/writ?sslmode=require",
-		"postgres://writ@/writ?host=/run/pg&password=s3cret":         "postgres://writ@/writ?host=%2Frun%2Fpg&password=xxxxx",
+		"postgres://writ@/writ?host=/run/pg&password=s3cret":          "postgres://writ@/writ?host=%2Frun%2Fpg&password=xxxxx",
 		"host=db user=writ password=s3cret dbname=writ":               "host=db user=writ password=xxxxx dbname=writ",
 	} {
 		if got := store.RedactURL(in); got != want || strings.Contains(got, "s3cret") {
