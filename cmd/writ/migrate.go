@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
+func init() { register(newMigrateCmd) }
+
 func newMigrateCmd(env *cliEnv, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "migrate [up|status]",

@@ -115,13 +115,18 @@ directory unless --database (or DATABASE_URL) names a server.`,
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error (env WRIT_LOG_LEVEL)")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json (env WRIT_LOG_FORMAT)")
 
-	root.AddCommand(
-		newVersionCmd(env),
-		newValidateCmd(env),
-		newMigrateCmd(env, g),
-		newServeCmd(env, g),
-	)
+	for _, newCmd := range commands {
+		root.AddCommand(newCmd(env, g))
+	}
 	return root
+}
+
+// commands are the subcommands; each command's file registers its
+// constructor in an init function, so adding a command touches one file.
+var commands []func(*cliEnv, *globals) *cobra.Command
+
+func register(newCmd func(*cliEnv, *globals) *cobra.Command) {
+	commands = append(commands, newCmd)
 }
 
 // resolve applies environment variables and defaults to the global flags.

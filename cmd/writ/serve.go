@@ -12,6 +12,8 @@ import (
 	"github.com/writ-sec/writ/internal/server"
 )
 
+func init() { register(newServeCmd) }
+
 type serveParams struct {
 	listen string
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/writ-sec/writ/schemas"
 )
 
+func init() { register(newValidateCmd) }
+
 // approversPath is the trust root's place in a content repository.
 const approversPath = ".writ/approvers.yaml"
 
@@ -26,7 +28,7 @@ type validateParams struct {
 	paths  []string
 }
 
-func newValidateCmd(env *cliEnv) *cobra.Command {
+func newValidateCmd(env *cliEnv, _ *globals) *cobra.Command {
 	p := validateParams{}
 	cmd := &cobra.Command{
 		Use:   "validate [--format text|json|sarif] [PATH...]",

@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
+func init() { register(newVersionCmd) }
+
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
 var version = ""
 
@@ -34,7 +36,7 @@ func versionString() string {
 	return out + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
 }
 
-func newVersionCmd(env *cliEnv) *cobra.Command {
+func newVersionCmd(env *cliEnv, _ *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
