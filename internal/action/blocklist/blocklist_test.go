@@ -135,7 +135,11 @@ func TestValidate(t *testing.T) {
 		"not an ip": req(action.Apply, "fin-ws-12"),
 		"host bits": req(action.Apply, "10.1.2.3/8"),
 		"none":      req(action.Apply),
-		"params":    func() action.Request { r := req(action.Apply, "192.0.2.1"); r.Params = map[string]any{"ttl": 5}; return r }(),
+		"params": func() action.Request {
+			r := req(action.Apply, "192.0.2.1")
+			r.Params = map[string]any{"ttl": 5}
+			return r
+		}(),
 	} {
 		if err := b.Validate(r); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -174,7 +178,6 @@ func TestConcurrentAppliesLoseNothing(t *testing.T) {
 		t.Fatalf("%d entries, %v; want 20", len(entries), err)
 	}
 }
-
 
 func TestPlanDigestIsStable(t *testing.T) {
 	t.Parallel()
