@@ -18,6 +18,7 @@ var FS embed.FS
 const (
 	Playbook  = "playbook.schema.json"
 	Approvers = "approvers.schema.json"
+	Config    = "config.schema.json"
 )
 
 var (

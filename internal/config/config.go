@@ -1,0 +1,364 @@
+// Package config is writ's server configuration (writ.yaml): the content
+// repository to follow, the environments policies see, the action backends
+// per action and environment, approval and audit settings. It is read
+// strictly (located errors) and holds secrets only as references (an
+// environment variable or a file), resolved when needed and never printed.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/playbook"
+	"github.com/writ-sec/writ/internal/yamldoc"
+	"github.com/writ-sec/writ/schemas"
+)
+
+// Config is the server configuration.
+type Config struct {
+	APIVersion   string                    `yaml:"apiVersion"`
+	Kind         string                    `yaml:"kind"`
+	Listen       string                    `yaml:"listen,omitempty"`
+	Repository   Repository                `yaml:"repository,omitempty"`
+	Environments map[string]map[string]any `yaml:"environments,omitempty"`
+	Actions      map[string]ActionDef      `yaml:"actions,omitempty"`
+	Backends     []Backend                 `yaml:"backends,omitempty"`
+	Approvals    Approvals                 `yaml:"approvals,omitempty"`
+	Audit        Audit                     `yaml:"audit,omitempty"`
+
+	// Path is where the configuration was read from ("" for defaults).
+	Path string `yaml:"-"`
+}
+
+// Repository is the content repository writ follows.
+type Repository struct {
+	URL                 string `yaml:"url"`
+	Branch              string `yaml:"branch,omitempty"`
+	PollInterval        string `yaml:"pollInterval,omitempty"`
+	Username            string `yaml:"username,omitempty"`
+	PasswordEnv         string `yaml:"passwordEnv,omitempty"`
+	PasswordFile        string `yaml:"passwordFile,omitempty"`
+	SSHKeyFile          string `yaml:"sshKeyFile,omitempty"`
+	SSHKeyPassphraseEnv string `yaml:"sshKeyPassphraseEnv,omitempty"`
+	KnownHostsFile      string `yaml:"knownHostsFile,omitempty"`
+}
+
+// ActionDef declares a team-defined action.
+type ActionDef struct {
+	Targets    string `yaml:"targets"`
+	RevertWith string `yaml:"revertWith,omitempty"`
+}
+
+// Backend binds a backend to actions in environments.
+type Backend struct {
+	Name         string         `yaml:"name"`
+	Type         string         `yaml:"type"`
+	Actions      []string       `yaml:"actions"`
+	Environments []string       `yaml:"environments,omitempty"`
+	Blocklist    *Blocklist     `yaml:"blocklist,omitempty"`
+	Settings     map[string]any `yaml:"settings,omitempty"`
+}
+
+// Blocklist settings.
+type Blocklist struct {
+	Path    string `yaml:"path"`
+	Format  string `yaml:"format,omitempty"`
+	SetName string `yaml:"setName,omitempty"`
+}
+
+// Approvals settings.
+type Approvals struct {
+	MaxAge          string `yaml:"maxAge,omitempty"`
+	ClockSkew       string `yaml:"clockSkew,omitempty"`
+	RequireProposal *bool  `yaml:"requireProposal,omitempty"`
+	AdminApprovals  int    `yaml:"adminApprovals,omitempty"`
+}
+
+// Audit settings.
+type Audit struct {
+	SigningKeyFile        string `yaml:"signingKeyFile,omitempty"`
+	SigningKeyPasswordEnv string `yaml:"signingKeyPasswordEnv,omitempty"`
+	TrustedKeysDir        string `yaml:"trustedKeysDir,omitempty"`
+	CheckpointDir         string `yaml:"checkpointDir,omitempty"`
+	CheckpointInterval    string `yaml:"checkpointInterval,omitempty"`
+	CheckpointRef         string `yaml:"checkpointRef,omitempty"`
+	Origin                string `yaml:"origin,omitempty"`
+}
+
+// Defaults used where the file is silent.
+const (
+	DefaultListen             = "127.0.0.1:8080"
+	DefaultBranch             = "main"
+	DefaultPollInterval       = 30 * time.Second
+	DefaultApprovalMaxAge     = 24 * time.Hour
+	DefaultClockSkew          = 5 * time.Minute
+	DefaultAdminApprovals     = 2
+	DefaultCheckpointInterval = 10 * time.Minute
+)
+
+// DefaultEnvironments are what policies see when the configuration names
+// none.
+func DefaultEnvironments() map[string]map[string]any {
+	return map[string]map[string]any{
+		"production": {"production": true},
+		"staging":    {"production": false},
+	}
+}
+
+// Default is the configuration with no file: the embedded defaults.
+func Default() *Config {
+	return &Config{APIVersion: "writ/v1", Kind: "ServerConfig"}
+}
+
+var hints = yamldoc.Hints{
+	"/repository/pollInterval":   "is not a duration such as 30s or 5m",
+	"/approvals/maxAge":          "is not a duration such as 24h",
+	"/approvals/clockSkew":       "is not a duration such as 5m",
+	"/audit/checkpointInterval":  "is not a duration such as 10m",
+	"/repository/passwordEnv":    "is not an environment variable name (A-Z, 0-9, _)",
+	"/repository/passwordFile":   "must be an absolute path",
+	"/backends/*/name":           "is not a backend name: lowercase letters, digits and '-'",
+	"/backends/*/blocklist/path": "must be an absolute path",
+}
+
+// Load reads and checks a configuration file. Every problem is located
+// (path:line:col).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse checks configuration bytes.
+func Parse(path string, data []byte) (*Config, error) {
+	doc, problems := yamldoc.Parse(path, data, yamldoc.Limits{})
+	if problems != nil {
+		return nil, problems
+	}
+	if problems := doc.Validate(schemas.Must(schemas.Config), hints); problems != nil {
+		return nil, problems
+	}
+	c := &Config{Path: path}
+	if err := doc.Decode(c); err != nil {
+		return nil, err
+	}
+	if problems := c.check(doc); problems != nil {
+		return nil, problems
+	}
+	return c, nil
+}
+
+// check runs what the schema cannot express.
+func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
+	var out diag.Problems
+	durations := map[string]string{
+		"/repository/pollInterval":  c.Repository.PollInterval,
+		"/approvals/maxAge":         c.Approvals.MaxAge,
+		"/approvals/clockSkew":      c.Approvals.ClockSkew,
+		"/audit/checkpointInterval": c.Audit.CheckpointInterval,
+	}
+	for ptr, v := range durations {
+		if v == "" {
+			continue
+		}
+		if _, err := time.ParseDuration(expandDays(v)); err != nil {
+			out = append(out, doc.Errorf(ptr, "invalid-value", "%s: %q is not a duration", yamldoc.FieldName(ptr), v))
+		}
+	}
+	if c.Repository.PasswordEnv != "" && c.Repository.PasswordFile != "" {
+		out = append(out, doc.Errorf("/repository/passwordFile", "invalid-value", "give passwordEnv or passwordFile, not both"))
+	}
+	actions := c.Catalog()
+	seen := map[string]string{} // action/env -> backend
+	names := map[string]bool{}
+	for i, b := range c.Backends {
+		ptr := fmt.Sprintf("/backends/%d", i)
+		if names[b.Name] {
+			out = append(out, doc.Errorf(ptr+"/name", "invalid-value", "backend name %q is used twice", b.Name))
+		}
+		names[b.Name] = true
+		if b.Type == "blocklist" && b.Blocklist == nil {
+			out = append(out, doc.Errorf(ptr, "invalid-value", "backend %q of type blocklist needs a blocklist section", b.Name))
+		}
+		if b.Type != "blocklist" && b.Blocklist != nil {
+			out = append(out, doc.Errorf(ptr+"/blocklist", "invalid-value", "a blocklist section belongs to type blocklist, not %s", b.Type))
+		}
+		envs := b.Environments
+		if len(envs) == 0 {
+			envs = []string{"*"}
+		}
+		for j, a := range b.Actions {
+			if _, ok := actions[a]; !ok {
+				out = append(out, doc.Errorf(fmt.Sprintf("%s/actions/%d", ptr, j), "unknown-action",
+					"action %q is neither built in nor declared under actions", a))
+			}
+			for _, e := range envs {
+				if e != "*" && !c.hasEnvironment(e) {
+					out = append(out, doc.Errorf(ptr+"/environments", "invalid-value", "environment %q is not declared under environments", e))
+				}
+				key := a + "/" + e
+				if prev, dup := seen[key]; dup {
+					out = append(out, doc.Errorf(ptr, "invalid-value", "%s in environment %s already goes to backend %q", a, e, prev))
+				}
+				seen[key] = b.Name
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	out.Sort()
+	return out
+}
+
+func (c *Config) hasEnvironment(name string) bool {
+	_, ok := c.EnvironmentMap()[name]
+	return ok
+}
+
+// EnvironmentMap is the configured environments, or the defaults.
+func (c *Config) EnvironmentMap() map[string]map[string]any {
+	if len(c.Environments) == 0 {
+		return DefaultEnvironments()
+	}
+	return c.Environments
+}
+
+// EnvironmentNames lists the environments, sorted.
+func (c *Config) EnvironmentNames() []string {
+	var names []string
+	for n := range c.EnvironmentMap() {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Catalog is the actions playbooks may use: the built-in ones and those
+// declared under actions.
+func (c *Config) Catalog() playbook.Catalog {
+	more := playbook.Catalog{}
+	for name, def := range c.Actions {
+		more[name] = playbook.TargetKind(def.Targets)
+	}
+	return playbook.Builtin.With(more)
+}
+
+// ListenAddr is the HTTP address.
+func (c *Config) ListenAddr() string {
+	if c.Listen == "" {
+		return DefaultListen
+	}
+	return c.Listen
+}
+
+// Branch is the tracked branch.
+func (c *Config) Branch() string {
+	if c.Repository.Branch == "" {
+		return DefaultBranch
+	}
+	return c.Repository.Branch
+}
+
+// PollInterval is how often the repository is fetched.
+func (c *Config) PollInterval() time.Duration {
+	return durationOr(c.Repository.PollInterval, DefaultPollInterval)
+}
+
+// ApprovalMaxAge is how long an approval is valid at most.
+func (c *Config) ApprovalMaxAge() time.Duration { return durationOr(c.Approvals.MaxAge, DefaultApprovalMaxAge) }
+
+// ClockSkew tolerated for approvals issued "in the future".
+func (c *Config) ClockSkew() time.Duration { return durationOr(c.Approvals.ClockSkew, DefaultClockSkew) }
+
+// RequireProposal: a playbook that needs approval needs a signed proposal.
+func (c *Config) RequireProposal() bool {
+	return c.Approvals.RequireProposal == nil || *c.Approvals.RequireProposal
+}
+
+// AdminApprovals needed for a change to policies/ or .writ/.
+func (c *Config) AdminApprovals() int {
+	if c.Approvals.AdminApprovals == 0 {
+		return DefaultAdminApprovals
+	}
+	return c.Approvals.AdminApprovals
+}
+
+// CheckpointInterval between periodic audit checkpoints.
+func (c *Config) CheckpointInterval() time.Duration {
+	return durationOr(c.Audit.CheckpointInterval, DefaultCheckpointInterval)
+}
+
+func durationOr(s string, def time.Duration) time.Duration {
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(expandDays(s))
+	if err != nil {
+		return def
+	}
+	return d
+}
+
+// expandDays rewrites d and w units (which time.ParseDuration lacks) as
+// hours.
+func expandDays(s string) string {
+	if d, err := playbook.ParseDuration(s); err == nil {
+		return d.String()
+	}
+	return s
+}
+
+// Secret is a secret resolved from the environment or a file. It prints
+// as [redacted] in every format, including slog.
+type Secret struct{ value string }
+
+// Value is the secret itself; use it only where it is sent.
+func (s Secret) Value() string { return s.value }
+
+// String redacts.
+func (s Secret) String() string { return "[redacted]" }
+
+// GoString redacts.
+func (s Secret) GoString() string { return "[redacted]" }
+
+// LogValue redacts.
+func (s Secret) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// MarshalText redacts.
+func (s Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// ResolveSecret reads a secret from an environment variable or a file (one
+// of them), trimming a trailing newline from files. An empty reference
+// yields an empty secret.
+func ResolveSecret(getenv func(string) string, envName, file string) (Secret, error) {
+	switch {
+	case envName != "" && file != "":
+		return Secret{}, errors.New("a secret comes from an environment variable or a file, not both")
+	case envName != "":
+		v := getenv(envName)
+		if v == "" {
+			return Secret{}, fmt.Errorf("environment variable %s is empty or unset", envName)
+		}
+		return Secret{value: v}, nil
+	case file != "":
+		if !filepath.IsAbs(file) {
+			return Secret{}, fmt.Errorf("secret file %q must be an absolute path", file)
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return Secret{}, fmt.Errorf("read secret file: %w", err)
+		}
+		return Secret{value: strings.TrimRight(string(b), "\r\n")}, nil
+	}
+	return Secret{}, nil
+}

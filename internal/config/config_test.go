@@ -1,0 +1,103 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadExample(t *testing.T) {
+	t.Parallel()
+	c, err := Load("../../testdata/config/writ.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Branch() != "main" || c.PollInterval() != 30*time.Second || c.AdminApprovals() != 2 || !c.RequireProposal() {
+		t.Fatalf("config %+v", c)
+	}
+	if got := strings.Join(c.EnvironmentNames(), ","); got != "production,staging" {
+		t.Fatalf("environments %s", got)
+	}
+	if c.EnvironmentMap()["production"]["region"] != "eu" {
+		t.Fatal("environment attributes lost")
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	if c.ListenAddr() != DefaultListen || c.ApprovalMaxAge() != 24*time.Hour || c.ClockSkew() != 5*time.Minute ||
+		c.CheckpointInterval() != 10*time.Minute || len(c.EnvironmentNames()) != 2 {
+		t.Fatalf("defaults %+v", c)
+	}
+	if _, ok := c.Catalog()["block_ip"]; !ok {
+		t.Fatal("built-in actions missing from the catalog")
+	}
+}
+
+func TestBadConfigurations(t *testing.T) {
+	t.Parallel()
+	head := "apiVersion: writ/v1\nkind: ServerConfig\n"
+	for name, tc := range map[string]struct{ body, want string }{
+		"unknown field":   {"listen: x\nlisen: y\n", "c.yaml:4:1: unknown field \"lisen\""},
+		"inline password": {"repository:\n  url: /x\n  password: hunter2\n", "unknown field \"password\" in repository"},
+		"bad duration":    {"repository:\n  url: /x\n  pollInterval: often\n", "c.yaml:5:17: repository.pollInterval: \"often\" is not a duration"},
+		"unknown action":  {"backends:\n  - name: b\n    type: webhook\n    actions: [launch_missiles]\n", "action \"launch_missiles\" is neither built in nor declared"},
+		"unknown env":     {"backends:\n  - name: b\n    type: blocklist\n    actions: [block_ip]\n    environments: [prod]\n    blocklist: {path: /x}\n", "environment \"prod\" is not declared"},
+		"twice":           {"backends:\n  - name: a\n    type: blocklist\n    actions: [block_ip]\n    blocklist: {path: /x}\n  - name: b\n    type: blocklist\n    actions: [block_ip]\n    blocklist: {path: /y}\n", "already goes to backend \"a\""},
+		"no section":      {"backends:\n  - name: a\n    type: blocklist\n    actions: [block_ip]\n", "needs a blocklist section"},
+		"relative path":   {"backends:\n  - name: a\n    type: blocklist\n    actions: [block_ip]\n    blocklist: {path: rel.txt}\n", "must be an absolute path"},
+		"both secrets":    {"repository:\n  url: /x\n  passwordEnv: TOKEN\n  passwordFile: /run/token\n", "not both"},
+		"alias":           {"listen: &l x\naudit: {origin: *l}\n", "anchors"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse("c.yaml", []byte(head+tc.body))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v; want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCustomActionsJoinTheCatalog(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("c.yaml", []byte("apiVersion: writ/v1\nkind: ServerConfig\nactions:\n  page_oncall: {targets: any}\nbackends:\n  - name: pager\n    type: webhook\n    actions: [page_oncall]\n    settings: {url: https://pager.example/hook}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Catalog()["page_oncall"] != "any" {
+		t.Fatalf("catalog %v", c.Catalog())
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	f := filepath.Join(dir, "token")
+	if err := os.WriteFile(f, []byte("tok-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ResolveSecret(func(string) string { return "" }, "", f)
+	if err != nil || s.Value() != "tok-from-file" {
+		t.Fatalf("file secret %v", err)
+	}
+	e, err := ResolveSecret(func(k string) string { return map[string]string{"TOK": "tok-from-env"}[k] }, "TOK", "")
+	if err != nil || e.Value() != "tok-from-env" {
+		t.Fatalf("env secret %v", err)
+	}
+	var sb strings.Builder
+	log := slog.New(slog.NewJSONHandler(&sb, nil))
+	log.Info("x", "secret", s, "env", e)
+	printed := fmt.Sprintf("%v %+v %#v %s", s, e, s, e) + sb.String()
+	if strings.Contains(printed, "tok-from") {
+		t.Fatalf("secret printed: %s", printed)
+	}
+	if _, err := ResolveSecret(func(string) string { return "" }, "MISSING", ""); err == nil || !strings.Contains(err.Error(), "MISSING") {
+		t.Fatalf("missing env: %v", err)
+	}
+}
