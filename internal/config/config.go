@@ -275,10 +275,14 @@ func (c *Config) PollInterval() time.Duration {
 }
 
 // ApprovalMaxAge is how long an approval is valid at most.
-func (c *Config) ApprovalMaxAge() time.Duration { return durationOr(c.Approvals.MaxAge, DefaultApprovalMaxAge) }
+func (c *Config) ApprovalMaxAge() time.Duration {
+	return durationOr(c.Approvals.MaxAge, DefaultApprovalMaxAge)
+}
 
 // ClockSkew tolerated for approvals issued "in the future".
-func (c *Config) ClockSkew() time.Duration { return durationOr(c.Approvals.ClockSkew, DefaultClockSkew) }
+func (c *Config) ClockSkew() time.Duration {
+	return durationOr(c.Approvals.ClockSkew, DefaultClockSkew)
+}
 
 // RequireProposal: a playbook that needs approval needs a signed proposal.
 func (c *Config) RequireProposal() bool {
