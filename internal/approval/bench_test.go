@@ -1,0 +1,45 @@
+package approval
+
+import (
+	"fmt"
+	"testing"
+)
+
+// BenchmarkVerify1000 verifies 1,000 ed25519 envelopes (one proposal and
+// 999 approvals by 99 approvers, ten or so each) against a keyring of 100
+// people. Target: under 200 ms per operation.
+func BenchmarkVerify1000(b *testing.B) {
+	people := make([]testPerson, 100)
+	people[0] = testPerson{id: "analyst", roles: []string{RoleAnalyst}}
+	for i := 1; i < len(people); i++ {
+		people[i] = testPerson{id: fmt.Sprintf("approver-%02d", i), roles: []string{RoleApprover}}
+	}
+	f := newFixture(b, people)
+	envs := [][]byte{f.propose(b, "analyst")}
+	for i := 1; len(envs) < 1000; i++ {
+		envs = append(envs, f.approve(b, people[1+i%99].id))
+	}
+	in := baseInput(f, submitted(envs...))
+	in.ApprovalsRequired = 99
+	if v := Verify(in); !v.QuorumMet || len(v.Counted) != 99 || len(v.NotCounted) != 1000-100 {
+		b.Fatalf("counted %d, not counted %d, met %v", len(v.Counted), len(v.NotCounted), v.QuorumMet)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		Verify(in)
+	}
+}
+
+// BenchmarkVerifyOne is one playbook's usual case: a proposal and two
+// approvals.
+func BenchmarkVerifyOne(b *testing.B) {
+	f := newFixture(b, testPeople)
+	in := baseInput(f, submitted(f.propose(b, "alice"), f.approve(b, "bob"), f.approve(b, "hank")))
+	b.ReportAllocs()
+	for b.Loop() {
+		if v := Verify(in); !v.QuorumMet {
+			b.Fatal("not met")
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package approval
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/writ-sec/writ/internal/keys"
+)
+
+// FuzzParse feeds arbitrary bytes to the envelope and statement decoder:
+// it must never panic, and whatever it accepts must be a valid approval
+// statement that re-encodes to an equally valid one.
+func FuzzParse(f *testing.F) {
+	priv, err := keys.Generate(keys.Ed25519)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := keys.Signer(priv)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, d := range []string{Propose, Approve, Reject} {
+		env, err := Sign(s, stmt(pred("bob", d)))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(env)
+	}
+	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"AA=="}]}`))
+	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"eyJfdHlwZSI6MX0=","signatures":[{"sig":"AA=="}],"payloadType":""}`))
+	f.Add([]byte(`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[`))
+	f.Add([]byte(`{"a":{"b":{"c":1},"b":2}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := Parse(data)
+		if err != nil {
+			if e != nil {
+				t.Fatal("envelope returned with an error")
+			}
+			return
+		}
+		if err := e.Statement.Validate(); err != nil {
+			t.Fatalf("accepted an invalid statement: %v", err)
+		}
+		if e.Statement.Predicate.ExpiresAt.Before(e.Statement.Predicate.IssuedAt) {
+			t.Fatal("accepted expiresAt before issuedAt")
+		}
+		again, err := json.Marshal(e.Statement)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st Statement
+		if err := decodeStrict(again, &st); err != nil {
+			t.Fatalf("re-encoded statement does not decode: %v\n%s", err, again)
+		}
+		if err := st.Validate(); err != nil {
+			t.Fatalf("re-encoded statement invalid: %v", err)
+		}
+		if !bytes.Equal(e.Raw, data) {
+			t.Fatal("Raw differs from the input")
+		}
+		// Verifying never panics either, whatever the keyring.
+		_ = Verify(Input{Subject: Subject{Path: "p.yaml", Digest: testDigest}, PolicyDigest: testPolicy, PlanDigest: testPlan,
+			Keyring: &Keyring{}, Envelopes: []Submitted{{Envelope: data}}, Now: time.Unix(0, 0)})
+	})
+}

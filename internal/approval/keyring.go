@@ -1,0 +1,219 @@
+package approval
+
+import (
+	"crypto"
+	"fmt"
+	"slices"
+	"strings"
+
+	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/keys"
+	"github.com/writ-sec/writ/internal/yamldoc"
+	"github.com/writ-sec/writ/schemas"
+)
+
+// Roles a person can hold (DESIGN §1).
+const (
+	RoleViewer   = "viewer"
+	RoleAnalyst  = "analyst"
+	RoleApprover = "approver"
+	RoleExecutor = "executor"
+	RoleAdmin    = "admin"
+)
+
+// Roles lists every role.
+var Roles = []string{RoleViewer, RoleAnalyst, RoleApprover, RoleExecutor, RoleAdmin}
+
+// KeyringPath is the keyring's place in a content repository.
+const KeyringPath = ".writ/approvers.yaml"
+
+// MaxKeyringBytes bounds the approvers file.
+const MaxKeyringBytes = 4 << 20
+
+// Person is one entry of the approvers file.
+type Person struct {
+	ID       string
+	Name     string
+	Email    string
+	GitHub   string // forge login; "" when none
+	Roles    []string
+	Keys     []*Key
+	Disabled bool
+}
+
+// Has reports whether the person holds a role.
+func (p *Person) Has(role string) bool { return slices.Contains(p.Roles, role) }
+
+// Key is one registered public key.
+type Key struct {
+	// ID is writ's key id: the hex sha256 of the PKIX DER (keys.ID).
+	ID string
+	// DSSEKeyID is the SSH-style SHA256 fingerprint DSSE signers put in an
+	// envelope's keyid.
+	DSSEKeyID string
+	Algorithm string
+	Public    crypto.PublicKey
+	Person    *Person
+
+	verifier signature.Verifier
+}
+
+// Keyring is the trusted set of people and keys, read from the approvers
+// file of the trusted base (trust rule 1).
+type Keyring struct {
+	people  []*Person
+	byID    map[string]*Person
+	byLogin map[string]*Person // lowercased GitHub login
+	byKey   map[string]*Key    // by Key.ID and by Key.DSSEKeyID
+	keys    []*Key
+}
+
+// People returns everyone in file order.
+func (k *Keyring) People() []*Person { return slices.Clone(k.people) }
+
+// Person looks a person up by id.
+func (k *Keyring) Person(id string) (*Person, bool) {
+	p, ok := k.byID[id]
+	return p, ok
+}
+
+// PersonByGitHub looks a person up by GitHub login (case-insensitive, as
+// GitHub logins are).
+func (k *Keyring) PersonByGitHub(login string) (*Person, bool) {
+	p, ok := k.byLogin[strings.ToLower(login)]
+	return p, ok
+}
+
+// Key looks a key up by writ's key id (hex sha256 of the PKIX DER) or by
+// its DSSE key id (SHA256:... fingerprint).
+func (k *Keyring) Key(id string) (*Key, bool) {
+	key, ok := k.byKey[id]
+	return key, ok
+}
+
+// keyringFile is the approvers file's shape (after schema validation).
+type keyringFile struct {
+	APIVersion string       `yaml:"apiVersion"`
+	Kind       string       `yaml:"kind"`
+	People     []personFile `yaml:"people"`
+}
+
+type personFile struct {
+	ID       string   `yaml:"id"`
+	Name     string   `yaml:"name"`
+	Email    string   `yaml:"email"`
+	GitHub   string   `yaml:"github"`
+	Roles    []string `yaml:"roles"`
+	Keys     []string `yaml:"keys"`
+	Disabled bool     `yaml:"disabled"`
+}
+
+var keyringHints = yamldoc.Hints{
+	"/people/*/id":     "is not a person id: lowercase letters, digits and . _ -",
+	"/people/*/keys/*": "is not a PEM public key (-----BEGIN PUBLIC KEY-----)",
+	"/people/*/github": "is not a GitHub login: letters, digits and single hyphens",
+	"/people/*/email":  "is not an e-mail address",
+}
+
+// ParseKeyring reads an approvers file (.writ/approvers.yaml) strictly:
+// strict YAML, the approvers schema, PEM public keys of accepted algorithms
+// and sizes, unique person ids, GitHub logins and keys. Every problem is
+// located path:line:col; on any problem the keyring is nil.
+func ParseKeyring(path string, data []byte) (*Keyring, diag.Problems) {
+	doc, problems := yamldoc.Parse(path, data, yamldoc.Limits{MaxBytes: MaxKeyringBytes})
+	if problems != nil {
+		return nil, problems
+	}
+	if _, ok := doc.Value.(map[string]any); !ok {
+		return nil, diag.Problems{doc.Errorf("", "schema", "an approvers file is a mapping with apiVersion, kind and people")}
+	}
+	if problems := doc.Validate(schemas.Must(schemas.Approvers), keyringHints); problems != nil {
+		return nil, problems
+	}
+	var f keyringFile
+	if err := doc.Decode(&f); err != nil {
+		return nil, diag.Problems{doc.Errorf("", "schema", "%v", err)}
+	}
+	k := &Keyring{
+		byID:    make(map[string]*Person, len(f.People)),
+		byLogin: make(map[string]*Person, len(f.People)),
+		byKey:   make(map[string]*Key, len(f.People)*2),
+	}
+	for i, pf := range f.People {
+		ptr := fmt.Sprintf("/people/%d", i)
+		p := &Person{ID: pf.ID, Name: pf.Name, Email: pf.Email, GitHub: pf.GitHub,
+			Roles: slices.Clone(pf.Roles), Disabled: pf.Disabled}
+		if prev, dup := k.byID[p.ID]; dup {
+			problems = append(problems, doc.Errorf(ptr+"/id", "duplicate-person",
+				"person id %q is already used at %s", p.ID, at(doc, personIndex(k.people, prev))))
+			continue
+		}
+		if p.GitHub != "" {
+			if prev, dup := k.byLogin[strings.ToLower(p.GitHub)]; dup {
+				problems = append(problems, doc.Errorf(ptr+"/github", "duplicate-login",
+					"GitHub login %q already belongs to %q", p.GitHub, prev.ID))
+			} else {
+				k.byLogin[strings.ToLower(p.GitHub)] = p
+			}
+		}
+		for j, pemText := range pf.Keys {
+			kptr := fmt.Sprintf("%s/keys/%d", ptr, j)
+			key, err := newKey([]byte(pemText), p)
+			if err != nil {
+				problems = append(problems, doc.Errorf(kptr, "invalid-key", "people[%d].keys[%d]: %v", i, j, err))
+				continue
+			}
+			if prev, dup := k.byKey[key.ID]; dup {
+				if prev.Person == p {
+					problems = append(problems, doc.Errorf(kptr, "duplicate-key", "people[%d].keys[%d]: key %.16s… is listed twice", i, j, key.ID))
+				} else {
+					problems = append(problems, doc.Errorf(kptr, "duplicate-key",
+						"people[%d].keys[%d]: key %.16s… already belongs to %q: a key identifies one person", i, j, key.ID, prev.Person.ID))
+				}
+				continue
+			}
+			k.byKey[key.ID] = key
+			k.byKey[key.DSSEKeyID] = key
+			k.keys = append(k.keys, key)
+			p.Keys = append(p.Keys, key)
+		}
+		k.byID[p.ID] = p
+		k.people = append(k.people, p)
+	}
+	if len(problems) > 0 {
+		problems.Sort()
+		return nil, problems
+	}
+	return k, nil
+}
+
+func personIndex(people []*Person, p *Person) int { return slices.Index(people, p) }
+
+func at(doc *yamldoc.Doc, i int) string {
+	pos := doc.Pos(fmt.Sprintf("/people/%d/id", i))
+	return fmt.Sprintf("line %d, column %d", pos.Line, pos.Col)
+}
+
+// newKey parses one PEM public key of an accepted algorithm and size.
+func newKey(pemBytes []byte, p *Person) (*Key, error) {
+	pub, err := keys.ParsePublic(pemBytes)
+	if err != nil {
+		return nil, err
+	}
+	id, err := keys.ID(pub)
+	if err != nil {
+		return nil, err
+	}
+	dsseID, err := ssldsse.SHA256KeyID(pub)
+	if err != nil {
+		return nil, fmt.Errorf("key fingerprint: %w", err)
+	}
+	v, err := keys.Verifier(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &Key{ID: id, DSSEKeyID: dsseID, Algorithm: keys.Algorithm(pub), Public: pub, Person: p, verifier: v}, nil
+}
