@@ -1,0 +1,40 @@
+package writ.checks.allowlisted_networks_test
+
+import data.writ.checks.allowlisted_networks
+import data.writ.test_inputs.block
+
+test_targets_in_allowlisted_networks_are_denied if {
+	allowlisted_networks.deny == {"8.8.8.8 overlaps the allow-listed network 8.8.8.8/32 (Google Public DNS): writ never acts on allow-listed networks"} with input as block(["8.8.8.8"])
+	count(allowlisted_networks.deny) == 1 with input as block(["2606:4700:4700::1111"])
+}
+
+test_prefixes_that_cover_an_allowlisted_network_are_denied if {
+	allowlisted_networks.deny == {
+		"8.8.0.0/16 overlaps the allow-listed network 8.8.4.4/32 (Google Public DNS): writ never acts on allow-listed networks",
+		"8.8.0.0/16 overlaps the allow-listed network 8.8.8.8/32 (Google Public DNS): writ never acts on allow-listed networks",
+	} with input as block(["8.8.0.0/16"])
+}
+
+test_other_targets_are_not_denied if {
+	count(allowlisted_networks.deny) == 0 with input as block(["8.8.8.9", "203.0.113.7", "2001:4860:4860::8889"])
+}
+
+test_entries_come_from_data if {
+	count(allowlisted_networks.deny) == 1 with input as block(["198.51.100.7"])
+		with data.writ.config.allowlisted_networks as [{"cidr": "198.51.100.0/24"}]
+	allowlisted_networks.deny == {"198.51.100.7 overlaps the allow-listed network 198.51.100.0/24 (no reason given): writ never acts on allow-listed networks"} with input as block(["198.51.100.7"])
+		with data.writ.config.allowlisted_networks as [{"cidr": "198.51.100.0/24"}]
+}
+
+test_malformed_entries_deny if {
+	allowlisted_networks.deny == {
+		"data.writ.config.allowlisted_networks[0] is not {cidr: <CIDR prefix>, reason: <text>}: {\"cidr\": \"10.0.0.0/33\"}",
+		"data.writ.config.allowlisted_networks[1] is not {cidr: <CIDR prefix>, reason: <text>}: 10.0.0.0/8",
+	} with input as block(["203.0.113.7"])
+		with data.writ.config.allowlisted_networks as [{"cidr": "10.0.0.0/33"}, "10.0.0.0/8"]
+}
+
+test_no_allowlist_allows if {
+	count(allowlisted_networks.deny) == 0 with input as block(["8.8.8.8"])
+		with data.writ.config as {}
+}

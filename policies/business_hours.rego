@@ -1,0 +1,35 @@
+# Example of a custom check: copy this file to write your own.
+#
+# Outside business hours, every change needs approval: nobody should wake up
+# to a block they did not see coming. A check is a package under
+# writ.checks with any of deny, require_approval, approvals_required and
+# approver_roles (see decision.rego). This one is off unless
+# data.writ.config.business_hours.enabled is true; its test
+# (business_hours_test.rego) fixes the clock with `with time.now_ns as ...`.
+package writ.checks.business_hours
+
+config := object.get(data.writ.config, "business_hours", {})
+
+timezone := object.get(config, "timezone", "UTC")
+
+start_hour := object.get(config, "start_hour", 8)
+
+end_hour := object.get(config, "end_hour", 18)
+
+weekdays := object.get(config, "weekdays", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
+
+within_business_hours if {
+	now := time.now_ns()
+	time.weekday([now, timezone]) in weekdays
+	[hour, _, _] := time.clock([now, timezone])
+	hour >= start_hour
+	hour < end_hour
+}
+
+require_approval contains msg if {
+	config.enabled == true
+	not within_business_hours
+	msg := sprintf("outside business hours (%v, %d:00 to %d:00 %s): needs approval", [concat(", ", weekdays), start_hour, end_hour, timezone])
+}
+
+approver_roles contains "approver" if config.enabled == true

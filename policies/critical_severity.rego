@@ -1,0 +1,17 @@
+# Critical severity in production: two approvers (or
+# data.writ.config.critical_severity.approvals_required).
+package writ.checks.critical_severity
+
+approvals := object.get(data.writ.config, ["critical_severity", "approvals_required"], 2)
+
+critical_in_production if {
+	input.playbook.spec.severity == "critical"
+	not input.environment.production == false
+}
+
+require_approval contains msg if {
+	critical_in_production
+	msg := sprintf("critical severity in production: %d approvers", [approvals])
+}
+
+approvals_required := approvals if critical_in_production

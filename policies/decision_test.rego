@@ -1,0 +1,102 @@
+package writ.decision_test
+
+import data.writ
+import data.writ.test_inputs.block
+import data.writ.test_inputs.make
+
+outcome(d) := "deny" if count(d.deny) > 0
+
+else := "require_approval" if count(d.require_approval) > 0
+
+else := "allow"
+
+rules(reasons) := {r.rule | some r in reasons}
+
+test_public_address_in_staging_is_allowed if {
+	d := writ.decision with input as block(["203.0.113.7"])
+	outcome(d) == "allow"
+	d.approvals_required == 0
+	d.approver_roles == set()
+}
+
+test_public_address_in_production_needs_one_approval if {
+	d := writ.decision with input as make("block_ip", ["203.0.113.7"], "high", "production")
+	outcome(d) == "require_approval"
+	rules(d.require_approval) == {"production"}
+	d.approvals_required == 1
+	d.approver_roles == {"approver"}
+}
+
+test_private_address_in_staging_needs_one_approval if {
+	d := writ.decision with input as make("block_ip", ["192.168.1.100"], "medium", "staging")
+	outcome(d) == "require_approval"
+	rules(d.require_approval) == {"private_targets"}
+	d.approvals_required == 1
+}
+
+test_reserved_addresses_are_denied if {
+	every t in ["127.0.0.1", "::1", "169.254.10.1", "224.0.0.1", "0.0.0.0/0"] {
+		d := writ.decision with input as block([t])
+		outcome(d) == "deny"
+		"reserved_addresses" in rules(d.deny)
+	}
+}
+
+test_allowlisted_network_is_denied if {
+	d := writ.decision with input as block(["8.8.8.8"])
+	outcome(d) == "deny"
+	rules(d.deny) == {"allowlisted_networks"}
+}
+
+test_suspend_user_needs_approval_everywhere if {
+	every env in ["staging", "production"] {
+		d := writ.decision with input as make("suspend_user", ["j.doe@example.com"], "low", env)
+		outcome(d) == "require_approval"
+		"high_risk_actions" in rules(d.require_approval)
+		d.approvals_required == 1
+	}
+}
+
+test_suspend_protected_identity_is_denied if {
+	d := writ.decision with input as make("suspend_user", ["Administrator"], "high", "staging")
+	outcome(d) == "deny"
+	rules(d.deny) == {"protected_targets"}
+}
+
+test_isolate_critical_in_production_needs_two_approvals if {
+	d := writ.decision with input as make("isolate_host", ["fin-ws-12"], "critical", "production")
+	outcome(d) == "require_approval"
+	rules(d.require_approval) == {"critical_severity", "high_risk_actions", "production"}
+	d.approvals_required == 2
+}
+
+test_isolate_critical_in_staging_needs_one_approval if {
+	d := writ.decision with input as make("isolate_host", ["fin-ws-12"], "critical", "staging")
+	outcome(d) == "require_approval"
+	d.approvals_required == 1
+}
+
+test_checks_of_the_wrong_shape_deny if {
+	d := writ.decision with input as block(["203.0.113.7"])
+		with data.writ.checks as {
+			"strings": {"deny": "not a set", "require_approval": ["a list"]},
+			"numbers": {"approvals_required": -1, "require_approval": {"x"}},
+			"fractions": {"approvals_required": 1.5},
+			"roles": {"approver_roles": "admin"},
+			"members": {"deny": {1}},
+		}
+	outcome(d) == "deny"
+	rules(d.deny) == {"strings", "numbers", "fractions", "roles", "members"}
+}
+
+test_approvals_and_roles_come_from_the_checks_that_fired if {
+	d := writ.decision with input as block(["203.0.113.7"])
+		with data.writ.checks as {
+			"a": {"require_approval": {"a"}, "approvals_required": 3, "approver_roles": {"admin"}},
+			"b": {"require_approval": {"b"}, "approver_roles": {"approver"}},
+			"quiet": {"require_approval": set(), "approvals_required": 5, "approver_roles": {"viewer"}},
+		}
+	outcome(d) == "require_approval"
+	d.approvals_required == 3
+	d.approver_roles == {"admin", "approver"}
+}

@@ -1,0 +1,21 @@
+# Blocking internal addresses can cut off your own users and services:
+# targets in private (RFC 1918), unique local (RFC 4193) or shared CGNAT
+# (RFC 6598) space need approval.
+package writ.checks.private_targets
+
+import data.writ.lib.ip
+
+ranges := {
+	"10.0.0.0/8": "private, RFC 1918",
+	"172.16.0.0/12": "private, RFC 1918",
+	"192.168.0.0/16": "private, RFC 1918",
+	"100.64.0.0/10": "shared address space (CGNAT), RFC 6598",
+	"fc00::/7": "unique local, RFC 4193",
+}
+
+require_approval contains msg if {
+	some target in ip.valid_targets
+	hits := ip.overlapping(ranges, target)
+	count(hits) > 0
+	msg := sprintf("%s is internal address space: %s", [target, concat(", ", hits)])
+}
