@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/writ
 
-.PHONY: help build test test-go lint run bench fuzz clean
+.PHONY: help build test test-go lint policy-check run bench fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -13,7 +13,16 @@ help: ## list targets
 build: ## build bin/writ
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/writ
 
-test: lint test-go ## run every test (needs PostgreSQL server binaries; see README)
+test: lint policy-check test-go ## run every test (needs PostgreSQL server binaries; see README)
+
+# The stock OPA CLI, at the version writ embeds (go.mod), checks the default
+# policies as a security team's CI would: opa test, and opa fmt.
+OPA_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/open-policy-agent/opa)
+OPA         = $(GO) run github.com/open-policy-agent/opa@$(OPA_VERSION)
+
+policy-check: ## opa test and opa fmt --list --fail on policies/, with the stock OPA CLI
+	$(OPA) test policies/
+	$(OPA) fmt --list --fail policies/
 
 test-go:
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)

@@ -156,6 +156,11 @@ func validatePath(arg string) (validateResult, error) {
 			r.files++
 			r.problems = append(r.problems, validateApprovers(fsys, approversPath, display(approversPath))...)
 		}
+		if fi, err := fs.Stat(fsys, policyDir); err == nil && fi.IsDir() {
+			ps, n := validatePolicies(fsys, display)
+			r.files += n
+			r.problems = append(r.problems, ps...)
+		}
 	}
 	err = fs.WalkDir(fsys, walkRoot, func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {

@@ -209,13 +209,27 @@ func coverage(r cover.Report) *CoverageReport {
 		for _, rng := range fr.NotCovered {
 			fc.Uncovered = append(fc.Uncovered, [2]int{rng.Start.Row, rng.End.Row})
 		}
-		slices.SortFunc(fc.Uncovered, func(a, b [2]int) int { return cmp.Compare(a[0], b[0]) })
+		fc.Uncovered = mergeRanges(fc.Uncovered)
 		out.Files = append(out.Files, fc)
 		out.Covered += fr.CoveredLines
 		out.NotCovered += fr.NotCoveredLines
 	}
 	slices.SortFunc(out.Files, func(a, b FileCoverage) int { return strings.Compare(a.Path, b.Path) })
 	out.Percent = percent(out.Covered, out.NotCovered)
+	return out
+}
+
+// mergeRanges sorts line ranges and merges those that overlap or touch.
+func mergeRanges(rs [][2]int) [][2]int {
+	slices.SortFunc(rs, func(a, b [2]int) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	var out [][2]int
+	for _, r := range rs {
+		if n := len(out); n > 0 && r[0] <= out[n-1][1]+1 {
+			out[n-1][1] = max(out[n-1][1], r[1])
+			continue
+		}
+		out = append(out, r)
+	}
 	return out
 }
 

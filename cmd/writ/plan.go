@@ -1,0 +1,277 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/playbook"
+	"github.com/writ-sec/writ/internal/policy"
+	"github.com/writ-sec/writ/policies"
+)
+
+func init() { register(newPlanCmd) }
+
+type planParams struct {
+	policies     string
+	environments string
+	format       string
+	paths        []string
+}
+
+func newPlanCmd(env *cliEnv, g *globals) *cobra.Command {
+	p := planParams{}
+	cmd := &cobra.Command{
+		Use:   "plan [--policies DIR] [--environment FILE] [--format text|json] PLAYBOOK...",
+		Short: "Validate playbooks, decide them with the policies and dry-run them, executing nothing",
+		Long: `Plan validates each playbook (as writ validate does), evaluates the policies
+(data.writ.decision) for it and, unless it is denied, dry-runs it on its
+action's backend: what it would change, read from live state. Nothing is
+executed.
+
+Policies come from --policies DIR, else policies/ in the working directory
+when there is one, else the default policies built into writ. Environments
+(input.environment) come from --environment FILE, a YAML file such as
+
+  environments:
+    production: {production: true}
+    staging:    {production: false}
+
+else these two defaults. A playbook for an unknown environment is denied.
+PLAYBOOK is a file, a directory of playbooks or a repository root (its
+playbooks/); default ".".
+
+--format json writes an array with one object per playbook: path, name,
+digest, policy_digest, decision (allow, deny or require_approval), reasons,
+rules_fired, approvals_required, approver_roles, and plan (null when there
+is no dry-run), with plan_digest or plan_error.
+
+Exit status: 0 nothing denied, 1 a playbook is denied (or its dry-run
+failed), 2 invalid input (a playbook, the environments file or the flags).`,
+		Example: `  writ plan playbooks/network/block-c2-beacon.yaml
+  writ plan --format json --environment environments.yaml .`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p.paths = args
+			if code := runPlan(cmd.Context(), g, p, env.stdout, env.stderr); code != exitOK {
+				return exitWith(code, nil)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&p.policies, "policies", "", "directory of the policy set (default: ./policies, else the built-in defaults)")
+	cmd.Flags().StringVar(&p.environments, "environment", "", "YAML file describing the environments (default: production and staging)")
+	cmd.Flags().StringVar(&p.format, "format", "text", "output format: text or json")
+	return cmd
+}
+
+// planEntry is the plan of one playbook, as `writ plan --format json`
+// writes it.
+type planEntry struct {
+	Path              string          `json:"path"`
+	Name              string          `json:"name"`
+	Digest            string          `json:"digest"`
+	PolicyDigest      string          `json:"policy_digest"`
+	Decision          policy.Outcome  `json:"decision"`
+	Reasons           []policy.Reason `json:"reasons"`
+	RulesFired        []string        `json:"rules_fired"`
+	ApprovalsRequired int             `json:"approvals_required"`
+	ApproverRoles     []string        `json:"approver_roles"`
+	Plan              *action.Plan    `json:"plan"`
+	PlanDigest        string          `json:"plan_digest,omitempty"`
+	PlanError         string          `json:"plan_error,omitempty"`
+}
+
+func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Writer) int {
+	if p.format != "text" && p.format != "json" {
+		fmt.Fprintf(stderr, "writ: --format must be text or json, not %q\n", p.format)
+		return exitUsage
+	}
+	if len(p.paths) == 0 {
+		p.paths = []string{"."}
+	}
+	log := g.logger(stderr)
+
+	envs := policy.DefaultEnvironments()
+	if p.environments != "" {
+		e, err := policy.LoadEnvironments(p.environments)
+		if err != nil {
+			writeProblemsOrError(stderr, err)
+			return exitUsage
+		}
+		envs = e
+	}
+
+	set, source, usage, err := loadPolicySet(p.policies, policy.Options{Logger: log}, policies.FS)
+	if usage {
+		fmt.Fprintln(stderr, "writ:", err)
+		return exitUsage
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "writ: the policies (%s) do not load, so every playbook is denied:\n", source)
+		writeProblemsOrError(stderr, err)
+	}
+
+	// Validate, as writ validate does; invalid playbooks are reported and
+	// not planned.
+	var (
+		pbs      []*playbook.Playbook
+		problems diag.Problems
+	)
+	for _, arg := range p.paths {
+		r, err := validatePath(arg)
+		if err != nil {
+			fmt.Fprintln(stderr, "writ:", err)
+			if errors.Is(err, fs.ErrNotExist) {
+				return exitUsage
+			}
+			return exitFailure
+		}
+		pbs = append(pbs, r.playbooks...)
+		problems = append(problems, r.problems...)
+	}
+	problems = append(problems, playbook.CheckUniqueNames(pbs)...)
+	problems.Sort()
+	if len(problems) > 0 {
+		_ = diag.WriteText(stderr, problems)
+	}
+	slices.SortFunc(pbs, func(a, b *playbook.Playbook) int { return cmp.Compare(a.Path, b.Path) })
+
+	reg, err := backendRegistry(g)
+	if err != nil {
+		fmt.Fprintln(stderr, "writ: action backends:", err)
+		return exitFailure
+	}
+	entries := make([]planEntry, 0, len(pbs))
+	denied, planFailed := false, false
+	for _, pb := range pbs {
+		e := planPlaybook(ctx, set, envs, reg, pb)
+		denied = denied || e.Decision == policy.Deny
+		planFailed = planFailed || e.PlanError != ""
+		entries = append(entries, e)
+	}
+
+	var werr error
+	if p.format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		werr = enc.Encode(entries)
+	} else {
+		werr = writePlanText(stdout, entries, source, set.Digest())
+	}
+	if werr != nil {
+		fmt.Fprintln(stderr, "writ:", werr)
+		return exitFailure
+	}
+	switch {
+	case problems.HasErrors():
+		return exitUsage
+	case denied || planFailed:
+		return exitFailure
+	}
+	return exitOK
+}
+
+// planPlaybook decides one playbook and, unless it is denied, dry-runs it.
+func planPlaybook(ctx context.Context, set *policy.Set, envs policy.Environments, reg *action.Registry, pb *playbook.Playbook) planEntry {
+	env, _ := envs.Lookup(pb.Spec.Environment) // nil for an unknown one: Decide denies
+	d := set.Decide(ctx, policy.Input{
+		Playbook:    pb.PolicyInput(),
+		Change:      policy.Change{Type: "create"},
+		Environment: env,
+	})
+	e := planEntry{
+		Path:              pb.Path,
+		Name:              pb.Metadata.Name,
+		Digest:            pb.Digest,
+		PolicyDigest:      d.PolicyDigest,
+		Decision:          d.Outcome,
+		Reasons:           d.Reasons,
+		RulesFired:        d.RulesFired,
+		ApprovalsRequired: d.ApprovalsRequired,
+		ApproverRoles:     d.ApproverRoles,
+	}
+	if d.Outcome == policy.Deny {
+		return e
+	}
+	plan, err := dryRun(ctx, reg, pb)
+	switch {
+	case errors.Is(err, action.ErrNoBackend):
+		// Nothing to dry-run against: no plan, and nothing failed.
+	case err != nil:
+		e.PlanError = err.Error()
+	case plan != nil:
+		e.Plan = plan
+		e.PlanDigest = plan.Digest()
+	}
+	return e
+}
+
+func writePlanText(w io.Writer, entries []planEntry, source, digest string) error {
+	var b strings.Builder
+	counts := map[policy.Outcome]int{}
+	for _, e := range entries {
+		counts[e.Decision]++
+		fmt.Fprintf(&b, "%s (%s)\n", e.Name, e.Path)
+		switch e.Decision {
+		case policy.RequireApproval:
+			noun := "approval"
+			if e.ApprovalsRequired > 1 {
+				noun = "approvals"
+			}
+			fmt.Fprintf(&b, "  decision: require_approval (%d %s from %s)\n", e.ApprovalsRequired, noun, strings.Join(e.ApproverRoles, " or "))
+		default:
+			fmt.Fprintf(&b, "  decision: %s\n", e.Decision)
+		}
+		for _, r := range e.Reasons {
+			fmt.Fprintf(&b, "    %-8s %s: %s\n", marker(r.Kind), r.Rule, r.Message)
+			if r.Location != "" {
+				fmt.Fprintf(&b, "      at %s\n", r.Location)
+			}
+		}
+		fmt.Fprintf(&b, "  digest: %s\n", e.Digest)
+		switch {
+		case e.PlanError != "":
+			fmt.Fprintf(&b, "  plan: failed: %s\n", e.PlanError)
+		case e.Plan != nil:
+			fmt.Fprintf(&b, "  plan: %s on %s, digest %s\n", e.Plan.Operation, e.Plan.Backend, e.PlanDigest)
+			for _, t := range e.Plan.Targets {
+				detail := ""
+				if t.Detail != "" {
+					detail = " (" + t.Detail + ")"
+				}
+				fmt.Fprintf(&b, "    %s: %s%s\n", t.Target, t.Result, detail)
+			}
+		}
+	}
+	fmt.Fprintf(&b, "policies: %s, digest %s\n", source, digest)
+	fmt.Fprintf(&b, "%d playbooks: %d allowed, %d need approval, %d denied\n",
+		len(entries), counts[policy.Allow], counts[policy.RequireApproval], counts[policy.Deny])
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func marker(k policy.ReasonKind) string {
+	if k == policy.KindDeny {
+		return "deny"
+	}
+	return "approval"
+}
+
+// writeProblemsOrError prints located problems one per line, or the error.
+func writeProblemsOrError(w io.Writer, err error) {
+	if ps := policy.ProblemsOf(err); ps != nil {
+		_ = diag.WriteText(w, ps)
+		return
+	}
+	fmt.Fprintln(w, "writ:", err)
+}
