@@ -108,7 +108,7 @@ func VerifyMeta(in MetaInput) Verdict {
 		required = DefaultMetaApprovals
 	}
 	if err := in.validate(); err != nil {
-		return Verdict{Err: err, Required: required, Missing: required}
+		return inputError(err, required)
 	}
 	o := Options{MaxAge: in.Options.MaxAge, ClockSkew: in.Options.ClockSkew}
 	o.setDefaults()

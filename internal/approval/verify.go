@@ -109,97 +109,100 @@ type Input struct {
 
 // Counted is an approval that counts toward the quorum.
 type Counted struct {
-	Approver      string
-	Role          string // the role it counts as
-	EnvelopeIndex int
-	KeyID         string
-	IssuedAt      time.Time
+	Approver      string    `json:"approver"`
+	Role          string    `json:"role"` // the role it counts as
+	EnvelopeIndex int       `json:"envelopeIndex"`
+	KeyID         string    `json:"keyId"`
+	IssuedAt      time.Time `json:"issuedAt"`
 	// ValidUntil is when it stops counting: expiresAt, or issuedAt+MaxAge
 	// when earlier.
-	ValidUntil time.Time
+	ValidUntil time.Time `json:"validUntil"`
 }
 
 // Rejection is a valid signed rejection by a qualified person; it blocks.
 type Rejection struct {
-	Approver      string
-	Role          string
-	Reason        string
-	EnvelopeIndex int
-	IssuedAt      time.Time
+	Approver      string    `json:"approver"`
+	Role          string    `json:"role"`
+	Reason        string    `json:"reason"`
+	EnvelopeIndex int       `json:"envelopeIndex"`
+	IssuedAt      time.Time `json:"issuedAt"`
 }
 
 // Proposal is a valid signed proposal: its signer is the author.
 type Proposal struct {
-	Proposer      string
-	EnvelopeIndex int
-	IssuedAt      time.Time
-	ExpiresAt     time.Time
+	Proposer      string    `json:"proposer"`
+	EnvelopeIndex int       `json:"envelopeIndex"`
+	IssuedAt      time.Time `json:"issuedAt"`
+	ExpiresAt     time.Time `json:"expiresAt"`
 }
 
 // NotCounted says why an envelope did not count.
 type NotCounted struct {
-	EnvelopeIndex int
-	Code          Code
-	Message       string
+	EnvelopeIndex int    `json:"envelopeIndex"`
+	Code          Code   `json:"code"`
+	Message       string `json:"message"`
 	// Approver is the signer when known, else the approver the statement
 	// names, else "".
-	Approver string
-	Decision string
+	Approver string `json:"approver,omitempty"`
+	Decision string `json:"decision,omitempty"`
 }
 
 // Verdict is the outcome of Verify or VerifyMeta.
 type Verdict struct {
 	// QuorumMet: enough counted approvals, a signed proposal where one is
 	// needed, and no rejection.
-	QuorumMet bool
+	QuorumMet bool `json:"quorumMet"`
 	// Err is set when the input itself was unusable (no keyring, no
-	// subject); nothing counts then.
-	Err error
+	// subject); nothing counts then. InputError is its text, for JSON.
+	Err        error  `json:"-"`
+	InputError string `json:"inputError,omitempty"`
 	// Required is the number of approvals needed.
-	Required int
+	Required int `json:"required"`
 	// Proposer is the author: the signer of the earliest valid proposal.
 	// Proposals lists every valid one (co-authors may all sign; none of
 	// them may approve).
-	Proposer        string
-	Proposals       []Proposal
-	ProposalMissing bool
-	Counted         []Counted
-	Rejected        []Rejection
-	NotCounted      []NotCounted
+	Proposer        string       `json:"proposer,omitempty"`
+	Proposals       []Proposal   `json:"proposals,omitempty"`
+	ProposalMissing bool         `json:"proposalMissing,omitempty"`
+	Counted         []Counted    `json:"counted,omitempty"`
+	Rejected        []Rejection  `json:"rejected,omitempty"`
+	NotCounted      []NotCounted `json:"notCounted,omitempty"`
 	// Missing is how many more approvals are needed.
-	Missing int
+	Missing int `json:"missing"`
 	// ValidUntil is when a met quorum lapses (the first counted approval or
 	// proposal to expire); zero when not met.
-	ValidUntil time.Time
+	ValidUntil *time.Time `json:"validUntil,omitempty"`
 }
 
-// Summary is the verdict in one line.
+// Summary is the verdict in one line, e.g. "approved by bob, carol (2
+// approvals, 2 required); proposed by alice".
 func (v *Verdict) Summary() string {
 	var b strings.Builder
+	var who []string
+	for _, c := range v.Counted {
+		who = append(who, c.Approver)
+	}
 	switch {
 	case v.Err != nil:
-		fmt.Fprintf(&b, "not approved: %v", v.Err)
-		return b.String()
+		return fmt.Sprintf("not approved: %v", v.Err)
 	case len(v.Rejected) > 0:
-		var who []string
+		var rs []string
 		for _, r := range v.Rejected {
-			who = append(who, r.Approver)
+			rs = append(rs, fmt.Sprintf("%s (%s)", r.Approver, oneLine(r.Reason, 200)))
 		}
-		fmt.Fprintf(&b, "rejected by %s", strings.Join(who, ", "))
+		fmt.Fprintf(&b, "rejected by %s", strings.Join(rs, ", "))
+	case v.QuorumMet && v.Required == 0:
+		b.WriteString("approved: no approvals required")
 	case v.QuorumMet:
-		fmt.Fprintf(&b, "approved: %d of %d approvals", len(v.Counted), v.Required)
+		fmt.Fprintf(&b, "approved by %s (%s, %d required)", strings.Join(who, ", "), plural(len(v.Counted), "approval"), v.Required)
 	default:
-		fmt.Fprintf(&b, "not approved: %d of %d approvals", len(v.Counted), v.Required)
+		fmt.Fprintf(&b, "not approved: %d of %s", len(v.Counted), plural(v.Required, "approval"))
+		if len(who) > 0 {
+			fmt.Fprintf(&b, " (%s)", strings.Join(who, ", "))
+		}
 		if v.ProposalMissing {
 			b.WriteString(", no signed proposal")
 		}
-	}
-	if len(v.Counted) > 0 {
-		var who []string
-		for _, c := range v.Counted {
-			who = append(who, c.Approver)
-		}
-		fmt.Fprintf(&b, " (%s)", strings.Join(who, ", "))
 	}
 	if v.Proposer != "" {
 		fmt.Fprintf(&b, "; proposed by %s", v.Proposer)
@@ -210,13 +213,29 @@ func (v *Verdict) Summary() string {
 	return b.String()
 }
 
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// oneLine flattens text for a one-line summary.
+func oneLine(s string, limit int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > limit {
+		s = s[:limit] + "…"
+	}
+	return s
+}
+
 // Verify judges the envelopes submitted for one playbook: which are valid
 // signed statements by people of the keyring about exactly this content,
 // policy set and plan, who proposed it, which approvals count, and whether
 // the quorum is met. It does no I/O.
 func Verify(in Input) Verdict {
 	if err := in.validate(); err != nil {
-		return Verdict{Err: err, Required: in.ApprovalsRequired, Missing: max(in.ApprovalsRequired, 0)}
+		return inputError(err, in.ApprovalsRequired)
 	}
 	in.Options.setDefaults()
 	roles := in.ApproverRoles
@@ -237,6 +256,10 @@ func Verify(in Input) Verdict {
 		maxAge:          in.Options.MaxAge,
 		skew:            in.Options.ClockSkew,
 	}.judge(in.Envelopes)
+}
+
+func inputError(err error, required int) Verdict {
+	return Verdict{Err: err, InputError: err.Error(), Required: required, Missing: max(required, 0)}
 }
 
 func (in *Input) validate() error {
@@ -346,10 +369,11 @@ func (r rules) check(i int, sub Submitted) checked {
 	}
 	env, err := Parse(sub.Envelope)
 	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), ErrMalformed.Error()+": ")
 		if errors.Is(err, ErrNotApproval) {
-			return fail(CodeWrongPredicateType, "%v", err)
+			return fail(CodeWrongPredicateType, "%s", strings.TrimPrefix(msg, ErrNotApproval.Error()+": "))
 		}
-		return fail(CodeMalformed, "%v", err)
+		return fail(CodeMalformed, "%s", msg)
 	}
 	c.env = env
 	p := &env.Statement.Predicate
@@ -584,13 +608,14 @@ func (r rules) tally(res []checked) Verdict {
 	if v.QuorumMet {
 		// The quorum lapses when the approvals it needs lapse: with more
 		// counted than required, the latest-expiring ones carry it.
-		var until []time.Time
-		for _, c := range v.Counted {
-			until = append(until, c.ValidUntil)
-		}
-		slices.SortFunc(until, func(a, b time.Time) int { return b.Compare(a) })
+		var until time.Time
 		if r.required > 0 {
-			v.ValidUntil = until[r.required-1]
+			ends := make([]time.Time, 0, len(v.Counted))
+			for _, c := range v.Counted {
+				ends = append(ends, c.ValidUntil)
+			}
+			slices.SortFunc(ends, func(a, b time.Time) int { return b.Compare(a) })
+			until = ends[r.required-1]
 		}
 		if r.requireProposal {
 			latestProposal := v.Proposals[0].ExpiresAt
@@ -599,9 +624,12 @@ func (r rules) tally(res []checked) Verdict {
 					latestProposal = p.ExpiresAt
 				}
 			}
-			if v.ValidUntil.IsZero() || latestProposal.Before(v.ValidUntil) {
-				v.ValidUntil = latestProposal
+			if until.IsZero() || latestProposal.Before(until) {
+				until = latestProposal
 			}
+		}
+		if !until.IsZero() {
+			v.ValidUntil = &until
 		}
 	}
 	return v

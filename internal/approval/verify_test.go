@@ -263,15 +263,18 @@ func TestQuorum(t *testing.T) {
 		if want := testNow.Add(23 * time.Hour); !v.ValidUntil.Equal(want) {
 			t.Fatalf("valid until %s; want %s", v.ValidUntil, want)
 		}
-		if !strings.HasPrefix(v.Summary(), "approved: 2 of 2 approvals (bob, carol); proposed by alice") {
+		if v.Summary() != "approved by bob, carol (2 approvals, 2 required); proposed by alice" {
 			t.Fatalf("summary %q", v.Summary())
 		}
 	})
 	t.Run("one short", func(t *testing.T) {
 		t.Parallel()
 		v := Verify(baseInput(f, submitted(f.propose(t, "alice"), f.approve(t, "bob"))))
-		if v.QuorumMet || v.Missing != 1 || !v.ValidUntil.IsZero() {
+		if v.QuorumMet || v.Missing != 1 || v.ValidUntil != nil {
 			t.Fatalf("verdict %+v", v)
+		}
+		if v.Summary() != "not approved: 1 of 2 approvals (bob); proposed by alice" {
+			t.Fatalf("summary %q", v.Summary())
 		}
 	})
 	t.Run("no proposal", func(t *testing.T) {
@@ -280,7 +283,7 @@ func TestQuorum(t *testing.T) {
 		if v.QuorumMet || !v.ProposalMissing || v.Missing != 0 || len(v.Counted) != 2 {
 			t.Fatalf("verdict %+v", v)
 		}
-		if !strings.Contains(v.Summary(), "no signed proposal") {
+		if v.Summary() != "not approved: 2 of 2 approvals (bob, carol), no signed proposal" {
 			t.Fatalf("summary %q", v.Summary())
 		}
 	})
@@ -300,8 +303,12 @@ func TestQuorum(t *testing.T) {
 			t.Fatalf("verdict %+v", v)
 		}
 		in.Envelopes = submitted(f.propose(t, "alice"))
-		if v := Verify(in); !v.QuorumMet || v.Proposer != "alice" || !v.ValidUntil.Equal(testNow.Add(23*time.Hour)) {
+		v := Verify(in)
+		if !v.QuorumMet || v.Proposer != "alice" || !v.ValidUntil.Equal(testNow.Add(23*time.Hour)) {
 			t.Fatalf("verdict %+v", v)
+		}
+		if v.Summary() != "approved: no approvals required; proposed by alice" {
+			t.Fatalf("summary %q", v.Summary())
 		}
 	})
 	t.Run("allowed playbook without proposal when relaxed", func(t *testing.T) {
@@ -323,7 +330,7 @@ func TestQuorum(t *testing.T) {
 		if r.Approver != "carol" || r.Reason != "198.51.100.0/24 is our CDN" || r.EnvelopeIndex != 3 {
 			t.Fatalf("rejection %+v", r)
 		}
-		if !strings.HasPrefix(v.Summary(), "rejected by carol") {
+		if v.Summary() != "rejected by carol (198.51.100.0/24 is our CDN); proposed by alice" {
 			t.Fatalf("summary %q", v.Summary())
 		}
 	})
