@@ -1,0 +1,591 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/spf13/cobra"
+
+	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/keys"
+	"github.com/writ-sec/writ/internal/playbook"
+	"github.com/writ-sec/writ/internal/policy"
+	"github.com/writ-sec/writ/policies"
+)
+
+func init() { register(newApproveCmd) }
+
+// Default validity of a signed statement, by decision. The engine counts an
+// approval for 24h at most whatever it says; proposals and rejections stand
+// until they expire.
+const (
+	defaultApprovalValidity = 24 * time.Hour
+	defaultProposalValidity = 30 * 24 * time.Hour
+)
+
+// envelopeContentType is what `writ approve --server` posts.
+const envelopeContentType = "application/vnd.dsse.envelope.v1+json"
+
+type approveParams struct {
+	keyFile    string
+	approver   string
+	propose    bool
+	reject     bool
+	reason     string
+	repo       string
+	pr         int
+	head       string
+	expires    string
+	policies   string
+	planDigest string
+	repoRoot   string
+	out        string
+	server     string
+	playbooks  []string
+}
+
+func newApproveCmd(env *cliEnv, g *globals) *cobra.Command {
+	p := approveParams{}
+	cmd := &cobra.Command{
+		Use:   "approve --key FILE --approver ID [--propose | --reject] [flags] PLAYBOOK...",
+		Short: "Sign a proposal, approval or rejection of playbooks",
+		Long: `Approve signs an in-toto statement in a DSSE envelope saying that you
+(--approver, your id in .writ/approvers.yaml) propose, approve or reject the
+exact content of the playbooks given: their sha256, the digest of the policy
+set that judges them and, for an approval, the digest of the dry-run plan.
+
+  (default)   approve one playbook; the statement cites its plan digest
+  --propose   sign the authorship of one or more playbooks (analysts); a
+              playbook that needs approval cannot be approved without it,
+              and its proposer can never approve it
+  --reject    reject one or more playbooks (--reason required); a signed
+              rejection by a qualified approver blocks them
+
+The policy digest is computed from --policies, else the repository's
+policies/, else writ's default policies. The plan digest is --plan-digest
+(copy it from the PR check) or a local dry-run of the playbook.
+
+The envelope goes to --out, or to the server with --server (POST
+URL/api/v1/approvals, with WRIT_TOKEN as bearer token when set), or to
+standard output. Attach it to a PR review or send it to the API; any
+channel works, because only the signature counts. An encrypted key's
+password comes from WRIT_KEY_PASSWORD or the terminal.
+
+Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
+		Example: `  writ approve --key alice.key --approver alice --propose playbooks/network/block-c2-beacon.yaml
+  writ approve --key bob.key --approver bob --repo acme/secops --pr 42 \
+      --plan-digest 77ab... --out bob.approval.json playbooks/network/block-c2-beacon.yaml
+  writ approve --key carol.key --approver carol --reject --reason "198.51.100.0/24 is our CDN" \
+      playbooks/network/block-c2-beacon.yaml`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p.playbooks = args
+			return runApprove(cmd.Context(), g, env, p)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&p.keyFile, "key", "", "private key file (PEM, from writ keygen or cosign)")
+	f.StringVar(&p.approver, "approver", "", "your person id in .writ/approvers.yaml")
+	f.BoolVar(&p.propose, "propose", false, "sign a proposal (authorship) instead of an approval")
+	f.BoolVar(&p.reject, "reject", false, "sign a rejection instead of an approval")
+	f.StringVar(&p.reason, "reason", "", "why (required with --reject)")
+	f.StringVar(&p.repo, "repo", "", "repository OWNER/NAME")
+	f.IntVar(&p.pr, "pr", 0, "pull request number")
+	f.StringVar(&p.head, "head", "", "the commit you reviewed (hex)")
+	f.StringVar(&p.expires, "expires", "", "validity, e.g. 24h or 7d (default 24h; 30d for --propose and --reject)")
+	f.StringVar(&p.policies, "policies", "", "policy directory the digest is computed from (default: the repository's policies/, else the built-in policies)")
+	f.StringVar(&p.planDigest, "plan-digest", "", "the dry-run plan digest to cite (default: dry-run the playbook locally)")
+	f.StringVar(&p.repoRoot, "repo-root", "", "repository root subjects are named relative to (default: the git repository holding the first playbook)")
+	f.StringVar(&p.out, "out", "", "write the envelope to this file")
+	f.StringVar(&p.server, "server", "", "send the envelope to this writ server (URL)")
+	return cmd
+}
+
+var hexDigestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) error {
+	decision := approval.Approve
+	switch {
+	case p.propose && p.reject:
+		return usageError("--propose and --reject exclude each other")
+	case p.propose:
+		decision = approval.Propose
+	case p.reject:
+		decision = approval.Reject
+	}
+	switch {
+	case p.keyFile == "":
+		return usageError("--key is required: the private key you sign with")
+	case p.approver == "":
+		return usageError("--approver is required: your person id in .writ/approvers.yaml")
+	case len(p.playbooks) == 0:
+		return usageError("name the playbook files to %s", decision)
+	case decision == approval.Approve && len(p.playbooks) > 1:
+		return usageError("an approval covers one playbook (it cites one plan digest): run writ approve once per playbook")
+	case decision == approval.Reject && strings.TrimSpace(p.reason) == "":
+		return usageError("--reject needs --reason: say why")
+	case p.planDigest != "" && !hexDigestRE.MatchString(p.planDigest):
+		return usageError("--plan-digest %q is not 64 lowercase hex digits", p.planDigest)
+	case p.planDigest != "" && len(p.playbooks) > 1:
+		return usageError("--plan-digest names the plan of one playbook; give one playbook")
+	case p.pr < 0:
+		return usageError("--pr %d is not a pull request number", p.pr)
+	}
+	if p.server != "" {
+		if u, err := url.Parse(p.server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return usageError("--server %q is not an http(s) URL", redactServerURL(p.server))
+		}
+	}
+	validity := defaultApprovalValidity
+	if decision != approval.Approve {
+		validity = defaultProposalValidity
+	}
+	if p.expires != "" {
+		d, err := playbook.ParseDuration(p.expires)
+		if err != nil || d <= 0 {
+			return usageError("--expires %q is not a positive duration such as 24h or 7d", p.expires)
+		}
+		validity = d
+	}
+
+	root, err := subjectRepoRoot(p.repoRoot, p.playbooks[0])
+	if err != nil {
+		return usageError("%v", err)
+	}
+	pbs, err := loadSubjectPlaybooks(root, p.playbooks)
+	if err != nil {
+		return err
+	}
+	policyDigest, policySource, err := policySetDigest(root, p.policies)
+	if err != nil {
+		return err
+	}
+	planDigest := p.planDigest
+	if planDigest == "" && decision == approval.Approve {
+		if planDigest, err = localPlanDigest(ctx, g, pbs[0]); err != nil {
+			return exitWith(exitFailure, err)
+		}
+	}
+	signer, pub, err := loadApprovalSigner(env, p.keyFile)
+	if err != nil {
+		return err
+	}
+	for _, w := range keyringWarnings(root, p.approver, decision, pub) {
+		fmt.Fprintln(env.stderr, "writ: warning:", w)
+	}
+
+	now := time.Now().UTC().Truncate(time.Second)
+	var subjects []approval.Subject
+	for _, pb := range pbs {
+		subjects = append(subjects, approval.Subject{Path: pb.Path, Digest: pb.Digest})
+	}
+	st := approval.NewStatement(subjects, approval.Predicate{
+		Decision:     decision,
+		Approver:     p.approver,
+		Repository:   p.repo,
+		PullRequest:  p.pr,
+		HeadCommit:   strings.ToLower(p.head),
+		PolicyDigest: policyDigest,
+		PlanDigest:   planDigest,
+		Reason:       p.reason,
+		IssuedAt:     now,
+		ExpiresAt:    now.Add(validity),
+	})
+	if err := st.Validate(); err != nil {
+		return usageError("%v", err)
+	}
+	envelope, err := approval.Sign(signer, st)
+	if err != nil {
+		return exitWith(exitFailure, err)
+	}
+
+	out := append(envelope, '\n')
+	if p.out != "" {
+		if err := writeOutputFile(p.out, out); err != nil {
+			return exitWith(exitFailure, fmt.Errorf("write %s: %w", p.out, err))
+		}
+	}
+	var names []string
+	for _, pb := range pbs {
+		names = append(names, fmt.Sprintf("%s (sha256 %.12s…)", pb.Path, pb.Digest))
+	}
+	fmt.Fprintf(env.stderr, "signed %s of %s by %s\n  policy set %.12s… (%s)", decision, strings.Join(names, ", "), p.approver, policyDigest, policySource)
+	if planDigest != "" {
+		fmt.Fprintf(env.stderr, ", plan %.12s…", planDigest)
+	}
+	fmt.Fprintf(env.stderr, ", valid until %s\n", st.Predicate.ExpiresAt.Format(time.RFC3339))
+
+	if p.out != "" {
+		fmt.Fprintf(env.stderr, "envelope written to %s\n", p.out)
+	}
+	if p.server != "" {
+		return postEnvelope(ctx, env, p.server, envelope)
+	}
+	if p.out == "" {
+		if _, err := env.stdout.Write(out); err != nil {
+			return exitWith(exitFailure, err)
+		}
+	}
+	return nil
+}
+
+// subjectRepoRoot is the directory subjects are named relative to: the
+// given one, else the git repository (a directory holding .git) around
+// the first playbook.
+func subjectRepoRoot(given, firstPlaybook string) (string, error) {
+	if given != "" {
+		abs, err := filepath.Abs(given)
+		if err != nil {
+			return "", fmt.Errorf("--repo-root %s: %w", given, err)
+		}
+		fi, err := os.Stat(abs)
+		if err != nil {
+			return "", fmt.Errorf("--repo-root: %w", err)
+		}
+		if !fi.IsDir() {
+			return "", fmt.Errorf("--repo-root %s is not a directory", given)
+		}
+		return filepath.EvalSymlinks(abs)
+	}
+	abs, err := filepath.Abs(firstPlaybook)
+	if err != nil {
+		return "", err
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return "", fmt.Errorf("playbook %s: %w", firstPlaybook, err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("%s is not in a git repository: pass --repo-root, the directory playbook paths are relative to", firstPlaybook)
+		}
+	}
+}
+
+// subjectRepoPath is a file's slash-separated path relative to root; it must lie
+// inside root.
+func subjectRepoPath(root, file string) (string, error) {
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return "", err
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", file, err)
+	}
+	rel, err := filepath.Rel(root, filepath.Join(dir, filepath.Base(abs)))
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", fmt.Errorf("%s is outside the repository %s", file, root)
+	}
+	return filepath.ToSlash(rel), nil
+}
+
+// loadSubjectPlaybooks reads and validates playbooks, naming each by its
+// repository path. Invalid playbooks end the command (exit 1) with their
+// problems.
+func loadSubjectPlaybooks(root string, files []string) ([]*playbook.Playbook, error) {
+	fsys := os.DirFS(root)
+	var pbs []*playbook.Playbook
+	var problems diag.Problems
+	seen := map[string]bool{}
+	for _, file := range files {
+		rel, err := subjectRepoPath(root, file)
+		if err != nil {
+			return nil, usageError("%v", err)
+		}
+		if seen[rel] {
+			return nil, usageError("%s is given twice", rel)
+		}
+		seen[rel] = true
+		data, prob, err := playbook.ReadFile(fsys, rel)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, usageError("%s: no such file", file)
+			}
+			return nil, exitWith(exitFailure, err)
+		}
+		if prob != nil {
+			problems = append(problems, *prob)
+			continue
+		}
+		pb, ps := playbook.Parse(rel, data, playbook.Options{})
+		problems = append(problems, ps...)
+		if pb != nil {
+			pbs = append(pbs, pb)
+		}
+	}
+	if len(problems) > 0 {
+		problems.Sort()
+		return nil, exitWith(exitFailure, fmt.Errorf("invalid playbook; nothing signed:\n%w", problems))
+	}
+	return pbs, nil
+}
+
+// approvalPolicyDir picks the policy set: the given directory, else root/policies,
+// else the built-in default policies. It returns the file system, the
+// directory in it and how to name it.
+func approvalPolicyDir(root, given string) (fsys fs.FS, shown string, err error) {
+	if given != "" {
+		fi, err := os.Stat(given)
+		if err != nil {
+			return nil, "", usageError("--policies: %v", err)
+		}
+		if !fi.IsDir() {
+			return nil, "", usageError("--policies %s is not a directory", given)
+		}
+		return os.DirFS(given), given, nil
+	}
+	if root != "" {
+		d := filepath.Join(root, "policies")
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			return os.DirFS(d), d, nil
+		}
+	}
+	return policies.FS, "built-in policies", nil
+}
+
+// policySetDigest is the digest of the policy set approvalPolicyDir picks.
+// Errors carry their exit code.
+func policySetDigest(root, given string) (digest, shown string, err error) {
+	fsys, shown, err := approvalPolicyDir(root, given)
+	if err != nil {
+		return "", "", err
+	}
+	digest, err = policy.DigestFS(fsys, ".")
+	if err != nil {
+		return "", "", exitWith(exitFailure, fmt.Errorf("policy set %s: %w", shown, err))
+	}
+	return digest, shown, nil
+}
+
+// localPlanDigest dry-runs a playbook with the local backends.
+func localPlanDigest(ctx context.Context, g *globals, pb *playbook.Playbook) (string, error) {
+	reg, err := backendRegistry(g)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	plan, err := dryRun(ctx, reg, pb)
+	if err != nil {
+		return "", fmt.Errorf("dry-run %s: %w (pass --plan-digest with the digest from the PR check or the server)", pb.Path, err)
+	}
+	return plan.Digest(), nil
+}
+
+// loadApprovalSigner reads a private key, asking for its password when it
+// is encrypted.
+func loadApprovalSigner(env *cliEnv, file string) (signature.Signer, crypto.PublicKey, error) {
+	data, err := readFileLimited(file, 1<<20)
+	if err != nil {
+		return nil, nil, usageError("--key: %v", err)
+	}
+	var password []byte
+	if keys.IsEncrypted(data) {
+		if password, err = readPassword(env, false); err != nil {
+			return nil, nil, usageError("%v", err)
+		}
+	}
+	priv, err := keys.ParsePrivate(data, password)
+	if err != nil {
+		return nil, nil, usageError("--key %s: %v", file, err)
+	}
+	s, err := keys.Signer(priv)
+	if err != nil {
+		return nil, nil, usageError("--key %s: %v", file, err)
+	}
+	return s, priv.Public(), nil
+}
+
+// keyringWarnings checks, when the repository has an approvers file, that
+// the key is registered for the approver. The server judges with the
+// target branch's file, so these are warnings only.
+func keyringWarnings(root, approver, decision string, pub crypto.PublicKey) []string {
+	if root == "" {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(approval.KeyringPath)))
+	if err != nil {
+		return nil
+	}
+	kr, problems := approval.ParseKeyring(approval.KeyringPath, data)
+	if problems != nil {
+		return []string{fmt.Sprintf("cannot check your key: %s is invalid (%d problems; run writ validate)", approval.KeyringPath, len(problems))}
+	}
+	person, ok := kr.Person(approver)
+	if !ok {
+		return []string{fmt.Sprintf("%q is not in %s: the envelope counts only once the target branch lists you", approver, approval.KeyringPath)}
+	}
+	id, err := keys.ID(pub)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	if k, ok := kr.Key(id); !ok || k.Person != person {
+		out = append(out, fmt.Sprintf("this key (id %s) is not one of %q's keys in %s", id, approver, approval.KeyringPath))
+	}
+	if person.Disabled {
+		out = append(out, fmt.Sprintf("%q is disabled in %s", approver, approval.KeyringPath))
+	}
+	if decision == approval.Propose && !person.Has(approval.RoleAnalyst) && !person.Has(approval.RoleAdmin) {
+		out = append(out, fmt.Sprintf("%q does not hold the analyst role: the proposal will not count", approver))
+	}
+	return out
+}
+
+// writeOutputFile writes data to a new file or over an existing regular
+// file; never through a symlink, never over a device, directory or other
+// special file.
+func writeOutputFile(path string, data []byte) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case err == nil && !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file (%s); refusing to replace it", path, fi.Mode().Type())
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// readFileLimited reads a regular file of at most limit bytes.
+func readFileLimited(file string, limit int64) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", file, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", file, limit)
+	}
+	return data, nil
+}
+
+// postEnvelope sends an envelope to a writ server and prints its answer.
+func postEnvelope(ctx context.Context, env *cliEnv, server string, envelope []byte) error {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usageError("--server %q is not an http(s) URL", redactServerURL(server))
+	}
+	endpoint := u.JoinPath("api", "v1", "approvals")
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint.String(), bytes.NewReader(envelope))
+	if err != nil {
+		return usageError("--server: %v", err)
+	}
+	req.Header.Set("Content-Type", envelopeContentType)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "writ/"+versionString())
+	if tok := env.getenv("WRIT_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	shown := redactServerURL(endpoint.String())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return exitWith(exitFailure, fmt.Errorf("send approval to %s: %v", shown, redactErrURL(err, endpoint.String(), shown)))
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return exitWith(exitFailure, fmt.Errorf("read the answer of %s: %w", shown, err))
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return exitWith(exitFailure, fmt.Errorf("%s answered %s: %s", shown, resp.Status, serverMessage(answer)))
+	}
+	fmt.Fprintf(env.stderr, "sent to %s: %s\n", shown, resp.Status)
+	if len(answer) > 0 {
+		env.stdout.Write(answer)
+		if !bytes.HasSuffix(answer, []byte("\n")) {
+			fmt.Fprintln(env.stdout)
+		}
+	}
+	return nil
+}
+
+// serverMessage extracts the message of an error answer: a JSON "error"
+// or "message" field, else the text, on one line, shortened.
+func serverMessage(body []byte) string {
+	var m map[string]any
+	if json.Unmarshal(body, &m) == nil {
+		for _, k := range []string{"error", "message", "detail"} {
+			if s, ok := m[k].(string); ok && s != "" {
+				return flattenText(s, 500)
+			}
+		}
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "(no message)"
+	}
+	return flattenText(string(body), 500)
+}
+
+// flattenText flattens whitespace, drops control characters and shortens.
+func flattenText(s string, limit int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > limit {
+		s = s[:limit] + "…"
+	}
+	return s
+}
+
+// redactServerURL drops user information from a URL for messages.
+func redactServerURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	u.User = nil
+	q := u.Query()
+	for _, k := range []string{"token", "access_token", "password"} {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func redactErrURL(err error, raw, shown string) string {
+	msg := err.Error()
+	if raw != shown {
+		msg = strings.ReplaceAll(msg, raw, shown)
+	}
+	return msg
+}
