@@ -93,25 +93,31 @@ func TestParseErrors(t *testing.T) {
 	deep := strings.Repeat("[", 100) + strings.Repeat("]", 100)
 	payload := base64.StdEncoding.EncodeToString([]byte(`{"_type":` + deep + `}`))
 	_, err = Parse([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"` + payload + `","signatures":[{"keyid":"","sig":"AA=="}]}`))
-	if err == nil || !strings.Contains(err.Error(), "nested") {
+	if !errors.Is(err, ErrMalformed) {
 		t.Fatalf("deep nesting: %v", err)
+	}
+	if err := checkDuplicateKeys([]byte(deep)); err == nil || !strings.Contains(err.Error(), "nested") {
+		t.Fatalf("deep nesting in the scanner: %v", err)
 	}
 }
 
 func TestCheckDuplicateKeys(t *testing.T) {
 	t.Parallel()
 	for doc, dup := range map[string]bool{
-		`{"a":1,"b":2}`:                         false,
-		`{"a":1,"a":2}`:                         true,
-		`{"a":{"b":1},"c":{"b":2}}`:             false,
-		`{"a":{"b":1,"b":2}}`:                   true,
-		`{"a":[{"b":1},{"b":2}]}`:               false,
-		`{"a":[{"b":1,"b":1}]}`:                 true,
-		`{"a":[1,2],"b":[3],"a":0}`:             true,
-		`[{"x":1},{"x":1}]`:                     false,
-		`{"a":{"x":{}},"b":1,"c":[],"b":2}`:     true,
-		`{"a":"\u0062","\u0061":1}`:             true,
-		`{"k":{"k":{"k":1}},"j":{"k":{"k":1}}}`: false,
+		`{"a":1,"b":2}`:                             false,
+		`{"a":1,"a":2}`:                             true,
+		`{"a":{"b":1},"c":{"b":2}}`:                 false,
+		`{"a":{"b":1,"b":2}}`:                       true,
+		`{"a":[{"b":1},{"b":2}]}`:                   false,
+		`{"a":[{"b":1,"b":1}]}`:                     true,
+		`{"a":[1,2],"b":[3],"a":0}`:                 true,
+		`[{"x":1},{"x":1}]`:                         false,
+		`{"a":{"x":{}},"b":1,"c":[],"b":2}`:         true,
+		`{"a":"\u0062","\u0061":1}`:                 true,
+		`{"k":{"k":{"k":1}},"j":{"k":{"k":1}}}`:     false,
+		`{"a":"x\"y","a\"":1,"b":"}","b\\":[",{"]}`: false,
+		`{"a\"":1,"a\u0022":2}`:                     true,
+		`{"s":"{\"a\":1,\"a\":2}"}`:                 false,
 	} {
 		err := checkDuplicateKeys([]byte(doc))
 		if (err != nil) != dup {

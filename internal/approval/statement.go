@@ -223,20 +223,20 @@ func checkText(what, s string, limit int) error {
 }
 
 // decodeStrict decodes one JSON value into v, refusing unknown fields,
-// duplicate keys and trailing data.
+// duplicate keys, nesting deeper than maxJSONDepth and trailing data.
 func decodeStrict(data []byte, v any) error {
-	if err := checkDuplicateKeys(data); err != nil {
-		return err
-	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return cleanJSONErr(err)
 	}
+	if dec.More() {
+		return errors.New("data after the JSON value")
+	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("data after the JSON value")
 	}
-	return nil
+	return checkDuplicateKeys(data)
 }
 
 func cleanJSONErr(err error) error {
@@ -247,61 +247,74 @@ func cleanJSONErr(err error) error {
 // maxJSONDepth bounds nesting in untrusted JSON.
 const maxJSONDepth = 32
 
-// checkDuplicateKeys walks a JSON document and refuses an object with the
-// same key twice (encoding/json would silently keep the last), and nesting
-// deeper than maxJSONDepth.
+// checkDuplicateKeys scans a JSON document that is known to be valid (it
+// decoded) and refuses an object with the same key twice — encoding/json
+// would silently keep the last — and nesting deeper than maxJSONDepth. Keys
+// are compared after unescaping ("a" and "\u0061" are the same key).
 func checkDuplicateKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
 	type frame struct {
-		keys      map[string]struct{}
-		object    bool
-		expectKey bool
+		object bool
+		keys   [][]byte
 	}
 	var stack []frame
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return cleanJSONErr(err)
-		}
-		top := len(stack) - 1
-		if d, ok := tok.(json.Delim); ok {
-			switch d {
-			case '{', '[':
-				if top >= 0 && stack[top].object {
-					stack[top].expectKey = true
-				}
-				if len(stack) >= maxJSONDepth {
-					return fmt.Errorf("JSON nested deeper than %d levels", maxJSONDepth)
-				}
-				stack = append(stack, frame{object: d == '{', expectKey: d == '{'})
-			case '}', ']':
-				stack = stack[:top]
-				if top-1 >= 0 && stack[top-1].object {
-					stack[top-1].expectKey = true
-				}
+	expectKey := false
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '{', '[':
+			if len(stack) >= maxJSONDepth {
+				return fmt.Errorf("JSON nested deeper than %d levels", maxJSONDepth)
 			}
-			continue
-		}
-		if top < 0 || !stack[top].object {
-			continue
-		}
-		f := &stack[top]
-		if f.expectKey {
-			key, _ := tok.(string)
-			if f.keys == nil {
-				f.keys = make(map[string]struct{}, 8)
+			stack = append(stack, frame{object: data[i] == '{'})
+			expectKey = data[i] == '{'
+		case '}', ']':
+			if len(stack) == 0 {
+				return errors.New("unbalanced JSON")
 			}
-			if _, dup := f.keys[key]; dup {
-				return fmt.Errorf("duplicate JSON key %q", key)
+			stack = stack[:len(stack)-1]
+			expectKey = false
+		case ',':
+			expectKey = len(stack) > 0 && stack[len(stack)-1].object
+		case '"':
+			end, escaped := stringEnd(data, i)
+			if end < 0 {
+				return errors.New("unterminated JSON string")
 			}
-			f.keys[key] = struct{}{}
-			f.expectKey = false
-			continue
+			if expectKey && len(stack) > 0 {
+				key := data[i+1 : end]
+				if escaped {
+					var s string
+					if err := json.Unmarshal(data[i:end+1], &s); err != nil {
+						return cleanJSONErr(err)
+					}
+					key = []byte(s)
+				}
+				f := &stack[len(stack)-1]
+				for _, k := range f.keys {
+					if bytes.Equal(k, key) {
+						return fmt.Errorf("duplicate JSON key %q", key)
+					}
+				}
+				f.keys = append(f.keys, key)
+				expectKey = false
+			}
+			i = end
 		}
-		f.expectKey = true
 	}
+	return nil
+}
+
+// stringEnd returns the index of the quote closing the string that starts
+// at data[start], and whether it holds escapes; -1 when unterminated.
+func stringEnd(data []byte, start int) (int, bool) {
+	escaped := false
+	for j := start + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j, escaped
+		}
+	}
+	return -1, escaped
 }
