@@ -2,26 +2,111 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"regexp"
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/action/blocklist"
+	"github.com/writ-sec/writ/internal/action/nftables"
+	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/playbook"
+	"github.com/writ-sec/writ/internal/policy"
 )
 
-// backendRegistry builds the action backends commands dry-run against: the
-// embedded default is a blocklist file per environment for block_ip, in
-// DATA_DIR/blocklist/ENVIRONMENT.txt.
+// loadConfig reads --config, or returns the embedded defaults.
+func (g *globals) loadConfig() (*config.Config, error) {
+	if g.configPath == "" {
+		return config.Default(), nil
+	}
+	c, err := config.Load(g.configPath)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// environments turns the configuration's environments into what policies
+// see; an environment without "production" is not a production one.
+func environments(c *config.Config) policy.Environments {
+	out := policy.Environments{}
+	for name, desc := range c.EnvironmentMap() {
+		d := map[string]any{"production": false}
+		for k, v := range desc {
+			d[k] = v
+		}
+		out[name] = d
+	}
+	return out
+}
+
+var envNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// backendRegistry builds the action backends from the configuration. With
+// no backend for block_ip, the embedded default applies: a blocklist file
+// per environment in DATA_DIR/blocklist/ENVIRONMENT.txt.
 func backendRegistry(g *globals) (*action.Registry, error) {
+	c, err := g.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return buildRegistry(c, g.dataDir)
+}
+
+func buildRegistry(c *config.Config, dataDir string) (*action.Registry, error) {
 	reg := action.NewRegistry()
-	dir := filepath.Join(g.dataDir, "blocklist")
-	reg.RegisterFactory("block_ip", func(env string) (action.Backend, error) {
-		return blocklist.New(blocklist.Options{
-			Path: filepath.Join(dir, env+".txt"),
-			Name: "blocklist:" + env,
+	hasBlock := false
+	for _, bc := range c.Backends {
+		b, err := newBackend(bc)
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
+		}
+		envs := bc.Environments
+		if len(envs) == 0 {
+			envs = []string{"*"}
+		}
+		for _, a := range bc.Actions {
+			hasBlock = hasBlock || a == "block_ip"
+			for _, e := range envs {
+				reg.Register(a, e, b)
+			}
+		}
+	}
+	if !hasBlock {
+		dir := filepath.Join(dataDir, "blocklist")
+		reg.RegisterFactory("block_ip", func(env string) (action.Backend, error) {
+			if !envNameRE.MatchString(env) {
+				return nil, fmt.Errorf("environment %q is not a name", env)
+			}
+			return blocklist.New(blocklist.Options{Path: filepath.Join(dir, env+".txt"), Name: "blocklist:" + env})
 		})
-	})
+	}
 	return reg, nil
+}
+
+func newBackend(bc config.Backend) (action.Backend, error) {
+	switch bc.Type {
+	case "blocklist":
+		return blocklist.New(blocklist.Options{
+			Path: bc.Blocklist.Path, Format: blocklist.Format(bc.Blocklist.Format),
+			SetName: bc.Blocklist.SetName, Name: "blocklist:" + bc.Name,
+		})
+	case "nftables":
+		o := nftables.Options{Name: "nftables:" + bc.Name}
+		for k, v := range bc.Settings {
+			s, ok := v.(string)
+			switch {
+			case k == "table" && ok:
+				o.Table = s
+			case k == "netns" && ok:
+				o.NetNS = s
+			default:
+				return nil, fmt.Errorf("unknown nftables setting %q (table, netns)", k)
+			}
+		}
+		return nftables.New(o)
+	}
+	return nil, fmt.Errorf("backend type %s is not available in this build", bc.Type)
 }
 
 // dryRun plans a playbook's apply on its backend: what it would change,

@@ -31,12 +31,13 @@ type cliEnv struct {
 
 // globals are the flags every command shares.
 type globals struct {
-	dataDir   string
-	database  string
-	pgUser    string
-	pgBinDir  string
-	logLevel  string
-	logFormat string
+	configPath string
+	dataDir    string
+	database   string
+	pgUser     string
+	pgBinDir   string
+	logLevel   string
+	logFormat  string
 }
 
 // exitError carries a command's exit code through cobra.
@@ -108,6 +109,7 @@ directory unless --database (or DATABASE_URL) names a server.`,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
+	pf.StringVar(&g.configPath, "config", "", "server configuration file, writ.yaml (env WRIT_CONFIG; default: the embedded defaults)")
 	pf.StringVar(&g.dataDir, "data-dir", "", "where writ keeps its state, including the private PostgreSQL cluster (env WRIT_DATA_DIR; default $XDG_STATE_HOME/writ, ~/.local/state/writ, or /var/lib/writ for root)")
 	pf.StringVar(&g.database, "database", "", "PostgreSQL URL of an external server (env DATABASE_URL); default: the private cluster in the data directory")
 	pf.StringVar(&g.pgUser, "pg-user", "postgres", "when run as root, the unprivileged user the private PostgreSQL runs as")
@@ -148,6 +150,9 @@ func (g *globals) resolve(env *cliEnv) error {
 	g.dataDir = abs
 	if g.database == "" {
 		g.database = env.getenv("DATABASE_URL")
+	}
+	if g.configPath == "" {
+		g.configPath = env.getenv("WRIT_CONFIG")
 	}
 	if v := env.getenv("WRIT_LOG_LEVEL"); v != "" && g.logLevel == "info" {
 		g.logLevel = v

@@ -239,3 +239,21 @@ func (s *Store) PlaybookHistory(ctx context.Context, id int64) ([]StatusChange, 
 	}
 	return out, nil
 }
+
+// PlaybookVersionsByName lists every version of a playbook, newest first.
+func (s *Store) PlaybookVersionsByName(ctx context.Context, name string) ([]*PlaybookVersion, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+playbookColumns+` FROM playbook_versions WHERE name = $1 ORDER BY id DESC LIMIT 1000`, name)
+	if err != nil {
+		return nil, fmt.Errorf("store: versions of %s: %w", name, translate(err))
+	}
+	defer rows.Close()
+	var out []*PlaybookVersion
+	for rows.Next() {
+		v, err := scanPlaybook(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: versions of %s: %w", name, err)
+		}
+		out = append(out, v)
+	}
+	return out, translate(rows.Err())
+}
