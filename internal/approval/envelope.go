@@ -122,9 +122,10 @@ func (e *Envelope) verify(k *Key) error {
 }
 
 // Sign signs a statement as a DSSE envelope and returns its JSON. The
-// signature's keyid is the key's SSH-style SHA256 fingerprint, the hint
-// DSSE verifiers (cosign's included) compare with their key. The statement
-// must validate.
+// signature's keyid is the key's SSH-style SHA256 fingerprint, the form
+// securesystemslib's DSSE verifier derives from a key and skips
+// signatures by when they differ; any other key id there could make such
+// verifiers ignore the signature. The statement must validate.
 func Sign(signer signature.Signer, st Statement) ([]byte, error) {
 	if err := st.Validate(); err != nil {
 		return nil, fmt.Errorf("sign approval: %w", err)
