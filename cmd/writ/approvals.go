@@ -144,6 +144,8 @@ func runApprovalsVerify(ctx context.Context, g *globals, env *cliEnv, p approval
 		return 0, usageError("--approvals-required %d is negative", p.required)
 	case len(p.roles) > 0 && !p.requiredSet:
 		return 0, usageError("--approver-roles goes with --approvals-required")
+	case p.maxAge < 0 || p.clockSkew < 0:
+		return 0, usageError("--max-age and --clock-skew must not be negative")
 	}
 	now := time.Now()
 	if p.at != "" {

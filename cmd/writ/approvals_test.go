@@ -130,6 +130,7 @@ func TestApprovalsVerifyUsage(t *testing.T) {
 		{append(base, "--approver-roles", "admin", env), "--approvals-required"},
 		{append(base, "--approvals-required", "1", "--approver-roles", "root", env), "root"},
 		{append(base, "--approvals-required", "-1", env), "negative"},
+		{append(base, "--max-age", "-1h", env), "negative"},
 		{append(base, "/no/such/envelope.json"), "envelope"},
 		{[]string{"approvals", "verify", "--approvers", badKeyring, "--playbook", r.path(testPlaybookPath), env}, "approvers.yaml:5:13"},
 		{[]string{"approvals"}, "verify"},
