@@ -1,0 +1,570 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/writ-sec/writ/internal/store"
+)
+
+// ExportFormat is the format field of an export's header.
+const ExportFormat = "writ-audit-export/v1"
+
+// Export output formats.
+const (
+	FormatNDJSON = "ndjson"
+	FormatJSON   = "json"
+)
+
+// ExportOptions selects what Export writes.
+type ExportOptions struct {
+	// Since and Until bound entry times (Since <= time < Until); zero:
+	// unbounded.
+	Since, Until time.Time
+	// Actor and Event select one actor id or event type; empty: any.
+	Actor, Event string
+	// Format is FormatNDJSON (default) or FormatJSON.
+	Format string
+	// Proofs adds to each entry its inclusion proof in the latest
+	// checkpoint, and limits the export to the entries that checkpoint
+	// covers. A filtered export needs them to be verifiable.
+	Proofs bool
+}
+
+func (o *ExportOptions) setDefaults() {
+	if o.Format == "" {
+		o.Format = FormatNDJSON
+	}
+}
+
+func (o *ExportOptions) validate() error {
+	if o.Format != FormatNDJSON && o.Format != FormatJSON {
+		return fmt.Errorf("audit: export format %q (ndjson or json)", o.Format)
+	}
+	if !o.Since.IsZero() && !o.Until.IsZero() && !o.Since.Before(o.Until) {
+		return fmt.Errorf("audit: export: since %s is not before until %s", o.Since.Format(time.RFC3339), o.Until.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (o *ExportOptions) filtered() bool {
+	return !o.Since.IsZero() || !o.Until.IsZero() || o.Actor != "" || o.Event != ""
+}
+
+// ErrNoCheckpoint is returned when proofs are asked for and the log has no
+// checkpoint to prove them in.
+var ErrNoCheckpoint = errors.New("audit: the log has no checkpoint yet (writ audit checkpoint makes one)")
+
+type hexBytes []byte
+
+func (h hexBytes) MarshalText() ([]byte, error) {
+	out := make([]byte, hex.EncodedLen(len(h)))
+	hex.Encode(out, h)
+	return out, nil
+}
+
+func (h *hexBytes) UnmarshalText(b []byte) error {
+	out := make([]byte, hex.DecodedLen(len(b)))
+	if _, err := hex.Decode(out, b); err != nil {
+		return err
+	}
+	*h = out
+	return nil
+}
+
+type exportFilter struct {
+	Since string `json:"since,omitempty"`
+	Until string `json:"until,omitempty"`
+	Actor string `json:"actor,omitempty"`
+	Event string `json:"event,omitempty"`
+}
+
+type exportKey struct {
+	ID        string `json:"id"`
+	Algorithm string `json:"algorithm"`
+	PublicKey string `json:"public_key"`
+}
+
+// exportHeader opens an export. Size is the log size the export covers;
+// Complete says every entry below it is included; Proved says each entry
+// carries its inclusion proof in Checkpoint (whose size is Size).
+type exportHeader struct {
+	Type       string        `json:"type,omitempty"`
+	Format     string        `json:"format"`
+	Origin     string        `json:"origin"`
+	Size       uint64        `json:"size"`
+	Complete   bool          `json:"complete"`
+	Proved     bool          `json:"proved"`
+	Filter     *exportFilter `json:"filter,omitempty"`
+	Keys       []exportKey   `json:"keys"`
+	Checkpoint string        `json:"checkpoint,omitempty"`
+	ExportedAt string        `json:"exported_at"`
+}
+
+type exportEntry struct {
+	Type      string          `json:"type,omitempty"`
+	Seq       uint64          `json:"seq"`
+	Bytes     []byte          `json:"bytes"`
+	PrevHash  hexBytes        `json:"prev_hash"`
+	Hash      hexBytes        `json:"hash"`
+	KeyID     string          `json:"key_id"`
+	Signature []byte          `json:"signature"`
+	Entry     json.RawMessage `json:"entry"`
+	Proof     []hexBytes      `json:"proof,omitempty"`
+}
+
+// exportEnd closes an export, so a cut-off file is told from a short log.
+type exportEnd struct {
+	Type    string `json:"type,omitempty"`
+	Entries uint64 `json:"entries"`
+}
+
+// ExportSummary says what Export wrote.
+type ExportSummary struct {
+	Entries  uint64
+	Size     uint64
+	Complete bool
+}
+
+const exportPage = 4096
+
+// Export streams the log (or the entries opts selects) from one snapshot
+// of st, with what offline verification needs: the log's recorded public
+// keys, its latest checkpoint and, on request, inclusion proofs. A
+// filtered export always includes the key rotation entries, which a
+// verifier needs to follow the keys.
+func Export(ctx context.Context, st *store.Store, w io.Writer, opts ExportOptions) (ExportSummary, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return ExportSummary{}, err
+	}
+	var sum ExportSummary
+	err := st.AuditSnapshot(ctx, func(st *store.Store) error {
+		var err error
+		sum, err = export(ctx, st, w, opts)
+		return err
+	})
+	return sum, err
+}
+
+func export(ctx context.Context, st *store.Store, w io.Writer, opts ExportOptions) (ExportSummary, error) {
+	origin, err := st.AuditOrigin(ctx)
+	if err != nil {
+		return ExportSummary{}, err
+	}
+	head, err := st.AuditHead(ctx)
+	if err != nil {
+		return ExportSummary{}, err
+	}
+	keyRows, err := st.AuditKeys(ctx)
+	if err != nil {
+		return ExportSummary{}, err
+	}
+	hdr := exportHeader{
+		Format:     ExportFormat,
+		Origin:     origin,
+		Size:       uint64(head.Size),
+		Complete:   !opts.filtered(),
+		Proved:     opts.Proofs,
+		Keys:       []exportKey{},
+		ExportedAt: time.Now().UTC().Format(TimeLayout),
+	}
+	for _, k := range keyRows {
+		hdr.Keys = append(hdr.Keys, exportKey{ID: k.ID, Algorithm: k.Algorithm, PublicKey: k.PublicKey})
+	}
+	cp, err := st.LatestAuditCheckpoint(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if opts.Proofs {
+			return ExportSummary{}, ErrNoCheckpoint
+		}
+	case err != nil:
+		return ExportSummary{}, err
+	default:
+		hdr.Checkpoint = cp.Note
+		if opts.Proofs {
+			hdr.Size = uint64(cp.Size)
+		}
+	}
+	if opts.filtered() {
+		f := &exportFilter{Actor: opts.Actor, Event: opts.Event}
+		if !opts.Since.IsZero() {
+			f.Since = opts.Since.UTC().Format(time.RFC3339Nano)
+		}
+		if !opts.Until.IsZero() {
+			f.Until = opts.Until.UTC().Format(time.RFC3339Nano)
+		}
+		hdr.Filter = f
+	}
+
+	ew := newExportWriter(w, opts.Format)
+	if err := ew.header(hdr); err != nil {
+		return ExportSummary{}, err
+	}
+	filter := store.AuditFilter{
+		Since: opts.Since, Until: opts.Until, ActorID: opts.Actor, Event: opts.Event,
+		Below: int64(hdr.Size), AlwaysEvents: []string{EventKeyRotated},
+	}
+	if hdr.Size == 0 {
+		filter.Below = -1 // nothing to export
+	}
+	nodes := dbNodes(st)
+	var n uint64
+	after := int64(-1)
+	for {
+		if err := ctx.Err(); err != nil {
+			return ExportSummary{}, err
+		}
+		var rows []store.AuditEntry
+		if filter.Below < 0 {
+			rows = nil
+		} else if rows, err = st.AuditEntriesFiltered(ctx, filter, after, exportPage); err != nil {
+			return ExportSummary{}, err
+		}
+		if len(rows) == 0 {
+			break
+		}
+		for _, r := range rows {
+			e := exportEntry{
+				Seq: uint64(r.Seq), Bytes: r.Entry, PrevHash: r.PrevHash, Hash: r.Hash,
+				KeyID: r.KeyID, Signature: r.Signature, Entry: json.RawMessage(r.Entry),
+			}
+			if !json.Valid(r.Entry) {
+				// Tampered bytes still export (verification reports them).
+				e.Entry = nil
+			}
+			if opts.Proofs {
+				p, err := inclusionProof(ctx, nodes, uint64(r.Seq), hdr.Size)
+				if err != nil {
+					return ExportSummary{}, fmt.Errorf("audit: export: proof of %d: %w", r.Seq, err)
+				}
+				e.Proof = make([]hexBytes, len(p))
+				for i := range p {
+					e.Proof[i] = p[i]
+				}
+			}
+			if err := ew.entry(e); err != nil {
+				return ExportSummary{}, err
+			}
+			n++
+		}
+		after = rows[len(rows)-1].Seq
+	}
+	if err := ew.end(exportEnd{Entries: n}); err != nil {
+		return ExportSummary{}, err
+	}
+	return ExportSummary{Entries: n, Size: hdr.Size, Complete: hdr.Complete}, nil
+}
+
+// exportWriter writes NDJSON (one object a line: header, entries, end) or
+// one JSON object {"header", "entries", "end"}, streaming either way.
+type exportWriter struct {
+	w      *bufio.Writer
+	format string
+	enc    *json.Encoder
+	n      int
+}
+
+func newExportWriter(w io.Writer, format string) *exportWriter {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	return &exportWriter{w: bw, format: format, enc: enc}
+}
+
+func (ew *exportWriter) header(h exportHeader) error {
+	if ew.format == FormatNDJSON {
+		h.Type = "header"
+		return ew.write(h)
+	}
+	if _, err := ew.w.WriteString(`{"header":`); err != nil {
+		return err
+	}
+	if err := ew.write(h); err != nil {
+		return err
+	}
+	_, err := ew.w.WriteString(`,"entries":[`)
+	return err
+}
+
+func (ew *exportWriter) entry(e exportEntry) error {
+	if ew.format == FormatNDJSON {
+		e.Type = "entry"
+		return ew.write(e)
+	}
+	if ew.n > 0 {
+		if err := ew.w.WriteByte(','); err != nil {
+			return err
+		}
+	}
+	ew.n++
+	return ew.write(e)
+}
+
+func (ew *exportWriter) end(e exportEnd) error {
+	if ew.format == FormatNDJSON {
+		e.Type = "end"
+		if err := ew.write(e); err != nil {
+			return err
+		}
+	} else {
+		if _, err := ew.w.WriteString(`],"end":`); err != nil {
+			return err
+		}
+		if err := ew.write(e); err != nil {
+			return err
+		}
+		if _, err := ew.w.WriteString("}\n"); err != nil {
+			return err
+		}
+	}
+	if err := ew.w.Flush(); err != nil {
+		return fmt.Errorf("audit: write export: %w", err)
+	}
+	return nil
+}
+
+func (ew *exportWriter) write(v any) error {
+	if err := ew.enc.Encode(v); err != nil {
+		return fmt.Errorf("audit: write export: %w", err)
+	}
+	return nil
+}
+
+// MaxExportLine bounds one NDJSON line or JSON value of an export.
+const MaxExportLine = 4 * MaxEntrySize
+
+// exportReader reads an export in either format, streaming.
+type exportReader struct {
+	dec     *json.Decoder
+	ndjson  bool
+	header  exportHeader
+	end     *exportEnd
+	entries uint64
+	inArray bool
+	done    bool
+}
+
+// readExport reads the header of an export.
+func readExport(r io.Reader) (*exportReader, error) {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
+	er := &exportReader{dec: dec}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("export: not a JSON object")
+	}
+	tok, err = dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	switch tok {
+	case "type":
+		// NDJSON: the first line is the header object, read here field by
+		// field.
+		er.ndjson = true
+		var typ string
+		if err := dec.Decode(&typ); err != nil || typ != "header" {
+			return nil, errors.New("export: the first line is not the header")
+		}
+		if err := decodeRestOfObject(dec, &er.header); err != nil {
+			return nil, fmt.Errorf("export: header: %w", err)
+		}
+	case "header":
+		if err := dec.Decode(&er.header); err != nil {
+			return nil, fmt.Errorf("export: header: %w", err)
+		}
+		tok, err := dec.Token()
+		if err != nil || tok != "entries" {
+			return nil, errors.New(`export: "entries" must follow "header"`)
+		}
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+			return nil, errors.New(`export: "entries" is not an array`)
+		}
+		er.inArray = true
+	default:
+		return nil, fmt.Errorf("export: unexpected first field %v", tok)
+	}
+	if er.header.Format != ExportFormat {
+		return nil, fmt.Errorf("export: format %q, want %q", er.header.Format, ExportFormat)
+	}
+	return er, nil
+}
+
+// decodeRestOfObject reads the remaining fields of an object whose opening
+// brace and first field were consumed, into v (a struct pointer).
+func decodeRestOfObject(dec *json.Decoder, v any) error {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	first := true
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return errors.New("malformed object")
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return err
+		}
+		if !first {
+			buf.WriteByte(',')
+		}
+		first = false
+		k, _ := json.Marshal(key)
+		buf.Write(k)
+		buf.WriteByte(':')
+		buf.Write(raw)
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return err
+	}
+	buf.WriteByte('}')
+	dec2 := json.NewDecoder(&buf)
+	dec2.DisallowUnknownFields()
+	return dec2.Decode(v)
+}
+
+// Records implements Source.
+func (er *exportReader) Records(ctx context.Context, emit func([]Record) error) error {
+	for !er.done {
+		out := make([]Record, 0, verifyChunk)
+		for len(out) < cap(out) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			rec, ok, err := er.read()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				er.done = true
+				break
+			}
+			out = append(out, rec)
+		}
+		if len(out) > 0 {
+			if err := emit(out); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// read returns the next entry; ok is false after the end object.
+func (er *exportReader) read() (Record, bool, error) {
+	var e struct {
+		exportEntry
+		Entries *uint64 `json:"entries"`
+	}
+	if er.ndjson {
+		if err := er.dec.Decode(&e); err != nil {
+			if errors.Is(err, io.EOF) {
+				return Record{}, false, errors.New("export is cut off: no end line")
+			}
+			return Record{}, false, fmt.Errorf("export: entry after seq %d: %w", er.entries, err)
+		}
+		switch e.Type {
+		case "entry":
+		case "end":
+			return Record{}, false, er.finish(e.Entries)
+		default:
+			return Record{}, false, fmt.Errorf("export: unexpected line type %q", e.Type)
+		}
+	} else {
+		if !er.dec.More() {
+			if _, err := er.dec.Token(); err != nil { // ]
+				return Record{}, false, fmt.Errorf("export is cut off: %w", err)
+			}
+			tok, err := er.dec.Token()
+			if err != nil || tok != "end" {
+				return Record{}, false, errors.New(`export is cut off: no "end"`)
+			}
+			var end exportEnd
+			if err := er.dec.Decode(&end); err != nil {
+				return Record{}, false, fmt.Errorf("export: end: %w", err)
+			}
+			return Record{}, false, er.finish(&end.Entries)
+		}
+		if err := er.dec.Decode(&e); err != nil {
+			return Record{}, false, fmt.Errorf("export is cut off or malformed after %d entries: %w", er.entries, err)
+		}
+	}
+	er.entries++
+	rec := Record{
+		Seq: e.Seq, Entry: e.Bytes, PrevHash: e.PrevHash, Hash: e.Hash, KeyID: e.KeyID, Signature: e.Signature,
+		Readable: e.Entry,
+	}
+	if rec.Readable == nil {
+		rec.Readable = []byte{}
+	}
+	for _, p := range e.Proof {
+		rec.Proof = append(rec.Proof, p)
+	}
+	return rec, true, nil
+}
+
+func (er *exportReader) finish(n *uint64) error {
+	if n == nil || *n != er.entries {
+		return fmt.Errorf("export's end says %v entries but it holds %d: it was cut or edited", n, er.entries)
+	}
+	er.end = &exportEnd{Entries: *n}
+	return nil
+}
+
+// VerifyExport verifies an export. A complete export is replayed like the
+// database; a partial one needs inclusion proofs, each checked against the
+// export's checkpoint. The keys an export carries are candidates, never
+// trusted: opts.Trusted decides.
+func VerifyExport(ctx context.Context, r io.Reader, opts VerifyOptions) (*Report, error) {
+	er, err := readExport(r)
+	if err != nil {
+		return nil, fmt.Errorf("audit: verify export: %w", err)
+	}
+	h := er.header
+	if opts.Origin == "" {
+		opts.Origin = h.Origin
+	}
+	if opts.Candidates == nil {
+		opts.Candidates = NewKeySet()
+	}
+	for _, k := range h.Keys {
+		if pk, err := ParsePublicKey([]byte(k.PublicKey)); err == nil && pk.ID == k.ID {
+			opts.Candidates.Add(pk)
+		}
+	}
+	switch {
+	case h.Complete && !h.Proved:
+		if h.Checkpoint != "" {
+			opts.Checkpoints = append(append([][]byte(nil), opts.Checkpoints...), []byte(h.Checkpoint))
+		}
+	case h.Checkpoint == "":
+		return nil, errors.New("audit: verify export: a partial export needs a checkpoint and inclusion proofs (export with --proofs)")
+	default:
+		if len(opts.Checkpoints) > 0 {
+			return nil, errors.New("audit: verify export: checking against a checkpoint needs a complete export (no filters, no --proofs)")
+		}
+		opts.Proved = []byte(h.Checkpoint)
+	}
+	rep, err := Verify(ctx, er, opts)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Bad == nil && h.Complete && !h.Proved && rep.Entries != h.Size {
+		rep.Bad = &Finding{Seq: int64(rep.Entries), Reason: fmt.Sprintf("the export's header says the log has %d entries but it holds %d", h.Size, rep.Entries)}
+	}
+	return rep, nil
+}
