@@ -551,7 +551,7 @@ func VerifyExport(ctx context.Context, r io.Reader, opts VerifyOptions) (*Report
 		if h.Checkpoint != "" {
 			opts.Checkpoints = append(append([][]byte(nil), opts.Checkpoints...), []byte(h.Checkpoint))
 		}
-	case h.Checkpoint == "":
+	case !h.Proved || h.Checkpoint == "":
 		return nil, errors.New("audit: verify export: a partial export needs a checkpoint and inclusion proofs (export with --proofs)")
 	default:
 		if len(opts.Checkpoints) > 0 {

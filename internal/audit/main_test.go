@@ -15,6 +15,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		os.Exit(crashChild())
+	}
 	flag.Parse()
 	// Fuzz workers run only the decoders' fuzz targets: no database.
 	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
@@ -109,4 +112,15 @@ func verifyDB(t testing.TB, st *store.Store, trusted *KeySet, checkpoints ...[]b
 func newLogStore(t testing.TB) *store.Store {
 	t.Helper()
 	return dbtest.Store(t)
+}
+
+// openStore opens a store on url, closed when the test ends.
+func openStore(t testing.TB, url string) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
 }
