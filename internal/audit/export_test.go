@@ -1,7 +1,7 @@
 package audit
 
 import (
-		"bytes"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
