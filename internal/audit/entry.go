@@ -211,6 +211,14 @@ func (e *Entry) validate() error {
 	return nil
 }
 
+// Validate reports what Append would refuse in the entry.
+func (e Entry) Validate() error {
+	if strings.HasPrefix(e.Event, reservedPrefix) {
+		return fmt.Errorf("%w: %q", ErrReservedEvent, e.Event)
+	}
+	return e.canonicalize()
+}
+
 // canonicalize validates the entry and rewrites its JSON fields in
 // canonical form.
 func (e *Entry) canonicalize() error {

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/writ-sec/writ/internal/audit"
+)
+
+type auditExportParams struct {
+	since, until string
+	actor, event string
+	format       string
+	proofs       bool
+	out          string
+	timeout      time.Duration
+}
+
+func newAuditExportCmd(env *cliEnv, g *globals) *cobra.Command {
+	p := auditExportParams{}
+	cmd := &cobra.Command{
+		Use:   "export [--since T] [--until T] [--actor ID] [--event TYPE] [--format json|ndjson] [--proofs]",
+		Short: "Stream audit entries with what offline verification needs",
+		Long: `Export writes the audit log, or the entries the filters select, from one
+consistent snapshot: a header (the log's origin, its public keys, its latest
+signed checkpoint), the entries (their exact bytes, hashes, signature, key
+id and a readable copy), and an end line with the count, so a cut file is
+told from a short log. NDJSON (the default) is one object a line; json is
+one document.
+
+A complete export verifies offline with writ audit verify --export. A
+filtered export needs --proofs: each entry then carries its RFC 6962
+inclusion proof in the latest checkpoint, and the export stops at that
+checkpoint's size (run writ audit checkpoint first for the newest entries).
+Key rotation entries are always included.
+
+--since and --until take RFC 3339 times, dates (2026-05-01) or durations
+ago (24h).`,
+		Example: `  writ audit export > audit.ndjson
+  writ audit export --actor alice --since 7d --proofs --out alice.ndjson`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAuditExport(cmd, env, g, p)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&p.since, "since", "", "entries at or after this time")
+	f.StringVar(&p.until, "until", "", "entries before this time")
+	f.StringVar(&p.actor, "actor", "", "entries of this actor id")
+	f.StringVar(&p.event, "event", "", "entries of this event type")
+	f.StringVar(&p.format, "format", audit.FormatNDJSON, "ndjson or json")
+	f.BoolVar(&p.proofs, "proofs", false, "add inclusion proofs in the latest checkpoint (needed to verify a filtered export)")
+	f.StringVar(&p.out, "out", "", "write to this file (atomically) instead of standard output")
+	f.DurationVar(&p.timeout, "timeout", 0, "give up after this long (default: no limit)")
+	return cmd
+}
+
+func runAuditExport(cmd *cobra.Command, env *cliEnv, g *globals, p auditExportParams) error {
+	now := time.Now()
+	opts := audit.ExportOptions{Actor: p.actor, Event: p.event, Format: p.format, Proofs: p.proofs}
+	var err error
+	if opts.Since, err = parseTimeFlag("since", p.since, now); err != nil {
+		return usageError("%v", err)
+	}
+	if opts.Until, err = parseTimeFlag("until", p.until, now); err != nil {
+		return usageError("%v", err)
+	}
+	if p.format != audit.FormatNDJSON && p.format != audit.FormatJSON {
+		return usageError("--format must be ndjson or json, not %q", p.format)
+	}
+	if !opts.Since.IsZero() && !opts.Until.IsZero() && !opts.Since.Before(opts.Until) {
+		return usageError("--since must be before --until")
+	}
+	ctx, cancel := withTimeout(cmd.Context(), p.timeout)
+	defer cancel()
+	db, err := openAuditStore(ctx, env, g)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	var w io.Writer = env.stdout
+	var tmp *os.File
+	if p.out != "" {
+		tmp, err = os.CreateTemp(filepath.Dir(p.out), "."+filepath.Base(p.out)+".tmp-*")
+		if err != nil {
+			return exitWith(exitFailure, err)
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		w = tmp
+	}
+	sum, err := audit.Export(ctx, db.store, w, opts)
+	if err != nil {
+		return exitWith(exitFailure, err)
+	}
+	if tmp != nil {
+		if err := tmp.Sync(); err != nil {
+			return exitWith(exitFailure, err)
+		}
+		if err := tmp.Close(); err != nil {
+			return exitWith(exitFailure, err)
+		}
+		if err := os.Rename(tmp.Name(), p.out); err != nil {
+			return exitWith(exitFailure, err)
+		}
+	}
+	log := g.logger(env.stderr)
+	log.InfoContext(ctx, "audit log exported", "entries", sum.Entries, "tree_size", sum.Size, "complete", sum.Complete)
+	if !sum.Complete && !p.proofs {
+		fmt.Fprintln(env.stderr, "writ: note: a filtered export without --proofs cannot be verified offline")
+	}
+	return nil
+}
