@@ -1,0 +1,231 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/writ-sec/writ/internal/dbtest"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+func TestRepoStateAndHolds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dbtest.Store(t)
+	if _, err := st.RepoState(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("fresh state: %v", err)
+	}
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	if err := st.SaveRepoState(ctx, store.RepoState{Branch: "main", ProcessedSHA: a, AdoptedSHA: a}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveRepoState(ctx, store.RepoState{Branch: "main", ProcessedSHA: b, AdoptedSHA: a, ObservedHead: b}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := st.RepoState(ctx)
+	if err != nil || rs.ProcessedSHA != b || rs.AdoptedSHA != a {
+		t.Fatalf("state %+v %v", rs, err)
+	}
+
+	h1, created, err := st.OpenHold(ctx, store.HoldHistoryRewritten, b, map[string]string{"from": a})
+	if err != nil || !created {
+		t.Fatalf("open hold: %v %v", created, err)
+	}
+	h2, created, err := st.OpenHold(ctx, store.HoldHistoryRewritten, b, map[string]string{"from": a})
+	if err != nil || created || h2.ID != h1.ID {
+		t.Fatalf("same hold twice: %v %v %d/%d", created, err, h2.ID, h1.ID)
+	}
+	if _, _, err := st.OpenHold(ctx, store.HoldMetaChange, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	open, _ := st.OpenHolds(ctx)
+	if len(open) != 2 {
+		t.Fatalf("%d open holds", len(open))
+	}
+	if err := st.ResolveHold(ctx, h1.ID, "admin", "acknowledged"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ResolveHold(ctx, h1.ID, "admin", "again"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("resolving twice: %v", err)
+	}
+	n, err := st.ResolveHoldsOfKind(ctx, store.HoldMetaChange, "writ", "approved")
+	if err != nil || n != 1 {
+		t.Fatalf("resolve kind: %d %v", n, err)
+	}
+	// A new hold at the same commit may open once the old one is resolved.
+	if _, created, _ := st.OpenHold(ctx, store.HoldHistoryRewritten, b, nil); !created {
+		t.Fatal("a resolved hold blocked a new one")
+	}
+}
+
+func newExecution(t *testing.T, st *store.Store, name, content, op string) *store.Execution {
+	t.Helper()
+	v, _, err := st.EnsurePlaybookVersion(context.Background(), newVersion(name, content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := st.CreateExecution(context.Background(), store.Execution{
+		VersionID: v.ID, Name: v.Name, Digest: v.Digest, Path: v.Path, Action: "block_ip", Environment: "production",
+		Operation: op, Targets: []string{"192.0.2.1"}, Trigger: "merge", ChangeType: "create",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestExecutionsHappenOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dbtest.Store(t)
+	e := newExecution(t, st, "block-a", "a", "apply")
+	if e.State != store.ExecWaiting {
+		t.Fatalf("new execution state %s", e.State)
+	}
+	again, created, err := st.CreateExecution(ctx, store.Execution{VersionID: e.VersionID, Name: e.Name, Digest: e.Digest, Operation: "apply", Trigger: "merge", ChangeType: "create"})
+	if err != nil || created || again.ID != e.ID {
+		t.Fatalf("second create: %v %v", created, err)
+	}
+	if err := st.UpdateExecution(ctx, e.ID, store.ExecutionUpdate{State: store.ExecPending, Reason: "allowed"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Many claimers at once: exactly one gets it.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	claimed := 0
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := st.Tx(ctx, func(tx *store.Store) error {
+				c, err := tx.ClaimExecution(ctx, time.Now())
+				if errors.Is(err, store.ErrNotFound) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if c.ID != e.ID || c.State != store.ExecExecuting || c.Attempts != 1 {
+					t.Errorf("claimed %+v", c)
+				}
+				mu.Lock()
+				claimed++
+				mu.Unlock()
+				return tx.FinishExecution(ctx, c.ID, store.ExecCompleted, "")
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if claimed != 1 {
+		t.Fatalf("claimed %d times; want once", claimed)
+	}
+	if err := st.UpdateExecution(ctx, e.ID, store.ExecutionUpdate{State: store.ExecPending}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("re-judging a finished execution: %v", err)
+	}
+	if _, err := st.ClaimExecution(ctx, time.Now()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("claim after completion: %v", err)
+	}
+}
+
+func TestRetryAndCrashRecovery(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dbtest.Store(t)
+	e := newExecution(t, st, "block-b", "b", "apply")
+	_ = st.UpdateExecution(ctx, e.ID, store.ExecutionUpdate{State: store.ExecPending})
+	c, err := st.ClaimExecution(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A crash leaves it executing: the next claim takes it again.
+	c2, err := st.ClaimExecution(ctx, time.Now())
+	if err != nil || c2.ID != c.ID || c2.Attempts != 2 {
+		t.Fatalf("reclaim after crash: %+v %v", c2, err)
+	}
+	later := time.Now().Add(time.Hour)
+	if err := st.RetryExecution(ctx, c.ID, later, "timeout"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ClaimExecution(ctx, time.Now()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("claimed before its backoff: %v", err)
+	}
+	next, err := st.NextRunnableAt(ctx)
+	if err != nil || next == nil || next.Sub(later).Abs() > time.Millisecond {
+		t.Fatalf("next runnable %v %v; want %v", next, err, later)
+	}
+	if _, err := st.ClaimExecution(ctx, later.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveTargetResults(ctx, c.ID, []store.TargetResult{{Target: "192.0.2.1", Planned: "would_block", Result: "changed"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveTargetResults(ctx, c.ID, []store.TargetResult{{Target: "192.0.2.1", Result: "unchanged"}}); err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := st.ExecutionTargets(ctx, c.ID)
+	if len(ts) != 1 || ts[0].Planned != "would_block" || ts[0].Result != "unchanged" || ts[0].Attempts != 2 {
+		t.Fatalf("targets %+v", ts)
+	}
+}
+
+func TestHeldTargetsAndExpiries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dbtest.Store(t)
+	commit := strings.Repeat("c", 40)
+	done := func(name, content string, targets []string) *store.PlaybookVersion {
+		v, _, _ := st.EnsurePlaybookVersion(ctx, newVersion(name, content))
+		e, _, err := st.CreateExecution(ctx, store.Execution{VersionID: v.ID, Name: v.Name, Digest: v.Digest, Operation: "apply",
+			Targets: targets, Trigger: "merge", ChangeType: "create", State: store.ExecPending})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.ClaimExecution(ctx, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.FinishExecution(ctx, e.ID, store.ExecCompleted, ""); err != nil {
+			t.Fatal(err)
+		}
+		_ = st.SetPlaybookStatus(ctx, v.ID, store.StatusCompleted, "", commit)
+		_ = st.SetActive(ctx, store.ActivePlaybook{Path: v.Path, Name: v.Name, VersionID: v.ID, SinceCommit: commit})
+		return v
+	}
+	a := done("block-a", "a", []string{"192.0.2.1", "192.0.2.2"})
+	b := done("block-b", "b", []string{"192.0.2.2", "192.0.2.3"})
+	held, err := st.HeldTargets(ctx, "block_ip", "production", a.ID)
+	if err != nil || len(held) != 2 || !held["192.0.2.2"] || !held["192.0.2.3"] {
+		t.Fatalf("held except a: %v %v", held, err)
+	}
+	// b leaves the branch: it holds nothing any more.
+	if err := st.RemoveActive(ctx, b.Path); err != nil {
+		t.Fatal(err)
+	}
+	held, _ = st.HeldTargets(ctx, "block_ip", "production", a.ID)
+	if len(held) != 0 {
+		t.Fatalf("held after removal: %v", held)
+	}
+
+	past := time.Now().Add(-time.Minute)
+	if err := st.SetPlaybookExpiry(ctx, a.ID, &past); err != nil {
+		t.Fatal(err)
+	}
+	due, err := st.DueExpiries(ctx, time.Now())
+	if err != nil || len(due) != 1 || due[0].ID != a.ID {
+		t.Fatalf("due %v %v", due, err)
+	}
+	if _, _, err := st.CreateExecution(ctx, store.Execution{VersionID: a.ID, Name: a.Name, Digest: a.Digest, Operation: "revert", Trigger: "expiry", ChangeType: "delete"}); err != nil {
+		t.Fatal(err)
+	}
+	due, _ = st.DueExpiries(ctx, time.Now())
+	if len(due) != 0 {
+		t.Fatalf("an expiry with a revert queued is still due: %v", due)
+	}
+}
