@@ -1,0 +1,42 @@
+package approval
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrUnknownSigner means no key of the trusted keyring made the signature.
+var ErrUnknownSigner = errors.New("not signed by a key in the trusted approvers file")
+
+// VerifySigner checks the envelope's signature against the trusted
+// keyring and returns the key that made it. It says nothing about whether
+// the statement counts (subjects, digests, roles, time): Verify judges that.
+// Intake channels use it to refuse unverifiable envelopes at the door.
+func (e *Envelope) VerifySigner(k *Keyring) (*Key, error) {
+	if k == nil {
+		return nil, errors.New("no trusted approvers file")
+	}
+	// The key id hint narrows the search; it is unauthenticated, so a miss
+	// falls back to every key.
+	if e.KeyID != "" {
+		if key, ok := k.Key(e.KeyID); ok && e.verify(key) == nil {
+			return checkSigner(key, e)
+		}
+	}
+	for _, key := range k.keys {
+		if e.verify(key) == nil {
+			return checkSigner(key, e)
+		}
+	}
+	return nil, ErrUnknownSigner
+}
+
+func checkSigner(key *Key, e *Envelope) (*Key, error) {
+	if key.Person.Disabled {
+		return key, fmt.Errorf("signed by %s, whose entry is disabled", key.Person.ID)
+	}
+	if a := e.Statement.Predicate.Approver; a != "" && a != key.Person.ID {
+		return key, fmt.Errorf("signed by %s's key but names approver %q", key.Person.ID, a)
+	}
+	return key, nil
+}

@@ -1,0 +1,128 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+// ErrRefused wraps why an envelope was refused at the door.
+var ErrRefused = errors.New("approval refused")
+
+// Intake is an accepted envelope.
+type Intake struct {
+	ID       int64    `json:"id"`
+	Approver string   `json:"approver"`
+	KeyID    string   `json:"key_id"`
+	Decision string   `json:"decision"`
+	Subjects []string `json:"subjects"`
+	// Duplicate: this exact envelope was already stored.
+	Duplicate bool `json:"duplicate"`
+}
+
+// SubmitApproval takes a signed envelope from any channel (API, CLI,
+// forge). The channel is never trusted: the envelope must parse strictly
+// and be signed by a key of the approvers file in force, or it is refused
+// (and the refusal audited). An accepted envelope is stored with its audit
+// entry in one transaction, and a pass is nudged to judge it; whether it
+// counts is decided there, every time, against the exact digests.
+func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval.Submitted) (*Intake, error) {
+	env, err := approval.Parse(raw)
+	if err != nil {
+		return nil, r.refuse(ctx, ch, "", err)
+	}
+	t, err := r.currentTrust(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key, err := env.VerifySigner(t.keyring)
+	if err != nil {
+		return nil, r.refuse(ctx, ch, env.Statement.Predicate.Approver, err)
+	}
+	if ch.SourceLogin != "" && !strings.EqualFold(key.Person.GitHub, ch.SourceLogin) {
+		return nil, r.refuse(ctx, ch, key.Person.ID, fmt.Errorf("submitted by %s, but the signer %s's GitHub login is %q", ch.SourceLogin, key.Person.ID, key.Person.GitHub))
+	}
+	pred := env.Statement.Predicate
+	rec := store.Approval{
+		Envelope: raw, EnvelopeSHA256: env.SHA256, Decision: pred.Decision, Approver: key.Person.ID,
+		Repository: pred.Repository, PullRequest: pred.PullRequest, HeadCommit: pred.HeadCommit,
+		PolicyDigest: pred.PolicyDigest, PlanDigest: pred.PlanDigest, Reason: pred.Reason,
+		IssuedAt: pred.IssuedAt, ExpiresAt: pred.ExpiresAt,
+		Source: ch.Source, SourceRef: ch.SourceRef, SourceLogin: ch.SourceLogin,
+	}
+	in := &Intake{Approver: key.Person.ID, KeyID: key.ID, Decision: pred.Decision}
+	for _, d := range env.Statement.Subject {
+		rec.Subjects = append(rec.Subjects, store.ApprovalSubject{Digest: d.SHA256(), Name: d.Name})
+		in.Subjects = append(in.Subjects, d.Name+"@sha256:"+d.SHA256())
+	}
+	err = r.store(ctx, func(tx *store.Store) error {
+		got, created, err := tx.InsertApproval(ctx, rec)
+		if err != nil {
+			return err
+		}
+		in.ID, in.Duplicate = got.ID, !created
+		if !created {
+			return nil
+		}
+		_, err = r.opts.Audit.Append(ctx, tx, audit.Entry{
+			Actor: audit.Actor{ID: key.Person.ID, Role: "signer"}, Event: "approval.received", Success: true,
+			Subject: audit.Subject{Kind: audit.SubjectApproval, Name: pred.Decision, Digest: env.SHA256},
+			Payload: audit.MustJSON(map[string]any{"id": got.ID, "key_id": key.ID, "decision": pred.Decision,
+				"subjects": in.Subjects, "policy_digest": pred.PolicyDigest, "plan_digest": pred.PlanDigest,
+				"source": ch.Source, "source_ref": ch.SourceRef, "source_login": ch.SourceLogin,
+				"issued_at": pred.IssuedAt, "expires_at": pred.ExpiresAt}),
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.log.InfoContext(ctx, "approval received", slog.String("approver", in.Approver), slog.String("decision", in.Decision),
+		slog.Int64("id", in.ID), slog.Bool("duplicate", in.Duplicate), slog.String("source", ch.Source))
+	r.Nudge()
+	return in, nil
+}
+
+func (r *Reconciler) refuse(ctx context.Context, ch approval.Submitted, approver string, why error) error {
+	err := r.store(ctx, func(tx *store.Store) error {
+		_, err := r.opts.Audit.Append(ctx, tx, audit.Entry{
+			Actor: audit.Actor{ID: "anonymous", Role: "channel:" + ch.Source}, Event: "approval.refused", Success: false,
+			Subject: audit.Subject{Kind: audit.SubjectApproval, Name: approver},
+			Payload: audit.MustJSON(map[string]any{"reason": why.Error(), "source": ch.Source, "source_ref": ch.SourceRef, "source_login": ch.SourceLogin}),
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrRefused, why)
+}
+
+// WithdrawApprovals withdraws envelopes that came through a channel
+// reference (a dismissed GitHub review), audited, and nudges a pass.
+func (r *Reconciler) WithdrawApprovals(ctx context.Context, source, sourceRef, by string) (int64, error) {
+	var n int64
+	err := r.store(ctx, func(tx *store.Store) error {
+		var err error
+		n, err = tx.WithdrawApprovals(ctx, source, sourceRef)
+		if err != nil || n == 0 {
+			return err
+		}
+		_, err = r.opts.Audit.Append(ctx, tx, audit.Entry{
+			Actor: audit.Actor{ID: by, Role: "channel:" + source}, Event: "approval.withdrawn", Success: true,
+			Subject: audit.Subject{Kind: audit.SubjectApproval, Name: sourceRef},
+			Payload: audit.MustJSON(map[string]any{"source": source, "source_ref": sourceRef, "withdrawn": n}),
+		})
+		return err
+	})
+	if err == nil && n > 0 {
+		r.Nudge()
+	}
+	return n, err
+}

@@ -1,0 +1,372 @@
+// Package reconcile is writ's main loop: it follows the content
+// repository's branch, judges every changed playbook with the trusted base
+// (the policies and approvers in force before the change), checks signed
+// approvals, executes what is allowed or approved exactly once, reverts
+// deleted and expired playbooks, and records every state change with its
+// audit entry in the same transaction.
+//
+// One pass (ReconcileOnce) runs ordered steps — fetch, history, commits,
+// judge, expire, execute — and records its outcome in one place.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/gitsrc"
+	"github.com/writ-sec/writ/internal/playbook"
+	"github.com/writ-sec/writ/internal/policy"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+// Options configures a reconciler.
+type Options struct {
+	Source   *gitsrc.Source
+	Store    *store.Store
+	Audit    *audit.Log
+	Backends *action.Registry
+	// Catalog is the actions playbooks may use. Default playbook.Builtin.
+	Catalog playbook.Catalog
+	// Environments policies see. Default policy.DefaultEnvironments().
+	Environments policy.Environments
+	// DefaultPolicies are used when the trusted tree has no policies/
+	// directory (the embedded defaults). Nil: such a tree denies everything.
+	DefaultPolicies fs.FS
+	// Approval rules for playbooks.
+	Approval approval.Options
+	// MetaApprovals is how many admins must approve a change to policies/
+	// or .writ/. Default 2.
+	MetaApprovals int
+	// Repository (OWNER/NAME) that statements must name, when they name one.
+	Repository string
+	// PollInterval between fetches. Default 30s.
+	PollInterval time.Duration
+	// MaxAttempts per execution before it fails. Default 5.
+	MaxAttempts int
+	// RetryBase is the first retry delay; it doubles per attempt up to
+	// RetryMax. Defaults 2s and 5m.
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// MaxCommitsPerPass bounds one pass. Default 1000.
+	MaxCommitsPerPass int
+	// JudgeInterval between full re-judgements of every waiting operation
+	// (approvals expire, live state changes). Between them, only operations
+	// whose approvals changed are judged. Default 1m.
+	JudgeInterval time.Duration
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.Catalog == nil {
+		o.Catalog = playbook.Builtin
+	}
+	if o.Environments == nil {
+		o.Environments = policy.DefaultEnvironments()
+	}
+	if o.MetaApprovals == 0 {
+		o.MetaApprovals = approval.DefaultMetaApprovals
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 30 * time.Second
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 5
+	}
+	if o.RetryBase == 0 {
+		o.RetryBase = 2 * time.Second
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = 5 * time.Minute
+	}
+	if o.MaxCommitsPerPass == 0 {
+		o.MaxCommitsPerPass = 1000
+	}
+	if o.JudgeInterval == 0 {
+		o.JudgeInterval = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Source == nil:
+		return errors.New("reconcile: a source is required")
+	case o.Store == nil:
+		return errors.New("reconcile: a store is required")
+	case o.Audit == nil:
+		return errors.New("reconcile: an audit log is required")
+	case o.Backends == nil:
+		return errors.New("reconcile: a backend registry is required")
+	case o.PollInterval < 10*time.Millisecond:
+		return fmt.Errorf("reconcile: poll interval %s is too short", o.PollInterval)
+	case o.MetaApprovals < 1:
+		return fmt.Errorf("reconcile: meta approvals %d must be at least 1", o.MetaApprovals)
+	}
+	return nil
+}
+
+// Reconciler runs the loop.
+type Reconciler struct {
+	opts  Options
+	log   *slog.Logger
+	nudge chan struct{}
+	trust *trustCache
+
+	mu     sync.Mutex
+	status Status
+	// Judging state, used by passes only (under passMu).
+	lastSweep     time.Time
+	sweptTrust    string
+	approvalsSeen time.Time
+	// passMu serializes passes (the loop, tests, a nudge).
+	passMu sync.Mutex
+}
+
+// Status is the outcome of the last pass, for /readyz, metrics and the API.
+type Status struct {
+	Head        string    `json:"head"`
+	Processed   string    `json:"processed"`
+	Adopted     string    `json:"adopted"`
+	Holds       []string  `json:"holds,omitempty"`
+	LastPass    time.Time `json:"last_pass"`
+	LastSuccess time.Time `json:"last_success"`
+	LastError   string    `json:"last_error,omitempty"`
+	Passes      uint64    `json:"passes"`
+	Executed    uint64    `json:"executed"`
+	Failed      uint64    `json:"failed"`
+	// LagSeconds is how long the head has waited to be processed.
+	LagSeconds float64 `json:"lag_seconds"`
+}
+
+// New checks the options and makes a reconciler.
+func New(opts Options) (*Reconciler, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	return &Reconciler{
+		opts:  opts,
+		log:   opts.Logger,
+		nudge: make(chan struct{}, 1),
+		trust: newTrustCache(8),
+	}, nil
+}
+
+// Nudge asks for a pass now (a push, an approval, an API call). It never
+// blocks.
+func (r *Reconciler) Nudge() {
+	select {
+	case r.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns the outcome of the last pass.
+func (r *Reconciler) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.status
+	s.Holds = append([]string(nil), r.status.Holds...)
+	return s
+}
+
+// Run passes until ctx is done: on every poll interval, on every nudge, and
+// when an execution's retry or a playbook's expiry comes due.
+func (r *Reconciler) Run(ctx context.Context) error {
+	r.log.InfoContext(ctx, "reconciler started", slog.String("branch", r.opts.Source.Branch()), slog.Duration("poll_interval", r.opts.PollInterval))
+	for {
+		if err := r.ReconcileOnce(ctx); err != nil && ctx.Err() == nil {
+			r.log.ErrorContext(ctx, "reconcile pass failed", slog.Any("error", err))
+		}
+		wait := r.opts.PollInterval
+		if next := r.nextDue(ctx); next > 0 && next < wait {
+			wait = next
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-r.nudge:
+			timer.Stop()
+		case <-timer.C:
+		}
+	}
+}
+
+// nextDue is how long until a retry or an expiry comes due (0: none known).
+func (r *Reconciler) nextDue(ctx context.Context) time.Duration {
+	now := r.opts.Now()
+	var next time.Duration
+	consider := func(t *time.Time) {
+		if t == nil {
+			return
+		}
+		d := max(t.Sub(now), 10*time.Millisecond)
+		if next == 0 || d < next {
+			next = d
+		}
+	}
+	if t, err := r.opts.Store.NextRunnableAt(ctx); err == nil {
+		consider(t)
+	}
+	if t, err := r.opts.Store.NextExpiry(ctx); err == nil {
+		consider(t)
+	}
+	return next
+}
+
+// step is one stage of a pass. A step returning errStop ends the pass
+// without error (e.g. holding on rewritten history).
+type step struct {
+	name string
+	run  func(ctx context.Context, p *pass) error
+}
+
+var errStop = errors.New("stop pass")
+
+// pass is the state one pass carries between steps.
+type pass struct {
+	head  string
+	state *store.RepoState
+	// holding is set when commits must not be processed.
+	holding bool
+}
+
+// ReconcileOnce runs one pass: fetch the branch, check its history, process
+// new commits, judge waiting operations, queue expiries, execute. Passes
+// never overlap.
+func (r *Reconciler) ReconcileOnce(ctx context.Context) (err error) {
+	r.passMu.Lock()
+	defer r.passMu.Unlock()
+	p := &pass{}
+	start := r.opts.Now()
+	defer func() { r.record(ctx, p, start, err) }()
+	steps := []step{
+		{"fetch", r.stepFetch},
+		{"history", r.stepHistory},
+		{"commits", r.stepCommits},
+		{"meta", r.stepMeta},
+		{"judge", r.stepJudge},
+		{"expire", r.stepExpire},
+		{"execute", r.stepExecute},
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		err := s.run(ctx, p)
+		r.log.DebugContext(ctx, "reconcile step", slog.String("step", s.name), slog.Duration("took", time.Since(t0)))
+		if err != nil {
+			if errors.Is(err, errStop) {
+				return nil
+			}
+			return fmt.Errorf("reconcile %s: %w", s.name, err)
+		}
+	}
+	return nil
+}
+
+// record summarizes a pass in the status, in one place.
+func (r *Reconciler) record(ctx context.Context, p *pass, start time.Time, err error) {
+	holds, herr := r.opts.Store.OpenHolds(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := &r.status
+	s.Passes++
+	s.LastPass = start
+	if p.head != "" {
+		s.Head = p.head
+	}
+	if p.state != nil {
+		s.Processed, s.Adopted = p.state.ProcessedSHA, p.state.AdoptedSHA
+		if s.Head != "" && s.Head != s.Processed {
+			s.LagSeconds = r.opts.Now().Sub(p.state.UpdatedAt).Seconds()
+		} else {
+			s.LagSeconds = 0
+		}
+	}
+	if herr == nil {
+		s.Holds = s.Holds[:0]
+		for _, h := range holds {
+			s.Holds = append(s.Holds, describeHold(h))
+		}
+	}
+	if err != nil {
+		s.LastError = err.Error()
+		return
+	}
+	s.LastError = ""
+	s.LastSuccess = start
+}
+
+func describeHold(h *store.Hold) string {
+	switch h.Kind {
+	case store.HoldHistoryRewritten:
+		return fmt.Sprintf("hold %d: branch history was rewritten at %.12s; nothing runs until an admin acknowledges it", h.ID, h.CommitSHA)
+	case store.HoldMetaChange:
+		return fmt.Sprintf("hold %d: the change to policies/ or .writ/ at %.12s lacks its admin approvals; the last trusted version stays in force", h.ID, h.CommitSHA)
+	}
+	return fmt.Sprintf("hold %d: %s at %.12s", h.ID, h.Kind, h.CommitSHA)
+}
+
+// stepFetch fetches the branch and loads the position, bootstrapping it on
+// the first pass.
+func (r *Reconciler) stepFetch(ctx context.Context, p *pass) error {
+	head, err := r.opts.Source.Fetch(ctx)
+	if err != nil {
+		return err
+	}
+	p.head = head
+	st, err := r.opts.Store.RepoState(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return r.bootstrap(ctx, p)
+	}
+	if err != nil {
+		return err
+	}
+	p.state = st
+	if st.ObservedHead != head {
+		if err := r.opts.Store.SetObservedHead(ctx, head); err != nil {
+			return err
+		}
+		st.ObservedHead = head
+	}
+	return nil
+}
+
+// stepHistory refuses to follow a branch whose history was rewritten, until
+// an admin acknowledges the hold.
+func (r *Reconciler) stepHistory(ctx context.Context, p *pass) error {
+	if p.head == p.state.ProcessedSHA {
+		return nil
+	}
+	ok, err := r.opts.Source.IsAncestor(ctx, p.state.ProcessedSHA, p.head)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	if acked, err := r.opts.Store.AcknowledgedHold(ctx, store.HoldHistoryRewritten, p.head); err != nil {
+		return err
+	} else if acked != nil {
+		return r.resync(ctx, p, acked)
+	}
+	return r.holdRewrittenHistory(ctx, p)
+}

@@ -1,0 +1,266 @@
+package reconcile
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+// An allowed playbook (staging, low) with its analyst's signed proposal is
+// executed once after the merge, and the blocklist holds its targets.
+func TestAllowedPlaybookRunsOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass() // bootstrap on the initial commit
+	name := "block-scanner"
+	e.merge("scanner", map[string]string{pbPath(name): playbookYAML(name, "INC-1", "203.0.113.7", "low", "staging", "")})
+	e.pass()
+	if st, reason := e.status(name); st != store.StatusAwaitingApproval || !strings.Contains(reason, "no signed proposal") {
+		t.Fatalf("without a proposal: %s (%s)", st, reason)
+	}
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	if st, reason := e.status(name); st != store.StatusCompleted {
+		t.Fatalf("status %s (%s)", st, reason)
+	}
+	if got := e.blocked("staging"); !slices.Equal(got, []string{"203.0.113.7"}) {
+		t.Fatalf("blocklist %v", got)
+	}
+	// More passes (and a restart of the loop) change nothing.
+	e.pass()
+	e.pass()
+	if n := e.journal("staging")["writ:"+name+":"+e.execution(name, "apply").Digest+":apply block"]; n != 1 {
+		t.Fatalf("the backend changed state %d times for one playbook; want 1 (journal %v)", n, e.journal("staging"))
+	}
+	e.verifyAudit()
+}
+
+// A production playbook needs an approval: merged without one it waits
+// and says why; the approval arriving later executes it.
+func TestApprovalArrivingLaterExecutes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	name := "block-c2"
+	e.merge("c2", map[string]string{pbPath(name): playbookYAML(name, "INC-2", "203.0.113.7, 198.51.100.0/24", "high", "production", "")})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	st, reason := e.status(name)
+	if st != store.StatusAwaitingApproval || !strings.Contains(reason, "0 of 1 approval") {
+		t.Fatalf("before approval: %s (%s)", st, reason)
+	}
+	if got := e.blocked("production"); len(got) != 0 {
+		t.Fatalf("executed without approval: %v", got)
+	}
+	// The proposer approving their own playbook does not count.
+	e.approveVersion(name, "apply", map[string]string{"alice": "approve"})
+	e.pass()
+	if st, _ := e.status(name); st != store.StatusAwaitingApproval {
+		t.Fatalf("self-approval counted: %s", st)
+	}
+	e.approveVersion(name, "apply", map[string]string{"bob": "approve"})
+	e.pass()
+	if st, reason := e.status(name); st != store.StatusCompleted {
+		t.Fatalf("after approval: %s (%s)", st, reason)
+	}
+	if got := e.blocked("production"); !slices.Equal(got, []string{"198.51.100.0/24", "203.0.113.7"}) {
+		t.Fatalf("blocklist %v", got)
+	}
+	e.verifyAudit()
+}
+
+// A denied playbook never runs; a signed rejection blocks.
+func TestDeniedAndRejected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	e.merge("deny", map[string]string{
+		pbPath("block-loopback"): playbookYAML("block-loopback", "INC-3", "127.0.0.1", "low", "staging", ""),
+		pbPath("block-reject"):   playbookYAML("block-reject", "INC-4", "203.0.113.9", "high", "production", ""),
+	})
+	e.pass()
+	e.approveVersion("block-reject", "apply", map[string]string{"alice": "propose", "carol": "reject"})
+	e.pass()
+	if st, reason := e.status("block-loopback"); st != store.StatusDenied || !strings.Contains(reason, "denied by policy") {
+		t.Fatalf("loopback: %s (%s)", st, reason)
+	}
+	if st, reason := e.status("block-reject"); st != store.StatusRejected || !strings.Contains(reason, "carol") {
+		t.Fatalf("rejected: %s (%s)", st, reason)
+	}
+	e.approveVersion("block-reject", "apply", map[string]string{"bob": "approve"})
+	e.pass()
+	if st, _ := e.status("block-reject"); st != store.StatusRejected {
+		t.Fatalf("an approval after a rejection changed it: %s", st)
+	}
+	if got := e.blocked("production"); len(got) != 0 {
+		t.Fatalf("blocklist %v", got)
+	}
+}
+
+// Deleting a playbook reverts its effects, except targets another playbook
+// in force still holds.
+func TestDeletedPlaybookReverts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	e.merge("two", map[string]string{
+		pbPath("block-a"): playbookYAML("block-a", "INC-5", "203.0.113.1, 203.0.113.2", "low", "staging", ""),
+		pbPath("block-b"): playbookYAML("block-b", "INC-6", "203.0.113.2", "low", "staging", ""),
+	})
+	e.pass()
+	e.approveVersion("block-a", "apply", map[string]string{"alice": "propose"})
+	e.approveVersion("block-b", "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	if got := e.blocked("staging"); !slices.Equal(got, []string{"203.0.113.1", "203.0.113.2"}) {
+		t.Fatalf("blocklist after apply %v", got)
+	}
+	e.merge("remove-a", nil, pbPath("block-a"))
+	// Deleting an allowed playbook is allowed by the same policies (the
+	// analyst's signed proposal of this content stands).
+	e.pass()
+	if st, reason := e.status("block-a"); st != store.StatusReverted {
+		t.Fatalf("after deletion: %s (%s)", st, reason)
+	}
+	if got := e.blocked("staging"); !slices.Equal(got, []string{"203.0.113.2"}) {
+		t.Fatalf("blocklist after revert %v; 203.0.113.2 is still wanted by block-b", got)
+	}
+	e.verifyAudit()
+}
+
+// expiresAfter reverts on time, with no further approval.
+func TestExpiredPlaybookReverts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	name := "block-temp"
+	e.merge("temp", map[string]string{pbPath(name): playbookYAML(name, "INC-7", "203.0.113.50", "low", "staging", "  expiresAfter: 2h\n")})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	if got := e.blocked("staging"); !slices.Equal(got, []string{"203.0.113.50"}) {
+		t.Fatalf("blocklist %v", got)
+	}
+	e.clock.Advance(time.Hour)
+	e.pass()
+	if got := e.blocked("staging"); len(got) != 1 {
+		t.Fatalf("reverted before its expiry: %v", got)
+	}
+	e.clock.Advance(61 * time.Minute)
+	e.pass()
+	if st, reason := e.status(name); st != store.StatusExpired {
+		t.Fatalf("after expiry: %s (%s)", st, reason)
+	}
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("blocklist after expiry %v", got)
+	}
+	e.verifyAudit()
+}
+
+// A force push executes nothing and is reported; an admin's
+// acknowledgement lets writ move on.
+func TestForcePushHolds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	e.merge("one", map[string]string{pbPath("block-one"): playbookYAML("block-one", "INC-8", "203.0.113.11", "low", "staging", "")})
+	e.pass()
+	// Rewrite history: drop the merge and push a different playbook.
+	e.repo.Git("reset", "--quiet", "--hard", "HEAD~1")
+	e.repo.Write(pbPath("block-two"), playbookYAML("block-two", "INC-9", "203.0.113.12", "low", "staging", ""))
+	head := e.repo.Commit("rewritten")
+	e.repo.ForcePush()
+	e.pass()
+	st := e.rec.Status()
+	if len(st.Holds) != 1 || !strings.Contains(st.Holds[0], "rewritten") {
+		t.Fatalf("status holds %v", st.Holds)
+	}
+	if _, err := e.st.LatestPlaybookVersion(e.ctx, "block-two"); err == nil {
+		t.Fatal("a playbook from rewritten history was processed")
+	}
+	holds, _ := e.st.OpenHolds(e.ctx)
+	if len(holds) != 1 || holds[0].CommitSHA != head {
+		t.Fatalf("holds %+v", holds)
+	}
+	if err := e.st.AcknowledgeHold(e.ctx, holds[0].ID, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	e.pass()
+	if st := e.rec.Status(); len(st.Holds) != 0 || st.Processed != head {
+		t.Fatalf("after acknowledgement: %+v", st)
+	}
+	if _, err := e.st.LatestPlaybookVersion(e.ctx, "block-two"); err != nil {
+		t.Fatalf("the acknowledged head was not adopted: %v", err)
+	}
+	e.verifyAudit()
+}
+
+// A change to policies/ without two admins' approvals is not adopted:
+// writ keeps judging with the old policies.
+func TestUnapprovedPolicyChangeIsNotAdopted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	before := e.rec.Status().Adopted
+	// A permissive "policy" that would allow everything.
+	permissive := "package writ\n\ndecision := {\"deny\": set(), \"require_approval\": set(), \"approvals_required\": 0, \"approver_roles\": set()}\n"
+	e.merge("loosen", map[string]string{"policies/decision.rego": permissive})
+	e.pass()
+	st := e.rec.Status()
+	if st.Adopted != before || len(st.Holds) != 1 || !strings.Contains(st.Holds[0], "admin approvals") {
+		t.Fatalf("status after unapproved change: %+v", st)
+	}
+	// Judged by the old policies: production still needs an approval.
+	e.merge("after", map[string]string{pbPath("block-prod"): playbookYAML("block-prod", "INC-10", "203.0.113.20", "low", "production", "")})
+	e.pass()
+	e.approveVersion("block-prod", "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	if st, reason := e.status("block-prod"); st != store.StatusAwaitingApproval {
+		t.Fatalf("judged by the unadopted policy: %s (%s)", st, reason)
+	}
+	// Two admins approve the change: it is adopted.
+	head := e.rec.Status().Processed
+	digest, err := e.rec.newPolicyDigest(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldTrust, _ := e.rec.trustAt(e.ctx, before)
+	for _, who := range []string{"dave", "erin"} {
+		e.submit(e.sign(who, "approve", []approval.Subject{approval.PolicySetSubject(digest)}, oldTrust.policies.Digest(), "", e.clock.Now()))
+	}
+	e.pass()
+	if st := e.rec.Status(); st.Adopted != head || len(st.Holds) != 0 {
+		t.Fatalf("after admin approvals: %+v", st)
+	}
+	e.verifyAudit()
+}
+
+// An unsigned or foreign envelope is refused at the door and audited.
+func TestSubmitRefusesUnverifiable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	for name, raw := range map[string][]byte{
+		"garbage": []byte("{not json"),
+		"tampered": func() []byte {
+			b := e.sign("bob", "approve", []approval.Subject{{Path: "playbooks/x.yaml", Digest: strings.Repeat("a", 64)}}, strings.Repeat("b", 64), strings.Repeat("c", 64), e.clock.Now())
+			return []byte(strings.Replace(string(b), `"sig":"`, `"sig":"AAAA`, 1))
+		}(),
+	} {
+		if _, err := e.rec.SubmitApproval(e.ctx, raw, approval.Submitted{Source: "api"}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	list, err := e.st.ListApprovals(e.ctx, store.ApprovalFilter{})
+	if err != nil || len(list) != 0 {
+		t.Fatalf("refused envelopes were stored: %d %v", len(list), err)
+	}
+	e.verifyAudit()
+}
+
+var _ = fmt.Sprint
