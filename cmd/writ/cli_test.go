@@ -4,13 +4,26 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/writ-sec/writ/internal/dbtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(dbtest.Run(m)) }
+// TestMain doubles as the writ binary: with WRIT_TEST_MAIN=1 the test
+// binary runs the CLI (os.Args) instead of tests, so tests can start writ
+// as a separate process (writ demo, crash tests) without building it.
+func TestMain(m *testing.M) {
+	if os.Getenv("WRIT_TEST_MAIN") == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, os.Args[1:], &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(dbtest.Run(m))
+}
 
 // runCLI runs writ with args and returns the exit code, stdout and stderr.
 func runCLI(t *testing.T, args ...string) (int, string, string) {

@@ -89,7 +89,7 @@ func newBackend(bc config.Backend) (action.Backend, error) {
 	case "blocklist":
 		return blocklist.New(blocklist.Options{
 			Path: bc.Blocklist.Path, Format: blocklist.Format(bc.Blocklist.Format),
-			SetName: bc.Blocklist.SetName, Name: "blocklist:" + bc.Name,
+			SetName: bc.Blocklist.SetName, Journal: bc.Blocklist.Journal, Name: "blocklist:" + bc.Name,
 		})
 	case "nftables":
 		o := nftables.Options{Name: "nftables:" + bc.Name}

@@ -98,8 +98,8 @@ func writeFileExclusive(path string, data []byte, mode os.FileMode, force bool) 
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if force {
 		if fi, err := os.Lstat(path); err == nil {
-			if fi.Mode()&os.ModeSymlink != 0 {
-				return fmt.Errorf("%s is a symlink; refusing to write through it", path)
+			if !fi.Mode().IsRegular() {
+				return fmt.Errorf("%s is not a regular file (%s); refusing to replace it", path, fi.Mode().Type())
 			}
 			if err := os.Remove(path); err != nil {
 				return err

@@ -4,53 +4,102 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/config"
+	"github.com/writ-sec/writ/internal/gitsrc"
+	"github.com/writ-sec/writ/internal/reconcile"
 	"github.com/writ-sec/writ/internal/server"
+	"github.com/writ-sec/writ/policies"
 )
 
 func init() { register(newServeCmd) }
 
 type serveParams struct {
-	listen string
+	listen       string
+	repo         string
+	branch       string
+	pollInterval time.Duration
 }
 
 func newServeCmd(env *cliEnv, g *globals) *cobra.Command {
 	p := serveParams{}
 	cmd := &cobra.Command{
-		Use:   "serve [--listen ADDR]",
-		Short: "Run the writ server (database, migrations, HTTP API)",
+		Use:   "serve [--repo PATH|URL] [--listen ADDR]",
+		Short: "Run the writ server: follow the repository, judge, execute, audit, serve the API",
 		Long: `Serve starts the private PostgreSQL cluster in the data directory (or
-connects to --database), applies migrations, and serves HTTP:
+connects to --database), applies migrations, and runs:
 
-  GET /healthz   the process is up
-  GET /readyz    the database is reachable and migrated (503 otherwise)
+  - the reconciler: follows the branch of --repo (a local repository, read in
+    place, or a remote URL, cloned into the data directory), judges every
+    merged playbook with the trusted base's policies and approvers, executes
+    what is allowed or approved exactly once, reverts deleted and expired
+    playbooks;
+  - the audit log (signing key in DATA_DIR/audit/ unless configured) with
+    periodic signed checkpoints in DATA_DIR/audit/checkpoints and the
+    refs/writ/checkpoints ref of a local repository;
+  - the HTTP API:
+      GET  /healthz                 the process is up
+      GET  /readyz                  database, reconciler and holds (503 when not ready)
+      GET  /api/v1/status           the reconciler's position and holds
+      GET  /api/v1/playbooks        playbook versions and their status
+      GET  /api/v1/playbooks/NAME   one playbook: history, decision, approvals, executions
+      POST /api/v1/approvals        a signed approval (DSSE envelope); no login: the signature is the authority
+      POST /api/v1/reconcile        reconcile now
 
-It stops gracefully on SIGINT or SIGTERM, and the private cluster with it.`,
+Without --repo (or repository.url in --config) only the database and the
+health endpoints run. It stops gracefully on SIGINT or SIGTERM.`,
+		Example: `  writ serve --repo /srv/content            # a local repository, read in place
+  writ serve --config /etc/writ/writ.yaml   # repository, backends, environments from a file`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := runServe(cmd.Context(), g, p, env.stderr); err != nil {
+			if err := runServe(cmd.Context(), g, p, env); err != nil {
 				return exitWith(exitFailure, err)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&p.listen, "listen", "127.0.0.1:8080", "HTTP listen address")
+	cmd.Flags().StringVar(&p.listen, "listen", "", "HTTP listen address (default: listen in --config, else "+config.DefaultListen+")")
+	cmd.Flags().StringVar(&p.repo, "repo", "", "content repository: a local path or a remote URL (overrides repository.url)")
+	cmd.Flags().StringVar(&p.branch, "branch", "", "branch to follow (default: repository.branch, else main)")
+	cmd.Flags().DurationVar(&p.pollInterval, "poll-interval", 0, "how often to fetch the repository (default: repository.pollInterval, else 30s)")
 	return cmd
 }
 
-func runServe(ctx context.Context, g *globals, p serveParams, stderr io.Writer) error {
-	log := g.logger(stderr)
-	srv, err := server.New(server.Options{Listen: p.listen, Logger: log})
+func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error {
+	log := g.logger(env.stderr)
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	listen := cfg.ListenAddr()
+	if p.listen != "" {
+		listen = p.listen
+	}
+	srv, err := server.New(server.Options{Listen: listen, Logger: log})
 	if err != nil {
 		return err
 	}
 	// Bind first: a taken port should fail before PostgreSQL starts.
 	if err := srv.Listen(); err != nil {
 		return err
+	}
+	repoURL := cfg.Repository.URL
+	if p.repo != "" {
+		repoURL = p.repo
+	}
+	if repoURL != "" && !strings.Contains(repoURL, "://") {
+		if err := checkDataDirOutside(g.dataDir, repoURL); err != nil {
+			return err
+		}
 	}
 	db, err := openDatabase(ctx, g, log)
 	if err != nil {
@@ -68,6 +117,18 @@ func runServe(ctx context.Context, g *globals, p serveParams, stderr io.Writer) 
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	errc := make(chan error, 4)
+	running := 0
+	if repoURL != "" {
+		rec, err := startEngine(ctx, g, cfg, p, repoURL, db, srv, log, env)
+		if err != nil {
+			return err
+		}
+		running++
+		go func() { errc <- rec() }()
+	} else {
+		log.WarnContext(ctx, "no repository configured: only the health endpoints run (pass --repo PATH or set repository.url)")
+	}
 	var dbErr error
 	go func() {
 		select {
@@ -77,13 +138,169 @@ func runServe(ctx context.Context, g *globals, p serveParams, stderr io.Writer) 
 		case <-ctx.Done():
 		}
 	}()
-	err = srv.Run(ctx)
+	running++
+	go func() { errc <- srv.Run(ctx) }()
+	var first error
+	for range running {
+		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) && first == nil {
+			first = err
+			cancel()
+		}
+	}
 	if dbErr != nil {
 		return dbErr
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
+	if first != nil {
+		return first
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// startEngine builds the audit log, the git source and the reconciler,
+// mounts the API, and returns the function that runs the engine's loops.
+func startEngine(ctx context.Context, g *globals, cfg *config.Config, p serveParams, repoURL string, db *database, srv *server.Server, log *slog.Logger, env *cliEnv) (func() error, error) {
+	key, err := auditKey(g, cfg, log, env)
+	if err != nil {
+		return nil, err
+	}
+	alog, err := audit.NewLog(audit.LogOptions{Store: db.store, Key: key, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	sinks := []audit.Sink{audit.DirSink{Dir: checkpointDir(g, cfg)}}
+	if !strings.Contains(repoURL, "://") && !isSCPLike(repoURL) {
+		sinks = append(sinks, audit.GitSink{Repo: repoURL, Ref: cfg.Audit.CheckpointRef})
+	}
+	cp, err := audit.NewCheckpointer(audit.CheckpointerOptions{Log: alog, Sinks: sinks, Interval: cfg.CheckpointInterval(), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	secret, err := config.ResolveSecret(env.getenv, cfg.Repository.PasswordEnv, cfg.Repository.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("repository password: %w", err)
+	}
+	passphrase, err := config.ResolveSecret(env.getenv, cfg.Repository.SSHKeyPassphraseEnv, "")
+	if err != nil {
+		return nil, fmt.Errorf("repository SSH key passphrase: %w", err)
+	}
+	branch := cfg.Branch()
+	if p.branch != "" {
+		branch = p.branch
+	}
+	src, err := gitsrc.Open(ctx, gitsrc.Options{
+		URL: repoURL, Branch: branch, CacheDir: filepath.Join(g.dataDir, "repository"),
+		Username: cfg.Repository.Username, Password: secret.Value(),
+		SSHKeyFile: cfg.Repository.SSHKeyFile, SSHKeyPassphrase: passphrase.Value(), KnownHostsFile: cfg.Repository.KnownHostsFile,
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg, err := buildRegistry(cfg, g.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	poll := cfg.PollInterval()
+	if p.pollInterval > 0 {
+		poll = p.pollInterval
+	}
+	rec, err := reconcile.New(reconcile.Options{
+		Source: src, Store: db.store, Audit: alog, Backends: reg,
+		Catalog: cfg.Catalog(), Environments: environments(cfg), DefaultPolicies: policies.FS,
+		Approval:      approval.Options{MaxAge: cfg.ApprovalMaxAge(), ClockSkew: cfg.ClockSkew(), RelaxProposal: !cfg.RequireProposal()},
+		MetaApprovals: cfg.AdminApprovals(), PollInterval: poll, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	server.NewAPI(rec, db.store, log).Register(srv)
+	srv.AddCheck("reconciler", func(context.Context) (string, error) {
+		st := rec.Status()
+		if st.Passes == 0 {
+			return "", errors.New("no reconcile pass yet")
+		}
+		detail := fmt.Sprintf("processed %.12s of branch %s", st.Processed, branch)
+		if len(st.Holds) > 0 {
+			// Holding is reported, not a failure: the API still serves.
+			detail = "holding: " + strings.Join(st.Holds, "; ")
+		}
+		if st.LastError != "" {
+			return detail, errors.New(st.LastError)
+		}
+		return detail, nil
+	})
+	log.InfoContext(ctx, "engine ready", slog.String("repository", gitsrc.RedactURL(repoURL)), slog.String("branch", branch),
+		slog.Duration("poll_interval", poll), slog.Any("audit_key", key))
+	return func() error {
+		cpErr := make(chan error, 1)
+		go func() { cpErr <- cp.Run(ctx) }()
+		err := rec.Run(ctx)
+		if cerr := <-cpErr; err == nil && cerr != nil && !errors.Is(cerr, context.Canceled) {
+			err = cerr
+		}
+		// A last checkpoint on the way out, so the published view is current.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, cerr := cp.Checkpoint(sctx); cerr != nil {
+			log.Warn("final checkpoint", slog.Any("error", cerr))
+		}
+		return err
+	}, nil
+}
+
+// auditKey loads the configured audit signing key, or the one writ keeps in
+// the data directory (made on first start).
+func auditKey(g *globals, cfg *config.Config, log *slog.Logger, env *cliEnv) (*audit.SigningKey, error) {
+	if cfg.Audit.SigningKeyFile != "" {
+		pw, err := config.ResolveSecret(env.getenv, cfg.Audit.SigningKeyPasswordEnv, "")
+		if err != nil {
+			return nil, fmt.Errorf("audit key password: %w", err)
+		}
+		return audit.LoadSigningKey(cfg.Audit.SigningKeyFile, []byte(pw.Value()))
+	}
+	key, created, err := audit.EnsureKey(g.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("made an audit signing key; keep its public half to verify the log offline",
+			slog.Any("key", key), slog.String("public_key", filepath.Join(g.dataDir, "audit", "audit.pub")))
+	}
+	return key, nil
+}
+
+func checkpointDir(g *globals, cfg *config.Config) string {
+	if cfg.Audit.CheckpointDir != "" {
+		return cfg.Audit.CheckpointDir
+	}
+	return filepath.Join(g.dataDir, "audit", "checkpoints")
+}
+
+func isSCPLike(u string) bool {
+	i := strings.Index(u, ":")
+	return i > 0 && !strings.Contains(u[:i], "/")
+}
+
+// checkDataDirOutside refuses a data directory inside the content
+// repository: writ's state (keys, database) must never be committed.
+func checkDataDirOutside(dataDir, repo string) error {
+	r, err := filepath.Abs(repo)
+	if err != nil {
+		return err
+	}
+	if real, err := filepath.EvalSymlinks(r); err == nil {
+		r = real
+	}
+	d := dataDir
+	if real, err := filepath.EvalSymlinks(d); err == nil {
+		d = real
+	}
+	rel, err := filepath.Rel(r, d)
+	if err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("the data directory %s is inside the content repository %s: choose a --data-dir outside it", dataDir, repo)
+	}
+	if _, err := os.Stat(r); err != nil {
+		return fmt.Errorf("repository %s: %w", repo, err)
+	}
 	return nil
 }

@@ -12,10 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/diag"
 	"github.com/writ-sec/writ/internal/playbook"
-	"github.com/writ-sec/writ/internal/yamldoc"
-	"github.com/writ-sec/writ/schemas"
 )
 
 func init() { register(newValidateCmd) }
@@ -214,7 +213,9 @@ func checkPlaybookFile(fsys fs.FS, rel, shown string, r *validateResult) error {
 	return nil
 }
 
-// validateApprovers checks the approvers file against its schema.
+// validateApprovers checks the approvers file as the engine reads it:
+// strict YAML, its schema, unique people, logins and keys, and public keys
+// of accepted algorithms and sizes.
 func validateApprovers(fsys fs.FS, rel, shown string) diag.Problems {
 	data, prob, err := playbook.ReadFile(fsys, rel)
 	if err != nil {
@@ -224,12 +225,6 @@ func validateApprovers(fsys fs.FS, rel, shown string) diag.Problems {
 		prob.Path = shown
 		return diag.Problems{*prob}
 	}
-	doc, problems := yamldoc.Parse(shown, data, yamldoc.Limits{})
-	if problems != nil {
-		return problems
-	}
-	return doc.Validate(schemas.Must(schemas.Approvers), yamldoc.Hints{
-		"/people/*/id":     "is not a person id: lowercase letters, digits and . _ -",
-		"/people/*/keys/*": "is not a PEM public key (-----BEGIN PUBLIC KEY-----)",
-	})
+	_, problems := approval.ParseKeyring(shown, data)
+	return problems
 }

@@ -71,6 +71,7 @@ type Blocklist struct {
 	Path    string `yaml:"path"`
 	Format  string `yaml:"format,omitempty"`
 	SetName string `yaml:"setName,omitempty"`
+	Journal string `yaml:"journal,omitempty"`
 }
 
 // Approvals settings.
@@ -284,7 +285,9 @@ func (c *Config) ClockSkew() time.Duration {
 	return durationOr(c.Approvals.ClockSkew, DefaultClockSkew)
 }
 
-// RequireProposal: a playbook that needs approval needs a signed proposal.
+// RequireProposal: allowed playbooks, too, need their analyst's signed
+// proposal unless this is false. (A playbook that needs approvals always
+// needs one.)
 func (c *Config) RequireProposal() bool {
 	return c.Approvals.RequireProposal == nil || *c.Approvals.RequireProposal
 }

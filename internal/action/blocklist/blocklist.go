@@ -41,8 +41,9 @@ type Options struct {
 	// SetName is the ipset set name (IPSet format); IPv6 entries go to
 	// SetName+"6". Default "writ-blocklist".
 	SetName string
-	// Journal, when set, is a file to which every change is appended, one
-	// line per target with the request's idempotency key.
+	// Journal, when set, is a file recording every change once: a line per
+	// (request idempotency key, change, target), written before the change
+	// lands; a retry after a crash adds no second line.
 	Journal string
 	// Name identifies the backend in plans, e.g. "blocklist:production".
 	Name string
@@ -216,15 +217,17 @@ func (b *Backend) change(ctx context.Context, req action.Request, add bool) ([]a
 		}
 	}
 	if len(changed) > 0 {
+		// The journal is written first, so no change can land without its
+		// line; a change retried after a crash finds its line and adds none.
+		if err := b.journal(req, changed); err != nil {
+			return results, err
+		}
 		if err := b.write(entries); err != nil {
 			for i := range results {
 				if results[i].Result == action.Changed {
 					results[i] = action.TargetResult{Target: results[i].Target, Result: action.Failed, Detail: err.Error()}
 				}
 			}
-			return results, err
-		}
-		if err := b.journal(req, changed); err != nil {
 			return results, err
 		}
 	}
@@ -420,14 +423,29 @@ func (b *Backend) journal(req action.Request, changes []string) error {
 	if b.opts.Journal == "" {
 		return nil
 	}
-	f, err := os.OpenFile(b.opts.Journal, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
+	seen := map[string]bool{}
+	if data, err := os.ReadFile(b.opts.Journal); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.SplitN(line, " ", 3); len(f) == 3 {
+				seen[f[1]+" "+f[2]] = true
+			}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("blocklist: journal: %w", err)
 	}
 	var buf bytes.Buffer
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	for _, c := range changes {
-		fmt.Fprintf(&buf, "%s %s %s\n", now, req.Key(), c)
+		if !seen[req.Key()+" "+c] {
+			fmt.Fprintf(&buf, "%s %s %s\n", now, req.Key(), c)
+		}
+	}
+	if buf.Len() == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(b.opts.Journal, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("blocklist: journal: %w", err)
 	}
 	if _, err := f.Write(buf.Bytes()); err != nil {
 		f.Close()
