@@ -364,6 +364,27 @@ func (s *Source) FirstParentChain(ctx context.Context, old, new string, limit in
 	return chain, nil
 }
 
+// MergeBase is the best common ancestor of two commits (the point a pull
+// request's files are compared from).
+func (s *Source) MergeBase(a, b string) (string, error) {
+	ca, err := s.commit(a)
+	if err != nil {
+		return "", err
+	}
+	cb, err := s.commit(b)
+	if err != nil {
+		return "", err
+	}
+	bases, err := ca.MergeBase(cb)
+	if err != nil {
+		return "", fmt.Errorf("gitsrc: merge base of %s and %s: %w", a, b, err)
+	}
+	if len(bases) == 0 {
+		return "", fmt.Errorf("gitsrc: %s and %s share no history", a, b)
+	}
+	return bases[0].Hash.String(), nil
+}
+
 // ChangeType says how a file changed.
 type ChangeType string
 

@@ -1,0 +1,297 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/gitsrc"
+	"github.com/writ-sec/writ/internal/playbook"
+	"github.com/writ-sec/writ/internal/policy"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+// Evaluation is the judgement of a proposed change (a pull request) as its
+// merge would be judged now: what is in force decides (trust rule 1), the
+// plans come from live state, approvals are the stored signed ones. Nothing
+// is written.
+type Evaluation struct {
+	Base      string // the target branch's commit the change is judged against
+	Head      string
+	MergeBase string
+	// TrustedCommit is the commit whose policies and approvers judged it.
+	TrustedCommit string
+	PolicyDigest  string
+	Playbooks     []PlaybookEvaluation
+	// Meta is set when the change touches policies/ or .writ/.
+	Meta *MetaEvaluation
+}
+
+// PlaybookEvaluation is one changed playbook file.
+type PlaybookEvaluation struct {
+	Path   string
+	Change gitsrc.ChangeType
+	// Problems make the file invalid (located, for annotations).
+	Problems diag.Problems
+	Name     string
+	Digest   string
+	// Operation is apply (added or changed) or revert (deleted).
+	Operation  action.Operation
+	ChangeType string // create, update, delete (what policies saw)
+	Decision   *policy.Decision
+	Plan       *action.Plan
+	PlanError  string
+	PlanDigest string
+	Verdict    *approval.Verdict
+	// Playbook is the parsed file (nil when invalid or deleted).
+	Playbook *playbook.Playbook
+}
+
+// Outcome sums a playbook's evaluation up: invalid, deny, awaiting
+// (approvals or proposal missing, or no plan yet), rejected, or ready.
+func (p *PlaybookEvaluation) Outcome() string {
+	switch {
+	case len(p.Problems) > 0:
+		return "invalid"
+	case p.Decision != nil && p.Decision.Outcome == policy.Deny:
+		return "deny"
+	case p.Verdict != nil && len(p.Verdict.Rejected) > 0:
+		return "rejected"
+	case p.PlanError != "" || p.Verdict == nil || !p.Verdict.QuorumMet:
+		return "awaiting"
+	}
+	return "ready"
+}
+
+// MetaEvaluation is a change to what decides.
+type MetaEvaluation struct {
+	Subjects []approval.Subject
+	Verdict  approval.Verdict
+	// Shadow are the decisions the changed policies would make on the
+	// change's playbooks: shown, never in force.
+	Shadow map[string]policy.Decision
+	// ShadowError says why the changed policies do not load.
+	ShadowError string
+}
+
+// Evaluate judges the change from base to head (a pull request: base is
+// the target branch's head, head the PR's head commit). Files are compared
+// from the merge base, as a forge shows them. pullRequest, when not 0, is
+// passed to policies as input.change.pullRequest.
+func (r *Reconciler) Evaluate(ctx context.Context, base, head string, pullRequest int) (*Evaluation, error) {
+	mb, err := r.opts.Source.MergeBase(base, head)
+	if err != nil {
+		return nil, err
+	}
+	st, err := r.opts.Store.RepoState(ctx)
+	trustedAt := base
+	if err == nil {
+		trustedAt = st.AdoptedSHA
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	t, err := r.trustAt(ctx, trustedAt)
+	if err != nil {
+		return nil, err
+	}
+	ev := &Evaluation{Base: base, Head: head, MergeBase: mb, TrustedCommit: trustedAt, PolicyDigest: t.policies.Digest()}
+	changes, err := r.opts.Source.Changes(ctx, mb, head)
+	if err != nil {
+		return nil, err
+	}
+	headFS, err := r.opts.Source.FS(head)
+	if err != nil {
+		return nil, err
+	}
+	baseFS, err := r.opts.Source.FS(base)
+	if err != nil {
+		return nil, err
+	}
+	meta := false
+	for _, ch := range changes {
+		switch {
+		case playbook.IsPlaybookPath(ch.Path):
+			pe, err := r.evaluatePlaybook(ctx, ch, baseFS, headFS, t, pullRequest)
+			if err != nil {
+				return nil, err
+			}
+			ev.Playbooks = append(ev.Playbooks, *pe)
+		case ch.Path == policiesDir || strings.HasPrefix(ch.Path, policiesDir+"/") || strings.HasPrefix(ch.Path, writDir+"/"):
+			meta = true
+		}
+	}
+	if meta {
+		m, err := r.evaluateMeta(ctx, ev, t, head)
+		if err != nil {
+			return nil, err
+		}
+		ev.Meta = m
+	}
+	return ev, nil
+}
+
+func (r *Reconciler) evaluatePlaybook(ctx context.Context, ch gitsrc.Change, baseFS, headFS fs.FS, t *trust, pr int) (*PlaybookEvaluation, error) {
+	pe := &PlaybookEvaluation{Path: ch.Path, Change: ch.Type, Operation: action.Apply, ChangeType: "create"}
+	opts := playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names()}
+	var pb *playbook.Playbook
+	if ch.Type == gitsrc.Deleted {
+		// Judge the removal of what the base has at that path.
+		data, prob, err := playbook.ReadFile(baseFS, ch.Path)
+		if err != nil || prob != nil {
+			pe.Operation, pe.ChangeType = action.Revert, "delete"
+			return pe, nil // nothing valid was there: nothing to revert
+		}
+		old, problems := playbook.Parse(ch.Path, data, opts)
+		if problems != nil {
+			pe.Operation, pe.ChangeType = action.Revert, "delete"
+			return pe, nil
+		}
+		pb, pe.Operation, pe.ChangeType = old, action.Revert, "delete"
+	} else {
+		data, prob, err := playbook.ReadFile(headFS, ch.Path)
+		if err != nil {
+			return nil, err
+		}
+		if prob != nil {
+			pe.Problems = diag.Problems{*prob}
+			return pe, nil
+		}
+		parsed, problems := playbook.Parse(ch.Path, data, opts)
+		if problems != nil {
+			pe.Problems = problems
+			return pe, nil
+		}
+		pb = parsed
+		if _, err := fs.Stat(baseFS, ch.Path); err == nil {
+			pe.ChangeType = "update"
+		}
+	}
+	pe.Playbook, pe.Name, pe.Digest = pb, pb.Metadata.Name, pb.Digest
+	env, _ := r.opts.Environments.Lookup(pb.Spec.Environment)
+	d := t.policies.Decide(ctx, policy.Input{Playbook: pb.PolicyInput(), Change: policy.Change{Type: pe.ChangeType, PullRequest: pr}, Environment: env})
+	pe.Decision = &d
+	if d.Outcome == policy.Deny {
+		return pe, nil
+	}
+	req := action.RequestFor(pb, pe.Operation)
+	if pe.Operation == action.Revert {
+		held, err := r.opts.Store.HeldTargets(ctx, req.Action, req.Environment, r.activeVersionID(ctx, pb))
+		if err != nil {
+			return nil, err
+		}
+		var keep []string
+		for _, tg := range req.Targets {
+			if !held[tg] {
+				keep = append(keep, tg)
+			}
+		}
+		req.Targets = keep
+	}
+	plan, err := r.planOf(ctx, req)
+	if err != nil {
+		pe.PlanError = err.Error()
+		return pe, nil
+	}
+	pe.Plan, pe.PlanDigest = plan, plan.Digest()
+	envs, err := r.envelopesFor(ctx, pb.Digest)
+	if err != nil {
+		return nil, err
+	}
+	v := approval.Verify(approval.Input{
+		Subject: approval.Subject{Path: pb.Path, Digest: pb.Digest}, Repository: r.opts.Repository,
+		ApprovalsRequired: d.ApprovalsRequired, ApproverRoles: d.ApproverRoles,
+		PolicyDigest: t.policies.Digest(), PlanDigest: pe.PlanDigest, Keyring: t.keyring,
+		Envelopes: envs, Now: r.opts.Now(), Options: r.opts.Approval,
+	})
+	pe.Verdict = &v
+	return pe, nil
+}
+
+// activeVersionID is the id of the version in force with pb's name and
+// digest (0 when none), so a revert's plan ignores its own hold.
+func (r *Reconciler) activeVersionID(ctx context.Context, pb *playbook.Playbook) int64 {
+	v, err := r.opts.Store.PlaybookVersion(ctx, pb.Metadata.Name, pb.Digest)
+	if err != nil {
+		return 0
+	}
+	return v.ID
+}
+
+func (r *Reconciler) evaluateMeta(ctx context.Context, ev *Evaluation, t *trust, head string) (*MetaEvaluation, error) {
+	ph, wh, err := r.metaHashes(head)
+	if err != nil {
+		return nil, err
+	}
+	m := &MetaEvaluation{Shadow: map[string]policy.Decision{}}
+	m.Subjects, err = r.metaSubjects(ctx, t.commit, head, ph != t.policiesHash, wh != t.writHash)
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Subjects) == 0 {
+		return nil, nil // the change puts back what is in force
+	}
+	var digests []string
+	for _, s := range m.Subjects {
+		digests = append(digests, s.Digest)
+	}
+	envs, err := r.envelopesFor(ctx, digests...)
+	if err != nil {
+		return nil, err
+	}
+	m.Verdict = approval.VerifyMeta(approval.MetaInput{
+		Changes: m.Subjects, Repository: r.opts.Repository, PolicyDigest: t.policies.Digest(), Keyring: t.keyring,
+		Envelopes: envs, Now: r.opts.Now(),
+		Options: approval.MetaOptions{ApprovalsRequired: r.opts.MetaApprovals, MaxAge: r.opts.Approval.MaxAge, ClockSkew: r.opts.Approval.ClockSkew},
+	})
+	// What the new policies would decide, for the record only.
+	shadow, err := r.trustAt(ctx, head)
+	if err != nil {
+		return nil, err
+	}
+	if shadow.policyErr != nil {
+		m.ShadowError = shadow.policyErr.Error()
+		return m, nil
+	}
+	for _, p := range ev.Playbooks {
+		if p.Playbook == nil {
+			continue
+		}
+		env, _ := r.opts.Environments.Lookup(p.Playbook.Spec.Environment)
+		m.Shadow[p.Path] = shadow.policies.Decide(ctx, policy.Input{Playbook: p.Playbook.PolicyInput(), Change: policy.Change{Type: p.ChangeType}, Environment: env})
+	}
+	return m, nil
+}
+
+// MarshalJSON gives an evaluation's playbook the shape the API shows.
+func (p PlaybookEvaluation) MarshalJSON() ([]byte, error) {
+	type out struct {
+		Path       string           `json:"path"`
+		Change     string           `json:"change"`
+		Outcome    string           `json:"outcome"`
+		Problems   diag.Problems    `json:"problems,omitempty"`
+		Name       string           `json:"name,omitempty"`
+		Digest     string           `json:"digest,omitempty"`
+		Operation  string           `json:"operation"`
+		Decision   *policy.Decision `json:"decision,omitempty"`
+		Plan       *action.Plan     `json:"plan,omitempty"`
+		PlanError  string           `json:"plan_error,omitempty"`
+		PlanDigest string           `json:"plan_digest,omitempty"`
+		Approvals  map[string]any   `json:"approvals,omitempty"`
+	}
+	o := out{Path: p.Path, Change: string(p.Change), Outcome: p.Outcome(), Problems: p.Problems, Name: p.Name, Digest: p.Digest,
+		Operation: string(p.Operation), Decision: p.Decision, Plan: p.Plan, PlanError: p.PlanError, PlanDigest: p.PlanDigest}
+	if p.Verdict != nil {
+		o.Approvals = verdictJSON(*p.Verdict)
+	}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return nil, fmt.Errorf("marshal evaluation of %s: %w", p.Path, err)
+	}
+	return b, nil
+}
