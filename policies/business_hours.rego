@@ -8,15 +8,23 @@
 # (business_hours_test.rego) fixes the clock with `with time.now_ns as ...`.
 package writ.checks.business_hours
 
-config := object.get(data.writ.config, "business_hours", {})
+config := data.writ.config.business_hours
 
-timezone := object.get(config, "timezone", "UTC")
+default timezone := "UTC"
 
-start_hour := object.get(config, "start_hour", 8)
+timezone := config.timezone
 
-end_hour := object.get(config, "end_hour", 18)
+default start_hour := 8
 
-weekdays := object.get(config, "weekdays", ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
+start_hour := config.start_hour
+
+default end_hour := 18
+
+end_hour := config.end_hour
+
+default weekdays := ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
+
+weekdays := config.weekdays
 
 within_business_hours if {
 	now := time.now_ns()
@@ -27,9 +35,10 @@ within_business_hours if {
 }
 
 require_approval contains msg if {
-	config.enabled == true
+	data.writ.config.business_hours.enabled == true
 	not within_business_hours
 	msg := sprintf("outside business hours (%v, %d:00 to %d:00 %s): needs approval", [concat(", ", weekdays), start_hour, end_hour, timezone])
 }
 
-approver_roles contains "approver" if config.enabled == true
+# Approvals from these roles count for this check's approval.
+approver_roles contains "approver" if data.writ.config.business_hours.enabled == true

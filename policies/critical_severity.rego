@@ -2,7 +2,9 @@
 # data.writ.config.critical_severity.approvals_required).
 package writ.checks.critical_severity
 
-approvals := object.get(data.writ.config, ["critical_severity", "approvals_required"], 2)
+default approvals := 2
+
+approvals := data.writ.config.critical_severity.approvals_required
 
 critical_in_production if {
 	input.playbook.spec.severity == "critical"

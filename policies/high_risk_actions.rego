@@ -3,9 +3,9 @@
 # data.writ.config.high_risk_actions.
 package writ.checks.high_risk_actions
 
-default_actions := ["suspend_user", "isolate_host"]
+default actions := ["suspend_user", "isolate_host"]
 
-actions := object.get(data.writ.config, "high_risk_actions", default_actions)
+actions := data.writ.config.high_risk_actions
 
 require_approval contains msg if {
 	input.playbook.spec.action in actions

@@ -1,52 +1,27 @@
 # Helpers for checks on IP targets. Only standard built-ins: these policies
-# run unchanged under the stock `opa test`.
+# run unchanged under the stock `opa test`. Every rule here is computed at
+# most once per decision, whichever checks use it.
+#
+# Targets reach the policies validated (addresses, or prefixes without host
+# bits). A target that is neither makes the built-ins below fail, and writ
+# denies a decision whose evaluation fails.
 package writ.lib.ip
 
-# ip_actions are the actions whose targets are IP addresses or CIDR prefixes.
-ip_actions := {"block_ip"}
+# targets are the playbook's targets when its action takes IP addresses or
+# CIDR prefixes (an array; empty for other actions).
+default targets := []
 
-# targets are the playbook's targets when its action takes IP targets.
-targets contains target if {
-	input.playbook.spec.action in ip_actions
-	some target in input.playbook.spec.targets
-}
+targets := input.playbook.spec.targets if input.playbook.spec.action == "block_ip"
 
-# valid_targets are the IP targets that parse as an address or a prefix.
-valid_targets contains target if {
-	some target in targets
-	is_string(target)
-	net.cidr_is_valid(cidr(target))
-}
+# prefixes are the targets that are CIDR prefixes rather than addresses.
+prefixes := {target | some target in targets; contains(target, "/")}
 
-# invalid_targets are the IP targets that do not.
-invalid_targets contains target if {
-	some target in targets
-	not target in valid_targets
-}
+# prefix_lengths maps each prefix to its number of network bits.
+prefix_lengths[target] := to_number(substring(target, indexof(target, "/") + 1, -1)) if some target in prefixes
 
-# ipv6(t) holds for IPv6 addresses and prefixes.
-ipv6(t) if contains(t, ":")
-
-# cidr(t) is t as a CIDR prefix: an address becomes a /32 or a /128.
-cidr(t) := t if contains(t, "/")
-
-cidr(t) := concat("", [t, "/32"]) if {
-	not contains(t, "/")
-	not ipv6(t)
-}
-
-cidr(t) := concat("", [t, "/128"]) if {
-	not contains(t, "/")
-	ipv6(t)
-}
-
-# prefix_length(t) is the number of network bits of a valid target.
-prefix_length(t) := to_number(split(cidr(t), "/")[1])
-
-# overlapping(ranges, t) are the entries of ranges (an object keyed by CIDR)
-# that share at least one address with target t, as "cidr (why)" strings in
-# sorted order.
-overlapping(ranges, t) := sort([sprintf("%s (%s)", [r, why]) |
-	some r, why in ranges
-	net.cidr_intersects(r, cidr(t))
-])
+# overlaps(ranges) are the pairs [target, range] of a target and an entry of
+# ranges (a set of CIDR prefixes) that share addresses. Prefixes are nested
+# or disjoint, so they overlap when one contains the other: ranges that
+# contain a target, and ranges inside a target prefix. The built-in pairs
+# them in one call each way.
+overlaps(ranges) := {[targets[i], r] | some [r, i] in net.cidr_contains_matches(ranges, targets)} | {[t, r] | some [t, r] in net.cidr_contains_matches(prefixes, ranges)}

@@ -14,8 +14,6 @@ ranges := {
 }
 
 require_approval contains msg if {
-	some target in ip.valid_targets
-	hits := ip.overlapping(ranges, target)
-	count(hits) > 0
-	msg := sprintf("%s is internal address space: %s", [target, concat(", ", hits)])
+	some [target, r] in ip.overlaps(object.keys(ranges))
+	msg := sprintf("%s is in %s (%s): blocking internal addresses needs approval", [target, r, ranges[r]])
 }

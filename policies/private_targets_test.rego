@@ -10,7 +10,7 @@ test_private_targets_need_approval if {
 }
 
 test_the_reason_names_the_range if {
-	private_targets.require_approval == {"192.168.1.100 is internal address space: 192.168.0.0/16 (private, RFC 1918)"} with input as block(["192.168.1.100"])
+	private_targets.require_approval == {"192.168.1.100 is in 192.168.0.0/16 (private, RFC 1918): blocking internal addresses needs approval"} with input as block(["192.168.1.100"])
 }
 
 test_public_targets_need_no_approval if {

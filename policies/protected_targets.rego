@@ -5,30 +5,23 @@
 # regard to case.
 package writ.checks.protected_targets
 
-patterns := {
-	"suspend_user": object.get(data.writ.config, "protected_identities", []),
-	"isolate_host": object.get(data.writ.config, "protected_hosts", []),
-}
-
-kind := {
-	"suspend_user": "identity",
-	"isolate_host": "host",
+lists := {
+	"suspend_user": ["identity", "protected_identities"],
+	"isolate_host": ["host", "protected_hosts"],
 }
 
 deny contains msg if {
-	action := input.playbook.spec.action
+	[kind, key] := lists[input.playbook.spec.action]
 	some target in input.playbook.spec.targets
-	is_string(target)
-	some pattern in patterns[action]
+	some pattern in data.writ.config[key]
 	is_string(pattern)
 	glob.match(lower(pattern), null, lower(target))
-	msg := sprintf("%s is a protected %s (matches %q): writ never acts on it", [target, kind[action], pattern])
+	msg := sprintf("%s is a protected %s (matches %q): writ never acts on it", [target, kind, pattern])
 }
 
 deny contains msg if {
-	some action, list in patterns
-	input.playbook.spec.action == action
-	some i, pattern in list
+	[kind, key] := lists[input.playbook.spec.action]
+	some i, pattern in data.writ.config[key]
 	not is_string(pattern)
-	msg := sprintf("the protected %s list has an entry that is not a string at index %d: %v", [kind[action], i, pattern])
+	msg := sprintf("the protected %s list has an entry that is not a string at index %d: %v", [kind, i, pattern])
 }

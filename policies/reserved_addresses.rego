@@ -32,13 +32,12 @@ include_documentation if {
 	data.writ.config.reserved_addresses.include_documentation_ranges == true
 }
 
+# refused are the ranges refused, and why.
 refused := object.union(ranges, documentation_ranges) if include_documentation
 
 else := ranges
 
 deny contains msg if {
-	some target in ip.valid_targets
-	hits := ip.overlapping(refused, target)
-	count(hits) > 0
-	msg := sprintf("%s is or includes reserved addresses that are never blocked: %s", [target, concat(", ", hits)])
+	some [target, r] in ip.overlaps(object.keys(refused))
+	msg := sprintf("%s is or includes %s (%s): reserved addresses are never blocked", [target, r, refused[r]])
 }

@@ -31,8 +31,15 @@ test_prefixes_that_include_reserved_ranges_are_denied if {
 }
 
 test_the_reason_says_which_range if {
-	reserved_addresses.deny == {"0.0.0.0/0 is or includes reserved addresses that are never blocked: 0.0.0.0/8 (unspecified, \"this network\", RFC 1122), 127.0.0.0/8 (loopback, RFC 1122), 169.254.0.0/16 (link-local, RFC 3927), 224.0.0.0/4 (multicast, RFC 5771), 240.0.0.0/4 (reserved, RFC 1112), 255.255.255.255/32 (limited broadcast, RFC 919)"} with input as block(["0.0.0.0/0"])
-	reserved_addresses.deny == {"::1 is or includes reserved addresses that are never blocked: ::1/128 (loopback, RFC 4291)"} with input as block(["::1"])
+	reserved_addresses.deny == {"::1 is or includes ::1/128 (loopback, RFC 4291): reserved addresses are never blocked"} with input as block(["::1"])
+	reserved_addresses.deny == {
+		"0.0.0.0/0 is or includes 0.0.0.0/8 (unspecified, \"this network\", RFC 1122): reserved addresses are never blocked",
+		"0.0.0.0/0 is or includes 127.0.0.0/8 (loopback, RFC 1122): reserved addresses are never blocked",
+		"0.0.0.0/0 is or includes 169.254.0.0/16 (link-local, RFC 3927): reserved addresses are never blocked",
+		"0.0.0.0/0 is or includes 224.0.0.0/4 (multicast, RFC 5771): reserved addresses are never blocked",
+		"0.0.0.0/0 is or includes 240.0.0.0/4 (reserved, RFC 1112): reserved addresses are never blocked",
+		"0.0.0.0/0 is or includes 255.255.255.255/32 (limited broadcast, RFC 919): reserved addresses are never blocked",
+	} with input as block(["0.0.0.0/0"])
 }
 
 test_ordinary_addresses_are_not_denied if {

@@ -79,7 +79,7 @@ func TestPlanDefaultPolicies(t *testing.T) {
 		{"multicast", "block_ip", "[224.0.0.1]", "high", "staging", "deny", "224.0.0.0/4 (multicast, RFC 5771)", 0},
 		{"everything", "block_ip", "[0.0.0.0/0]", "high", "staging", "deny", "0.0.0.0/0 is too broad: IPv4 prefixes must be /16 or narrower", 0},
 		{"allowlisted", "block_ip", "[8.8.8.8]", "high", "staging", "deny", "overlaps the allow-listed network 8.8.8.8/32", 0},
-		{"private-staging", "block_ip", "[192.168.1.100]", "medium", "staging", "require_approval", "192.168.1.100 is internal address space", 1},
+		{"private-staging", "block_ip", "[192.168.1.100]", "medium", "staging", "require_approval", "192.168.1.100 is in 192.168.0.0/16 (private, RFC 1918)", 1},
 		{"public-staging", "block_ip", "[203.0.113.7]", "low", "staging", "allow", "", 0},
 		{"public-production", "block_ip", "[203.0.113.7]", "low", "production", "require_approval", "environment production is production", 1},
 		{"suspend-staging", "suspend_user", "[j.doe@example.com]", "low", "staging", "require_approval", "suspend_user is a high-risk action", 1},

@@ -115,12 +115,17 @@ func parseReasons(field string, kind ReasonKind, v any) ([]Reason, []string) {
 		case string:
 			out = append(out, Reason{Kind: kind, Rule: RuleDecision, Message: x})
 		case map[string]any:
-			msg, ok := x["msg"].(string)
-			if !ok {
-				msg, ok = x["message"].(string)
+			raw, present := x["msg"]
+			if !present {
+				raw, present = x["message"]
 			}
+			msg, ok := raw.(string)
 			if !ok {
-				problems = append(problems, fmt.Sprintf("%s: a reason object needs a string msg, got %s", field, compact(x)))
+				if rule, named := x["rule"].(string); named && present {
+					problems = append(problems, fmt.Sprintf("%s: %s gave a reason that is not a string: %s", field, rule, compact(raw)))
+				} else {
+					problems = append(problems, fmt.Sprintf("%s: a reason object needs a string msg, got %s", field, compact(x)))
+				}
 				continue
 			}
 			rule := RuleDecision

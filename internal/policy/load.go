@@ -295,11 +295,15 @@ func readLimited(fsys fs.FS, p, shown string, limit int64) ([]byte, *diag.Proble
 
 // compiled is the result of compiling a policy set.
 type compiled struct {
-	modules  map[string]*ast.Module
-	compiler *ast.Compiler
-	store    storage.Store
-	caps     *ast.Capabilities
-	problems diag.Problems
+	modules map[string]*ast.Module
+	// data is the merged data; dataOrigin names the file that first set
+	// each top-level key.
+	data       map[string]any
+	dataOrigin map[string]string
+	compiler   *ast.Compiler
+	store      storage.Store
+	caps       *ast.Capabilities
+	problems   diag.Problems
 }
 
 // compile parses the Rego files and data, and compiles the modules unless
@@ -320,6 +324,7 @@ func compile(ctx context.Context, files []policyFile, opts Options, forTests boo
 	popts := ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true, Capabilities: c.caps}
 	data := map[string]any{}
 	origin := map[string]string{} // top-level data key -> file that set it first
+	c.data, c.dataOrigin = data, origin
 	for _, f := range files {
 		switch f.kind {
 		case regoFile, testFile:
@@ -373,6 +378,10 @@ func compile(ctx context.Context, files []policyFile, opts Options, forTests boo
 	if c.compiler.Compile(c.modules); c.compiler.Failed() {
 		c.problems = astProblems(c.compiler.Errors, CodeCompile)
 		return c, c.problems
+	}
+	if ps := checkRules(c); len(ps) > 0 {
+		c.problems = ps
+		return c, ps
 	}
 	return c, nil
 }

@@ -683,3 +683,124 @@ func TestRunTestsCompileError(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// defaultsWith is the default policy set under "policies/" with files added
+// or replaced.
+func defaultsWith(t testing.TB, files map[string]string) fstest.MapFS {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	entries, err := policies.FS.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, _ := policies.FS.ReadFile(e.Name())
+		fsys["policies/"+e.Name()] = &fstest.MapFile{Data: b}
+	}
+	for name, content := range files {
+		fsys["policies/"+name] = &fstest.MapFile{Data: []byte(content)}
+	}
+	return fsys
+}
+
+// A check whose rules the decision could not collect does not load.
+func TestMalformedChecksDoNotLoad(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct{ src, want string }{
+		"deny is a string": {
+			"package writ.checks.mine\n\ndeny := \"everything\"\n",
+			"policies/mine.rego:3:1: data.writ.checks.mine.deny has the wrong form; write it as deny contains msg if { ... }",
+		},
+		"deny is a function": {
+			"package writ.checks.mine\n\ndeny(x) := {x}\n",
+			"policies/mine.rego:3:1: data.writ.checks.mine.deny is a function",
+		},
+		"require_approval is an object": {
+			"package writ.checks.mine\n\nrequire_approval[x] := true if some x in input.playbook.spec.targets\n",
+			"policies/mine.rego:3:1: data.writ.checks.mine.require_approval must be a set of values",
+		},
+		"approvals_required is a set": {
+			"package writ.checks.mine\n\napprovals_required contains 2 if true\n",
+			"policies/mine.rego:3:1: data.writ.checks.mine.approvals_required has the wrong form; write it as approvals_required := n if { ... }",
+		},
+		"a ref head from another package": {
+			"package writ.checks\n\nmine.deny := \"x\"\n",
+			"policies/mine.rego:3:1: data.writ.checks.mine.deny has the wrong form",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			set, err := policy.LoadFS(defaultsWith(t, map[string]string{"mine.rego": c.src}), "policies", policy.Options{})
+			if err == nil || !strings.Contains(err.Error(), c.want) || !set.Failed() {
+				t.Fatalf("error %v\nwant %q", err, c.want)
+			}
+			d := set.Decide(context.Background(), input(t, "block_ip", []string{"203.0.113.7"}, "low", "staging"))
+			if d.Outcome != policy.Deny || !strings.Contains(d.Reasons[0].Location, "policies/mine.rego:3:1") {
+				t.Fatalf("%+v", d)
+			}
+		})
+	}
+	data, _ := policies.FS.ReadFile("data.yaml")
+	fsys := defaultsWith(t, map[string]string{"data.yaml": string(data) + "  checks:\n    sneaky:\n      deny: []\n"})
+	if _, err := policy.LoadFS(fsys, "policies", policy.Options{}); err == nil || !strings.Contains(err.Error(), "policies/data.yaml:1:1: data.writ.checks is where checks (Rego packages) live") {
+		t.Fatalf("data under writ.checks: %v", err)
+	}
+}
+
+// What the Rego tests of the default decision pass through, writ refuses.
+func TestDefaultDecisionRefusesMalformedReasons(t *testing.T) {
+	t.Parallel()
+	for name, src := range map[string]string{
+		"a number":  "package writ.checks.mine\n\ndeny contains 42 if true\n",
+		"an object": "package writ.checks.mine\n\nrequire_approval contains {\"why\": \"x\"} if true\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			set, err := policy.LoadFS(defaultsWith(t, map[string]string{"mine.rego": src}), "policies", policy.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := set.Decide(context.Background(), input(t, "block_ip", []string{"203.0.113.7"}, "low", "staging"))
+			if d.Outcome != policy.Deny || d.Reasons[0].Rule != policy.RuleShape || !strings.Contains(d.Reasons[0].Message, "mine gave a reason that is not a string") {
+				t.Fatalf("%+v", d)
+			}
+			if !strings.HasPrefix(d.Reasons[0].Location, "policies/decision.rego:") {
+				t.Fatalf("location %q", d.Reasons[0].Location)
+			}
+		})
+	}
+}
+
+// Inputs the default policies cannot read (a target writ validation would
+// have refused, an allow-list entry that is not a prefix) fail the
+// evaluation, and writ denies, naming the rule.
+func TestDefaultPoliciesFailClosedOnBadValues(t *testing.T) {
+	t.Parallel()
+	set := loadDefaults(t)
+	in := input(t, "block_ip", []string{"203.0.113.7"}, "low", "staging")
+	spec := in.Playbook["spec"].(map[string]any)
+	spec["targets"] = []any{"203.0.113.300"}
+	d := set.Decide(context.Background(), in)
+	if d.Outcome != policy.Deny || !strings.HasPrefix(d.Reasons[0].Location, "policies/ip.rego:") || !strings.Contains(d.Reasons[0].Message, "net.cidr_contains_matches") {
+		t.Fatalf("invalid target: %+v", d)
+	}
+	if d.Reasons[0].Rule != "data.writ.lib.ip.overlaps" {
+		t.Fatalf("rule %q", d.Reasons[0].Rule)
+	}
+
+	data, _ := policies.FS.ReadFile("data.yaml")
+	bad := strings.Replace(string(data), "9.9.9.9/32: Quad9 DNS", "9.9.9.9/33: Quad9 DNS", 1)
+	set, err := policy.LoadFS(defaultsWith(t, map[string]string{"data.yaml": bad}), "policies", policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = set.Decide(context.Background(), input(t, "block_ip", []string{"203.0.113.7"}, "low", "staging"))
+	if d.Outcome != policy.Deny || !strings.Contains(d.Reasons[0].Message, "9.9.9.9/33") {
+		t.Fatalf("bad allow-list: %+v", d)
+	}
+	// Other actions do not touch the allow-list.
+	d = set.Decide(context.Background(), input(t, "suspend_user", []string{"j.doe@example.com"}, "low", "staging"))
+	if d.Outcome != policy.RequireApproval {
+		t.Fatalf("suspend_user with a bad allow-list: %+v", d)
+	}
+}
