@@ -45,3 +45,9 @@ test_the_decision_asks_for_approval_at_night if {
 	{r.rule | some r in d.require_approval} == {"business_hours"}
 	d.approver_roles == {"approver"}
 }
+
+test_defaults_apply_without_settings if {
+	business_hours.require_approval == {"outside business hours (Monday, Tuesday, Wednesday, Thursday, Friday, 8:00 to 18:00 UTC): needs approval"} with input as block(["203.0.113.7"])
+		with data.writ.config.business_hours as {"enabled": true}
+		with time.now_ns as wednesday_night
+}

@@ -18,3 +18,8 @@ test_critical_in_staging_or_high_in_production_do_not if {
 	count(critical_severity.require_approval) == 0 with input as make("isolate_host", ["fin-ws-12"], "high", "production")
 	not critical_severity.approvals_required with input as make("isolate_host", ["fin-ws-12"], "high", "production")
 }
+
+test_two_approvers_without_data if {
+	critical_severity.approvals_required == 2 with input as make("isolate_host", ["fin-ws-12"], "critical", "production")
+		with data.writ.config as {}
+}

@@ -254,8 +254,12 @@ func writePlanText(w io.Writer, entries []planEntry, source, digest string) erro
 		}
 	}
 	fmt.Fprintf(&b, "policies: %s, digest %s\n", source, digest)
-	fmt.Fprintf(&b, "%d playbooks: %d allowed, %d need approval, %d denied\n",
-		len(entries), counts[policy.Allow], counts[policy.RequireApproval], counts[policy.Deny])
+	noun := "playbooks"
+	if len(entries) == 1 {
+		noun = "playbook"
+	}
+	fmt.Fprintf(&b, "%d %s: %d allowed, %d need approval, %d denied\n",
+		len(entries), noun, counts[policy.Allow], counts[policy.RequireApproval], counts[policy.Deny])
 	_, err := io.WriteString(w, b.String())
 	return err
 }
