@@ -99,8 +99,6 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 	if len(p.paths) == 0 {
 		p.paths = []string{"."}
 	}
-	log := g.logger(stderr)
-
 	envs := policy.DefaultEnvironments()
 	if p.environments != "" {
 		e, err := policy.LoadEnvironments(p.environments)
@@ -111,7 +109,8 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 		envs = e
 	}
 
-	set, source, usage, err := loadPolicySet(p.policies, policy.Options{Logger: log}, policies.FS)
+	// No logger: every reason of a failed decision is in the output.
+	set, source, usage, err := loadPolicySet(p.policies, policy.Options{}, policies.FS)
 	if usage {
 		fmt.Fprintln(stderr, "writ:", err)
 		return exitUsage
@@ -137,7 +136,15 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 			return exitFailure
 		}
 		pbs = append(pbs, r.playbooks...)
-		problems = append(problems, r.problems...)
+		for _, pr := range r.problems {
+			// A repository root's policies were checked above, as the
+			// policy set (or are not the set in use).
+			switch pr.Code {
+			case policy.CodeCompile, policy.CodeData, policy.CodeFile:
+				continue
+			}
+			problems = append(problems, pr)
+		}
 	}
 	problems = append(problems, playbook.CheckUniqueNames(pbs)...)
 	problems.Sort()
