@@ -27,11 +27,12 @@ func (g *globals) loadConfig() (*config.Config, error) {
 }
 
 // environments turns the configuration's environments into what policies
-// see; an environment without "production" is not a production one.
+// see. An environment that does not say production: false is left as it
+// is: the default policies then treat it as production (the safe reading).
 func environments(c *config.Config) policy.Environments {
 	out := policy.Environments{}
 	for name, desc := range c.EnvironmentMap() {
-		d := map[string]any{"production": false}
+		d := map[string]any{}
 		for k, v := range desc {
 			d[k] = v
 		}

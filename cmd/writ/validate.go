@@ -140,6 +140,19 @@ func validatePath(arg string) (validateResult, error) {
 		}
 		return r, checkPlaybookFile(os.DirFS(dir), base, arg, &r)
 	}
+	if clean := filepath.Clean(arg); filepath.Base(clean) == policyDir {
+		// A policy directory on its own: compile it; its data files are not
+		// playbooks.
+		parent := filepath.Dir(clean)
+		ps, n := validatePolicies(os.DirFS(parent), func(rel string) string {
+			if parent == "." {
+				return rel
+			}
+			return filepath.ToSlash(filepath.Join(parent, rel))
+		})
+		r.files, r.problems = n, ps
+		return r, nil
+	}
 	fsys := os.DirFS(arg)
 	display := func(rel string) string {
 		if arg == "." {
@@ -187,7 +200,7 @@ func validatePath(arg string) (validateResult, error) {
 }
 
 func isRepoRoot(fsys fs.FS) bool {
-	for _, d := range []string{playbook.Dir, ".writ"} {
+	for _, d := range []string{playbook.Dir, ".writ", "policies"} {
 		if fi, err := fs.Stat(fsys, d); err == nil && fi.IsDir() {
 			return true
 		}

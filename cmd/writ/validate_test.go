@@ -168,3 +168,23 @@ func TestValidateApproversFile(t *testing.T) {
 		t.Fatalf("approvers: %d\n%s", code, out)
 	}
 }
+
+func TestValidatePolicyDirectory(t *testing.T) {
+	t.Parallel()
+	// policies/ on its own compiles; its data.yaml is not read as a playbook.
+	code, out, errOut := runCLI(t, "validate", "../../policies")
+	if code != exitOK || out != "" {
+		t.Fatalf("validate policies: %d\n%s%s", code, out, errOut)
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "policies"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policies", "bad.rego"), []byte("package writ\n\ndeny contains msg if {\n  msg := \n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, "validate", filepath.Join(dir, "policies"))
+	if code != exitFailure || !strings.Contains(out, "policies/bad.rego:") {
+		t.Fatalf("broken policy: %d %q", code, out)
+	}
+}
