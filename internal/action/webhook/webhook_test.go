@@ -270,8 +270,14 @@ func TestRedirectRefused(t *testing.T) {
 		return true
 	}
 	for _, op := range []func(*Backend) error{
-		func(b *Backend) error { _, err := b.Apply(context.Background(), request(action.Apply, "h1")); return err },
-		func(b *Backend) error { _, err := b.Plan(context.Background(), request(action.Apply, "h1")); return err },
+		func(b *Backend) error {
+			_, err := b.Apply(context.Background(), request(action.Apply, "h1"))
+			return err
+		},
+		func(b *Backend) error {
+			_, err := b.Plan(context.Background(), request(action.Apply, "h1"))
+			return err
+		},
 	} {
 		err := op(backend(t, rc, ca, nil))
 		if err == nil || errors.Is(err, action.ErrTransient) || !strings.Contains(err.Error(), "redirect refused") {
