@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/writ
 
-.PHONY: help build test test-go lint policy-check run bench fuzz clean
+.PHONY: help build test test-go lint policy-check run demo bench fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,8 +32,11 @@ lint: ## gofmt and go vet
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-run: build ## run writ serve with the embedded defaults and a private PostgreSQL
-	$(BIN) serve
+run: build ## run the main job: writ serve on this repository (embedded defaults, private PostgreSQL)
+	$(BIN) serve --repo .
+
+demo: build ## walk through the whole flow on a fresh temporary repository
+	$(BIN) demo
 
 bench: ## run the benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
