@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 
@@ -51,14 +52,14 @@ func backendRegistry(g *globals) (*action.Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return buildRegistry(c, g.dataDir)
+	return buildRegistry(c, g.dataDir, os.Getenv)
 }
 
-func buildRegistry(c *config.Config, dataDir string) (*action.Registry, error) {
+func buildRegistry(c *config.Config, dataDir string, getenv func(string) string) (*action.Registry, error) {
 	reg := action.NewRegistry()
 	hasBlock := false
 	for _, bc := range c.Backends {
-		b, err := newBackend(bc)
+		b, err := newBackend(bc, getenv)
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
@@ -85,7 +86,7 @@ func buildRegistry(c *config.Config, dataDir string) (*action.Registry, error) {
 	return reg, nil
 }
 
-func newBackend(bc config.Backend) (action.Backend, error) {
+func newBackend(bc config.Backend, getenv func(string) string) (action.Backend, error) {
 	switch bc.Type {
 	case "blocklist":
 		return blocklist.New(blocklist.Options{
@@ -106,6 +107,10 @@ func newBackend(bc config.Backend) (action.Backend, error) {
 			}
 		}
 		return nftables.New(o)
+	case "scim":
+		return newSCIMBackend(bc, getenv)
+	case "webhook":
+		return newWebhookBackend(bc, getenv)
 	}
 	return nil, fmt.Errorf("backend type %s is not available in this build", bc.Type)
 }
