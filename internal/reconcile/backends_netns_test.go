@@ -1,0 +1,163 @@
+// Network namespace helpers for the nftables end-to-end test, copied from
+// internal/action/nftables/netns_test.go (test files cannot be shared
+// across packages).
+
+package reconcile
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// needNetAdmin skips when the tests cannot make network namespaces: that needs
+// CAP_NET_ADMIN (CI runs as root). A missing `ip` or `nft` binary is a
+// failure, not a skip.
+func needNetAdmin(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root (CAP_NET_ADMIN); CI runs these as root")
+	}
+	for _, bin := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s is required (apt-get install iproute2 nftables): %v", bin, err)
+		}
+	}
+}
+
+func nsRun(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// nsNew makes a named network namespace, removed when the test ends.
+func nsNew(t testing.TB) string {
+	t.Helper()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "writt" + hex.EncodeToString(b[:])
+	nsRun(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	nsRun(t, "ip", "-n", name, "link", "set", "lo", "up")
+	return name
+}
+
+// nsEnter runs fn on an OS thread inside the namespace; sockets made there
+// belong to it.
+func nsEnter(t testing.TB, name string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	var failure string
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			failure = err.Error()
+			runtime.UnlockOSThread()
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(filepath.Join("/run/netns", name))
+		if err != nil {
+			failure = err.Error()
+			runtime.UnlockOSThread()
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			failure = err.Error()
+			runtime.UnlockOSThread()
+			return
+		}
+		fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Leave the thread locked: the runtime then retires it.
+			failure = "restore namespace: " + err.Error()
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	<-done
+	if failure != "" {
+		t.Fatal(failure)
+	}
+}
+
+// nsPair joins two new namespaces with a veth pair: fw has 198.18.0.1, peer
+// has 198.18.0.2 and 198.18.0.3 (and 2001:db8:18::1 / ::2, ::3). The
+// addresses exist only inside the test's own namespaces.
+func nsPair(t testing.TB) (fw, peer string) {
+	t.Helper()
+	fw, peer = nsNew(t), nsNew(t)
+	a, b := fw[:10]+"a", peer[:10]+"b"
+	nsRun(t, "ip", "link", "add", a, "type", "veth", "peer", "name", b)
+	nsRun(t, "ip", "link", "set", a, "netns", fw)
+	nsRun(t, "ip", "link", "set", b, "netns", peer)
+	nsRun(t, "ip", "-n", fw, "addr", "add", "198.18.0.1/24", "dev", a)
+	nsRun(t, "ip", "-n", peer, "addr", "add", "198.18.0.2/24", "dev", b)
+	nsRun(t, "ip", "-n", peer, "addr", "add", "198.18.0.3/24", "dev", b)
+	nsRun(t, "ip", "-n", fw, "addr", "add", "2001:db8:18::1/64", "dev", a, "nodad")
+	nsRun(t, "ip", "-n", peer, "addr", "add", "2001:db8:18::2/64", "dev", b, "nodad")
+	nsRun(t, "ip", "-n", peer, "addr", "add", "2001:db8:18::3/64", "dev", b, "nodad")
+	nsRun(t, "ip", "-n", fw, "link", "set", a, "up")
+	nsRun(t, "ip", "-n", peer, "link", "set", b, "up")
+	return fw, peer
+}
+
+// nsListen starts a TCP listener in ns that accepts and closes connections.
+func nsListen(t testing.TB, ns, addr string) string {
+	t.Helper()
+	var ln net.Listener
+	nsEnter(t, ns, func() {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	if ln == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// nsReaches reports whether a TCP connection from src (in ns) to dst gets
+// through within the timeout.
+func nsReaches(t testing.TB, ns, src, dst string) bool {
+	t.Helper()
+	ok := false
+	nsEnter(t, ns, func() {
+		d := net.Dialer{Timeout: 700 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err := d.Dial("tcp", dst)
+		if err == nil {
+			ok = true
+			c.Close()
+		}
+	})
+	return ok
+}
