@@ -159,7 +159,7 @@ type fault struct {
 	header       map[string]string
 	body         string
 	times        int  // how many requests it answers; -1 forever
-	hang         bool // wait until the client gives up
+	hang         bool // answer only when the test ends
 }
 
 // provider is a SCIM service provider on loopback over TLS, with a token
@@ -178,6 +178,8 @@ type provider struct {
 	// client credentials the token endpoint accepts, and tokens it issued.
 	clientID, clientSecret string
 	issued                 int
+	// release ends hanging answers (closed before the server stops).
+	release chan struct{}
 }
 
 const testToken = "scim-bearer-s3cr3t-4a1f"
@@ -202,6 +204,8 @@ func newProvider(t *testing.T) *provider {
 	p.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 	p.srv.StartTLS()
 	t.Cleanup(p.srv.Close)
+	p.release = make(chan struct{})
+	t.Cleanup(func() { close(p.release) }) // runs before Close
 	p.caFile = filepath.Join(t.TempDir(), "ca.pem")
 	der := p.srv.Certificate().Raw
 	if err := os.WriteFile(p.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
@@ -255,7 +259,7 @@ func (p *provider) wrap(next http.Handler) http.Handler {
 		p.mu.Unlock()
 		if hit != nil {
 			if hit.hang {
-				<-r.Context().Done()
+				<-p.release // answers only when the test ends
 				return
 			}
 			for k, v := range hit.header {

@@ -233,11 +233,15 @@ func TestTimeouts(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t, "edr-ca")
 	rc := newReceiver(t, ca, testSecret)
+	// The receiver answers only when the test ends: no attempt can get an
+	// answer in time.
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // runs before the server's Close
 	rc.respond = func(w http.ResponseWriter, r *http.Request, n int) bool {
-		<-r.Context().Done()
+		<-release
 		return true
 	}
-	b := backend(t, rc, ca, func(o *Options) { o.Timeout = 50 * time.Millisecond; o.Retries = 2 })
+	b := backend(t, rc, ca, func(o *Options) { o.Timeout = 200 * time.Millisecond; o.Retries = 2 })
 	rs, err := b.Apply(context.Background(), request(action.Apply, "h1", "h2"))
 	if !errors.Is(err, action.ErrTransient) || !strings.Contains(err.Error(), "timed out after 3 attempts") {
 		t.Fatalf("err = %v", err)
@@ -246,15 +250,23 @@ func TestTimeouts(t *testing.T) {
 		t.Fatalf("results %+v", rs)
 	}
 	_, err = b.Plan(context.Background(), request(action.Apply, "h1"))
-	if !errors.Is(err, action.ErrTransient) {
+	if !errors.Is(err, action.ErrTransient) || !strings.Contains(err.Error(), "timed out after 3 attempts") {
 		t.Fatalf("plan: %v", err)
 	}
+	// Every attempt that reached the receiver (a handshake can time out
+	// first on a loaded machine) carried the operation's one key.
 	keys := map[string]int{}
 	for _, d := range rc.log() {
 		keys[d.Key]++
 	}
-	if keys[request(action.Apply).Key()] != 3 || keys[""] != 3 {
-		t.Fatalf("attempts per key: %v", keys)
+	applyKey := request(action.Apply).Key()
+	for k, n := range keys {
+		if (k != applyKey && k != "") || n > 3 {
+			t.Fatalf("attempts per key: %v", keys)
+		}
+	}
+	if keys[applyKey] == 0 {
+		t.Fatalf("no apply attempt reached the receiver: %v", keys)
 	}
 }
 
