@@ -765,8 +765,8 @@ func (f *Server) PullJSON(p *PullRequest) map[string]any {
 		"state": p.State, "locked": false, "title": p.Title, "user": f.UserJSON(p.Author), "body": p.Body,
 		"created_at": ts(p.Created), "updated_at": ts(time.Now()), "closed_at": closed, "merged_at": merged,
 		"merge_commit_sha": nilIfEmpty(p.MergeCommitSHA), "draft": false, "merged": p.Merged,
-		"head": map[string]any{"label": f.Owner + ":" + p.HeadRef, "ref": p.HeadRef, "sha": p.HeadSHA, "user": f.UserJSON(f.Owner), "repo": f.repoJSON()},
-		"base": map[string]any{"label": f.Owner + ":" + p.BaseRef, "ref": p.BaseRef, "sha": p.BaseSHA, "user": f.UserJSON(f.Owner), "repo": f.repoJSON()},
+		"head":               map[string]any{"label": f.Owner + ":" + p.HeadRef, "ref": p.HeadRef, "sha": p.HeadSHA, "user": f.UserJSON(f.Owner), "repo": f.repoJSON()},
+		"base":               map[string]any{"label": f.Owner + ":" + p.BaseRef, "ref": p.BaseRef, "sha": p.BaseSHA, "user": f.UserJSON(f.Owner), "repo": f.repoJSON()},
 		"author_association": "MEMBER",
 	}
 }
@@ -805,8 +805,8 @@ func (f *Server) ReviewObject(number int, id int64) map[string]any {
 func (f *Server) CommentJSON(p *PullRequest, c *Comment) map[string]any {
 	return map[string]any{
 		"id": c.ID, "node_id": fmt.Sprintf("IC_%d", c.ID), "url": fmt.Sprintf("%s/issues/comments/%d", f.repoURL(), c.ID),
-		"html_url":  fmt.Sprintf("%s/%s/%s/pull/%d#issuecomment-%d", f.srv.URL, f.Owner, f.Name, p.Number, c.ID),
-		"body":      c.Body, "user": f.UserJSON(c.Login), "created_at": ts(c.At), "updated_at": ts(c.At),
+		"html_url": fmt.Sprintf("%s/%s/%s/pull/%d#issuecomment-%d", f.srv.URL, f.Owner, f.Name, p.Number, c.ID),
+		"body":     c.Body, "user": f.UserJSON(c.Login), "created_at": ts(c.At), "updated_at": ts(c.At),
 		"issue_url": fmt.Sprintf("%s/issues/%d", f.repoURL(), p.Number), "author_association": "MEMBER",
 	}
 }

@@ -1,0 +1,253 @@
+package github
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/forge/github/githubfake"
+)
+
+// A pull request with invalid playbooks gets a failure check whose
+// annotations sit on the exact lines and columns of the problems.
+func TestInvalidPlaybookFailsWithAnnotations(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	broken := "apiVersion: writ/v1\nkind: Playbook\nmetadata: {name: broken}\nspec:\n  action: block_ip\n  targets: [999.1.1.1]\n  justification: x\n  severity: low\n  environment: staging\n"
+	unknown := playbookYAML("typo", "INC-1", "203.0.113.9", "low", "staging") + "  colour: red\n"
+	p := e.openPR(3, "alice-gh", "", map[string]string{
+		pbPath("broken"): broken,
+		pbPath("typo"):   unknown,
+		pbPath("fine"):   playbookYAML("fine", "INC-2", "203.0.113.10", "low", "staging"),
+	})
+	e.process()
+
+	run := e.check(p.head)
+	if run.Status != "completed" || run.Conclusion != ConclusionFailure {
+		t.Fatalf("check: %s/%s: %s", run.Status, run.Conclusion, run.Title)
+	}
+	at := map[string]githubfake.Annotation{}
+	for _, a := range run.Annotations {
+		at[fmt.Sprintf("%s:%d", a.Path, a.StartLine)] = a
+	}
+	a, ok := at[pbPath("broken")+":6"]
+	if !ok || a.StartColumn == nil || *a.StartColumn != 13 || a.AnnotationLevel != "failure" || !strings.Contains(a.Message, "999.1.1.1") {
+		t.Fatalf("annotation of broken at 6:13 missing or wrong: %+v (all: %+v)", a, run.Annotations)
+	}
+	a, ok = at[pbPath("typo")+":12"]
+	if !ok || !strings.Contains(a.Message, "colour") {
+		t.Fatalf("annotation of the unknown field at line 12 missing: %+v", run.Annotations)
+	}
+	for _, want := range []string{"❌ invalid", pbPath("broken"), "line 6, column 13", pbPath("fine")} {
+		if !strings.Contains(run.Summary, want) {
+			t.Errorf("summary lacks %q:\n%s", want, run.Summary)
+		}
+	}
+}
+
+// Annotations go at most 50 per request: 60 problems take two writes of
+// the same check run.
+func TestAnnotationsAreBatched(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	files := map[string]string{}
+	for i := range 60 {
+		files[pbPath(fmt.Sprintf("bad-%02d", i))] = fmt.Sprintf("apiVersion: writ/v1\nkind: Playbook\nmetadata: {name: bad-%02d}\nspec:\n  action: block_ip\n  targets: [300.0.0.%d]\n  justification: x\n  severity: low\n  environment: staging\n", i, i)
+	}
+	p := e.openPR(4, "alice-gh", "", files)
+	e.process()
+	runs := e.gh.CheckRuns(p.head)
+	if len(runs) != 1 {
+		t.Fatalf("%d check runs; want one", len(runs))
+	}
+	run := runs[0]
+	if run.Conclusion != ConclusionFailure || len(run.Annotations) != 60 {
+		t.Fatalf("conclusion %s with %d annotations; want failure with 60", run.Conclusion, len(run.Annotations))
+	}
+	patches := 0
+	for _, r := range e.gh.Requests() {
+		if r.Method == "PATCH" && strings.Contains(r.Path, "/check-runs/") {
+			patches++
+			if r.Status != 200 {
+				t.Fatalf("PATCH answered %d", r.Status)
+			}
+		}
+	}
+	if patches != 2 {
+		t.Fatalf("%d PATCH requests; want 2 (50 + 10 annotations)", patches)
+	}
+	// Checking the same head again writes nothing new.
+	before := len(e.gh.Requests())
+	if _, err := e.svc.Check(e.ctx, prInfo{Number: p.number, BaseRef: "main", Author: "alice-gh"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range e.gh.Requests()[before:] {
+		if strings.Contains(r.Path, "/check-runs") {
+			t.Fatalf("an unchanged check was written again: %s %s", r.Method, r.Path)
+		}
+	}
+	if got := e.check(p.head); len(got.Annotations) != 60 {
+		t.Fatalf("annotations after a re-check: %d", len(got.Annotations))
+	}
+}
+
+// The whole path: a valid playbook needing two approvals is
+// action_required and writ asks the qualified approvers for reviews;
+// reviews without an envelope, with a tampered envelope, or by a login
+// that is not the signer's do not count; two signed reviews make it
+// success; a dismissed review withdraws its approval; after the merge the
+// playbook is executed.
+func TestSignedReviewsApproveAndMergeExecutes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	path := pbPath("block-c2")
+	content := playbookYAML("block-c2", "INC-7", "203.0.113.77", "critical", "production")
+
+	// The analyst signs her proposal in the description. Its digest binds
+	// the content; she computes it locally, as writ approve does.
+	pre := e.openPR(7, "alice-gh", "Blocking the C2 server.", map[string]string{path: content})
+	e.process()
+	ev := e.evaluation(pre)
+	pe := e.playbookEval(ev, path)
+	subject := []approval.Subject{{Path: path, Digest: pe.Digest}}
+	proposal := e.sign("alice", approval.Propose, subject, ev.PolicyDigest, "", 7)
+	if run := e.check(pre.head); run.Conclusion != ConclusionActionRequired || !strings.Contains(run.Summary, "no signed proposal") {
+		t.Fatalf("without a proposal: %s\n%s", run.Conclusion, run.Summary)
+	}
+
+	// The proposal arrives in a comment by its author (a proposal in the
+	// description works the same way; see TestProposalInDescription).
+	c := e.gh.AddComment(7, "alice-gh", FormatEnvelope("Signed proposal:", proposal))
+	m := e.fixture("issue_comment.created.json")
+	issue := m["issue"].(map[string]any)
+	issue["number"] = 7
+	m["comment"] = e.gh.CommentObject(7, c.ID)
+	m["sender"] = e.gh.SenderJSON("alice-gh")
+	e.deliver("issue_comment", m)
+	e.process()
+	run := e.check(pre.head)
+	if run.Conclusion != ConclusionActionRequired || !strings.Contains(run.Summary, "0 of 2 approvals") || !strings.Contains(run.Summary, "proposed by alice") {
+		t.Fatalf("after the proposal: %s\n%s", run.Conclusion, run.Summary)
+	}
+	for _, want := range []string{pe.PlanDigest, ev.PolicyDigest, "would_block", "writ approve --key KEY"} {
+		if !strings.Contains(run.Summary, want) {
+			t.Errorf("summary lacks %q", want)
+		}
+	}
+	requested := e.gh.Pull(7).RequestedReviewers
+	slices.Sort(requested)
+	if !slices.Equal(requested, []string{"bob-gh", "carol-gh"}) {
+		t.Fatalf("reviews requested from %v; want bob-gh and carol-gh (approvers, never the proposer)", requested)
+	}
+
+	approve := func(who string) []byte {
+		return e.sign(who, approval.Approve, subject, ev.PolicyDigest, pe.PlanDigest, 7)
+	}
+	// A review without an envelope counts for nothing, and the check says so.
+	e.review(pre, "mallory-gh", "APPROVED", "LGTM, ship it")
+	// A tampered envelope: bob's signature over a statement changed after
+	// signing (another reason).
+	e.review(pre, "bob-gh", "APPROVED", FormatEnvelope("", tamper(t, approve("bob"))))
+	// Carol's valid envelope, posted by someone else's account.
+	e.review(pre, "mallory-gh", "APPROVED", FormatEnvelope("", approve("carol")))
+	e.process()
+	run = e.check(pre.head)
+	if run.Conclusion != ConclusionActionRequired || !strings.Contains(run.Summary, "0 of 2 approvals") {
+		t.Fatalf("after reviews that must not count: %s\n%s", run.Conclusion, run.Summary)
+	}
+	for _, want := range []string{"counts for nothing", "review 1004 by @bob-gh: refused: approval refused: not signed by a key", "submitted by mallory-gh, but the signer carol's github login"} {
+		if !strings.Contains(strings.ToLower(run.Summary), strings.ToLower(want)) {
+			t.Errorf("summary lacks %q:\n%s", want, run.Summary)
+		}
+	}
+
+	// Two signed reviews by the signers' own accounts.
+	e.review(pre, "bob-gh", "APPROVED", FormatEnvelope("Approved.", approve("bob")))
+	e.process()
+	if run := e.check(pre.head); run.Conclusion != ConclusionActionRequired || !strings.Contains(run.Summary, "1 of 2 approvals") {
+		t.Fatalf("after one approval: %s\n%s", run.Conclusion, run.Summary)
+	}
+	carolReview := e.review(pre, "carol-gh", "APPROVED", FormatEnvelope("Approved.", approve("carol")))
+	e.process()
+	if run := e.check(pre.head); run.Conclusion != ConclusionSuccess {
+		t.Fatalf("after two approvals: %s\n%s", run.Conclusion, run.Summary)
+	}
+
+	// A dismissed review withdraws its approval.
+	e.dismiss(pre, carolReview, "dave-gh")
+	e.process()
+	if run := e.check(pre.head); run.Conclusion != ConclusionActionRequired || !strings.Contains(run.Summary, "dismissed") {
+		t.Fatalf("after the dismissal: %s\n%s", run.Conclusion, run.Summary)
+	}
+	// Carol approves again (a new envelope: the dismissed one stays withdrawn).
+	e.clock.mu.Lock()
+	e.clock.now = e.clock.now.Add(2 * 1e9)
+	e.clock.mu.Unlock()
+	e.review(pre, "carol-gh", "APPROVED", FormatEnvelope("Approved again.", approve("carol")))
+	e.process()
+	if run := e.check(pre.head); run.Conclusion != ConclusionSuccess {
+		t.Fatalf("after carol approves again: %s\n%s", run.Conclusion, run.Summary)
+	}
+
+	// Squash-merge: the merged commit differs from the PR's head, the
+	// content does not.
+	merged := e.squashMerge(pre)
+	e.gh.Merge(7, merged)
+	e.deliverPush(merged)
+	e.process()
+	e.pass()
+	if got := e.blocked("production"); !slices.Equal(got, []string{"203.0.113.77"}) {
+		t.Fatalf("blocked after the merge: %v", got)
+	}
+}
+
+// squashMerge squashes a PR branch into main and pushes it.
+func (e *env) squashMerge(p *pr) string {
+	e.t.Helper()
+	e.repo.Checkout("main")
+	e.repo.Git("merge", "--quiet", "--squash", p.branch)
+	sha := e.repo.Commit(fmt.Sprintf("Squashed #%d", p.number))
+	e.repo.Push()
+	return sha
+}
+
+// deliverPush delivers a push of sha to main.
+func (e *env) deliverPush(sha string) {
+	e.t.Helper()
+	m := e.fixture("push.json")
+	m["ref"] = "refs/heads/main"
+	m["after"] = sha
+	commit := map[string]any{"id": sha, "tree_id": sha, "distinct": true, "message": "merge", "timestamp": "2026-01-01T00:00:00Z",
+		"url": "https://example.invalid/commit/" + sha, "author": map[string]any{"name": "A", "email": "a@example.com"},
+		"committer": map[string]any{"name": "A", "email": "a@example.com"}, "added": []any{}, "removed": []any{}, "modified": []any{}}
+	m["commits"] = []any{commit}
+	m["head_commit"] = commit
+	e.deliver("push", m)
+}
+
+// tamper changes a signed statement's reason and keeps the signature.
+func tamper(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	var env map[string]any
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := base64.StdEncoding.DecodeString(env["payload"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(payload), "approve in test", "approve in tess", 1)
+	if changed == string(payload) {
+		t.Fatal("nothing to tamper with")
+	}
+	env["payload"] = base64.StdEncoding.EncodeToString([]byte(changed))
+	out, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
