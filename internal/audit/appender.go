@@ -1,12 +1,16 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/writ-sec/writ/internal/store"
 )
 
 // AppenderOptions configures an Appender.
@@ -85,6 +89,10 @@ type Appender struct {
 	mu      sync.Mutex
 	running bool
 	stopped chan struct{}
+	// resync tells the preparing stage its predicted head is unreliable.
+	resync atomic.Bool
+	// rebuilds counts batches rebuilt under the lock (tests, metrics).
+	rebuilds atomic.Int64
 }
 
 // NewAppender returns an Appender; call Run to start it.
@@ -128,9 +136,28 @@ func (a *Appender) Append(ctx context.Context, e Entry) (Receipt, error) {
 	}
 }
 
-// Run appends batches until ctx ends; then it finishes the batch in flight,
-// fails what is still queued with ErrAppenderStopped and returns nil. It
-// may run once.
+// preparedBatch is a batch built (chained, hashed, signed) ahead of its
+// transaction, on the head the previous batch is expected to leave.
+type preparedBatch struct {
+	live  []*appendRequest
+	es    []Entry
+	base  store.AuditHead
+	key   *SigningKey
+	app   store.AuditAppend
+	recs  []Receipt
+	built bool
+}
+
+// Run appends batches until ctx ends; then it finishes the batches in
+// flight, fails what is still queued with ErrAppenderStopped and returns
+// nil. It may run once.
+//
+// Two stages overlap: while one batch's transaction runs (insert, commit
+// flush), the next is collected and signed on the head the first will
+// leave. Under the append lock the committer checks that head is the one
+// actually there (another writer may have appended, or the first batch may
+// have failed) and rebuilds the batch on the real head if not, so the
+// overlap never costs correctness.
 func (a *Appender) Run(ctx context.Context) error {
 	a.mu.Lock()
 	if a.running {
@@ -139,8 +166,22 @@ func (a *Appender) Run(ctx context.Context) error {
 	}
 	a.running = true
 	a.mu.Unlock()
-	defer a.drain()
 
+	prepared := make(chan *preparedBatch, 1)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		for pb := range prepared {
+			a.commit(ctx, pb)
+		}
+	}()
+	defer func() {
+		close(prepared)
+		<-committed
+		a.drain()
+	}()
+
+	var predicted *store.AuditHead
 	batch := make([]*appendRequest, 0, a.opts.MaxBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -176,42 +217,86 @@ func (a *Appender) Run(ctx context.Context) error {
 				break fill
 			}
 		}
-		a.commit(ctx, batch)
+		if pb := a.prepare(ctx, batch, &predicted); pb != nil {
+			prepared <- pb
+		}
 	}
 }
 
-// commit appends one batch in one transaction and answers its requests.
-func (a *Appender) commit(ctx context.Context, batch []*appendRequest) {
-	live := batch[:0:0]
+// prepare builds a batch on the predicted head (read from the database
+// when unknown) and advances the prediction.
+func (a *Appender) prepare(ctx context.Context, batch []*appendRequest, predicted **store.AuditHead) *preparedBatch {
+	pb := &preparedBatch{}
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			r.done <- appendResult{err: err}
 			continue
 		}
-		live = append(live, r)
+		pb.live = append(pb.live, r)
+		pb.es = append(pb.es, r.entry)
 	}
-	if len(live) == 0 {
-		return
+	if len(pb.live) == 0 {
+		return nil
 	}
-	es := make([]Entry, len(live))
-	for i, r := range live {
-		es[i] = r.entry
+	l := a.opts.Log
+	if a.resync.Swap(false) {
+		*predicted = nil
 	}
+	if *predicted == nil {
+		hctx, cancel := context.WithTimeout(ctx, a.opts.TxTimeout)
+		h, err := l.opts.Store.AuditHead(hctx)
+		cancel()
+		if err != nil {
+			return pb // built under the lock instead
+		}
+		*predicted = &h
+	}
+	pb.base, pb.key = **predicted, l.Key()
+	app, recs, err := l.build(pb.base, pb.es)
+	if err != nil {
+		*predicted = nil
+		return pb
+	}
+	pb.app, pb.recs, pb.built = app, recs, true
+	*predicted = &app.Head
+	return pb
+}
+
+func sameHead(a, b store.AuditHead) bool {
+	return a.Size == b.Size && bytes.Equal(a.LastHash, b.LastHash) && a.LastAt.Equal(b.LastAt) && bytes.Equal(a.Compact, b.Compact)
+}
+
+// commit writes one prepared batch in one transaction and answers its
+// requests.
+func (a *Appender) commit(ctx context.Context, pb *preparedBatch) {
 	// A batch in flight finishes even when Run is told to stop: its
 	// callers are waiting for the answer.
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.opts.TxTimeout)
 	defer cancel()
 	l := a.opts.Log
-	recs, err := l.appendEntries(tctx, l.opts.Store, es)
+	err := l.opts.Store.AppendAudit(tctx, func(head store.AuditHead) (store.AuditAppend, error) {
+		if pb.built && sameHead(head, pb.base) && l.Key() == pb.key {
+			return pb.app, nil
+		}
+		// The prediction missed: rebuild on the real head, and have the
+		// next batches predicted from the database again.
+		a.resync.Store(true)
+		a.rebuilds.Add(1)
+		app, recs, err := l.build(head, pb.es)
+		pb.recs = recs
+		return app, err
+	})
 	if err != nil {
-		a.opts.Logger.ErrorContext(ctx, "audit batch failed", slog.Int("entries", len(es)), slog.Any("error", err))
+		a.resync.Store(true)
+		err = fmt.Errorf("audit: append: %w", err)
+		a.opts.Logger.ErrorContext(ctx, "audit batch failed", slog.Int("entries", len(pb.es)), slog.Any("error", err))
 	}
-	for i, r := range live {
+	for i, r := range pb.live {
 		if err != nil {
 			r.done <- appendResult{err: err}
 			continue
 		}
-		r.done <- appendResult{rec: recs[i]}
+		r.done <- appendResult{rec: pb.recs[i]}
 	}
 }
 

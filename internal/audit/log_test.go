@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,17 +137,26 @@ func TestTimesNeverDecrease(t *testing.T) {
 	}
 }
 
-// TestConcurrentWriters: 16 writers x 10,000 appends, each append one
-// entry: four writers append inside transactions of their own making (as
-// the reconciler does with a state change), four through Append on the
-// pool, and eight through two group-commit appenders (as two replicas
-// would). The chain must verify with no gap and no fork.
+// TestConcurrentWriters: 16 writers x 10,000 appends, in the three ways
+// entries are written: four writers append inside transactions of their
+// own making, ten entries (ten Append calls) per transaction, as the
+// reconciler records a state change; four call Append on the pool, ten
+// entries a call; eight go through two group-commit appenders, one entry a
+// call and sixteen calls in flight, as busy producers on two replicas
+// would. The chain must verify, with no gap and no
+// fork, and every acknowledged seq must be distinct.
 func TestConcurrentWriters(t *testing.T) {
 	t.Parallel()
 	writers, perWriter := 16, 10000
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		perWriter = 500
+	case raceEnabled && os.Getenv("WRIT_AUDIT_FULL_CONCURRENCY") == "":
+		// Full size under -race takes minutes on a 2-core machine; run it
+		// with WRIT_AUDIT_FULL_CONCURRENCY=1 (docs/audit.md has timings).
+		perWriter = 2000
 	}
+	const perTx = 10
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	st := newLogStore(t)
@@ -171,38 +182,64 @@ func TestConcurrentWriters(t *testing.T) {
 	errs := make(chan error, writers)
 	for w := range writers {
 		wg.Go(func() {
-			for i := range perWriter {
-				e := testEntry(w*perWriter + i)
-				var seq uint64
-				switch w % 4 {
-				case 0:
+			n := w * perWriter
+			switch {
+			case w < 4:
+				for i := 0; i < perWriter; i += perTx {
+					var got []uint64
 					err := st.Tx(ctx, func(tx *store.Store) error {
-						recs, err := l.Append(ctx, tx, e)
-						if err == nil {
-							seq = recs[0].Seq
+						got = got[:0]
+						for j := range perTx {
+							recs, err := l.Append(ctx, tx, testEntry(n+i+j))
+							if err != nil {
+								return err
+							}
+							got = append(got, recs[0].Seq)
 						}
-						return err
+						return nil
 					})
 					if err != nil {
 						errs <- err
 						return
 					}
-				case 2:
-					recs, err := l.Append(ctx, st, e)
-					if err != nil {
-						errs <- err
-						return
-					}
-					seq = recs[0].Seq
-				default:
-					rec, err := apps[w%4/2].Append(ctx, e)
-					if err != nil {
-						errs <- err
-						return
-					}
-					seq = rec.Seq
+					seqs[w] = append(seqs[w], got...)
 				}
-				seqs[w] = append(seqs[w], seq)
+			case w < 8:
+				for i := 0; i < perWriter; i += perTx {
+					es := make([]Entry, perTx)
+					for j := range es {
+						es[j] = testEntry(n + i + j)
+					}
+					recs, err := l.Append(ctx, st, es...)
+					if err != nil {
+						errs <- err
+						return
+					}
+					for _, r := range recs {
+						seqs[w] = append(seqs[w], r.Seq)
+					}
+				}
+			default:
+				// A busy producer: 16 appends in flight at a time.
+				got := make([]uint64, perWriter)
+				var inner sync.WaitGroup
+				var failed atomic.Bool
+				for g := range 16 {
+					inner.Go(func() {
+						for i := g; i < perWriter; i += 16 {
+							rec, err := apps[w%2].Append(ctx, testEntry(n+i))
+							if err != nil {
+								if !failed.Swap(true) {
+									errs <- err
+								}
+								return
+							}
+							got[i] = rec.Seq
+						}
+					})
+				}
+				inner.Wait()
+				seqs[w] = got
 			}
 		})
 	}
@@ -213,7 +250,8 @@ func TestConcurrentWriters(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	t.Logf("%d appends by %d writers in %s", writers*perWriter, writers, time.Since(start))
+	t.Logf("%d appends by %d writers in %s (appenders rebuilt %d and %d batches under the lock)",
+		writers*perWriter, writers, time.Since(start), apps[0].rebuilds.Load(), apps[1].rebuilds.Load())
 	total := writers * perWriter
 	seen := make([]bool, total)
 	for _, s := range seqs {
