@@ -305,6 +305,9 @@ func (e *env) deliverPR(p *pr, action string) {
 	m["number"] = p.number
 	m["pull_request"] = e.gh.PullRequestJSON(p.number)
 	m["sender"] = e.gh.SenderJSON(e.gh.Pull(p.number).Author)
+	if action == "edited" {
+		m["changes"] = map[string]any{"body": map[string]any{"from": ""}}
+	}
 	e.deliver("pull_request", m)
 }
 

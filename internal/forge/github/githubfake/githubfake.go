@@ -205,6 +205,13 @@ func (f *Server) SetHead(number int, sha string) {
 	f.commitPRs[sha] = append(f.commitPRs[sha], number)
 }
 
+// SetBody edits a pull request's description.
+func (f *Server) SetBody(number int, body string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pulls[number].Body = body
+}
+
 // Merge closes a pull request as merged by commit sha (and associates the
 // commit with it, as GitHub does for every merge method).
 func (f *Server) Merge(number int, sha string) {

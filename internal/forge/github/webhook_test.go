@@ -1,0 +1,292 @@
+package github
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/writ-sec/writ/internal/forge/github/githubfake"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+// The receiver: only a valid signature gets in, a replayed delivery id is
+// stored once, an oversized body and events writ does not handle are
+// never stored.
+func TestWebhookReceiver(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{tune: func(o *Options) { o.MaxBodyBytes = 64 << 10 }})
+	install := e.fixture("installation.created.json")
+	delete(install, "repository") // installation events name no repository
+	payload, _ := json.Marshal(install)
+	huge := bytes.Repeat([]byte(" "), 70<<10)
+	hugePayload := append(append([]byte{}, payload[:len(payload)-1]...), append(huge, '}')...)
+	star, _ := json.Marshal(e.fixture("star.created.json"))
+	otherRepo := e.fixture("issue_comment.created.json")
+	otherRepo["repository"] = map[string]any{"full_name": "someone/else"}
+	other, _ := json.Marshal(otherRepo)
+	edited := e.fixture("installation.created.json")
+	delete(edited, "repository")
+	edited["action"] = "renamed"
+	unhandledAction, _ := json.Marshal(edited)
+
+	cases := []struct {
+		name      string
+		event     string
+		payload   []byte
+		signature string // "" signs; "-" none
+		guid      string
+		status    int
+		answer    string
+		stored    bool
+	}{
+		{"valid", "installation", payload, "", "guid-valid-1", http.StatusAccepted, "queued", true},
+		{"replayed delivery id", "installation", payload, "", "guid-valid-1", http.StatusOK, "duplicate", true},
+		{"missing signature", "installation", payload, "-", "guid-nosig", http.StatusUnauthorized, "unauthorized", false},
+		{"wrong signature", "installation", payload, Sign([]byte("another secret"), payload), "guid-badsig", http.StatusUnauthorized, "unauthorized", false},
+		{"signature of other bytes", "installation", payload, Sign(testSecret, append(payload, ' ')), "guid-otherbytes", http.StatusUnauthorized, "unauthorized", false},
+		{"malformed signature", "installation", payload, "sha1=abc", "guid-sha1", http.StatusUnauthorized, "unauthorized", false},
+		{"oversized body", "installation", hugePayload, "", "guid-huge", http.StatusRequestEntityTooLarge, "too_large", false},
+		{"unknown event", "star", star, "", "guid-star", http.StatusAccepted, "ignored", false},
+		{"action not handled", "installation", unhandledAction, "", "guid-renamed", http.StatusAccepted, "ignored", false},
+		{"another repository", "issue_comment", other, "", "guid-other", http.StatusAccepted, "ignored", false},
+		{"ping", "ping", []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`), "", "guid-ping", http.StatusOK, "pong", false},
+		{"not JSON", "installation", []byte("{nope"), "", "guid-notjson", http.StatusBadRequest, "bad_request", false},
+		{"bad delivery id", "installation", payload, "", "../../etc", http.StatusBadRequest, "bad_request", false},
+	}
+	for _, c := range cases {
+		a, err := githubfake.Deliver(e.ctx, nil, e.hook.URL+WebhookPath, testSecret,
+			githubfake.Delivery{Event: c.event, GUID: c.guid, Payload: c.payload, Signature: c.signature})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if a.Status != c.status || !strings.Contains(a.Body, `"status":"`+c.answer+`"`) {
+			t.Errorf("%s: answered %d %s; want %d %s", c.name, a.Status, a.Body, c.status, c.answer)
+		}
+		_, err = e.st.DeliveryByGUID(e.ctx, c.guid)
+		if stored := err == nil; stored != c.stored {
+			t.Errorf("%s: stored = %v; want %v (%v)", c.name, stored, c.stored, err)
+		}
+	}
+	counts, err := e.st.DeliveryCounts(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[store.DeliveryQueued] != 1 {
+		t.Fatalf("queued deliveries: %v; want exactly the valid one", counts)
+	}
+	// The one stored is processed once: the installation is recorded.
+	e.process()
+	if account, action, err := e.st.GitHubInstallation(e.ctx, 2); err != nil || account != "octocat" || action != "created" {
+		t.Fatalf("installation: %q %q %v", account, action, err)
+	}
+	d, err := e.st.DeliveryByGUID(e.ctx, "guid-valid-1")
+	if err != nil || d.State != store.DeliveryDone || d.Attempts != 1 {
+		t.Fatalf("delivery: %+v %v", d, err)
+	}
+	// A replay after processing is still not processed again.
+	a, err := githubfake.Deliver(e.ctx, nil, e.hook.URL+WebhookPath, testSecret, githubfake.Delivery{Event: "installation", GUID: "guid-valid-1", Payload: payload})
+	if err != nil || a.Status != http.StatusOK {
+		t.Fatalf("replay after processing: %d %v", a.Status, err)
+	}
+	if d2, _ := e.st.DeliveryByGUID(e.ctx, "guid-valid-1"); d2.Attempts != 1 || d2.State != store.DeliveryDone {
+		t.Fatalf("replayed delivery was processed again: %+v", d2)
+	}
+}
+
+// GitHub's other content type: the payload form field, signed as sent.
+func TestWebhookFormEncoded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	install := e.fixture("installation.created.json")
+	delete(install, "repository")
+	payload, _ := json.Marshal(install)
+	body := []byte("payload=" + url.QueryEscape(string(payload)))
+	req, _ := http.NewRequestWithContext(e.ctx, http.MethodPost, e.hook.URL+WebhookPath, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-GitHub-Event", "installation")
+	req.Header.Set("X-GitHub-Delivery", "form-1")
+	req.Header.Set("X-Hub-Signature-256", Sign(testSecret, body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	d, err := e.st.DeliveryByGUID(e.ctx, "form-1")
+	if err != nil || !json.Valid(d.Payload) || d.Action != "created" {
+		t.Fatalf("stored: %+v %v", d, err)
+	}
+}
+
+// A crash between storing a delivery and processing it loses nothing:
+// the next process (a new Service on the same database) processes it.
+// So does a crash in the middle of processing, once the lease runs out.
+func TestDeliverySurvivesCrash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{tune: func(o *Options) { o.Lease = time.Second }})
+	p := e.openPR(5, "alice-gh", "", map[string]string{pbPath("fine"): playbookYAML("fine", "INC-5", "203.0.113.5", "low", "staging")})
+	// Stored and acknowledged; the process "crashes" before processing.
+	if runs := e.gh.CheckRuns(p.head); len(runs) != 0 {
+		t.Fatalf("checked before processing: %+v", runs)
+	}
+	restarted := e.restart()
+	n, err := restarted.ProcessPending(e.ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("after the restart processed %d, %v; want 1", n, err)
+	}
+	if run := e.check(p.head); run.Status != "completed" {
+		t.Fatalf("check after restart: %+v", run)
+	}
+
+	// A processor that claimed a delivery and died: nobody else takes it
+	// while its lease holds; after, the next processor does.
+	e.deliverPR(p, "synchronize")
+	claimed, err := e.st.ClaimDelivery(e.ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := e.restart()
+	if n, err := again.ProcessPending(e.ctx); err != nil || n != 0 {
+		t.Fatalf("a leased delivery was taken: %d %v", n, err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if n, err := again.ProcessPending(e.ctx); err != nil || n != 1 {
+		t.Fatalf("after the lease: %d %v", n, err)
+	}
+	d, err := e.st.DeliveryByGUID(e.ctx, claimed.DeliveryID)
+	if err != nil || d.State != store.DeliveryDone || d.Attempts != 2 {
+		t.Fatalf("delivery after the crash: %+v %v", d, err)
+	}
+}
+
+// restart makes a new Service on the same database, source and fake, as
+// after a crash.
+func (e *env) restart() *Service {
+	e.t.Helper()
+	client, err := NewClient(ClientOptions{BaseURL: e.gh.URL(), Token: testToken})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	o := e.svc.opts
+	o.Client = client
+	s, err := New(o)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+// A delivery whose check run cannot be written stays queued with its
+// error and is written when GitHub answers again; after MaxAttempts it is
+// marked failed.
+func TestFailedDeliveryIsRetried(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{tune: func(o *Options) { o.APIAttempts = 2; o.MaxAttempts = 3 }})
+	e.gh.FailNext(2, "/check-runs")
+	p := e.openPR(6, "alice-gh", "", map[string]string{pbPath("fine"): playbookYAML("fine", "INC-6", "203.0.113.6", "low", "staging")})
+	if _, err := e.svc.ProcessPending(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	counts, _ := e.st.DeliveryCounts(e.ctx)
+	if counts[store.DeliveryQueued] != 1 {
+		t.Fatalf("after a failed write: %v; want it queued", counts)
+	}
+	time.Sleep(50 * time.Millisecond) // the retry delay
+	e.process()
+	if run := e.check(p.head); run.Status != "completed" {
+		t.Fatalf("check: %+v", run)
+	}
+
+	e.gh.FailNext(100, "/check-runs")
+	// A new head needs a new check run: it cannot be created.
+	e.repo.Checkout(p.branch)
+	e.repo.Write(pbPath("fine"), playbookYAML("fine", "INC-66", "203.0.113.6", "low", "staging"))
+	head := e.repo.Commit("new head")
+	e.repo.PushRef("refs/pull/6/head")
+	e.repo.Checkout("main")
+	e.gh.SetHead(6, head)
+	e.deliverPR(p, "synchronize")
+	for range 5 {
+		if _, err := e.svc.ProcessPending(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+	counts, _ = e.st.DeliveryCounts(e.ctx)
+	if counts[store.DeliveryFailed] == 0 {
+		t.Fatalf("deliveries: %v; want one failed after 3 attempts", counts)
+	}
+}
+
+// Rate limits are waited out: a secondary limit (Retry-After) and an
+// exhausted primary limit (X-RateLimit-Reset) delay the check, never lose
+// it.
+func TestRateLimitsAreRespected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var waits []time.Duration
+	e.svc.sleep = func(_ context.Context, d time.Duration) error {
+		waits = append(waits, d)
+		time.Sleep(min(d, 1500*time.Millisecond))
+		return nil
+	}
+	p := e.openPR(8, "alice-gh", "", map[string]string{pbPath("fine"): playbookYAML("fine", "INC-8", "203.0.113.8", "low", "staging")})
+	e.gh.SecondaryRateLimit(2, 1)
+	e.process()
+	if run := e.check(p.head); run.Status != "completed" {
+		t.Fatalf("check after a secondary rate limit: %+v", run)
+	}
+	if len(waits) < 2 || waits[0] < time.Second {
+		t.Fatalf("waits %v; want at least two, the first Retry-After (1s)", waits)
+	}
+	limited := 0
+	for _, r := range e.gh.Requests() {
+		if r.Status == http.StatusForbidden {
+			limited++
+		}
+	}
+	if limited != 2 {
+		t.Fatalf("%d requests answered 403; want 2", limited)
+	}
+
+	waits = nil
+	e.gh.ExhaustRateLimit(time.Second)
+	e.deliverPR(p, "synchronize")
+	e.process()
+	if len(waits) == 0 || waits[0] < 500*time.Millisecond {
+		t.Fatalf("waits %v; want one until the primary limit resets", waits)
+	}
+}
+
+func TestValidSignature(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"action":"opened"}`)
+	good := Sign(testSecret, body)
+	cases := []struct {
+		header string
+		want   bool
+	}{
+		{good, true},
+		{"", false},
+		{strings.TrimPrefix(good, "sha256="), false},
+		{"sha256=" + strings.Repeat("0", 64), false},
+		{"sha256=" + strings.ToUpper(strings.TrimPrefix(good, "sha256=")), true},
+		{good[:len(good)-2], false},
+		{"sha256=zz" + good[9:], false},
+	}
+	for _, c := range cases {
+		if got := ValidSignature(testSecret, c.header, body); got != c.want {
+			t.Errorf("ValidSignature(%q) = %v; want %v", c.header, got, c.want)
+		}
+	}
+	if ValidSignature([]byte("other"), good, body) {
+		t.Error("a signature with another secret passed")
+	}
+}
