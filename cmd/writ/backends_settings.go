@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/writ-sec/writ/internal/action"
@@ -93,7 +94,8 @@ func retriesSetting(v *int) int {
 	return *v
 }
 
-func newSCIMBackend(bc config.Backend, getenv func(string) string) (action.Backend, error) {
+func newSCIMBackend(bc config.Backend, deps backendDeps) (action.Backend, error) {
+	getenv := deps.getenv
 	var s scimSettings
 	if err := decodeSettings("scim", bc.Settings, &s); err != nil {
 		return nil, err
@@ -101,6 +103,7 @@ func newSCIMBackend(bc config.Backend, getenv func(string) string) (action.Backe
 	o := scim.Options{
 		Name: "scim:" + bc.Name, BaseURL: s.URL, Match: scim.Match(s.Match), CAFile: s.CAFile,
 		AllowHTTP: s.AllowInsecureHTTP, Retries: retriesSetting(s.Retries), MaxResponseBytes: s.MaxResponseBytes,
+		Logger: deps.log.With(slog.String("backend", bc.Name)),
 	}
 	var err error
 	if o.Timeout, err = durationSetting("timeout", s.Timeout); err != nil {
@@ -126,7 +129,8 @@ func newSCIMBackend(bc config.Backend, getenv func(string) string) (action.Backe
 	return b, nil
 }
 
-func newWebhookBackend(bc config.Backend, getenv func(string) string) (action.Backend, error) {
+func newWebhookBackend(bc config.Backend, deps backendDeps) (action.Backend, error) {
+	getenv := deps.getenv
 	var s webhookSettings
 	if err := decodeSettings("webhook", bc.Settings, &s); err != nil {
 		return nil, err
@@ -134,6 +138,17 @@ func newWebhookBackend(bc config.Backend, getenv func(string) string) (action.Ba
 	o := webhook.Options{
 		Name: "webhook:" + bc.Name, URL: s.URL, StatusURL: s.StatusURL, CAFile: s.CAFile,
 		AllowHTTP: s.AllowInsecureHTTP, Retries: retriesSetting(s.Retries), MaxResponseBytes: s.MaxResponseBytes,
+		Logger:  deps.log.With(slog.String("backend", bc.Name)),
+		Catalog: deps.cfg.Catalog(),
+	}
+	// Team-defined actions name their revert command in writ.yaml.
+	for name, def := range deps.cfg.Actions {
+		if def.RevertWith != "" {
+			if o.RevertCommands == nil {
+				o.RevertCommands = map[string]string{}
+			}
+			o.RevertCommands[name] = def.RevertWith
+		}
 	}
 	var err error
 	if o.Timeout, err = durationSetting("timeout", s.Timeout); err != nil {

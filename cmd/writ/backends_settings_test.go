@@ -223,7 +223,7 @@ func TestBackendSettingsErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = buildRegistry(c, t.TempDir(), getenv)
+			_, err = buildRegistry(c, t.TempDir(), getenv, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "backend b:") {
 				t.Fatalf("err = %v; want %q", err, tc.want)
 			}
@@ -237,7 +237,7 @@ func TestBackendSettingsErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := buildRegistry(c, t.TempDir(), getenv)
+	reg, err := buildRegistry(c, t.TempDir(), getenv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

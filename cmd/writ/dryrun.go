@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -52,14 +53,27 @@ func backendRegistry(g *globals) (*action.Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return buildRegistry(c, g.dataDir, os.Getenv)
+	return buildRegistry(c, g.dataDir, os.Getenv, nil)
 }
 
-func buildRegistry(c *config.Config, dataDir string, getenv func(string) string) (*action.Registry, error) {
+// backendDeps is what backend constructors may use beyond their own
+// settings: the whole configuration (team-defined actions), the
+// environment (secrets) and the logger.
+type backendDeps struct {
+	cfg    *config.Config
+	getenv func(string) string
+	log    *slog.Logger
+}
+
+func buildRegistry(c *config.Config, dataDir string, getenv func(string) string, log *slog.Logger) (*action.Registry, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	deps := backendDeps{cfg: c, getenv: getenv, log: log}
 	reg := action.NewRegistry()
 	hasBlock := false
 	for _, bc := range c.Backends {
-		b, err := newBackend(bc, getenv)
+		b, err := newBackend(bc, deps)
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
 		}
@@ -86,7 +100,7 @@ func buildRegistry(c *config.Config, dataDir string, getenv func(string) string)
 	return reg, nil
 }
 
-func newBackend(bc config.Backend, getenv func(string) string) (action.Backend, error) {
+func newBackend(bc config.Backend, deps backendDeps) (action.Backend, error) {
 	switch bc.Type {
 	case "blocklist":
 		return blocklist.New(blocklist.Options{
@@ -108,9 +122,9 @@ func newBackend(bc config.Backend, getenv func(string) string) (action.Backend, 
 		}
 		return nftables.New(o)
 	case "scim":
-		return newSCIMBackend(bc, getenv)
+		return newSCIMBackend(bc, deps)
 	case "webhook":
-		return newWebhookBackend(bc, getenv)
+		return newWebhookBackend(bc, deps)
 	}
 	return nil, fmt.Errorf("backend type %s is not available in this build", bc.Type)
 }

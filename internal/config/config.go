@@ -119,14 +119,20 @@ func Default() *Config {
 }
 
 var hints = yamldoc.Hints{
-	"/repository/pollInterval":   "is not a duration such as 30s or 5m",
-	"/approvals/maxAge":          "is not a duration such as 24h",
-	"/approvals/clockSkew":       "is not a duration such as 5m",
-	"/audit/checkpointInterval":  "is not a duration such as 10m",
-	"/repository/passwordEnv":    "is not an environment variable name (A-Z, 0-9, _)",
-	"/repository/passwordFile":   "must be an absolute path",
-	"/backends/*/name":           "is not a backend name: lowercase letters, digits and '-'",
-	"/backends/*/blocklist/path": "must be an absolute path",
+	"/repository/pollInterval":                   "is not a duration such as 30s or 5m",
+	"/approvals/maxAge":                          "is not a duration such as 24h",
+	"/approvals/clockSkew":                       "is not a duration such as 5m",
+	"/audit/checkpointInterval":                  "is not a duration such as 10m",
+	"/repository/passwordEnv":                    "is not an environment variable name (A-Z, 0-9, _)",
+	"/repository/passwordFile":                   "must be an absolute path",
+	"/backends/*/name":                           "is not a backend name: lowercase letters, digits and '-'",
+	"/backends/*/blocklist/path":                 "must be an absolute path",
+	"/backends/*/settings/url":                   "is not an http(s) URL",
+	"/backends/*/settings/statusURL":             "is not an http(s) URL",
+	"/backends/*/settings/oauth/tokenURL":        "is not an http(s) URL",
+	"/backends/*/settings/tokenEnv":              "is not an environment variable name (A-Z, 0-9, _)",
+	"/backends/*/settings/secretEnv":             "is not an environment variable name (A-Z, 0-9, _)",
+	"/backends/*/settings/oauth/clientSecretEnv": "is not an environment variable name (A-Z, 0-9, _)",
 }
 
 // Load reads and checks a configuration file. Every problem is located
