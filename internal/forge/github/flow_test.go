@@ -71,7 +71,7 @@ func TestPolicyChangeShowsNotInForce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	p := e.openPR(11, "alice-gh", "", map[string]string{
-		pbPath("block-staging"):  playbookYAML("block-staging", "INC-11", "203.0.113.11", "low", "staging"),
+		pbPath("block-staging"): playbookYAML("block-staging", "INC-11", "203.0.113.11", "low", "staging"),
 		"policies/staging.rego": "package writ.checks.staging_lockdown\n\nimport rego.v1\n\ndeny contains \"staging is locked down\" if input.playbook.spec.environment == \"staging\"\n",
 	})
 	e.process()

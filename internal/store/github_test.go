@@ -1,0 +1,152 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/writ-sec/writ/internal/dbtest"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+func TestGitHubDeliveryQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dbtest.Store(t)
+	ids := map[string]int64{}
+	for _, guid := range []string{"a-1", "b-2", "c-3"} {
+		id, created, err := st.InsertDelivery(ctx, store.GitHubDelivery{DeliveryID: guid, Event: "push", Payload: []byte(`{}`)})
+		if err != nil || !created {
+			t.Fatalf("insert %s: %v %v", guid, created, err)
+		}
+		ids[guid] = id
+	}
+	// A replay is stored once and returns the stored id.
+	id, created, err := st.InsertDelivery(ctx, store.GitHubDelivery{DeliveryID: "b-2", Event: "push", Payload: []byte(`{"other":1}`)})
+	if err != nil || created || id != ids["b-2"] {
+		t.Fatalf("replay: %d %v %v", id, created, err)
+	}
+	// Invalid ids and events are refused by the schema.
+	if _, _, err := st.InsertDelivery(ctx, store.GitHubDelivery{DeliveryID: "../x", Event: "push", Payload: []byte(`{}`)}); err == nil {
+		t.Fatal("an invalid delivery id was stored")
+	}
+
+	// Oldest first; a claimed delivery is leased.
+	d1, err := st.ClaimDelivery(ctx, time.Hour)
+	if err != nil || d1.DeliveryID != "a-1" || d1.Attempts != 1 {
+		t.Fatalf("first claim: %+v %v", d1, err)
+	}
+	d2, err := st.ClaimDelivery(ctx, time.Hour)
+	if err != nil || d2.DeliveryID != "b-2" || string(d2.Payload) != `{}` {
+		t.Fatalf("second claim: %+v %v", d2, err)
+	}
+	if err := st.FinishDelivery(ctx, d2.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	// A retry is due only after its delay; giving up marks it failed.
+	if err := st.RetryDelivery(ctx, d1.ID, "boom", 0, false); err != nil {
+		t.Fatal(err)
+	}
+	d3, err := st.ClaimDelivery(ctx, time.Hour)
+	if err != nil || d3.DeliveryID != "a-1" || d3.Attempts != 2 || d3.LastError != "boom" {
+		t.Fatalf("retried claim: %+v %v", d3, err)
+	}
+	if err := st.RetryDelivery(ctx, d3.ID, "boom again", time.Hour, true); err != nil {
+		t.Fatal(err)
+	}
+	d4, err := st.ClaimDelivery(ctx, time.Millisecond)
+	if err != nil || d4.DeliveryID != "c-3" {
+		t.Fatalf("third claim: %+v %v", d4, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	// c-3's lease ran out: claimed again.
+	d5, err := st.ClaimDelivery(ctx, time.Hour)
+	if err != nil || d5.DeliveryID != "c-3" || d5.Attempts != 2 {
+		t.Fatalf("claim after the lease: %+v %v", d5, err)
+	}
+	if _, err := st.ClaimDelivery(ctx, time.Hour); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("nothing due: %v", err)
+	}
+	counts, err := st.DeliveryCounts(ctx)
+	if err != nil || counts[store.DeliveryDone] != 1 || counts[store.DeliveryFailed] != 1 || counts[store.DeliveryQueued] != 1 {
+		t.Fatalf("counts: %v %v", counts, err)
+	}
+	if err := st.FinishDelivery(ctx, 999999, "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("finish of an unknown delivery: %v", err)
+	}
+}
+
+func TestGitHubRecords(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dbtest.Store(t)
+	const repo = "acme/secops"
+	sha := "0123456789abcdef0123456789abcdef01234567"
+	if err := st.SavePullRequest(ctx, store.GitHubPullRequest{Repository: repo, Number: 7, State: "open", BaseRef: "main", HeadSHA: sha, Author: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddRequestedReviewers(ctx, repo, 7, []string{"carol", "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddRequestedReviewers(ctx, repo, 7, []string{"bob", "dave"}); err != nil {
+		t.Fatal(err)
+	}
+	// Saving again keeps the reviewers asked.
+	if err := st.SavePullRequest(ctx, store.GitHubPullRequest{Repository: repo, Number: 7, State: "open", BaseRef: "main", HeadSHA: sha, Author: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.GitHubPullRequestByNumber(ctx, repo, 7)
+	if err != nil || len(p.RequestedReviewers) != 3 || p.RequestedReviewers[0] != "bob" {
+		t.Fatalf("pull request: %+v %v", p, err)
+	}
+	open, err := st.OpenGitHubPullRequests(ctx, repo, 10)
+	if err != nil || len(open) != 1 {
+		t.Fatalf("open: %v %v", open, err)
+	}
+	if err := st.SavePullRequest(ctx, store.GitHubPullRequest{Repository: repo, Number: 7, State: "merged", BaseRef: "main", HeadSHA: sha}); err != nil {
+		t.Fatal(err)
+	}
+	if open, _ := st.OpenGitHubPullRequests(ctx, repo, 10); len(open) != 0 {
+		t.Fatalf("a merged pull request is listed open")
+	}
+
+	if _, err := st.GitHubCheckRunFor(ctx, repo, sha, "writ"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("no check run yet: %v", err)
+	}
+	run := store.GitHubCheckRun{Repository: repo, HeadSHA: sha, Name: "writ", CheckRunID: 5, PullRequest: 7, Conclusion: "success", OutputDigest: "o", AnnotationsDigest: "a"}
+	if err := st.SaveGitHubCheckRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	run.CheckRunID, run.Conclusion = 6, "failure"
+	if err := st.SaveGitHubCheckRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.GitHubCheckRunFor(ctx, repo, sha, "writ")
+	if err != nil || got.CheckRunID != 6 || got.Conclusion != "failure" {
+		t.Fatalf("check run: %+v %v", got, err)
+	}
+
+	stmt := store.GitHubStatement{Repository: repo, Kind: store.GitHubReview, RefID: 99, PullRequest: 7, Login: "bob",
+		State: "approved", BodySHA256: "x", Envelopes: 1, Outcome: store.StatementAccepted, Message: "ok"}
+	if err := st.SaveGitHubStatement(ctx, stmt); err != nil {
+		t.Fatal(err)
+	}
+	stmt.Outcome = "bogus"
+	if err := st.SaveGitHubStatement(ctx, stmt); err == nil {
+		t.Fatal("an unknown outcome was stored")
+	}
+	list, err := st.GitHubStatementsForPR(ctx, repo, 7)
+	if err != nil || len(list) != 1 || list[0].Outcome != store.StatementAccepted {
+		t.Fatalf("statements: %+v %v", list, err)
+	}
+	if err := st.SaveGitHubInstallation(ctx, 3, "acme", "created"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveGitHubInstallation(ctx, 3, "acme", "suspend"); err != nil {
+		t.Fatal(err)
+	}
+	if _, action, err := st.GitHubInstallation(ctx, 3); err != nil || action != "suspend" {
+		t.Fatalf("installation: %s %v", action, err)
+	}
+}
