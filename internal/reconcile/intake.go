@@ -126,3 +126,45 @@ func (r *Reconciler) WithdrawApprovals(ctx context.Context, source, sourceRef, b
 	}
 	return n, err
 }
+
+// ErrNotRunnable is returned when a manual run is asked for an operation
+// that is not approved and waiting for an executor.
+var ErrNotRunnable = errors.New("not waiting for an executor")
+
+// RunManual starts an operation of a playbook marked execution: manual that
+// policy allowed or approvers approved: the executor's decision, audited
+// with its actor.
+func (r *Reconciler) RunManual(ctx context.Context, id int64, actor audit.Actor) error {
+	err := r.store(ctx, func(tx *store.Store) error {
+		e, err := tx.LockExecution(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !e.Manual || e.State != store.ExecWaiting || !strings.HasPrefix(e.Reason, "approved") {
+			return fmt.Errorf("execution %d (%s, %s): %w", id, e.State, e.Reason, ErrNotRunnable)
+		}
+		now := r.opts.Now()
+		reason := "started by " + actor.ID + " (execution: manual)"
+		if err := tx.UpdateExecution(ctx, id, store.ExecutionUpdate{State: store.ExecPending, NotBefore: &now, Reason: reason,
+			Decision: e.Decision, PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest, Plan: e.Plan, Verdict: e.Verdict}); err != nil {
+			return err
+		}
+		ne, err := tx.ExecutionByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		entry := executionEntry(ne, "execution.manual_start", reason)
+		entry.Actor = actor
+		entries := []audit.Entry{entry}
+		es, err := r.syncVersionStatus(ctx, tx, ne, ne.CommitSHA)
+		if err != nil {
+			return err
+		}
+		_, err = r.opts.Audit.Append(ctx, tx, append(entries, es...)...)
+		return err
+	})
+	if err == nil {
+		r.Nudge()
+	}
+	return err
+}

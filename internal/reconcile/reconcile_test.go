@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -264,3 +266,37 @@ func TestSubmitRefusesUnverifiable(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+// A playbook marked execution: manual waits, once approved, for an
+// executor to start it.
+func TestManualExecution(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	name := "block-manual"
+	e.merge("manual", map[string]string{pbPath(name): playbookYAML(name, "INC-M", "203.0.113.70", "low", "staging", "  execution: manual\n")})
+	e.pass()
+	x := e.execution(name, "apply")
+	if err := e.rec.RunManual(e.ctx, x.ID, audit.Actor{ID: "erin", Role: "executor"}); !errors.Is(err, ErrNotRunnable) {
+		t.Fatalf("run before approval: %v", err)
+	}
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	if st, reason := e.status(name); st != store.StatusApproved || !strings.Contains(reason, "executor") {
+		t.Fatalf("approved manual playbook: %s (%s)", st, reason)
+	}
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("a manual playbook ran by itself: %v", got)
+	}
+	if err := e.rec.RunManual(e.ctx, x.ID, audit.Actor{ID: "erin", Role: "executor"}); err != nil {
+		t.Fatal(err)
+	}
+	e.pass()
+	if st, _ := e.status(name); st != store.StatusCompleted {
+		t.Fatalf("after the executor started it: %s", st)
+	}
+	if err := e.rec.RunManual(e.ctx, x.ID, audit.Actor{ID: "erin", Role: "executor"}); !errors.Is(err, ErrNotRunnable) {
+		t.Fatalf("second run: %v", err)
+	}
+	e.verifyAudit()
+}
