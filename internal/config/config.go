@@ -32,6 +32,7 @@ type Config struct {
 	Backends     []Backend                 `yaml:"backends,omitempty"`
 	Approvals    Approvals                 `yaml:"approvals,omitempty"`
 	Audit        Audit                     `yaml:"audit,omitempty"`
+	GitHub       *GitHub                   `yaml:"github,omitempty"`
 
 	// Path is where the configuration was read from ("" for defaults).
 	Path string `yaml:"-"`
@@ -80,6 +81,28 @@ type Approvals struct {
 	ClockSkew       string `yaml:"clockSkew,omitempty"`
 	RequireProposal *bool  `yaml:"requireProposal,omitempty"`
 	AdminApprovals  int    `yaml:"adminApprovals,omitempty"`
+}
+
+// GitHub is the GitHub integration (PR checks, signed reviews, webhooks).
+// Secrets only by reference.
+type GitHub struct {
+	Repository        string     `yaml:"repository"`
+	BaseURL           string     `yaml:"baseURL,omitempty"`
+	WebhookSecretEnv  string     `yaml:"webhookSecretEnv,omitempty"`
+	WebhookSecretFile string     `yaml:"webhookSecretFile,omitempty"`
+	TokenEnv          string     `yaml:"tokenEnv,omitempty"`
+	TokenFile         string     `yaml:"tokenFile,omitempty"`
+	App               *GitHubApp `yaml:"app,omitempty"`
+	CheckName         string     `yaml:"checkName,omitempty"`
+	DetailsURL        string     `yaml:"detailsURL,omitempty"`
+	RefreshInterval   string     `yaml:"refreshInterval,omitempty"`
+}
+
+// GitHubApp authenticates writ as a GitHub App installation.
+type GitHubApp struct {
+	AppID          int64  `yaml:"appId"`
+	InstallationID int64  `yaml:"installationId"`
+	PrivateKeyFile string `yaml:"privateKeyFile"`
 }
 
 // Audit settings.
@@ -220,6 +243,7 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 			}
 		}
 	}
+	out = append(out, c.checkGitHub(doc)...)
 	if len(out) == 0 {
 		return nil
 	}
@@ -374,4 +398,40 @@ func ResolveSecret(getenv func(string) string, envName, file string) (Secret, er
 		return Secret{value: strings.TrimRight(string(b), "\r\n")}, nil
 	}
 	return Secret{}, nil
+}
+
+// checkGitHub checks the github section: one webhook secret reference,
+// and a token or an app, not both.
+func (c *Config) checkGitHub(doc *yamldoc.Doc) diag.Problems {
+	g := c.GitHub
+	if g == nil {
+		return nil
+	}
+	var out diag.Problems
+	if (g.WebhookSecretEnv == "") == (g.WebhookSecretFile == "") {
+		out = append(out, doc.Errorf("/github", "invalid-value", "give webhookSecretEnv or webhookSecretFile (one of them): deliveries are verified with it"))
+	}
+	token := g.TokenEnv != "" || g.TokenFile != ""
+	switch {
+	case g.TokenEnv != "" && g.TokenFile != "":
+		out = append(out, doc.Errorf("/github/tokenFile", "invalid-value", "give tokenEnv or tokenFile, not both"))
+	case token && g.App != nil:
+		out = append(out, doc.Errorf("/github/app", "invalid-value", "authenticate with a token or as an app, not both"))
+	case !token && g.App == nil:
+		out = append(out, doc.Errorf("/github", "invalid-value", "give tokenEnv, tokenFile or app: writ writes check runs"))
+	}
+	if g.RefreshInterval != "" {
+		if _, err := time.ParseDuration(expandDays(g.RefreshInterval)); err != nil {
+			out = append(out, doc.Errorf("/github/refreshInterval", "invalid-value", "refreshInterval: %q is not a duration", g.RefreshInterval))
+		}
+	}
+	return out
+}
+
+// GitHubRefreshInterval is how often open pull requests are re-checked.
+func (c *Config) GitHubRefreshInterval() time.Duration {
+	if c.GitHub == nil {
+		return 0
+	}
+	return durationOr(c.GitHub.RefreshInterval, 5*time.Minute)
 }
