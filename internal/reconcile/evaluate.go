@@ -295,3 +295,52 @@ func (p PlaybookEvaluation) MarshalJSON() ([]byte, error) {
 	}
 	return b, nil
 }
+
+// DryRun judges one playbook file that is not in the repository (posted to
+// the API): validation, the decision of the policies in force, the live
+// plan, and the approvals stored for its digest. Nothing is written or
+// executed.
+func (r *Reconciler) DryRun(ctx context.Context, path string, data []byte) (*PlaybookEvaluation, error) {
+	st, err := r.opts.Store.RepoState(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dry-run before the first reconcile pass: %w", err)
+	}
+	t, err := r.trustAt(ctx, st.AdoptedSHA)
+	if err != nil {
+		return nil, err
+	}
+	pe := &PlaybookEvaluation{Path: path, Change: gitsrc.Added, Operation: action.Apply, ChangeType: "create"}
+	pb, problems := playbook.Parse(path, data, playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names()})
+	if problems != nil {
+		pe.Problems = problems
+		return pe, nil
+	}
+	if a, err := r.opts.Store.ActiveByPath(ctx, path); err == nil && a.Name == pb.Metadata.Name {
+		pe.ChangeType = "update"
+	}
+	pe.Playbook, pe.Name, pe.Digest = pb, pb.Metadata.Name, pb.Digest
+	env, _ := r.opts.Environments.Lookup(pb.Spec.Environment)
+	d := t.policies.Decide(ctx, policy.Input{Playbook: pb.PolicyInput(), Change: policy.Change{Type: pe.ChangeType}, Environment: env})
+	pe.Decision = &d
+	if d.Outcome == policy.Deny {
+		return pe, nil
+	}
+	plan, err := r.planOf(ctx, action.RequestFor(pb, action.Apply))
+	if err != nil {
+		pe.PlanError = err.Error()
+		return pe, nil
+	}
+	pe.Plan, pe.PlanDigest = plan, plan.Digest()
+	envs, err := r.envelopesFor(ctx, pb.Digest)
+	if err != nil {
+		return nil, err
+	}
+	v := approval.Verify(approval.Input{
+		Subject: approval.Subject{Path: pb.Path, Digest: pb.Digest}, Repository: r.opts.Repository,
+		ApprovalsRequired: d.ApprovalsRequired, ApproverRoles: d.ApproverRoles,
+		PolicyDigest: t.policies.Digest(), PlanDigest: pe.PlanDigest, Keyring: t.keyring,
+		Envelopes: envs, Now: r.opts.Now(), Options: r.opts.Approval,
+	})
+	pe.Verdict = &v
+	return pe, nil
+}

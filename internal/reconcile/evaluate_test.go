@@ -72,3 +72,23 @@ func TestEvaluatePullRequest(t *testing.T) {
 		t.Fatal("evaluation stored a playbook version")
 	}
 }
+
+func TestDryRunPostedPlaybook(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	pe, err := e.rec.DryRun(e.ctx, "playbooks/posted.yaml", []byte(playbookYAML("posted", "INC-P", "203.0.113.80", "high", "production", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pe.Outcome() != "awaiting" || pe.Decision.ApprovalsRequired != 1 || pe.Plan == nil || pe.Plan.Targets[0].Result != action.WouldBlock {
+		t.Fatalf("dry-run: %+v", pe)
+	}
+	bad, err := e.rec.DryRun(e.ctx, "playbooks/bad.yaml", []byte("apiVersion: writ/v1\n"))
+	if err != nil || bad.Outcome() != "invalid" {
+		t.Fatalf("invalid dry-run: %+v %v", bad, err)
+	}
+	if _, err := e.st.LatestPlaybookVersion(e.ctx, "posted"); err == nil {
+		t.Fatal("a dry-run stored a version")
+	}
+}

@@ -168,3 +168,29 @@ func (r *Reconciler) RunManual(ctx context.Context, id int64, actor audit.Actor)
 	}
 	return err
 }
+
+// AcknowledgeHold lets writ move on past a hold: rewritten history (writ
+// then adopts the new head as desired state) or a change to policies/ or
+// .writ/ without its admin approvals (writ then adopts it). It is an admin's
+// explicit decision, audited with its actor.
+func (r *Reconciler) AcknowledgeHold(ctx context.Context, id int64, actor audit.Actor) error {
+	err := r.store(ctx, func(tx *store.Store) error {
+		h, err := tx.HoldByID(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := tx.AcknowledgeHold(ctx, id, actor.ID); err != nil {
+			return err
+		}
+		_, err = r.opts.Audit.Append(ctx, tx, audit.Entry{
+			Actor: actor, Event: "repository.hold_acknowledged", Success: true,
+			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "repository"},
+			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "kind": h.Kind, "commit": h.CommitSHA, "detail": h.Detail}),
+		})
+		return err
+	})
+	if err == nil {
+		r.Nudge()
+	}
+	return err
+}

@@ -189,7 +189,7 @@ func TestForcePushHolds(t *testing.T) {
 	if len(holds) != 1 || holds[0].CommitSHA != head {
 		t.Fatalf("holds %+v", holds)
 	}
-	if err := e.st.AcknowledgeHold(e.ctx, holds[0].ID, "dave"); err != nil {
+	if err := e.rec.AcknowledgeHold(e.ctx, holds[0].ID, audit.Actor{ID: "dave", Role: "admin"}); err != nil {
 		t.Fatal(err)
 	}
 	e.pass()
