@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/writ-sec/writ/internal/config"
+	"github.com/writ-sec/writ/internal/forge/github"
+	"github.com/writ-sec/writ/internal/gitsrc"
+	"github.com/writ-sec/writ/internal/reconcile"
+	"github.com/writ-sec/writ/internal/server"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+// maxAppKeyBytes bounds a GitHub App private key file.
+const maxAppKeyBytes = 64 << 10
+
+// setupGitHub builds the GitHub integration from the github section of
+// writ.yaml: the API client (a token, or a GitHub App installation; an
+// Enterprise Server through baseURL), the webhook receiver at POST
+// /webhooks/github and a readiness check. It returns the processor's run
+// function, or nil when the configuration has no github section.
+func setupGitHub(ctx context.Context, cfg *config.Config, rec *reconcile.Reconciler, src *gitsrc.Source, st *store.Store,
+	srv *server.Server, log *slog.Logger, getenv func(string) string) (run func(ctx context.Context) error, err error) {
+	g := cfg.GitHub
+	if g == nil {
+		return nil, nil
+	}
+	secret, err := config.ResolveSecret(getenv, g.WebhookSecretEnv, g.WebhookSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("github webhook secret: %w", err)
+	}
+	if secret.Value() == "" {
+		return nil, errors.New("github webhook secret: set webhookSecretEnv or webhookSecretFile")
+	}
+	co := github.ClientOptions{BaseURL: g.BaseURL, UserAgent: "writ/" + versionString()}
+	if g.App != nil {
+		key, err := readFileLimited(g.App.PrivateKeyFile, maxAppKeyBytes)
+		if err != nil {
+			return nil, fmt.Errorf("github app private key: %w", err)
+		}
+		co.AppID, co.InstallationID, co.PrivateKey = g.App.AppID, g.App.InstallationID, key
+	} else {
+		tok, err := config.ResolveSecret(getenv, g.TokenEnv, g.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("github token: %w", err)
+		}
+		co.Token = tok.Value()
+	}
+	client, err := github.NewClient(co)
+	if err != nil {
+		return nil, err
+	}
+	svc, err := github.New(github.Options{
+		Repository: g.Repository, Client: client, Engine: rec, Source: src, Store: st,
+		WebhookSecret: []byte(secret.Value()), CheckName: g.CheckName, DetailsURL: g.DetailsURL,
+		RefreshInterval: cfg.GitHubRefreshInterval(), Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	svc.Register(srv)
+	srv.AddCheck("github", func(ctx context.Context) (string, error) {
+		counts, err := st.DeliveryCounts(ctx)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("webhook deliveries: %d queued, %d done, %d failed",
+			counts[store.DeliveryQueued], counts[store.DeliveryDone], counts[store.DeliveryFailed]), nil
+	})
+	log.InfoContext(ctx, "GitHub integration ready", slog.String("repository", g.Repository), slog.Any("api", co),
+		slog.String("webhook", github.WebhookPath))
+	return svc.Run, nil
+}
