@@ -18,11 +18,13 @@ import (
 	"syscall"
 	"time"
 
+	gh "github.com/google/go-github/v88/github"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/spf13/cobra"
 
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/forge/github"
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/policy"
@@ -57,6 +59,8 @@ type approveParams struct {
 	repoRoot   string
 	out        string
 	server     string
+	github     bool
+	githubURL  string
 	playbooks  []string
 }
 
@@ -83,7 +87,10 @@ policies/, else writ's default policies. The plan digest is --plan-digest
 
 The envelope goes to --out, or to the server with --server (POST
 URL/api/v1/approvals, with WRIT_TOKEN as bearer token when set), or to
-standard output. Attach it to a PR review or send it to the API; any
+GitHub with --github (--repo OWNER/NAME --pr N, token from GITHUB_TOKEN,
+--github-url for Enterprise Server): an approval is posted as a PR review
+(event APPROVE; a rejection REQUEST_CHANGES) and a proposal as a PR comment,
+the envelope in a ` + "```writ" + ` block; else it goes to standard output. Attach it to a PR review or send it to the API; any
 channel works, because only the signature counts. An encrypted key's
 password comes from WRIT_KEY_PASSWORD or the terminal.
 
@@ -91,6 +98,8 @@ Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
 		Example: `  writ approve --key alice.key --approver alice --propose playbooks/network/block-c2-beacon.yaml
   writ approve --key bob.key --approver bob --repo acme/secops --pr 42 \
       --plan-digest 77ab... --out bob.approval.json playbooks/network/block-c2-beacon.yaml
+  writ approve --key bob.key --approver bob --github --repo acme/secops --pr 42 \
+      --plan-digest 77ab... playbooks/network/block-c2-beacon.yaml
   writ approve --key carol.key --approver carol --reject --reason "198.51.100.0/24 is our CDN" \
       playbooks/network/block-c2-beacon.yaml`,
 		Args: cobra.ArbitraryArgs,
@@ -114,6 +123,8 @@ Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
 	f.StringVar(&p.repoRoot, "repo-root", "", "repository root subjects are named relative to (default: the git repository holding the first playbook)")
 	f.StringVar(&p.out, "out", "", "write the envelope to this file")
 	f.StringVar(&p.server, "server", "", "send the envelope to this writ server (URL)")
+	f.BoolVar(&p.github, "github", false, "post the envelope to the pull request (--repo, --pr): a review, or with --propose a comment; token from GITHUB_TOKEN")
+	f.StringVar(&p.githubURL, "github-url", "", "GitHub Enterprise Server URL for --github (default: github.com)")
 	return cmd
 }
 
@@ -146,6 +157,9 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 		return usageError("--plan-digest names the plan of one playbook; give one playbook")
 	case p.pr < 0:
 		return usageError("--pr %d is not a pull request number", p.pr)
+	}
+	if err := checkGitHubParams(env, p); err != nil {
+		return err
 	}
 	if p.server != "" {
 		if u, err := url.Parse(p.server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -236,6 +250,9 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 	}
 	if p.server != "" {
 		return postEnvelope(ctx, env, p.server, envelope)
+	}
+	if p.github {
+		return postToGitHub(ctx, env, p, decision, pbs, policyDigest, planDigest, envelope)
 	}
 	if p.out == "" {
 		if _, err := env.stdout.Write(out); err != nil {
@@ -588,4 +605,76 @@ func redactErrURL(err error, raw, shown string) string {
 		msg = strings.ReplaceAll(msg, raw, shown)
 	}
 	return msg
+}
+
+var ghRepoRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`)
+
+// checkGitHubParams checks --github and its companions before anything is
+// signed.
+func checkGitHubParams(env *cliEnv, p approveParams) error {
+	if !p.github {
+		if p.githubURL != "" {
+			return usageError("--github-url needs --github")
+		}
+		return nil
+	}
+	switch {
+	case p.server != "":
+		return usageError("--github and --server exclude each other: a review's envelope must arrive through the review, so that dismissing it withdraws it")
+	case !ghRepoRE.MatchString(p.repo):
+		return usageError("--github needs --repo OWNER/NAME")
+	case p.pr <= 0:
+		return usageError("--github needs --pr, the pull request number")
+	case env.getenv("GITHUB_TOKEN") == "":
+		return usageError("--github needs a token in GITHUB_TOKEN (scope: pull requests, read and write)")
+	}
+	return nil
+}
+
+// postToGitHub posts the envelope to the pull request: an approval or a
+// rejection as a review (APPROVE, REQUEST_CHANGES), a proposal as a
+// comment, the envelope in a ```writ block writ reads back.
+func postToGitHub(ctx context.Context, env *cliEnv, p approveParams, decision string, pbs []*playbook.Playbook, policyDigest, planDigest string, envelope []byte) error {
+	client, err := github.NewClient(github.ClientOptions{BaseURL: p.githubURL, Token: env.getenv("GITHUB_TOKEN"), UserAgent: "writ/" + versionString()})
+	if err != nil {
+		return usageError("%v", err)
+	}
+	owner, name, _ := strings.Cut(p.repo, "/")
+	var paths []string
+	for _, pb := range pbs {
+		paths = append(paths, fmt.Sprintf("`%s` (sha256 `%.12s`)", pb.Path, pb.Digest))
+	}
+	intro := fmt.Sprintf("writ: signed **%s** of %s by `%s`, policy set `%.12s`", decision, strings.Join(paths, ", "), p.approver, policyDigest)
+	if planDigest != "" {
+		intro += fmt.Sprintf(", plan `%.12s`", planDigest)
+	}
+	if p.reason != "" {
+		intro += ".\n\n> " + strings.Join(strings.Fields(p.reason), " ")
+	}
+	body := github.FormatEnvelope(intro, envelope)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	where := fmt.Sprintf("%s#%d", p.repo, p.pr)
+	if decision == approval.Propose {
+		c, _, err := client.Issues.CreateComment(ctx, owner, name, p.pr, &gh.IssueComment{Body: gh.Ptr(body)})
+		if err != nil {
+			return exitWith(exitFailure, fmt.Errorf("post the proposal to %s: %w", where, err))
+		}
+		fmt.Fprintf(env.stderr, "posted the proposal as comment %d on %s: %s\n", c.GetID(), where, c.GetHTMLURL())
+		return nil
+	}
+	event := "APPROVE"
+	if decision == approval.Reject {
+		event = "REQUEST_CHANGES"
+	}
+	req := &gh.PullRequestReviewRequest{Body: gh.Ptr(body), Event: gh.Ptr(event)}
+	if p.head != "" {
+		req.CommitID = gh.Ptr(strings.ToLower(p.head))
+	}
+	rv, _, err := client.PullRequests.CreateReview(ctx, owner, name, p.pr, req)
+	if err != nil {
+		return exitWith(exitFailure, fmt.Errorf("post the review to %s: %w", where, err))
+	}
+	fmt.Fprintf(env.stderr, "posted the %s as review %d on %s: %s\n", decision, rv.GetID(), where, rv.GetHTMLURL())
+	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/forge/github"
+	"github.com/writ-sec/writ/internal/forge/github/githubfake"
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/playbook"
 )
@@ -375,5 +377,96 @@ func TestRedactServerURL(t *testing.T) {
 	got := redactServerURL("https://user:pw@writ.example/api?token=abc&x=1")
 	if strings.Contains(got, "pw") || strings.Contains(got, "abc") || !strings.Contains(got, "writ.example") {
 		t.Fatalf("%q", got)
+	}
+}
+
+// --github posts an approval as a PR review and a proposal as a comment,
+// the envelope in a ```writ block that the GitHub integration reads back.
+func TestApproveGitHub(t *testing.T) {
+	t.Parallel()
+	r := newApprovalRepo(t, "alice:analyst", "bob:approver", "carol:approver")
+	fake := githubfake.New(t, "acme", "secops")
+	fake.AddToken("bob-token", "bob-gh")
+	fake.AddToken("alice-token", "alice-gh")
+	fake.AddToken("carol-token", "carol-gh")
+	fake.AddPullRequest(githubfake.PullRequest{Number: 42, Author: "alice-gh", BaseRef: "main", HeadRef: "pr", HeadSHA: strings.Repeat("c", 40)})
+	run := func(token string, args ...string) (int, string, string) {
+		all := append([]string{"--data-dir", r.dataDir, "approve", "--github", "--github-url", fake.URL(), "--repo", "acme/secops", "--pr", "42"}, args...)
+		return runCLIEnv(t, map[string]string{"GITHUB_TOKEN": token}, append(all, r.path(testPlaybookPath))...)
+	}
+	code, out, errOut := run("bob-token", "--key", r.keys["bob"], "--approver", "bob", "--plan-digest", strings.Repeat("a", 64), "--head", strings.Repeat("c", 40))
+	if code != exitOK || out != "" || !strings.Contains(errOut, "posted the approve as review") || strings.Contains(errOut, "bob-token") {
+		t.Fatalf("approve: %d %q %q", code, out, errOut)
+	}
+	code, _, errOut = run("alice-token", "--key", r.keys["alice"], "--approver", "alice", "--propose")
+	if code != exitOK || !strings.Contains(errOut, "posted the proposal as comment") {
+		t.Fatalf("propose: %d %q", code, errOut)
+	}
+	code, _, errOut = run("carol-token", "--key", r.keys["carol"], "--approver", "carol", "--reject", "--reason", "our CDN")
+	if code != exitOK {
+		t.Fatalf("reject: %d %q", code, errOut)
+	}
+	pr := fake.Pull(42)
+	if len(pr.Reviews) != 2 || len(pr.Comments) != 1 {
+		t.Fatalf("%d reviews, %d comments; want 2 and 1", len(pr.Reviews), len(pr.Comments))
+	}
+	checks := []struct {
+		body, state, login, decision string
+	}{
+		{pr.Reviews[0].Body, pr.Reviews[0].State, pr.Reviews[0].Login, approval.Approve},
+		{pr.Reviews[1].Body, pr.Reviews[1].State, pr.Reviews[1].Login, approval.Reject},
+		{pr.Comments[0].Body, "", pr.Comments[0].Login, approval.Propose},
+	}
+	wantState := map[string]string{approval.Approve: "APPROVED", approval.Reject: "CHANGES_REQUESTED"}
+	for _, c := range checks {
+		envs, err := github.ExtractEnvelopes(c.body)
+		if err != nil || len(envs) != 1 {
+			t.Fatalf("%s: %d envelopes, %v in %q", c.decision, len(envs), err, c.body)
+		}
+		e, err := approval.Parse(envs[0])
+		if err != nil || e.Statement.Predicate.Decision != c.decision || e.Statement.Predicate.PullRequest != 42 ||
+			e.Statement.Predicate.Repository != "acme/secops" {
+			t.Fatalf("%s: %+v %v", c.decision, e, err)
+		}
+		if c.state != wantState[c.decision] {
+			t.Errorf("%s: review state %q", c.decision, c.state)
+		}
+	}
+	if pr.Reviews[0].CommitID != strings.Repeat("c", 40) {
+		t.Errorf("the review is not on the reviewed commit: %s", pr.Reviews[0].CommitID)
+	}
+
+	// GitHub's refusal is a failure with its message.
+	code, _, errOut = run("alice-token", "--key", r.keys["alice"], "--approver", "alice", "--plan-digest", strings.Repeat("a", 64))
+	if code != exitFailure || !strings.Contains(errOut, "Can not approve your own pull request") {
+		t.Fatalf("self-approval on GitHub: %d %q", code, errOut)
+	}
+	code, _, errOut = run("nobody", "--key", r.keys["bob"], "--approver", "bob", "--plan-digest", strings.Repeat("a", 64))
+	if code != exitFailure || !strings.Contains(errOut, "401") {
+		t.Fatalf("bad token: %d %q", code, errOut)
+	}
+}
+
+func TestApproveGitHubUsageErrors(t *testing.T) {
+	t.Parallel()
+	r := newApprovalRepo(t, "bob:approver")
+	base := []string{"--data-dir", r.dataDir, "approve", "--key", r.keys["bob"], "--approver", "bob", "--plan-digest", strings.Repeat("a", 64)}
+	cases := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"GITHUB_TOKEN": "t"}, []string{"--github", "--pr", "1"}, "--repo OWNER/NAME"},
+		{map[string]string{"GITHUB_TOKEN": "t"}, []string{"--github", "--repo", "acme/secops"}, "--pr"},
+		{nil, []string{"--github", "--repo", "acme/secops", "--pr", "1"}, "GITHUB_TOKEN"},
+		{map[string]string{"GITHUB_TOKEN": "t"}, []string{"--github", "--repo", "acme/secops", "--pr", "1", "--server", "http://x"}, "exclude each other"},
+		{nil, []string{"--github-url", "https://ghe.example.com"}, "--github-url needs --github"},
+		{map[string]string{"GITHUB_TOKEN": "t"}, []string{"--github", "--repo", "acme/secops", "--pr", "1", "--github-url", "ftp://x"}, "not an http(s) URL"},
+	}
+	for _, c := range cases {
+		code, _, errOut := runCLIEnv(t, c.env, append(append(slices.Clone(base), c.args...), r.path(testPlaybookPath))...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: %d %q; want usage error %q", c.args, code, errOut, c.want)
+		}
 	}
 }
