@@ -20,8 +20,9 @@ type AppenderOptions struct {
 	// MaxBatch is the most entries one transaction carries. Default 1000.
 	MaxBatch int
 	// MaxDelay is how long a batch waits to fill once its first entry
-	// arrived. Default 2ms. Entries that queue while a batch commits form
-	// the next batch anyway, so this matters only at low rates.
+	// arrived. Default 2ms. Entries that queue while a batch is signed or
+	// committed form the next batch anyway, so this matters only at low
+	// rates.
 	MaxDelay time.Duration
 	// Queue is how many entries may wait for a batch. Default 4*MaxBatch.
 	Queue int
@@ -193,30 +194,21 @@ func (a *Appender) Run(ctx context.Context) error {
 		case r := <-a.reqs:
 			batch = append(batch, r)
 		}
-		// Take what is queued, then wait up to MaxDelay for more.
+		// Take what is queued, then wait for more until MaxDelay after the
+		// first entry arrived.
+		timer.Reset(a.opts.MaxDelay)
 	fill:
 		for len(batch) < a.opts.MaxBatch {
 			select {
 			case r := <-a.reqs:
 				batch = append(batch, r)
-				continue
-			default:
-			}
-			if a.opts.MaxDelay == 0 {
-				break
-			}
-			timer.Reset(a.opts.MaxDelay)
-			select {
-			case r := <-a.reqs:
-				batch = append(batch, r)
-				timer.Stop() // Go 1.23 timers: no stale tick after Stop
 			case <-timer.C:
 				break fill
 			case <-ctx.Done():
-				timer.Stop()
 				break fill
 			}
 		}
+		timer.Stop() // Go 1.23 timers: no stale tick after Stop
 		if pb := a.prepare(ctx, batch, &predicted); pb != nil {
 			prepared <- pb
 		}

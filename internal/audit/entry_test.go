@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -245,4 +246,14 @@ func FuzzCanonicalJSON(f *testing.F) {
 			t.Fatalf("not idempotent: %s -> %s (%v)", c, again, err)
 		}
 	})
+}
+
+func TestValidEvent(t *testing.T) {
+	t.Parallel()
+	re := regexp.MustCompile(`^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$`)
+	for _, s := range []string{"pr.checked", "a.b.c", "x_1.y-2", "incident.note", "", "a", "a.", ".a", "a..b", "A.b", "a.1b", "1a.b", "a.b_", "a.-b", "é.b", "a.b c", "audit.key_rotated"} {
+		if got, want := validEvent(s), re.MatchString(s); got != want {
+			t.Errorf("validEvent(%q) = %v; want %v", s, got, want)
+		}
+	}
 }
