@@ -104,6 +104,7 @@ func TestAnnotationsAreBatched(t *testing.T) {
 func TestSignedReviewsApproveAndMergeExecutes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	e.gh.SetMaxPerPage(2) // reviews and comments span pages (Link headers)
 	path := pbPath("block-c2")
 	content := playbookYAML("block-c2", "INC-7", "203.0.113.77", "critical", "production")
 
@@ -202,6 +203,16 @@ func TestSignedReviewsApproveAndMergeExecutes(t *testing.T) {
 	e.pass()
 	if got := e.blocked("production"); !slices.Equal(got, []string{"203.0.113.77"}) {
 		t.Fatalf("blocked after the merge: %v", got)
+	}
+	// Reviews were read across pages, following the Link header.
+	paged := false
+	for _, r := range e.gh.Requests() {
+		if strings.HasSuffix(r.Path, "/pulls/7/reviews") && strings.Contains(r.Query, "page=3") {
+			paged = true
+		}
+	}
+	if !paged {
+		t.Fatal("the reviews' third page was never read")
 	}
 }
 

@@ -36,7 +36,7 @@ type Server struct {
 	Owner, Name string
 
 	mu sync.Mutex
-	// MaxPerPage caps per_page (GitHub's is 100), so tests see pagination.
+	// MaxPerPage caps per_page (GitHub's is 100); see SetMaxPerPage.
 	MaxPerPage int
 	tokens     map[string]string // token -> login
 	users      map[string]int64  // login -> id
@@ -59,8 +59,8 @@ type Server struct {
 
 // Request is one request the fake served (for assertions).
 type Request struct {
-	Method, Path string
-	Status       int
+	Method, Path, Query string
+	Status              int
 }
 
 // PullRequest is a pull request's state.
@@ -147,6 +147,13 @@ func (f *Server) URL() string { return f.srv.URL + "/" }
 
 // Repository is OWNER/NAME.
 func (f *Server) Repository() string { return f.Owner + "/" + f.Name }
+
+// SetMaxPerPage caps per_page, so that short lists span pages.
+func (f *Server) SetMaxPerPage(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.MaxPerPage = n
+}
 
 // AddToken lets a token in as login.
 func (f *Server) AddToken(token, login string) {
@@ -344,7 +351,7 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, status: 200}
 	defer func() {
 		f.mu.Lock()
-		f.requests = append(f.requests, Request{Method: r.Method, Path: path, Status: rec.status})
+		f.requests = append(f.requests, Request{Method: r.Method, Path: path, Query: r.URL.RawQuery, Status: rec.status})
 		f.mu.Unlock()
 	}()
 	w = rec
