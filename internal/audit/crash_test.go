@@ -122,6 +122,9 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 		// Kill at a different point each round, once acks flow: the
 		// appender is then always in the middle of some batch.
 		killAfter := 2000 + round*1700
+		if raceEnabled {
+			killAfter = 300 + round*170
+		}
 		sc := bufio.NewScanner(stdout)
 		n := 0
 		for sc.Scan() {

@@ -154,7 +154,7 @@ func TestConcurrentWriters(t *testing.T) {
 	case raceEnabled && os.Getenv("WRIT_AUDIT_FULL_CONCURRENCY") == "":
 		// Full size under -race takes minutes on a 2-core machine; run it
 		// with WRIT_AUDIT_FULL_CONCURRENCY=1 (docs/audit.md has timings).
-		perWriter = 2000
+		perWriter = 1000
 	}
 	const perTx = 10
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
