@@ -1,0 +1,310 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/time/rate"
+)
+
+// AllowedAlgorithms are the signature algorithms an SSO token may use:
+// asymmetric ones only. "none" and the HMAC family (HS256, ...) are never
+// accepted: an HMAC "signed" with the issuer's public key would otherwise
+// verify.
+var AllowedAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// DefaultAlgorithms are accepted when the configuration names none.
+var DefaultAlgorithms = []string{"RS256", "ES256"}
+
+// OIDCOptions configures bearer tokens from an OpenID Connect provider.
+type OIDCOptions struct {
+	// Issuer is the provider's issuer URL (https). Tokens must carry it as
+	// iss. Required.
+	Issuer string
+	// Audience must be one of a token's aud values (writ's client id).
+	// Required.
+	Audience string
+	// Algorithms accepted; default DefaultAlgorithms. Each must be in
+	// AllowedAlgorithms.
+	Algorithms []string
+	// JWKSURL is where the provider's keys are; default from the issuer's
+	// discovery document.
+	JWKSURL string
+	// UsernameClaim names the caller in the audit log; default "sub". A
+	// token without it falls back to sub.
+	UsernameClaim string
+	// RolesClaim holds the caller's groups: a string or an array of
+	// strings, a dotted path for nested claims (realm_access.roles).
+	// Required.
+	RolesClaim string
+	// RoleMap maps a claim value to writ roles. Values not in it grant
+	// nothing.
+	RoleMap map[string][]Role
+	// HTTPClient fetches discovery and keys. Default: 10s timeout.
+	HTTPClient *http.Client
+	// KeyRefreshInterval bounds how often a token with an unknown key id
+	// makes writ fetch the keys again (a flood of such tokens costs the
+	// provider nothing). Default 10s.
+	KeyRefreshInterval time.Duration
+	// Now is the clock; default time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+	// allowHTTP lets tests use an http:// issuer on loopback.
+	allowHTTP bool
+}
+
+func (o *OIDCOptions) setDefaults() {
+	if len(o.Algorithms) == 0 {
+		o.Algorithms = DefaultAlgorithms
+	}
+	if o.UsernameClaim == "" {
+		o.UsernameClaim = "sub"
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.KeyRefreshInterval == 0 {
+		o.KeyRefreshInterval = 10 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (o *OIDCOptions) validate() error {
+	if err := checkURL("issuer", o.Issuer, o.allowHTTP); err != nil {
+		return err
+	}
+	if o.JWKSURL != "" {
+		if err := checkURL("jwksURL", o.JWKSURL, o.allowHTTP); err != nil {
+			return err
+		}
+	}
+	if o.Audience == "" {
+		return errors.New("oidc: an audience (writ's client id) is required")
+	}
+	if o.RolesClaim == "" {
+		return errors.New("oidc: rolesClaim is required: roles come from it")
+	}
+	for _, a := range o.Algorithms {
+		if !slices.Contains(AllowedAlgorithms, a) {
+			return fmt.Errorf("oidc: algorithm %q is not accepted (only %s: never none or HS*)", a, strings.Join(AllowedAlgorithms, ", "))
+		}
+	}
+	for v, rs := range o.RoleMap {
+		for _, r := range rs {
+			if _, err := ParseRole(string(r)); err != nil {
+				return fmt.Errorf("oidc: roles of %q: %w", v, err)
+			}
+		}
+	}
+	return nil
+}
+
+func checkURL(what, raw string, allowHTTP bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("oidc: %s %q is not a URL", what, raw)
+	}
+	if u.Scheme != "https" && !(allowHTTP && u.Scheme == "http") {
+		return fmt.Errorf("oidc: %s %q must be https", what, raw)
+	}
+	return nil
+}
+
+// OIDC verifies bearer tokens of one provider and maps them to principals.
+type OIDC struct {
+	opts   OIDCOptions
+	keyCtx context.Context // carries the rate-limited client for key fetches
+
+	mu          sync.Mutex
+	verifier    *oidc.IDTokenVerifier
+	lastAttempt time.Time
+	lastErr     error
+}
+
+// NewOIDC checks the options. Discovery happens on the first token (and
+// again after a failure, at most every 10 seconds), so writ starts while
+// the provider is unreachable and local logins keep working.
+func NewOIDC(opts OIDCOptions) (*OIDC, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	keys := &http.Client{
+		Timeout:   opts.HTTPClient.Timeout,
+		Transport: &keyTransport{base: transportOf(opts.HTTPClient), limit: rate.NewLimiter(rate.Every(opts.KeyRefreshInterval), 2)},
+	}
+	o := &OIDC{opts: opts, keyCtx: oidc.ClientContext(context.Background(), keys)}
+	if opts.JWKSURL != "" {
+		o.verifier = o.newVerifier(opts.JWKSURL)
+	}
+	return o, nil
+}
+
+func transportOf(c *http.Client) http.RoundTripper {
+	if c.Transport != nil {
+		return c.Transport
+	}
+	return http.DefaultTransport
+}
+
+// errKeyFetchLimited: a key fetch was asked for too soon after the last.
+var errKeyFetchLimited = errors.New("key refresh rate-limited")
+
+// maxProviderResponse bounds discovery and key documents.
+const maxProviderResponse = 1 << 20
+
+// keyTransport rate-limits and size-limits fetches of the provider's keys.
+type keyTransport struct {
+	base  http.RoundTripper
+	limit *rate.Limiter
+}
+
+func (t *keyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.limit.Allow() {
+		return nil, errKeyFetchLimited
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = limitedBody{Reader: io.LimitReader(resp.Body, maxProviderResponse), Closer: resp.Body}
+	return resp, nil
+}
+
+type limitedBody struct {
+	io.Reader
+	io.Closer
+}
+
+func (o *OIDC) newVerifier(jwksURL string) *oidc.IDTokenVerifier {
+	return oidc.NewVerifier(o.opts.Issuer, oidc.NewRemoteKeySet(o.keyCtx, jwksURL), &oidc.Config{
+		ClientID:             o.opts.Audience,
+		SupportedSigningAlgs: o.opts.Algorithms,
+		Now:                  o.opts.Now,
+	})
+}
+
+// discoveryRetry is how long a failed discovery is remembered.
+const discoveryRetry = 10 * time.Second
+
+func (o *OIDC) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.verifier != nil {
+		return o.verifier, nil
+	}
+	now := time.Now()
+	if !o.lastAttempt.IsZero() && now.Sub(o.lastAttempt) < discoveryRetry {
+		return nil, o.lastErr
+	}
+	o.lastAttempt = now
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, &http.Client{
+		Timeout:   o.opts.HTTPClient.Timeout,
+		Transport: &keyTransport{base: transportOf(o.opts.HTTPClient), limit: rate.NewLimiter(rate.Inf, 0)},
+	}), 10*time.Second)
+	defer cancel()
+	p, err := oidc.NewProvider(dctx, o.opts.Issuer)
+	if err != nil {
+		o.lastErr = fmt.Errorf("oidc: discovery at %s: %w", o.opts.Issuer, err)
+		o.opts.Logger.WarnContext(ctx, "OIDC discovery failed", slog.String("issuer", o.opts.Issuer), slog.Any("error", err))
+		return nil, o.lastErr
+	}
+	var meta struct {
+		JWKSURL string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&meta); err != nil || meta.JWKSURL == "" {
+		o.lastErr = fmt.Errorf("oidc: discovery at %s: no jwks_uri", o.opts.Issuer)
+		return nil, o.lastErr
+	}
+	if err := checkURL("jwks_uri", meta.JWKSURL, o.opts.allowHTTP); err != nil {
+		o.lastErr = err
+		return nil, err
+	}
+	o.verifier = o.newVerifier(meta.JWKSURL)
+	o.opts.Logger.InfoContext(ctx, "OIDC provider discovered", slog.String("issuer", o.opts.Issuer), slog.String("jwks_uri", meta.JWKSURL))
+	return o.verifier, nil
+}
+
+// Verify checks a bearer token: signature by a key of the provider with an
+// allowed algorithm, issuer, audience, expiry. Roles come from the roles
+// claim through the role map. A token that does not verify is a *Denied.
+func (o *OIDC) Verify(ctx context.Context, raw string) (*Principal, error) {
+	v, err := o.getVerifier(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := v.Verify(ctx, raw)
+	if err != nil {
+		var exp *oidc.TokenExpiredError
+		if errors.As(err, &exp) {
+			return nil, deny("expired", "SSO token expired at %s", exp.Expiry.UTC().Format(time.RFC3339))
+		}
+		return nil, deny("invalid_token", "%v", err)
+	}
+	var claims map[string]any
+	if err := tok.Claims(&claims); err != nil {
+		return nil, deny("invalid_token", "claims: %v", err)
+	}
+	name, _ := lookupClaim(claims, o.opts.UsernameClaim).(string)
+	if name == "" {
+		name = tok.Subject
+	}
+	if name == "" {
+		return nil, deny("invalid_token", "the token names no subject")
+	}
+	var roles RoleSet
+	for _, v := range claimStrings(lookupClaim(claims, o.opts.RolesClaim)) {
+		for _, r := range o.opts.RoleMap[v] {
+			roles |= r.bit()
+		}
+	}
+	return &Principal{Name: "oidc:" + name, Roles: roles, Method: MethodOIDC, ExpiresAt: tok.Expiry}, nil
+}
+
+// lookupClaim follows a dotted path through nested objects. A claim whose
+// own name has a dot is found too.
+func lookupClaim(claims map[string]any, path string) any {
+	if v, ok := claims[path]; ok {
+		return v
+	}
+	var cur any = claims
+	for _, part := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[part]
+	}
+	return cur
+}
+
+func claimStrings(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case []any:
+		var out []string
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
