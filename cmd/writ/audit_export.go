@@ -40,7 +40,7 @@ checkpoint's size (run writ audit checkpoint first for the newest entries).
 Key rotation entries are always included.
 
 --since and --until take RFC 3339 times, dates (2026-05-01) or durations
-ago (24h).`,
+ago (24h, 7d).`,
 		Example: `  writ audit export > audit.ndjson
   writ audit export --actor alice --since 7d --proofs --out alice.ndjson`,
 		Args: cobra.NoArgs,

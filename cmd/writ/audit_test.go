@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -190,5 +191,29 @@ func TestAuditCLIRotateDataDirKey(t *testing.T) {
 	}
 	if out := a.ok("audit", "verify", "--keys", retired[0]); !strings.HasPrefix(out, "OK: 3 entries, root ") {
 		t.Fatalf("verify with the old key: %q", out)
+	}
+}
+
+func TestParseTimeFlag(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 5, 10, 12, 0, 0, 0, time.UTC)
+	cases := map[string]time.Time{
+		"":                     {},
+		"2026-05-01T08:00:00Z": time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC),
+		"2026-05-01":           time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC),
+		"24h":                  now.Add(-24 * time.Hour),
+		"-90m":                 now.Add(-90 * time.Minute),
+		"7d":                   time.Date(2026, 5, 3, 12, 0, 0, 0, time.UTC),
+	}
+	for in, want := range cases {
+		got, err := parseTimeFlag("since", in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("parseTimeFlag(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"yesterday", "0d", "xd", "0s", "2026-13-01"} {
+		if _, err := parseTimeFlag("since", bad, now); err == nil || !strings.Contains(err.Error(), "--since") {
+			t.Errorf("parseTimeFlag(%q) = %v; want an error naming --since", bad, err)
+		}
 	}
 }
