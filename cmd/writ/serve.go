@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,8 +17,13 @@ import (
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/gitsrc"
+	"github.com/writ-sec/writ/internal/leader"
+	"github.com/writ-sec/writ/internal/metrics"
+	"github.com/writ-sec/writ/internal/notify"
 	"github.com/writ-sec/writ/internal/reconcile"
+	"github.com/writ-sec/writ/internal/retention"
 	"github.com/writ-sec/writ/internal/server"
+	"github.com/writ-sec/writ/internal/store"
 	"github.com/writ-sec/writ/policies"
 )
 
@@ -158,8 +164,18 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 }
 
 // startEngine builds the audit log, the git source and the reconciler,
-// mounts the API, and returns the function that runs the engine's loops.
+// mounts the API and the webhooks, and returns the function that campaigns
+// for leadership and, while this replica leads, runs the single-writer jobs:
+// the reconciler and executor (on a store fenced by the leader epoch),
+// audit checkpoints, GitHub delivery processing, notifications, retention.
+// Every replica serves the API and accepts webhooks.
 func startEngine(ctx context.Context, g *globals, cfg *config.Config, p serveParams, repoURL string, db *database, srv *server.Server, log *slog.Logger, env *cliEnv) (func() error, error) {
+	m := metrics.New()
+	srv.Handle("GET /metrics", m.Handler())
+	m.Gauge("approvals_pending", "Operations waiting for approvals or a decision.", func(ctx context.Context) (float64, error) {
+		n, err := db.store.CountWaitingExecutions(ctx)
+		return float64(n), err
+	})
 	key, err := auditKey(g, cfg, log, env)
 	if err != nil {
 		return nil, err
@@ -171,10 +187,6 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	sinks := []audit.Sink{audit.DirSink{Dir: checkpointDir(g, cfg)}}
 	if !strings.Contains(repoURL, "://") && !isSCPLike(repoURL) {
 		sinks = append(sinks, audit.GitSink{Repo: repoURL, Ref: cfg.Audit.CheckpointRef})
-	}
-	cp, err := audit.NewCheckpointer(audit.CheckpointerOptions{Log: alog, Sinks: sinks, Interval: cfg.CheckpointInterval(), Logger: log})
-	if err != nil {
-		return nil, err
 	}
 	secret, err := config.ResolveSecret(env.getenv, cfg.Repository.PasswordEnv, cfg.Repository.PasswordFile)
 	if err != nil {
@@ -204,48 +216,195 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	if p.pollInterval > 0 {
 		poll = p.pollInterval
 	}
-	rec, err := reconcile.New(reconcile.Options{
+	host, _ := os.Hostname()
+	replica := fmt.Sprintf("%s-%d", host, os.Getpid())
+	engine := &engineFacade{store: db.store, log: log}
+	repository := ""
+	if cfg.GitHub != nil {
+		repository = cfg.GitHub.Repository
+	}
+	api, err := reconcile.New(reconcile.Options{
 		Source: src, Store: db.store, Audit: alog, Backends: reg,
 		Catalog: cfg.Catalog(), Environments: environments(cfg), DefaultPolicies: policies.FS,
 		Approval:      approval.Options{MaxAge: cfg.ApprovalMaxAge(), ClockSkew: cfg.ClockSkew(), RelaxProposal: !cfg.RequireProposal()},
-		MetaApprovals: cfg.AdminApprovals(), PollInterval: poll, Logger: log,
+		MetaApprovals: cfg.AdminApprovals(), Repository: repository, PollInterval: poll, Logger: log, Metrics: m,
+		OnNudge: engine.forwardNudge,
 	})
 	if err != nil {
 		return nil, err
 	}
-	server.NewAPI(rec, db.store, log).Register(srv)
-	srv.AddCheck("reconciler", func(context.Context) (string, error) {
-		st := rec.Status()
-		if st.Passes == 0 {
-			return "", errors.New("no reconcile pass yet")
+	engine.Reconciler = api
+	server.NewAPI(engine, db.store, log).Register(srv)
+	ghRun, err := setupGitHub(ctx, cfg, api, src, db.store, srv, log, env.getenv)
+	if err != nil {
+		return nil, err
+	}
+	var notifier *notify.Notifier
+	if n := cfg.Notifications; n != nil {
+		if notifier, err = newNotifier(n, db.store, log, m, env.getenv); err != nil {
+			return nil, err
 		}
-		detail := fmt.Sprintf("processed %.12s of branch %s", st.Processed, branch)
+	}
+	el, err := leader.New(leader.Options{Store: db.store, ID: replica, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	engine.elector = el
+	srv.AddCheck("reconciler", func(ctx context.Context) (string, error) {
+		st := engine.Status()
+		if !st.Leader {
+			return fmt.Sprintf("follower: %s leads (epoch %d); processed %.12s", st.LeaderHolder, st.LeaderEpoch, st.Processed), nil
+		}
+		if st.Passes == 0 {
+			return "", errors.New("leading, no reconcile pass yet")
+		}
+		detail := fmt.Sprintf("leader (epoch %d); processed %.12s of branch %s", st.LeaderEpoch, st.Processed, branch)
 		if len(st.Holds) > 0 {
 			// Holding is reported, not a failure: the API still serves.
-			detail = "holding: " + strings.Join(st.Holds, "; ")
+			detail += "; holding: " + strings.Join(st.Holds, "; ")
 		}
 		if st.LastError != "" {
 			return detail, errors.New(st.LastError)
 		}
 		return detail, nil
 	})
-	log.InfoContext(ctx, "engine ready", slog.String("repository", gitsrc.RedactURL(repoURL)), slog.String("branch", branch),
-		slog.Duration("poll_interval", poll), slog.Any("audit_key", key))
-	return func() error {
-		cpErr := make(chan error, 1)
-		go func() { cpErr <- cp.Run(ctx) }()
-		err := rec.Run(ctx)
-		if cerr := <-cpErr; err == nil && cerr != nil && !errors.Is(cerr, context.Canceled) {
-			err = cerr
+	log.InfoContext(ctx, "engine ready", slog.String("replica", replica), slog.String("repository", gitsrc.RedactURL(repoURL)),
+		slog.String("branch", branch), slog.Duration("poll_interval", poll), slog.Any("audit_key", key))
+
+	lead := func(lctx context.Context, epoch int64) error {
+		m.Leading(true)
+		defer m.Leading(false)
+		fenced := db.store.Fenced(epoch)
+		rec := api.WithStore(fenced)
+		engine.setLeader(rec, epoch)
+		defer engine.setLeader(nil, 0)
+		flog, err := audit.NewLog(audit.LogOptions{Store: fenced, Key: key, Logger: log})
+		if err != nil {
+			return err
+		}
+		cp, err := audit.NewCheckpointer(audit.CheckpointerOptions{Log: flog, Sinks: sinks, Interval: cfg.CheckpointInterval(), Logger: log})
+		if err != nil {
+			return err
+		}
+		rs, ra, rp, ri := cfg.Retention.RetentionDurations()
+		jobs, err := retention.New(retention.Options{Store: fenced, Audit: flog, Sessions: rs, Approvals: ra, Playbooks: rp, Interval: ri, Logger: log})
+		if err != nil {
+			return err
+		}
+		jobsRun := []func(context.Context) error{
+			rec.Run, cp.Run, jobs.Run,
+			func(ctx context.Context) error { return db.store.ListenNudges(ctx, rec.Nudge) },
+		}
+		if ghRun != nil {
+			jobsRun = append(jobsRun, ghRun)
+		}
+		if notifier != nil {
+			jobsRun = append(jobsRun, notifier.Run)
+		}
+		errc := make(chan error, len(jobsRun))
+		for _, run := range jobsRun {
+			go func() { errc <- run(lctx) }()
+		}
+		var first error
+		for range jobsRun {
+			if err := <-errc; err != nil && !errors.Is(err, context.Canceled) && first == nil {
+				first = err
+			}
 		}
 		// A last checkpoint on the way out, so the published view is current.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, cerr := cp.Checkpoint(sctx); cerr != nil {
+		if _, cerr := cp.Checkpoint(sctx); cerr != nil && !errors.Is(cerr, store.ErrFenced) {
 			log.Warn("final checkpoint", slog.Any("error", cerr))
 		}
-		return err
-	}, nil
+		return first
+	}
+	return func() error { return el.Run(ctx, lead) }, nil
+}
+
+// engineFacade is the engine as the API sees it on any replica: intake,
+// dry-runs and judgements run here; status and nudges go to the leader,
+// local or not.
+type engineFacade struct {
+	*reconcile.Reconciler
+	store   *store.Store
+	log     *slog.Logger
+	elector *leader.Elector
+
+	mu     sync.Mutex
+	leader *reconcile.Reconciler
+	epoch  int64
+}
+
+func (e *engineFacade) setLeader(r *reconcile.Reconciler, epoch int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.leader, e.epoch = r, epoch
+}
+
+func (e *engineFacade) local() (*reconcile.Reconciler, int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leader, e.epoch
+}
+
+// forwardNudge wakes the leader: directly when it runs here, through
+// PostgreSQL NOTIFY when another replica leads.
+func (e *engineFacade) forwardNudge() {
+	if l, _ := e.local(); l != nil {
+		l.Nudge()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.store.NotifyNudge(ctx); err != nil {
+		e.log.Warn("nudge the leader", slog.Any("error", err))
+	}
+}
+
+// Nudge asks the leader for a pass.
+func (e *engineFacade) Nudge() { e.forwardNudge() }
+
+// Status is the leader's status when it runs here, else what the database
+// says.
+func (e *engineFacade) Status() reconcile.Status {
+	if l, epoch := e.local(); l != nil {
+		s := l.Status()
+		s.Leader, s.LeaderEpoch = true, epoch
+		return s
+	}
+	var s reconcile.Status
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if li, err := e.store.Leader(ctx); err == nil {
+		s.LeaderHolder, s.LeaderEpoch = li.Holder, li.Epoch
+	}
+	if rs, err := e.store.RepoState(ctx); err == nil {
+		s.Processed, s.Adopted, s.Head = rs.ProcessedSHA, rs.AdoptedSHA, rs.ObservedHead
+	}
+	if holds, err := e.store.OpenHolds(ctx); err == nil {
+		for _, h := range holds {
+			s.Holds = append(s.Holds, fmt.Sprintf("hold %d: %s at %.12s", h.ID, h.Kind, h.CommitSHA))
+		}
+	}
+	return s
+}
+
+func newNotifier(n *config.Notifications, st *store.Store, log *slog.Logger, m *metrics.Metrics, getenv func(string) string) (*notify.Notifier, error) {
+	url := n.URL
+	if n.URLEnv != "" {
+		u, err := config.ResolveSecret(getenv, n.URLEnv, "")
+		if err != nil {
+			return nil, fmt.Errorf("notifications url: %w", err)
+		}
+		url = u.Value()
+	}
+	secret, err := config.ResolveSecret(getenv, n.SecretEnv, n.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("notifications secret: %w", err)
+	}
+	return notify.New(notify.Options{Store: st, URL: url, Secret: secret.Value(), CAFile: n.CAFile,
+		AllowHTTP: n.AllowInsecureHTTP, Events: n.Events, Logger: log, Metrics: m})
 }
 
 // auditKey loads the configured audit signing key, or the one writ keeps in

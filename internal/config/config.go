@@ -23,16 +23,19 @@ import (
 
 // Config is the server configuration.
 type Config struct {
-	APIVersion   string                    `yaml:"apiVersion"`
-	Kind         string                    `yaml:"kind"`
-	Listen       string                    `yaml:"listen,omitempty"`
-	Repository   Repository                `yaml:"repository,omitempty"`
-	Environments map[string]map[string]any `yaml:"environments,omitempty"`
-	Actions      map[string]ActionDef      `yaml:"actions,omitempty"`
-	Backends     []Backend                 `yaml:"backends,omitempty"`
-	Approvals    Approvals                 `yaml:"approvals,omitempty"`
-	Audit        Audit                     `yaml:"audit,omitempty"`
-	GitHub       *GitHub                   `yaml:"github,omitempty"`
+	APIVersion    string                    `yaml:"apiVersion"`
+	Kind          string                    `yaml:"kind"`
+	Listen        string                    `yaml:"listen,omitempty"`
+	Repository    Repository                `yaml:"repository,omitempty"`
+	Environments  map[string]map[string]any `yaml:"environments,omitempty"`
+	Actions       map[string]ActionDef      `yaml:"actions,omitempty"`
+	Backends      []Backend                 `yaml:"backends,omitempty"`
+	Approvals     Approvals                 `yaml:"approvals,omitempty"`
+	Audit         Audit                     `yaml:"audit,omitempty"`
+	Notifications *Notifications            `yaml:"notifications,omitempty"`
+	Retention     Retention                 `yaml:"retention,omitempty"`
+	TLS           *TLS                      `yaml:"tls,omitempty"`
+	GitHub        *GitHub                   `yaml:"github,omitempty"`
 
 	// Path is where the configuration was read from ("" for defaults).
 	Path string `yaml:"-"`
@@ -81,6 +84,36 @@ type Approvals struct {
 	ClockSkew       string `yaml:"clockSkew,omitempty"`
 	RequireProposal *bool  `yaml:"requireProposal,omitempty"`
 	AdminApprovals  int    `yaml:"adminApprovals,omitempty"`
+}
+
+// Notifications configures outbound notifications.
+type Notifications struct {
+	URL               string   `yaml:"url"`
+	URLEnv            string   `yaml:"urlEnv,omitempty"` // the URL itself is a secret (Slack), from the environment
+	SecretEnv         string   `yaml:"secretEnv,omitempty"`
+	SecretFile        string   `yaml:"secretFile,omitempty"`
+	CAFile            string   `yaml:"caFile,omitempty"`
+	AllowInsecureHTTP bool     `yaml:"allowInsecureHTTP,omitempty"`
+	Events            []string `yaml:"events,omitempty"`
+}
+
+// Retention configures the clean-up jobs (durations like 24h, 90d).
+type Retention struct {
+	Sessions  string `yaml:"sessions,omitempty"`
+	Approvals string `yaml:"approvals,omitempty"`
+	Playbooks string `yaml:"playbooks,omitempty"`
+	Interval  string `yaml:"interval,omitempty"`
+}
+
+// RetentionDurations parses the retention settings (zero: default).
+func (r Retention) RetentionDurations() (sessions, approvals, playbooks, interval time.Duration) {
+	return durationOr(r.Sessions, 0), durationOr(r.Approvals, 0), durationOr(r.Playbooks, 0), durationOr(r.Interval, 0)
+}
+
+// TLS is the server's certificate and key.
+type TLS struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
 }
 
 // GitHub is the GitHub integration (PR checks, signed reviews, webhooks).
@@ -195,6 +228,10 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 		"/approvals/maxAge":         c.Approvals.MaxAge,
 		"/approvals/clockSkew":      c.Approvals.ClockSkew,
 		"/audit/checkpointInterval": c.Audit.CheckpointInterval,
+		"/retention/sessions":       c.Retention.Sessions,
+		"/retention/approvals":      c.Retention.Approvals,
+		"/retention/playbooks":      c.Retention.Playbooks,
+		"/retention/interval":       c.Retention.Interval,
 	}
 	for ptr, v := range durations {
 		if v == "" {
@@ -202,6 +239,14 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 		}
 		if _, err := time.ParseDuration(expandDays(v)); err != nil {
 			out = append(out, doc.Errorf(ptr, "invalid-value", "%s: %q is not a duration", yamldoc.FieldName(ptr), v))
+		}
+	}
+	if n := c.Notifications; n != nil {
+		if (n.URL == "") == (n.URLEnv == "") {
+			out = append(out, doc.Errorf("/notifications", "invalid-value", "notifications need url or urlEnv (one of them)"))
+		}
+		if n.SecretEnv != "" && n.SecretFile != "" {
+			out = append(out, doc.Errorf("/notifications/secretFile", "invalid-value", "give secretEnv or secretFile, not both"))
 		}
 	}
 	if c.Repository.PasswordEnv != "" && c.Repository.PasswordFile != "" {

@@ -317,7 +317,7 @@ func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work
 // decide records the trusted base's policy decision for an operation.
 func (r *Reconciler) decide(ctx context.Context, op *store.Execution, pb *playbook.Playbook, t *trust, changeType string) {
 	env, _ := r.opts.Environments.Lookup(pb.Spec.Environment)
-	d := t.policies.Decide(ctx, policy.Input{
+	d := r.decideWith(ctx, t.policies, policy.Input{
 		Playbook:    pb.PolicyInput(),
 		Change:      policy.Change{Type: changeType},
 		Environment: env,
@@ -364,7 +364,7 @@ func (r *Reconciler) commitWork(ctx context.Context, c gitsrc.Commit, works []*w
 			return err
 		}
 		entries = append(entries, commitEntry)
-		_, err := r.opts.Audit.Append(ctx, tx, entries...)
+		_, err := r.appendAudit(ctx, tx, entries...)
 		return err
 	})
 	if err != nil {
@@ -580,7 +580,7 @@ func (r *Reconciler) holdRewrittenHistory(ctx context.Context, p *pass) error {
 		}
 		r.log.WarnContext(ctx, "branch history was rewritten: holding until an admin acknowledges it",
 			slog.String("processed", p.state.ProcessedSHA), slog.String("head", p.head), slog.Int64("hold", h.ID))
-		_, err = r.opts.Audit.Append(ctx, tx, audit.Entry{
+		_, err = r.appendAudit(ctx, tx, audit.Entry{
 			Actor: audit.SystemActor, Event: "repository.history_rewritten", Success: false,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "repository"},
 			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "processed": p.state.ProcessedSHA, "head": p.head, "branch": r.opts.Source.Branch()}),

@@ -174,7 +174,7 @@ func (r *Reconciler) evaluatePlaybook(ctx context.Context, ch gitsrc.Change, bas
 	}
 	pe.Playbook, pe.Name, pe.Digest = pb, pb.Metadata.Name, pb.Digest
 	env, _ := r.opts.Environments.Lookup(pb.Spec.Environment)
-	d := t.policies.Decide(ctx, policy.Input{Playbook: pb.PolicyInput(), Change: policy.Change{Type: pe.ChangeType, PullRequest: pr}, Environment: env})
+	d := r.decideWith(ctx, t.policies, policy.Input{Playbook: pb.PolicyInput(), Change: policy.Change{Type: pe.ChangeType, PullRequest: pr}, Environment: env})
 	pe.Decision = &d
 	if d.Outcome == policy.Deny {
 		return pe, nil
@@ -263,7 +263,7 @@ func (r *Reconciler) evaluateMeta(ctx context.Context, ev *Evaluation, t *trust,
 			continue
 		}
 		env, _ := r.opts.Environments.Lookup(p.Playbook.Spec.Environment)
-		m.Shadow[p.Path] = shadow.policies.Decide(ctx, policy.Input{Playbook: p.Playbook.PolicyInput(), Change: policy.Change{Type: p.ChangeType}, Environment: env})
+		m.Shadow[p.Path] = r.decideWith(ctx, shadow.policies, policy.Input{Playbook: p.Playbook.PolicyInput(), Change: policy.Change{Type: p.ChangeType}, Environment: env})
 	}
 	return m, nil
 }
@@ -320,7 +320,7 @@ func (r *Reconciler) DryRun(ctx context.Context, path string, data []byte) (*Pla
 	}
 	pe.Playbook, pe.Name, pe.Digest = pb, pb.Metadata.Name, pb.Digest
 	env, _ := r.opts.Environments.Lookup(pb.Spec.Environment)
-	d := t.policies.Decide(ctx, policy.Input{Playbook: pb.PolicyInput(), Change: policy.Change{Type: pe.ChangeType}, Environment: env})
+	d := r.decideWith(ctx, t.policies, policy.Input{Playbook: pb.PolicyInput(), Change: policy.Change{Type: pe.ChangeType}, Environment: env})
 	pe.Decision = &d
 	if d.Outcome == policy.Deny {
 		return pe, nil

@@ -59,7 +59,7 @@ func (r *Reconciler) claim(ctx context.Context) (*store.Execution, error) {
 			return err
 		}
 		entries = append(entries, es...)
-		_, err = r.opts.Audit.Append(ctx, tx, entries...)
+		_, err = r.appendAudit(ctx, tx, entries...)
 		return err
 	})
 	return e, err
@@ -83,15 +83,17 @@ func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
 		}
 		return r.finish(ctx, e, nil, results, nil)
 	}
+	// A started execution finishes even when shutdown begins: stopping
+	// halfway would only make the next start resume it.
+	execCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
 	// Re-read live state first: after a crash this says what is left to do.
-	plan, err := r.opts.Backends.Plan(ctx, req)
+	plan, err := r.opts.Backends.Plan(execCtx, req)
 	if err != nil {
 		log.WarnContext(ctx, "plan before execution failed", slog.Any("error", err))
 		return r.finish(ctx, e, nil, nil, err)
 	}
-	execCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	results, err := r.opts.Backends.Execute(execCtx, req)
-	cancel()
 	for _, t := range held {
 		results = append(results, action.TargetResult{Target: t, Result: action.Unchanged, Detail: "still held by another playbook in force"})
 	}
@@ -168,7 +170,7 @@ func (r *Reconciler) finish(ctx context.Context, e *store.Execution, plan *actio
 				next = append(next, ids...)
 			}
 		}
-		_, err := r.opts.Audit.Append(ctx, tx, entries...)
+		_, err := r.appendAudit(ctx, tx, entries...)
 		return err
 	})
 	if err != nil {
@@ -177,10 +179,13 @@ func (r *Reconciler) finish(ctx context.Context, e *store.Execution, plan *actio
 	r.mu.Lock()
 	switch {
 	case retry:
+		r.opts.Metrics.Executed(e.Operation, "retry")
 	case runErr != nil:
 		r.status.Failed++
+		r.opts.Metrics.Executed(e.Operation, "failed")
 	default:
 		r.status.Executed++
+		r.opts.Metrics.Executed(e.Operation, "completed")
 	}
 	r.mu.Unlock()
 	return nil
@@ -294,7 +299,7 @@ func (r *Reconciler) stepExpire(ctx context.Context, p *pass) error {
 			if err != nil || !created {
 				return err
 			}
-			_, err = r.opts.Audit.Append(ctx, tx, executionEntry(e, "execution.intended", e.Reason))
+			_, err = r.appendAudit(ctx, tx, executionEntry(e, "execution.intended", e.Reason))
 			return err
 		})
 		if err != nil {

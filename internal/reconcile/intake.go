@@ -70,7 +70,7 @@ func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval
 		if !created {
 			return nil
 		}
-		_, err = r.opts.Audit.Append(ctx, tx, audit.Entry{
+		_, err = r.appendAudit(ctx, tx, audit.Entry{
 			Actor: audit.Actor{ID: key.Person.ID, Role: "signer"}, Event: "approval.received", Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectApproval, Name: pred.Decision, Digest: env.SHA256},
 			Payload: audit.MustJSON(map[string]any{"id": got.ID, "key_id": key.ID, "decision": pred.Decision,
@@ -91,7 +91,7 @@ func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval
 
 func (r *Reconciler) refuse(ctx context.Context, ch approval.Submitted, approver string, why error) error {
 	err := r.store(ctx, func(tx *store.Store) error {
-		_, err := r.opts.Audit.Append(ctx, tx, audit.Entry{
+		_, err := r.appendAudit(ctx, tx, audit.Entry{
 			Actor: audit.Actor{ID: "anonymous", Role: "channel:" + ch.Source}, Event: "approval.refused", Success: false,
 			Subject: audit.Subject{Kind: audit.SubjectApproval, Name: approver},
 			Payload: audit.MustJSON(map[string]any{"reason": why.Error(), "source": ch.Source, "source_ref": ch.SourceRef, "source_login": ch.SourceLogin}),
@@ -114,7 +114,7 @@ func (r *Reconciler) WithdrawApprovals(ctx context.Context, source, sourceRef, b
 		if err != nil || n == 0 {
 			return err
 		}
-		_, err = r.opts.Audit.Append(ctx, tx, audit.Entry{
+		_, err = r.appendAudit(ctx, tx, audit.Entry{
 			Actor: audit.Actor{ID: by, Role: "channel:" + source}, Event: "approval.withdrawn", Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectApproval, Name: sourceRef},
 			Payload: audit.MustJSON(map[string]any{"source": source, "source_ref": sourceRef, "withdrawn": n}),
@@ -160,7 +160,7 @@ func (r *Reconciler) RunManual(ctx context.Context, id int64, actor audit.Actor)
 		if err != nil {
 			return err
 		}
-		_, err = r.opts.Audit.Append(ctx, tx, append(entries, es...)...)
+		_, err = r.appendAudit(ctx, tx, append(entries, es...)...)
 		return err
 	})
 	if err == nil {
@@ -182,7 +182,7 @@ func (r *Reconciler) AcknowledgeHold(ctx context.Context, id int64, actor audit.
 		if err := tx.AcknowledgeHold(ctx, id, actor.ID); err != nil {
 			return err
 		}
-		_, err = r.opts.Audit.Append(ctx, tx, audit.Entry{
+		_, err = r.appendAudit(ctx, tx, audit.Entry{
 			Actor: actor, Event: "repository.hold_acknowledged", Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "repository"},
 			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "kind": h.Kind, "commit": h.CommitSHA, "detail": h.Detail}),

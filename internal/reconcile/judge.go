@@ -239,7 +239,7 @@ func (r *Reconciler) applyJudgement(ctx context.Context, e *store.Execution, u s
 			return err
 		}
 		entries = append(entries, es...)
-		_, err = r.opts.Audit.Append(ctx, tx, entries...)
+		_, err = r.appendAudit(ctx, tx, entries...)
 		return err
 	})
 }

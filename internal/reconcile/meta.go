@@ -85,7 +85,7 @@ func (r *Reconciler) checkMeta(ctx context.Context, p *pass) error {
 		}
 		r.log.WarnContext(ctx, "holding: a change to policies/ or .writ/ lacks its admin approvals",
 			slog.String("commit", p.state.ProcessedSHA), slog.String("approvals", verdict.Summary()))
-		_, err = r.opts.Audit.Append(ctx, tx, audit.Entry{
+		_, err = r.appendAudit(ctx, tx, audit.Entry{
 			Actor: audit.SystemActor, Event: "policy.change_held", Success: false,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "policies"},
 			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "commit": p.state.ProcessedSHA, "subjects": subjects,
@@ -105,7 +105,7 @@ func (r *Reconciler) adoptMeta(ctx context.Context, p *pass, subjects []approval
 		if _, err := tx.ResolveHoldsOfKind(ctx, store.HoldMetaChange, "writ", "adopted: "+how); err != nil {
 			return err
 		}
-		_, err := r.opts.Audit.Append(ctx, tx, audit.Entry{
+		_, err := r.appendAudit(ctx, tx, audit.Entry{
 			Actor: audit.SystemActor, Event: "policy.change_adopted", Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "policies"},
 			Payload: audit.MustJSON(map[string]any{"commit": st.AdoptedSHA, "previous": p.state.AdoptedSHA, "subjects": subjects, "how": how}),
@@ -132,7 +132,7 @@ func (r *Reconciler) releaseMetaHolds(ctx context.Context, why string) error {
 		if _, err := tx.ResolveHoldsOfKind(ctx, store.HoldMetaChange, "writ", why); err != nil {
 			return err
 		}
-		_, err := r.opts.Audit.Append(ctx, tx, audit.Entry{
+		_, err := r.appendAudit(ctx, tx, audit.Entry{
 			Actor: audit.SystemActor, Event: "policy.hold_released", Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "policies"},
 			Payload: audit.MustJSON(map[string]string{"reason": why}),

@@ -22,6 +22,7 @@ import (
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/gitsrc"
+	"github.com/writ-sec/writ/internal/metrics"
 	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/policy"
 	"github.com/writ-sec/writ/internal/store"
@@ -61,8 +62,13 @@ type Options struct {
 	// (approvals expire, live state changes). Between them, only operations
 	// whose approvals changed are judged. Default 1m.
 	JudgeInterval time.Duration
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Metrics, when set, receives pass, execution, policy and audit figures.
+	Metrics *metrics.Metrics
+	// OnNudge, when set, is called by Nudge too: a replica that does not
+	// run the loop forwards nudges to the one that does.
+	OnNudge func()
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 func (o *Options) setDefaults() {
@@ -150,6 +156,11 @@ type Status struct {
 	Failed      uint64    `json:"failed"`
 	// LagSeconds is how long the head has waited to be processed.
 	LagSeconds float64 `json:"lag_seconds"`
+	// Leader says whether this replica runs the loop; LeaderHolder and
+	// LeaderEpoch name the replica that does.
+	Leader       bool   `json:"leader"`
+	LeaderHolder string `json:"leader_holder,omitempty"`
+	LeaderEpoch  int64  `json:"leader_epoch,omitempty"`
 }
 
 // New checks the options and makes a reconciler.
@@ -173,6 +184,18 @@ func (r *Reconciler) Nudge() {
 	case r.nudge <- struct{}{}:
 	default:
 	}
+	if r.opts.OnNudge != nil {
+		r.opts.OnNudge()
+	}
+}
+
+// WithStore returns a reconciler that shares this one's options but runs
+// on another store (the leader's fenced one).
+func (r *Reconciler) WithStore(st *store.Store) *Reconciler {
+	o := r.opts
+	o.Store = st
+	o.OnNudge = nil
+	return &Reconciler{opts: o, log: r.log, nudge: make(chan struct{}, 1), trust: r.trust}
 }
 
 // Status returns the outcome of the last pass.
@@ -285,6 +308,13 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (err error) {
 // record summarizes a pass in the status, in one place.
 func (r *Reconciler) record(ctx context.Context, p *pass, start time.Time, err error) {
 	holds, herr := r.opts.Store.OpenHolds(ctx)
+	defer func() {
+		s := r.Status()
+		r.opts.Metrics.Pass(r.opts.Now().Sub(start), err, time.Duration(s.LagSeconds*float64(time.Second)))
+		if herr == nil {
+			r.opts.Metrics.Holds(len(holds))
+		}
+	}()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := &r.status
@@ -369,4 +399,22 @@ func (r *Reconciler) stepHistory(ctx context.Context, p *pass) error {
 		return r.resync(ctx, p, acked)
 	}
 	return r.holdRewrittenHistory(ctx, p)
+}
+
+// appendAudit appends entries in tx, timing it for the metrics.
+func (r *Reconciler) appendAudit(ctx context.Context, tx *store.Store, entries ...audit.Entry) ([]audit.Receipt, error) {
+	start := time.Now()
+	rs, err := r.opts.Audit.Append(ctx, tx, entries...)
+	if err == nil {
+		r.opts.Metrics.AuditAppend(time.Since(start), len(entries))
+	}
+	return rs, err
+}
+
+// decideWith asks a policy set, timing it for the metrics.
+func (r *Reconciler) decideWith(ctx context.Context, set *policy.Set, in policy.Input) policy.Decision {
+	start := time.Now()
+	d := set.Decide(ctx, in)
+	r.opts.Metrics.PolicyDecision(time.Since(start))
+	return d
 }

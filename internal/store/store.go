@@ -80,6 +80,8 @@ type Store struct {
 	pool *pgxpool.Pool
 	db   DBTX
 	log  *slog.Logger
+	// fence, when not 0, is the leader epoch every transaction checks.
+	fence int64
 }
 
 // Open connects to the database. It does not migrate; call Migrate.
@@ -143,7 +145,11 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *Store) error) error {
 		return fmt.Errorf("store: begin: %w", translate(err))
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := fn(&Store{pool: s.pool, db: tx, log: s.log}); err != nil {
+	inner := &Store{pool: s.pool, db: tx, log: s.log, fence: s.fence}
+	if err := inner.checkFence(ctx); err != nil {
+		return err
+	}
+	if err := fn(inner); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {

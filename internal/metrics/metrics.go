@@ -1,0 +1,164 @@
+// Package metrics holds writ's Prometheus metrics (client_golang): one
+// registry per process, the collectors the engine updates, and gauges read
+// at scrape time. Every method is safe on a nil *Metrics, so packages take
+// one without caring whether metrics are on.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are writ's collectors.
+type Metrics struct {
+	reg             *prometheus.Registry
+	passSeconds     prometheus.Histogram
+	passErrors      prometheus.Counter
+	lagSeconds      prometheus.Gauge
+	executions      *prometheus.CounterVec
+	policySeconds   prometheus.Histogram
+	auditSeconds    prometheus.Histogram
+	auditEntries    prometheus.Counter
+	httpSeconds     *prometheus.HistogramVec
+	leading         prometheus.Gauge
+	holds           prometheus.Gauge
+	notifyDelivered *prometheus.CounterVec
+}
+
+// New makes the collectors and registers them, with the Go runtime and
+// process collectors.
+func New() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.passSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "writ", Name: "reconcile_pass_seconds", Help: "Duration of reconcile passes.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+	})
+	m.passErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "writ", Name: "reconcile_pass_errors_total", Help: "Reconcile passes that failed."})
+	m.lagSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "writ", Name: "reconcile_lag_seconds",
+		Help: "How long the branch head has waited to be processed (0 when caught up)."})
+	m.executions = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "writ", Name: "executions_total",
+		Help: "Executions finished, by operation and outcome (completed, failed, retry)."}, []string{"operation", "outcome"})
+	m.policySeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "writ", Name: "policy_evaluation_seconds", Help: "Duration of one policy decision.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	})
+	m.auditSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "writ", Name: "audit_append_seconds", Help: "Duration of one audit append (chaining, signing, inserting).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	})
+	m.auditEntries = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "writ", Name: "audit_entries_total", Help: "Audit entries appended by this process."})
+	m.httpSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "writ", Name: "http_request_seconds", Help: "HTTP requests by route pattern and status code.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"route", "code"})
+	m.leading = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "writ", Name: "leader",
+		Help: "1 while this replica leads (runs the reconciler, executor and appender)."})
+	m.holds = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "writ", Name: "holds",
+		Help: "Open holds: rewritten history, or policy changes without their admin approvals."})
+	m.notifyDelivered = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "writ", Name: "notifications_total",
+		Help: "Outbound notifications, by outcome (delivered, failed)."}, []string{"outcome"})
+	m.reg.MustRegister(m.passSeconds, m.passErrors, m.lagSeconds, m.executions, m.policySeconds, m.auditSeconds,
+		m.auditEntries, m.httpSeconds, m.leading, m.holds, m.notifyDelivered,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, Timeout: 10 * time.Second})
+}
+
+// Gauge registers a gauge read at scrape time (e.g. a count from the
+// database), bounded by a timeout; a failing read reports -1.
+func (m *Metrics) Gauge(name, help string, read func(ctx context.Context) (float64, error)) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "writ", Name: name, Help: help}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		v, err := read(ctx)
+		if err != nil {
+			return -1
+		}
+		return v
+	}))
+}
+
+// Pass records one reconcile pass.
+func (m *Metrics) Pass(d time.Duration, err error, lag time.Duration) {
+	if m == nil {
+		return
+	}
+	m.passSeconds.Observe(d.Seconds())
+	if err != nil {
+		m.passErrors.Inc()
+	}
+	m.lagSeconds.Set(lag.Seconds())
+}
+
+// Executed records a finished execution.
+func (m *Metrics) Executed(operation, outcome string) {
+	if m == nil {
+		return
+	}
+	m.executions.WithLabelValues(operation, outcome).Inc()
+}
+
+// PolicyDecision records one policy evaluation.
+func (m *Metrics) PolicyDecision(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.policySeconds.Observe(d.Seconds())
+}
+
+// AuditAppend records one append of n entries.
+func (m *Metrics) AuditAppend(d time.Duration, n int) {
+	if m == nil {
+		return
+	}
+	m.auditSeconds.Observe(d.Seconds())
+	m.auditEntries.Add(float64(n))
+}
+
+// HTTP records one request.
+func (m *Metrics) HTTP(route, code string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.httpSeconds.WithLabelValues(route, code).Observe(d.Seconds())
+}
+
+// Leading records whether this replica leads.
+func (m *Metrics) Leading(on bool) {
+	if m == nil {
+		return
+	}
+	if on {
+		m.leading.Set(1)
+	} else {
+		m.leading.Set(0)
+	}
+}
+
+// Holds records the number of open holds.
+func (m *Metrics) Holds(n int) {
+	if m == nil {
+		return
+	}
+	m.holds.Set(float64(n))
+}
+
+// Notified records one notification's outcome.
+func (m *Metrics) Notified(outcome string) {
+	if m == nil {
+		return
+	}
+	m.notifyDelivered.WithLabelValues(outcome).Inc()
+}
