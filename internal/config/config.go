@@ -35,6 +35,7 @@ type Config struct {
 	Notifications *Notifications            `yaml:"notifications,omitempty"`
 	Retention     Retention                 `yaml:"retention,omitempty"`
 	TLS           *TLS                      `yaml:"tls,omitempty"`
+	Auth          *Auth                     `yaml:"auth,omitempty"`
 	GitHub        *GitHub                   `yaml:"github,omitempty"`
 
 	// Path is where the configuration was read from ("" for defaults).
@@ -288,6 +289,7 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 			}
 		}
 	}
+	out = append(out, c.checkAuth(doc)...)
 	out = append(out, c.checkGitHub(doc)...)
 	if len(out) == 0 {
 		return nil

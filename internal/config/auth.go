@@ -1,0 +1,170 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/yamldoc"
+)
+
+// Auth configures who may call the API: local logins (sessions, lockout,
+// the login rate limit), request limits, and an OpenID Connect provider
+// whose bearer tokens are accepted. No secret is needed to verify SSO
+// tokens (the provider's public keys are fetched).
+type Auth struct {
+	// SessionTTL is how long a login's session lasts (default 8h).
+	SessionTTL string `yaml:"sessionTTL,omitempty"`
+	// Lockout locks an account after Threshold failed logins in a row for
+	// Duration (defaults 5 and 15m).
+	Lockout Lockout `yaml:"lockout,omitempty"`
+	// LoginRateLimit bounds login and password-change attempts per client
+	// address (default 10 a minute, bursts of 5).
+	LoginRateLimit RateLimit `yaml:"loginRateLimit,omitempty"`
+	// TrustedProxies are the load balancers whose X-Forwarded-For names
+	// the client (CIDR prefixes). Default none: the peer address is the
+	// client.
+	TrustedProxies []string `yaml:"trustedProxies,omitempty"`
+	// MaxRequestBytes bounds a request body (default 1 MiB; webhooks and
+	// approvals have limits of their own).
+	MaxRequestBytes int64 `yaml:"maxRequestBytes,omitempty"`
+	// OIDC accepts bearer tokens of an SSO provider.
+	OIDC *OIDC `yaml:"oidc,omitempty"`
+}
+
+// Lockout settings.
+type Lockout struct {
+	Threshold int    `yaml:"threshold,omitempty"`
+	Duration  string `yaml:"duration,omitempty"`
+}
+
+// RateLimit is a token bucket: PerMinute attempts a minute, Burst at once.
+type RateLimit struct {
+	PerMinute int `yaml:"perMinute,omitempty"`
+	Burst     int `yaml:"burst,omitempty"`
+}
+
+// OIDC is an OpenID Connect provider.
+type OIDC struct {
+	// Issuer URL (https); tokens must name it as iss.
+	Issuer string `yaml:"issuer"`
+	// Audience: writ's client id, one of a token's aud values.
+	Audience string `yaml:"audience"`
+	// Algorithms accepted (default RS256, ES256); never none or HS*.
+	Algorithms []string `yaml:"algorithms,omitempty"`
+	// JWKSURL, when the provider's discovery document should not be used.
+	JWKSURL string `yaml:"jwksURL,omitempty"`
+	// UsernameClaim names the caller in the audit log (default sub).
+	UsernameClaim string `yaml:"usernameClaim,omitempty"`
+	// RolesClaim holds the caller's groups (e.g. groups, or
+	// realm_access.roles).
+	RolesClaim string `yaml:"rolesClaim"`
+	// Roles maps a value of the roles claim to writ roles.
+	Roles map[string][]string `yaml:"roles"`
+	// CAFile verifies the provider's TLS certificate (default: the system
+	// roots).
+	CAFile string `yaml:"caFile,omitempty"`
+}
+
+// Auth defaults.
+const (
+	DefaultSessionTTL       = 8 * time.Hour
+	DefaultLockoutThreshold = 5
+	DefaultLockoutDuration  = 15 * time.Minute
+	DefaultLoginPerMinute   = 10
+	DefaultLoginBurst       = 5
+	DefaultMaxRequestBytes  = 1 << 20
+)
+
+func init() {
+	hints["/auth/sessionTTL"] = "is not a duration such as 8h"
+	hints["/auth/lockout/duration"] = "is not a duration such as 15m"
+	hints["/auth/oidc/issuer"] = "must be an https URL"
+	hints["/auth/oidc/jwksURL"] = "must be an https URL"
+	hints["/auth/oidc/caFile"] = "must be an absolute path"
+}
+
+// checkAuth checks what the schema cannot: durations and prefixes (the
+// schema refuses unknown roles and the algorithms none and HS*).
+func (c *Config) checkAuth(doc *yamldoc.Doc) diag.Problems {
+	a := c.Auth
+	if a == nil {
+		return nil
+	}
+	var out diag.Problems
+	for ptr, v := range map[string]string{"/auth/sessionTTL": a.SessionTTL, "/auth/lockout/duration": a.Lockout.Duration} {
+		if v == "" {
+			continue
+		}
+		if _, err := time.ParseDuration(expandDays(v)); err != nil {
+			out = append(out, doc.Errorf(ptr, "invalid-value", "%s: %q is not a duration", yamldoc.FieldName(ptr), v))
+		}
+	}
+	if d := durationOr(a.SessionTTL, DefaultSessionTTL); d < time.Minute || d > 30*24*time.Hour {
+		out = append(out, doc.Errorf("/auth/sessionTTL", "invalid-value", "sessionTTL %s is outside 1m..720h", d))
+	}
+	if d := durationOr(a.Lockout.Duration, DefaultLockoutDuration); d < time.Second || d > 7*24*time.Hour {
+		out = append(out, doc.Errorf("/auth/lockout/duration", "invalid-value", "lockout duration %s is outside 1s..168h", d))
+	}
+	for i, p := range a.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			out = append(out, doc.Errorf(fmt.Sprintf("/auth/trustedProxies/%d", i), "invalid-value", "trustedProxies: %q is not an address or CIDR prefix", p))
+		}
+	}
+	return out
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// AuthSettings are the auth section with defaults applied.
+type AuthSettings struct {
+	SessionTTL       time.Duration
+	LockoutThreshold int
+	LockoutDuration  time.Duration
+	LoginPerMinute   int
+	LoginBurst       int
+	TrustedProxies   []netip.Prefix
+	MaxRequestBytes  int64
+	OIDC             *OIDC
+}
+
+// AuthSettings applies the defaults to the auth section.
+func (c *Config) AuthSettings() AuthSettings {
+	s := AuthSettings{SessionTTL: DefaultSessionTTL, LockoutThreshold: DefaultLockoutThreshold, LockoutDuration: DefaultLockoutDuration,
+		LoginPerMinute: DefaultLoginPerMinute, LoginBurst: DefaultLoginBurst, MaxRequestBytes: DefaultMaxRequestBytes}
+	a := c.Auth
+	if a == nil {
+		return s
+	}
+	s.SessionTTL = durationOr(a.SessionTTL, DefaultSessionTTL)
+	s.LockoutDuration = durationOr(a.Lockout.Duration, DefaultLockoutDuration)
+	if a.Lockout.Threshold > 0 {
+		s.LockoutThreshold = a.Lockout.Threshold
+	}
+	if a.LoginRateLimit.PerMinute > 0 {
+		s.LoginPerMinute = a.LoginRateLimit.PerMinute
+	}
+	if a.LoginRateLimit.Burst > 0 {
+		s.LoginBurst = a.LoginRateLimit.Burst
+	}
+	if a.MaxRequestBytes > 0 {
+		s.MaxRequestBytes = a.MaxRequestBytes
+	}
+	for _, p := range a.TrustedProxies {
+		if pp, err := parsePrefix(p); err == nil {
+			s.TrustedProxies = append(s.TrustedProxies, pp)
+		}
+	}
+	s.OIDC = a.OIDC
+	return s
+}
