@@ -1,0 +1,45 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestConfigCheck(t *testing.T) {
+	t.Parallel()
+	code, out, errOut := runCLI(t, "config", "check")
+	if code != exitOK || !strings.Contains(out, "the embedded defaults: ok") || !strings.Contains(out, "block_ip") {
+		t.Fatalf("defaults: %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, "config", "check", "../../testdata/config/writ.yaml")
+	if code != exitFailure || !strings.Contains(out, "problems") {
+		// The example names secrets by environment variable; none is set here.
+		t.Fatalf("example without its secrets: %d\n%s", code, out)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "writ.yaml")
+	if err := os.WriteFile(bad, []byte("apiVersion: writ/v1\nkind: ServerConfig\nlisten: x\nrepository: {url: /x, pollInterval: soon}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, "config", "check", bad)
+	if code != exitFailure || !strings.Contains(out, "writ.yaml:4:") {
+		t.Fatalf("bad file: %d\n%s", code, out)
+	}
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte("apiVersion: writ/v1\nkind: ServerConfig\nrepository: {url: /srv/content, passwordEnv: WRIT_TEST_TOKEN}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLIEnv(t, map[string]string{"WRIT_TEST_TOKEN": "tok-secret-value"}, "config", "check", good)
+	if code != exitOK || strings.Contains(out, "tok-secret-value") || !strings.Contains(out, "suspend_user") {
+		t.Fatalf("good file: %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "config", "check", good)
+	if code != exitFailure || !strings.Contains(out, "WRIT_TEST_TOKEN") {
+		t.Fatalf("missing secret: %d\n%s", code, out)
+	}
+	if code, _, _ := runCLI(t, "config", "check", filepath.Join(dir, "none.yaml")); code != exitUsage {
+		t.Fatalf("missing file: %d", code)
+	}
+}
