@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -103,21 +104,6 @@ type Entry struct {
 	Payload json.RawMessage
 }
 
-// wire is the canonical JSON form. Its fields are in byte order of their
-// names, as canonical form demands; Encode relies on it.
-type wire struct {
-	Actor   Actor           `json:"actor"`
-	After   json.RawMessage `json:"after,omitempty"`
-	Before  json.RawMessage `json:"before,omitempty"`
-	Event   string          `json:"event"`
-	Payload json.RawMessage `json:"payload,omitempty"`
-	Seq     uint64          `json:"seq"`
-	Subject *Subject        `json:"subject,omitempty"`
-	Success bool            `json:"success"`
-	Time    string          `json:"time"`
-	V       int             `json:"v"`
-}
-
 // validEvent reports whether s is dotted words of lower-case letters,
 // digits, '_' and '-', each starting with a letter, at least two of them
 // (^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$, without a regexp: verification
@@ -174,6 +160,10 @@ func MustJSON(v any) json.RawMessage {
 func CanonicalJSON(raw []byte) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, nil
+	}
+	if isCanonical(raw) {
+		// Already canonical (what JSON and MustJSON return): keep it.
+		return bytes.Clone(raw), nil
 	}
 	if !utf8.Valid(raw) {
 		return nil, errors.New("JSON is not valid UTF-8")
@@ -265,31 +255,129 @@ func (e *Entry) canonicalize() error {
 
 // Encode returns the canonical bytes of the entry, which every hash and
 // signature covers. The JSON fields must be canonical already (the log
-// canonicalizes them before encoding).
+// canonicalizes them before encoding); Encode refuses them otherwise. It
+// writes by hand exactly what encoding/json writes for the entry's fields
+// in key order (encodeReference in the tests, which the fuzz tests hold it
+// to): the log encodes every entry it appends.
 func (e *Entry) Encode() ([]byte, error) {
-	w := wire{
-		Actor:   e.Actor,
-		After:   e.After,
-		Before:  e.Before,
-		Event:   e.Event,
-		Payload: e.Payload,
-		Seq:     e.Seq,
-		Success: e.Success,
-		Time:    e.Time.UTC().Format(TimeLayout),
-		V:       FormatVersion,
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"after", e.After}, {"before", e.Before}, {"payload", e.Payload}} {
+		if f.raw != nil && !isCanonical(f.raw) {
+			return nil, fmt.Errorf("audit: encode entry %d: %s is not canonical JSON", e.Seq, f.name)
+		}
 	}
+	n := 160 + len(e.Actor.ID) + len(e.Actor.Role) + len(e.Event) + len(e.After) + len(e.Before) + len(e.Payload) +
+		len(e.Subject.Digest) + len(e.Subject.Kind) + len(e.Subject.Name)
+	b := make([]byte, 0, n)
+	b = append(b, `{"actor":{"id":`...)
+	b = appendString(b, e.Actor.ID)
+	b = append(b, `,"role":`...)
+	b = appendString(b, e.Actor.Role)
+	b = append(b, '}')
+	if len(e.After) > 0 {
+		b = append(append(b, `,"after":`...), e.After...)
+	}
+	if len(e.Before) > 0 {
+		b = append(append(b, `,"before":`...), e.Before...)
+	}
+	b = append(b, `,"event":`...)
+	b = appendString(b, e.Event)
+	if len(e.Payload) > 0 {
+		b = append(append(b, `,"payload":`...), e.Payload...)
+	}
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, e.Seq, 10)
 	if e.Subject != (Subject{}) {
-		s := e.Subject
-		w.Subject = &s
+		b = append(b, `,"subject":{`...)
+		if e.Subject.Digest != "" {
+			b = append(b, `"digest":`...)
+			b = appendString(b, e.Subject.Digest)
+			b = append(b, ',')
+		}
+		b = append(b, `"kind":`...)
+		b = appendString(b, e.Subject.Kind)
+		if e.Subject.Name != "" {
+			b = append(b, `,"name":`...)
+			b = appendString(b, e.Subject.Name)
+		}
+		b = append(b, '}')
 	}
-	b, err := marshalNoEscape(w)
-	if err != nil {
-		return nil, fmt.Errorf("audit: encode entry %d: %w", e.Seq, err)
-	}
+	b = append(b, `,"success":`...)
+	b = strconv.AppendBool(b, e.Success)
+	b = append(b, `,"time":"`...)
+	b = e.Time.UTC().AppendFormat(b, TimeLayout)
+	b = append(b, `","v":`...)
+	b = strconv.AppendInt(b, FormatVersion, 10)
+	b = append(b, '}')
 	if len(b) > MaxEntrySize {
 		return nil, fmt.Errorf("audit: entry %d is %d bytes encoded (at most %d)", e.Seq, len(b), MaxEntrySize)
 	}
 	return b, nil
+}
+
+// appendString writes s as encoding/json does without HTML escaping.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', lowerHex[c>>4], lowerHex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', lowerHex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// isCanonical reports whether raw is one JSON value, not null, in
+// canonical form.
+func isCanonical(raw []byte) bool {
+	if !utf8.Valid(raw) || string(raw) == "null" {
+		return false
+	}
+	p := &parser{b: raw}
+	return p.value() == nil && p.i == len(raw)
 }
 
 // ErrNotCanonical is wrapped by Decode when the bytes are a valid entry in

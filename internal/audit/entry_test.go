@@ -218,6 +218,9 @@ func FuzzEncodeDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if ref, err := encodeReference(&e); err != nil || !bytes.Equal(ref, b) {
+			t.Fatalf("Encode and encoding/json differ:\n%s\n%s (%v)", b, ref, err)
+		}
 		d, err := Decode(b)
 		if err != nil {
 			t.Fatalf("Decode of Encode's output: %v\n%s", err, b)
@@ -235,6 +238,13 @@ func FuzzCanonicalJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := CanonicalJSON(b)
+		// The fast check agrees with the slow path it short-cuts.
+		if ref, refErr := canonicalReference(b); (refErr == nil) != (err == nil) || !bytes.Equal(ref, c) {
+			t.Fatalf("CanonicalJSON(%q) = %q, %v; reference %q, %v", b, c, err, ref, refErr)
+		}
+		if isCanonical(b) != (err == nil && c != nil && bytes.Equal(c, b)) {
+			t.Fatalf("isCanonical(%q) = %v; canonical form %q", b, isCanonical(b), c)
+		}
 		if err != nil || c == nil {
 			return
 		}
