@@ -306,6 +306,14 @@ func (s *Store) ScanAuditEntries(ctx context.Context, from int64, batch int, fn 
 		arena = append(arena, b...)
 		return arena[start:len(arena):len(arena)]
 	}
+	// Event types and key ids repeat from row to row: reuse the string.
+	var lastEvent, lastKey string
+	same := func(last *string, b []byte) string {
+		if string(b) != *last {
+			*last = string(b)
+		}
+		return *last
+	}
 	for rows.Next() {
 		v := rows.RawValues()
 		if len(v) != 9 || len(v[0]) != 8 || len(v[1]) != 8 {
@@ -315,11 +323,11 @@ func (s *Store) ScanAuditEntries(ctx context.Context, from int64, batch int, fn 
 			Seq:       int64(binary.BigEndian.Uint64(v[0])),
 			At:        pgEpoch.Add(time.Duration(int64(binary.BigEndian.Uint64(v[1]))) * time.Microsecond),
 			ActorID:   string(v[2]),
-			Event:     string(v[3]),
+			Event:     same(&lastEvent, v[3]),
 			Entry:     cp(v[4]),
 			PrevHash:  cp(v[5]),
 			Hash:      cp(v[6]),
-			KeyID:     string(v[7]),
+			KeyID:     same(&lastKey, v[7]),
 			Signature: cp(v[8]),
 		})
 		if len(out) == batch {
