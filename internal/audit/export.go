@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -344,6 +345,8 @@ const MaxExportLine = 4 * MaxEntrySize
 // exportReader reads an export in either format, streaming.
 type exportReader struct {
 	dec     *json.Decoder
+	br      *bufio.Reader // under dec
+	lines   *bufio.Reader // NDJSON after the header
 	ndjson  bool
 	header  exportHeader
 	end     *exportEnd
@@ -354,8 +357,9 @@ type exportReader struct {
 
 // readExport reads the header of an export.
 func readExport(r io.Reader) (*exportReader, error) {
-	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
-	er := &exportReader{dec: dec}
+	br := bufio.NewReaderSize(r, 256<<10)
+	dec := json.NewDecoder(br)
+	er := &exportReader{dec: dec, br: br}
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
@@ -379,6 +383,9 @@ func readExport(r io.Reader) (*exportReader, error) {
 		if err := decodeRestOfObject(dec, &er.header); err != nil {
 			return nil, fmt.Errorf("export: header: %w", err)
 		}
+		// The entry lines are read as lines and decoded by verification's
+		// workers, in parallel.
+		er.lines = bufio.NewReaderSize(io.MultiReader(dec.Buffered(), br), 64<<10)
 	case "header":
 		if err := dec.Decode(&er.header); err != nil {
 			return nil, fmt.Errorf("export: header: %w", err)
@@ -464,46 +471,91 @@ func (er *exportReader) Records(ctx context.Context, emit func([]Record) error) 
 	return nil
 }
 
+// entryLinePrefix starts every entry line Export writes; such lines are
+// handed to verification's workers undecoded.
+const entryLinePrefix = `{"type":"entry",`
+
 // read returns the next entry; ok is false after the end object.
 func (er *exportReader) read() (Record, bool, error) {
-	var e struct {
-		exportEntry
-		Entries *uint64 `json:"entries"`
-	}
 	if er.ndjson {
-		if err := er.dec.Decode(&e); err != nil {
-			if errors.Is(err, io.EOF) {
-				return Record{}, false, errors.New("export is cut off: no end line")
-			}
-			return Record{}, false, fmt.Errorf("export: entry after seq %d: %w", er.entries, err)
+		line, err := er.line()
+		if err != nil {
+			return Record{}, false, err
+		}
+		er.entries++
+		if bytes.HasPrefix(line, []byte(entryLinePrefix)) {
+			return Record{line: line}, true, nil
+		}
+		var e struct {
+			exportEntry
+			Entries *uint64 `json:"entries"`
+		}
+		if err := json.Unmarshal(line, &e); err != nil {
+			return Record{}, false, fmt.Errorf("export: line %d: %w", er.entries+1, err)
 		}
 		switch e.Type {
 		case "entry":
+			return e.record(), true, nil
 		case "end":
+			er.entries--
 			return Record{}, false, er.finish(e.Entries)
-		default:
-			return Record{}, false, fmt.Errorf("export: unexpected line type %q", e.Type)
 		}
-	} else {
-		if !er.dec.More() {
-			if _, err := er.dec.Token(); err != nil { // ]
-				return Record{}, false, fmt.Errorf("export is cut off: %w", err)
-			}
-			tok, err := er.dec.Token()
-			if err != nil || tok != "end" {
-				return Record{}, false, errors.New(`export is cut off: no "end"`)
-			}
-			var end exportEnd
-			if err := er.dec.Decode(&end); err != nil {
-				return Record{}, false, fmt.Errorf("export: end: %w", err)
-			}
-			return Record{}, false, er.finish(&end.Entries)
+		return Record{}, false, fmt.Errorf("export: line %d: unexpected line type %q", er.entries+1, e.Type)
+	}
+	if !er.dec.More() {
+		if _, err := er.dec.Token(); err != nil { // ]
+			return Record{}, false, fmt.Errorf("export is cut off: %w", err)
 		}
-		if err := er.dec.Decode(&e); err != nil {
-			return Record{}, false, fmt.Errorf("export is cut off or malformed after %d entries: %w", er.entries, err)
+		tok, err := er.dec.Token()
+		if err != nil || tok != "end" {
+			return Record{}, false, errors.New(`export is cut off: no "end"`)
 		}
+		var end exportEnd
+		if err := er.dec.Decode(&end); err != nil {
+			return Record{}, false, fmt.Errorf("export: end: %w", err)
+		}
+		return Record{}, false, er.finish(&end.Entries)
+	}
+	var e exportEntry
+	if err := er.dec.Decode(&e); err != nil {
+		return Record{}, false, fmt.Errorf("export is cut off or malformed after %d entries: %w", er.entries, err)
 	}
 	er.entries++
+	return e.record(), true, nil
+}
+
+// line reads the next non-empty NDJSON line, at most MaxExportLine bytes.
+func (er *exportReader) line() ([]byte, error) {
+	for {
+		var line []byte
+		for {
+			chunk, err := er.lines.ReadSlice('\n')
+			line = append(line, chunk...)
+			if len(line) > MaxExportLine {
+				return nil, fmt.Errorf("export: line %d is longer than %d bytes", er.entries+2, MaxExportLine)
+			}
+			if err == nil {
+				break
+			}
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				if len(bytes.TrimSpace(line)) > 0 {
+					break
+				}
+				return nil, errors.New("export is cut off: no end line")
+			}
+			return nil, fmt.Errorf("export: %w", err)
+		}
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			return line, nil
+		}
+	}
+}
+
+// record is an entry of an export as verification reads it.
+func (e *exportEntry) record() Record {
 	rec := Record{
 		Seq: e.Seq, Entry: e.Bytes, PrevHash: e.PrevHash, Hash: e.Hash, KeyID: e.KeyID, Signature: e.Signature,
 		Readable: e.Entry,
@@ -514,7 +566,28 @@ func (er *exportReader) read() (Record, bool, error) {
 	for _, p := range e.Proof {
 		rec.Proof = append(rec.Proof, p)
 	}
-	return rec, true, nil
+	return rec
+}
+
+// parseLine fills a record from its export line (in a worker): by a
+// single pass when the line is laid out as Export writes it, else with
+// encoding/json.
+func (r *Record) parseLine() error {
+	if rec, ok := parseEntryLine(r.line); ok {
+		*r = rec
+		return nil
+	}
+	var e exportEntry
+	dec := json.NewDecoder(bytes.NewReader(r.line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return err
+	}
+	if e.Type != "entry" {
+		return fmt.Errorf("line type %q", e.Type)
+	}
+	*r = e.record()
+	return nil
 }
 
 func (er *exportReader) finish(n *uint64) error {
@@ -567,4 +640,79 @@ func VerifyExport(ctx context.Context, r io.Reader, opts VerifyOptions) (*Report
 		rep.Bad = &Finding{Seq: int64(rep.Entries), Reason: fmt.Sprintf("the export's header says the log has %d entries but it holds %d", h.Size, rep.Entries)}
 	}
 	return rep, nil
+}
+
+// parseEntryLine reads an entry line laid out exactly as Export writes
+// it; ok is false for anything else (which encoding/json then reads).
+func parseEntryLine(line []byte) (rec Record, ok bool) {
+	p := &parser{b: line}
+	b64 := func(key string) ([]byte, bool) {
+		if !p.lit(key) {
+			return nil, false
+		}
+		s, err := p.str()
+		if err != nil {
+			return nil, false
+		}
+		out, err := base64.StdEncoding.DecodeString(s)
+		return out, err == nil
+	}
+	hx := func() ([]byte, bool) {
+		s, err := p.str()
+		if err != nil {
+			return nil, false
+		}
+		out, err := hex.DecodeString(s)
+		return out, err == nil
+	}
+	if !p.lit(entryLinePrefix + `"seq":`) {
+		return rec, false
+	}
+	var err error
+	if rec.Seq, err = p.uint(); err != nil {
+		return rec, false
+	}
+	if rec.Entry, ok = b64(`,"bytes":`); !ok {
+		return rec, false
+	}
+	if !p.lit(`,"prev_hash":`) {
+		return rec, false
+	}
+	if rec.PrevHash, ok = hx(); !ok || !p.lit(`,"hash":`) {
+		return rec, false
+	}
+	if rec.Hash, ok = hx(); !ok || !p.lit(`,"key_id":`) {
+		return rec, false
+	}
+	if rec.KeyID, err = p.str(); err != nil {
+		return rec, false
+	}
+	if rec.Signature, ok = b64(`,"signature":`); !ok || !p.lit(`,"entry":`) {
+		return rec, false
+	}
+	if p.lit("null") {
+		rec.Readable = []byte{}
+	} else {
+		start := p.i
+		if p.value() != nil {
+			return rec, false
+		}
+		rec.Readable = line[start:p.i:p.i]
+	}
+	if p.lit(`,"proof":[`) {
+		for first := true; !p.lit("]"); first = false {
+			if !first && !p.lit(",") {
+				return rec, false
+			}
+			h, ok := hx()
+			if !ok {
+				return rec, false
+			}
+			rec.Proof = append(rec.Proof, h)
+		}
+	}
+	if !p.lit("}") || p.i != len(line) {
+		return rec, false
+	}
+	return rec, true
 }

@@ -32,6 +32,9 @@ type Record struct {
 	// Readable is the decoded entry an export carries beside the bytes;
 	// when present it must say what the bytes say.
 	Readable []byte
+
+	// line is an export line not decoded yet: the workers decode it.
+	line []byte
 }
 
 // Columns are the filter columns stored beside an entry's bytes.
@@ -151,6 +154,8 @@ type checked struct {
 	sigKeyID  string
 	// readableBad: the export's readable copy says something else.
 	readableBad bool
+	// lineErr: the export line does not decode.
+	lineErr error
 }
 
 type chunk struct {
@@ -315,8 +320,13 @@ func unverifiedCheckpoint(note []byte) (tlog.Checkpoint, error) {
 // check is the parallel stage: everything about one record that does not
 // depend on the records before it.
 func (v *verifier) check(r *Record, c *checked) {
+	if r.line != nil {
+		if c.lineErr = r.parseLine(); c.lineErr != nil {
+			return
+		}
+	}
 	c.entry, c.decodeErr = Decode(r.Entry)
-	if len(r.Readable) > 0 {
+	if len(r.Readable) > 0 && !bytes.Equal(r.Readable, r.Entry) {
 		// Compared in canonical form, so a pretty-printed export still
 		// verifies.
 		canon, err := CanonicalJSON(r.Readable)
@@ -353,6 +363,13 @@ func bad(seq uint64, format string, args ...any) *Finding {
 
 // next is the in-order stage.
 func (v *verifier) next(r *Record, c *checked) *Finding {
+	if c.lineErr != nil {
+		at := v.n
+		if v.proved != nil && v.started {
+			at = v.lastSeq + 1
+		}
+		return bad(at, "the export's line for this entry is malformed: %v", c.lineErr)
+	}
 	seq := r.Seq
 	partial := v.proved != nil
 	if !partial {
