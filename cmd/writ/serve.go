@@ -200,9 +200,13 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	if p.branch != "" {
 		branch = p.branch
 	}
+	tokens, err := repositoryTokens(cfg, repoURL, env.getenv)
+	if err != nil {
+		return nil, err
+	}
 	src, err := gitsrc.Open(ctx, gitsrc.Options{
 		URL: repoURL, Branch: branch, CacheDir: filepath.Join(g.dataDir, "repository"),
-		Username: cfg.Repository.Username, Password: secret.Value(),
+		Username: cfg.Repository.Username, Password: secret.Value(), PasswordFunc: tokens,
 		SSHKeyFile: cfg.Repository.SSHKeyFile, SSHKeyPassphrase: passphrase.Value(), KnownHostsFile: cfg.Repository.KnownHostsFile,
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/forge/github"
@@ -35,19 +36,9 @@ func setupGitHub(ctx context.Context, cfg *config.Config, rec *reconcile.Reconci
 	if secret.Value() == "" {
 		return nil, errors.New("github webhook secret: set webhookSecretEnv or webhookSecretFile")
 	}
-	co := github.ClientOptions{BaseURL: g.BaseURL, UserAgent: "writ/" + versionString()}
-	if g.App != nil {
-		key, err := readFileLimited(g.App.PrivateKeyFile, maxAppKeyBytes)
-		if err != nil {
-			return nil, fmt.Errorf("github app private key: %w", err)
-		}
-		co.AppID, co.InstallationID, co.PrivateKey = g.App.AppID, g.App.InstallationID, key
-	} else {
-		tok, err := config.ResolveSecret(getenv, g.TokenEnv, g.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("github token: %w", err)
-		}
-		co.Token = tok.Value()
+	co, err := githubClientOptions(g, getenv)
+	if err != nil {
+		return nil, err
 	}
 	client, err := github.NewClient(co)
 	if err != nil {
@@ -73,4 +64,42 @@ func setupGitHub(ctx context.Context, cfg *config.Config, rec *reconcile.Reconci
 	log.InfoContext(ctx, "GitHub integration ready", slog.String("repository", g.Repository), slog.Any("api", co),
 		slog.String("webhook", github.WebhookPath))
 	return svc.Run, nil
+}
+
+// githubClientOptions reads the github section's credentials.
+func githubClientOptions(g *config.GitHub, getenv func(string) string) (github.ClientOptions, error) {
+	co := github.ClientOptions{BaseURL: g.BaseURL, UserAgent: "writ/" + versionString()}
+	if g.App != nil {
+		key, err := readFileLimited(g.App.PrivateKeyFile, maxAppKeyBytes)
+		if err != nil {
+			return co, fmt.Errorf("github app private key: %w", err)
+		}
+		co.AppID, co.InstallationID, co.PrivateKey = g.App.AppID, g.App.InstallationID, key
+		return co, nil
+	}
+	tok, err := config.ResolveSecret(getenv, g.TokenEnv, g.TokenFile)
+	if err != nil {
+		return co, fmt.Errorf("github token: %w", err)
+	}
+	co.Token = tok.Value()
+	return co, nil
+}
+
+// repositoryTokens is how writ fetches an HTTPS repository on GitHub when
+// no repository password is configured: with the github section's token, or
+// with installation tokens of its App (they expire hourly and are renewed).
+func repositoryTokens(cfg *config.Config, repoURL string, getenv func(string) string) (func(ctx context.Context) (string, error), error) {
+	g := cfg.GitHub
+	if g == nil || !strings.HasPrefix(repoURL, "https://") || cfg.Repository.PasswordEnv != "" || cfg.Repository.PasswordFile != "" {
+		return nil, nil
+	}
+	co, err := githubClientOptions(g, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if co.Token != "" {
+		tok := co.Token
+		return func(context.Context) (string, error) { return tok, nil }, nil
+	}
+	return github.InstallationTokens(co)
 }

@@ -38,9 +38,12 @@ type Options struct {
 	Branch string
 	// CacheDir is where a remote is cloned (bare). Required for remotes.
 	CacheDir string
-	// Username and Password (a token) for HTTPS.
-	Username string
-	Password string
+	// Username and Password (a token) for HTTPS. PasswordFunc, when set,
+	// is asked for the password before every clone and fetch: for tokens
+	// that expire, such as GitHub App installation tokens.
+	Username     string
+	Password     string
+	PasswordFunc func(ctx context.Context) (string, error)
 	// SSHKeyFile (and SSHKeyPassphrase) for SSH; KnownHostsFile checks the
 	// server's host key (required for SSH: no trust on first use).
 	SSHKeyFile       string
@@ -129,7 +132,7 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 		if err := os.MkdirAll(opts.CacheDir, 0o700); err != nil {
 			return nil, fmt.Errorf("gitsrc: %w", err)
 		}
-		auth, aerr := s.auth()
+		auth, aerr := s.auth(ctx)
 		if aerr != nil {
 			return nil, aerr
 		}
@@ -159,7 +162,7 @@ func (s *Source) Repository() *git.Repository { return s.repo }
 // Branch is the tracked branch.
 func (s *Source) Branch() string { return s.opts.Branch }
 
-func (s *Source) auth() (transport.AuthMethod, error) {
+func (s *Source) auth(ctx context.Context) (transport.AuthMethod, error) {
 	switch {
 	case s.opts.isSSH():
 		if s.opts.SSHKeyFile == "" {
@@ -175,12 +178,14 @@ func (s *Source) auth() (transport.AuthMethod, error) {
 		}
 		keys.HostKeyCallback = ssh.HostKeyCallback(cb)
 		return keys, nil
-	case s.opts.Password != "":
-		user := s.opts.Username
-		if user == "" {
-			user = "x-access-token"
+	case s.opts.PasswordFunc != nil:
+		pw, err := s.opts.PasswordFunc(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("gitsrc: repository credentials: %w", err)
 		}
-		return &http.BasicAuth{Username: user, Password: s.opts.Password}, nil
+		return &http.BasicAuth{Username: cmpOr(s.opts.Username, "x-access-token"), Password: pw}, nil
+	case s.opts.Password != "":
+		return &http.BasicAuth{Username: cmpOr(s.opts.Username, "x-access-token"), Password: s.opts.Password}, nil
 	}
 	return nil, nil
 }
@@ -193,7 +198,7 @@ func (s *Source) Fetch(ctx context.Context) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.remote {
-		auth, err := s.auth()
+		auth, err := s.auth(ctx)
 		if err != nil {
 			return "", err
 		}
@@ -233,7 +238,7 @@ func (s *Source) FetchRef(ctx context.Context, name string) (string, error) {
 	defer s.mu.Unlock()
 	local := plumbing.ReferenceName(name)
 	if s.remote {
-		auth, err := s.auth()
+		auth, err := s.auth(ctx)
 		if err != nil {
 			return "", err
 		}
@@ -501,4 +506,11 @@ func redactErr(err error, o Options) error {
 		return err
 	}
 	return errors.New(msg)
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -213,3 +213,28 @@ func statusOf(err error) int {
 	}
 	return 0
 }
+
+// InstallationTokens returns a source of GitHub App installation tokens
+// (cached and refreshed before they expire by ghinstallation), for git
+// fetches over HTTPS with the same App. Token auth needs none: use the
+// token itself.
+func InstallationTokens(o ClientOptions) (func(ctx context.Context) (string, error), error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if o.Token != "" {
+		return nil, errors.New("github: installation tokens need App credentials")
+	}
+	base := o.Transport
+	if base == nil {
+		base = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	itr, err := ghinstallation.New(base, o.AppID, o.InstallationID, o.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("github: app key: %w", err)
+	}
+	if o.BaseURL != "" {
+		itr.BaseURL = strings.TrimRight(o.BaseURL, "/")
+	}
+	return itr.Token, nil
+}
