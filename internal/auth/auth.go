@@ -134,6 +134,20 @@ func (s RoleSet) String() string {
 // MarshalJSON writes the role names as an array.
 func (s RoleSet) MarshalJSON() ([]byte, error) { return json.Marshal(s.Strings()) }
 
+// UnmarshalJSON reads an array of role names.
+func (s *RoleSet) UnmarshalJSON(b []byte) error {
+	var names []string
+	if err := json.Unmarshal(b, &names); err != nil {
+		return err
+	}
+	rs, err := ParseRoles(names)
+	if err != nil {
+		return err
+	}
+	*s = rs
+	return nil
+}
+
 // Method is how a principal authenticated.
 type Method string
 

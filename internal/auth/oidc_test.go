@@ -58,7 +58,7 @@ func newIdP(t *testing.T) *idp {
 			{Key: &p.ecKey.PublicKey, KeyID: "ec-1", Algorithm: "ES256", Use: "sig"},
 		}})
 	})
-	p.srv = httptest.NewServer(mux)
+	p.srv = httptest.NewTLSServer(mux)
 	t.Cleanup(p.srv.Close)
 	return p
 }
@@ -116,8 +116,8 @@ func handMade(header, claims map[string]any, key []byte) string {
 func newTestOIDC(t *testing.T, p *idp, clock *testClock, mod func(*OIDCOptions)) *OIDC {
 	t.Helper()
 	o := OIDCOptions{Issuer: p.srv.URL, Audience: "writ", UsernameClaim: "preferred_username", RolesClaim: "groups",
-		RoleMap: map[string][]Role{"soc-analyst": {Analyst, Viewer}, "soc-admin": {Admin}}, Now: clock.Now, allowHTTP: true,
-		KeyRefreshInterval: time.Hour}
+		RoleMap: map[string][]Role{"soc-analyst": {Analyst, Viewer}, "soc-admin": {Admin}}, Now: clock.Now,
+		KeyRefreshInterval: time.Hour, HTTPClient: p.srv.Client()}
 	if mod != nil {
 		mod(&o)
 	}
@@ -239,7 +239,7 @@ func TestOIDCNestedRolesClaim(t *testing.T) {
 func TestOIDCDiscoveryFailureIsRetried(t *testing.T) {
 	t.Parallel()
 	clock := &testClock{now: time.Now()}
-	v, err := NewOIDC(OIDCOptions{Issuer: "http://127.0.0.1:1", Audience: "writ", RolesClaim: "groups", Now: clock.Now, allowHTTP: true})
+	v, err := NewOIDC(OIDCOptions{Issuer: "https://127.0.0.1:1", Audience: "writ", RolesClaim: "groups", Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
