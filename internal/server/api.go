@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,9 +10,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/auth"
 	"github.com/writ-sec/writ/internal/reconcile"
 	"github.com/writ-sec/writ/internal/store"
 )
@@ -21,30 +23,115 @@ type Engine interface {
 	SubmitApproval(ctx context.Context, raw []byte, ch approval.Submitted) (*reconcile.Intake, error)
 	Nudge()
 	Status() reconcile.Status
+	RunManual(ctx context.Context, id int64, actor audit.Actor) error
+	DryRun(ctx context.Context, path string, data []byte) (*reconcile.PlaybookEvaluation, error)
+	AcknowledgeHold(ctx context.Context, id int64, actor audit.Actor) error
+}
+
+// Checkpointer signs a checkpoint of the audit log on demand.
+type Checkpointer interface {
+	Checkpoint(ctx context.Context) (*audit.Checkpoint, error)
+}
+
+// APIOptions configures the API.
+type APIOptions struct {
+	// Store answers reads. Required.
+	Store *store.Store
+	// Engine is the reconciler; nil: its routes answer 503.
+	Engine Engine
+	// Auth logs in, and manages accounts and tokens; nil: those routes
+	// answer 503.
+	Auth *auth.Authenticator
+	// TrustedKeys verify the audit log (POST /api/v1/audit/verify); nil:
+	// that route answers 503.
+	TrustedKeys *audit.KeySet
+	// Checkpointer makes checkpoints on demand; nil: that route answers
+	// 503 (the leader makes them periodically).
+	Checkpointer Checkpointer
+	// VerifyConcurrency bounds simultaneous audit verifications. Default 1.
+	VerifyConcurrency int
+	Logger            *slog.Logger
 }
 
 // API serves /api/v1.
 type API struct {
-	engine Engine
-	store  *store.Store
-	log    *slog.Logger
+	opts      APIOptions
+	log       *slog.Logger
+	verifying chan struct{}
+	srv       *Server // set by Register: its guard audits refused logins
 }
 
-// NewAPI makes the API handlers.
+// NewAPI makes the API handlers for an engine and a store (no accounts:
+// login and administration answer 503). NewAPIWith takes every option.
 func NewAPI(engine Engine, st *store.Store, log *slog.Logger) *API {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	a, err := NewAPIWith(APIOptions{Engine: engine, Store: st, Logger: log})
+	if err != nil {
+		panic(err) // only a nil store fails, a programming error
 	}
-	return &API{engine: engine, store: st, log: log}
+	return a
+}
+
+// NewAPIWith makes the API handlers.
+func NewAPIWith(opts APIOptions) (*API, error) {
+	if opts.Store == nil {
+		return nil, errors.New("server: the API needs a store")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.VerifyConcurrency <= 0 {
+		opts.VerifyConcurrency = 1
+	}
+	return &API{opts: opts, log: slog.New(RequestIDHandler(opts.Logger.Handler())), verifying: make(chan struct{}, opts.VerifyConcurrency)}, nil
 }
 
 // Register mounts the API on a server.
 func (a *API) Register(s *Server) {
-	s.Handle("POST /api/v1/approvals", http.HandlerFunc(a.postApproval))
-	s.Handle("POST /api/v1/reconcile", http.HandlerFunc(a.postReconcile))
-	s.Handle("GET /api/v1/status", http.HandlerFunc(a.getStatus))
-	s.Handle("GET /api/v1/playbooks", http.HandlerFunc(a.listPlaybooks))
-	s.Handle("GET /api/v1/playbooks/{name}", http.HandlerFunc(a.getPlaybook))
+	a.srv = s
+	for _, rt := range a.routes() {
+		s.Route(rt)
+	}
+}
+
+// routes is the API's route table: every endpoint and who may call it.
+func (a *API) routes() []Route {
+	h := func(f http.HandlerFunc) http.Handler { return f }
+	self := auth.RoleSet(0) // any authenticated caller
+	return []Route{
+		{Pattern: "GET /api/v1/openapi.json", Public: "none needed: the API's description", Handler: h(serveOpenAPI)},
+		{Pattern: "POST /api/v1/auth/login", Public: "the password it checks (rate-limited per client, accounts lock)", RateLimited: true, MaxBody: 8 << 10, Handler: h(a.login)},
+		{Pattern: "POST /api/v1/auth/logout", Roles: self, DuringPasswordChange: true, Handler: h(a.logout)},
+		{Pattern: "GET /api/v1/auth/whoami", Roles: self, DuringPasswordChange: true, Handler: h(a.whoami)},
+		{Pattern: "POST /api/v1/auth/password", Roles: self, DuringPasswordChange: true, RateLimited: true, MaxBody: 8 << 10, Handler: h(a.changePassword)},
+
+		{Pattern: "GET /api/v1/status", Roles: ReadRoles, Handler: h(a.getStatus)},
+		{Pattern: "POST /api/v1/reconcile", Roles: ExecuteRoles, Handler: h(a.postReconcile)},
+		{Pattern: "GET /api/v1/playbooks", Roles: ReadRoles, Handler: h(a.listPlaybooks)},
+		{Pattern: "GET /api/v1/playbooks/{name}", Roles: ReadRoles, Handler: h(a.getPlaybook)},
+		{Pattern: "POST /api/v1/dry-run", Roles: DryRunRoles, MaxBody: maxPlaybookBody, Handler: h(a.dryRun)},
+		{Pattern: "GET /api/v1/executions", Roles: ReadRoles, Handler: h(a.listExecutions)},
+		{Pattern: "GET /api/v1/executions/{id}", Roles: ReadRoles, Handler: h(a.getExecution)},
+		{Pattern: "POST /api/v1/executions/{id}/run", Roles: ExecuteRoles, Handler: h(a.runExecution)},
+		{Pattern: "POST /api/v1/approvals", Public: "the envelope's signature, verified against the approvers in force", MaxBody: -1, Handler: h(a.postApproval)},
+		{Pattern: "GET /api/v1/approvals", Roles: ReadRoles, Handler: h(a.listApprovals)},
+		{Pattern: "GET /api/v1/holds", Roles: ReadRoles, Handler: h(a.listHolds)},
+		{Pattern: "POST /api/v1/holds/{id}/acknowledge", Roles: AdminRoles, Handler: h(a.acknowledgeHold)},
+
+		{Pattern: "GET /api/v1/audit/export", Roles: AdminRoles, Handler: h(a.auditExport)},
+		{Pattern: "POST /api/v1/audit/verify", Roles: AdminRoles, MaxBody: 1 << 20, Handler: h(a.auditVerify)},
+		{Pattern: "GET /api/v1/audit/checkpoints/latest", Roles: AdminRoles, Handler: h(a.latestCheckpoint)},
+		{Pattern: "POST /api/v1/audit/checkpoints", Roles: AdminRoles, Handler: h(a.makeCheckpoint)},
+
+		{Pattern: "GET /api/v1/users", Roles: AdminRoles, Handler: h(a.listUsers)},
+		{Pattern: "POST /api/v1/users", Roles: AdminRoles, MaxBody: 64 << 10, Handler: h(a.createUser)},
+		{Pattern: "GET /api/v1/users/{username}", Roles: AdminRoles, Handler: h(a.getUser)},
+		{Pattern: "PATCH /api/v1/users/{username}", Roles: AdminRoles, MaxBody: 64 << 10, Handler: h(a.updateUser)},
+		{Pattern: "POST /api/v1/users/{username}/password", Roles: AdminRoles, Handler: h(a.resetPassword)},
+		{Pattern: "DELETE /api/v1/users/{username}/sessions", Roles: AdminRoles, Handler: h(a.revokeSessions)},
+		{Pattern: "GET /api/v1/tokens", Roles: AdminRoles, Handler: h(a.listTokens)},
+		{Pattern: "POST /api/v1/tokens", Roles: AdminRoles, MaxBody: 64 << 10, Handler: h(a.createToken)},
+		{Pattern: "DELETE /api/v1/tokens/{id}", Roles: AdminRoles, Handler: h(a.revokeToken)},
+	}
 }
 
 // Problem is the error body of every API error.
@@ -57,202 +144,147 @@ func writeProblem(w http.ResponseWriter, status int, code, format string, args .
 	writeJSON(w, status, Problem{Error: fmt.Sprintf(format, args...), Code: code})
 }
 
-// postApproval accepts a DSSE envelope. The signature is the authority, so
-// it needs no login; anything unsigned or unverifiable is refused with a
-// reason (and audited by the engine).
-func (a *API) postApproval(w http.ResponseWriter, r *http.Request) {
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, approval.MaxEnvelopeBytes+1))
+// fail answers an error: the domain errors with their status, anything
+// else as 500 (logged, never shown).
+func (a *API) fail(w http.ResponseWriter, r *http.Request, what string, err error) {
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) || len(raw) > approval.MaxEnvelopeBytes {
-		writeProblem(w, http.StatusRequestEntityTooLarge, "too_large", "an approval envelope is at most %d bytes", approval.MaxEnvelopeBytes)
-		return
+	switch {
+	case errors.As(err, &tooBig):
+		writeProblem(w, http.StatusRequestEntityTooLarge, "too_large", "the request body is larger than %d bytes", tooBig.Limit)
+	case errors.Is(err, store.ErrNotFound):
+		writeProblem(w, http.StatusNotFound, "not_found", "%s: not found", what)
+	case errors.Is(err, store.ErrConflict):
+		writeProblem(w, http.StatusConflict, "conflict", "%s: it exists already", what)
+	case errors.Is(err, auth.ErrInvalid):
+		writeProblem(w, http.StatusUnprocessableEntity, "invalid", "%v", err)
+	case errors.Is(err, auth.ErrLastAdmin):
+		writeProblem(w, http.StatusConflict, "last_admin", "%v", err)
+	case errors.Is(err, auth.ErrNotSession):
+		writeProblem(w, http.StatusBadRequest, "not_a_session", "%v: log in with a password", err)
+	case errors.Is(err, reconcile.ErrNotRunnable):
+		writeProblem(w, http.StatusConflict, "not_runnable", "%v", err)
+	case errors.Is(err, errBadRequest):
+		writeProblem(w, http.StatusBadRequest, "bad_request", "%v", err)
+	case errors.Is(err, context.DeadlineExceeded):
+		writeProblem(w, http.StatusGatewayTimeout, "timeout", "%s took too long", what)
+	default:
+		a.log.ErrorContext(r.Context(), what, slog.Any("error", err))
+		writeProblem(w, http.StatusInternalServerError, "internal", "%s failed", what)
 	}
-	if err != nil {
-		writeProblem(w, http.StatusBadRequest, "bad_request", "read body: %v", err)
-		return
-	}
-	in, err := a.engine.SubmitApproval(r.Context(), raw, approval.Submitted{Source: "api", SourceRef: r.Header.Get("X-Request-Id")})
-	if errors.Is(err, reconcile.ErrRefused) {
-		writeProblem(w, http.StatusUnprocessableEntity, "refused", "%v", err)
-		return
-	}
-	if err != nil {
-		a.log.ErrorContext(r.Context(), "store approval", slog.Any("error", err))
-		writeProblem(w, http.StatusInternalServerError, "internal", "the approval could not be stored")
-		return
-	}
-	status := http.StatusCreated
-	if in.Duplicate {
-		status = http.StatusOK
-	}
-	writeJSON(w, status, in)
 }
 
-func (a *API) postReconcile(w http.ResponseWriter, r *http.Request) {
-	a.engine.Nudge()
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "reconcile requested"})
+var errBadRequest = errors.New("bad request")
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
+}
+
+// decodeJSON reads a JSON body strictly: one object, no unknown fields.
+// The route bounds its size.
+func decodeJSON(r *http.Request, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("the body is not the JSON object expected: %v", err)
+	}
+	if dec.More() {
+		return badRequest("the body holds more than one JSON value")
+	}
+	return nil
+}
+
+func (a *API) engine(w http.ResponseWriter) Engine {
+	if a.opts.Engine == nil {
+		writeProblem(w, http.StatusServiceUnavailable, "no_engine", "no repository is configured: the reconciler is not running")
+		return nil
+	}
+	return a.opts.Engine
+}
+
+func (a *API) accounts(w http.ResponseWriter) *auth.Authenticator {
+	if a.opts.Auth == nil {
+		writeProblem(w, http.StatusServiceUnavailable, "auth_unavailable", "accounts are not set up on this server")
+		return nil
+	}
+	return a.opts.Auth
+}
+
+// actor is the caller as the audit log records it, under the role that
+// granted the route.
+func actor(r *http.Request, roles auth.RoleSet) audit.Actor {
+	p := PrincipalFrom(r.Context())
+	if p == nil {
+		return audit.Actor{ID: "anonymous", Role: "none"}
+	}
+	return p.Actor(grantingRole(p, roles))
+}
+
+// pageParams reads limit (1..1000) and before (an id) query parameters.
+func pageParams(r *http.Request) (limit int, before int64, err error) {
+	q := r.URL.Query()
+	if v := q.Get("before"); v != "" {
+		n, perr := strconv.ParseInt(v, 10, 64)
+		if perr != nil || n < 0 {
+			return 0, 0, badRequest("before must be an id")
+		}
+		before = n
+	}
+	limit = 100
+	if v := q.Get("limit"); v != "" {
+		n, perr := strconv.Atoi(v)
+		if perr != nil || n < 1 || n > 1000 {
+			return 0, 0, badRequest("limit must be 1 to 1000")
+		}
+		limit = n
+	}
+	return limit, before, nil
+}
+
+func pathID(r *http.Request, name string) (int64, error) {
+	n, err := strconv.ParseInt(r.PathValue(name), 10, 64)
+	if err != nil || n < 1 {
+		return 0, badRequest("%s %q is not an id", name, r.PathValue(name))
+	}
+	return n, nil
 }
 
 func (a *API) getStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.engine.Status())
-}
-
-// PlaybookSummary is one playbook version in a list.
-type PlaybookSummary struct {
-	ID           int64      `json:"id"`
-	Name         string     `json:"name"`
-	Path         string     `json:"path"`
-	Digest       string     `json:"digest"`
-	Action       string     `json:"action"`
-	Environment  string     `json:"environment"`
-	Severity     string     `json:"severity"`
-	Commit       string     `json:"commit,omitempty"`
-	Status       string     `json:"status"`
-	StatusReason string     `json:"status_reason,omitempty"`
-	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
-	UpdatedAt    time.Time  `json:"updated_at"`
-}
-
-func summarize(v *store.PlaybookVersion) PlaybookSummary {
-	return PlaybookSummary{
-		ID: v.ID, Name: v.Name, Path: v.Path, Digest: v.Digest, Action: v.Action, Environment: v.Environment,
-		Severity: v.Severity, Commit: v.CommitSHA, Status: v.Status, StatusReason: v.StatusReason,
-		ExpiresAt: v.ExpiresAt, UpdatedAt: v.UpdatedAt,
+	if e := a.engine(w); e != nil {
+		writeJSON(w, http.StatusOK, e.Status())
 	}
 }
 
-func (a *API) listPlaybooks(w http.ResponseWriter, r *http.Request) {
+func (a *API) postReconcile(w http.ResponseWriter, r *http.Request) {
+	if e := a.engine(w); e != nil {
+		e.Nudge()
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "reconcile requested"})
+	}
+}
+
+// nextLink is the URL of the page after lastID, keeping the filters.
+func nextLink(base string, r *http.Request, lastID int64, limit int) string {
 	q := r.URL.Query()
-	f := store.PlaybookFilter{Status: q.Get("status")}
-	if v := q.Get("before"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			writeProblem(w, http.StatusBadRequest, "bad_request", "before must be a playbook version id")
-			return
-		}
-		f.AfterID = n
-	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeProblem(w, http.StatusBadRequest, "bad_request", "limit must be 1 to 1000")
-			return
-		}
-		f.Limit = n
-	}
-	list, err := a.store.ListPlaybooks(r.Context(), f)
-	if err != nil {
-		a.log.ErrorContext(r.Context(), "list playbooks", slog.Any("error", err))
-		writeProblem(w, http.StatusInternalServerError, "internal", "could not list playbooks")
-		return
-	}
-	out := struct {
-		Playbooks []PlaybookSummary `json:"playbooks"`
-		Next      string            `json:"next,omitempty"`
-	}{Playbooks: []PlaybookSummary{}}
-	for _, v := range list {
-		out.Playbooks = append(out.Playbooks, summarize(v))
-	}
-	if len(list) > 0 && len(list) == max(f.Limit, 1) {
-		out.Next = fmt.Sprintf("/api/v1/playbooks?before=%d&limit=%d", list[len(list)-1].ID, f.Limit)
-	}
-	writeJSON(w, http.StatusOK, out)
+	q.Set("before", strconv.FormatInt(lastID, 10))
+	q.Set("limit", strconv.Itoa(limit))
+	return base + "?" + q.Encode()
 }
 
-// PlaybookDetail is one playbook: its latest version, status history,
-// decision, approvals counted and missing, and executions.
-type PlaybookDetail struct {
-	PlaybookSummary
-	PolicyDigest string            `json:"policy_digest,omitempty"`
-	PlanDigest   string            `json:"plan_digest,omitempty"`
-	Decision     json.RawMessage   `json:"decision,omitempty"`
-	History      []HistoryEntry    `json:"history"`
-	Executions   []ExecutionDetail `json:"executions"`
-	Versions     []PlaybookSummary `json:"versions"`
+func parsePositive(s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%q is not a positive number", s)
+	}
+	return n, nil
 }
 
-// HistoryEntry is one status change.
-type HistoryEntry struct {
-	From   string    `json:"from,omitempty"`
-	To     string    `json:"to"`
-	Reason string    `json:"reason,omitempty"`
-	Commit string    `json:"commit,omitempty"`
-	At     time.Time `json:"at"`
-}
-
-// ExecutionDetail is one operation with its approvals and targets.
-type ExecutionDetail struct {
-	ID           int64                `json:"id"`
-	Digest       string               `json:"digest"`
-	Operation    string               `json:"operation"`
-	State        string               `json:"state"`
-	Reason       string               `json:"reason,omitempty"`
-	Trigger      string               `json:"trigger"`
-	Attempts     int                  `json:"attempts"`
-	LastError    string               `json:"last_error,omitempty"`
-	PolicyDigest string               `json:"policy_digest,omitempty"`
-	PlanDigest   string               `json:"plan_digest,omitempty"`
-	Plan         json.RawMessage      `json:"plan,omitempty"`
-	Approvals    json.RawMessage      `json:"approvals,omitempty"`
-	Targets      []store.TargetResult `json:"targets"`
-	StartedAt    *time.Time           `json:"started_at,omitempty"`
-	FinishedAt   *time.Time           `json:"finished_at,omitempty"`
-}
-
-func (a *API) getPlaybook(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	name := r.PathValue("name")
-	v, err := a.store.LatestPlaybookVersion(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		writeProblem(w, http.StatusNotFound, "not_found", "no playbook named %q", name)
-		return
+// rawJSON shows stored JSON as is (nil when empty).
+func rawJSON(b []byte) any {
+	if len(b) == 0 {
+		return nil
 	}
-	if err != nil {
-		a.fail(w, r, "load playbook", err)
-		return
-	}
-	d := PlaybookDetail{PlaybookSummary: summarize(v), PolicyDigest: v.PolicyDigest, PlanDigest: v.PlanDigest, Decision: v.Decision,
-		History: []HistoryEntry{}, Executions: []ExecutionDetail{}, Versions: []PlaybookSummary{}}
-	hist, err := a.store.PlaybookHistory(ctx, v.ID)
-	if err != nil {
-		a.fail(w, r, "load history", err)
-		return
-	}
-	for _, h := range hist {
-		d.History = append(d.History, HistoryEntry{From: h.From, To: h.To, Reason: h.Reason, Commit: h.CommitSHA, At: h.At})
-	}
-	execs, err := a.store.ListExecutions(ctx, store.ExecutionFilter{Name: name, Limit: 100})
-	if err != nil {
-		a.fail(w, r, "load executions", err)
-		return
-	}
-	for _, e := range execs {
-		targets, err := a.store.ExecutionTargets(ctx, e.ID)
-		if err != nil {
-			a.fail(w, r, "load targets", err)
-			return
-		}
-		if targets == nil {
-			targets = []store.TargetResult{}
-		}
-		d.Executions = append(d.Executions, ExecutionDetail{
-			ID: e.ID, Digest: e.Digest, Operation: e.Operation, State: e.State, Reason: e.Reason, Trigger: e.Trigger,
-			Attempts: e.Attempts, LastError: e.LastError, PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest,
-			Plan: e.Plan, Approvals: e.Verdict, Targets: targets, StartedAt: e.StartedAt, FinishedAt: e.FinishedAt,
-		})
-	}
-	all, err := a.store.PlaybookVersionsByName(ctx, name)
-	if err != nil {
-		a.fail(w, r, "load versions", err)
-		return
-	}
-	for _, o := range all {
-		d.Versions = append(d.Versions, summarize(o))
-	}
-	writeJSON(w, http.StatusOK, d)
-}
-
-func (a *API) fail(w http.ResponseWriter, r *http.Request, what string, err error) {
-	a.log.ErrorContext(r.Context(), what, slog.Any("error", err))
-	writeProblem(w, http.StatusInternalServerError, "internal", "%s failed", what)
+	return json.RawMessage(b)
 }

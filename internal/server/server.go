@@ -1,6 +1,16 @@
-// Package server is writ's HTTP front: health and readiness probes now, the
-// REST API, webhooks and metrics as they are added. It owns the listener and
-// graceful shutdown.
+// Package server is writ's HTTP front: the REST API under /api/v1 (its
+// OpenAPI document at /api/v1/openapi.json), health and readiness probes,
+// and the routes other packages mount (webhooks, metrics). Every route
+// states who may call it: public routes say what their authority is
+// instead of a login (a signature, an HMAC); every other route needs a
+// bearer credential and, mostly, one of a set of roles. Denied requests
+// are audited. Requests carry an id (X-Request-Id) into every log record,
+// and bodies are size-limited. It owns the listener and graceful shutdown.
+//
+// One file per concern: the server (this file), routes and their
+// protection (routes.go), request ids (requestid.go), the login rate limit
+// (ratelimit.go), the audit of denials (denials.go), the API handlers
+// (api*.go) and the OpenAPI document (openapi.go, openapi.json).
 package server
 
 import (
@@ -13,6 +23,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,23 +71,23 @@ type Server struct {
 	mux    *http.ServeMux
 	mu     sync.Mutex
 	checks map[string]Check
+	routes []Route
+	guard  atomic.Pointer[Guard]
 	ln     net.Listener
 }
 
-// New makes a server; register handlers and checks before Run.
+// New makes a server; register routes and checks before Run.
 func New(opts Options) (*Server, error) {
 	opts.setDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	opts.Logger = slog.New(RequestIDHandler(opts.Logger.Handler()))
 	s := &Server{opts: opts, mux: http.NewServeMux(), checks: map[string]Check{}}
-	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.Route(Route{Pattern: "GET /healthz", Public: "none needed: says only that the process is up", Handler: http.HandlerFunc(s.healthz)})
+	s.Route(Route{Pattern: "GET /readyz", Public: "none needed: for load balancers; no secrets in checks", Handler: http.HandlerFunc(s.readyz)})
 	return s, nil
 }
-
-// Handle registers a handler on the server's mux (Go 1.22 patterns).
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // AddCheck registers a readiness check under a name.
 func (s *Server) AddCheck(name string, c Check) {
@@ -85,8 +96,76 @@ func (s *Server) AddCheck(name string, c Check) {
 	s.checks[name] = c
 }
 
-// Handler is the server's root handler (for tests).
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler is the server's root handler: request id, access log, panic
+// recovery, then the routes.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// statusWriter remembers the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Flush lets streamed responses (the audit export) reach the client.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	r, ri := withRequestInfo(r)
+	w.Header().Set(RequestIDHeader, ri.id)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.opts.Logger.ErrorContext(r.Context(), "handler panic", slog.String("route", ri.pattern), slog.Any("panic", v))
+			if sw.status == 0 {
+				writeProblem(sw, http.StatusInternalServerError, "internal", "internal error")
+			}
+		}
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		level := slog.LevelInfo
+		if ri.pattern == "GET /healthz" || ri.pattern == "GET /readyz" || ri.pattern == "GET /metrics" {
+			level = slog.LevelDebug
+		}
+		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", ri.pattern),
+			slog.Int("status", sw.status), slog.Int64("bytes", sw.bytes), slog.Duration("duration", time.Since(start)),
+			slog.String("remote", peerAddr(r.RemoteAddr).String())}
+		if ri.principal != nil {
+			attrs = append(attrs, slog.String("principal", ri.principal.Name), slog.String("auth", string(ri.principal.Method)))
+		}
+		s.opts.Logger.LogAttrs(r.Context(), level, "request", attrs...)
+	}()
+	s.mux.ServeHTTP(sw, r)
+}
 
 // Listen binds the address; Addr is known afterwards. Run calls it when
 // needed.
@@ -117,7 +196,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           s.mux,
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      5 * time.Minute,
