@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/auth"
+	"github.com/writ-sec/writ/internal/config"
+	"github.com/writ-sec/writ/internal/server"
+)
+
+// setupAPI builds authentication from the auth section of writ.yaml
+// (local accounts with lockout and sessions, API tokens, an OIDC provider),
+// makes the first admin account when there is none (its one-time password
+// printed once, to stderr, never logged), installs the guard every
+// protected route goes through, and mounts the REST API. engine may be nil
+// (no repository: its routes answer 503); cp may be nil (this replica does
+// not make checkpoints on demand). It returns the function that flushes
+// the audit of refused requests; run it on every replica until ctx ends.
+func setupAPI(ctx context.Context, cfg *config.Config, engine server.Engine, db *database, alog *audit.Log, cp server.Checkpointer,
+	srv *server.Server, log *slog.Logger, env *cliEnv) (run func(context.Context) error, err error) {
+	s := cfg.AuthSettings()
+	var oidcV *auth.OIDC
+	if o := s.OIDC; o != nil {
+		if oidcV, err = newOIDC(o, log); err != nil {
+			return nil, err
+		}
+	}
+	a, err := auth.New(auth.Options{Store: db.store, Audit: alog, OIDC: oidcV, SessionTTL: s.SessionTTL,
+		LockoutThreshold: s.LockoutThreshold, LockoutDuration: s.LockoutDuration, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	name, password, created, err := a.EnsureFirstAdmin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("first admin account: %w", err)
+	}
+	if created {
+		printFirstAdmin(env, name, password, srv.Addr())
+		log.InfoContext(ctx, "made the first admin account; its one-time password was printed to stderr", slog.String("user", name))
+	}
+	denials, err := server.NewDenialAuditor(server.DenialOptions{Log: alog, Store: db.store, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.SetGuard(server.Guard{Auth: a, Denials: denials, TrustedProxies: s.TrustedProxies, MaxBody: s.MaxRequestBytes,
+		Limiter: server.NewRateLimiter(server.RateLimitOptions{PerMinute: s.LoginPerMinute, Burst: s.LoginBurst})}); err != nil {
+		return nil, err
+	}
+	trusted, err := trustedAuditKeys(cfg, alog)
+	if err != nil {
+		return nil, err
+	}
+	api, err := server.NewAPIWith(server.APIOptions{Store: db.store, Engine: engine, Auth: a, TrustedKeys: trusted, Checkpointer: cp, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	api.Register(srv)
+	issuer := ""
+	if s.OIDC != nil {
+		issuer = s.OIDC.Issuer
+	}
+	log.InfoContext(ctx, "API ready", slog.Duration("session_ttl", s.SessionTTL), slog.Int("lockout_threshold", s.LockoutThreshold),
+		slog.Int("login_per_minute", s.LoginPerMinute), slog.String("oidc_issuer", issuer), slog.Int("trusted_audit_keys", trusted.Len()))
+	return denials.Run, nil
+}
+
+// printFirstAdmin shows the first admin's one-time password, once. It goes
+// to stderr as plain text, not through the logger, so log shipping never
+// carries it.
+func printFirstAdmin(env *cliEnv, name, password, addr string) {
+	fmt.Fprintf(env.stderr, `
+writ: there was no account, so writ made the administrator %q.
+      Its one-time password is shown this once (it is stored only as an argon2id hash):
+
+          %s
+
+      Log in and change it (POST http://%s/api/v1/auth/login, then POST /api/v1/auth/password),
+      then make accounts for your team (writ user add, or POST /api/v1/users).
+
+`, name, password, addr)
+}
+
+// trustedAuditKeys verify the audit log for POST /api/v1/audit/verify:
+// the key signing now, and those of audit.trustedKeysDir.
+func trustedAuditKeys(cfg *config.Config, alog *audit.Log) (*audit.KeySet, error) {
+	pub, err := audit.NewPublicKey(alog.Key().Public())
+	if err != nil {
+		return nil, err
+	}
+	ks := audit.NewKeySet(pub)
+	if dir := cfg.Audit.TrustedKeysDir; dir != "" {
+		more, err := audit.LoadKeySet(dir)
+		if err != nil {
+			return nil, fmt.Errorf("audit.trustedKeysDir: %w", err)
+		}
+		for _, k := range more.Keys() {
+			ks.Add(k)
+		}
+	}
+	return ks, nil
+}
+
+// newOIDC builds the verifier of SSO bearer tokens.
+func newOIDC(o *config.OIDC, log *slog.Logger) (*auth.OIDC, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("auth.oidc.caFile: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, errors.New("auth.oidc.caFile holds no PEM certificate")
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		client.Transport = tr
+	}
+	roleMap := map[string][]auth.Role{}
+	for group, names := range o.Roles {
+		for _, n := range names {
+			r, err := auth.ParseRole(n)
+			if err != nil {
+				return nil, fmt.Errorf("auth.oidc.roles[%s]: %w", group, err)
+			}
+			roleMap[group] = append(roleMap[group], r)
+		}
+	}
+	v, err := auth.NewOIDC(auth.OIDCOptions{Issuer: o.Issuer, Audience: o.Audience, Algorithms: o.Algorithms, JWKSURL: o.JWKSURL,
+		UsernameClaim: o.UsernameClaim, RolesClaim: o.RolesClaim, RoleMap: roleMap, HTTPClient: client, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("auth.oidc: %w", err)
+	}
+	return v, nil
+}
