@@ -560,7 +560,8 @@ func (e *exportEntry) record() Record {
 		Seq: e.Seq, Entry: e.Bytes, PrevHash: e.PrevHash, Hash: e.Hash, KeyID: e.KeyID, Signature: e.Signature,
 		Readable: e.Entry,
 	}
-	if rec.Readable == nil {
+	if rec.Readable == nil || string(rec.Readable) == "null" {
+		// Left out when the bytes were not JSON at export.
 		rec.Readable = []byte{}
 	}
 	for _, p := range e.Proof {

@@ -159,3 +159,34 @@ func TestPartialExportWithProofs(t *testing.T) {
 	lines[2] = string(nb)
 	wantFinding(t, verifyExport(t, []byte(strings.Join(lines, "\n")), trustOnly(t, oldKey)), int64(m["seq"].(float64)), "inclusion proof")
 }
+
+// FuzzParseEntryLine: the single-pass reader of export lines never panics
+// and, whenever it accepts a line, reads what encoding/json reads.
+func FuzzParseEntryLine(f *testing.F) {
+	f.Add([]byte(`{"type":"entry","seq":3,"bytes":"e30=","prev_hash":"00ff","hash":"ab","key_id":"k","signature":"c2ln","entry":{},"proof":["0a","0b"]}`))
+	f.Add([]byte(`{"type":"entry","seq":0,"bytes":"","prev_hash":"","hash":"","key_id":"","signature":"","entry":null}`))
+	f.Add([]byte(`{"type":"entry","seq":1,"bytes":"e30=","prev_hash":"00","hash":"00","key_id":"\u00e9","signature":"","entry":{"a":[1,"x"]}}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		rec, ok := parseEntryLine(line)
+		if !ok {
+			return
+		}
+		var e exportEntry
+		dec := json.NewDecoder(bytes.NewReader(line))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&e); err != nil {
+			t.Fatalf("accepted a line encoding/json rejects: %v\n%s", err, line)
+		}
+		ref := e.record()
+		if ref.Seq != rec.Seq || !bytes.Equal(ref.Entry, rec.Entry) || !bytes.Equal(ref.PrevHash, rec.PrevHash) ||
+			!bytes.Equal(ref.Hash, rec.Hash) || ref.KeyID != rec.KeyID || !bytes.Equal(ref.Signature, rec.Signature) ||
+			!bytes.Equal(ref.Readable, rec.Readable) || len(ref.Proof) != len(rec.Proof) {
+			t.Fatalf("readers disagree on\n%s\n%+v\n%+v", line, rec, ref)
+		}
+		for i := range ref.Proof {
+			if !bytes.Equal(ref.Proof[i], rec.Proof[i]) {
+				t.Fatalf("proof %d differs", i)
+			}
+		}
+	})
+}
