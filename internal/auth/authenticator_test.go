@@ -62,7 +62,7 @@ type fixture struct {
 
 var admin = audit.Actor{ID: "root-admin", Role: "admin"}
 
-func newFixture(t *testing.T, mod func(*Options)) *fixture {
+func newFixture(t testing.TB, mod func(*Options)) *fixture {
 	t.Helper()
 	st := dbtest.Store(t)
 	k, err := keys.Generate(keys.Ed25519)

@@ -33,7 +33,7 @@ type idp struct {
 	discovery atomic.Int64
 }
 
-func newIdP(t *testing.T) *idp {
+func newIdP(t testing.TB) *idp {
 	t.Helper()
 	p := &idp{}
 	var err error
@@ -63,7 +63,7 @@ func newIdP(t *testing.T) *idp {
 	return p
 }
 
-func (p *idp) sign(t *testing.T, alg jose.SignatureAlgorithm, key crypto.Signer, kid string, claims map[string]any) string {
+func (p *idp) sign(t testing.TB, alg jose.SignatureAlgorithm, key crypto.Signer, kid string, claims map[string]any) string {
 	t.Helper()
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
@@ -113,7 +113,7 @@ func handMade(header, claims map[string]any, key []byte) string {
 	return signing + "." + b64url(m.Sum(nil))
 }
 
-func newTestOIDC(t *testing.T, p *idp, clock *testClock, mod func(*OIDCOptions)) *OIDC {
+func newTestOIDC(t testing.TB, p *idp, clock *testClock, mod func(*OIDCOptions)) *OIDC {
 	t.Helper()
 	o := OIDCOptions{Issuer: p.srv.URL, Audience: "writ", UsernameClaim: "preferred_username", RolesClaim: "groups",
 		RoleMap: map[string][]Role{"soc-analyst": {Analyst, Viewer}, "soc-admin": {Admin}}, Now: clock.Now,

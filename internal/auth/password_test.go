@@ -195,3 +195,29 @@ func TestRoleSet(t *testing.T) {
 		t.Fatalf("JSON %s", b)
 	}
 }
+
+// FuzzBearer feeds Authorization headers to the parsing every request
+// goes through before any query.
+func FuzzBearer(f *testing.F) {
+	s, _, _ := newSecret(SessionPrefix)
+	f.Add("Bearer " + s)
+	f.Add("bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
+	f.Add("Basic YWRtaW46YWRtaW4=")
+	f.Add("Bearer writ_t_" + strings.Repeat("-", 43))
+	f.Fuzz(func(t *testing.T, header string) {
+		cred, present := BearerCredential(header)
+		if !present && header != "" {
+			t.Fatalf("header %q read as absent", header)
+		}
+		switch classify(cred) {
+		case credSession, credToken:
+			if len(cred) != len(SessionPrefix)+secretChars || !isBase64URL(cred[len(SessionPrefix):]) {
+				t.Fatalf("%q accepted as a writ secret", cred)
+			}
+		case credJWT:
+			if strings.Count(cred, ".") != 2 || len(cred) > MaxCredentialBytes {
+				t.Fatalf("%q accepted as a JWT", cred)
+			}
+		}
+	})
+}

@@ -33,6 +33,10 @@ type Checkpointer interface {
 	Checkpoint(ctx context.Context) (*audit.Checkpoint, error)
 }
 
+// ErrNotLeader is what a Checkpointer returns on a replica that does not
+// lead (only the leader signs checkpoints): the route answers 503.
+var ErrNotLeader = errors.New("this replica does not lead: the leader makes checkpoints (periodically, or on a request that reaches it)")
+
 // APIOptions configures the API.
 type APIOptions struct {
 	// Store answers reads. Required.

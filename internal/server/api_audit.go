@@ -230,6 +230,11 @@ func (a *API) makeCheckpoint(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
 	cp, err := a.opts.Checkpointer.Checkpoint(ctx)
+	if errors.Is(err, ErrNotLeader) {
+		w.Header().Set("Retry-After", "5")
+		writeProblem(w, http.StatusServiceUnavailable, "not_leader", "%v", err)
+		return
+	}
 	if cp == nil && err != nil {
 		a.fail(w, r, "make a checkpoint", err)
 		return

@@ -156,6 +156,19 @@ func TestLoginRateLimit(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("4th attempt: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
+	// The limited attempt is audited (bounded like anonymous refusals).
+	found := false
+	for _, e := range h.auditEntries(EventDenied) {
+		var p struct {
+			Reason string `json:"reason"`
+			Status int    `json:"status"`
+		}
+		_ = json.Unmarshal(e.Payload, &p)
+		found = found || (p.Reason == "rate_limited" && p.Status == 429)
+	}
+	if !found {
+		t.Fatal("the rate-limited attempt was not audited")
+	}
 	// Another client behind the same proxy has its own budget.
 	if resp := try("198.51.100.2"); resp.StatusCode != 401 {
 		t.Fatalf("another client: %d", resp.StatusCode)
@@ -601,4 +614,25 @@ func TestRateLimiter(t *testing.T) {
 	if len(l.clients) != 1 {
 		t.Fatalf("%d buckets kept after an hour idle", len(l.clients))
 	}
+}
+
+// BenchmarkAuthenticatedRead is one authenticated read through the whole
+// handler chain (request id, access log, guard, handler) against the real
+// database: GET /api/v1/playbooks with an API token.
+func BenchmarkAuthenticatedRead(b *testing.B) {
+	h := newHarness(b, harnessOptions{})
+	handler := h.srv.Handler()
+	tok := h.tokens["viewer"]
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest("GET", "/api/v1/playbooks", nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			w := httptest.NewRecorder()
+			handler.ServeHTTP(w, req)
+			if w.Code != 200 {
+				b.Fatalf("status %d", w.Code)
+			}
+		}
+	})
 }

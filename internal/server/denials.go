@@ -23,8 +23,8 @@ type AuditLog interface {
 
 // Denial is one refused request.
 type Denial struct {
-	// Status is 401 (no or a refused credential) or 403 (a principal
-	// without the role).
+	// Status is 401 (no or a refused credential), 403 (a principal
+	// without the role) or 429 (password checks over the rate limit).
 	Status int
 	// Principal is the caller of a 403 (nil for a 401).
 	Principal *auth.Principal
@@ -64,8 +64,9 @@ type DenialOptions struct {
 
 // DenialAuditor writes every refused request to the audit log. A refused
 // principal (403) is always audited one entry per request: it is someone
-// known. Anonymous and refused-credential requests (401) cost the caller
-// nothing, so they are bounded: the first Burst of a window are audited
+// known. Anonymous and refused-credential requests (401), and password
+// checks over the rate limit (429), cost the caller nothing, so they are
+// bounded: the first Burst of a window are audited
 // one by one, the others are counted (by reason, route and client
 // address, the 20 busiest addresses named) into one summary entry per
 // window. A flood of anonymous requests thus writes at most Burst+1
@@ -121,7 +122,7 @@ func (d *DenialAuditor) reset(now time.Time) {
 // Record audits a denial (or counts it, see DenialAuditor). It never
 // fails the request: an append error is logged.
 func (d *DenialAuditor) Record(ctx context.Context, dn Denial) {
-	if dn.Status == http.StatusUnauthorized {
+	if dn.Status == http.StatusUnauthorized || dn.Status == http.StatusTooManyRequests {
 		d.mu.Lock()
 		if d.opts.Now().Sub(d.start) >= d.opts.Window {
 			d.mu.Unlock()

@@ -180,6 +180,8 @@ func (s *Server) protect(rt Route) http.Handler {
 		client := ClientAddr(r, g.TrustedProxies)
 		if rt.RateLimited && g.Limiter != nil {
 			if ok, wait := g.Limiter.Allow(client); !ok {
+				g.Denials.Record(r.Context(), Denial{Status: http.StatusTooManyRequests, Code: "rate_limited", Route: rt.Pattern,
+					Remote: client.String(), RequestID: RequestID(r.Context())})
 				w.Header().Set("Retry-After", fmt.Sprint(int(wait.Round(time.Second)/time.Second)+1))
 				s.opts.Logger.WarnContext(r.Context(), "login rate limit", slog.String("client", client.String()), slog.String("route", rt.Pattern))
 				writeProblem(w, http.StatusTooManyRequests, "rate_limited", "too many attempts from %s: try again in %s", client, wait.Round(time.Second))
