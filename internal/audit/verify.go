@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"runtime"
@@ -150,6 +151,7 @@ type checked struct {
 	decodeErr error
 	hashOK    bool
 	leaf      []byte
+	leafHash  [HashSize]byte
 	sig       sigState
 	sigKeyID  string
 	// readableBad: the export's readable copy says something else.
@@ -228,9 +230,10 @@ func Verify(ctx context.Context, src Source, opts VerifyOptions) (*Report, error
 	var wg sync.WaitGroup
 	for range opts.Workers {
 		wg.Go(func() {
+			var scratch []byte
 			for c := range work {
 				for i := range c.recs {
-					v.check(&c.recs[i], &c.res[i])
+					scratch = v.check(&c.recs[i], &c.res[i], scratch)
 				}
 				close(c.done)
 			}
@@ -319,10 +322,10 @@ func unverifiedCheckpoint(note []byte) (tlog.Checkpoint, error) {
 
 // check is the parallel stage: everything about one record that does not
 // depend on the records before it.
-func (v *verifier) check(r *Record, c *checked) {
+func (v *verifier) check(r *Record, c *checked, scratch []byte) []byte {
 	if r.line != nil {
 		if c.lineErr = r.parseLine(); c.lineErr != nil {
-			return
+			return scratch
 		}
 	}
 	c.entry, c.decodeErr = Decode(r.Entry)
@@ -332,13 +335,18 @@ func (v *verifier) check(r *Record, c *checked) {
 		canon, err := CanonicalJSON(r.Readable)
 		c.readableBad = err != nil || !bytes.Equal(canon, r.Entry)
 	}
-	if prev, ok := hashFrom(r.PrevHash); ok {
-		h := ChainHash(prev, r.Entry)
+	// Both hashes are over one prefix byte or hash and the entry: one
+	// scratch buffer per worker, no allocation per entry.
+	scratch = append(append(scratch[:0], 0), r.Entry...)
+	c.leafHash = sha256.Sum256(scratch) // RFC 6962 leaf: SHA-256(0x00 || entry)
+	c.leaf = c.leafHash[:]
+	if len(r.PrevHash) == HashSize {
+		scratch = append(append(scratch[:0], r.PrevHash...), r.Entry...)
+		h := sha256.Sum256(scratch) // ChainHash
 		c.hashOK = bytes.Equal(h[:], r.Hash)
 	}
-	c.leaf = LeafHash(r.Entry)
 	if v.opts.SkipSignatures || !c.hashOK {
-		return
+		return scratch
 	}
 	k, ok := v.opts.Trusted.Get(r.KeyID)
 	if !ok {
@@ -346,15 +354,16 @@ func (v *verifier) check(r *Record, c *checked) {
 	}
 	if !ok {
 		c.sig = sigNoKey
-		return
+		return scratch
 	}
 	h, _ := hashFrom(r.Hash)
 	c.sigKeyID = k.ID
 	if err := k.verify(SignedMessage(h), r.Signature); err != nil {
 		c.sig = sigBad
-		return
+		return scratch
 	}
 	c.sig = sigOK
+	return scratch
 }
 
 func bad(seq uint64, format string, args ...any) *Finding {
