@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,12 +14,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/writ-sec/writ/internal/auth"
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/policies"
 )
@@ -66,6 +69,7 @@ type demo struct {
 	work    string
 	state   string
 	server  string
+	session string // the first admin's session, for the API
 	step    int
 	envVars []string
 }
@@ -380,6 +384,10 @@ func (d *demo) startServer() (func() error, error) {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				fmt.Fprintf(d.out, "      ready on %s\n", d.server)
+				if err := d.login(logPath); err != nil {
+					_ = stop()
+					return nil, err
+				}
 				return stop, nil
 			}
 		}
@@ -395,22 +403,85 @@ func (d *demo) startServer() (func() error, error) {
 	}
 }
 
+// login signs in as the first admin writ serve made (its one-time
+// password is in the server's output, printed once), and changes the
+// password as the first login must: the demo then calls the API with that
+// session.
+func (d *demo) login(logPath string) error {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return err
+	}
+	m := firstAdminPasswordRE.FindSubmatch(b)
+	if m == nil {
+		return fmt.Errorf("writ serve printed no first admin password; its log:\n%s", tail(logPath, 15))
+	}
+	fmt.Fprintf(d.out, "      writ made the first admin account and printed its one-time password; log in and change it\n")
+	var lr struct {
+		Token string `json:"token"`
+	}
+	if err := d.api("POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": string(m[1])}, &lr); err != nil {
+		return fmt.Errorf("log in: %w", err)
+	}
+	d.session = lr.Token
+	next, err := auth.RandomPassword()
+	if err != nil {
+		return err
+	}
+	if err := d.api("POST", "/api/v1/auth/password", map[string]string{"current_password": string(m[1]), "new_password": next}, nil); err != nil {
+		return fmt.Errorf("change the one-time password: %w", err)
+	}
+	return nil
+}
+
+var firstAdminPasswordRE = regexp.MustCompile(`administrator "admin".*\n.*\n\n\s+(\S+)\n`)
+
+// api calls the API with the demo's session.
+func (d *demo) api(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(d.ctx, method, d.server+path, rd)
+	if err != nil {
+		return err
+	}
+	if d.session != "" {
+		req.Header.Set("Authorization", "Bearer "+d.session)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
 // waitFor nudges the server and polls a playbook until it has status want.
 func (d *demo) waitFor(name, want string, timeout time.Duration) (string, error) {
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for {
-		if resp, err := http.Post(d.server+"/api/v1/reconcile", "application/json", nil); err == nil {
-			resp.Body.Close()
+		_ = d.api("POST", "/api/v1/reconcile", nil, nil)
+		var body struct {
+			Status       string `json:"status"`
+			StatusReason string `json:"status_reason"`
 		}
-		resp, err := http.Get(d.server + "/api/v1/playbooks/" + name)
-		if err == nil {
-			var body struct {
-				Status       string `json:"status"`
-				StatusReason string `json:"status_reason"`
-			}
-			_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body)
-			resp.Body.Close()
+		if err := d.api("GET", "/api/v1/playbooks/"+name, nil, &body); err == nil {
 			if body.Status != "" && body.Status+body.StatusReason != last {
 				last = body.Status + body.StatusReason
 				fmt.Fprintf(d.out, "      %s: %s %s\n", name, body.Status, body.StatusReason)

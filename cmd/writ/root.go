@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/writ-sec/writ/internal/server"
 )
 
 // Exit codes shared by every command.
@@ -202,8 +204,9 @@ func parseLevel(s string) (slog.Level, error) {
 func (g *globals) logger(w io.Writer) *slog.Logger {
 	level, _ := parseLevel(g.logLevel)
 	opts := &slog.HandlerOptions{Level: level}
+	// Records made while serving a request carry its request id.
 	if g.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(server.RequestIDHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(server.RequestIDHandler(slog.NewTextHandler(w, opts)))
 }

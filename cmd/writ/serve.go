@@ -52,15 +52,24 @@ connects to --database), applies migrations, and runs:
   - the audit log (signing key in DATA_DIR/audit/ unless configured) with
     periodic signed checkpoints in DATA_DIR/audit/checkpoints and the
     refs/writ/checkpoints ref of a local repository;
-  - the HTTP API:
-      GET  /healthz                 the process is up
-      GET  /readyz                  database, reconciler and holds (503 when not ready)
-      GET  /api/v1/status           the reconciler's position and holds
-      GET  /api/v1/playbooks        playbook versions and their status
-      GET  /api/v1/playbooks/NAME   one playbook: history, decision, approvals, executions
-      POST /api/v1/approvals        a signed approval (DSSE envelope); no login: the signature is the authority
-      POST /api/v1/reconcile        reconcile now
+  - the HTTP API (every route needs a bearer token and a role, except the
+    probes, the OpenAPI document, approvals and webhooks, whose signature is
+    their authority; reference: docs/api.md, GET /api/v1/openapi.json):
+      GET  /healthz, /readyz          probes (public)
+      GET  /metrics                   Prometheus metrics
+      POST /api/v1/auth/login         a session (accounts: writ user; SSO: auth.oidc)
+      GET  /api/v1/status             the reconciler's position, holds, leadership
+      GET  /api/v1/playbooks[/NAME]   playbooks: history, decision, approvals, executions
+      POST /api/v1/dry-run            decision and plan of a posted playbook
+      GET  /api/v1/executions[/ID]    executions with per-target results
+      POST /api/v1/executions/ID/run  start an approved execution: manual playbook
+      POST /api/v1/approvals          a signed approval (DSSE envelope)
+      POST /api/v1/holds/ID/acknowledge  move past a hold (admin)
+      GET  /api/v1/audit/export       the audit log (admin)
+      POST /webhooks/github           GitHub deliveries (HMAC), when configured
 
+On its first start writ makes the account "admin" and prints its one-time
+password once on stderr.
 Without --repo (or repository.url in --config) only the database and the
 health endpoints run. It stops gracefully on SIGINT or SIGTERM.`,
 		Example: `  writ serve --repo /srv/content            # a local repository, read in place
@@ -238,7 +247,10 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		return nil, err
 	}
 	engine.Reconciler = api
-	server.NewAPI(engine, db.store, log).Register(srv)
+	denialsRun, err := setupAPI(ctx, cfg, engine, db, alog, engine, srv, log, env)
+	if err != nil {
+		return nil, err
+	}
 	ghRun, err := setupGitHub(ctx, cfg, api, src, db.store, srv, log, env.getenv)
 	if err != nil {
 		return nil, err
@@ -280,8 +292,6 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		defer m.Leading(false)
 		fenced := db.store.Fenced(epoch)
 		rec := api.WithStore(fenced)
-		engine.setLeader(rec, epoch)
-		defer engine.setLeader(nil, 0)
 		flog, err := audit.NewLog(audit.LogOptions{Store: fenced, Key: key, Logger: log})
 		if err != nil {
 			return err
@@ -290,6 +300,8 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		if err != nil {
 			return err
 		}
+		engine.setLeader(rec, epoch, cp)
+		defer engine.setLeader(nil, 0, nil)
 		rs, ra, rp, ri := cfg.Retention.RetentionDurations()
 		jobs, err := retention.New(retention.Options{Store: fenced, Audit: flog, Sessions: rs, Approvals: ra, Playbooks: rp, Interval: ri, Logger: log})
 		if err != nil {
@@ -323,7 +335,11 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		}
 		return first
 	}
-	return func() error { return el.Run(ctx, lead) }, nil
+	return func() error {
+		// Every replica audits the requests it refuses.
+		go func() { _ = denialsRun(ctx) }()
+		return el.Run(ctx, lead)
+	}, nil
 }
 
 // engineFacade is the engine as the API sees it on any replica: intake,
@@ -338,12 +354,25 @@ type engineFacade struct {
 	mu     sync.Mutex
 	leader *reconcile.Reconciler
 	epoch  int64
+	cp     *audit.Checkpointer
 }
 
-func (e *engineFacade) setLeader(r *reconcile.Reconciler, epoch int64) {
+func (e *engineFacade) setLeader(r *reconcile.Reconciler, epoch int64, cp *audit.Checkpointer) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.leader, e.epoch = r, epoch
+	e.leader, e.epoch, e.cp = r, epoch, cp
+}
+
+// Checkpoint signs a checkpoint now when this replica leads
+// (POST /api/v1/audit/checkpoints).
+func (e *engineFacade) Checkpoint(ctx context.Context) (*audit.Checkpoint, error) {
+	e.mu.Lock()
+	cp := e.cp
+	e.mu.Unlock()
+	if cp == nil {
+		return nil, server.ErrNotLeader
+	}
+	return cp.Checkpoint(ctx)
 }
 
 func (e *engineFacade) local() (*reconcile.Reconciler, int64) {
