@@ -99,10 +99,16 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 	if p.listen != "" {
 		listen = p.listen
 	}
-	srv, err := server.New(server.Options{Listen: listen, Logger: log})
+	m := metrics.New()
+	so := server.Options{Listen: listen, Logger: log, Metrics: m}
+	if cfg.TLS != nil {
+		so.TLSCertFile, so.TLSKeyFile = cfg.TLS.CertFile, cfg.TLS.KeyFile
+	}
+	srv, err := server.New(so)
 	if err != nil {
 		return err
 	}
+	srv.Handle("GET /metrics", m.Handler())
 	// Bind first: a taken port should fail before PostgreSQL starts.
 	if err := srv.Listen(); err != nil {
 		return err
@@ -135,7 +141,7 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 	errc := make(chan error, 4)
 	running := 0
 	if repoURL != "" {
-		rec, err := startEngine(ctx, g, cfg, p, repoURL, db, srv, log, env)
+		rec, err := startEngine(ctx, g, cfg, p, repoURL, db, srv, m, log, env)
 		if err != nil {
 			return err
 		}
@@ -178,9 +184,7 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 // the reconciler and executor (on a store fenced by the leader epoch),
 // audit checkpoints, GitHub delivery processing, notifications, retention.
 // Every replica serves the API and accepts webhooks.
-func startEngine(ctx context.Context, g *globals, cfg *config.Config, p serveParams, repoURL string, db *database, srv *server.Server, log *slog.Logger, env *cliEnv) (func() error, error) {
-	m := metrics.New()
-	srv.Handle("GET /metrics", m.Handler())
+func startEngine(ctx context.Context, g *globals, cfg *config.Config, p serveParams, repoURL string, db *database, srv *server.Server, m *metrics.Metrics, log *slog.Logger, env *cliEnv) (func() error, error) {
 	m.Gauge("approvals_pending", "Operations waiting for approvals or a decision.", func(ctx context.Context) (float64, error) {
 		n, err := db.store.CountWaitingExecutions(ctx)
 		return float64(n), err

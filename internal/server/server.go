@@ -15,16 +15,21 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/writ-sec/writ/internal/metrics"
 )
 
 // Check is a readiness check: nil when its part is ready. detail, when not
@@ -41,6 +46,14 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// ReadyTimeout bounds each readiness check. Default 3s.
 	ReadyTimeout time.Duration
+	// TLSCertFile and TLSKeyFile, when set, serve HTTPS (TLS 1.2 and up).
+	// The files are read again when they change, so a renewed certificate
+	// needs no restart.
+	TLSCertFile string
+	TLSKeyFile  string
+	// Metrics, when set, receives every request's route, status and
+	// duration.
+	Metrics *metrics.Metrics
 }
 
 func (o *Options) setDefaults() {
@@ -58,6 +71,14 @@ func (o *Options) setDefaults() {
 func (o *Options) validate() error {
 	if o.Listen == "" {
 		return errors.New("server: listen address is required")
+	}
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		return errors.New("server: TLS needs both a certificate file and a key file")
+	}
+	if o.TLSCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(o.TLSCertFile, o.TLSKeyFile); err != nil {
+			return fmt.Errorf("server: TLS certificate: %w", err)
+		}
 	}
 	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
 		return fmt.Errorf("server: listen address %q: %w", o.Listen, err)
@@ -163,6 +184,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			attrs = append(attrs, slog.String("principal", ri.principal.Name), slog.String("auth", string(ri.principal.Method)))
 		}
 		s.opts.Logger.LogAttrs(r.Context(), level, "request", attrs...)
+		route := ri.pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		s.opts.Metrics.HTTP(route, strconv.Itoa(sw.status), time.Since(start))
 	}()
 	s.mux.ServeHTTP(sw, r)
 }
@@ -206,8 +232,16 @@ func (s *Server) Run(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(s.ln) }()
-	s.opts.Logger.InfoContext(ctx, "serving HTTP", slog.String("addr", s.Addr()))
+	scheme := "http"
+	if s.opts.TLSCertFile != "" {
+		scheme = "https"
+		kp := &keyPair{cert: s.opts.TLSCertFile, key: s.opts.TLSKeyFile}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: kp.get}
+		go func() { errc <- srv.ServeTLS(s.ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(s.ln) }()
+	}
+	s.opts.Logger.InfoContext(ctx, "serving HTTP", slog.String("addr", s.Addr()), slog.String("scheme", scheme))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("server: %w", err)
@@ -276,4 +310,46 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// keyPair serves a certificate from files, loading them again when either
+// changes (checked at most every 10 seconds).
+type keyPair struct {
+	cert, key string
+	mu        sync.Mutex
+	loaded    *tls.Certificate
+	stamp     string
+	checked   time.Time
+}
+
+func (k *keyPair) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.loaded != nil && time.Since(k.checked) < 10*time.Second {
+		return k.loaded, nil
+	}
+	k.checked = time.Now()
+	stamp := ""
+	for _, f := range []string{k.cert, k.key} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			if k.loaded != nil {
+				return k.loaded, nil
+			}
+			return nil, err
+		}
+		stamp += fmt.Sprintf("%d/%d;", fi.ModTime().UnixNano(), fi.Size())
+	}
+	if k.loaded != nil && stamp == k.stamp {
+		return k.loaded, nil
+	}
+	c, err := tls.LoadX509KeyPair(k.cert, k.key)
+	if err != nil {
+		if k.loaded != nil {
+			return k.loaded, nil // keep serving the last good pair
+		}
+		return nil, err
+	}
+	k.loaded, k.stamp = &c, stamp
+	return k.loaded, nil
 }
