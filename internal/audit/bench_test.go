@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -60,14 +61,19 @@ func benchVerify(b *testing.B, skipSigs bool) {
 	const n = 50000
 	l, trusted := benchLog(b, n)
 	ctx := context.Background()
-	b.ResetTimer()
-	for b.Loop() {
-		rep, err := VerifyDatabase(ctx, l.Store(), VerifyOptions{Trusted: trusted, SkipSignatures: skipSigs})
-		if err != nil || rep.Bad != nil || rep.Entries != n {
-			b.Fatalf("%v %+v", err, rep)
-		}
+	// gc=400 is what writ audit verify runs with.
+	for _, gc := range []int{100, 400} {
+		b.Run(fmt.Sprintf("gc=%d", gc), func(b *testing.B) {
+			defer debug.SetGCPercent(debug.SetGCPercent(gc))
+			for b.Loop() {
+				rep, err := VerifyDatabase(ctx, l.Store(), VerifyOptions{Trusted: trusted, SkipSignatures: skipSigs})
+				if err != nil || rep.Bad != nil || rep.Entries != n {
+					b.Fatalf("%v %+v", err, rep)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+		})
 	}
-	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 }
 
 // BenchmarkVerifyDatabase: hashes, chain, canonical decoding and tree,

@@ -176,6 +176,8 @@ func FuzzDecode(f *testing.F) {
 	b, _ = e.Encode()
 	f.Add(b)
 	f.Add([]byte(`{"actor":{"id":"a","role":"b"},"event":"a.b","seq":0,"success":false,"time":"2026-01-01T00:00:00.000000Z","v":1}`))
+	// time.Parse takes a comma before the fraction; canonical form does not.
+	f.Add([]byte(`{"actor":{"id":"a","role":"b"},"event":"a.b","seq":0,"success":false,"time":"2026-01-01T00:00:00,000000Z","v":1}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`[1,2]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -264,6 +266,33 @@ func TestValidEvent(t *testing.T) {
 	for _, s := range []string{"pr.checked", "a.b.c", "x_1.y-2", "incident.note", "", "a", "a.", ".a", "a..b", "A.b", "a.1b", "1a.b", "a.b_", "a.-b", "é.b", "a.b c", "audit.key_rotated"} {
 		if got, want := validEvent(s), re.MatchString(s); got != want {
 			t.Errorf("validEvent(%q) = %v; want %v", s, got, want)
+		}
+	}
+}
+
+// TestParserTime: the decoder's time reader accepts what time.Parse with
+// TimeLayout accepts and Format writes back the same (Parse alone also
+// takes a comma before the fraction), and reads the same instant.
+func TestParserTime(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{
+		"2026-01-02T03:04:05.000000Z", "2024-02-29T00:00:00.000000Z", "2026-02-29T00:00:00.000000Z",
+		"2026-04-31T00:00:00.000000Z", "2026-12-31T23:59:59.999999Z", "0000-01-01T00:00:00.000000Z",
+		"9999-12-31T23:59:59.999999Z", "2026-1-02T03:04:05.000000Z", "2026-01-02T24:00:00.000000Z",
+		"2026-01-02T23:60:00.000000Z", "2026-01-02T23:59:60.000000Z", "2026-01-02T03:04:05.000000z",
+		"2026-01-02T03:04:05.00000Z", "2026-01-02T03:04:05.0000000Z", "2026-13-02T03:04:05.000000Z",
+		"2026-00-02T03:04:05.000000Z", "2026-01-00T03:04:05.000000Z", "+026-01-02T03:04:05.000000Z",
+		"2026-01-02 03:04:05.000000Z", "2026-01-02T03:04:05,000000Z", "2026-01-02T03:04:05.00000aZ",
+		"2100-02-29T00:00:00.000000Z", "2000-02-29T00:00:00.000000Z", "2026-06-31T00:00:00.000000Z",
+	} {
+		want, werr := time.Parse(TimeLayout, s)
+		if werr == nil && want.Format(TimeLayout) != s {
+			werr = errors.New("not canonical")
+		}
+		p := &parser{b: []byte(`"` + s + `"`)}
+		got, err := p.time()
+		if (err == nil) != (werr == nil) || (err == nil && !got.Equal(want)) {
+			t.Errorf("%s: parser %v, %v; time.Parse %v, %v", s, got, err, want, werr)
 		}
 	}
 }
