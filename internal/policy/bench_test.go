@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -36,7 +37,18 @@ func exampleInput(b *testing.B) policy.Input {
 // BenchmarkDecide is one prepared evaluation of the default policies for
 // one playbook. It reports the latency distribution (p50, p99) and the
 // decisions per second of one goroutine.
+// writGC runs a benchmark with the garbage collector target the writ
+// binary sets for itself (cmd/writ: GOGC=400 unless GOGC is set).
+func writGC(b *testing.B) {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	old := debug.SetGCPercent(400)
+	b.Cleanup(func() { debug.SetGCPercent(old) })
+}
+
 func BenchmarkDecide(b *testing.B) {
+	writGC(b)
 	set := loadDefaults(b)
 	in := exampleInput(b)
 	ctx := context.Background()
@@ -101,6 +113,7 @@ func reportLatency(b *testing.B, lat []time.Duration, total time.Duration) {
 
 // BenchmarkDecideParallel is decisions per second with every CPU deciding.
 func BenchmarkDecideParallel(b *testing.B) {
+	writGC(b)
 	set := loadDefaults(b)
 	in := exampleInput(b)
 	ctx := context.Background()
