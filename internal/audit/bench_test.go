@@ -61,7 +61,7 @@ func benchVerify(b *testing.B, skipSigs bool) {
 	const n = 50000
 	l, trusted := benchLog(b, n)
 	ctx := context.Background()
-	// gc=400 is what writ audit verify runs with.
+	// gc=400 is what the writ binary runs with (cmd/writ/main.go).
 	for _, gc := range []int{100, 400} {
 		b.Run(fmt.Sprintf("gc=%d", gc), func(b *testing.B) {
 			defer debug.SetGCPercent(debug.SetGCPercent(gc))
