@@ -285,3 +285,48 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Fatalf("%d forks, %v", forks, err)
 	}
 }
+
+// TestFencedAppends: a Log on a fenced Store (the leader's) stops
+// appending once another replica takes over, in every way of appending.
+func TestFencedAppends(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := newLogStore(t)
+	lead, err := st.TryLead(ctx, "replica-a")
+	if err != nil || lead == nil {
+		t.Fatalf("lead: %v %v", lead, err)
+	}
+	defer lead.Release(ctx)
+	fenced := st.Fenced(lead.Epoch)
+	key := newKey(t)
+	l, err := NewLog(LogOptions{Store: fenced, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := NewAppender(AppenderOptions{Log: l})
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go a.Run(runCtx)
+	if _, err := l.Append(ctx, fenced, testEntry(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Append(ctx, testEntry(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.FenceLeader(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ctx, fenced, testEntry(3)); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("append on the pool after the fence: %v", err)
+	}
+	err = fenced.Tx(ctx, func(tx *store.Store) error { _, err := l.Append(ctx, tx, testEntry(4)); return err })
+	if !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("append in a transaction after the fence: %v", err)
+	}
+	if _, err := a.Append(ctx, testEntry(5)); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("appender after the fence: %v", err)
+	}
+	if rep := verifyDB(t, st, trustOnly(t, key)); rep.Bad != nil || rep.Entries != 2 {
+		t.Fatalf("log after the fence: %d entries, %v", rep.Entries, rep.Bad)
+	}
+}

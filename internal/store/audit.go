@@ -146,7 +146,8 @@ type AuditAppend struct {
 // compute what to write from it, and writes it: inside the Store's
 // transaction when it has one (the lock is then held until that
 // transaction ends), else in a transaction of its own that costs two round
-// trips: BEGIN, lock and head read in one pipeline, the inserts and COMMIT
+// trips: BEGIN, (the leader fence of a Fenced store,) lock and head read in
+// one pipeline, the inserts and COMMIT
 // in the next (and a COPY of the entries between them for large appends).
 // Nothing is written when build fails.
 func (s *Store) AppendAudit(ctx context.Context, build func(AuditHead) (AuditAppend, error)) error {
@@ -183,10 +184,19 @@ func (s *Store) AppendAudit(ctx context.Context, build func(AuditHead) (AuditApp
 	}
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED`)
+	if s.fence != 0 {
+		// As Tx does for a fenced Store: a replica that is no longer the
+		// leader appends nothing.
+		b.Queue(`SELECT epoch FROM leadership WHERE id = 1 FOR SHARE`)
+	}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, auditLockKey)
 	b.Queue(`SELECT size, last_hash, last_at, compact FROM audit_heads ORDER BY size DESC LIMIT 1`)
 	br := conn.SendBatch(ctx, b)
 	_, err = br.Exec()
+	var epoch int64
+	if err == nil && s.fence != 0 {
+		err = br.QueryRow().Scan(&epoch)
+	}
 	if err == nil {
 		_, err = br.Exec()
 	}
@@ -200,6 +210,10 @@ func (s *Store) AppendAudit(ctx context.Context, build func(AuditHead) (AuditApp
 	if err != nil {
 		rollback()
 		return fmt.Errorf("store: lock audit log: %w", translate(err))
+	}
+	if s.fence != 0 && epoch != s.fence {
+		rollback()
+		return fmt.Errorf("%w (epoch %d, now %d)", ErrFenced, s.fence, epoch)
 	}
 	a, err := build(head)
 	if err != nil {
