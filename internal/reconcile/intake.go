@@ -105,19 +105,21 @@ func (r *Reconciler) refuse(ctx context.Context, ch approval.Submitted, approver
 }
 
 // WithdrawApprovals withdraws envelopes that came through a channel
-// reference (a dismissed GitHub review), audited, and nudges a pass.
-func (r *Reconciler) WithdrawApprovals(ctx context.Context, source, sourceRef, by string) (int64, error) {
+// reference (a dismissed GitHub review; with keep, the envelopes an edit
+// removed from a text: all but those whose sha256 is in keep), audited, and
+// nudges a pass.
+func (r *Reconciler) WithdrawApprovals(ctx context.Context, source, sourceRef, by string, keep ...string) (int64, error) {
 	var n int64
 	err := r.store(ctx, func(tx *store.Store) error {
 		var err error
-		n, err = tx.WithdrawApprovals(ctx, source, sourceRef)
+		n, err = tx.WithdrawApprovals(ctx, source, sourceRef, keep...)
 		if err != nil || n == 0 {
 			return err
 		}
 		_, err = r.appendAudit(ctx, tx, audit.Entry{
 			Actor: audit.Actor{ID: by, Role: "channel:" + source}, Event: "approval.withdrawn", Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectApproval, Name: sourceRef},
-			Payload: audit.MustJSON(map[string]any{"source": source, "source_ref": sourceRef, "withdrawn": n}),
+			Payload: audit.MustJSON(map[string]any{"source": source, "source_ref": sourceRef, "withdrawn": n, "kept": len(keep)}),
 		})
 		return err
 	})

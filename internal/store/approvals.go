@@ -158,14 +158,19 @@ func (s *Store) ApprovalsForPullRequest(ctx context.Context, repository string, 
 }
 
 // WithdrawApprovals marks the envelopes that arrived through (source,
-// sourceRef) as withdrawn — a dismissed GitHub review — and returns how
+// sourceRef) as withdrawn — a dismissed GitHub review, or the envelopes an
+// edit removed from a text, whose sha256 are not in keep — and returns how
 // many it marked. Withdrawn envelopes are kept, never deleted.
-func (s *Store) WithdrawApprovals(ctx context.Context, source, sourceRef string) (int64, error) {
+func (s *Store) WithdrawApprovals(ctx context.Context, source, sourceRef string, keep ...string) (int64, error) {
 	if sourceRef == "" {
 		return 0, fmt.Errorf("store: withdraw approvals from %s: empty source reference", source)
 	}
+	if keep == nil {
+		keep = []string{}
+	}
 	tag, err := s.db.Exec(ctx, `UPDATE approvals SET withdrawn_at = now()
-		WHERE source = $1 AND source_ref = $2 AND withdrawn_at IS NULL`, source, sourceRef)
+		WHERE source = $1 AND source_ref = $2 AND withdrawn_at IS NULL
+			AND NOT (envelope_sha256 = ANY($3))`, source, sourceRef, keep)
 	if err != nil {
 		return 0, fmt.Errorf("store: withdraw approvals from %s %s: %w", source, sourceRef, translate(err))
 	}

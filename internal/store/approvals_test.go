@@ -119,6 +119,31 @@ func TestInsertApprovalRefusesBadRows(t *testing.T) {
 	}
 }
 
+// An edited text withdraws the envelopes it no longer carries, and only
+// those.
+func TestWithdrawApprovalsKeeps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dbtest.Store(t)
+	for _, env := range []string{"e1", "e2", "e3"} {
+		a := newApproval(env, "alice", "propose", 9, "e")
+		a.Source, a.SourceRef = store.ApprovalSourceGitHub, "comment:5"
+		if _, _, err := st.InsertApproval(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := st.WithdrawApprovals(ctx, store.ApprovalSourceGitHub, "comment:5", digestOf("e2"), digestOf("e3"))
+	if err != nil || n != 1 {
+		t.Fatalf("withdraw all but e2 and e3: %d %v", n, err)
+	}
+	if list, _ := st.ApprovalsForDigest(ctx, digestOf("e")); envelopes(list) != "e2 e3" {
+		t.Fatalf("after the edit: %q, want e2 e3", envelopes(list))
+	}
+	if n, _ := st.WithdrawApprovals(ctx, store.ApprovalSourceGitHub, "comment:5"); n != 2 {
+		t.Fatalf("withdraw the rest marked %d, want 2", n)
+	}
+}
+
 func TestApprovalQueries(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

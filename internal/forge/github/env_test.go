@@ -323,6 +323,20 @@ func (e *env) review(p *pr, login, state, body string) int64 {
 	return rv.ID
 }
 
+// editReview edits a review's body and delivers the event, as GitHub
+// sends it: action edited, the old body under changes.
+func (e *env) editReview(p *pr, id int64, login, body string) {
+	e.t.Helper()
+	old := e.gh.EditReview(p.number, id, body)
+	m := e.fixture("pull_request_review.submitted.json")
+	m["action"] = "edited"
+	m["changes"] = map[string]any{"body": map[string]any{"from": old}}
+	m["review"] = e.gh.ReviewObject(p.number, id)
+	m["pull_request"] = e.gh.PullRequestJSON(p.number)
+	m["sender"] = e.gh.SenderJSON(login)
+	e.deliver("pull_request_review", m)
+}
+
 // dismiss dismisses a review and delivers the event.
 func (e *env) dismiss(p *pr, id int64, by string) {
 	e.t.Helper()

@@ -37,7 +37,7 @@ import (
 type Engine interface {
 	Evaluate(ctx context.Context, base, head string, pullRequest int) (*reconcile.Evaluation, error)
 	SubmitApproval(ctx context.Context, raw []byte, ch approval.Submitted) (*reconcile.Intake, error)
-	WithdrawApprovals(ctx context.Context, source, sourceRef, by string) (int64, error)
+	WithdrawApprovals(ctx context.Context, source, sourceRef, by string, keep ...string) (int64, error)
 	Nudge()
 }
 

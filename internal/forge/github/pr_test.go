@@ -188,10 +188,31 @@ func TestSignedReviewsApproveAndMergeExecutes(t *testing.T) {
 	e.clock.mu.Lock()
 	e.clock.now = e.clock.now.Add(2 * 1e9)
 	e.clock.mu.Unlock()
-	e.review(pre, "carol-gh", "APPROVED", FormatEnvelope("Approved again.", approve("carol")))
+	carolEnv := approve("carol")
+	carolAgain := e.review(pre, "carol-gh", "APPROVED", FormatEnvelope("Approved again.", carolEnv))
 	e.process()
 	if run := e.check(pre.head); run.Conclusion != ConclusionSuccess {
 		t.Fatalf("after carol approves again: %s\n%s", run.Conclusion, run.Summary)
+	}
+	// Editing the review's text around the same envelope keeps the
+	// approval; an edit that drops the envelope withdraws it.
+	e.editReview(pre, carolAgain, "carol-gh", "Approved again (typo fixed).\n\n"+FormatEnvelope("", carolEnv))
+	e.process()
+	if run := e.check(pre.head); run.Conclusion != ConclusionSuccess {
+		t.Fatalf("after an edit that keeps the envelope: %s\n%s", run.Conclusion, run.Summary)
+	}
+	e.editReview(pre, carolAgain, "carol-gh", "Not yet: the ticket needs an update.")
+	e.process()
+	if run := e.check(pre.head); run.Conclusion != ConclusionActionRequired || !strings.Contains(run.Summary, "1 of 2 approvals") {
+		t.Fatalf("after an edit that drops the envelope: %s\n%s", run.Conclusion, run.Summary)
+	}
+	e.clock.mu.Lock()
+	e.clock.now = e.clock.now.Add(2 * 1e9)
+	e.clock.mu.Unlock()
+	e.review(pre, "carol-gh", "APPROVED", FormatEnvelope("Approved.", approve("carol")))
+	e.process()
+	if run := e.check(pre.head); run.Conclusion != ConclusionSuccess {
+		t.Fatalf("after carol approves a third time: %s\n%s", run.Conclusion, run.Summary)
 	}
 
 	// Squash-merge: the merged commit differs from the PR's head, the

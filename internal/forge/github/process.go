@@ -214,7 +214,7 @@ func (s *Service) onComment(ctx context.Context, e *gh.IssueCommentEvent) (strin
 		}
 	} else {
 		envs, xerr := ExtractEnvelopes(c.GetBody())
-		if len(envs) == 0 && xerr == nil {
+		if len(envs) == 0 && xerr == nil && e.GetAction() == "created" {
 			return fmt.Sprintf("comment %d carries no writ statement", c.GetID()), nil
 		}
 		if err := s.read(ctx, text{kind: store.GitHubComment, refID: c.GetID(), pullRequest: n, login: c.GetUser().GetLogin(), body: c.GetBody()}); err != nil {

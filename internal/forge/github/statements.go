@@ -143,7 +143,8 @@ func sha256Hex(s string) string {
 // recorded too (the check says it counts for nothing); a description or a
 // comment without one is ordinary conversation and is not recorded.
 // Descriptions and comments carry proposals only: an approval must be a
-// review, so that dismissing it withdraws it.
+// review, so that dismissing it withdraws it. An edit withdraws the
+// statements the new body no longer carries.
 func (s *Service) read(ctx context.Context, t text) error {
 	digest := sha256Hex(t.body)
 	prev, err := s.opts.Store.GitHubStatementFor(ctx, s.opts.Repository, t.kind, t.refID)
@@ -160,6 +161,20 @@ func (s *Service) read(ctx context.Context, t text) error {
 		Login: t.login, State: t.state, BodySHA256: digest}
 	envs, xerr := ExtractEnvelopes(t.body)
 	rec.Envelopes = len(envs)
+	if prev != nil {
+		// An edit: what the text no longer carries no longer counts.
+		keep := make([]string, len(envs))
+		for i, raw := range envs {
+			keep[i] = sha256Hex(string(raw))
+		}
+		n, err := s.opts.Engine.WithdrawApprovals(ctx, store.ApprovalSourceGitHub, t.sourceRef(), t.login, keep...)
+		if err != nil {
+			return fmt.Errorf("withdraw what the edit of %s removed: %w", t.describe(), err)
+		}
+		if n > 0 {
+			s.log.InfoContext(ctx, "edit removed signed statements", slog.String("from", t.describe()), slog.Int64("withdrawn", n))
+		}
+	}
 	if len(envs) == 0 && xerr == nil {
 		if t.kind != store.GitHubReview {
 			return nil

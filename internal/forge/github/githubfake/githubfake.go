@@ -253,6 +253,20 @@ func (f *Server) DismissReview(number int, id int64) *Review {
 	return nil
 }
 
+// EditReview replaces a review's body (PUT .../reviews/{id} or an edit in
+// the web page) and returns the body it had.
+func (f *Server) EditReview(number int, id int64, body string) (old string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.pulls[number].Reviews {
+		if r.ID == id {
+			old, r.Body = r.Body, body
+			return old
+		}
+	}
+	return ""
+}
+
 // AddComment comments on a pull request as login.
 func (f *Server) AddComment(number int, login, body string) *Comment {
 	f.mu.Lock()
