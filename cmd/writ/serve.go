@@ -272,13 +272,17 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	engine.elector = el
 	srv.AddCheck("reconciler", func(ctx context.Context) (string, error) {
 		st := engine.Status()
+		processed := "nothing yet"
+		if st.Processed != "" {
+			processed = fmt.Sprintf("%.12s", st.Processed)
+		}
 		if !st.Leader {
-			return fmt.Sprintf("follower: %s leads (epoch %d); processed %.12s", st.LeaderHolder, st.LeaderEpoch, st.Processed), nil
+			return fmt.Sprintf("follower: %s leads (epoch %d); processed %s", st.LeaderHolder, st.LeaderEpoch, processed), nil
 		}
 		if st.Passes == 0 {
 			return "", errors.New("leading, no reconcile pass yet")
 		}
-		detail := fmt.Sprintf("leader (epoch %d); processed %.12s of branch %s", st.LeaderEpoch, st.Processed, branch)
+		detail := fmt.Sprintf("leader (epoch %d); processed %s of branch %s", st.LeaderEpoch, processed, branch)
 		if len(st.Holds) > 0 {
 			// Holding is reported, not a failure: the API still serves.
 			detail += "; holding: " + strings.Join(st.Holds, "; ")

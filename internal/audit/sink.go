@@ -163,7 +163,8 @@ func (g GitSink) ref() plumbing.ReferenceName {
 }
 
 func (g GitSink) open() (*git.Repository, error) {
-	r, err := git.PlainOpen(g.Repo)
+	// A linked worktree's refs live in the main repository's .git.
+	r, err := git.PlainOpenWithOptions(g.Repo, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
 	if err != nil {
 		return nil, fmt.Errorf("open git repository %s: %w", g.Repo, err)
 	}

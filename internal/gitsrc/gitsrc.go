@@ -119,7 +119,9 @@ func Open(ctx context.Context, opts Options) (*Source, error) {
 	}
 	s := &Source{opts: opts, remote: !opts.local()}
 	if !s.remote {
-		repo, err := git.PlainOpenWithOptions(opts.URL, &git.PlainOpenOptions{DetectDotGit: false})
+		// EnableDotGitCommonDir: a linked worktree (git worktree add)
+		// keeps its branches and objects in the main repository's .git.
+		repo, err := git.PlainOpenWithOptions(opts.URL, &git.PlainOpenOptions{DetectDotGit: false, EnableDotGitCommonDir: true})
 		if err != nil {
 			return nil, fmt.Errorf("gitsrc: open %s: %w", opts.URL, err)
 		}

@@ -254,3 +254,28 @@ func TestOptionsValidation(t *testing.T) {
 		t.Fatalf("RedactURL leaked: %s", got)
 	}
 }
+
+// A linked worktree (git worktree add) keeps its branches in the main
+// repository's .git: writ follows main from inside one, as `writ serve
+// --repo .` does in a worktree checkout.
+func TestOpenLinkedWorktree(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := gittest.New(t, map[string]string{"policies/writ.rego": "package writ\n"})
+	wt := filepath.Join(t.TempDir(), "wt")
+	r.Git("worktree", "add", "--quiet", "--detach", wt)
+	s, err := gitsrc.Open(ctx, gitsrc.Options{URL: wt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := s.Fetch(ctx)
+	if err != nil || head != r.Head() {
+		t.Fatalf("head %s, %v; want main at %s", head, err, r.Head())
+	}
+	// A commit on main made from the main checkout is seen from the worktree.
+	r.Write("playbooks/a.yaml", "a: 1\n")
+	next := r.Commit("add a")
+	if head, err := s.Fetch(ctx); err != nil || head != next {
+		t.Fatalf("after a commit: head %s, %v; want %s", head, err, next)
+	}
+}
