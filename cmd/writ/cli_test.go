@@ -8,7 +8,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/dbtest"
 )
 
@@ -17,12 +19,30 @@ import (
 // as a separate process (writ demo, crash tests) without building it.
 func TestMain(m *testing.M) {
 	if os.Getenv("WRIT_TEST_MAIN") == "1" {
+		if d, err := time.ParseDuration(os.Getenv("WRIT_TEST_APPLY_DELAY")); err == nil {
+			wrapBackend = func(b action.Backend) action.Backend { return slowApply{Backend: b, delay: d} }
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := run(ctx, os.Args[1:], &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
 		stop()
 		os.Exit(code)
 	}
 	os.Exit(dbtest.Run(m))
+}
+
+// slowApply sleeps before and after its backend's Apply (the crash test:
+// a kill then lands before the backend changed anything, or after it did
+// but before writ recorded it).
+type slowApply struct {
+	action.Backend
+	delay time.Duration
+}
+
+func (s slowApply) Apply(ctx context.Context, req action.Request) ([]action.TargetResult, error) {
+	time.Sleep(s.delay)
+	res, err := s.Backend.Apply(ctx, req)
+	time.Sleep(s.delay)
+	return res, err
 }
 
 // runCLI runs writ with args and returns the exit code, stdout and stderr.

@@ -154,11 +154,47 @@ func (r *crashRig) start() *exec.Cmd {
 	self, _ := os.Executable()
 	cmd := exec.Command(self, "serve", "--repo", r.repo.Bare, "--database", r.dbURL, "--data-dir", r.dataDir,
 		"--config", r.config, "--listen", addr, "--poll-interval", "50ms", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "WRIT_TEST_MAIN=1")
+	cmd.Env = append(os.Environ(), "WRIT_TEST_MAIN=1", "WRIT_TEST_APPLY_DELAY="+crashApplyDelay.String())
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
 	return cmd
+}
+
+// crashApplyDelay is how long the backend sleeps before and after each
+// Apply in the crash test's writ, so that kills land mid-execution.
+const crashApplyDelay = 250 * time.Millisecond
+
+// executing returns the executions in state executing, by id, with their
+// attempts.
+func (r *crashRig) executing() map[int64]int {
+	r.t.Helper()
+	list, err := r.st.ListExecutions(context.Background(), store.ExecutionFilter{State: store.ExecExecuting, Limit: 1000})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	out := map[int64]int{}
+	for _, e := range list {
+		out[e.ID] = e.Attempts
+	}
+	return out
+}
+
+// waitClaimed waits until the running writ has started an execution that
+// was not executing before (not one a killed writ left executing, so that
+// the kills spread over many executions).
+func (r *crashRig) waitClaimed(before map[int64]int, limit time.Duration) bool {
+	r.t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		for id := range r.executing() {
+			if _, ok := before[id]; !ok {
+				return true
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
 }
 
 // Killing writ with SIGKILL at random points, 50 times, while playbooks
@@ -177,11 +213,19 @@ func TestCrashDuringExecutions(t *testing.T) {
 		}
 	}
 	add(5)
-	kills := 0
+	kills, inFlight := 0, 0
 	for kills < 50 {
+		before := r.executing()
 		cmd := r.start()
-		// Kill at a random moment: during start-up, a pass, an execution.
-		time.Sleep(time.Duration(20+rand.IntN(400)) * time.Millisecond)
+		if kills%2 == 0 {
+			// Kill at a random moment: during start-up, a pass, an execution.
+			time.Sleep(time.Duration(20+rand.IntN(400)) * time.Millisecond)
+		} else if r.waitClaimed(before, 3*time.Second) {
+			// Kill inside an execution: before the backend applied it, or
+			// after it did and before writ recorded that.
+			time.Sleep(time.Duration(rand.Int64N(int64(2 * crashApplyDelay))))
+			inFlight++
+		}
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		kills++
@@ -246,13 +290,14 @@ func TestCrashDuringExecutions(t *testing.T) {
 	if len(execs) != len(want) {
 		t.Errorf("%d executions for %d playbooks", len(execs), len(want))
 	}
-	resumed := 0
+	resumed, resumptions := 0, 0
 	for _, e := range execs {
 		if e.State != store.ExecCompleted {
 			t.Errorf("execution %d of %s is %s", e.ID, e.Name, e.State)
 		}
 		if e.Attempts > 1 {
 			resumed++
+			resumptions += e.Attempts - 1
 		}
 	}
 	// The audit chain verifies with the key writ made on its first start.
@@ -268,6 +313,13 @@ func TestCrashDuringExecutions(t *testing.T) {
 	if err != nil || rep.Bad != nil {
 		t.Fatalf("audit verify: %v %v", err, rep.Bad)
 	}
-	t.Logf("%d kills; %d playbooks, %d executions resumed after a kill mid-execution; %d audit entries; %d journal lines",
-		kills, len(want), resumed, rep.Entries, len(count))
+	// A kill inside an execution leaves it executing: the next writ claims
+	// it again (an attempt more) and finishes it through Plan and an Apply
+	// of what is left. Half the kills land inside one; allow for a kill
+	// that came late, after the execution was recorded.
+	if inFlight == 0 || resumptions*2 < inFlight {
+		t.Errorf("%d kills inside an execution but %d resumptions: the crash path was not exercised", inFlight, resumptions)
+	}
+	t.Logf("%d kills (%d inside an execution); %d playbooks; %d resumptions of %d executions; %d audit entries; %d journal lines",
+		kills, inFlight, len(want), resumptions, resumed, rep.Entries, len(count))
 }

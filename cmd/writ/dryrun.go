@@ -65,6 +65,11 @@ type backendDeps struct {
 	log    *slog.Logger
 }
 
+// wrapBackend, when set, wraps every configured backend. It is nil in the
+// writ binary; the crash test sets it (in the test binary acting as writ)
+// to slow Apply down, so that kills land in the middle of executions.
+var wrapBackend func(action.Backend) action.Backend
+
 func buildRegistry(c *config.Config, dataDir string, getenv func(string) string, log *slog.Logger) (*action.Registry, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -76,6 +81,9 @@ func buildRegistry(c *config.Config, dataDir string, getenv func(string) string,
 		b, err := newBackend(bc, deps)
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", bc.Name, err)
+		}
+		if wrapBackend != nil {
+			b = wrapBackend(b)
 		}
 		envs := bc.Environments
 		if len(envs) == 0 {
