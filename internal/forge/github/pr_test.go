@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/forge/github/githubfake"
@@ -166,54 +167,45 @@ func TestSignedReviewsApproveAndMergeExecutes(t *testing.T) {
 		}
 	}
 
+	// step processes what was delivered and expects the check's
+	// conclusion (and, when want is set, a phrase of its summary).
+	step := func(what, conclusion, want string) {
+		t.Helper()
+		e.process()
+		if run := e.check(pre.head); run.Conclusion != conclusion || !strings.Contains(run.Summary, want) {
+			t.Fatalf("%s: %s\n%s", what, run.Conclusion, run.Summary)
+		}
+	}
+	// later moves the clock on, so that a new signature differs.
+	later := func() {
+		e.clock.mu.Lock()
+		e.clock.now = e.clock.now.Add(2 * time.Second)
+		e.clock.mu.Unlock()
+	}
+
 	// Two signed reviews by the signers' own accounts.
 	e.review(pre, "bob-gh", "APPROVED", FormatEnvelope("Approved.", approve("bob")))
-	e.process()
-	if run := e.check(pre.head); run.Conclusion != ConclusionActionRequired || !strings.Contains(run.Summary, "1 of 2 approvals") {
-		t.Fatalf("after one approval: %s\n%s", run.Conclusion, run.Summary)
-	}
+	step("after one approval", ConclusionActionRequired, "1 of 2 approvals")
 	carolReview := e.review(pre, "carol-gh", "APPROVED", FormatEnvelope("Approved.", approve("carol")))
-	e.process()
-	if run := e.check(pre.head); run.Conclusion != ConclusionSuccess {
-		t.Fatalf("after two approvals: %s\n%s", run.Conclusion, run.Summary)
-	}
+	step("after two approvals", ConclusionSuccess, "")
 
 	// A dismissed review withdraws its approval.
 	e.dismiss(pre, carolReview, "dave-gh")
-	e.process()
-	if run := e.check(pre.head); run.Conclusion != ConclusionActionRequired || !strings.Contains(run.Summary, "dismissed") {
-		t.Fatalf("after the dismissal: %s\n%s", run.Conclusion, run.Summary)
-	}
+	step("after the dismissal", ConclusionActionRequired, "dismissed")
 	// Carol approves again (a new envelope: the dismissed one stays withdrawn).
-	e.clock.mu.Lock()
-	e.clock.now = e.clock.now.Add(2 * 1e9)
-	e.clock.mu.Unlock()
+	later()
 	carolEnv := approve("carol")
 	carolAgain := e.review(pre, "carol-gh", "APPROVED", FormatEnvelope("Approved again.", carolEnv))
-	e.process()
-	if run := e.check(pre.head); run.Conclusion != ConclusionSuccess {
-		t.Fatalf("after carol approves again: %s\n%s", run.Conclusion, run.Summary)
-	}
+	step("after carol approves again", ConclusionSuccess, "")
 	// Editing the review's text around the same envelope keeps the
 	// approval; an edit that drops the envelope withdraws it.
 	e.editReview(pre, carolAgain, "carol-gh", "Approved again (typo fixed).\n\n"+FormatEnvelope("", carolEnv))
-	e.process()
-	if run := e.check(pre.head); run.Conclusion != ConclusionSuccess {
-		t.Fatalf("after an edit that keeps the envelope: %s\n%s", run.Conclusion, run.Summary)
-	}
+	step("after an edit that keeps the envelope", ConclusionSuccess, "")
 	e.editReview(pre, carolAgain, "carol-gh", "Not yet: the ticket needs an update.")
-	e.process()
-	if run := e.check(pre.head); run.Conclusion != ConclusionActionRequired || !strings.Contains(run.Summary, "1 of 2 approvals") {
-		t.Fatalf("after an edit that drops the envelope: %s\n%s", run.Conclusion, run.Summary)
-	}
-	e.clock.mu.Lock()
-	e.clock.now = e.clock.now.Add(2 * 1e9)
-	e.clock.mu.Unlock()
+	step("after an edit that drops the envelope", ConclusionActionRequired, "1 of 2 approvals")
+	later()
 	e.review(pre, "carol-gh", "APPROVED", FormatEnvelope("Approved.", approve("carol")))
-	e.process()
-	if run := e.check(pre.head); run.Conclusion != ConclusionSuccess {
-		t.Fatalf("after carol approves a third time: %s\n%s", run.Conclusion, run.Summary)
-	}
+	step("after carol approves a third time", ConclusionSuccess, "")
 
 	// Squash-merge: the merged commit differs from the PR's head, the
 	// content does not.
