@@ -7,6 +7,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/action/nftables"
+	"github.com/writ-sec/writ/internal/action/nftables/netnstest"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -16,16 +17,16 @@ import (
 // passes change nothing, and deleting the playbook unblocks them. A table
 // someone else owns in the namespace is never touched.
 func TestBlockIPWithNftablesEndToEnd(t *testing.T) {
-	needNetAdmin(t)
+	netnstest.NeedRoot(t)
 	t.Parallel()
-	fw, peer := nsPair(t)
-	nsRun(t, "ip", "netns", "exec", fw, "nft", "add", "table", "inet", "theirs")
-	nsRun(t, "ip", "netns", "exec", fw, "nft", "add", "set", "inet", "theirs", "keep", "{ type ipv4_addr; }")
-	nsRun(t, "ip", "netns", "exec", fw, "nft", "add", "element", "inet", "theirs", "keep", "{ 198.18.0.2 }")
-	theirs := nsRun(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "theirs")
-	dst4 := nsListen(t, fw, "198.18.0.1:0")
-	dst6 := nsListen(t, fw, "[2001:db8:18::1]:0")
-	if !nsReaches(t, peer, "198.18.0.2", dst4) || !nsReaches(t, peer, "2001:db8:18::2", dst6) {
+	fw, peer := netnstest.Pair(t)
+	netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "add", "table", "inet", "theirs")
+	netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "add", "set", "inet", "theirs", "keep", "{ type ipv4_addr; }")
+	netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "add", "element", "inet", "theirs", "keep", "{ 198.18.0.2 }")
+	theirs := netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "theirs")
+	dst4 := netnstest.Listen(t, fw, "198.18.0.1:0")
+	dst6 := netnstest.Listen(t, fw, "[2001:db8:18::1]:0")
+	if !netnstest.Reaches(t, peer, "198.18.0.2", dst4) || !netnstest.Reaches(t, peer, "2001:db8:18::2", dst6) {
 		t.Fatal("the namespaces do not reach each other before anything is blocked")
 	}
 
@@ -75,24 +76,24 @@ func TestBlockIPWithNftablesEndToEnd(t *testing.T) {
 	if got := blocked(); !slices.Equal(got, []string{"198.18.0.2/32", "2001:db8:18::2/128"}) {
 		t.Fatalf("nftables entries %v", got)
 	}
-	listing := nsRun(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "writ")
+	listing := netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "writ")
 	for _, want := range []string{"198.18.0.2", "2001:db8:18::2", "ip saddr @blocked4 counter", "drop"} {
 		if !strings.Contains(listing, want) {
 			t.Fatalf("nft list table inet writ lacks %q:\n%s", want, listing)
 		}
 	}
-	if nsReaches(t, peer, "198.18.0.2", dst4) || nsReaches(t, peer, "2001:db8:18::2", dst6) {
+	if netnstest.Reaches(t, peer, "198.18.0.2", dst4) || netnstest.Reaches(t, peer, "2001:db8:18::2", dst6) {
 		t.Fatal("traffic from a blocked source got through")
 	}
-	if !nsReaches(t, peer, "198.18.0.3", dst4) || !nsReaches(t, peer, "2001:db8:18::3", dst6) {
+	if !netnstest.Reaches(t, peer, "198.18.0.3", dst4) || !netnstest.Reaches(t, peer, "2001:db8:18::3", dst6) {
 		t.Fatal("traffic from an unblocked source was dropped")
 	}
 
 	// More passes execute nothing again.
-	sets := nsRun(t, "ip", "netns", "exec", fw, "nft", "list", "set", "inet", "writ", "entries4")
+	sets := netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "list", "set", "inet", "writ", "entries4")
 	e.pass()
 	e.pass()
-	if again := nsRun(t, "ip", "netns", "exec", fw, "nft", "list", "set", "inet", "writ", "entries4"); again != sets {
+	if again := netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "list", "set", "inet", "writ", "entries4"); again != sets {
 		t.Fatalf("later passes changed the sets:\n%s\n%s", sets, again)
 	}
 	if list, _ := e.st.ListExecutions(e.ctx, store.ExecutionFilter{Name: name}); len(list) != 1 || list[0].Attempts != 1 {
@@ -117,10 +118,10 @@ func TestBlockIPWithNftablesEndToEnd(t *testing.T) {
 	if got := blocked(); len(got) != 0 {
 		t.Fatalf("still blocked after the playbook was deleted: %v", got)
 	}
-	if !nsReaches(t, peer, "198.18.0.2", dst4) || !nsReaches(t, peer, "2001:db8:18::2", dst6) {
+	if !netnstest.Reaches(t, peer, "198.18.0.2", dst4) || !netnstest.Reaches(t, peer, "2001:db8:18::2", dst6) {
 		t.Fatal("traffic still dropped after the revert")
 	}
-	if after := nsRun(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "theirs"); after != theirs {
+	if after := netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "theirs"); after != theirs {
 		t.Fatalf("another table was touched:\nbefore:\n%s\nafter:\n%s", theirs, after)
 	}
 	e.verifyAudit()

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/action/nftables/netnstest"
 )
 
 func request(op action.Operation, targets ...string) action.Request {
@@ -36,18 +37,18 @@ func planSummary(p *action.Plan) string {
 // source passes, applying twice changes nothing, revert restores traffic,
 // and a table someone else owns is never touched.
 func TestBlockTrafficBetweenNamespaces(t *testing.T) {
-	needRoot(t)
+	netnstest.NeedRoot(t)
 	ctx := context.Background()
-	fw, peer := pair(t)
+	fw, peer := netnstest.Pair(t)
 	// Someone else's rule set in the same namespace.
-	run(t, "ip", "netns", "exec", fw, "nft", "add", "table", "inet", "theirs")
-	run(t, "ip", "netns", "exec", fw, "nft", "add", "set", "inet", "theirs", "keep", "{ type ipv4_addr; }")
-	run(t, "ip", "netns", "exec", fw, "nft", "add", "element", "inet", "theirs", "keep", "{ 192.0.2.99 }")
-	theirsBefore := run(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "theirs")
+	netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "add", "table", "inet", "theirs")
+	netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "add", "set", "inet", "theirs", "keep", "{ type ipv4_addr; }")
+	netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "add", "element", "inet", "theirs", "keep", "{ 192.0.2.99 }")
+	theirsBefore := netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "theirs")
 
-	dst4 := listen(t, fw, "198.18.0.1:0")
-	dst6 := listen(t, fw, "[2001:db8:18::1]:0")
-	if !reaches(t, peer, "198.18.0.2", dst4) || !reaches(t, peer, "198.18.0.3", dst4) || !reaches(t, peer, "2001:db8:18::2", dst6) {
+	dst4 := netnstest.Listen(t, fw, "198.18.0.1:0")
+	dst6 := netnstest.Listen(t, fw, "[2001:db8:18::1]:0")
+	if !netnstest.Reaches(t, peer, "198.18.0.2", dst4) || !netnstest.Reaches(t, peer, "198.18.0.3", dst4) || !netnstest.Reaches(t, peer, "2001:db8:18::2", dst6) {
 		t.Fatal("the namespaces do not reach each other before anything is blocked")
 	}
 
@@ -67,22 +68,22 @@ func TestBlockTrafficBetweenNamespaces(t *testing.T) {
 	if err != nil || summary(rs) != "198.18.0.2=changed 2001:db8:18::2=changed 203.0.113.0/24=changed" {
 		t.Fatalf("apply: %s %v", summary(rs), err)
 	}
-	listing := run(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "writ")
+	listing := netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "writ")
 	for _, want := range []string{"198.18.0.2", "2001:db8:18::2", "203.0.113.0/24", "ip saddr @blocked4", "ip6 saddr @blocked6", "hook input"} {
 		if !strings.Contains(listing, want) {
 			t.Errorf("nft list table inet writ lacks %q:\n%s", want, listing)
 		}
 	}
-	if reaches(t, peer, "198.18.0.2", dst4) {
+	if netnstest.Reaches(t, peer, "198.18.0.2", dst4) {
 		t.Error("traffic from the blocked IPv4 source got through")
 	}
-	if !reaches(t, peer, "198.18.0.3", dst4) {
+	if !netnstest.Reaches(t, peer, "198.18.0.3", dst4) {
 		t.Error("traffic from an unblocked IPv4 source was dropped")
 	}
-	if reaches(t, peer, "2001:db8:18::2", dst6) {
+	if netnstest.Reaches(t, peer, "2001:db8:18::2", dst6) {
 		t.Error("traffic from the blocked IPv6 source got through")
 	}
-	if !reaches(t, peer, "2001:db8:18::3", dst6) {
+	if !netnstest.Reaches(t, peer, "2001:db8:18::3", dst6) {
 		t.Error("traffic from an unblocked IPv6 source was dropped")
 	}
 
@@ -91,7 +92,7 @@ func TestBlockTrafficBetweenNamespaces(t *testing.T) {
 	if err != nil || summary(rs) != "198.18.0.2=unchanged 2001:db8:18::2=unchanged 203.0.113.0/24=unchanged" {
 		t.Fatalf("second apply: %s %v", summary(rs), err)
 	}
-	if again := run(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "writ"); strings.Count(again, "drop") != strings.Count(listing, "drop") {
+	if again := netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "writ"); strings.Count(again, "drop") != strings.Count(listing, "drop") {
 		t.Fatalf("a second apply changed the rules:\n%s", again)
 	}
 	p, _ = b.Plan(ctx, request(action.Apply, "198.18.0.2", "203.0.113.9", "203.0.0.0/16"))
@@ -103,14 +104,14 @@ func TestBlockTrafficBetweenNamespaces(t *testing.T) {
 	if err != nil || summary(rs) != "198.18.0.2=changed 2001:db8:18::2=changed" {
 		t.Fatalf("revert: %s %v", summary(rs), err)
 	}
-	if !reaches(t, peer, "198.18.0.2", dst4) || !reaches(t, peer, "2001:db8:18::2", dst6) {
+	if !netnstest.Reaches(t, peer, "198.18.0.2", dst4) || !netnstest.Reaches(t, peer, "2001:db8:18::2", dst6) {
 		t.Error("traffic still dropped after revert")
 	}
 	entries, err := b.Entries(ctx)
 	if err != nil || len(entries) != 1 || entries[0].String() != "203.0.113.0/24" {
 		t.Fatalf("entries after revert: %v %v", entries, err)
 	}
-	if after := run(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "theirs"); after != theirsBefore {
+	if after := netnstest.Run(t, "ip", "netns", "exec", fw, "nft", "list", "table", "inet", "theirs"); after != theirsBefore {
 		t.Fatalf("another table was touched:\nbefore:\n%s\nafter:\n%s", theirsBefore, after)
 	}
 }
@@ -118,14 +119,14 @@ func TestBlockTrafficBetweenNamespaces(t *testing.T) {
 // Overlapping entries are kept exactly: releasing a range does not release
 // an address inside it that was blocked on its own.
 func TestOverlappingEntriesKeepTheirOwnLife(t *testing.T) {
-	needRoot(t)
+	netnstest.NeedRoot(t)
 	ctx := context.Background()
-	ns := newNetNS(t)
+	ns := netnstest.New(t)
 	b, _ := New(Options{NetNS: ns, Table: "writ_overlap"})
 	if _, err := b.Apply(ctx, request(action.Apply, "198.51.100.0/24", "198.51.100.7", "198.51.101.0/24")); err != nil {
 		t.Fatal(err)
 	}
-	listing := run(t, "ip", "netns", "exec", ns, "nft", "list", "set", "inet", "writ_overlap", "blocked4")
+	listing := netnstest.Run(t, "ip", "netns", "exec", ns, "nft", "list", "set", "inet", "writ_overlap", "blocked4")
 	// Adjacent and nested entries merge into one range in the drop set.
 	if !strings.Contains(listing, "198.51.100.0/23") {
 		t.Fatalf("blocked4 is not the merged union:\n%s", listing)
@@ -133,7 +134,7 @@ func TestOverlappingEntriesKeepTheirOwnLife(t *testing.T) {
 	if _, err := b.Revert(ctx, request(action.Revert, "198.51.100.0/24")); err != nil {
 		t.Fatal(err)
 	}
-	listing = run(t, "ip", "netns", "exec", ns, "nft", "list", "set", "inet", "writ_overlap", "blocked4")
+	listing = netnstest.Run(t, "ip", "netns", "exec", ns, "nft", "list", "set", "inet", "writ_overlap", "blocked4")
 	if !strings.Contains(listing, "198.51.100.7") || strings.Contains(listing, "198.51.100.0/24") {
 		t.Fatalf("after releasing the /24, .7 must stay blocked alone:\n%s", listing)
 	}

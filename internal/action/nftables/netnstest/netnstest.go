@@ -1,8 +1,8 @@
-// Network namespace helpers for the nftables end-to-end test, copied from
-// internal/action/nftables/netns_test.go (test files cannot be shared
-// across packages).
-
-package reconcile
+// Package netnstest makes network namespaces for tests: the nftables
+// backend's own tests and the reconciler's end-to-end test run nft and
+// traffic inside namespaces of their own. It needs root (CAP_NET_ADMIN) and
+// the ip and nft binaries.
+package netnstest
 
 import (
 	"crypto/rand"
@@ -20,10 +20,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// needNetAdmin skips when the tests cannot make network namespaces: that needs
+// NeedRoot skips when the tests cannot make network namespaces: that needs
 // CAP_NET_ADMIN (CI runs as root). A missing `ip` or `nft` binary is a
 // failure, not a skip.
-func needNetAdmin(t testing.TB) {
+func NeedRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root (CAP_NET_ADMIN); CI runs these as root")
@@ -35,7 +35,7 @@ func needNetAdmin(t testing.TB) {
 	}
 }
 
-func nsRun(t testing.TB, name string, args ...string) string {
+func Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -44,21 +44,21 @@ func nsRun(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-// nsNew makes a named network namespace, removed when the test ends.
-func nsNew(t testing.TB) string {
+// New makes a named network namespace, removed when the test ends.
+func New(t testing.TB) string {
 	t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	name := "writt" + hex.EncodeToString(b[:])
-	nsRun(t, "ip", "netns", "add", name)
+	Run(t, "ip", "netns", "add", name)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	nsRun(t, "ip", "-n", name, "link", "set", "lo", "up")
+	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
 	return name
 }
 
-// nsEnter runs fn on an OS thread inside the namespace; sockets made there
+// Enter runs fn on an OS thread inside the namespace; sockets made there
 // belong to it.
-func nsEnter(t testing.TB, name string, fn func()) {
+func Enter(t testing.TB, name string, fn func()) {
 	t.Helper()
 	done := make(chan struct{})
 	var failure string
@@ -98,32 +98,32 @@ func nsEnter(t testing.TB, name string, fn func()) {
 	}
 }
 
-// nsPair joins two new namespaces with a veth pair: fw has 198.18.0.1, peer
+// Pair joins two new namespaces with a veth pair: fw has 198.18.0.1, peer
 // has 198.18.0.2 and 198.18.0.3 (and 2001:db8:18::1 / ::2, ::3). The
 // addresses exist only inside the test's own namespaces.
-func nsPair(t testing.TB) (fw, peer string) {
+func Pair(t testing.TB) (fw, peer string) {
 	t.Helper()
-	fw, peer = nsNew(t), nsNew(t)
+	fw, peer = New(t), New(t)
 	a, b := fw[:10]+"a", peer[:10]+"b"
-	nsRun(t, "ip", "link", "add", a, "type", "veth", "peer", "name", b)
-	nsRun(t, "ip", "link", "set", a, "netns", fw)
-	nsRun(t, "ip", "link", "set", b, "netns", peer)
-	nsRun(t, "ip", "-n", fw, "addr", "add", "198.18.0.1/24", "dev", a)
-	nsRun(t, "ip", "-n", peer, "addr", "add", "198.18.0.2/24", "dev", b)
-	nsRun(t, "ip", "-n", peer, "addr", "add", "198.18.0.3/24", "dev", b)
-	nsRun(t, "ip", "-n", fw, "addr", "add", "2001:db8:18::1/64", "dev", a, "nodad")
-	nsRun(t, "ip", "-n", peer, "addr", "add", "2001:db8:18::2/64", "dev", b, "nodad")
-	nsRun(t, "ip", "-n", peer, "addr", "add", "2001:db8:18::3/64", "dev", b, "nodad")
-	nsRun(t, "ip", "-n", fw, "link", "set", a, "up")
-	nsRun(t, "ip", "-n", peer, "link", "set", b, "up")
+	Run(t, "ip", "link", "add", a, "type", "veth", "peer", "name", b)
+	Run(t, "ip", "link", "set", a, "netns", fw)
+	Run(t, "ip", "link", "set", b, "netns", peer)
+	Run(t, "ip", "-n", fw, "addr", "add", "198.18.0.1/24", "dev", a)
+	Run(t, "ip", "-n", peer, "addr", "add", "198.18.0.2/24", "dev", b)
+	Run(t, "ip", "-n", peer, "addr", "add", "198.18.0.3/24", "dev", b)
+	Run(t, "ip", "-n", fw, "addr", "add", "2001:db8:18::1/64", "dev", a, "nodad")
+	Run(t, "ip", "-n", peer, "addr", "add", "2001:db8:18::2/64", "dev", b, "nodad")
+	Run(t, "ip", "-n", peer, "addr", "add", "2001:db8:18::3/64", "dev", b, "nodad")
+	Run(t, "ip", "-n", fw, "link", "set", a, "up")
+	Run(t, "ip", "-n", peer, "link", "set", b, "up")
 	return fw, peer
 }
 
-// nsListen starts a TCP listener in ns that accepts and closes connections.
-func nsListen(t testing.TB, ns, addr string) string {
+// Listen starts a TCP listener in ns that accepts and closes connections.
+func Listen(t testing.TB, ns, addr string) string {
 	t.Helper()
 	var ln net.Listener
-	nsEnter(t, ns, func() {
+	Enter(t, ns, func() {
 		var err error
 		ln, err = net.Listen("tcp", addr)
 		if err != nil {
@@ -146,12 +146,12 @@ func nsListen(t testing.TB, ns, addr string) string {
 	return ln.Addr().String()
 }
 
-// nsReaches reports whether a TCP connection from src (in ns) to dst gets
+// Reaches reports whether a TCP connection from src (in ns) to dst gets
 // through within the timeout.
-func nsReaches(t testing.TB, ns, src, dst string) bool {
+func Reaches(t testing.TB, ns, src, dst string) bool {
 	t.Helper()
 	ok := false
-	nsEnter(t, ns, func() {
+	Enter(t, ns, func() {
 		d := net.Dialer{Timeout: 700 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 		c, err := d.Dial("tcp", dst)
 		if err == nil {
