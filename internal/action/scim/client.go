@@ -3,18 +3,12 @@ package scim
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,36 +17,8 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/action/outbound"
 )
-
-// errRedirect refuses redirects: a SCIM endpoint that answers elsewhere is
-// misconfigured, and following it would send the bearer token there.
-var errRedirect = errors.New("redirect refused")
-
-// newHTTPClient makes the client for the service provider and the token
-// endpoint: TLS verification always on (with only the CA file's roots when
-// one is given), no redirects, no cookies.
-func newHTTPClient(caFile string) (*http.Client, error) {
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("scim: CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("scim: CA file %s holds no PEM certificate", caFile)
-		}
-		tlsConf.RootCAs = pool
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsConf
-	tr.MaxIdleConnsPerHost = 4
-	return &http.Client{
-		Transport:     tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
-	}, nil
-}
 
 // auth adds the Authorization header: a static bearer token, or an OAuth
 // 2.0 client-credentials token, cached until shortly before it expires.
@@ -109,17 +75,17 @@ func tokenError(tokenURL string, err error) error {
 	if errors.As(err, &re) && re.Response != nil {
 		msg := fmt.Sprintf("scim: OAuth token request to %s: HTTP %d", tokenURL, re.Response.StatusCode)
 		if re.ErrorCode != "" {
-			msg += " (" + clean(re.ErrorCode) + ")"
+			msg += " (" + outbound.Clean(re.ErrorCode) + ")"
 		}
 		if re.Response.StatusCode >= 500 || re.Response.StatusCode == http.StatusTooManyRequests {
 			return fmt.Errorf("%w: %s", action.ErrTransient, msg)
 		}
 		return errors.New(msg)
 	}
-	if errors.Is(err, errRedirect) {
-		return fmt.Errorf("scim: OAuth token request to %s: %w", tokenURL, errRedirect)
+	if errors.Is(err, outbound.ErrRedirect) {
+		return fmt.Errorf("scim: OAuth token request to %s: %w", tokenURL, outbound.ErrRedirect)
 	}
-	return fmt.Errorf("%w: scim: OAuth token request to %s failed: %s", action.ErrTransient, tokenURL, describeNetErr(err))
+	return fmt.Errorf("%w: scim: OAuth token request to %s failed: %s", action.ErrTransient, tokenURL, outbound.DescribeNetErr(err))
 }
 
 // response is a read, size-limited HTTP response.
@@ -139,9 +105,9 @@ func (r *response) scimError() string {
 	if json.Unmarshal(r.body, &e) != nil {
 		return ""
 	}
-	s := clean(e.Detail)
+	s := outbound.Clean(e.Detail)
 	if e.ScimType != "" {
-		s = strings.TrimSpace(clean(e.ScimType) + ": " + s)
+		s = strings.TrimSpace(outbound.Clean(e.ScimType) + ": " + s)
 	}
 	return s
 }
@@ -153,21 +119,6 @@ func (r *response) describe() string {
 		s += " (" + d + ")"
 	}
 	return s
-}
-
-// clean makes remote text safe for one line of a message: no control
-// characters, at most 200 bytes.
-func clean(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return strings.TrimSpace(s)
 }
 
 // do sends one request with retries: 429 (honouring Retry-After up to
@@ -183,13 +134,13 @@ func (b *Backend) do(ctx context.Context, method, u string, body []byte) (*respo
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil, fmt.Errorf("%w: scim: %s %s: %w", action.ErrTransient, method, u, ctx.Err())
-		case errors.Is(err, errRedirect), errors.Is(err, errTooLarge), errors.Is(err, errAuth), badCertificate(err):
+		case errors.Is(err, outbound.ErrRedirect), errors.Is(err, outbound.ErrTooLarge), errors.Is(err, errAuth), outbound.BadCertificate(err):
 			return nil, fmt.Errorf("scim: %s %s: %w", method, u, err)
 		case errors.Is(err, action.ErrTransient):
 			// A token endpoint that is down.
 			why = err.Error()
 		case err != nil:
-			why = describeNetErr(err)
+			why = outbound.DescribeNetErr(err)
 		case resp.status == http.StatusUnauthorized && reauth && b.auth.reset():
 			// A revoked or rotated OAuth token: fetch a new one, once.
 			reauth = false
@@ -197,7 +148,7 @@ func (b *Backend) do(ctx context.Context, method, u string, body []byte) (*respo
 			continue
 		case resp.status == http.StatusTooManyRequests || resp.status >= 500:
 			why = resp.describe()
-			if ra, ok := retryAfter(resp.header.Get("Retry-After"), time.Now()); ok {
+			if ra, ok := outbound.RetryAfter(resp.header.Get("Retry-After"), time.Now()); ok {
 				if ra > b.opts.MaxRetryWait {
 					return nil, fmt.Errorf("%w: scim: %s %s: %s; Retry-After %s exceeds the %s this backend waits",
 						action.ErrTransient, method, u, why, ra.Round(time.Second), b.opts.MaxRetryWait)
@@ -226,10 +177,7 @@ func (b *Backend) do(ctx context.Context, method, u string, body []byte) (*respo
 	}
 }
 
-var (
-	errTooLarge = errors.New("response too large")
-	errAuth     = errors.New("authentication")
-)
+var errAuth = errors.New("authentication")
 
 // once sends a request and reads at most MaxResponseBytes of the answer.
 func (b *Backend) once(ctx context.Context, method, u string, body []byte) (*response, error) {
@@ -262,52 +210,11 @@ func (b *Backend) once(ctx context.Context, method, u string, body []byte) (*res
 		return nil, err
 	}
 	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, b.opts.MaxResponseBytes+1))
+	data, err := outbound.ReadBody(res.Body, b.opts.MaxResponseBytes)
 	if err != nil {
 		return nil, err
-	}
-	if int64(len(data)) > b.opts.MaxResponseBytes {
-		return nil, fmt.Errorf("%w: more than %d bytes", errTooLarge, b.opts.MaxResponseBytes)
 	}
 	b.opts.Logger.DebugContext(ctx, "scim request", slog.String("backend", b.opts.Name),
 		slog.String("method", method), slog.String("url", u), slog.Int("status", res.StatusCode))
 	return &response{status: res.StatusCode, header: res.Header, body: data}, nil
-}
-
-// badCertificate reports a TLS verification failure: a configuration
-// problem that retrying does not fix.
-func badCertificate(err error) bool {
-	var cv *tls.CertificateVerificationError
-	var ua x509.UnknownAuthorityError
-	var hn x509.HostnameError
-	var ci x509.CertificateInvalidError
-	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
-}
-
-// describeNetErr names a transport failure without repeating the request.
-func describeNetErr(err error) string {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timed out"
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	return err.Error()
-}
-
-// retryAfter parses a Retry-After header: seconds, or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/action/outbound"
 	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/playbook"
 )
@@ -147,15 +148,8 @@ func (o *Options) validate() error {
 			return err
 		}
 	}
-	switch {
-	case o.Timeout < 0 || o.Timeout > 5*time.Minute:
-		return fmt.Errorf("scim: timeout %s is outside (0, 5m]", o.Timeout)
-	case o.Retries > 10:
-		return fmt.Errorf("scim: retries %d is more than 10", o.Retries)
-	case o.RetryBase < 0 || o.MaxRetryWait < 0 || o.MaxRetryWait > 10*time.Minute:
-		return errors.New("scim: retry waits must be positive and maxRetryWait at most 10m")
-	case o.MaxResponseBytes < 1024:
-		return fmt.Errorf("scim: maxResponseBytes %d is below 1024", o.MaxResponseBytes)
+	if err := outbound.CheckLimits(o.Timeout, o.Retries, o.RetryBase, o.MaxRetryWait, o.MaxResponseBytes); err != nil {
+		return fmt.Errorf("scim: %w", err)
 	}
 	return nil
 }
@@ -199,9 +193,9 @@ func New(opts Options) (*Backend, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	client, err := newHTTPClient(opts.CAFile)
+	client, err := outbound.NewClient(opts.CAFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("scim: %w", err)
 	}
 	a := &auth{bearer: opts.Token.Value()}
 	if o := opts.OAuth; o != nil {
@@ -313,7 +307,7 @@ func (b *Backend) find(ctx context.Context, target string) (lookup, error) {
 				return lookup{}, fmt.Errorf("scim: user %s: the response is not a SCIM User: %v", target, err)
 			}
 			if !u.matches(MatchID, target) {
-				return lookup{}, fmt.Errorf("scim: asked for user id %q, the provider answered with id %q", target, clean(u.ID))
+				return lookup{}, fmt.Errorf("scim: asked for user id %q, the provider answered with id %q", target, outbound.Clean(u.ID))
 			}
 			return lookup{user: &u, count: 1}, nil
 		case http.StatusNotFound:
@@ -401,13 +395,13 @@ func (b *Backend) Plan(ctx context.Context, req action.Request) (*action.Plan, e
 		case l.count > 1:
 			tp.Result, tp.Detail = Ambiguous, l.describe(b.opts.Match, t)
 		case req.Operation == action.Revert && l.user.suspended():
-			tp.Result, tp.Detail = action.WouldUnsuspend, "id "+clean(l.user.ID)
+			tp.Result, tp.Detail = action.WouldUnsuspend, "id "+outbound.Clean(l.user.ID)
 		case req.Operation == action.Revert:
-			tp.Result, tp.Detail = action.NotSuspended, "id "+clean(l.user.ID)
+			tp.Result, tp.Detail = action.NotSuspended, "id "+outbound.Clean(l.user.ID)
 		case l.user.suspended():
-			tp.Result, tp.Detail = action.AlreadySuspended, "id "+clean(l.user.ID)
+			tp.Result, tp.Detail = action.AlreadySuspended, "id "+outbound.Clean(l.user.ID)
 		default:
-			tp.Result, tp.Detail = action.WouldSuspend, "id "+clean(l.user.ID)
+			tp.Result, tp.Detail = action.WouldSuspend, "id "+outbound.Clean(l.user.ID)
 		}
 		p.Targets = append(p.Targets, tp)
 	}
@@ -484,7 +478,7 @@ func (b *Backend) changeOne(ctx context.Context, target string, active bool) (ac
 	case l.count > 1:
 		return action.TargetResult{}, &targetError{detail: "ambiguous: " + l.describe(b.opts.Match, target)}
 	case l.user.suspended() != active:
-		return action.TargetResult{Target: target, Result: action.Unchanged, Detail: "already " + verb + " (id " + clean(l.user.ID) + ")"}, nil
+		return action.TargetResult{Target: target, Result: action.Unchanged, Detail: "already " + verb + " (id " + outbound.Clean(l.user.ID) + ")"}, nil
 	}
 	id := l.user.ID
 	for attempt := 0; ; attempt++ {
@@ -497,30 +491,30 @@ func (b *Backend) changeOne(ctx context.Context, target string, active bool) (ac
 			if resp.status == http.StatusOK && len(resp.body) > 0 {
 				var u user
 				if json.Unmarshal(resp.body, &u) == nil && u.Active != nil && *u.Active != active {
-					return action.TargetResult{}, &targetError{detail: fmt.Sprintf("the provider accepted the PATCH of user %s but active is still %t", clean(id), !active)}
+					return action.TargetResult{}, &targetError{detail: fmt.Sprintf("the provider accepted the PATCH of user %s but active is still %t", outbound.Clean(id), !active)}
 				}
 			}
-			return action.TargetResult{Target: target, Result: action.Changed, Detail: verb + " (id " + clean(id) + ")"}, nil
+			return action.TargetResult{Target: target, Result: action.Changed, Detail: verb + " (id " + outbound.Clean(id) + ")"}, nil
 		case http.StatusNotFound:
 			if active {
-				return action.TargetResult{Target: target, Result: action.Unchanged, Detail: "user " + clean(id) + " was deleted; nothing to unsuspend"}, nil
+				return action.TargetResult{Target: target, Result: action.Unchanged, Detail: "user " + outbound.Clean(id) + " was deleted; nothing to unsuspend"}, nil
 			}
-			return action.TargetResult{}, &targetError{detail: "not found: user " + clean(id) + " was deleted before it could be suspended"}
+			return action.TargetResult{}, &targetError{detail: "not found: user " + outbound.Clean(id) + " was deleted before it could be suspended"}
 		case http.StatusConflict:
 			// Someone else changed the account at the same time: read it
 			// again; the change may already be what we want.
 			again, err := b.find(ctx, target)
 			if err == nil && again.user != nil && again.user.suspended() != active {
-				return action.TargetResult{Target: target, Result: action.Unchanged, Detail: verb + " by another client meanwhile (HTTP 409 on PATCH; id " + clean(id) + ")"}, nil
+				return action.TargetResult{Target: target, Result: action.Unchanged, Detail: verb + " by another client meanwhile (HTTP 409 on PATCH; id " + outbound.Clean(id) + ")"}, nil
 			}
 			if attempt < 1 {
 				continue
 			}
-			return action.TargetResult{}, &targetError{detail: fmt.Sprintf("conflict: PATCH of user %s: %s", clean(id), resp.describe()), transient: true}
+			return action.TargetResult{}, &targetError{detail: fmt.Sprintf("conflict: PATCH of user %s: %s", outbound.Clean(id), resp.describe()), transient: true}
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return action.TargetResult{}, &targetError{detail: fmt.Sprintf("PATCH of user %s refused: %s; check the backend's credentials and their rights", clean(id), resp.describe())}
+			return action.TargetResult{}, &targetError{detail: fmt.Sprintf("PATCH of user %s refused: %s; check the backend's credentials and their rights", outbound.Clean(id), resp.describe())}
 		default:
-			return action.TargetResult{}, &targetError{detail: fmt.Sprintf("PATCH of user %s: %s", clean(id), resp.describe())}
+			return action.TargetResult{}, &targetError{detail: fmt.Sprintf("PATCH of user %s: %s", outbound.Clean(id), resp.describe())}
 		}
 	}
 }

@@ -503,21 +503,3 @@ func TestOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-func TestRetryAfter(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for in, want := range map[string]time.Duration{
-		"7": 7 * time.Second, " 0 ": 0, "Sun, 01 Mar 2026 12:00:30 GMT": 30 * time.Second,
-		"Sun, 01 Mar 2026 11:00:00 GMT": 0,
-	} {
-		if got, ok := retryAfter(in, now); !ok || got != want {
-			t.Errorf("retryAfter(%q) = %s %v; want %s", in, got, ok, want)
-		}
-	}
-	for _, in := range []string{"", "-1", "soon", "1.5"} {
-		if _, ok := retryAfter(in, now); ok {
-			t.Errorf("retryAfter(%q) parsed", in)
-		}
-	}
-}

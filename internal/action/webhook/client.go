@@ -3,53 +3,16 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/action/outbound"
 )
-
-// errRedirect refuses redirects: a receiver that answers elsewhere is
-// misconfigured, and a signed containment request must reach the URL that
-// was configured, nothing else.
-var errRedirect = errors.New("redirect refused")
-
-var errTooLarge = errors.New("response too large")
-
-// newHTTPClient makes the client: TLS verification always on (with only
-// the CA file's roots when one is given), no redirects, no cookies.
-func newHTTPClient(caFile string) (*http.Client, error) {
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("webhook: CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("webhook: CA file %s holds no PEM certificate", caFile)
-		}
-		tlsConf.RootCAs = pool
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsConf
-	tr.MaxIdleConnsPerHost = 4
-	return &http.Client{
-		Transport:     tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return errRedirect },
-	}, nil
-}
 
 // response is a read, size-limited HTTP response.
 type response struct {
@@ -62,7 +25,7 @@ type response struct {
 // body with a message, the message.
 func (r *response) describe() string {
 	s := fmt.Sprintf("HTTP %d", r.status)
-	if d := clean(errorText(r)); d != "" {
+	if d := outbound.Clean(errorText(r)); d != "" {
 		s += " (" + d + ")"
 	}
 	return s
@@ -75,21 +38,6 @@ func errorText(r *response) string {
 		return ""
 	}
 	return string(r.body)
-}
-
-// clean makes remote text safe for one line of a message: no control
-// characters, at most 200 bytes.
-func clean(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return strings.TrimSpace(s)
 }
 
 // send POSTs a body with retries: timeouts, network errors, 408, 429
@@ -105,13 +53,13 @@ func (b *Backend) send(ctx context.Context, u string, body []byte, key string) (
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil, fmt.Errorf("%w: webhook: POST %s: %w", action.ErrTransient, u, ctx.Err())
-		case errors.Is(err, errRedirect), errors.Is(err, errTooLarge), badCertificate(err):
+		case errors.Is(err, outbound.ErrRedirect), errors.Is(err, outbound.ErrTooLarge), outbound.BadCertificate(err):
 			return nil, fmt.Errorf("webhook: POST %s: %w", u, err)
 		case err != nil:
-			why = describeNetErr(err)
+			why = outbound.DescribeNetErr(err)
 		case resp.status == http.StatusRequestTimeout || resp.status == http.StatusTooManyRequests || resp.status >= 500:
 			why = resp.describe()
-			if ra, ok := retryAfter(resp.header.Get("Retry-After"), time.Now()); ok {
+			if ra, ok := outbound.RetryAfter(resp.header.Get("Retry-After"), time.Now()); ok {
 				if ra > b.opts.MaxRetryWait {
 					return nil, fmt.Errorf("%w: webhook: POST %s: %s; Retry-After %s exceeds the %s this backend waits",
 						action.ErrTransient, u, why, ra.Round(time.Second), b.opts.MaxRetryWait)
@@ -120,7 +68,7 @@ func (b *Backend) send(ctx context.Context, u string, body []byte, key string) (
 			}
 		case resp.status >= 300 && resp.status < 400:
 			// Not followed (CheckRedirect); a 3xx without Location lands here.
-			return nil, fmt.Errorf("webhook: POST %s: %s: %w", u, resp.describe(), errRedirect)
+			return nil, fmt.Errorf("webhook: POST %s: %s: %w", u, resp.describe(), outbound.ErrRedirect)
 		default:
 			return resp, nil
 		}
@@ -165,52 +113,11 @@ func (b *Backend) once(ctx context.Context, u string, body []byte, key string) (
 		return nil, err
 	}
 	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, b.opts.MaxResponseBytes+1))
+	data, err := outbound.ReadBody(res.Body, b.opts.MaxResponseBytes)
 	if err != nil {
 		return nil, err
-	}
-	if int64(len(data)) > b.opts.MaxResponseBytes {
-		return nil, fmt.Errorf("%w: more than %d bytes", errTooLarge, b.opts.MaxResponseBytes)
 	}
 	b.opts.Logger.DebugContext(ctx, "webhook request", slog.String("backend", b.opts.Name),
 		slog.String("url", u), slog.Int("status", res.StatusCode), slog.String("idempotency_key", key))
 	return &response{status: res.StatusCode, header: res.Header, body: data}, nil
-}
-
-// badCertificate reports a TLS verification failure: a configuration
-// problem that retrying does not fix.
-func badCertificate(err error) bool {
-	var cv *tls.CertificateVerificationError
-	var ua x509.UnknownAuthorityError
-	var hn x509.HostnameError
-	var ci x509.CertificateInvalidError
-	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
-}
-
-// describeNetErr names a transport failure without repeating the request.
-func describeNetErr(err error) string {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timed out"
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err.Error()
-	}
-	return err.Error()
-}
-
-// retryAfter parses a Retry-After header: seconds, or an HTTP date.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/action/outbound"
 	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/playbook"
 )
@@ -160,15 +161,8 @@ func (o *Options) validate() error {
 	if n := len(o.Secret.Value()); n < MinSecretBytes {
 		return fmt.Errorf("webhook: the signing secret (secretEnv or secretFile) must be at least %d bytes, got %d", MinSecretBytes, n)
 	}
-	switch {
-	case o.Timeout < 0 || o.Timeout > 5*time.Minute:
-		return fmt.Errorf("webhook: timeout %s is outside (0, 5m]", o.Timeout)
-	case o.Retries > 10:
-		return fmt.Errorf("webhook: retries %d is more than 10", o.Retries)
-	case o.RetryBase < 0 || o.MaxRetryWait < 0 || o.MaxRetryWait > 10*time.Minute:
-		return errors.New("webhook: retry waits must be positive and maxRetryWait at most 10m")
-	case o.MaxResponseBytes < 1024:
-		return fmt.Errorf("webhook: maxResponseBytes %d is below 1024", o.MaxResponseBytes)
+	if err := outbound.CheckLimits(o.Timeout, o.Retries, o.RetryBase, o.MaxRetryWait, o.MaxResponseBytes); err != nil {
+		return fmt.Errorf("webhook: %w", err)
 	}
 	return nil
 }
@@ -210,9 +204,9 @@ func New(opts Options) (*Backend, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	client, err := newHTTPClient(opts.CAFile)
+	client, err := outbound.NewClient(opts.CAFile)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("webhook: %w", err)
 	}
 	return &Backend{opts: opts, client: client}, nil
 }
@@ -383,7 +377,7 @@ func (b *Backend) Plan(ctx context.Context, req action.Request) (*action.Plan, e
 	words := vocabulary(req.Action)
 	for _, t := range req.Targets {
 		s := states[t]
-		tp := action.TargetPlan{Target: t, Detail: b.redactString(clean(s.Detail))}
+		tp := action.TargetPlan{Target: t, Detail: b.redactString(outbound.Clean(s.Detail))}
 		switch {
 		case s.State == StateNotFound:
 			tp.Result = action.NotFound
@@ -418,14 +412,14 @@ func parseStatus(body []byte, targets []string) (map[string]state, error) {
 	for _, e := range sr.Targets {
 		switch {
 		case !want[e.Target]:
-			return nil, fmt.Errorf("the response names target %q, which was not asked about", clean(e.Target))
+			return nil, fmt.Errorf("the response names target %q, which was not asked about", outbound.Clean(e.Target))
 		case out[e.Target] != state{}:
-			return nil, fmt.Errorf("the response names target %q twice", clean(e.Target))
+			return nil, fmt.Errorf("the response names target %q twice", outbound.Clean(e.Target))
 		}
 		switch e.State {
 		case StateApplied, StateNotApplied, StateNotFound:
 		default:
-			return nil, fmt.Errorf("target %q: state %q is not applied, not_applied or not_found", clean(e.Target), clean(e.State))
+			return nil, fmt.Errorf("target %q: state %q is not applied, not_applied or not_found", outbound.Clean(e.Target), outbound.Clean(e.State))
 		}
 		out[e.Target] = state{e.State, e.Detail}
 	}
@@ -516,17 +510,17 @@ func parseResults(resp *response, targets []string) ([]action.TargetResult, erro
 	byTarget := map[string]action.TargetResult{}
 	for _, r := range rr.Targets {
 		if !slices.Contains(targets, r.Target) {
-			return nil, fmt.Errorf("the response names target %q, which was not sent", clean(r.Target))
+			return nil, fmt.Errorf("the response names target %q, which was not sent", outbound.Clean(r.Target))
 		}
 		if _, dup := byTarget[r.Target]; dup {
-			return nil, fmt.Errorf("the response names target %q twice", clean(r.Target))
+			return nil, fmt.Errorf("the response names target %q twice", outbound.Clean(r.Target))
 		}
 		switch r.Result {
 		case action.Changed, action.Unchanged, action.Failed:
 		default:
-			return nil, fmt.Errorf("target %q: result %q is not changed, unchanged or failed", clean(r.Target), clean(r.Result))
+			return nil, fmt.Errorf("target %q: result %q is not changed, unchanged or failed", outbound.Clean(r.Target), outbound.Clean(r.Result))
 		}
-		r.Detail = clean(r.Detail)
+		r.Detail = outbound.Clean(r.Detail)
 		byTarget[r.Target] = r
 	}
 	out := make([]action.TargetResult, len(targets))
