@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/writ
 
-.PHONY: help build test test-go lint policy-check run demo bench fuzz clean
+.PHONY: help build test test-go lint policy-check run demo bench pgo fuzz clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,8 +38,25 @@ run: build ## run the main job: writ serve on this repository (embedded defaults
 demo: build ## walk through the whole flow on a fresh temporary repository
 	$(BIN) demo
 
-bench: ## run the benchmarks
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+# The profile `go build` uses for profile-guided optimization of cmd/writ
+# (it picks up cmd/writ/default.pgo by itself). Benchmarks use it too, so
+# they measure the code the binary runs.
+PGO := $(CURDIR)/cmd/writ/default.pgo
+
+bench: ## run the benchmarks (built with the binary's PGO profile)
+	$(GO) test -pgo=$(PGO) -run '^$$' -bench . -benchmem $(PKGS)
+
+# Regenerate the PGO profile from the CPU-heavy work of a running server:
+# policy decisions, playbook validation and approval verification. Rerun
+# after large changes to those paths; a stale profile still builds, it
+# just helps less.
+pgo: ## regenerate cmd/writ/default.pgo from the policy, playbook and approval benchmarks
+	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	  $(GO) test -pgo=off ./internal/policy -run '^$$' -bench 'BenchmarkDecide' -benchtime 5s -cpuprofile "$$tmp/policy.pprof" -o "$$tmp/policy.test" && \
+	  $(GO) test -pgo=off ./internal/playbook -run '^$$' -bench 'BenchmarkValidate10000' -benchtime 3s -cpuprofile "$$tmp/playbook.pprof" -o "$$tmp/playbook.test" && \
+	  $(GO) test -pgo=off ./internal/approval -run '^$$' -bench 'BenchmarkVerify1000' -benchtime 3s -cpuprofile "$$tmp/approval.pprof" -o "$$tmp/approval.test" && \
+	  $(GO) tool pprof -proto "$$tmp/policy.pprof" "$$tmp/playbook.pprof" "$$tmp/approval.pprof" > $(PGO)
+	@echo "wrote $(PGO)"
 
 fuzz: ## fuzz the playbook decoder (FUZZTIME=5m)
 	$(GO) test ./internal/playbook -run '^$$' -fuzz FuzzParse -fuzztime $(or $(FUZZTIME),1m)
