@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"text/tabwriter"
@@ -60,21 +61,16 @@ account's roles.`,
 					return usageError("--ttl: %v", err)
 				}
 			}
-			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
-			defer cancel()
-			a, err := openAccounts(ctx, env, g)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			t, secret, err := a.CreateToken(ctx, a.actor, auth.NewToken{Username: p.user, Name: p.name, Roles: roles, TTL: ttl})
-			if err != nil {
-				return accountError("token "+p.name+" of "+p.user, err)
-			}
-			fmt.Fprintln(env.stdout, secret)
-			fmt.Fprintf(env.stderr, "token %d %q of %s: roles %s, expires %s (the secret above is shown once)\n",
-				t.ID, t.Name, t.Username, t.Roles, t.ExpiresAt.UTC().Format(time.RFC3339))
-			return nil
+			return withAccounts(cmd.Context(), env, g, time.Minute, func(ctx context.Context, a *accounts) error {
+				t, secret, err := a.CreateToken(ctx, a.actor, auth.NewToken{Username: p.user, Name: p.name, Roles: roles, TTL: ttl})
+				if err != nil {
+					return accountError("token "+p.name+" of "+p.user, err)
+				}
+				fmt.Fprintln(env.stdout, secret)
+				fmt.Fprintf(env.stderr, "token %d %q of %s: roles %s, expires %s (the secret above is shown once)\n",
+					t.ID, t.Name, t.Username, t.Roles, t.ExpiresAt.UTC().Format(time.RFC3339))
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -96,32 +92,27 @@ func newTokenListCmd(env *cliEnv, g *globals) *cobra.Command {
 			if format != "text" && format != "json" {
 				return usageError("--format must be text or json, not %q", format)
 			}
-			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
-			defer cancel()
-			a, err := openAccounts(ctx, env, g)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			ts, err := a.Tokens(ctx, user, all)
-			if err != nil {
-				return accountError("tokens", err)
-			}
-			if format == "json" {
-				return writeJSONOut(env.stdout, map[string]any{"tokens": ts})
-			}
-			tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tUSER\tNAME\tROLES\tEXPIRES\tSTATE\tLAST USED")
-			for _, t := range ts {
-				state := "live"
-				if t.RevokedAt != nil {
-					state = "revoked"
-				} else if t.ExpiresAt != nil && !time.Now().Before(*t.ExpiresAt) {
-					state = "expired"
+			return withAccounts(cmd.Context(), env, g, time.Minute, func(ctx context.Context, a *accounts) error {
+				ts, err := a.Tokens(ctx, user, all)
+				if err != nil {
+					return accountError("tokens", err)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Username, t.Name, t.Roles, timeOrDash(t.ExpiresAt), state, timeOrDash(t.LastUsedAt))
-			}
-			return tw.Flush()
+				if format == "json" {
+					return writeJSONOut(env.stdout, map[string]any{"tokens": ts})
+				}
+				tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tUSER\tNAME\tROLES\tEXPIRES\tSTATE\tLAST USED")
+				for _, t := range ts {
+					state := "live"
+					if t.RevokedAt != nil {
+						state = "revoked"
+					} else if t.ExpiresAt != nil && !time.Now().Before(*t.ExpiresAt) {
+						state = "expired"
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Username, t.Name, t.Roles, timeOrDash(t.ExpiresAt), state, timeOrDash(t.LastUsedAt))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVar(&user, "user", "", "only this account's tokens")
@@ -140,19 +131,14 @@ func newTokenRevokeCmd(env *cliEnv, g *globals) *cobra.Command {
 			if err != nil || id < 1 {
 				return usageError("%q is not a token id (writ token list shows them)", args[0])
 			}
-			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
-			defer cancel()
-			a, err := openAccounts(ctx, env, g)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			t, err := a.RevokeToken(ctx, a.actor, id)
-			if err != nil {
-				return accountError("token "+args[0], err)
-			}
-			fmt.Fprintf(env.stdout, "revoked token %d %q of %s\n", t.ID, t.Name, t.Username)
-			return nil
+			return withAccounts(cmd.Context(), env, g, time.Minute, func(ctx context.Context, a *accounts) error {
+				t, err := a.RevokeToken(ctx, a.actor, id)
+				if err != nil {
+					return accountError("token "+args[0], err)
+				}
+				fmt.Fprintf(env.stdout, "revoked token %d %q of %s\n", t.ID, t.Name, t.Username)
+				return nil
+			})
 		},
 	}
 }

@@ -58,6 +58,19 @@ type accounts struct {
 
 func (a *accounts) Close() { a.db.Close() }
 
+// withAccounts opens the accounts (openAccounts) for fn, within timeout, and
+// closes them after.
+func withAccounts(ctx context.Context, env *cliEnv, g *globals, timeout time.Duration, fn func(context.Context, *accounts) error) error {
+	ctx, cancel := withTimeout(ctx, timeout)
+	defer cancel()
+	a, err := openAccounts(ctx, env, g)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return fn(ctx, a)
+}
+
 // openAccounts opens the database (migrated), the audit key and the
 // account store.
 func openAccounts(ctx context.Context, env *cliEnv, g *globals) (*accounts, error) {
@@ -168,22 +181,17 @@ func runUserAdd(ctx context.Context, env *cliEnv, g *globals, username string, p
 		}
 		nu.Password = pw
 	}
-	ctx, cancel := withTimeout(ctx, p.timeout)
-	defer cancel()
-	a, err := openAccounts(ctx, env, g)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	u, oneTime, err := a.CreateUser(ctx, a.actor, nu)
-	if err != nil {
-		return accountError("user "+username, err)
-	}
-	fmt.Fprintf(env.stdout, "created user %s (%s)\n", u.Username, u.Roles)
-	if oneTime != "" {
-		fmt.Fprintf(env.stdout, "one-time password (shown once; to be changed at the first login): %s\n", oneTime)
-	}
-	return nil
+	return withAccounts(ctx, env, g, p.timeout, func(ctx context.Context, a *accounts) error {
+		u, oneTime, err := a.CreateUser(ctx, a.actor, nu)
+		if err != nil {
+			return accountError("user "+username, err)
+		}
+		fmt.Fprintf(env.stdout, "created user %s (%s)\n", u.Username, u.Roles)
+		if oneTime != "" {
+			fmt.Fprintf(env.stdout, "one-time password (shown once; to be changed at the first login): %s\n", oneTime)
+		}
+		return nil
+	})
 }
 
 // readNewPassword reads a password from WRIT_USER_PASSWORD or, twice, from
@@ -226,26 +234,21 @@ func newUserListCmd(env *cliEnv, g *globals) *cobra.Command {
 			if format != "text" && format != "json" {
 				return usageError("--format must be text or json, not %q", format)
 			}
-			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
-			defer cancel()
-			a, err := openAccounts(ctx, env, g)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			users, err := a.Users(ctx)
-			if err != nil {
-				return exitWith(exitFailure, err)
-			}
-			if format == "json" {
-				return writeJSONOut(env.stdout, map[string]any{"users": users})
-			}
-			tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "USERNAME\tROLES\tSTATE\tLAST LOGIN")
-			for _, u := range users {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, u.Roles, userState(u), timeOrDash(u.LastLoginAt))
-			}
-			return tw.Flush()
+			return withAccounts(cmd.Context(), env, g, time.Minute, func(ctx context.Context, a *accounts) error {
+				users, err := a.Users(ctx)
+				if err != nil {
+					return exitWith(exitFailure, err)
+				}
+				if format == "json" {
+					return writeJSONOut(env.stdout, map[string]any{"users": users})
+				}
+				tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "USERNAME\tROLES\tSTATE\tLAST LOGIN")
+				for _, u := range users {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, u.Roles, userState(u), timeOrDash(u.LastLoginAt))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "text", "text or json")
@@ -327,22 +330,17 @@ func newUserSetCmd(env *cliEnv, g *globals, verb, short string) *cobra.Command {
 }
 
 func changeUser(ctx context.Context, env *cliEnv, g *globals, username string, c auth.UserChange) error {
-	ctx, cancel := withTimeout(ctx, time.Minute)
-	defer cancel()
-	a, err := openAccounts(ctx, env, g)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	u, err := a.UpdateUser(ctx, a.actor, username, c)
-	if errors.Is(err, auth.ErrLastAdmin) {
-		return exitWith(exitFailure, fmt.Errorf("user %s: %w", username, err))
-	}
-	if err != nil {
-		return accountError("user "+username, err)
-	}
-	fmt.Fprintf(env.stdout, "user %s: %s, roles %s\n", u.Username, userState(*u), u.Roles)
-	return nil
+	return withAccounts(ctx, env, g, time.Minute, func(ctx context.Context, a *accounts) error {
+		u, err := a.UpdateUser(ctx, a.actor, username, c)
+		if errors.Is(err, auth.ErrLastAdmin) {
+			return exitWith(exitFailure, fmt.Errorf("user %s: %w", username, err))
+		}
+		if err != nil {
+			return accountError("user "+username, err)
+		}
+		fmt.Fprintf(env.stdout, "user %s: %s, roles %s\n", u.Username, userState(*u), u.Roles)
+		return nil
+	})
 }
 
 func newUserResetCmd(env *cliEnv, g *globals) *cobra.Command {
@@ -351,19 +349,14 @@ func newUserResetCmd(env *cliEnv, g *globals) *cobra.Command {
 		Short: "Give an account a new one-time password (printed once); revokes its sessions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
-			defer cancel()
-			a, err := openAccounts(ctx, env, g)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			pw, err := a.ResetPassword(ctx, a.actor, args[0])
-			if err != nil {
-				return accountError("user "+args[0], err)
-			}
-			fmt.Fprintf(env.stdout, "one-time password for %s (shown once; to be changed at the next login): %s\n", args[0], pw)
-			return nil
+			return withAccounts(cmd.Context(), env, g, time.Minute, func(ctx context.Context, a *accounts) error {
+				pw, err := a.ResetPassword(ctx, a.actor, args[0])
+				if err != nil {
+					return accountError("user "+args[0], err)
+				}
+				fmt.Fprintf(env.stdout, "one-time password for %s (shown once; to be changed at the next login): %s\n", args[0], pw)
+				return nil
+			})
 		},
 	}
 }
@@ -374,19 +367,14 @@ func newUserRevokeCmd(env *cliEnv, g *globals) *cobra.Command {
 		Short: "Revoke every session of an account (log it out everywhere)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := withTimeout(cmd.Context(), time.Minute)
-			defer cancel()
-			a, err := openAccounts(ctx, env, g)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			n, err := a.RevokeSessions(ctx, a.actor, args[0])
-			if err != nil {
-				return accountError("user "+args[0], err)
-			}
-			fmt.Fprintf(env.stdout, "revoked %d session(s) of %s\n", n, args[0])
-			return nil
+			return withAccounts(cmd.Context(), env, g, time.Minute, func(ctx context.Context, a *accounts) error {
+				n, err := a.RevokeSessions(ctx, a.actor, args[0])
+				if err != nil {
+					return accountError("user "+args[0], err)
+				}
+				fmt.Fprintf(env.stdout, "revoked %d session(s) of %s\n", n, args[0])
+				return nil
+			})
 		},
 	}
 }
