@@ -73,7 +73,8 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Set, error) {
 	}
 	opts.setDefaults()
 	s.opts = opts
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), opts.CompileTimeout)
+	defer cancel()
 
 	files, problems, err := readFiles(fsys, dir, opts, false)
 	if err != nil {
@@ -90,6 +91,11 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Set, error) {
 	}
 	c, err := compile(ctx, files, opts, false)
 	if err != nil {
+		if errors.Is(err, ErrCompileTimeout) {
+			err = fmt.Errorf("load policies from %s: %w", shownDir(dir, opts), err)
+			s.failed = []Reason{{Kind: KindDeny, Rule: RuleCompile, Message: err.Error() + ": writ denies every playbook until the policy set compiles in time"}}
+			return s, err
+		}
 		if len(c.problems) == 0 {
 			s.failed = []Reason{{Kind: KindDeny, Rule: RuleCompile, Message: err.Error()}}
 			return s, err
@@ -112,6 +118,14 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Set, error) {
 		rego.StrictBuiltinErrors(true),
 		rego.EnablePrintStatements(false),
 	).PrepareForEval(ctx)
+	if err == nil && ctx.Err() != nil {
+		err = compileTimeout(opts)
+	}
+	if errors.Is(err, ErrCompileTimeout) {
+		err = fmt.Errorf("load policies from %s: %w", shownDir(dir, opts), err)
+		s.failed = []Reason{{Kind: KindDeny, Rule: RuleCompile, Message: err.Error() + ": writ denies every playbook until the policy set compiles in time"}}
+		return s, err
+	}
 	if err != nil {
 		return s.broken(astProblems(err, CodeCompile), c.modules)
 	}
@@ -194,6 +208,7 @@ func readFiles(fsys fs.FS, dir string, opts Options, tests bool) ([]policyFile, 
 		files    []policyFile
 		problems diag.Problems
 		total    int64
+		regoSize int64
 	)
 	fi, err := fs.Stat(fsys, dir)
 	if err != nil {
@@ -247,6 +262,12 @@ func readFiles(fsys fs.FS, dir string, opts Options, tests bool) ([]policyFile, 
 		total += int64(len(data))
 		if total > opts.MaxTotalBytes {
 			return fmt.Errorf("the files add up to more than %d bytes", opts.MaxTotalBytes)
+		}
+		if kind != dataFile {
+			regoSize += int64(len(data))
+			if regoSize > opts.MaxRegoBytes {
+				return fmt.Errorf("the Rego files add up to more than %d bytes", opts.MaxRegoBytes)
+			}
 		}
 		files = append(files, policyFile{path: p, rel: rel, shown: shown, kind: kind, data: data})
 		return nil
@@ -326,6 +347,12 @@ func compile(ctx context.Context, files []policyFile, opts Options, forTests boo
 	origin := map[string]string{} // top-level data key -> file that set it first
 	c.data, c.dataOrigin = data, origin
 	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			if forTests {
+				return c, err
+			}
+			return c, compileTimeout(opts)
+		}
 		switch f.kind {
 		case regoFile, testFile:
 			m, err := ast.ParseModuleWithOpts(f.shown, string(f.data), popts)
@@ -365,6 +392,7 @@ func compile(ctx context.Context, files []policyFile, opts Options, forTests boo
 		WithDefaultRegoVersion(ast.RegoV1).
 		WithEnablePrintStatements(forTests).
 		WithUseTypeCheckAnnotations(true)
+	withDeadline(ctx, c.compiler)
 	if forTests {
 		// The test runner compiles, in a transaction of its own.
 		return c, nil
@@ -376,6 +404,9 @@ func compile(ctx context.Context, files []policyFile, opts Options, forTests boo
 	defer c.store.Abort(ctx, txn)
 	c.compiler.WithPathConflictsCheck(storage.NonEmpty(ctx, c.store, txn))
 	if c.compiler.Compile(c.modules); c.compiler.Failed() {
+		if ctx.Err() != nil {
+			return c, compileTimeout(opts)
+		}
 		c.problems = astProblems(c.compiler.Errors, CodeCompile)
 		return c, c.problems
 	}
@@ -384,6 +415,35 @@ func compile(ctx context.Context, files []policyFile, opts Options, forTests boo
 		return c, ps
 	}
 	return c, nil
+}
+
+// ErrCompileTimeout is the error (errors.Is) of LoadFS for a policy set
+// that did not compile before Options.CompileTimeout. Unlike other load
+// errors it may not recur: the same set can compile on a less busy machine.
+var ErrCompileTimeout = errors.New("compiling took longer than the limit")
+
+func compileTimeout(opts Options) error {
+	return fmt.Errorf("%w of %s (CompileTimeout): the set has too much Rego, or Rego that is slow to compile", ErrCompileTimeout, opts.CompileTimeout)
+}
+
+// withDeadline makes the compiler stop, with an error, after the first of
+// its stages that ends past ctx's deadline. A stage cannot be interrupted,
+// so the deadline can be overrun by one stage (MaxRegoBytes bounds how
+// long one takes).
+func withDeadline(ctx context.Context, c *ast.Compiler) {
+	check := ast.CompilerStageDefinition{
+		Name:       "writ.deadline",
+		MetricName: "writ_compile_deadline",
+		Stage: func(*ast.Compiler) *ast.Error {
+			if err := ctx.Err(); err != nil {
+				return ast.NewError(ast.CompileErr, nil, "compilation stopped: %v", err)
+			}
+			return nil
+		},
+	}
+	for _, id := range c.StagesToRun() {
+		c.WithStageAfterID(id, check)
+	}
 }
 
 // capabilities are OPA's built-ins for this version, without the ones that

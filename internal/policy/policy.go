@@ -128,10 +128,20 @@ type Options struct {
 	Root string
 	// EvalTimeout bounds one evaluation (default 2s).
 	EvalTimeout time.Duration
+	// CompileTimeout bounds parsing and compiling the set (default 10s).
+	// Policies changed by a pull request are compiled too, so a policy set
+	// built to be slow to compile must not hold a core for minutes: past
+	// the deadline the set is fail-closed. OPA's compiler cannot be
+	// interrupted mid-stage; writ checks the deadline between files and
+	// between the compiler's stages.
+	CompileTimeout time.Duration
 	// MaxFileBytes bounds one file (default 4 MiB), MaxTotalBytes all of them
-	// (default 64 MiB), MaxFiles their number (default 10000).
+	// (default 64 MiB), MaxRegoBytes the Rego among them (default 8 MiB:
+	// OPA takes about two seconds and 300 MB of allocations to compile one
+	// MiB of Rego; data is cheap), MaxFiles their number (default 10000).
 	MaxFileBytes  int64
 	MaxTotalBytes int64
+	MaxRegoBytes  int64
 	MaxFiles      int
 	// AllowNetwork lets policies call http.send and net.lookup_ip_addr.
 	// Off by default: a decision must not depend on, or reach, the network.
@@ -146,6 +156,12 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.EvalTimeout == 0 {
 		o.EvalTimeout = 2 * time.Second
+	}
+	if o.CompileTimeout == 0 {
+		o.CompileTimeout = 10 * time.Second
+	}
+	if o.MaxRegoBytes == 0 {
+		o.MaxRegoBytes = 8 << 20
 	}
 	if o.MaxFileBytes == 0 {
 		o.MaxFileBytes = 4 << 20
@@ -169,7 +185,10 @@ func (o *Options) validate() error {
 	if o.EvalTimeout < 0 {
 		errs = append(errs, fmt.Errorf("policy options: EvalTimeout %s is negative", o.EvalTimeout))
 	}
-	if o.MaxFileBytes < 0 || o.MaxTotalBytes < 0 || o.MaxFiles < 0 {
+	if o.CompileTimeout < 0 {
+		errs = append(errs, fmt.Errorf("policy options: CompileTimeout %s is negative", o.CompileTimeout))
+	}
+	if o.MaxFileBytes < 0 || o.MaxTotalBytes < 0 || o.MaxRegoBytes < 0 || o.MaxFiles < 0 {
 		errs = append(errs, errors.New("policy options: limits must not be negative"))
 	}
 	return errors.Join(errs...)

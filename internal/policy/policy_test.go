@@ -383,6 +383,44 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
+// slowToCompile is a valid policy set with about n KiB of Rego: OPA takes
+// about 2 ms per KiB to compile it.
+func slowToCompile(n int) fstest.MapFS {
+	var b strings.Builder
+	b.WriteString("package writ.checks.generated\n\n")
+	for i := 0; b.Len() < n<<10; i++ {
+		fmt.Fprintf(&b, "deny contains msg if {\n\tsome t in input.playbook.spec.targets\n\tstartswith(t, \"10.%d.\")\n\tmsg := sprintf(\"%%s: rule %d\", [t])\n}\n\n", i, i)
+	}
+	return fstest.MapFS{
+		"p/generated.rego": {Data: []byte(b.String())},
+		"p/decision.rego":  {Data: []byte("package writ\n\ndecision := {\"deny\": {m | some m in data.writ.checks.generated.deny}}\n")},
+	}
+}
+
+func TestCompileTimeout(t *testing.T) {
+	t.Parallel()
+	fsys := slowToCompile(256)
+	// The same set compiles without a tight deadline...
+	if set, err := policy.LoadFS(fsys, "p", policy.Options{}); err != nil || set.Failed() {
+		t.Fatalf("the set should compile: %v", err)
+	}
+	// ...and is fail-closed past one, with a reason that says why.
+	for _, timeout := range []time.Duration{time.Nanosecond, 20 * time.Millisecond} {
+		set, err := policy.LoadFS(fsys, "p", policy.Options{CompileTimeout: timeout})
+		if err == nil || !strings.Contains(err.Error(), "load policies from p: compiling took longer than the limit of "+timeout.String()+" (CompileTimeout)") {
+			t.Fatalf("%s: %v", timeout, err)
+		}
+		d := set.Decide(context.Background(), input(t, "block_ip", []string{"203.0.113.7"}, "low", "staging"))
+		if d.Outcome != policy.Deny || len(d.Reasons) != 1 || d.Reasons[0].Rule != policy.RuleCompile ||
+			!strings.Contains(d.Reasons[0].Message, "writ denies every playbook until the policy set compiles in time") {
+			t.Fatalf("%s: %+v", timeout, d)
+		}
+	}
+	if _, err := policy.LoadFS(fsys, "p", policy.Options{CompileTimeout: -time.Second}); err == nil || !strings.Contains(err.Error(), "CompileTimeout -1s is negative") {
+		t.Fatalf("negative compile timeout: %v", err)
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	t.Parallel()
 	set, err := policy.LoadFS(fstest.MapFS{}, "policies", policy.Options{})
@@ -401,6 +439,13 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := policy.LoadFS(big, "p", policy.Options{MaxTotalBytes: 1000}); err == nil || !strings.Contains(err.Error(), "more than 1000 bytes") {
 		t.Fatalf("big set: %v", err)
+	}
+	// Data does not count against MaxRegoBytes; Rego does.
+	if _, err := policy.LoadFS(big, "p", policy.Options{MaxRegoBytes: 1000}); err != nil {
+		t.Fatalf("data counted as Rego: %v", err)
+	}
+	if _, err := policy.LoadFS(big, "p", policy.Options{MaxRegoBytes: 10}); err == nil || !strings.Contains(err.Error(), "the Rego files add up to more than 10 bytes") {
+		t.Fatalf("much Rego: %v", err)
 	}
 	if _, err := policy.LoadFS(big, "p", policy.Options{MaxFiles: 1}); err == nil || !strings.Contains(err.Error(), "more than 1 files") {
 		t.Fatalf("many files: %v", err)

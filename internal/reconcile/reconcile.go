@@ -62,6 +62,10 @@ type Options struct {
 	// (approvals expire, live state changes). Between them, only operations
 	// whose approvals changed are judged. Default 1m.
 	JudgeInterval time.Duration
+	// PolicyCompileTimeout bounds compiling one commit's policies (default
+	// policy.Options' 10s); past it the set is fail-closed and compiled
+	// again after a minute.
+	PolicyCompileTimeout time.Duration
 	// Metrics, when set, receives pass, execution, policy and audit figures.
 	Metrics *metrics.Metrics
 	// OnNudge, when set, is called by Nudge too: a replica that does not
@@ -119,6 +123,8 @@ func (o *Options) validate() error {
 		return errors.New("reconcile: a backend registry is required")
 	case o.PollInterval < 10*time.Millisecond:
 		return fmt.Errorf("reconcile: poll interval %s is too short", o.PollInterval)
+	case o.PolicyCompileTimeout < 0:
+		return fmt.Errorf("reconcile: policy compile timeout %s is negative", o.PolicyCompileTimeout)
 	case o.MetaApprovals < 1:
 		return fmt.Errorf("reconcile: meta approvals %d must be at least 1", o.MetaApprovals)
 	}

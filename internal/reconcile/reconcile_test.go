@@ -10,6 +10,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/policy"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -299,4 +300,51 @@ func TestManualExecution(t *testing.T) {
 		t.Fatalf("second run: %v", err)
 	}
 	e.verifyAudit()
+}
+
+// A policy set that does not compile in time denies, stays cached for a
+// while (a pull request's slow set is not recompiled at every event), and
+// is compiled again after compileRetry: a busy moment must not deny
+// everything for good.
+func TestPoliciesThatCompileTooSlowlyAreRetried(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sha, err := e.rec.opts.Source.Fetch(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rec.opts.PolicyCompileTimeout = time.Nanosecond
+	slow, err := e.rec.trustAt(e.ctx, sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(slow.policyErr, policy.ErrCompileTimeout) || !slow.policies.Failed() {
+		t.Fatalf("policies compiled past a 1ns deadline: %v", slow.policyErr)
+	}
+	e.rec.opts.PolicyCompileTimeout = 0 // policy's default from here on
+	e.clock.Advance(compileRetry - time.Second)
+	again, err := e.rec.trustAt(e.ctx, sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.policies != slow.policies {
+		t.Fatal("a timed-out policy set was compiled again before compileRetry")
+	}
+	e.clock.Advance(2 * time.Second)
+	fresh, err := e.rec.trustAt(e.ctx, sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.policyErr != nil || fresh.policies.Failed() {
+		t.Fatalf("policies not compiled again after compileRetry: %v", fresh.policyErr)
+	}
+	if d := fresh.policies.Decide(e.ctx, policy.Input{Playbook: map[string]any{"spec": map[string]any{"action": "block_ip", "targets": []any{"203.0.113.7"}}},
+		Environment: map[string]any{"name": "staging", "production": false}}); d.Outcome != policy.Allow {
+		t.Fatalf("recompiled policies: %+v", d)
+	}
+	// The fresh set is cached for good.
+	e.clock.Advance(time.Hour)
+	if last, err := e.rec.trustAt(e.ctx, sha); err != nil || last.policies != fresh.policies {
+		t.Fatalf("a compiled policy set was not kept: %v", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/diag"
@@ -31,7 +32,16 @@ type trust struct {
 	keyringErr   error // nil keyring: nobody can approve
 	policiesHash string
 	writHash     string
+	// retryAt, when set, is when the cached trust goes stale: a policy set
+	// that did not compile in time (policy.ErrCompileTimeout) may compile
+	// on a less busy machine, and must not deny everything for good, but a
+	// pull request's slow set must not be recompiled at every event either.
+	retryAt time.Time
 }
+
+// compileRetry is how long a policy set that did not compile in time stays
+// cached before writ tries again.
+const compileRetry = time.Minute
 
 // metaKey identifies the content of policies/ and .writ/ at a commit: equal
 // keys mean equal trust, whatever the commit.
@@ -58,6 +68,7 @@ func (c *trustCache) put(key string, t *trust) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.byKey[key]; ok {
+		c.byKey[key] = t
 		return
 	}
 	if len(c.order) >= c.max {
@@ -90,7 +101,7 @@ func (r *Reconciler) trustAt(ctx context.Context, sha string) (*trust, error) {
 		return nil, err
 	}
 	key := ph + "/" + wh
-	if t := r.trust.get(key); t != nil {
+	if t := r.trust.get(key); t != nil && (t.retryAt.IsZero() || r.opts.Now().Before(t.retryAt)) {
 		c := *t
 		c.commit = sha
 		return &c, nil
@@ -104,6 +115,9 @@ func (r *Reconciler) trustAt(ctx context.Context, sha string) (*trust, error) {
 	if t.policyErr != nil {
 		r.log.WarnContext(ctx, "policies at the trusted commit do not load: every playbook is denied",
 			slog.String("commit", sha), slog.Any("error", t.policyErr))
+		if errors.Is(t.policyErr, policy.ErrCompileTimeout) {
+			t.retryAt = r.opts.Now().Add(compileRetry)
+		}
 	}
 	t.keyring, t.keyringErr = loadKeyring(fsys)
 	if t.keyringErr != nil {
@@ -115,7 +129,7 @@ func (r *Reconciler) trustAt(ctx context.Context, sha string) (*trust, error) {
 }
 
 func (r *Reconciler) loadPolicies(tree fs.FS, inTree bool) (*policy.Set, error) {
-	opts := policy.Options{Root: policiesDir}
+	opts := policy.Options{Root: policiesDir, CompileTimeout: r.opts.PolicyCompileTimeout}
 	if inTree {
 		return policy.LoadFS(tree, policiesDir, opts)
 	}
