@@ -236,16 +236,16 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	host, _ := os.Hostname()
 	replica := fmt.Sprintf("%s-%d", host, os.Getpid())
 	engine := &engineFacade{store: db.store, log: log}
-	repository := ""
+	repository, maxPlaybooks := "", 0
 	if cfg.GitHub != nil {
-		repository = cfg.GitHub.Repository
+		repository, maxPlaybooks = cfg.GitHub.Repository, cfg.GitHub.MaxPlaybooks
 	}
 	api, err := reconcile.New(reconcile.Options{
 		Source: src, Store: db.store, Audit: alog, Backends: reg,
 		Catalog: cfg.Catalog(), Environments: environments(cfg), DefaultPolicies: policies.FS,
 		Approval:      approval.Options{MaxAge: cfg.ApprovalMaxAge(), ClockSkew: cfg.ClockSkew(), RelaxProposal: !cfg.RequireProposal()},
 		MetaApprovals: cfg.AdminApprovals(), Repository: repository, PollInterval: poll, Logger: log, Metrics: m,
-		OnNudge: engine.forwardNudge,
+		MaxPlaybooksPerChange: maxPlaybooks, OnNudge: engine.forwardNudge,
 	})
 	if err != nil {
 		return nil, err

@@ -130,6 +130,9 @@ type GitHub struct {
 	CheckName         string     `yaml:"checkName,omitempty"`
 	DetailsURL        string     `yaml:"detailsURL,omitempty"`
 	RefreshInterval   string     `yaml:"refreshInterval,omitempty"`
+	// MaxPlaybooks bounds the playbook files judged in one pull request
+	// (0: the reconciler's default, 1000).
+	MaxPlaybooks int `yaml:"maxPlaybooksPerPullRequest,omitempty"`
 }
 
 // GitHubApp authenticates writ as a GitHub App installation.

@@ -27,6 +27,17 @@ func TestLoadExample(t *testing.T) {
 	}
 }
 
+func TestGitHubPlaybookLimit(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("c.yaml", []byte("apiVersion: writ/v1\nkind: ServerConfig\ngithub:\n  repository: a/b\n  tokenEnv: GITHUB_TOKEN\n  webhookSecretEnv: WRIT_GITHUB_WEBHOOK_SECRET\n  maxPlaybooksPerPullRequest: 5000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GitHub.MaxPlaybooks != 5000 {
+		t.Fatalf("maxPlaybooksPerPullRequest = %d", c.GitHub.MaxPlaybooks)
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	t.Parallel()
 	c := Default()
@@ -53,6 +64,7 @@ func TestBadConfigurations(t *testing.T) {
 		"relative path":   {"backends:\n  - name: a\n    type: blocklist\n    actions: [block_ip]\n    blocklist: {path: rel.txt}\n", "must be an absolute path"},
 		"both secrets":    {"repository:\n  url: /x\n  passwordEnv: TOKEN\n  passwordFile: /run/token\n", "not both"},
 		"alias":           {"listen: &l x\naudit: {origin: *l}\n", "anchors"},
+		"no playbooks":    {"github:\n  repository: a/b\n  maxPlaybooksPerPullRequest: 0\n", "c.yaml:5:31: github.maxPlaybooksPerPullRequest: minimum: got 0, want 1"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

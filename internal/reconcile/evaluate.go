@@ -29,6 +29,12 @@ type Evaluation struct {
 	TrustedCommit string
 	PolicyDigest  string
 	Playbooks     []PlaybookEvaluation
+	// TooManyPlaybooks, when not 0, is how many playbook files the change
+	// touches, more than Options.MaxPlaybooksPerChange: none was judged
+	// (each judgement dry-runs against live systems), and the change fails.
+	TooManyPlaybooks int
+	// PlaybookLimit is Options.MaxPlaybooksPerChange.
+	PlaybookLimit int
 	// Meta is set when the change touches policies/ or .writ/.
 	Meta *MetaEvaluation
 }
@@ -113,9 +119,21 @@ func (r *Reconciler) Evaluate(ctx context.Context, base, head string, pullReques
 	if err != nil {
 		return nil, err
 	}
+	ev.PlaybookLimit = r.opts.MaxPlaybooksPerChange
+	n := 0
+	for _, ch := range changes {
+		if playbook.IsPlaybookPath(ch.Path) {
+			n++
+		}
+	}
+	if n > r.opts.MaxPlaybooksPerChange {
+		ev.TooManyPlaybooks = n
+	}
 	meta := false
 	for _, ch := range changes {
 		switch {
+		case playbook.IsPlaybookPath(ch.Path) && ev.TooManyPlaybooks > 0:
+			// Not judged: the change fails as a whole.
 		case playbook.IsPlaybookPath(ch.Path):
 			pe, err := r.evaluatePlaybook(ctx, ch, baseFS, headFS, t, pullRequest)
 			if err != nil {

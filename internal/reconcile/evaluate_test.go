@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -90,5 +91,42 @@ func TestDryRunPostedPlaybook(t *testing.T) {
 	}
 	if _, err := e.st.LatestPlaybookVersion(e.ctx, "posted"); err == nil {
 		t.Fatal("a dry-run stored a version")
+	}
+}
+
+// A change with more playbooks than MaxPlaybooksPerChange is not judged
+// (no decision, no dry-run against live systems); at the limit it is.
+func TestEvaluateBoundsThePlaybooksOfAChange(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.rec.opts.MaxPlaybooksPerChange = 3
+	base := e.repo.Head()
+	e.repo.Branch("pr-8")
+	for i := range 3 {
+		name := fmt.Sprintf("block-%d", i)
+		e.repo.Write(pbPath(name), playbookYAML(name, "INC-8", fmt.Sprintf("203.0.113.%d", 70+i), "low", "staging", ""))
+	}
+	atLimit := e.repo.Commit("three playbooks")
+	e.repo.PushRef("refs/heads/pr-8")
+	ev, err := e.rec.Evaluate(e.ctx, base, atLimit, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.TooManyPlaybooks != 0 || len(ev.Playbooks) != 3 || ev.Playbooks[0].Plan == nil {
+		t.Fatalf("at the limit: too many %d, judged %d", ev.TooManyPlaybooks, len(ev.Playbooks))
+	}
+	e.repo.Write(pbPath("block-3"), playbookYAML("block-3", "INC-8", "203.0.113.73", "low", "staging", ""))
+	e.repo.Write("policies/extra.rego", "package writ.extra\n\nnote := \"not in force\"\n")
+	over := e.repo.Commit("a fourth playbook")
+	e.repo.PushRef("refs/heads/pr-8")
+	ev, err = e.rec.Evaluate(e.ctx, base, over, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.TooManyPlaybooks != 4 || ev.PlaybookLimit != 3 || len(ev.Playbooks) != 0 {
+		t.Fatalf("over the limit: too many %d (limit %d), judged %d", ev.TooManyPlaybooks, ev.PlaybookLimit, len(ev.Playbooks))
+	}
+	if ev.Meta == nil || len(ev.Meta.Subjects) != 1 {
+		t.Fatalf("the policy change is still judged: %+v", ev.Meta)
 	}
 }

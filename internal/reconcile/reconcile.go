@@ -62,6 +62,12 @@ type Options struct {
 	// (approvals expire, live state changes). Between them, only operations
 	// whose approvals changed are judged. Default 1m.
 	JudgeInterval time.Duration
+	// MaxPlaybooksPerChange bounds the playbook files Evaluate judges in one
+	// change (a pull request): each is parsed, decided and dry-run against
+	// live systems at every event of the pull request. A larger change
+	// fails its check unjudged. Merged commits are not bounded. Default
+	// 1000.
+	MaxPlaybooksPerChange int
 	// PolicyCompileTimeout bounds compiling one commit's policies (default
 	// policy.Options' 10s); past it the set is fail-closed and compiled
 	// again after a minute.
@@ -103,6 +109,9 @@ func (o *Options) setDefaults() {
 	if o.JudgeInterval == 0 {
 		o.JudgeInterval = time.Minute
 	}
+	if o.MaxPlaybooksPerChange == 0 {
+		o.MaxPlaybooksPerChange = 1000
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -123,6 +132,8 @@ func (o *Options) validate() error {
 		return errors.New("reconcile: a backend registry is required")
 	case o.PollInterval < 10*time.Millisecond:
 		return fmt.Errorf("reconcile: poll interval %s is too short", o.PollInterval)
+	case o.MaxPlaybooksPerChange < 0:
+		return fmt.Errorf("reconcile: max playbooks per change %d is negative", o.MaxPlaybooksPerChange)
 	case o.PolicyCompileTimeout < 0:
 		return fmt.Errorf("reconcile: policy compile timeout %s is negative", o.PolicyCompileTimeout)
 	case o.MetaApprovals < 1:

@@ -96,6 +96,8 @@ type env struct {
 type envOptions struct {
 	// tune adjusts the service's options before it is made.
 	tune func(o *Options)
+	// reconcile adjusts the reconciler's options before it is made.
+	reconcile func(o *reconcile.Options)
 }
 
 func newEnv(t testing.TB, eo ...envOptions) *env {
@@ -140,10 +142,16 @@ func newEnv(t testing.TB, eo ...envOptions) *env {
 			Name:    "blocklist:" + environment,
 		})
 	})
-	e.rec, err = reconcile.New(reconcile.Options{
+	ro := reconcile.Options{
 		Source: e.src, Store: e.st, Audit: alog, Backends: reg, DefaultPolicies: policies.FS, Now: e.clock.Now,
 		Repository: testOwner + "/" + testName, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond, Logger: testLogger(t),
-	})
+	}
+	for _, o := range eo {
+		if o.reconcile != nil {
+			o.reconcile(&ro)
+		}
+	}
+	e.rec, err = reconcile.New(ro)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/forge/github/githubfake"
+	"github.com/writ-sec/writ/internal/reconcile"
 )
 
 // A pull request with invalid playbooks gets a failure check whose
@@ -47,6 +48,29 @@ func TestInvalidPlaybookFailsWithAnnotations(t *testing.T) {
 		if !strings.Contains(run.Summary, want) {
 			t.Errorf("summary lacks %q:\n%s", want, run.Summary)
 		}
+	}
+}
+
+// A pull request with more playbooks than the reconciler judges in one
+// change fails its check unjudged, and says why.
+func TestTooManyPlaybooksFailUnjudged(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{reconcile: func(o *reconcile.Options) { o.MaxPlaybooksPerChange = 2 }})
+	files := map[string]string{}
+	for i := range 3 {
+		name := fmt.Sprintf("block-%d", i)
+		files[pbPath(name)] = playbookYAML(name, "INC-3", fmt.Sprintf("203.0.113.%d", 80+i), "low", "staging")
+	}
+	p := e.openPR(4, "alice-gh", "", files)
+	e.process()
+	run := e.check(p.head)
+	if run.Status != "completed" || run.Conclusion != ConclusionFailure ||
+		run.Title != "3 playbooks changed: more than the 2 writ judges in one pull request" {
+		t.Fatalf("check: %s/%s: %s", run.Status, run.Conclusion, run.Title)
+	}
+	if !strings.Contains(run.Summary, "This pull request changes 3 playbook files; writ judges at most 2 in one pull request") ||
+		strings.Contains(run.Summary, "| playbook |") {
+		t.Fatalf("summary:\n%s", run.Summary)
 	}
 }
 

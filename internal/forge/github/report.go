@@ -82,6 +82,9 @@ func buildReport(in reportInput) report {
 			waiting = true
 		}
 	}
+	if ev.TooManyPlaybooks > 0 {
+		failed = true
+	}
 	if m := ev.Meta; m != nil {
 		switch {
 		case m.ShadowError != "" || len(m.Verdict.Rejected) > 0:
@@ -117,6 +120,8 @@ func title(ev *reconcile.Evaluation, counts map[string]int) string {
 	}
 	var t string
 	switch {
+	case ev.TooManyPlaybooks > 0:
+		t = fmt.Sprintf("%s changed: more than the %d writ judges in one pull request", plural(ev.TooManyPlaybooks, "playbook"), ev.PlaybookLimit)
 	case n == 0 && ev.Meta == nil:
 		t = "No playbooks, policies or approvers changed"
 	case n == 0:
@@ -162,6 +167,10 @@ func summary(in reportInput, counts map[string]int) string {
 	fmt.Fprintf(&b, "writ judged #%d at %s as its merge into %s would be judged now: by the policies and approvers in force (commit %s), never by the ones this pull request changes.\n\n",
 		in.PR.Number, code(short(ev.Head)), code(in.Branch), code(short(ev.TrustedCommit)))
 	fmt.Fprintf(&b, "Policy set: %s\n\n", code(ev.PolicyDigest))
+	if ev.TooManyPlaybooks > 0 {
+		fmt.Fprintf(&b, "This pull request changes %d playbook files; writ judges at most %d in one pull request, because each is decided and dry-run against live systems at every push. None was judged. Split the change into smaller pull requests. (Once merged, writ processes every playbook of a commit, judged as usual: only this preview is bounded.)\n\n",
+			ev.TooManyPlaybooks, ev.PlaybookLimit)
+	}
 	if len(ev.Playbooks) > 0 {
 		b.WriteString("| playbook | change | outcome | approvals |\n|---|---|---|---|\n")
 		for i := range ev.Playbooks {
