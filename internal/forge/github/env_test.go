@@ -237,6 +237,8 @@ type pr struct {
 	number int
 	branch string
 	head   string
+	// opened is the GUID of its "opened" delivery.
+	opened string
 }
 
 // openPR commits files on a new branch from main, publishes it as
@@ -261,7 +263,7 @@ func (e *env) openPR(number int, author, body string, files map[string]string, r
 	e.gh.AddPullRequest(githubfake.PullRequest{Number: number, Author: author, Body: body, BaseRef: "main", BaseSHA: base,
 		HeadRef: branch, HeadSHA: head})
 	p := &pr{number: number, branch: branch, head: head}
-	e.deliverPR(p, "opened")
+	p.opened = e.deliverPR(p, "opened").GUID
 	return p
 }
 
@@ -302,7 +304,7 @@ func (e *env) deliver(event string, payload map[string]any) githubfake.Answer {
 	return a
 }
 
-func (e *env) deliverPR(p *pr, action string) {
+func (e *env) deliverPR(p *pr, action string) githubfake.Answer {
 	e.t.Helper()
 	name := "pull_request.opened.json"
 	if action == "synchronize" {
@@ -316,7 +318,7 @@ func (e *env) deliverPR(p *pr, action string) {
 	if action == "edited" {
 		m["changes"] = map[string]any{"body": map[string]any{"from": ""}}
 	}
-	e.deliver("pull_request", m)
+	return e.deliver("pull_request", m)
 }
 
 // review submits a review on the fake GitHub and delivers its event.

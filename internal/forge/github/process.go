@@ -64,7 +64,14 @@ func (s *Service) ProcessPending(ctx context.Context) (int, error) {
 		}
 		log := s.log.With(slog.String("delivery", d.DeliveryID), slog.String("event", d.Event), slog.String("action", d.Action),
 			slog.Int("attempt", d.Attempts))
-		outcome, perr := s.process(ctx, d)
+		// Processing must end within the lease: past it another processor
+		// may claim the delivery, and two must not work on one.
+		pctx, cancel := context.WithTimeout(ctx, s.opts.Lease-s.opts.Lease/10)
+		outcome, perr := s.process(pctx, d)
+		if perr != nil && pctx.Err() != nil && ctx.Err() == nil {
+			perr = fmt.Errorf("processing ran past its lease of %s: %w", s.opts.Lease, perr)
+		}
+		cancel()
 		if perr == nil {
 			if err := s.opts.Store.FinishDelivery(ctx, d.ID, outcome); err != nil {
 				return n, err

@@ -166,6 +166,39 @@ func TestDeliverySurvivesCrash(t *testing.T) {
 	}
 }
 
+// Processing a delivery ends within its lease, so that no other processor
+// claims it while it is still being worked on: a GitHub that stops
+// answering makes the delivery fail and be retried, not hang past its
+// lease.
+func TestProcessingEndsWithinTheLease(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{tune: func(o *Options) { o.Lease = time.Second }})
+	release := e.gh.Stall("/check-runs")
+	defer release()
+	p := e.openPR(6, "alice-gh", "", map[string]string{pbPath("fine"): playbookYAML("fine", "INC-6", "203.0.113.6", "low", "staging")})
+	if n, err := e.svc.ProcessPending(e.ctx); err != nil || n != 0 {
+		t.Fatalf("processed %d, %v while GitHub stalls", n, err)
+	}
+	d, err := e.st.DeliveryByGUID(e.ctx, p.opened)
+	if err != nil || d.State != store.DeliveryQueued || d.Attempts != 1 || !strings.Contains(d.LastError, "processing ran past its lease of 1s") {
+		t.Fatalf("delivery after the stall: %+v %v", d, err)
+	}
+
+	release()
+	for i := 0; i < 100; i++ { // its retry is due after RetryBase (10ms)
+		if n, err := e.svc.ProcessPending(e.ctx); err != nil || n == 1 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d, err = e.st.DeliveryByGUID(e.ctx, p.opened); err != nil || d.State != store.DeliveryDone || d.Attempts != 2 {
+		t.Fatalf("delivery after GitHub answers again: %+v %v", d, err)
+	}
+	if run := e.check(p.head); run.Status != "completed" {
+		t.Fatalf("check: %+v", run)
+	}
+}
+
 // restart makes a new Service on the same database, source and fake, as
 // after a crash.
 func (e *env) restart() *Service {

@@ -55,6 +55,8 @@ type Server struct {
 	retryAfter       int
 	failNext         int // requests to answer 502
 	failPath         string
+	stallPath        string        // requests whose path contains it wait...
+	stall            chan struct{} // ...until this is closed (or they are cancelled)
 }
 
 // Request is one request the fake served (for assertions).
@@ -347,6 +349,26 @@ func (f *Server) FailNext(n int, pathPart string) {
 	f.failNext, f.failPath = n, pathPart
 }
 
+// Stall makes requests whose path contains pathPart wait, as a GitHub
+// that stopped answering, until release is called or the client gives up.
+func (f *Server) Stall(pathPart string) (release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan struct{})
+	f.stallPath, f.stall = pathPart, ch
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			if f.stall == ch {
+				f.stallPath, f.stall = "", nil
+			}
+			f.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
 var (
 	reCheckRuns   = regexp.MustCompile(`^/repos/([^/]+)/([^/]+)/check-runs$`)
 	reCheckRun    = regexp.MustCompile(`^/repos/([^/]+)/([^/]+)/check-runs/(\d+)$`)
@@ -379,6 +401,16 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
+	if stall := f.stall; stall != nil && strings.Contains(path, f.stallPath) {
+		f.mu.Unlock()
+		select {
+		case <-stall:
+		case <-r.Context().Done():
+			rec.status = 499 // the client went away
+			return
+		}
+		f.mu.Lock()
+	}
 	defer f.mu.Unlock()
 	login, ok := f.authenticate(r)
 	if !ok {
