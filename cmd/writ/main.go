@@ -2,6 +2,12 @@
 // containment playbooks in git, guarded by Rego policies, approved by signed
 // statements, executed exactly once and recorded in a tamper-evident audit
 // log. Run "writ --help" for the commands.
+//
+// default.pgo in this directory is a CPU profile of writ's hot paths (policy
+// decisions, playbook validation, approval verification; `make pgo`
+// regenerates it). `go build` and `go install` use it for profile-guided
+// optimization without being asked: a few percent more policy decisions
+// per second (0-18% in interleaved runs of the decision benchmark).
 package main
 
 import (
@@ -18,12 +24,6 @@ import (
 // 400 trades a few more megabytes of heap for it (measured in
 // internal/policy's BenchmarkDecide).
 const gcPercent = 400
-
-// default.pgo in this directory is a CPU profile of writ's hot paths (policy
-// decisions, playbook validation, approval verification; `make pgo`
-// regenerates it). `go build` and `go install` use it for profile-guided
-// optimization without being asked: a few percent more policy decisions
-// per second (0-18% in interleaved runs of the decision benchmark).
 
 func main() {
 	if os.Getenv("GOGC") == "" {

@@ -92,9 +92,7 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Set, error) {
 	c, err := compile(ctx, files, opts, false)
 	if err != nil {
 		if errors.Is(err, ErrCompileTimeout) {
-			err = fmt.Errorf("load policies from %s: %w", shownDir(dir, opts), err)
-			s.failed = []Reason{{Kind: KindDeny, Rule: RuleCompile, Message: err.Error() + ": writ denies every playbook until the policy set compiles in time"}}
-			return s, err
+			return s.timedOut(dir, err)
 		}
 		if len(c.problems) == 0 {
 			s.failed = []Reason{{Kind: KindDeny, Rule: RuleCompile, Message: err.Error()}}
@@ -122,9 +120,7 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Set, error) {
 		err = compileTimeout(opts)
 	}
 	if errors.Is(err, ErrCompileTimeout) {
-		err = fmt.Errorf("load policies from %s: %w", shownDir(dir, opts), err)
-		s.failed = []Reason{{Kind: KindDeny, Rule: RuleCompile, Message: err.Error() + ": writ denies every playbook until the policy set compiles in time"}}
-		return s, err
+		return s.timedOut(dir, err)
 	}
 	if err != nil {
 		return s.broken(astProblems(err, CodeCompile), c.modules)
@@ -132,6 +128,14 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Set, error) {
 	s.query = pq
 	s.compiler = c.compiler
 	return s, nil
+}
+
+// timedOut makes s fail-closed because compiling it ran past
+// CompileTimeout (err wraps ErrCompileTimeout).
+func (s *Set) timedOut(dir string, err error) (*Set, error) {
+	err = fmt.Errorf("load policies from %s: %w", shownDir(dir, s.opts), err)
+	s.failed = []Reason{{Kind: KindDeny, Rule: RuleCompile, Message: err.Error() + ": writ denies every playbook until the policy set compiles in time"}}
+	return s, err
 }
 
 // broken makes s fail-closed with problems as its reasons.

@@ -132,9 +132,10 @@ func (r *Reconciler) Evaluate(ctx context.Context, base, head string, pullReques
 	meta := false
 	for _, ch := range changes {
 		switch {
-		case playbook.IsPlaybookPath(ch.Path) && ev.TooManyPlaybooks > 0:
-			// Not judged: the change fails as a whole.
 		case playbook.IsPlaybookPath(ch.Path):
+			if ev.TooManyPlaybooks > 0 {
+				continue // not judged: the change fails as a whole
+			}
 			pe, err := r.evaluatePlaybook(ctx, ch, baseFS, headFS, t, pullRequest)
 			if err != nil {
 				return nil, err
