@@ -143,7 +143,10 @@ func (r *crashRig) addPlaybook(i int) (name string, targets []string) {
 }
 
 // start runs writ serve as a child process (this test binary as writ).
-func (r *crashRig) start() *exec.Cmd {
+// With a gate ("before:DIR" or "after:DIR"), its backend stops inside the
+// first Apply it is asked for and says so with a file in DIR (see
+// gatedApply).
+func (r *crashRig) start(gate string) *exec.Cmd {
 	r.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -154,47 +157,59 @@ func (r *crashRig) start() *exec.Cmd {
 	self, _ := os.Executable()
 	cmd := exec.Command(self, "serve", "--repo", r.repo.Bare, "--database", r.dbURL, "--data-dir", r.dataDir,
 		"--config", r.config, "--listen", addr, "--poll-interval", "50ms", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "WRIT_TEST_MAIN=1", "WRIT_TEST_APPLY_DELAY="+crashApplyDelay.String())
+	cmd.Env = append(os.Environ(), "WRIT_TEST_MAIN=1")
+	if gate != "" {
+		cmd.Env = append(cmd.Env, "WRIT_TEST_APPLY_GATE="+gate)
+	}
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
 	return cmd
 }
 
-// crashApplyDelay is how long the backend sleeps before and after each
-// Apply in the crash test's writ, so that kills land mid-execution.
-const crashApplyDelay = 250 * time.Millisecond
+// crashWait bounds every wait of the crash test for a state it needs: long
+// enough for a loaded machine, short enough to fail with a message rather
+// than the test binary's timeout.
+const crashWait = 3 * time.Minute
 
-// executing returns the executions in state executing, by id, with their
-// attempts.
-func (r *crashRig) executing() map[int64]int {
+// unfinished lists the playbooks whose apply has not completed, with the
+// idempotency key of that apply.
+func (r *crashRig) unfinished(names map[string][]string) map[string]string {
 	r.t.Helper()
-	list, err := r.st.ListExecutions(context.Background(), store.ExecutionFilter{State: store.ExecExecuting, Limit: 1000})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	out := map[int64]int{}
-	for _, e := range list {
-		out[e.ID] = e.Attempts
+	out := map[string]string{}
+	for name := range names {
+		v, err := r.st.LatestPlaybookVersion(context.Background(), name)
+		switch {
+		case err != nil:
+			out[name] = ""
+		case v.Status != store.StatusCompleted:
+			out[name] = fmt.Sprintf("writ:%s:%s:apply", v.Name, v.Digest)
+		}
 	}
 	return out
 }
 
-// waitClaimed waits until the running writ has started an execution that
-// was not executing before (not one a killed writ left executing, so that
-// the kills spread over many executions).
-func (r *crashRig) waitClaimed(before map[int64]int, limit time.Duration) bool {
+// waitGate waits until the gated backend of cmd has stopped inside an
+// Apply, and returns the idempotency key of the request it stopped. exited
+// is closed when cmd has exited.
+func (r *crashRig) waitGate(cmd *exec.Cmd, exited <-chan struct{}, marker string) string {
 	r.t.Helper()
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		for id := range r.executing() {
-			if _, ok := before[id]; !ok {
-				return true
-			}
+	deadline := time.Now().Add(crashWait)
+	for {
+		if b, err := os.ReadFile(marker); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+		select {
+		case <-exited:
+			r.t.Fatalf("writ serve exited before its backend reached %s", marker)
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			r.t.Fatalf("no execution reached the backend's Apply (%s) within %s", filepath.Base(marker), crashWait)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return false
 }
 
 // Killing writ with SIGKILL at random points, 50 times, while playbooks
@@ -214,43 +229,68 @@ func TestCrashDuringExecutions(t *testing.T) {
 	}
 	add(5)
 	kills, inFlight := 0, 0
+	stopped := map[string]int{} // idempotency key -> kills inside its Apply
 	for kills < 50 {
-		before := r.executing()
-		cmd := r.start()
 		if kills%2 == 0 {
 			// Kill at a random moment: during start-up, a pass, an execution.
+			cmd := r.start("")
 			time.Sleep(time.Duration(20+rand.IntN(400)) * time.Millisecond)
-		} else if r.waitClaimed(before, 3*time.Second) {
-			// Kill inside an execution: before the backend applied it, or
-			// after it did and before writ recorded that.
-			time.Sleep(time.Duration(rand.Int64N(int64(2 * crashApplyDelay))))
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			_ = cmd.Wait()
+		} else {
+			// Kill inside an execution, at a point the backend reports:
+			// before it applied anything, or after it applied everything
+			// and before writ recorded that. Operations stopped before go
+			// through (they are resumed and finish), so that every such
+			// kill lands in an execution of its own; make sure there is
+			// one.
+			fresh := 0
+			for _, key := range r.unfinished(want) {
+				if stopped[key] == 0 {
+					fresh++
+				}
+			}
+			if fresh == 0 {
+				add(1)
+			}
+			mode := "before"
+			if kills%4 == 3 {
+				mode = "after"
+			}
+			dir := r.t.TempDir()
+			var pass strings.Builder
+			for key := range stopped {
+				pass.WriteString(key + "\n")
+			}
+			if err := os.WriteFile(filepath.Join(dir, "pass"), []byte(pass.String()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := r.start(mode + ":" + dir)
+			exited := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(exited) }()
+			key := r.waitGate(cmd, exited, filepath.Join(dir, mode))
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+			stopped[key]++
 			inFlight++
 		}
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
 		kills++
 		if kills%5 == 0 {
 			add(3)
 		}
 	}
 	// A last, undisturbed run finishes everything.
-	cmd := r.start()
+	cmd := r.start("")
 	ctx := context.Background()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(crashWait)
 	for {
-		done := 0
-		for name := range want {
-			v, err := r.st.LatestPlaybookVersion(ctx, name)
-			if err == nil && v.Status == store.StatusCompleted {
-				done++
-			}
-		}
-		if done == len(want) {
+		left := len(r.unfinished(want))
+		if left == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			t.Fatalf("%d of %d playbooks completed after the crashes", done, len(want))
+			t.Fatalf("%d of %d playbooks completed %s after the crashes", len(want)-left, len(want), crashWait)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -315,11 +355,10 @@ func TestCrashDuringExecutions(t *testing.T) {
 	}
 	// A kill inside an execution leaves it executing: the next writ claims
 	// it again (an attempt more) and finishes it through Plan and an Apply
-	// of what is left. Half the kills land inside one; allow for a kill
-	// that came late, after the execution was recorded.
-	if inFlight == 0 || resumptions*2 < inFlight {
+	// of what is left. Every such kill must show as a resumption.
+	if inFlight != 25 || len(stopped) != inFlight || resumptions < inFlight {
 		t.Errorf("%d kills inside an execution but %d resumptions: the crash path was not exercised", inFlight, resumptions)
 	}
-	t.Logf("%d kills (%d inside an execution); %d playbooks; %d resumptions of %d executions; %d audit entries; %d journal lines",
-		kills, inFlight, len(want), resumptions, resumed, rep.Entries, len(count))
+	t.Logf("%d kills (%d inside an execution, in %d executions); %d playbooks; %d resumptions of %d executions; %d audit entries; %d journal lines",
+		kills, inFlight, len(stopped), len(want), resumptions, resumed, rep.Entries, len(count))
 }

@@ -47,13 +47,14 @@ func scanDelivery(row pgx.Row) (*GitHubDelivery, error) {
 
 // InsertDelivery stores a delivery once. A delivery id already stored
 // (a replay or a redelivery) is not stored again: created is false and the
-// stored row's id is returned.
-func (s *Store) InsertDelivery(ctx context.Context, d GitHubDelivery) (id int64, created bool, err error) {
+// stored row's id is returned. The delivery is due at now (nil: the
+// database's clock; see ClaimDelivery).
+func (s *Store) InsertDelivery(ctx context.Context, now *time.Time, d GitHubDelivery) (id int64, created bool, err error) {
 	err = s.db.QueryRow(ctx, `
-		INSERT INTO github_deliveries (delivery_id, event, action, payload)
-		VALUES ($1, $2, $3, $4)
+		INSERT INTO github_deliveries (delivery_id, event, action, payload, not_before)
+		VALUES ($1, $2, $3, $4, coalesce($5, now()))
 		ON CONFLICT (delivery_id) DO NOTHING
-		RETURNING id`, d.DeliveryID, d.Event, d.Action, d.Payload).Scan(&id)
+		RETURNING id`, d.DeliveryID, d.Event, d.Action, d.Payload, now).Scan(&id)
 	switch {
 	case err == nil:
 		return id, true, nil
@@ -71,15 +72,20 @@ func (s *Store) InsertDelivery(ctx context.Context, d GitHubDelivery) (id int64,
 // attempt and leases it for lease: if the processor dies before finishing
 // it, it is claimed again once the lease runs out. ErrNotFound when none is
 // due.
-func (s *Store) ClaimDelivery(ctx context.Context, lease time.Duration) (*GitHubDelivery, error) {
+//
+// now is the time the queue is read at; nil means the database's clock,
+// which every replica shares (production). Tests pass a clock of their own
+// so that leases and retry delays never depend on how fast the machine is.
+func (s *Store) ClaimDelivery(ctx context.Context, now *time.Time, lease time.Duration) (*GitHubDelivery, error) {
 	d, err := scanDelivery(s.db.QueryRow(ctx, `
-		UPDATE github_deliveries SET attempts = attempts + 1, not_before = now() + $1::bigint * interval '1 millisecond'
+		UPDATE github_deliveries SET attempts = attempts + 1,
+			not_before = coalesce($2, now()) + $1::bigint * interval '1 millisecond'
 		WHERE id = (
 			SELECT id FROM github_deliveries
-			WHERE state = 'queued' AND not_before <= now()
+			WHERE state = 'queued' AND not_before <= coalesce($2, now())
 			ORDER BY id
 			FOR UPDATE SKIP LOCKED LIMIT 1)
-		RETURNING `+deliveryColumns, lease.Milliseconds()))
+		RETURNING `+deliveryColumns, lease.Milliseconds(), now))
 	if err != nil {
 		return nil, fmt.Errorf("store: claim delivery: %w", err)
 	}
@@ -99,16 +105,18 @@ func (s *Store) FinishDelivery(ctx context.Context, id int64, outcome string) er
 	return nil
 }
 
-// RetryDelivery keeps a delivery queued, to be tried again after a delay,
-// recording why it failed; with giveUp it is marked failed for good.
-func (s *Store) RetryDelivery(ctx context.Context, id int64, lastError string, after time.Duration, giveUp bool) error {
+// RetryDelivery keeps a delivery queued, to be tried again after a delay
+// from now (nil: the database's clock), recording why it failed; with
+// giveUp it is marked failed for good.
+func (s *Store) RetryDelivery(ctx context.Context, now *time.Time, id int64, lastError string, after time.Duration, giveUp bool) error {
 	state := DeliveryQueued
 	if giveUp {
 		state = DeliveryFailed
 	}
-	tag, err := s.db.Exec(ctx, `UPDATE github_deliveries SET state = $2, last_error = $3, not_before = now() + $4::bigint * interval '1 millisecond',
+	tag, err := s.db.Exec(ctx, `UPDATE github_deliveries SET state = $2, last_error = $3,
+			not_before = coalesce($5, now()) + $4::bigint * interval '1 millisecond',
 			processed_at = CASE WHEN $2 = 'failed' THEN now() END
-		WHERE id = $1`, id, state, lastError, after.Milliseconds())
+		WHERE id = $1`, id, state, lastError, after.Milliseconds(), now)
 	if err != nil {
 		return fmt.Errorf("store: retry delivery %d: %w", id, translate(err))
 	}

@@ -14,30 +14,34 @@ func TestGitHubDeliveryQueue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := dbtest.Store(t)
+	// The queue is read at explicit times: leases and delays are checked
+	// without waiting for them.
+	t0 := time.Now()
+	at := func(d time.Duration) *time.Time { t := t0.Add(d); return &t }
 	ids := map[string]int64{}
 	for _, guid := range []string{"a-1", "b-2", "c-3"} {
-		id, created, err := st.InsertDelivery(ctx, store.GitHubDelivery{DeliveryID: guid, Event: "push", Payload: []byte(`{}`)})
+		id, created, err := st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: guid, Event: "push", Payload: []byte(`{}`)})
 		if err != nil || !created {
 			t.Fatalf("insert %s: %v %v", guid, created, err)
 		}
 		ids[guid] = id
 	}
 	// A replay is stored once and returns the stored id.
-	id, created, err := st.InsertDelivery(ctx, store.GitHubDelivery{DeliveryID: "b-2", Event: "push", Payload: []byte(`{"other":1}`)})
+	id, created, err := st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: "b-2", Event: "push", Payload: []byte(`{"other":1}`)})
 	if err != nil || created || id != ids["b-2"] {
 		t.Fatalf("replay: %d %v %v", id, created, err)
 	}
 	// Invalid ids and events are refused by the schema.
-	if _, _, err := st.InsertDelivery(ctx, store.GitHubDelivery{DeliveryID: "../x", Event: "push", Payload: []byte(`{}`)}); err == nil {
+	if _, _, err := st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: "../x", Event: "push", Payload: []byte(`{}`)}); err == nil {
 		t.Fatal("an invalid delivery id was stored")
 	}
 
 	// Oldest first; a claimed delivery is leased.
-	d1, err := st.ClaimDelivery(ctx, time.Hour)
+	d1, err := st.ClaimDelivery(ctx, at(0), time.Hour)
 	if err != nil || d1.DeliveryID != "a-1" || d1.Attempts != 1 {
 		t.Fatalf("first claim: %+v %v", d1, err)
 	}
-	d2, err := st.ClaimDelivery(ctx, time.Hour)
+	d2, err := st.ClaimDelivery(ctx, at(0), time.Hour)
 	if err != nil || d2.DeliveryID != "b-2" || string(d2.Payload) != `{}` {
 		t.Fatalf("second claim: %+v %v", d2, err)
 	}
@@ -45,27 +49,31 @@ func TestGitHubDeliveryQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A retry is due only after its delay; giving up marks it failed.
-	if err := st.RetryDelivery(ctx, d1.ID, "boom", 0, false); err != nil {
+	if err := st.RetryDelivery(ctx, at(0), d1.ID, "boom", time.Second, false); err != nil {
 		t.Fatal(err)
 	}
-	d3, err := st.ClaimDelivery(ctx, time.Hour)
-	if err != nil || d3.DeliveryID != "a-1" || d3.Attempts != 2 || d3.LastError != "boom" {
-		t.Fatalf("retried claim: %+v %v", d3, err)
+	// Just before a-1's retry is due, the next claim skips it for c-3.
+	d3, err := st.ClaimDelivery(ctx, at(time.Second-time.Millisecond), 10*time.Second)
+	if err != nil || d3.DeliveryID != "c-3" || d3.Attempts != 1 {
+		t.Fatalf("claim before the retry is due: %+v %v", d3, err)
 	}
-	if err := st.RetryDelivery(ctx, d3.ID, "boom again", time.Hour, true); err != nil {
+	d4, err := st.ClaimDelivery(ctx, at(time.Second), time.Hour)
+	if err != nil || d4.DeliveryID != "a-1" || d4.Attempts != 2 || d4.LastError != "boom" {
+		t.Fatalf("retried claim: %+v %v", d4, err)
+	}
+	if err := st.RetryDelivery(ctx, at(time.Second), d4.ID, "boom again", 0, true); err != nil {
 		t.Fatal(err)
 	}
-	d4, err := st.ClaimDelivery(ctx, time.Millisecond)
-	if err != nil || d4.DeliveryID != "c-3" {
-		t.Fatalf("third claim: %+v %v", d4, err)
+	// c-3 is leased until 11s-1ms: nobody takes it before.
+	if d, err := st.ClaimDelivery(ctx, at(11*time.Second-2*time.Millisecond), time.Hour); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a leased delivery was claimed: %+v %v", d, err)
 	}
-	time.Sleep(20 * time.Millisecond)
 	// c-3's lease ran out: claimed again.
-	d5, err := st.ClaimDelivery(ctx, time.Hour)
+	d5, err := st.ClaimDelivery(ctx, at(11*time.Second), time.Hour)
 	if err != nil || d5.DeliveryID != "c-3" || d5.Attempts != 2 {
 		t.Fatalf("claim after the lease: %+v %v", d5, err)
 	}
-	if _, err := st.ClaimDelivery(ctx, time.Hour); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.ClaimDelivery(ctx, at(time.Minute), time.Hour); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("nothing due: %v", err)
 	}
 	counts, err := st.DeliveryCounts(ctx)

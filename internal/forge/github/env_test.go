@@ -55,6 +55,13 @@ func (c *clock) Now() time.Time {
 	return c.now
 }
 
+// Advance moves the clock forward by d.
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 // person is someone in the approvers file, with their private key.
 type person struct {
 	id     string
@@ -167,7 +174,7 @@ func newEnv(t testing.TB, eo ...envOptions) *env {
 	opts := Options{
 		Repository: testOwner + "/" + testName, Client: client, Engine: e.rec, Source: e.src, Store: e.st,
 		WebhookSecret: testSecret, PollInterval: 10 * time.Millisecond, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
-		APIBackoff: 10 * time.Millisecond, RefreshInterval: -1, Logger: testLogger(t),
+		APIBackoff: 10 * time.Millisecond, RefreshInterval: -1, Now: e.clock.Now, Logger: testLogger(t),
 	}
 	for _, o := range eo {
 		if o.tune != nil {

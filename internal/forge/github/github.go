@@ -103,7 +103,12 @@ type Options struct {
 	RefreshInterval time.Duration
 	// CallTimeout bounds one API call. Default 30s.
 	CallTimeout time.Duration
-	Logger      *slog.Logger
+	// Now, when set, is the clock the delivery queue is read with (when a
+	// delivery is due, when its lease ends). Nil: the database's clock,
+	// shared by every replica. Tests set it so that leases and retry
+	// delays never depend on the machine's speed.
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 var repoRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`)
@@ -189,6 +194,16 @@ type Service struct {
 	wake  chan struct{}
 	// sleep waits between attempts (replaced in tests of rate limits).
 	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// queueNow is the time the delivery queue is read at (nil: the database's
+// clock).
+func (s *Service) queueNow() *time.Time {
+	if s.opts.Now == nil {
+		return nil
+	}
+	t := s.opts.Now()
+	return &t
 }
 
 // New checks the options and makes the service.

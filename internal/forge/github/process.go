@@ -55,7 +55,7 @@ func (s *Service) ProcessPending(ctx context.Context) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		d, err := s.opts.Store.ClaimDelivery(ctx, s.opts.Lease)
+		d, err := s.opts.Store.ClaimDelivery(ctx, s.queueNow(), s.opts.Lease)
 		if errors.Is(err, store.ErrNotFound) {
 			return n, nil
 		}
@@ -86,7 +86,7 @@ func (s *Service) ProcessPending(ctx context.Context) (int, error) {
 		}
 		giveUp := d.Attempts >= s.opts.MaxAttempts || errors.Is(perr, errPermanent)
 		delay := backoff(s.opts.RetryBase, s.opts.RetryMax, d.Attempts)
-		if err := s.opts.Store.RetryDelivery(ctx, d.ID, oneLine(perr.Error(), 2000), delay, giveUp); err != nil {
+		if err := s.opts.Store.RetryDelivery(ctx, s.queueNow(), d.ID, oneLine(perr.Error(), 2000), delay, giveUp); err != nil {
 			return n, err
 		}
 		if giveUp {

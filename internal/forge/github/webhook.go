@@ -115,7 +115,7 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	id, created, err := s.opts.Store.InsertDelivery(ctx, store.GitHubDelivery{DeliveryID: guid, Event: event, Action: m.Action, Payload: payload})
+	id, created, err := s.opts.Store.InsertDelivery(ctx, s.queueNow(), store.GitHubDelivery{DeliveryID: guid, Event: event, Action: m.Action, Payload: payload})
 	if err != nil {
 		s.log.ErrorContext(ctx, "store webhook delivery", slog.String("delivery", guid), slog.Any("error", err))
 		answer(w, http.StatusServiceUnavailable, Answer{Status: "unavailable", Reason: "the delivery could not be stored; redeliver it"})

@@ -130,7 +130,7 @@ func TestWebhookFormEncoded(t *testing.T) {
 // So does a crash in the middle of processing, once the lease runs out.
 func TestDeliverySurvivesCrash(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{tune: func(o *Options) { o.Lease = time.Second }})
+	e := newEnv(t)
 	p := e.openPR(5, "alice-gh", "", map[string]string{pbPath("fine"): playbookYAML("fine", "INC-5", "203.0.113.5", "low", "staging")})
 	// Stored and acknowledged; the process "crashes" before processing.
 	if runs := e.gh.CheckRuns(p.head); len(runs) != 0 {
@@ -148,15 +148,17 @@ func TestDeliverySurvivesCrash(t *testing.T) {
 	// A processor that claimed a delivery and died: nobody else takes it
 	// while its lease holds; after, the next processor does.
 	e.deliverPR(p, "synchronize")
-	claimed, err := e.st.ClaimDelivery(e.ctx, time.Second)
+	now := e.clock.Now()
+	claimed, err := e.st.ClaimDelivery(e.ctx, &now, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	again := e.restart()
+	e.clock.Advance(time.Minute - time.Millisecond)
 	if n, err := again.ProcessPending(e.ctx); err != nil || n != 0 {
 		t.Fatalf("a leased delivery was taken: %d %v", n, err)
 	}
-	time.Sleep(1100 * time.Millisecond)
+	e.clock.Advance(time.Millisecond)
 	if n, err := again.ProcessPending(e.ctx); err != nil || n != 1 {
 		t.Fatalf("after the lease: %d %v", n, err)
 	}
@@ -172,7 +174,10 @@ func TestDeliverySurvivesCrash(t *testing.T) {
 // lease.
 func TestProcessingEndsWithinTheLease(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{tune: func(o *Options) { o.Lease = time.Second }})
+	// A short lease, so that the stall outlasts it; the retry is due only
+	// when the test's clock says so, so it cannot come round again within
+	// the same ProcessPending however slow the machine is.
+	e := newEnv(t, envOptions{tune: func(o *Options) { o.Lease = time.Second; o.RetryBase = time.Minute; o.RetryMax = time.Minute }})
 	release := e.gh.Stall("/check-runs")
 	defer release()
 	p := e.openPR(6, "alice-gh", "", map[string]string{pbPath("fine"): playbookYAML("fine", "INC-6", "203.0.113.6", "low", "staging")})
@@ -183,13 +188,17 @@ func TestProcessingEndsWithinTheLease(t *testing.T) {
 	if err != nil || d.State != store.DeliveryQueued || d.Attempts != 1 || !strings.Contains(d.LastError, "processing ran past its lease of 1s") {
 		t.Fatalf("delivery after the stall: %+v %v", d, err)
 	}
+	if n, err := e.svc.ProcessPending(e.ctx); err != nil || n != 0 {
+		t.Fatalf("processed %d, %v before the retry is due", n, err)
+	}
 
+	// GitHub answers again and the retry comes due. The second attempt
+	// runs with a lease a loaded machine cannot outlast.
 	release()
-	for i := 0; i < 100; i++ { // its retry is due after RetryBase (10ms)
-		if n, err := e.svc.ProcessPending(e.ctx); err != nil || n == 1 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	e.clock.Advance(time.Minute)
+	e.svc.opts.Lease = time.Hour
+	if n, err := e.svc.ProcessPending(e.ctx); err != nil || n != 1 {
+		t.Fatalf("processed %d, %v after GitHub answers again", n, err)
 	}
 	if d, err = e.st.DeliveryByGUID(e.ctx, p.opened); err != nil || d.State != store.DeliveryDone || d.Attempts != 2 {
 		t.Fatalf("delivery after GitHub answers again: %+v %v", d, err)
@@ -231,7 +240,7 @@ func TestFailedDeliveryIsRetried(t *testing.T) {
 	if counts[store.DeliveryQueued] != 1 {
 		t.Fatalf("after a failed write: %v; want it queued", counts)
 	}
-	time.Sleep(50 * time.Millisecond) // the retry delay
+	e.clock.Advance(time.Second) // the retry delay
 	e.process()
 	if run := e.check(p.head); run.Status != "completed" {
 		t.Fatalf("check: %+v", run)
@@ -246,11 +255,11 @@ func TestFailedDeliveryIsRetried(t *testing.T) {
 	e.repo.Checkout("main")
 	e.gh.SetHead(6, head)
 	e.deliverPR(p, "synchronize")
-	for range 5 {
+	for range 3 {
 		if _, err := e.svc.ProcessPending(e.ctx); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(60 * time.Millisecond)
+		e.clock.Advance(time.Second) // the retry delay
 	}
 	counts, _ = e.st.DeliveryCounts(e.ctx)
 	if counts[store.DeliveryFailed] == 0 {
