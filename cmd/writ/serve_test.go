@@ -90,6 +90,23 @@ func startServe(t *testing.T, args ...string) (string, func() (int, string)) {
 	}
 }
 
+// waitReady waits until /readyz says ready: a replica that just became
+// leader is not ready until its first reconcile pass.
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		code, body := getJSON(t, base+"/readyz")
+		if code == 200 && body["status"] == "ready" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz %d %v after 3m", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func getJSON(t *testing.T, url string) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -113,9 +130,7 @@ func TestServePrivateClusterKeepsData(t *testing.T) {
 	if code, body := getJSON(t, base+"/healthz"); code != 200 || body["status"] != "ok" {
 		t.Fatalf("healthz %d %v", code, body)
 	}
-	if code, body := getJSON(t, base+"/readyz"); code != 200 || body["status"] != "ready" {
-		t.Fatalf("readyz %d %v", code, body)
-	}
+	waitReady(t, base)
 	// Write a row through the cluster's socket while it runs.
 	url := "postgres://writ@/writ?host=" + filepath.Join(dataDir, "postgres") + "&port=5432&sslmode=disable"
 	ctx := context.Background()
@@ -135,9 +150,7 @@ func TestServePrivateClusterKeepsData(t *testing.T) {
 	}
 
 	base, stop = startServe(t, "--data-dir", dataDir)
-	if code, _ := getJSON(t, base+"/readyz"); code != 200 {
-		t.Fatalf("readyz after restart %d", code)
-	}
+	waitReady(t, base)
 	conn, err = pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)

@@ -95,7 +95,7 @@ func TestServeTLSAndMetrics(t *testing.T) {
 	s2pool := x509.NewCertPool()
 	s2pool.AddCert(cert2)
 	client2 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s2pool}}}
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		r, err := client2.Get("https://" + s.Addr() + "/healthz")
 		if err == nil {

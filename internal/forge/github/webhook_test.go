@@ -274,9 +274,11 @@ func TestRateLimitsAreRespected(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	var waits []time.Duration
+	var wakes []time.Time
 	e.svc.sleep = func(_ context.Context, d time.Duration) error {
 		waits = append(waits, d)
-		time.Sleep(min(d, 1500*time.Millisecond))
+		wakes = append(wakes, time.Now().Add(d))
+		time.Sleep(min(d, 3*time.Second))
 		return nil
 	}
 	p := e.openPR(8, "alice-gh", "", map[string]string{pbPath("fine"): playbookYAML("fine", "INC-8", "203.0.113.8", "low", "staging")})
@@ -298,12 +300,14 @@ func TestRateLimitsAreRespected(t *testing.T) {
 		t.Fatalf("%d requests answered 403; want 2", limited)
 	}
 
-	waits = nil
-	e.gh.ExhaustRateLimit(time.Second)
+	waits, wakes = nil, nil
+	reset := e.gh.ExhaustRateLimit(time.Second)
 	e.deliverPR(p, "synchronize")
 	e.process()
-	if len(waits) == 0 || waits[0] < 500*time.Millisecond {
-		t.Fatalf("waits %v; want one until the primary limit resets", waits)
+	// However long the request took, the client slept until the announced
+	// reset, not less.
+	if len(wakes) == 0 || wakes[0].Before(reset) {
+		t.Fatalf("waits %v ending %v; want one until the primary limit resets at %v", waits, wakes, reset)
 	}
 }
 

@@ -325,12 +325,15 @@ func (f *Server) Requests() []Request {
 	return slices.Clone(f.requests)
 }
 
-// ExhaustRateLimit spends the primary rate limit until resetIn from now.
-func (f *Server) ExhaustRateLimit(resetIn time.Duration) {
+// ExhaustRateLimit spends the primary rate limit until resetIn from now,
+// and returns the reset time as X-RateLimit-Reset announces it (whole
+// seconds).
+func (f *Server) ExhaustRateLimit(resetIn time.Duration) time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.remaining = 0
 	f.reset = time.Now().Add(resetIn)
+	return time.Unix(f.reset.Unix(), 0)
 }
 
 // SecondaryRateLimit answers the next n requests with a secondary rate
