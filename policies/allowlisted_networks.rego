@@ -9,12 +9,16 @@
 package writ.checks.allowlisted_networks
 
 import data.writ.lib.ip
+import data.writ.lib.operation
 
 default entries := {}
 
 entries := data.writ.config.allowlisted_networks
 
+# Releasing an allow-listed network is what the list wants: reverts are not
+# checked here.
 deny contains msg if {
+	operation.apply
 	is_object(entries)
 	some [target, network] in ip.overlaps(object.keys(entries))
 	msg := sprintf("%s overlaps the allow-listed network %s (%s): writ never acts on allow-listed networks", [target, network, entries[network]])

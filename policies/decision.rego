@@ -9,7 +9,11 @@
 #   approver_roles     approver_roles contains role if ...: roles whose
 #                      approvals count (none named: writ takes "approver")
 # To add a check, add a file with a new package under writ.checks (see
-# business_hours.rego): this file collects it. writ refuses to load a check
+# business_hours.rego): this file collects it. Checks see the operation
+# judged in input.operation (apply or revert; see operation.rego): the
+# built-in deny checks guard what an apply may contain, and every check
+# asking for approval asks it of reverts too (production, high-risk
+# actions, critical severity), except the expiry a playbook scheduled. writ refuses to load a check
 # whose rules have another form, and denies when a reason is not a string
 # or a count not a whole number, so a slip cannot let a playbook through.
 package writ
@@ -26,7 +30,11 @@ deny contains {"rule": name, "msg": msg} if {
 	data.writ.checks[name].deny[msg]
 }
 
+# A revert that expiresAfter scheduled was approved with its apply (the
+# expiry is part of the approved content): it needs no approval of its own.
+# Every other operation, apply or revert, asks every check.
 require_approval contains {"rule": name, "msg": msg} if {
+	not data.writ.lib.operation.scheduled_expiry
 	some name, msg
 	data.writ.checks[name].require_approval[msg]
 }

@@ -102,3 +102,28 @@ test_approvals_and_roles_come_from_the_checks_that_fired if {
 	d.approvals_required == 3
 	d.approver_roles == {"admin", "approver"}
 }
+
+revert(inp, type) := object.union(inp, {"operation": "revert", "change": {"type": type}})
+
+test_a_revert_in_production_needs_approval_like_an_apply if {
+	d := writ.decision with input as revert(make("block_ip", ["203.0.113.7"], "high", "production"), "delete")
+	outcome(d) == "require_approval"
+	rules(d.require_approval) == {"production"}
+	d.approvals_required == 1
+}
+
+test_releasing_what_an_apply_may_not_contain_is_not_denied if {
+	every t in ["127.0.0.1", "8.8.8.8", "10.0.0.0/8"] {
+		d := writ.decision with input as revert(block([t]), "delete")
+		outcome(d) == "allow"
+	}
+	d := writ.decision with input as revert(make("suspend_user", ["admin@example.com"], "low", "staging"), "update")
+	outcome(d) == "require_approval"
+	rules(d.require_approval) == {"high_risk_actions"}
+}
+
+test_a_scheduled_expiry_needs_no_approval if {
+	d := writ.decision with input as revert(make("isolate_host", ["fin-ws-12"], "critical", "production"), "expiry")
+	outcome(d) == "allow"
+	d.approvals_required == 0
+}

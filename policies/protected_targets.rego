@@ -5,12 +5,17 @@
 # regard to case.
 package writ.checks.protected_targets
 
+import data.writ.lib.operation
+
 lists := {
 	"suspend_user": ["identity", "protected_identities"],
 	"isolate_host": ["host", "protected_hosts"],
 }
 
+# Releasing a protected identity or host is never refused: reverts are not
+# checked here.
 deny contains msg if {
+	operation.apply
 	[kind, key] := lists[input.playbook.spec.action]
 	some target in input.playbook.spec.targets
 	some pattern in data.writ.config[key]

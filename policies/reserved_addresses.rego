@@ -5,6 +5,7 @@
 package writ.checks.reserved_addresses
 
 import data.writ.lib.ip
+import data.writ.lib.operation
 
 # ranges are the IANA special-purpose ranges (RFC 6890) that must never be
 # blocked. They are fixed here, not in data, on purpose.
@@ -37,7 +38,9 @@ refused := object.union(ranges, documentation_ranges) if include_documentation
 
 else := ranges
 
+# Releasing an address is never refused: reverts are not checked here.
 deny contains msg if {
+	operation.apply
 	some [target, r] in ip.overlaps(object.keys(refused))
 	msg := sprintf("%s is or includes %s (%s): reserved addresses are never blocked", [target, r, refused[r]])
 }

@@ -5,6 +5,7 @@
 package writ.checks.target_scope
 
 import data.writ.lib.ip
+import data.writ.lib.operation
 
 default min_prefix_ipv4 := 16
 
@@ -13,6 +14,8 @@ min_prefix_ipv4 := data.writ.config.target_scope.min_prefix_length.ipv4
 default min_prefix_ipv6 := 48
 
 min_prefix_ipv6 := data.writ.config.target_scope.min_prefix_length.ipv6
+
+# Scope limits what one playbook may contain; releasing is not limited.
 
 default max_targets := 100
 
@@ -23,6 +26,7 @@ max_targets := n if {
 }
 
 deny contains msg if {
+	operation.apply
 	some target, n in ip.prefix_lengths
 	n < min_prefix_ipv4
 	not contains(target, ":")
@@ -30,6 +34,7 @@ deny contains msg if {
 }
 
 deny contains msg if {
+	operation.apply
 	some target, n in ip.prefix_lengths
 	n < min_prefix_ipv6
 	contains(target, ":")
@@ -37,6 +42,7 @@ deny contains msg if {
 }
 
 deny contains msg if {
+	operation.apply
 	n := count(input.playbook.spec.targets)
 	n > max_targets
 	msg := sprintf("%d targets is more than the limit of %d for %v: split the playbook", [n, max_targets, object.get(input.playbook.spec, "action", "(no action)")])

@@ -236,10 +236,16 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	host, _ := os.Hostname()
 	replica := fmt.Sprintf("%s-%d", host, os.Getpid())
 	engine := &engineFacade{store: db.store, log: log}
-	repository, maxPlaybooks := "", 0
+	repository, maxPlaybooks := cfg.RepositoryName(), 0
 	if cfg.GitHub != nil {
-		repository, maxPlaybooks = cfg.GitHub.Repository, cfg.GitHub.MaxPlaybooks
+		maxPlaybooks = cfg.GitHub.MaxPlaybooks
 	}
+	if repository == "" {
+		if repository, err = gitsrc.Identity(repoURL); err != nil {
+			return nil, err
+		}
+	}
+	log.InfoContext(ctx, "repository identity: signed statements must name it", slog.String("repository", repository))
 	api, err := reconcile.New(reconcile.Options{
 		Source: src, Store: db.store, Audit: alog, Backends: reg,
 		Catalog: cfg.Catalog(), Environments: environments(cfg), DefaultPolicies: policies.FS,

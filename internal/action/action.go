@@ -118,6 +118,44 @@ func (p *Plan) Changes() bool {
 	return false
 }
 
+// done maps a planned change to the result the same target plans once the
+// change has happened.
+var done = map[string][]string{
+	WouldBlock:     {AlreadyBlocked, CoveredBy},
+	WouldUnblock:   {NotBlocked},
+	WouldSuspend:   {AlreadySuspended},
+	WouldUnsuspend: {NotSuspended},
+	WouldIsolate:   {AlreadyIsolated},
+	WouldRelease:   {NotIsolated},
+}
+
+// ProgressedFrom reports whether p, a plan read again after an interrupted
+// or failed attempt, is what approved becomes when some of its changes have
+// happened: the same backend, action, environment, operation and targets,
+// each target planned as approved or as the state its approved change
+// leads to. Anything else (a target someone else changed the other way, a
+// new or missing target) means live state moved under the operation.
+func (p *Plan) ProgressedFrom(approved *Plan) bool {
+	if approved == nil || p.Action != approved.Action || p.Backend != approved.Backend ||
+		p.Environment != approved.Environment || p.Operation != approved.Operation || len(p.Targets) != len(approved.Targets) {
+		return false
+	}
+	want := make(map[string]string, len(approved.Targets))
+	for _, t := range approved.Targets {
+		want[t.Target] = t.Result
+	}
+	for _, t := range p.Targets {
+		was, ok := want[t.Target]
+		if !ok {
+			return false
+		}
+		if t.Result != was && !slices.Contains(done[was], t.Result) {
+			return false
+		}
+	}
+	return true
+}
+
 // TargetResult is what happened to one target.
 type TargetResult struct {
 	Target string `json:"target"`

@@ -3,6 +3,7 @@ package action_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -56,5 +57,38 @@ func TestRegistryLookup(t *testing.T) {
 	req.Operation = action.Apply
 	if _, err := r.Plan(context.Background(), req); err == nil {
 		t.Fatal("invalid target planned")
+	}
+}
+
+func TestPlanProgressedFrom(t *testing.T) {
+	t.Parallel()
+	plan := func(results ...string) *action.Plan {
+		p := &action.Plan{Action: "block_ip", Backend: "blocklist:x", Environment: "staging", Operation: action.Apply}
+		for i, r := range results {
+			p.Targets = append(p.Targets, action.TargetPlan{Target: fmt.Sprintf("203.0.113.%d", i+1), Result: r})
+		}
+		return p
+	}
+	approved := plan(action.WouldBlock, action.WouldBlock, action.AlreadyBlocked)
+	for _, tc := range []struct {
+		name string
+		p    *action.Plan
+		want bool
+	}{
+		{"unchanged", plan(action.WouldBlock, action.WouldBlock, action.AlreadyBlocked), true},
+		{"half done", plan(action.AlreadyBlocked, action.WouldBlock, action.AlreadyBlocked), true},
+		{"all done", plan(action.AlreadyBlocked, action.CoveredBy, action.AlreadyBlocked), true},
+		{"released by someone", plan(action.WouldBlock, action.WouldBlock, action.WouldBlock), false},
+		{"a target more", plan(action.WouldBlock, action.WouldBlock, action.AlreadyBlocked, action.WouldBlock), false},
+		{"a target less", plan(action.WouldBlock, action.WouldBlock), false},
+		{"another backend", func() *action.Plan { p := plan(action.WouldBlock, action.WouldBlock, action.AlreadyBlocked); p.Backend = "nftables:edge"; return p }(), false},
+		{"another operation", func() *action.Plan { p := plan(action.WouldBlock, action.WouldBlock, action.AlreadyBlocked); p.Operation = action.Revert; return p }(), false},
+	} {
+		if got := tc.p.ProgressedFrom(approved); got != tc.want {
+			t.Errorf("%s: ProgressedFrom = %v; want %v", tc.name, got, tc.want)
+		}
+	}
+	if plan(action.WouldBlock).ProgressedFrom(nil) {
+		t.Error("progressed from no plan")
 	}
 }

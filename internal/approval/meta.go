@@ -19,9 +19,11 @@ import (
 //     when the approvers file changes;
 //   - any other changed file under .writ/, by its path and new sha256.
 //
-// One statement must cover every changed subject. Its policyDigest is the
-// TRUSTED (old) policy digest, the set that governs the change; planDigest
-// is empty (a meta change has no dry-run).
+// One statement must cover exactly the changed subjects, and name the
+// transition (Predicate.Transition): the trusted commit the change replaces
+// and, per subject, the digest of the content it replaces. Its policyDigest
+// is the TRUSTED (old) policy digest, the set that governs the change;
+// planDigest is empty (a meta change has no dry-run).
 const PoliciesSubject = "policies/"
 
 // PolicySetSubject is the subject for a new policy set digest. A digest
@@ -57,7 +59,10 @@ const DefaultMetaApprovals = 2
 type MetaInput struct {
 	// Changes are the changed subjects (see PoliciesSubject).
 	Changes []Subject
-	// Repository is OWNER/NAME; optional, as in Input.
+	// Transition is the change judged: the trusted (adopted) commit, and
+	// per subject the digest of the content it replaces.
+	Transition Transition
+	// Repository is OWNER/NAME, always known, as in Input.
 	Repository string
 	// PolicyDigest is the trusted base's policy digest.
 	PolicyDigest string
@@ -75,6 +80,12 @@ func (in *MetaInput) validate() error {
 	if len(in.Changes) == 0 {
 		return errors.New("no changed subjects")
 	}
+	if err := validateRepository(in.Repository); err != nil {
+		return err
+	}
+	if !commitRE.MatchString(in.Transition.TrustedCommit) {
+		return fmt.Errorf("trusted commit %q is not a commit id", in.Transition.TrustedCommit)
+	}
 	seen := map[string]bool{}
 	for _, s := range in.Changes {
 		if err := validateSubject(s); err != nil {
@@ -84,6 +95,9 @@ func (in *MetaInput) validate() error {
 			return fmt.Errorf("subject %s given twice", s.Path)
 		}
 		seen[s.Path] = true
+		if !sha256RE.MatchString(in.Transition.Replaces[s.Path]) {
+			return fmt.Errorf("subject %s: the digest of the content it replaces is missing", s.Path)
+		}
 	}
 	if in.PolicyDigest == "" {
 		return errors.New("no policy digest")
@@ -112,9 +126,11 @@ func VerifyMeta(in MetaInput) Verdict {
 	}
 	o := Options{MaxAge: in.Options.MaxAge, ClockSkew: in.Options.ClockSkew}
 	o.setDefaults()
+	t := in.Transition
 	return rules{
 		subjects:        in.Changes,
 		repository:      in.Repository,
+		transition:      &t,
 		required:        required,
 		approverRoles:   []string{RoleAdmin},
 		proposerRoles:   []string{RoleAnalyst, RoleAdmin},

@@ -13,20 +13,31 @@ func TestVerifyMeta(t *testing.T) {
 	newKeyring := FileSubject(KeyringPath, []byte("apiVersion: writ/v1\n"))
 	both := []Subject{newPolicies, newKeyring}
 
-	metaPred := func(who, decision string) Predicate {
+	trusted := strings.Repeat("c", 40)
+	replaced := map[string]string{PoliciesSubject: testPolicy, KeyringPath: testDigest}
+	transition := func(subjects []Subject) *Transition {
+		t := &Transition{TrustedCommit: trusted, Replaces: map[string]string{}}
+		for _, s := range subjects {
+			t.Replaces[s.Path] = replaced[s.Path]
+		}
+		return t
+	}
+	metaPred := func(who, decision string, subjects []Subject) Predicate {
 		p := pred(who, decision)
 		p.PlanDigest = ""
+		p.Transition = transition(subjects)
 		return p
 	}
 	sign := func(who, decision string, subjects []Subject, edit func(p *Predicate)) []byte {
-		p := metaPred(who, decision)
+		p := metaPred(who, decision, subjects)
 		if edit != nil {
 			edit(&p)
 		}
 		return signWith(t, f.priv[who], NewStatement(subjects, p))
 	}
 	input := func(changes []Subject, envs ...[]byte) MetaInput {
-		return MetaInput{Changes: changes, Repository: "acme/secops", PolicyDigest: testPolicy, Keyring: f.kr, Envelopes: submitted(envs...), Now: testNow}
+		return MetaInput{Changes: changes, Transition: *transition(changes), Repository: "acme/secops", PolicyDigest: testPolicy,
+			Keyring: f.kr, Envelopes: submitted(envs...), Now: testNow}
 	}
 
 	if newPolicies.Path != "policies/" || newPolicies.Digest != otherDigest {
@@ -79,6 +90,28 @@ func TestVerifyMeta(t *testing.T) {
 		}
 		if c, msg := codeOf(v, 0); c != CodeSubjectMismatch || !strings.Contains(msg, KeyringPath) {
 			t.Fatalf("code %q %q", c, msg)
+		}
+		// Nor more: a statement approves exactly one change.
+		v = VerifyMeta(input(only, sign("dave", Approve, both, nil), sign("erin", Approve, only, nil)))
+		if c, msg := codeOf(v, 0); v.QuorumMet || c != CodeTransitionMismatch || !strings.Contains(msg, "covers 2 subjects") {
+			t.Fatalf("code %q %q; verdict %+v", c, msg, v)
+		}
+	})
+	t.Run("the transition binds", func(t *testing.T) {
+		t.Parallel()
+		for name, tc := range map[string]struct {
+			edit func(p *Predicate)
+			msg  string
+		}{
+			"no transition":           {func(p *Predicate) { p.Transition = nil }, "names no transition"},
+			"another trusted commit":  {func(p *Predicate) { p.Transition.TrustedCommit = strings.Repeat("d", 40) }, "from trusted commit dddddddddddd"},
+			"other content replaced":  {func(p *Predicate) { p.Transition.Replaces[KeyringPath] = otherDigest }, "the content in force is"},
+			"a subject not described": {func(p *Predicate) { delete(p.Transition.Replaces, KeyringPath); p.Transition.Replaces["x"] = otherDigest }, "does not say what"},
+		} {
+			v := VerifyMeta(input(both, sign("dave", Approve, both, tc.edit), sign("erin", Approve, both, nil)))
+			if c, msg := codeOf(v, 0); v.QuorumMet || c != CodeTransitionMismatch || !strings.Contains(msg, tc.msg) {
+				t.Errorf("%s: code %q %q; verdict %+v", name, c, msg, v)
+			}
 		}
 	})
 	t.Run("the new policy digest binds", func(t *testing.T) {

@@ -1,4 +1,5 @@
-// Package approval holds writ's signed approvals (DESIGN §2, §3): the
+// Package approval holds writ's signed approvals (docs/approvals.md; the
+// trust rules they serve are in docs/design.md): the
 // in-toto Statement and approval predicate, their DSSE envelope, signing and
 // strict decoding, the approvers keyring read from .writ/approvers.yaml, and
 // the quorum rules that decide whether a playbook — or a change to the
@@ -52,14 +53,47 @@ const (
 	Reject  = "reject"
 )
 
-// Predicate is writ's approval predicate (DESIGN §3). Decoding refuses
-// unknown fields.
+// Operations a playbook statement can be about. A statement about a
+// playbook counts only for the operation it names: a proposal or approval
+// of an apply never authorises a revert of the same content, nor the other
+// way round. A statement that names none is about an apply.
+const (
+	OperationApply  = "apply"
+	OperationRevert = "revert"
+)
+
+// Transition is what a statement about a change to policies/ or .writ/
+// approves: the change from the trust in force to the subjects' new
+// content. It binds the statement to one adoption, so that it is never
+// valid for another: not for the same files changed from another base,
+// and not for a change that was adopted, reverted and pushed again (the
+// trusted commit has moved on by then).
+type Transition struct {
+	// TrustedCommit is the commit whose policies and approvers were in force
+	// when the change was approved (writ's adopted commit).
+	TrustedCommit string `json:"trustedCommit"`
+	// Replaces maps each subject's name to the hex sha256 of the content it
+	// replaces: the trusted policy set's digest for "policies/", the old
+	// file's digest for a file under .writ/ (the digest of no content when
+	// the file is new).
+	Replaces map[string]string `json:"replaces"`
+}
+
+// Predicate is writ's approval predicate (docs/approvals.md). Decoding
+// refuses unknown fields.
 type Predicate struct {
 	// Decision is propose, approve or reject.
 	Decision string `json:"decision"`
 	// Approver is the signer's person id in the approvers file.
 	Approver string `json:"approver"`
-	// Repository is OWNER/NAME of the content repository, when known.
+	// Operation is apply or revert for a statement about playbooks (empty
+	// means apply); empty for a change to policies/ or .writ/.
+	Operation string `json:"operation,omitempty"`
+	// Transition is set exactly when the statement is about a change to
+	// policies/ or .writ/.
+	Transition *Transition `json:"transition,omitempty"`
+	// Repository is OWNER/NAME of the content repository. A statement counts
+	// only in the repository it names.
 	Repository string `json:"repository,omitempty"`
 	// PullRequest is the pull request number, when the decision was made on one.
 	PullRequest int `json:"pullRequest,omitempty"`
@@ -174,6 +208,33 @@ func (p *Predicate) validate() error {
 	}
 	if p.Repository != "" && !repositoryRE.MatchString(p.Repository) {
 		return fmt.Errorf("predicate.repository %q is not OWNER/NAME", p.Repository)
+	}
+	switch p.Operation {
+	case "", OperationApply, OperationRevert:
+	default:
+		return fmt.Errorf("predicate.operation %q is not apply or revert", p.Operation)
+	}
+	if t := p.Transition; t != nil {
+		if p.Operation != "" {
+			return errors.New("predicate.operation is for playbooks; a statement with a transition names none")
+		}
+		if !commitRE.MatchString(t.TrustedCommit) {
+			return fmt.Errorf("predicate.transition.trustedCommit %q is not a lowercase hex commit id", t.TrustedCommit)
+		}
+		if len(t.Replaces) == 0 {
+			return errors.New("predicate.transition.replaces is empty: it names the content each subject replaces")
+		}
+		if len(t.Replaces) > MaxSubjects {
+			return fmt.Errorf("predicate.transition.replaces has %d entries; the limit is %d", len(t.Replaces), MaxSubjects)
+		}
+		for name, d := range t.Replaces {
+			if err := checkText("predicate.transition.replaces key", name, 4096); err != nil {
+				return err
+			}
+			if !sha256RE.MatchString(d) {
+				return fmt.Errorf("predicate.transition.replaces[%q] is not 64 lowercase hex digits", name)
+			}
+		}
 	}
 	if p.PullRequest < 0 {
 		return fmt.Errorf("predicate.pullRequest %d is not a pull request number", p.PullRequest)

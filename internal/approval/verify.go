@@ -34,6 +34,8 @@ const (
 	CodeProposerNotAnalyst   Code = "proposer_not_analyst"   // a proposal by someone without the role
 	CodeDuplicatePerson      Code = "duplicate_person"       // another envelope of the same person counts
 	CodeRoleNotQualified     Code = "role_not_qualified"     // the signer holds no qualifying role
+	CodeOperationMismatch    Code = "operation_mismatch"     // about another operation (apply or revert) of the content
+	CodeTransitionMismatch   Code = "transition_mismatch"    // about another change of policies/ or .writ/, or not about one
 )
 
 // Submitted is one envelope as it reached writ, with where it came from.
@@ -90,8 +92,11 @@ func (o *Options) validate() error {
 type Input struct {
 	// Subject is the playbook: its repository path and digest.
 	Subject Subject
-	// Repository is OWNER/NAME; when set, statements naming another
-	// repository do not count (statements naming none still do).
+	// Operation is what is judged: OperationApply or OperationRevert
+	// (empty: apply). Statements count only for the operation they name.
+	Operation string
+	// Repository is OWNER/NAME of the content repository, always known.
+	// Statements count only when they name it.
 	Repository string
 	// ApprovalsRequired and ApproverRoles come from the policy decision.
 	// No roles means "approver".
@@ -245,6 +250,7 @@ func Verify(in Input) Verdict {
 	return rules{
 		subjects:        []Subject{in.Subject},
 		repository:      in.Repository,
+		operation:       cmp.Or(in.Operation, OperationApply),
 		required:        in.ApprovalsRequired,
 		approverRoles:   roles,
 		proposerRoles:   []string{RoleAnalyst},
@@ -269,6 +275,14 @@ func (in *Input) validate() error {
 	if err := validateSubject(in.Subject); err != nil {
 		return err
 	}
+	if err := validateRepository(in.Repository); err != nil {
+		return err
+	}
+	switch in.Operation {
+	case "", OperationApply, OperationRevert:
+	default:
+		return fmt.Errorf("operation %q is not apply or revert", in.Operation)
+	}
 	if in.ApprovalsRequired < 0 {
 		return fmt.Errorf("approvals required %d is negative", in.ApprovalsRequired)
 	}
@@ -289,6 +303,16 @@ func (in *Input) validate() error {
 	return in.Options.validate()
 }
 
+func validateRepository(repo string) error {
+	if repo == "" {
+		return errors.New("no repository identity: statements count only in the repository they name")
+	}
+	if !repositoryRE.MatchString(repo) {
+		return fmt.Errorf("repository %q is not OWNER/NAME", repo)
+	}
+	return nil
+}
+
 func validateSubject(s Subject) error {
 	if s.Path == "" {
 		return errors.New("subject has no path")
@@ -301,8 +325,12 @@ func validateSubject(s Subject) error {
 
 // rules is one judgement's parameters, shared by Verify and VerifyMeta.
 type rules struct {
-	subjects        []Subject // every one must be covered by a statement
-	repository      string
+	subjects   []Subject // every one must be covered by a statement
+	repository string
+	// operation is the playbook operation judged (apply or revert); empty
+	// for a change to policies/ or .writ/, which transition describes.
+	operation  string
+	transition *Transition
 	required        int
 	approverRoles   []string
 	proposerRoles   []string
@@ -398,8 +426,14 @@ func (r rules) check(i int, sub Submitted) checked {
 	if msg := r.coverage(&env.Statement); msg != "" {
 		return fail(CodeSubjectMismatch, "%s", msg)
 	}
+	if code, msg := r.context(p, &env.Statement); code != "" {
+		return fail(code, "%s", msg)
+	}
 	c.authentic = true
-	if r.repository != "" && p.Repository != "" && !strings.EqualFold(p.Repository, r.repository) {
+	switch {
+	case p.Repository == "":
+		return fail(CodeRepositoryMismatch, "statement names no repository; it counts only in the repository it names (%s)", r.repository)
+	case !strings.EqualFold(p.Repository, r.repository):
 		return fail(CodeRepositoryMismatch, "statement is for repository %s, not %s", p.Repository, r.repository)
 	}
 	if p.IssuedAt.After(r.now.Add(r.skew)) {
@@ -441,6 +475,45 @@ func (r rules) check(i int, sub Submitted) checked {
 		c.role = role
 	}
 	return c
+}
+
+// context checks the statement is about the operation judged: the same
+// playbook operation (apply or revert), or for a change to policies/ or
+// .writ/ exactly this transition (the same trusted commit, the same
+// content replaced, and no other subject).
+func (r rules) context(p *Predicate, st *Statement) (Code, string) {
+	if r.transition == nil {
+		if p.Transition != nil {
+			return CodeTransitionMismatch, "a statement about a change to policies/ or .writ/, not about a playbook"
+		}
+		if op := cmp.Or(p.Operation, OperationApply); op != r.operation {
+			return CodeOperationMismatch, fmt.Sprintf("a statement about the %s of this content, not its %s", op, r.operation)
+		}
+		return "", ""
+	}
+	t := p.Transition
+	if t == nil {
+		return CodeTransitionMismatch, "names no transition: a change to policies/ or .writ/ is approved as the change from the trust in force (transition.trustedCommit, transition.replaces)"
+	}
+	if t.TrustedCommit != r.transition.TrustedCommit {
+		return CodeTransitionMismatch, fmt.Sprintf("approves a change from trusted commit %.12s, but the trust in force is commit %.12s", t.TrustedCommit, r.transition.TrustedCommit)
+	}
+	if len(st.Subject) != len(r.subjects) {
+		return CodeTransitionMismatch, fmt.Sprintf("covers %d subjects, but the change has %d: a statement approves exactly one change", len(st.Subject), len(r.subjects))
+	}
+	if len(t.Replaces) != len(r.subjects) {
+		return CodeTransitionMismatch, fmt.Sprintf("names what %d subjects replace, but the change has %d", len(t.Replaces), len(r.subjects))
+	}
+	for _, s := range r.subjects {
+		got, ok := t.Replaces[s.Path]
+		if !ok {
+			return CodeTransitionMismatch, fmt.Sprintf("does not say what %s replaces", s.Path)
+		}
+		if want := r.transition.Replaces[s.Path]; got != want {
+			return CodeTransitionMismatch, fmt.Sprintf("approves %s replacing %s, but the content in force is %s", s.Path, short(got), short(want))
+		}
+	}
+	return "", ""
 }
 
 // identify finds the key that verifies the envelope's signature. The keyid

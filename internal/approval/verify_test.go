@@ -165,7 +165,15 @@ func TestVerifyReasons(t *testing.T) {
 			return signWith(t, f.priv["bob"], NewStatement([]Subject{{Path: "playbooks/x.yaml", Digest: otherDigest}, {Path: testPath, Digest: testDigest}}, pred("bob", Approve)))
 		}},
 		{name: "other repository", env: with("bob", Approve, func(p *Predicate) { p.Repository = "evil/fork" }), want: CodeRepositoryMismatch, msg: "evil/fork"},
-		{name: "no repository named", env: with("bob", Approve, func(p *Predicate) { p.Repository = "" })},
+		{name: "no repository named", env: with("bob", Approve, func(p *Predicate) { p.Repository = "" }), want: CodeRepositoryMismatch, msg: "names no repository"},
+		{name: "repository in another case", env: with("bob", Approve, func(p *Predicate) { p.Repository = "ACME/SecOps" })},
+
+		// operation binding
+		{name: "apply named", env: with("bob", Approve, func(p *Predicate) { p.Operation = OperationApply })},
+		{name: "approval of the revert", env: with("bob", Approve, func(p *Predicate) { p.Operation = OperationRevert }), want: CodeOperationMismatch, msg: "the revert of this content, not its apply"},
+		{name: "a transition is not about a playbook", env: with("bob", Approve, func(p *Predicate) {
+			p.Transition = &Transition{TrustedCommit: strings.Repeat("b", 40), Replaces: map[string]string{testPath: otherDigest}}
+		}), want: CodeTransitionMismatch, msg: "not about a playbook"},
 		{name: "other policy set", env: with("bob", Approve, func(p *Predicate) { p.PolicyDigest = otherDigest }), want: CodePolicyDigestMismatch},
 		{name: "other plan", env: with("bob", Approve, func(p *Predicate) { p.PlanDigest = otherDigest }), want: CodePlanDigestMismatch},
 		{name: "no plan", env: with("bob", Approve, func(p *Predicate) { p.PlanDigest = "" }), want: CodePlanDigestMismatch},
@@ -475,6 +483,44 @@ func TestQuorum(t *testing.T) {
 	})
 }
 
+// A revert is judged on its own statements: the proposal and approvals of
+// the apply of the same content never count for it (and the other way
+// round), so deleting a playbook needs a signed proposal of its revert.
+func TestOperationBinding(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testPeople)
+	revert := func(who, decision string) []byte {
+		p := pred(who, decision)
+		p.Operation = OperationRevert
+		return f.sign(t, who, p)
+	}
+	judge := func(op string, envs ...[]byte) Verdict {
+		in := baseInput(f, submitted(envs...))
+		in.ApprovalsRequired, in.Operation = 1, op
+		return Verify(in)
+	}
+	if v := judge(OperationRevert, revert("alice", Propose), revert("bob", Approve)); !v.QuorumMet || v.Proposer != "alice" {
+		t.Fatalf("revert with its own statements: %+v", v)
+	}
+	v := judge(OperationRevert, f.propose(t, "alice"), f.approve(t, "bob"))
+	if v.QuorumMet || !v.ProposalMissing || len(v.Counted) != 0 {
+		t.Fatalf("revert with the apply's statements: %+v", v)
+	}
+	for i := range 2 {
+		if c, msg := codeOf(v, i); c != CodeOperationMismatch || !strings.Contains(msg, "the apply of this content, not its revert") {
+			t.Fatalf("envelope %d: %q %q", i, c, msg)
+		}
+	}
+	if v := judge(OperationApply, revert("alice", Propose), revert("bob", Approve)); v.QuorumMet || !v.ProposalMissing {
+		t.Fatalf("apply with the revert's statements: %+v", v)
+	}
+	// The apply's proposer may approve the revert: authorship is per
+	// operation.
+	if v := judge(OperationRevert, f.propose(t, "alice"), revert("ivan", Propose), revert("alice", Approve)); !v.QuorumMet || v.Proposer != "ivan" {
+		t.Fatalf("the apply's author approving its revert: %+v", v)
+	}
+}
+
 func TestVerifyInputErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, testPeople[:2])
@@ -485,6 +531,9 @@ func TestVerifyInputErrors(t *testing.T) {
 	}{
 		{"no keyring", func(in *Input) { in.Keyring = nil }, "no keyring"},
 		{"no subject path", func(in *Input) { in.Subject.Path = "" }, "no path"},
+		{"no repository", func(in *Input) { in.Repository = "" }, "no repository identity"},
+		{"bad repository", func(in *Input) { in.Repository = "not a repo" }, "OWNER/NAME"},
+		{"bad operation", func(in *Input) { in.Operation = "delete" }, "not apply or revert"},
 		{"bad subject digest", func(in *Input) { in.Subject.Digest = "abc" }, "digest"},
 		{"negative quorum", func(in *Input) { in.ApprovalsRequired = -1 }, "negative"},
 		{"unknown role", func(in *Input) { in.ApproverRoles = []string{"root"} }, "root"},

@@ -44,7 +44,10 @@ type Config struct {
 
 // Repository is the content repository writ follows.
 type Repository struct {
-	URL                 string `yaml:"url"`
+	URL string `yaml:"url"`
+	// Name is the repository's identity (OWNER/NAME) signed statements
+	// must name; see RepositoryName.
+	Name                string `yaml:"name,omitempty"`
 	Branch              string `yaml:"branch,omitempty"`
 	PollInterval        string `yaml:"pollInterval,omitempty"`
 	Username            string `yaml:"username,omitempty"`
@@ -256,6 +259,10 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 	if c.Repository.PasswordEnv != "" && c.Repository.PasswordFile != "" {
 		out = append(out, doc.Errorf("/repository/passwordFile", "invalid-value", "give passwordEnv or passwordFile, not both"))
 	}
+	if c.Repository.Name != "" && c.GitHub != nil && !strings.EqualFold(c.Repository.Name, c.GitHub.Repository) {
+		out = append(out, doc.Errorf("/repository/name", "invalid-value", "repository.name %q differs from github.repository %q: a repository has one identity",
+			c.Repository.Name, c.GitHub.Repository))
+	}
 	actions := c.Catalog()
 	seen := map[string]string{} // action/env -> backend
 	names := map[string]bool{}
@@ -340,6 +347,20 @@ func (c *Config) ListenAddr() string {
 		return DefaultListen
 	}
 	return c.Listen
+}
+
+// RepositoryName is the configured identity (OWNER/NAME) of the content
+// repository: repository.name, else github.repository, else "" (writ serve
+// then derives it from the URL or path, gitsrc.Identity). Signed statements
+// count only when they name it.
+func (c *Config) RepositoryName() string {
+	if c.Repository.Name != "" {
+		return c.Repository.Name
+	}
+	if c.GitHub != nil {
+		return c.GitHub.Repository
+	}
+	return ""
 }
 
 // Branch is the tracked branch.

@@ -103,13 +103,19 @@ func (d Decision) ReasonsOf(kind ReasonKind) []Reason {
 
 // Change describes the change that proposes a playbook (input.change).
 type Change struct {
-	Type        string `json:"type"` // create, update or delete
+	// Type is create or update (an apply), delete (the revert of a deleted
+	// playbook), update (also the revert of the targets an update drops)
+	// or expiry (the revert expiresAfter scheduled).
+	Type        string `json:"type"`
 	Author      string `json:"author"`
 	PullRequest int    `json:"pullRequest,omitempty"`
 }
 
 // Input is what a policy set sees of one playbook.
 type Input struct {
+	// Operation is input.operation: apply or revert ("" is apply). Every
+	// change to live systems is judged on its own.
+	Operation string
 	// Playbook is input.playbook: playbook.Playbook.PolicyInput().
 	Playbook map[string]any
 	Change   Change
@@ -338,7 +344,12 @@ func inputValue(in Input) (ast.Value, error) {
 	if playbook == nil {
 		playbook = map[string]any{}
 	}
+	op := in.Operation
+	if op == "" {
+		op = "apply"
+	}
 	return ast.InterfaceToValue(map[string]any{
+		"operation":   op,
 		"playbook":    playbook,
 		"change":      change,
 		"environment": in.Environment,

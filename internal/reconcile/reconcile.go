@@ -46,7 +46,8 @@ type Options struct {
 	// MetaApprovals is how many admins must approve a change to policies/
 	// or .writ/. Default 2.
 	MetaApprovals int
-	// Repository (OWNER/NAME) that statements must name, when they name one.
+	// Repository is the content repository's identity (OWNER/NAME): signed
+	// statements count only when they name it. Required.
 	Repository string
 	// PollInterval between fetches. Default 30s.
 	PollInterval time.Duration
@@ -130,6 +131,8 @@ func (o *Options) validate() error {
 		return errors.New("reconcile: an audit log is required")
 	case o.Backends == nil:
 		return errors.New("reconcile: a backend registry is required")
+	case !gitsrc.ValidIdentity(o.Repository):
+		return fmt.Errorf("reconcile: repository identity %q is not OWNER/NAME (statements count only when they name it)", o.Repository)
 	case o.PollInterval < 10*time.Millisecond:
 		return fmt.Errorf("reconcile: poll interval %s is too short", o.PollInterval)
 	case o.MaxPlaybooksPerChange < 0:
