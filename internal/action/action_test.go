@@ -81,8 +81,16 @@ func TestPlanProgressedFrom(t *testing.T) {
 		{"released by someone", plan(action.WouldBlock, action.WouldBlock, action.WouldBlock), false},
 		{"a target more", plan(action.WouldBlock, action.WouldBlock, action.AlreadyBlocked, action.WouldBlock), false},
 		{"a target less", plan(action.WouldBlock, action.WouldBlock), false},
-		{"another backend", func() *action.Plan { p := plan(action.WouldBlock, action.WouldBlock, action.AlreadyBlocked); p.Backend = "nftables:edge"; return p }(), false},
-		{"another operation", func() *action.Plan { p := plan(action.WouldBlock, action.WouldBlock, action.AlreadyBlocked); p.Operation = action.Revert; return p }(), false},
+		{"another backend", func() *action.Plan {
+			p := plan(action.WouldBlock, action.WouldBlock, action.AlreadyBlocked)
+			p.Backend = "nftables:edge"
+			return p
+		}(), false},
+		{"another operation", func() *action.Plan {
+			p := plan(action.WouldBlock, action.WouldBlock, action.AlreadyBlocked)
+			p.Operation = action.Revert
+			return p
+		}(), false},
 	} {
 		if got := tc.p.ProgressedFrom(approved); got != tc.want {
 			t.Errorf("%s: ProgressedFrom = %v; want %v", tc.name, got, tc.want)

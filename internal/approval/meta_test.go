@@ -103,10 +103,13 @@ func TestVerifyMeta(t *testing.T) {
 			edit func(p *Predicate)
 			msg  string
 		}{
-			"no transition":           {func(p *Predicate) { p.Transition = nil }, "names no transition"},
-			"another trusted commit":  {func(p *Predicate) { p.Transition.TrustedCommit = strings.Repeat("d", 40) }, "from trusted commit dddddddddddd"},
-			"other content replaced":  {func(p *Predicate) { p.Transition.Replaces[KeyringPath] = otherDigest }, "the content in force is"},
-			"a subject not described": {func(p *Predicate) { delete(p.Transition.Replaces, KeyringPath); p.Transition.Replaces["x"] = otherDigest }, "does not say what"},
+			"no transition":          {func(p *Predicate) { p.Transition = nil }, "names no transition"},
+			"another trusted commit": {func(p *Predicate) { p.Transition.TrustedCommit = strings.Repeat("d", 40) }, "from trusted commit dddddddddddd"},
+			"other content replaced": {func(p *Predicate) { p.Transition.Replaces[KeyringPath] = otherDigest }, "the content in force is"},
+			"a subject not described": {func(p *Predicate) {
+				delete(p.Transition.Replaces, KeyringPath)
+				p.Transition.Replaces["x"] = otherDigest
+			}, "does not say what"},
 		} {
 			v := VerifyMeta(input(both, sign("dave", Approve, both, tc.edit), sign("erin", Approve, both, nil)))
 			if c, msg := codeOf(v, 0); v.QuorumMet || c != CodeTransitionMismatch || !strings.Contains(msg, tc.msg) {

@@ -329,8 +329,8 @@ type rules struct {
 	repository string
 	// operation is the playbook operation judged (apply or revert); empty
 	// for a change to policies/ or .writ/, which transition describes.
-	operation  string
-	transition *Transition
+	operation       string
+	transition      *Transition
 	required        int
 	approverRoles   []string
 	proposerRoles   []string
