@@ -190,6 +190,46 @@ func ParseKeyring(path string, data []byte) (*Keyring, diag.Problems) {
 	return k, nil
 }
 
+// RecoveryKey is one key the server's operator keeps for lost-key
+// recovery (writ.yaml approvals.recovery): a name and a PEM public key.
+type RecoveryKey struct {
+	ID  string
+	PEM []byte
+}
+
+// NewRecoveryKeyring makes the keyring of recovery keys: one admin per
+// key, named by its id. It is never read from the repository; a change to
+// policies/ or .writ/ it adopts is signed, audited and notified like any
+// other.
+func NewRecoveryKeyring(rks []RecoveryKey) (*Keyring, error) {
+	k := &Keyring{byID: map[string]*Person{}, byLogin: map[string]*Person{}, byKey: map[string]*Key{}}
+	for _, rk := range rks {
+		if !personIDRE.MatchString(rk.ID) {
+			return nil, fmt.Errorf("recovery key id %q is not a person id", rk.ID)
+		}
+		if _, dup := k.byID[rk.ID]; dup {
+			return nil, fmt.Errorf("recovery key id %q is used twice", rk.ID)
+		}
+		p := &Person{ID: rk.ID, Name: "recovery key " + rk.ID, Roles: []string{RoleAdmin}}
+		key, err := newKey(rk.PEM, p)
+		if err != nil {
+			return nil, fmt.Errorf("recovery key %s: %w", rk.ID, err)
+		}
+		if prev, dup := k.byKey[key.ID]; dup {
+			return nil, fmt.Errorf("recovery key %s is the same key as %s", rk.ID, prev.Person.ID)
+		}
+		k.byKey[key.ID], k.byKey[key.DSSEKeyID] = key, key
+		k.keys = append(k.keys, key)
+		p.Keys = []*Key{key}
+		k.byID[p.ID] = p
+		k.people = append(k.people, p)
+	}
+	if len(k.people) == 0 {
+		return nil, fmt.Errorf("no recovery keys")
+	}
+	return k, nil
+}
+
 func personIndex(people []*Person, p *Person) int { return slices.Index(people, p) }
 
 func at(doc *yamldoc.Doc, i int) string {

@@ -28,6 +28,7 @@ type Metrics struct {
 	leading         prometheus.Gauge
 	holds           prometheus.Gauge
 	notifyDelivered *prometheus.CounterVec
+	timeOfUse       *prometheus.HistogramVec
 }
 
 // New makes the collectors and registers them, with the Go runtime and
@@ -42,7 +43,12 @@ func New() *Metrics {
 	m.lagSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "writ", Name: "reconcile_lag_seconds",
 		Help: "How long the branch head has waited to be processed (0 when caught up)."})
 	m.executions = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "writ", Name: "executions_total",
-		Help: "Executions finished, by operation and outcome (completed, failed, retry)."}, []string{"operation", "outcome"})
+		Help: "Executions finished, by operation and outcome (completed, failed, retry, stopped: sent back by the time-of-use check)."}, []string{"operation", "outcome"})
+	m.timeOfUse = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "writ", Name: "time_of_use_check_seconds",
+		Help:    "Duration of the check right before a backend call (fresh decision, plan and approvals), by result (ready, stopped).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	}, []string{"result"})
 	m.policySeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "writ", Name: "policy_evaluation_seconds", Help: "Duration of one policy decision.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
@@ -63,7 +69,7 @@ func New() *Metrics {
 	m.notifyDelivered = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "writ", Name: "notifications_total",
 		Help: "Outbound notifications, by outcome (delivered, failed)."}, []string{"outcome"})
 	m.reg.MustRegister(m.passSeconds, m.passErrors, m.lagSeconds, m.executions, m.policySeconds, m.auditSeconds,
-		m.auditEntries, m.httpSeconds, m.leading, m.holds, m.notifyDelivered,
+		m.auditEntries, m.httpSeconds, m.leading, m.holds, m.notifyDelivered, m.timeOfUse,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -108,6 +114,19 @@ func (m *Metrics) Executed(operation, outcome string) {
 		return
 	}
 	m.executions.WithLabelValues(operation, outcome).Inc()
+}
+
+// TimeOfUse records one time-of-use check and whether the operation may
+// run.
+func (m *Metrics) TimeOfUse(d time.Duration, ready bool) {
+	if m == nil {
+		return
+	}
+	result := "stopped"
+	if ready {
+		result = "ready"
+	}
+	m.timeOfUse.WithLabelValues(result).Observe(d.Seconds())
 }
 
 // PolicyDecision records one policy evaluation.

@@ -110,7 +110,7 @@ func TestBlockIPWithNftablesEndToEnd(t *testing.T) {
 	if got := blocked(); len(got) != 2 {
 		t.Fatalf("unblocked before the deletion was approved: %v", got)
 	}
-	e.approveVersion(name, "revert", map[string]string{"bob": "approve"})
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose", "bob": "approve"})
 	e.pass()
 	if st, reason := e.status(name); st != store.StatusReverted {
 		t.Fatalf("after deletion: %s (%s)", st, reason)

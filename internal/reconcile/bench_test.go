@@ -88,7 +88,7 @@ func benchLatency(b *testing.B, nudge bool, poll time.Duration) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		e.submit(e.sign("alice", "propose", []approval.Subject{{Path: pb.Path, Digest: pb.Digest}}, trust.policies.Digest(), plan.Digest(), time.Now()))
+		e.submit(e.sign("alice", "propose", []approval.Subject{{Path: pb.Path, Digest: pb.Digest}}, trust.Policies.Digest(), plan.Digest(), time.Now()))
 		e.repo.Write(pbPath(name), src)
 		e.repo.Commit("add " + name)
 		b.StartTimer()

@@ -127,7 +127,7 @@ func newEnv(t testing.TB) *env {
 	})
 	e.rec, err = New(Options{
 		Source: src, Store: e.st, Audit: e.audit, Backends: reg,
-		DefaultPolicies: policies.FS, Now: e.clock.Now,
+		DefaultPolicies: policies.FS, Now: e.clock.Now, Repository: testRepo,
 		RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond,
 		Logger: testLogger(t),
 	})
@@ -211,23 +211,64 @@ func (e *env) merge(branch string, files map[string]string, remove ...string) st
 	return sha
 }
 
-// sign makes an envelope by person for a subject.
+// testRepo is the repository identity the tests' reconciler has.
+const testRepo = "acme/secops"
+
+// sign makes an envelope by person for a subject: about its apply, in the
+// test repository.
 func (e *env) sign(who, decision string, subjects []approval.Subject, policyDigest, planDigest string, issued time.Time) []byte {
+	e.t.Helper()
+	return e.signWith(who, approval.Predicate{Decision: decision, PolicyDigest: policyDigest, PlanDigest: planDigest, IssuedAt: issued}, subjects)
+}
+
+// signWith signs a predicate by person (the approver, repository, reason
+// and expiry filled in when empty).
+func (e *env) signWith(who string, pred approval.Predicate, subjects []approval.Subject) []byte {
 	e.t.Helper()
 	p := e.people[who]
 	s, err := keys.Signer(p.signer)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	st := approval.NewStatement(subjects, approval.Predicate{
-		Decision: decision, Approver: who, PolicyDigest: policyDigest, PlanDigest: planDigest,
-		Reason: decision + " in test", IssuedAt: issued, ExpiresAt: issued.Add(24 * time.Hour),
-	})
-	env, err := approval.Sign(s, st)
+	pred.Approver = who
+	if pred.Repository == "" {
+		pred.Repository = testRepo
+	}
+	if pred.Reason == "" {
+		pred.Reason = pred.Decision + " in test"
+	}
+	if pred.IssuedAt.IsZero() {
+		pred.IssuedAt = e.clock.Now()
+	}
+	if pred.ExpiresAt.IsZero() {
+		pred.ExpiresAt = pred.IssuedAt.Add(24 * time.Hour)
+	}
+	env, err := approval.Sign(s, approval.NewStatement(subjects, pred))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return env
+}
+
+// signMeta has an admin sign decision for the change to policies/ and
+// .writ/ the branch head makes against what is in force, exactly as
+// `writ approve` would.
+func (e *env) signMeta(who, decision string) []byte {
+	e.t.Helper()
+	st, err := e.st.RepoState(e.ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	adopted, err := e.rec.trustAt(e.ctx, st.AdoptedSHA)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	change, err := e.rec.metaChange(e.ctx, adopted, st.ProcessedSHA)
+	if err != nil || change == nil {
+		e.t.Fatalf("no change to what decides at %.12s: %v", st.ProcessedSHA, err)
+	}
+	t := change.Transition
+	return e.signWith(who, approval.Predicate{Decision: decision, PolicyDigest: adopted.Policies.Digest(), Transition: &t}, change.Subjects)
 }
 
 // submit stores an envelope as the API would.
@@ -245,7 +286,8 @@ func (e *env) approveVersion(name, op string, decisions map[string]string) {
 	e.t.Helper()
 	ex := e.execution(name, op)
 	for who, decision := range decisions {
-		raw := e.sign(who, decision, []approval.Subject{{Path: ex.Path, Digest: ex.Digest}}, ex.PolicyDigest, ex.PlanDigest, e.clock.Now())
+		raw := e.signWith(who, approval.Predicate{Decision: decision, Operation: ex.Operation, PolicyDigest: ex.PolicyDigest, PlanDigest: ex.PlanDigest},
+			[]approval.Subject{{Path: ex.Path, Digest: ex.Digest}})
 		e.submit(raw)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/diag"
 	"github.com/writ-sec/writ/internal/gitsrc"
+	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/policy"
 	"github.com/writ-sec/writ/internal/store"
@@ -39,7 +40,8 @@ type Evaluation struct {
 	Meta *MetaEvaluation
 }
 
-// PlaybookEvaluation is one changed playbook file.
+// PlaybookEvaluation is one changed playbook file, judged as the operation
+// its merge would intend (judgement.Judge).
 type PlaybookEvaluation struct {
 	Path   string
 	Change gitsrc.ChangeType
@@ -55,7 +57,10 @@ type PlaybookEvaluation struct {
 	PlanError  string
 	PlanDigest string
 	Verdict    *approval.Verdict
-	// Playbook is the parsed file (nil when invalid or deleted).
+	// Reason is the judgement's reason (empty when invalid).
+	Reason judgement.Reason
+	// Playbook is the content judged: the changed file, or for a deleted
+	// one the version it removes (nil when invalid).
 	Playbook *playbook.Playbook
 }
 
@@ -65,20 +70,23 @@ func (p *PlaybookEvaluation) Outcome() string {
 	switch {
 	case len(p.Problems) > 0:
 		return "invalid"
-	case p.Decision != nil && p.Decision.Outcome == policy.Deny:
+	case p.Reason.Code == judgement.CodeDenied:
 		return "deny"
-	case p.Verdict != nil && len(p.Verdict.Rejected) > 0:
+	case p.Reason.Code == judgement.CodeRejected:
 		return "rejected"
-	case p.PlanError != "" || p.Verdict == nil || !p.Verdict.QuorumMet:
-		return "awaiting"
+	case p.Reason.Code == judgement.CodeAllowed, p.Reason.Code == judgement.CodeApproved, p.Reason.Code == judgement.CodeNothingToDo:
+		return "ready"
 	}
-	return "ready"
+	return "awaiting"
 }
 
 // MetaEvaluation is a change to what decides.
 type MetaEvaluation struct {
 	Subjects []approval.Subject
-	Verdict  approval.Verdict
+	// Transition is what an admin approval of the change names: the
+	// trusted commit and the content each subject replaces.
+	Transition approval.Transition
+	Verdict    approval.Verdict
 	// Shadow are the decisions the changed policies would make on the
 	// change's playbooks: shown, never in force.
 	Shadow map[string]policy.Decision
@@ -106,7 +114,7 @@ func (r *Reconciler) Evaluate(ctx context.Context, base, head string, pullReques
 	if err != nil {
 		return nil, err
 	}
-	ev := &Evaluation{Base: base, Head: head, MergeBase: mb, TrustedCommit: trustedAt, PolicyDigest: t.policies.Digest()}
+	ev := &Evaluation{Base: base, Head: head, MergeBase: mb, TrustedCommit: trustedAt, PolicyDigest: t.Policies.Digest()}
 	changes, err := r.opts.Source.Changes(ctx, mb, head)
 	if err != nil {
 		return nil, err
@@ -155,23 +163,32 @@ func (r *Reconciler) Evaluate(ctx context.Context, base, head string, pullReques
 	return ev, nil
 }
 
-func (r *Reconciler) evaluatePlaybook(ctx context.Context, ch gitsrc.Change, baseFS, headFS fs.FS, t *trust, pr int) (*PlaybookEvaluation, error) {
+func (r *Reconciler) evaluatePlaybook(ctx context.Context, ch gitsrc.Change, baseFS, headFS fs.FS, t *trusted, pr int) (*PlaybookEvaluation, error) {
 	pe := &PlaybookEvaluation{Path: ch.Path, Change: ch.Type, Operation: action.Apply, ChangeType: "create"}
 	opts := playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names()}
-	var pb *playbook.Playbook
+	op := judgement.Operation{Kind: action.Apply, Trigger: judgement.Proposed, ChangeType: "create", PullRequest: pr}
 	if ch.Type == gitsrc.Deleted {
-		// Judge the removal of what the base has at that path.
+		// Judge the revert of what the base has at that path.
+		pe.Operation, pe.ChangeType = action.Revert, "delete"
 		data, prob, err := playbook.ReadFile(baseFS, ch.Path)
 		if err != nil || prob != nil {
-			pe.Operation, pe.ChangeType = action.Revert, "delete"
 			return pe, nil // nothing valid was there: nothing to revert
 		}
 		old, problems := playbook.Parse(ch.Path, data, opts)
 		if problems != nil {
-			pe.Operation, pe.ChangeType = action.Revert, "delete"
 			return pe, nil
 		}
-		pb, pe.Operation, pe.ChangeType = old, action.Revert, "delete"
+		op.Kind, op.ChangeType, op.Playbook = action.Revert, "delete", old
+		held, err := r.opts.Store.HeldTargets(ctx, old.Spec.Action, old.Spec.Environment, r.activeVersionID(ctx, old))
+		if err != nil {
+			return nil, err
+		}
+		op.Targets = []string{}
+		for _, tg := range action.RequestFor(old, action.Revert).Targets {
+			if !held[tg] {
+				op.Targets = append(op.Targets, tg)
+			}
+		}
 	} else {
 		data, prob, err := playbook.ReadFile(headFS, ch.Path)
 		if err != nil {
@@ -186,50 +203,37 @@ func (r *Reconciler) evaluatePlaybook(ctx context.Context, ch gitsrc.Change, bas
 			pe.Problems = problems
 			return pe, nil
 		}
-		pb = parsed
+		op.Playbook = parsed
 		if _, err := fs.Stat(baseFS, ch.Path); err == nil {
-			pe.ChangeType = "update"
+			pe.ChangeType, op.ChangeType = "update", "update"
 		}
 	}
-	pe.Playbook, pe.Name, pe.Digest = pb, pb.Metadata.Name, pb.Digest
-	env, _ := r.opts.Environments.Lookup(pb.Spec.Environment)
-	d := r.decideWith(ctx, t.policies, policy.Input{Playbook: pb.PolicyInput(), Change: policy.Change{Type: pe.ChangeType, PullRequest: pr}, Environment: env})
-	pe.Decision = &d
-	if d.Outcome == policy.Deny {
-		return pe, nil
-	}
-	req := action.RequestFor(pb, pe.Operation)
-	if pe.Operation == action.Revert {
-		held, err := r.opts.Store.HeldTargets(ctx, req.Action, req.Environment, r.activeVersionID(ctx, pb))
-		if err != nil {
-			return nil, err
-		}
-		var keep []string
-		for _, tg := range req.Targets {
-			if !held[tg] {
-				keep = append(keep, tg)
-			}
-		}
-		req.Targets = keep
-	}
-	plan, err := r.planOf(ctx, req)
-	if err != nil {
-		pe.PlanError = err.Error()
-		return pe, nil
-	}
-	pe.Plan, pe.PlanDigest = plan, plan.Digest()
-	envs, err := r.envelopesFor(ctx, pb.Digest)
+	envs, err := r.envelopesFor(ctx, op.Playbook.Digest)
 	if err != nil {
 		return nil, err
 	}
-	v := approval.Verify(approval.Input{
-		Subject: approval.Subject{Path: pb.Path, Digest: pb.Digest}, Repository: r.opts.Repository,
-		ApprovalsRequired: d.ApprovalsRequired, ApproverRoles: d.ApproverRoles,
-		PolicyDigest: t.policies.Digest(), PlanDigest: pe.PlanDigest, Keyring: t.keyring,
-		Envelopes: envs, Now: r.opts.Now(), Options: r.opts.Approval,
-	})
-	pe.Verdict = &v
+	j := judgement.Judge(ctx, op, r.judging(t), judgement.Inputs{Planner: r.opts.Backends, Envelopes: envs, Now: r.opts.Now()})
+	pe.fill(j)
 	return pe, nil
+}
+
+// fill copies a judgement into the evaluation.
+func (p *PlaybookEvaluation) fill(j judgement.Judgement) {
+	pb := j.Operation.Playbook
+	p.Playbook, p.Name, p.Digest = pb, pb.Metadata.Name, pb.Digest
+	p.Reason = j.Reason
+	if j.Decision.Outcome != "" {
+		d := j.Decision
+		p.Decision = &d
+	}
+	if j.Outcome == judgement.Denied {
+		return
+	}
+	if j.PlanError != nil {
+		p.PlanError = j.PlanError.Error()
+		return
+	}
+	p.Plan, p.PlanDigest, p.Verdict = j.Plan, j.PlanDigest, j.Verdict
 }
 
 // activeVersionID is the id of the version in force with pb's name and
@@ -242,39 +246,26 @@ func (r *Reconciler) activeVersionID(ctx context.Context, pb *playbook.Playbook)
 	return v.ID
 }
 
-func (r *Reconciler) evaluateMeta(ctx context.Context, ev *Evaluation, t *trust, head string) (*MetaEvaluation, error) {
-	ph, wh, err := r.metaHashes(head)
+func (r *Reconciler) evaluateMeta(ctx context.Context, ev *Evaluation, t *trusted, head string) (*MetaEvaluation, error) {
+	change, err := r.metaChange(ctx, t, head)
 	if err != nil {
 		return nil, err
 	}
-	m := &MetaEvaluation{Shadow: map[string]policy.Decision{}}
-	m.Subjects, err = r.metaSubjects(ctx, t.commit, head, ph != t.policiesHash, wh != t.writHash)
+	if change == nil {
+		return nil, nil // the change decides as what is in force does
+	}
+	m := &MetaEvaluation{Subjects: change.Subjects, Transition: change.Transition, Shadow: map[string]policy.Decision{}}
+	m.Verdict, _, _, err = r.verifyMeta(ctx, t, change)
 	if err != nil {
 		return nil, err
 	}
-	if len(m.Subjects) == 0 {
-		return nil, nil // the change puts back what is in force
-	}
-	var digests []string
-	for _, s := range m.Subjects {
-		digests = append(digests, s.Digest)
-	}
-	envs, err := r.envelopesFor(ctx, digests...)
-	if err != nil {
-		return nil, err
-	}
-	m.Verdict = approval.VerifyMeta(approval.MetaInput{
-		Changes: m.Subjects, Repository: r.opts.Repository, PolicyDigest: t.policies.Digest(), Keyring: t.keyring,
-		Envelopes: envs, Now: r.opts.Now(),
-		Options: approval.MetaOptions{ApprovalsRequired: r.opts.MetaApprovals, MaxAge: r.opts.Approval.MaxAge, ClockSkew: r.opts.Approval.ClockSkew},
-	})
 	// What the new policies would decide, for the record only.
 	shadow, err := r.trustAt(ctx, head)
 	if err != nil {
 		return nil, err
 	}
-	if shadow.policyErr != nil {
-		m.ShadowError = shadow.policyErr.Error()
+	if shadow.PolicyErr != nil {
+		m.ShadowError = shadow.PolicyErr.Error()
 		return m, nil
 	}
 	for _, p := range ev.Playbooks {
@@ -282,7 +273,8 @@ func (r *Reconciler) evaluateMeta(ctx context.Context, ev *Evaluation, t *trust,
 			continue
 		}
 		env, _ := r.opts.Environments.Lookup(p.Playbook.Spec.Environment)
-		m.Shadow[p.Path] = r.decideWith(ctx, shadow.policies, policy.Input{Playbook: p.Playbook.PolicyInput(), Change: policy.Change{Type: p.ChangeType}, Environment: env})
+		m.Shadow[p.Path] = shadow.Policies.Decide(ctx, policy.Input{Operation: string(p.Operation), Playbook: p.Playbook.PolicyInput(),
+			Change: policy.Change{Type: p.ChangeType}, Environment: env})
 	}
 	return m, nil
 }
@@ -316,9 +308,9 @@ func (p PlaybookEvaluation) MarshalJSON() ([]byte, error) {
 }
 
 // DryRun judges one playbook file that is not in the repository (posted to
-// the API): validation, the decision of the policies in force, the live
-// plan, and the approvals stored for its digest. Nothing is written or
-// executed.
+// the API) as the apply its merge would intend: validation, the decision of
+// the policies in force, the live plan, and the statements stored for its
+// digest. Nothing is written or executed.
 func (r *Reconciler) DryRun(ctx context.Context, path string, data []byte) (*PlaybookEvaluation, error) {
 	st, err := r.opts.Store.RepoState(ctx)
 	if err != nil {
@@ -337,29 +329,11 @@ func (r *Reconciler) DryRun(ctx context.Context, path string, data []byte) (*Pla
 	if a, err := r.opts.Store.ActiveByPath(ctx, path); err == nil && a.Name == pb.Metadata.Name {
 		pe.ChangeType = "update"
 	}
-	pe.Playbook, pe.Name, pe.Digest = pb, pb.Metadata.Name, pb.Digest
-	env, _ := r.opts.Environments.Lookup(pb.Spec.Environment)
-	d := r.decideWith(ctx, t.policies, policy.Input{Playbook: pb.PolicyInput(), Change: policy.Change{Type: pe.ChangeType}, Environment: env})
-	pe.Decision = &d
-	if d.Outcome == policy.Deny {
-		return pe, nil
-	}
-	plan, err := r.planOf(ctx, action.RequestFor(pb, action.Apply))
-	if err != nil {
-		pe.PlanError = err.Error()
-		return pe, nil
-	}
-	pe.Plan, pe.PlanDigest = plan, plan.Digest()
 	envs, err := r.envelopesFor(ctx, pb.Digest)
 	if err != nil {
 		return nil, err
 	}
-	v := approval.Verify(approval.Input{
-		Subject: approval.Subject{Path: pb.Path, Digest: pb.Digest}, Repository: r.opts.Repository,
-		ApprovalsRequired: d.ApprovalsRequired, ApproverRoles: d.ApproverRoles,
-		PolicyDigest: t.policies.Digest(), PlanDigest: pe.PlanDigest, Keyring: t.keyring,
-		Envelopes: envs, Now: r.opts.Now(), Options: r.opts.Approval,
-	})
-	pe.Verdict = &v
+	op := judgement.Operation{Kind: action.Apply, Trigger: judgement.Proposed, ChangeType: pe.ChangeType, Playbook: pb}
+	pe.fill(judgement.Judge(ctx, op, r.judging(t), judgement.Inputs{Planner: r.opts.Backends, Envelopes: envs, Now: r.opts.Now()}))
 	return pe, nil
 }

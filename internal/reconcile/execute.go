@@ -11,6 +11,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -49,9 +50,9 @@ func (r *Reconciler) claim(ctx context.Context) (*store.Execution, error) {
 		if err != nil {
 			return err
 		}
-		event := "execution.started"
+		event := eventStarted
 		if e.Attempts > 1 {
-			event = "execution.resumed"
+			event = eventResumed
 		}
 		entries := []audit.Entry{executionEntry(e, event, "")}
 		es, err := r.syncVersionStatus(ctx, tx, e, e.CommitSHA)
@@ -65,33 +66,38 @@ func (r *Reconciler) claim(ctx context.Context) (*store.Execution, error) {
 	return e, err
 }
 
-// run carries out one claimed operation and records its outcome.
+// run carries out one claimed operation and records its outcome. Right
+// before the backend is called it is judged once more (the time-of-use
+// check): a fresh decision under the trust in force now, its statements
+// verified again against the plan they approved, and live state read
+// again and compared with that plan. Anything that no longer holds sends
+// it back (to waiting, denied or rejected) without touching the backend.
 func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
-	pb, err := r.versionPlaybook(ctx, e)
+	op, held, err := r.operation(ctx, e)
 	if err != nil {
-		return r.finish(ctx, e, nil, nil, err)
+		return r.finish(ctx, e, nil, nil, fmt.Errorf("%w: %w", errUnreadable, err))
 	}
-	req, held, err := r.request(ctx, e, pb)
+	log := r.log.With(slog.Int64("execution", e.ID), slog.String("playbook", e.Name), slog.String("operation", e.Operation))
+	// A started execution finishes even when shutdown begins: stopping
+	// halfway would only make the next start resume it.
+	execCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+
+	j, err := r.checkAtUse(execCtx, e, op)
 	if err != nil {
 		return err
 	}
-	log := r.log.With(slog.Int64("execution", e.ID), slog.String("playbook", e.Name), slog.String("operation", e.Operation))
+	if j.Outcome != judgement.Ready {
+		log.WarnContext(ctx, "stopped at the moment of use", slog.String("reason_code", string(j.Reason.Code)), slog.String("reason", j.Reason.Text))
+		return r.stop(ctx, e, j)
+	}
+	req := j.Request
 	if len(req.Targets) == 0 {
 		results := make([]action.TargetResult, 0, len(held))
 		for _, t := range held {
 			results = append(results, action.TargetResult{Target: t, Result: action.Unchanged, Detail: "still held by another playbook in force"})
 		}
-		return r.finish(ctx, e, nil, results, nil)
-	}
-	// A started execution finishes even when shutdown begins: stopping
-	// halfway would only make the next start resume it.
-	execCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-	defer cancel()
-	// Re-read live state first: after a crash this says what is left to do.
-	plan, err := r.opts.Backends.Plan(execCtx, req)
-	if err != nil {
-		log.WarnContext(ctx, "plan before execution failed", slog.Any("error", err))
-		return r.finish(ctx, e, nil, nil, err)
+		return r.finish(ctx, e, j.Plan, results, nil)
 	}
 	results, err := r.opts.Backends.Execute(execCtx, req)
 	for _, t := range held {
@@ -100,7 +106,79 @@ func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
 	if err != nil {
 		log.WarnContext(ctx, "execution failed", slog.Any("error", err), slog.Int("attempt", e.Attempts))
 	}
-	return r.finish(ctx, e, plan, results, err)
+	return r.finish(ctx, e, j.Plan, results, err)
+}
+
+// errUnreadable marks an operation whose stored playbook no longer parses.
+var errUnreadable = errors.New("the stored playbook cannot be read")
+
+// checkAtUse is the time-of-use check of a claimed operation: its
+// judgement under the trust in force now, against what it was approved
+// with.
+func (r *Reconciler) checkAtUse(ctx context.Context, e *store.Execution, op judgement.Operation) (judgement.Judgement, error) {
+	start := time.Now()
+	t, err := r.currentTrust(ctx)
+	if err != nil {
+		return judgement.Judgement{}, err
+	}
+	envs, err := r.envelopesFor(ctx, e.Digest)
+	if err != nil {
+		return judgement.Judgement{}, err
+	}
+	j := judgement.Judge(ctx, op, r.judging(t), judgement.Inputs{
+		Planner: r.opts.Backends, Envelopes: envs, Now: r.opts.Now(), Approved: approvedOf(e),
+	})
+	if j.DecisionTime > 0 {
+		r.opts.Metrics.PolicyDecision(j.DecisionTime)
+	}
+	r.opts.Metrics.TimeOfUse(time.Since(start), j.Outcome == judgement.Ready)
+	return j, nil
+}
+
+// stop sends a claimed operation back (waiting, denied or rejected) with
+// the judgement that stopped it, audited, before any backend call. The
+// attempt it was claimed for does not count: the backend was not called.
+func (r *Reconciler) stop(ctx context.Context, e *store.Execution, j judgement.Judgement) error {
+	u := store.Judged{ReasonCode: string(j.Reason.Code), Reason: "stopped at the moment of use: " + j.Reason.Text,
+		PolicyDigest: j.Decision.PolicyDigest, PlanDigest: j.PlanDigest}
+	switch j.Outcome {
+	case judgement.Denied:
+		u.State = store.ExecDenied
+	case judgement.Rejected:
+		u.State = store.ExecRejected
+	default:
+		u.State = store.ExecWaiting
+	}
+	if j.Decision.Outcome != "" {
+		u.Decision, _ = json.Marshal(j.Decision)
+	}
+	if j.Plan != nil {
+		u.Plan, _ = json.Marshal(j.Plan)
+	}
+	if j.Verdict != nil {
+		u.Verdict, _ = json.Marshal(verdictJSON(*j.Verdict))
+	}
+	ctx = context.WithoutCancel(ctx)
+	err := r.store(ctx, func(tx *store.Store) error {
+		if err := tx.StopExecution(ctx, e.ID, u); err != nil {
+			return err
+		}
+		ne, err := tx.ExecutionByID(ctx, e.ID)
+		if err != nil {
+			return err
+		}
+		entries := []audit.Entry{executionEntry(ne, eventStopped, ne.Reason)}
+		es, err := r.syncVersionStatus(ctx, tx, ne, ne.CommitSHA)
+		if err != nil {
+			return err
+		}
+		_, err = r.appendAudit(ctx, tx, append(entries, es...)...)
+		return err
+	})
+	if err == nil {
+		r.opts.Metrics.Executed(e.Operation, "stopped")
+	}
+	return err
 }
 
 // finish records an operation's per-target results and its end (completed,
@@ -131,29 +209,33 @@ func (r *Reconciler) finish(ctx context.Context, e *store.Execution, plan *actio
 		switch {
 		case retry:
 			at := r.opts.Now().Add(r.backoff(e.Attempts))
-			if err := tx.RetryExecution(ctx, e.ID, at, runErr.Error()); err != nil {
+			why := fmt.Sprintf("transient error; retry at %s", at.UTC().Format(time.RFC3339))
+			if err := tx.RetryExecution(ctx, e.ID, at, runErr.Error(), string(codeRetry), why); err != nil {
 				return err
 			}
 			ne, err := tx.ExecutionByID(ctx, e.ID)
 			if err != nil {
 				return err
 			}
-			entry := executionEntry(ne, "execution.retry", fmt.Sprintf("transient error; retry at %s", at.UTC().Format(time.RFC3339)))
+			entry := executionEntry(ne, eventRetry, why)
 			entry.Payload = withResults(entry.Payload, results)
 			entries = append(entries, entry)
 		default:
-			state, msg := store.ExecCompleted, ""
+			state, msg, code := store.ExecCompleted, "", codeDone
 			if runErr != nil {
-				state, msg = store.ExecFailed, runErr.Error()
+				state, msg, code = store.ExecFailed, runErr.Error(), codeBackendError
+				if errors.Is(runErr, errUnreadable) {
+					code = codeUnreadable
+				}
 			}
-			if err := tx.FinishExecution(ctx, e.ID, state, msg, outcome(e, results, runErr)); err != nil {
+			if err := tx.FinishExecution(ctx, e.ID, state, msg, string(code), outcome(e, results, runErr)); err != nil {
 				return err
 			}
 			ne, err := tx.ExecutionByID(ctx, e.ID)
 			if err != nil {
 				return err
 			}
-			entry := executionEntry(ne, "execution."+state, msg)
+			entry := executionEntry(ne, eventFor(state), msg)
 			entry.Payload = withResults(entry.Payload, results)
 			entries = append(entries, entry)
 			es, err := r.syncVersionStatus(ctx, tx, ne, ne.CommitSHA)
@@ -188,6 +270,12 @@ func (r *Reconciler) finish(ctx context.Context, e *store.Execution, plan *actio
 		r.opts.Metrics.Executed(e.Operation, "completed")
 	}
 	r.mu.Unlock()
+	// What the apply let go (an update's revert) is judged now.
+	for _, id := range next {
+		if err := r.judgeByID(ctx, id); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -220,8 +308,8 @@ func withResults(payload json.RawMessage, results []action.TargetResult) json.Ra
 	return audit.MustJSON(m)
 }
 
-// afterApply schedules what a completed apply starts: its expiry, and the
-// revert of targets an update dropped.
+// afterApply schedules what a completed apply starts: its expiry; and it
+// returns the update's reverts waiting for it, to be judged.
 func (r *Reconciler) afterApply(ctx context.Context, tx *store.Store, e *store.Execution) ([]audit.Entry, []int64, error) {
 	var entries []audit.Entry
 	var ids []int64
@@ -245,21 +333,9 @@ func (r *Reconciler) afterApply(ctx context.Context, tx *store.Store, e *store.E
 		return nil, nil, err
 	}
 	for _, w := range waiting {
-		if w.Trigger != "update" || w.Name != e.Name || w.Operation != string(action.Revert) {
-			continue
+		if w.Trigger == string(judgement.Update) && w.Name == e.Name && w.Operation == string(action.Revert) {
+			ids = append(ids, w.ID)
 		}
-		now := r.opts.Now()
-		if err := tx.UpdateExecution(ctx, w.ID, store.ExecutionUpdate{State: store.ExecPending, NotBefore: &now,
-			Reason:   fmt.Sprintf("%s@%.12s was applied: releasing the targets it dropped", e.Name, e.Digest),
-			Decision: w.Decision, PolicyDigest: w.PolicyDigest}); err != nil {
-			return nil, nil, err
-		}
-		nw, err := tx.ExecutionByID(ctx, w.ID)
-		if err != nil {
-			return nil, nil, err
-		}
-		entries = append(entries, executionEntry(nw, "execution.pending", nw.Reason))
-		ids = append(ids, nw.ID)
 	}
 	return entries, ids, nil
 }
@@ -272,9 +348,11 @@ func (r *Reconciler) backoff(attempt int) time.Duration {
 	return min(d, r.opts.RetryMax)
 }
 
-// stepExpire queues the revert of every applied playbook whose
-// expiresAfter has passed. The expiry was part of what was approved, so the
-// revert needs no further approval.
+// stepExpire records the revert of every applied playbook whose
+// expiresAfter has passed. It is judged like every operation: the default
+// policies let the revert a playbook scheduled run without approvals of
+// its own (its time was part of the approved content), and a team's
+// policies may ask for more.
 func (r *Reconciler) stepExpire(ctx context.Context, p *pass) error {
 	if p.holding {
 		return nil
@@ -288,22 +366,29 @@ func (r *Reconciler) stepExpire(ctx context.Context, p *pass) error {
 		if err != nil {
 			return err
 		}
+		var id int64
 		err = r.store(ctx, func(tx *store.Store) error {
+			reason := fmt.Sprintf("expiresAfter %s has passed", v.ExpiresAt.UTC().Format(time.RFC3339))
 			e, created, err := tx.CreateExecution(ctx, store.Execution{
 				VersionID: v.ID, Name: v.Name, Digest: v.Digest, Path: v.Path, Action: v.Action, Environment: v.Environment,
 				Operation: string(action.Revert), CommitSHA: v.CommitSHA, Targets: slices.Clone(applied.Targets),
-				Trigger: "expiry", ChangeType: "delete", State: store.ExecPending, NotBefore: r.opts.Now(),
-				Decision: applied.Decision, PolicyDigest: applied.PolicyDigest,
-				Reason: fmt.Sprintf("expiresAfter %s has passed", v.ExpiresAt.UTC().Format(time.RFC3339)),
+				Trigger: string(judgement.Expiry), ChangeType: "expiry", State: store.ExecWaiting,
+				ReasonCode: string(codeIntended), Reason: reason,
 			})
 			if err != nil || !created {
 				return err
 			}
-			_, err = r.appendAudit(ctx, tx, executionEntry(e, "execution.intended", e.Reason))
+			id = e.ID
+			_, err = r.appendAudit(ctx, tx, executionEntry(e, eventIntended, e.Reason))
 			return err
 		})
 		if err != nil {
 			return err
+		}
+		if id != 0 {
+			if err := r.judgeByID(ctx, id); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -41,9 +41,19 @@ func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval
 	if err != nil {
 		return nil, err
 	}
-	key, err := env.VerifySigner(t.keyring)
+	key, err := env.VerifySigner(t.Keyring)
+	if err != nil && r.opts.Recovery != nil && env.Statement.Predicate.Transition != nil {
+		// A change to what decides may also be signed by the server's
+		// recovery keys.
+		if rk, rerr := env.VerifySigner(r.opts.Recovery); rerr == nil {
+			key, err = rk, nil
+		}
+	}
 	if err != nil {
 		return nil, r.refuse(ctx, ch, env.Statement.Predicate.Approver, err)
+	}
+	if repo := env.Statement.Predicate.Repository; !strings.EqualFold(repo, r.opts.Repository) {
+		return nil, r.refuse(ctx, ch, key.Person.ID, fmt.Errorf("the statement names repository %q; this is %s", repo, r.opts.Repository))
 	}
 	if ch.SourceLogin != "" && !strings.EqualFold(key.Person.GitHub, ch.SourceLogin) {
 		return nil, r.refuse(ctx, ch, key.Person.ID, fmt.Errorf("submitted by %s, but the signer %s's GitHub login is %q", ch.SourceLogin, key.Person.ID, key.Person.GitHub))
@@ -135,27 +145,27 @@ var ErrNotRunnable = errors.New("not waiting for an executor")
 
 // RunManual starts an operation of a playbook marked execution: manual that
 // policy allowed or approvers approved: the executor's decision, audited
-// with its actor.
+// with its actor. Like every operation it is checked again at the moment
+// of use.
 func (r *Reconciler) RunManual(ctx context.Context, id int64, actor audit.Actor) error {
 	err := r.store(ctx, func(tx *store.Store) error {
 		e, err := tx.LockExecution(ctx, id)
 		if err != nil {
 			return err
 		}
-		if !e.Manual || e.State != store.ExecWaiting || !strings.HasPrefix(e.Reason, "approved") {
+		if !e.Manual || e.State != store.ExecWaiting || e.ReasonCode != string(codeAwaitingRunner) {
 			return fmt.Errorf("execution %d (%s, %s): %w", id, e.State, e.Reason, ErrNotRunnable)
 		}
 		now := r.opts.Now()
 		reason := "started by " + actor.ID + " (execution: manual)"
-		if err := tx.UpdateExecution(ctx, id, store.ExecutionUpdate{State: store.ExecPending, NotBefore: &now, Reason: reason,
-			Decision: e.Decision, PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest, Plan: e.Plan, Verdict: e.Verdict}); err != nil {
+		if err := tx.SetExecutionState(ctx, id, []store.ExecState{store.ExecWaiting}, store.ExecPending, string(codeStartedByHand), reason, &now); err != nil {
 			return err
 		}
 		ne, err := tx.ExecutionByID(ctx, id)
 		if err != nil {
 			return err
 		}
-		entry := executionEntry(ne, "execution.manual_start", reason)
+		entry := executionEntry(ne, eventManualStart, reason)
 		entry.Actor = actor
 		entries := []audit.Entry{entry}
 		es, err := r.syncVersionStatus(ctx, tx, ne, ne.CommitSHA)
@@ -171,23 +181,30 @@ func (r *Reconciler) RunManual(ctx context.Context, id int64, actor audit.Actor)
 	return err
 }
 
-// AcknowledgeHold lets writ move on past a hold: rewritten history (writ
-// then adopts the new head as desired state) or a change to policies/ or
-// .writ/ without its admin approvals (writ then adopts it). It is an admin's
-// explicit decision, audited with its actor.
+// AcknowledgeHold is an admin's answer to a hold, audited with its actor.
+// Rewritten history: writ then adopts the new head as desired state, still
+// judged by the trust in force (nothing runs without its signatures). A
+// change to policies/ or .writ/ without its signed quorum: the change is
+// dismissed — refused and not held again — never adopted; adopting one
+// takes the admins' signatures (or the server's recovery keys).
 func (r *Reconciler) AcknowledgeHold(ctx context.Context, id int64, actor audit.Actor) error {
 	err := r.store(ctx, func(tx *store.Store) error {
 		h, err := tx.HoldByID(ctx, id)
 		if err != nil {
 			return err
 		}
-		if err := tx.AcknowledgeHold(ctx, id, actor.ID); err != nil {
+		as, event, text := store.HoldAcknowledged, "repository.hold_acknowledged", "acknowledged"
+		if h.Kind == store.HoldMetaChange {
+			as, event = store.HoldDismissed, eventMetaDismissed
+			text = "dismissed: the change is refused and stays unadopted; adopting it needs the signed admin quorum"
+		}
+		if err := tx.ResolveHold(ctx, id, actor.ID, as, text); err != nil {
 			return err
 		}
 		_, err = r.appendAudit(ctx, tx, audit.Entry{
-			Actor: actor, Event: "repository.hold_acknowledged", Success: true,
+			Actor: actor, Event: event, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "repository"},
-			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "kind": h.Kind, "commit": h.CommitSHA, "detail": h.Detail}),
+			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "kind": h.Kind, "commit": h.CommitSHA, "resolution": as, "detail": h.Detail}),
 		})
 		return err
 	})

@@ -5,41 +5,42 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
-	"github.com/writ-sec/writ/internal/playbook"
-	"github.com/writ-sec/writ/internal/policy"
+	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/store"
 )
 
-// stepJudge re-judges every operation waiting for approvals: approvals may
-// have arrived, expired or been withdrawn, and live state (the plan) may
-// have changed.
+// stepJudge judges again every operation not started yet (waiting, and
+// pending: a rejection or a withdrawal must stop it too): statements may
+// have arrived, expired or been withdrawn, live state (the plan) may have
+// changed, and the trust in force may have changed.
 //
-// A full sweep runs every JudgeInterval (approvals expire, live state
-// drifts) and when the trusted approvers change; in between, only
-// operations whose approvals changed are judged, so a pass costs what
+// A full sweep runs every JudgeInterval (statements expire, live state
+// drifts) and whenever the adopted trust changes; in between, only
+// operations whose statements changed are judged, so a pass costs what
 // changed, not what waits.
 func (r *Reconciler) stepJudge(ctx context.Context, p *pass) error {
 	now := r.opts.Now()
-	var waiting []*store.Execution
+	var ops []*store.Execution
 	var err error
 	full := now.Sub(r.lastSweep) >= r.opts.JudgeInterval || p.state == nil || p.state.AdoptedSHA != r.sweptTrust
 	if full {
 		var dbNow time.Time
 		if dbNow, err = r.opts.Store.Now(ctx); err == nil {
-			waiting, err = r.opts.Store.WaitingExecutions(ctx)
+			ops, err = r.opts.Store.UndoneExecutions(ctx)
 			r.approvalsSeen = dbNow.Add(-time.Second)
 		}
 	} else {
-		waiting, r.approvalsSeen, err = r.opts.Store.WaitingExecutionsTouchedSince(ctx, r.approvalsSeen)
+		ops, r.approvalsSeen, err = r.opts.Store.WaitingExecutionsTouchedSince(ctx, r.approvalsSeen)
 	}
 	if err != nil {
+		return err
+	}
+	if err := r.judgeAll(ctx, ops); err != nil {
 		return err
 	}
 	if full {
@@ -48,93 +49,52 @@ func (r *Reconciler) stepJudge(ctx context.Context, p *pass) error {
 			r.sweptTrust = p.state.AdoptedSHA
 		}
 	}
-	for _, e := range waiting {
+	return nil
+}
+
+// judgeAll judges operations under the trust in force, loading their
+// statements in one query.
+func (r *Reconciler) judgeAll(ctx context.Context, ops []*store.Execution) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	t, err := r.currentTrust(ctx)
+	if err != nil {
+		return err
+	}
+	digests := make([]string, 0, len(ops))
+	for _, e := range ops {
+		digests = append(digests, e.Digest)
+	}
+	byDigest, err := r.opts.Store.ApprovalsForDigests(ctx, digests)
+	if err != nil {
+		return err
+	}
+	for _, e := range ops {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := r.judge(ctx, e); err != nil {
-			return fmt.Errorf("judge execution %d (%s): %w", e.ID, e.Name, err)
+		envs := make([]approval.Submitted, 0, len(byDigest[e.Digest]))
+		for _, a := range byDigest[e.Digest] {
+			envs = append(envs, submitted(a))
+		}
+		if err := r.judgeWith(ctx, e, t, envs); err != nil {
+			return fmt.Errorf("judge execution %d (%s %s): %w", e.ID, e.Operation, e.Name, err)
 		}
 	}
 	return nil
 }
 
+// judgeByID judges one operation if it has not started.
 func (r *Reconciler) judgeByID(ctx context.Context, id int64) error {
 	e, err := r.opts.Store.ExecutionByID(ctx, id)
 	if err != nil {
 		return err
 	}
-	if e.State != store.ExecWaiting {
+	if e.State != store.ExecWaiting && e.State != store.ExecPending {
 		return nil
 	}
-	return r.judge(ctx, e)
-}
-
-// versionPlaybook parses the stored content of an operation's version.
-func (r *Reconciler) versionPlaybook(ctx context.Context, e *store.Execution) (*playbook.Playbook, error) {
-	v, err := r.opts.Store.PlaybookVersionByID(ctx, e.VersionID)
-	if err != nil {
-		return nil, err
-	}
-	pb, problems := playbook.Parse(v.Path, v.Content, playbook.Options{Actions: r.opts.Catalog})
-	if problems != nil {
-		return nil, fmt.Errorf("stored playbook %s no longer parses: %w", v.Name, problems)
-	}
-	return pb, nil
-}
-
-// request builds the backend request of an operation. A revert releases
-// only targets no other playbook in force still holds.
-func (r *Reconciler) request(ctx context.Context, e *store.Execution, pb *playbook.Playbook) (action.Request, []string, error) {
-	req := action.Request{
-		Playbook: e.Name, Digest: e.Digest, Action: e.Action, Environment: e.Environment,
-		Operation: action.Operation(e.Operation), Targets: slices.Clone(e.Targets), Params: pb.Spec.Params,
-		IdempotencyKey: fmt.Sprintf("writ:%s:%s:%s", e.Name, e.Digest, e.Operation),
-	}
-	var held []string
-	if req.Operation == action.Revert {
-		h, err := r.opts.Store.HeldTargets(ctx, e.Action, e.Environment, e.VersionID)
-		if err != nil {
-			return req, nil, err
-		}
-		req.Targets = slices.DeleteFunc(req.Targets, func(t string) bool {
-			if h[t] {
-				held = append(held, t)
-				return true
-			}
-			return false
-		})
-	}
-	return req, held, nil
-}
-
-// judge decides what a waiting operation does next: wait, run, or stop.
-func (r *Reconciler) judge(ctx context.Context, e *store.Execution) error {
-	if e.Trigger == "update" {
-		return nil // runs when the update's apply completes
-	}
-	var d policy.Decision
-	if err := json.Unmarshal(e.Decision, &d); err != nil {
-		return fmt.Errorf("stored decision: %w", err)
-	}
-	pb, err := r.versionPlaybook(ctx, e)
-	if err != nil {
-		return err
-	}
-	req, _, err := r.request(ctx, e, pb)
-	if err != nil {
-		return err
-	}
-	u := store.ExecutionUpdate{State: store.ExecWaiting, Decision: e.Decision, PolicyDigest: e.PolicyDigest}
-	plan, perr := r.planOf(ctx, req)
-	if perr != nil {
-		u.Reason = "cannot plan yet: " + perr.Error()
-		return r.applyJudgement(ctx, e, u)
-	}
-	u.Plan, _ = json.Marshal(plan)
-	u.PlanDigest = plan.Digest()
-
-	adopted, err := r.currentTrust(ctx)
+	t, err := r.currentTrust(ctx)
 	if err != nil {
 		return err
 	}
@@ -142,48 +102,143 @@ func (r *Reconciler) judge(ctx context.Context, e *store.Execution) error {
 	if err != nil {
 		return err
 	}
-	verdict := approval.Verify(approval.Input{
-		Subject:           approval.Subject{Path: e.Path, Digest: e.Digest},
-		Repository:        r.opts.Repository,
-		ApprovalsRequired: d.ApprovalsRequired,
-		ApproverRoles:     d.ApproverRoles,
-		PolicyDigest:      e.PolicyDigest,
-		PlanDigest:        u.PlanDigest,
-		Keyring:           adopted.keyring,
-		Envelopes:         envs,
-		Now:               r.opts.Now(),
-		Options:           r.opts.Approval,
-	})
-	u.Verdict, _ = json.Marshal(verdictJSON(verdict))
-	switch {
-	case len(verdict.Rejected) > 0:
-		u.State = store.ExecRejected
-		var parts []string
-		for _, rj := range verdict.Rejected {
-			parts = append(parts, fmt.Sprintf("%s (%s)", rj.Approver, rj.Reason))
-		}
-		u.Reason = "rejected by " + strings.Join(parts, ", ")
-	case verdict.QuorumMet && e.Manual && e.Operation == string(action.Apply):
-		u.Reason = "approved; waiting for an executor (execution: manual)"
-	case verdict.QuorumMet:
-		u.State = store.ExecPending
-		now := r.opts.Now()
-		u.NotBefore = &now
-		if d.Outcome == policy.Allow {
-			u.Reason = "allowed by policy"
-		} else {
-			u.Reason = "approved: " + verdict.Summary()
-		}
-		if verdict.Proposer != "" && d.Outcome == policy.Allow {
-			u.Reason += "; proposed by " + verdict.Proposer
-		}
-	default:
-		u.Reason = "awaiting approval: " + verdict.Summary()
-		if verdict.Err != nil && errors.Is(adopted.keyringErr, errNoApprovers) {
-			u.Reason += " (the repository has no .writ/approvers.yaml)"
+	return r.judgeWith(ctx, e, t, envs)
+}
+
+// approvedOf is what a pending or executing operation was approved with:
+// the plan of the judgement that let it run. A waiting one has none.
+func approvedOf(e *store.Execution) *judgement.Approved {
+	if e.State == store.ExecWaiting {
+		return nil
+	}
+	a := &judgement.Approved{PlanDigest: e.PlanDigest}
+	if len(e.Plan) > 0 {
+		var p action.Plan
+		if json.Unmarshal(e.Plan, &p) == nil {
+			a.Plan = &p
 		}
 	}
-	return r.applyJudgement(ctx, e, u)
+	// Executing: the claim counted this attempt; an earlier one may have
+	// changed live state. Pending with attempts: a retry after one did.
+	a.Resuming = e.Attempts > 1 || e.State == store.ExecPending && e.Attempts > 0
+	return a
+}
+
+// judgeWith judges an operation that has not started (waiting or pending)
+// and records what changed. A pending one is judged against what it was
+// approved with, as at the moment of use.
+func (r *Reconciler) judgeWith(ctx context.Context, e *store.Execution, t *trusted, envs []approval.Submitted) error {
+	op, _, err := r.operation(ctx, e)
+	if err != nil {
+		return err
+	}
+	j := judgement.Judge(ctx, op, r.judging(t), judgement.Inputs{
+		Planner: r.opts.Backends, Envelopes: envs, Now: r.opts.Now(), Approved: approvedOf(e),
+	})
+	if j.DecisionTime > 0 {
+		r.opts.Metrics.PolicyDecision(j.DecisionTime)
+	}
+	u, err := r.next(ctx, e, j)
+	if err != nil {
+		return err
+	}
+	return r.applyJudgement(ctx, e, u, eventFor(u.State))
+}
+
+func eventFor(s store.ExecState) string { return "execution." + string(s) }
+
+// next maps a judgement of an operation not started to what is recorded:
+// its state, reason and the judgement's decision, plan and verdict.
+func (r *Reconciler) next(ctx context.Context, e *store.Execution, j judgement.Judgement) (store.Judged, error) {
+	u := store.Judged{ReasonCode: string(j.Reason.Code), Reason: j.Reason.Text, PolicyDigest: j.Decision.PolicyDigest}
+	if j.Decision.Outcome != "" {
+		u.Decision, _ = json.Marshal(j.Decision)
+	}
+	if j.Verdict != nil {
+		u.Verdict, _ = json.Marshal(verdictJSON(*j.Verdict))
+	}
+	record := func(plan *judgementPlan) {
+		if plan.plan != nil {
+			u.Plan, _ = json.Marshal(plan.plan)
+		}
+		u.PlanDigest = plan.digest
+	}
+	fresh := &judgementPlan{plan: j.Plan, digest: j.PlanDigest}
+	switch j.Outcome {
+	case judgement.Denied:
+		u.State = store.ExecDenied
+		record(fresh)
+		return u, nil
+	case judgement.Rejected:
+		u.State = store.ExecRejected
+		record(fresh)
+		return u, nil
+	case judgement.Waiting:
+		u.State = store.ExecWaiting
+		record(fresh)
+		return u, nil
+	}
+	// Ready.
+	if e.State == store.ExecPending {
+		// It keeps the plan it was approved with, its time and its reason.
+		u.State, u.ReasonCode, u.Reason = store.ExecPending, e.ReasonCode, e.Reason
+		u.PlanDigest, u.Plan = e.PlanDigest, e.Plan
+		return u, nil
+	}
+	record(fresh)
+	if e.Trigger == string(judgement.Update) {
+		done, waitFor, err := r.updateApplied(ctx, e)
+		if err != nil {
+			return u, err
+		}
+		if !done {
+			u.State, u.ReasonCode = store.ExecWaiting, string(codeAfterApply)
+			u.Reason = fmt.Sprintf("runs after %s is applied (%s)", waitFor, j.Reason.Text)
+			return u, nil
+		}
+	}
+	if e.Manual && e.Operation == string(action.Apply) {
+		u.State, u.ReasonCode = store.ExecWaiting, string(codeAwaitingRunner)
+		u.Reason = j.Reason.Text + "; waiting for an executor (execution: manual)"
+		return u, nil
+	}
+	now := r.opts.Now()
+	u.State, u.NotBefore = store.ExecPending, &now
+	return u, nil
+}
+
+type judgementPlan struct {
+	plan   *action.Plan
+	digest string
+}
+
+// updateApplied reports whether the update an update's revert belongs to
+// has been applied: the version now in force under the name completed its
+// apply (or the name left the branch, so nothing is left to wait for).
+func (r *Reconciler) updateApplied(ctx context.Context, e *store.Execution) (bool, string, error) {
+	a, err := r.opts.Store.ActiveByName(ctx, e.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	v, err := r.opts.Store.PlaybookVersionByID(ctx, a.VersionID)
+	if err != nil {
+		return false, "", err
+	}
+	what := fmt.Sprintf("%s@%.12s", v.Name, v.Digest)
+	if v.Digest == e.Digest {
+		return true, what, nil
+	}
+	applied, err := r.opts.Store.ExecutionByKey(ctx, v.Name, v.Digest, string(action.Apply))
+	if errors.Is(err, store.ErrNotFound) {
+		return false, what, nil
+	}
+	if err != nil {
+		return false, what, err
+	}
+	return applied.State == store.ExecCompleted, what, nil
 }
 
 // verdictJSON is the part of a verdict the API and the audit log show.
@@ -218,14 +273,15 @@ func verdictJSON(v approval.Verdict) map[string]any {
 
 // applyJudgement writes a judgement that changed something, with its audit
 // entry and the version's status, in one transaction.
-func (r *Reconciler) applyJudgement(ctx context.Context, e *store.Execution, u store.ExecutionUpdate) error {
-	if u.State == e.State && u.Reason == e.Reason && u.PlanDigest == e.PlanDigest && jsonEqual(u.Verdict, e.Verdict) {
+func (r *Reconciler) applyJudgement(ctx context.Context, e *store.Execution, u store.Judged, event string) error {
+	if u.State == e.State && u.ReasonCode == e.ReasonCode && u.Reason == e.Reason && u.PlanDigest == e.PlanDigest &&
+		jsonEqual(u.Verdict, e.Verdict) && jsonEqual(u.Decision, e.Decision) {
 		return nil
 	}
 	return r.store(ctx, func(tx *store.Store) error {
-		if err := tx.UpdateExecution(ctx, e.ID, u); err != nil {
+		if err := tx.RecordJudgement(ctx, e.ID, u, e.State); err != nil {
 			if errors.Is(err, store.ErrConflict) {
-				return nil // it started meanwhile
+				return nil // it started (or ended) meanwhile
 			}
 			return err
 		}
@@ -233,7 +289,7 @@ func (r *Reconciler) applyJudgement(ctx context.Context, e *store.Execution, u s
 		if err != nil {
 			return err
 		}
-		entries := []audit.Entry{executionEntry(ne, "execution."+ne.State, ne.Reason)}
+		entries := []audit.Entry{executionEntry(ne, event, ne.Reason)}
 		es, err := r.syncVersionStatus(ctx, tx, ne, ne.CommitSHA)
 		if err != nil {
 			return err
@@ -255,22 +311,4 @@ func jsonEqual(a, b json.RawMessage) bool {
 	ax, _ := json.Marshal(x)
 	by, _ := json.Marshal(y)
 	return string(ax) == string(by)
-}
-
-// currentTrust is the trust in force now.
-func (r *Reconciler) currentTrust(ctx context.Context) (*trust, error) {
-	st, err := r.opts.Store.RepoState(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.trustAt(ctx, st.AdoptedSHA)
-}
-
-// planOf dry-runs a request; a revert with nothing left to release needs no
-// backend.
-func (r *Reconciler) planOf(ctx context.Context, req action.Request) (*action.Plan, error) {
-	if len(req.Targets) == 0 {
-		return &action.Plan{Action: req.Action, Backend: "none", Environment: req.Environment, Operation: req.Operation, Targets: []action.TargetPlan{}}, nil
-	}
-	return r.opts.Backends.Plan(ctx, req)
 }

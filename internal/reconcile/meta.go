@@ -2,16 +2,22 @@ package reconcile
 
 import (
 	"context"
-	"errors"
-	"io/fs"
 	"log/slog"
 	"slices"
 	"strings"
 
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
-	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/store"
+	"github.com/writ-sec/writ/internal/trust"
+)
+
+// Audit events of changes to what decides.
+const (
+	eventMetaHeld      = "policy.change_held"
+	eventMetaAdopted   = "policy.change_adopted"
+	eventMetaReleased  = "policy.hold_released"
+	eventMetaDismissed = "policy.change_dismissed"
 )
 
 // stepMeta re-checks a pending change to policies/ or .writ/ (its admin
@@ -23,10 +29,61 @@ func (r *Reconciler) stepMeta(ctx context.Context, p *pass) error {
 	return r.checkMeta(ctx, p)
 }
 
+// metaChange is the change to what decides from the adopted commit to
+// another: nil when they decide alike (the same policy set digest, the
+// same files under .writ/), whatever else differs.
+func (r *Reconciler) metaChange(ctx context.Context, adopted *trusted, to string) (*trust.Change, error) {
+	base, err := r.opts.Source.FS(adopted.Commit)
+	if err != nil {
+		return nil, err
+	}
+	head, err := r.opts.Source.FS(to)
+	if err != nil {
+		return nil, err
+	}
+	return trust.Diff(ctx, adopted.Commit, base, head, r.opts.DefaultPolicies)
+}
+
+// verifyMeta judges the statements about a change to what decides: by the
+// admins of the keyring in force (never the changed one), else by the
+// server's recovery keys. It says who adopted it, for the record.
+func (r *Reconciler) verifyMeta(ctx context.Context, adopted *trusted, c *trust.Change) (approval.Verdict, string, bool, error) {
+	envs, err := r.envelopesFor(ctx, c.Digests()...)
+	if err != nil {
+		return approval.Verdict{}, "", false, err
+	}
+	in := approval.MetaInput{
+		Changes:      c.Subjects,
+		Transition:   c.Transition,
+		Repository:   r.opts.Repository,
+		PolicyDigest: adopted.Policies.Digest(),
+		Keyring:      adopted.Keyring,
+		Envelopes:    envs,
+		Now:          r.opts.Now(),
+		Options: approval.MetaOptions{
+			ApprovalsRequired: r.opts.MetaApprovals,
+			MaxAge:            r.opts.Approval.MaxAge,
+			ClockSkew:         r.opts.Approval.ClockSkew,
+		},
+	}
+	v := approval.VerifyMeta(in)
+	if v.QuorumMet || r.opts.Recovery == nil {
+		return v, "admin approvals: " + v.Summary(), false, nil
+	}
+	in.Keyring = r.opts.Recovery
+	in.Options.ApprovalsRequired = r.opts.RecoveryApprovals
+	if rv := approval.VerifyMeta(in); rv.QuorumMet {
+		return rv, "recovery keys: " + rv.Summary(), true, nil
+	}
+	return v, "admin approvals: " + v.Summary(), false, nil
+}
+
 // checkMeta compares what decides at the processed commit with what is in
-// force. A difference is adopted only with the admin quorum, verified with
-// the keyring in force (never the changed one); until then writ holds: it
-// keeps judging with the last trusted version and says so.
+// force. A difference is adopted only with the signed admin quorum,
+// verified with the keyring in force (or the server's recovery keys);
+// until then writ holds: it keeps judging with the last trusted version
+// and says so. An admin may dismiss the hold (the change is refused and
+// not held again); nobody adopts a change without signatures.
 func (r *Reconciler) checkMeta(ctx context.Context, p *pass) error {
 	adopted, err := r.trustAt(ctx, p.state.AdoptedSHA)
 	if err != nil {
@@ -39,46 +96,30 @@ func (r *Reconciler) checkMeta(ctx context.Context, p *pass) error {
 	if ph == adopted.policiesHash && wh == adopted.writHash {
 		return r.releaseMetaHolds(ctx, "the branch is back to the trusted policies and approvers")
 	}
-	subjects, err := r.metaSubjects(ctx, p.state.AdoptedSHA, p.state.ProcessedSHA, ph != adopted.policiesHash, wh != adopted.writHash)
+	change, err := r.metaChange(ctx, adopted, p.state.ProcessedSHA)
 	if err != nil {
 		return err
 	}
-	acked, err := r.opts.Store.AcknowledgedHold(ctx, store.HoldMetaChange, p.state.ProcessedSHA)
+	if change == nil {
+		// Only what does not decide changed (policy tests, say).
+		return r.releaseMetaHolds(ctx, "the branch decides as the trusted policies and approvers do")
+	}
+	verdict, how, recovery, err := r.verifyMeta(ctx, adopted, change)
 	if err != nil {
 		return err
 	}
-	var digests []string
-	for _, s := range subjects {
-		digests = append(digests, s.Digest)
+	if verdict.QuorumMet {
+		return r.adoptMeta(ctx, p, change, how, recovery)
 	}
-	envs, err := r.envelopesFor(ctx, digests...)
-	if err != nil {
+	metaKey := ph + "/" + wh
+	if d, err := r.opts.Store.DismissedMetaChange(ctx, metaKey); err != nil {
 		return err
-	}
-	keyring := adopted.keyring
-	verdict := approval.VerifyMeta(approval.MetaInput{
-		Changes:      subjects,
-		Repository:   r.opts.Repository,
-		PolicyDigest: adopted.policies.Digest(),
-		Keyring:      keyring,
-		Envelopes:    envs,
-		Now:          r.opts.Now(),
-		Options: approval.MetaOptions{
-			ApprovalsRequired: r.opts.MetaApprovals,
-			MaxAge:            r.opts.Approval.MaxAge,
-			ClockSkew:         r.opts.Approval.ClockSkew,
-		},
-	})
-	if verdict.QuorumMet || acked != nil {
-		how := "admin approvals: " + verdict.Summary()
-		if !verdict.QuorumMet {
-			how = "acknowledged by " + acked.ResolvedBy + " (override)"
-		}
-		return r.adoptMeta(ctx, p, subjects, how)
+	} else if d != nil {
+		return nil // refused by an admin: still not adopted, not held again
 	}
 	return r.store(ctx, func(tx *store.Store) error {
-		h, created, err := tx.OpenHold(ctx, store.HoldMetaChange, p.state.ProcessedSHA, map[string]any{
-			"subjects": subjects, "approvals": verdict.Summary(),
+		h, created, err := tx.OpenHold(ctx, store.HoldMetaChange, p.state.ProcessedSHA, metaKey, map[string]any{
+			"subjects": change.Subjects, "transition": change.Transition, "approvals": verdict.Summary(),
 		})
 		if err != nil || !created {
 			return err
@@ -86,36 +127,38 @@ func (r *Reconciler) checkMeta(ctx context.Context, p *pass) error {
 		r.log.WarnContext(ctx, "holding: a change to policies/ or .writ/ lacks its admin approvals",
 			slog.String("commit", p.state.ProcessedSHA), slog.String("approvals", verdict.Summary()))
 		_, err = r.appendAudit(ctx, tx, audit.Entry{
-			Actor: audit.SystemActor, Event: "policy.change_held", Success: false,
+			Actor: audit.SystemActor, Event: eventMetaHeld, Success: false,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "policies"},
-			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "commit": p.state.ProcessedSHA, "subjects": subjects,
-				"trusted_commit": p.state.AdoptedSHA, "approvals": verdict.Summary()}),
+			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "commit": p.state.ProcessedSHA, "subjects": change.Subjects,
+				"transition": change.Transition, "trusted_commit": p.state.AdoptedSHA, "approvals": verdict.Summary()}),
 		})
 		return err
 	})
 }
 
-func (r *Reconciler) adoptMeta(ctx context.Context, p *pass, subjects []approval.Subject, how string) error {
+func (r *Reconciler) adoptMeta(ctx context.Context, p *pass, c *trust.Change, how string, recovery bool) error {
 	st := *p.state
 	st.AdoptedSHA = st.ProcessedSHA
 	err := r.store(ctx, func(tx *store.Store) error {
 		if err := tx.SaveRepoState(ctx, st); err != nil {
 			return err
 		}
-		if _, err := tx.ResolveHoldsOfKind(ctx, store.HoldMetaChange, "writ", "adopted: "+how); err != nil {
+		if _, err := tx.ResolveHoldsOfKind(ctx, store.HoldMetaChange, "writ", store.HoldAdopted, "adopted: "+how); err != nil {
 			return err
 		}
 		_, err := r.appendAudit(ctx, tx, audit.Entry{
-			Actor: audit.SystemActor, Event: "policy.change_adopted", Success: true,
+			Actor: audit.SystemActor, Event: eventMetaAdopted, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "policies"},
-			Payload: audit.MustJSON(map[string]any{"commit": st.AdoptedSHA, "previous": p.state.AdoptedSHA, "subjects": subjects, "how": how}),
+			Payload: audit.MustJSON(map[string]any{"commit": st.AdoptedSHA, "previous": p.state.AdoptedSHA, "subjects": c.Subjects,
+				"transition": c.Transition, "how": how, "recovery": recovery}),
 		})
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	r.log.InfoContext(ctx, "adopted new policies and approvers", slog.String("commit", st.AdoptedSHA), slog.String("how", how))
+	r.log.InfoContext(ctx, "adopted new policies and approvers", slog.String("commit", st.AdoptedSHA), slog.String("how", how),
+		slog.Bool("recovery", recovery))
 	p.state = &st
 	return nil
 }
@@ -129,11 +172,11 @@ func (r *Reconciler) releaseMetaHolds(ctx context.Context, why string) error {
 		return nil
 	}
 	return r.store(ctx, func(tx *store.Store) error {
-		if _, err := tx.ResolveHoldsOfKind(ctx, store.HoldMetaChange, "writ", why); err != nil {
+		if _, err := tx.ResolveHoldsOfKind(ctx, store.HoldMetaChange, "writ", store.HoldReleased, why); err != nil {
 			return err
 		}
 		_, err := r.appendAudit(ctx, tx, audit.Entry{
-			Actor: audit.SystemActor, Event: "policy.hold_released", Success: true,
+			Actor: audit.SystemActor, Event: eventMetaReleased, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "policies"},
 			Payload: audit.MustJSON(map[string]string{"reason": why}),
 		})
@@ -141,81 +184,7 @@ func (r *Reconciler) releaseMetaHolds(ctx context.Context, why string) error {
 	})
 }
 
-// metaSubjects lists what a meta-change approval must cover: the new
-// policy-set digest, and every file under .writ/ that differs (a removed
-// file by the digest of no content).
-func (r *Reconciler) metaSubjects(ctx context.Context, from, to string, policiesChanged, writChanged bool) ([]approval.Subject, error) {
-	var out []approval.Subject
-	if policiesChanged {
-		d, err := r.newPolicyDigest(to)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, approval.PolicySetSubject(d))
-	}
-	if writChanged {
-		oldFiles, err := r.writFiles(from)
-		if err != nil {
-			return nil, err
-		}
-		newFiles, err := r.writFiles(to)
-		if err != nil {
-			return nil, err
-		}
-		var paths []string
-		for p := range newFiles {
-			paths = append(paths, p)
-		}
-		for p := range oldFiles {
-			if _, ok := newFiles[p]; !ok {
-				paths = append(paths, p)
-			}
-		}
-		slices.Sort(paths)
-		for _, p := range paths {
-			if oldFiles[p] == newFiles[p] {
-				continue
-			}
-			out = append(out, approval.FileSubject(p, []byte(newFiles[p])))
-		}
-	}
-	return out, ctx.Err()
-}
-
-// writFiles reads every regular file under .writ/ at a commit.
-func (r *Reconciler) writFiles(sha string) (map[string]string, error) {
-	fsys, err := r.opts.Source.FS(sha)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	err = fs.WalkDir(fsys, writDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && p == writDir {
-				return fs.SkipAll
-			}
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		data, prob, err := playbook.ReadFile(fsys, p)
-		if err != nil {
-			return err
-		}
-		if prob != nil {
-			// A symlink or an oversized file still changes the tree: cover
-			// it by a digest of its description.
-			out[p] = "unreadable: " + prob.Message
-			return nil
-		}
-		out[p] = string(data)
-		return nil
-	})
-	return out, err
-}
-
-// envelopesFor loads the stored, non-withdrawn approvals whose subjects
+// envelopesFor loads the stored, non-withdrawn statements whose subjects
 // include any of the digests.
 func (r *Reconciler) envelopesFor(ctx context.Context, digests ...string) ([]approval.Submitted, error) {
 	var out []approval.Submitted
@@ -230,10 +199,14 @@ func (r *Reconciler) envelopesFor(ctx context.Context, digests ...string) ([]app
 				continue
 			}
 			seen[a.EnvelopeSHA256] = true
-			out = append(out, approval.Submitted{Envelope: a.Envelope, Source: a.Source, SourceRef: a.SourceRef, SourceLogin: a.SourceLogin})
+			out = append(out, submitted(a))
 		}
 	}
 	return out, nil
+}
+
+func submitted(a *store.Approval) approval.Submitted {
+	return approval.Submitted{Envelope: a.Envelope, Source: a.Source, SourceRef: a.SourceRef, SourceLogin: a.SourceLogin}
 }
 
 // store runs fn in a transaction of the reconciler's store.

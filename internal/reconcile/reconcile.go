@@ -46,6 +46,12 @@ type Options struct {
 	// MetaApprovals is how many admins must approve a change to policies/
 	// or .writ/. Default 2.
 	MetaApprovals int
+	// Recovery, when set, is the server operator's keyring of recovery keys
+	// (writ.yaml approvals.recovery): RecoveryApprovals of them may adopt a
+	// change to policies/ or .writ/ when the admins cannot (lost keys). The
+	// adoption is signed, audited and notified like any other.
+	Recovery          *approval.Keyring
+	RecoveryApprovals int
 	// Repository is the content repository's identity (OWNER/NAME): signed
 	// statements count only when they name it. Required.
 	Repository string
@@ -91,6 +97,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MetaApprovals == 0 {
 		o.MetaApprovals = approval.DefaultMetaApprovals
+	}
+	if o.RecoveryApprovals == 0 {
+		o.RecoveryApprovals = approval.DefaultMetaApprovals
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 30 * time.Second

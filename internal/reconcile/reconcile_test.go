@@ -124,8 +124,18 @@ func TestDeletedPlaybookReverts(t *testing.T) {
 		t.Fatalf("blocklist after apply %v", got)
 	}
 	e.merge("remove-a", nil, pbPath("block-a"))
-	// Deleting an allowed playbook is allowed by the same policies (the
-	// analyst's signed proposal of this content stands).
+	// Deleting an allowed playbook is allowed by the same policies, but the
+	// revert is an operation of its own: the analyst's proposal of the
+	// apply does not authorise it.
+	e.pass()
+	if rv := e.execution("block-a", "revert"); rv.State != store.ExecWaiting || rv.ReasonCode != "awaiting_approval" ||
+		!strings.Contains(rv.Reason, "no signed proposal") {
+		t.Fatalf("revert with only the apply's proposal: %s %s (%s)", rv.State, rv.ReasonCode, rv.Reason)
+	}
+	if got := e.blocked("staging"); !slices.Equal(got, []string{"203.0.113.1", "203.0.113.2"}) {
+		t.Fatalf("reverted without its own proposal: %v", got)
+	}
+	e.approveVersion("block-a", "revert", map[string]string{"alice": "propose"})
 	e.pass()
 	if st, reason := e.status("block-a"); st != store.StatusReverted {
 		t.Fatalf("after deletion: %s (%s)", st, reason)
@@ -228,13 +238,8 @@ func TestUnapprovedPolicyChangeIsNotAdopted(t *testing.T) {
 	}
 	// Two admins approve the change: it is adopted.
 	head := e.rec.Status().Processed
-	digest, err := e.rec.newPolicyDigest(head)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldTrust, _ := e.rec.trustAt(e.ctx, before)
 	for _, who := range []string{"dave", "erin"} {
-		e.submit(e.sign(who, "approve", []approval.Subject{approval.PolicySetSubject(digest)}, oldTrust.policies.Digest(), "", e.clock.Now()))
+		e.submit(e.signMeta(who, "approve"))
 	}
 	e.pass()
 	if st := e.rec.Status(); st.Adopted != head || len(st.Holds) != 0 {
@@ -318,8 +323,8 @@ func TestPoliciesThatCompileTooSlowlyAreRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !errors.Is(slow.policyErr, policy.ErrCompileTimeout) || !slow.policies.Failed() {
-		t.Fatalf("policies compiled past a 1ns deadline: %v", slow.policyErr)
+	if !errors.Is(slow.PolicyErr, policy.ErrCompileTimeout) || !slow.Policies.Failed() {
+		t.Fatalf("policies compiled past a 1ns deadline: %v", slow.PolicyErr)
 	}
 	e.rec.opts.PolicyCompileTimeout = 0 // policy's default from here on
 	e.clock.Advance(compileRetry - time.Second)
@@ -327,7 +332,7 @@ func TestPoliciesThatCompileTooSlowlyAreRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.policies != slow.policies {
+	if again.Policies != slow.Policies {
 		t.Fatal("a timed-out policy set was compiled again before compileRetry")
 	}
 	e.clock.Advance(2 * time.Second)
@@ -335,16 +340,16 @@ func TestPoliciesThatCompileTooSlowlyAreRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fresh.policyErr != nil || fresh.policies.Failed() {
-		t.Fatalf("policies not compiled again after compileRetry: %v", fresh.policyErr)
+	if fresh.PolicyErr != nil || fresh.Policies.Failed() {
+		t.Fatalf("policies not compiled again after compileRetry: %v", fresh.PolicyErr)
 	}
-	if d := fresh.policies.Decide(e.ctx, policy.Input{Playbook: map[string]any{"spec": map[string]any{"action": "block_ip", "targets": []any{"203.0.113.7"}}},
+	if d := fresh.Policies.Decide(e.ctx, policy.Input{Playbook: map[string]any{"spec": map[string]any{"action": "block_ip", "targets": []any{"203.0.113.7"}}},
 		Environment: map[string]any{"name": "staging", "production": false}}); d.Outcome != policy.Allow {
 		t.Fatalf("recompiled policies: %+v", d)
 	}
 	// The fresh set is cached for good.
 	e.clock.Advance(time.Hour)
-	if last, err := e.rec.trustAt(e.ctx, sha); err != nil || last.policies != fresh.policies {
+	if last, err := e.rec.trustAt(e.ctx, sha); err != nil || last.Policies != fresh.Policies {
 		t.Fatalf("a compiled policy set was not kept: %v", err)
 	}
 }

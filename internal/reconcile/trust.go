@@ -3,33 +3,25 @@ package reconcile
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io/fs"
 	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/writ-sec/writ/internal/approval"
-	"github.com/writ-sec/writ/internal/diag"
-	"github.com/writ-sec/writ/internal/playbook"
+	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/policy"
+	"github.com/writ-sec/writ/internal/trust"
 )
 
-// Paths of what decides whether playbooks run (trust rule 1).
+// Paths of what decides whether playbooks run.
 const (
-	policiesDir  = "policies"
-	writDir      = ".writ"
-	approversRel = ".writ/approvers.yaml"
+	policiesDir = trust.PoliciesDir
+	writDir     = trust.WritDir
 )
 
-// trust is what a commit's tree says decides: its policy set and its
-// approvers keyring.
-type trust struct {
-	commit       string
-	policies     *policy.Set
-	policyErr    error // the set is fail-closed when set
-	keyring      *approval.Keyring
-	keyringErr   error // nil keyring: nobody can approve
+// trusted is what a commit's tree says decides (trust.Trust), with the tree
+// hashes it was read from.
+type trusted struct {
+	*trust.Trust
 	policiesHash string
 	writHash     string
 	// retryAt, when set, is when the cached trust goes stale: a policy set
@@ -45,26 +37,26 @@ const compileRetry = time.Minute
 
 // metaKey identifies the content of policies/ and .writ/ at a commit: equal
 // keys mean equal trust, whatever the commit.
-func (t *trust) metaKey() string { return t.policiesHash + "/" + t.writHash }
+func (t *trusted) metaKey() string { return t.policiesHash + "/" + t.writHash }
 
 type trustCache struct {
 	mu    sync.Mutex
 	max   int
 	order []string
-	byKey map[string]*trust
+	byKey map[string]*trusted
 }
 
 func newTrustCache(n int) *trustCache {
-	return &trustCache{max: n, byKey: map[string]*trust{}}
+	return &trustCache{max: n, byKey: map[string]*trusted{}}
 }
 
-func (c *trustCache) get(key string) *trust {
+func (c *trustCache) get(key string) *trusted {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.byKey[key]
 }
 
-func (c *trustCache) put(key string, t *trust) {
+func (c *trustCache) put(key string, t *trusted) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.byKey[key]; ok {
@@ -81,11 +73,11 @@ func (c *trustCache) put(key string, t *trust) {
 
 // metaHashes returns the tree hashes of policies/ and .writ/ at a commit.
 func (r *Reconciler) metaHashes(sha string) (string, string, error) {
-	ph, err := r.opts.Source.TreeHash(sha, policiesDir)
+	ph, err := r.opts.Source.TreeHash(sha, trust.PoliciesDir)
 	if err != nil {
 		return "", "", err
 	}
-	wh, err := r.opts.Source.TreeHash(sha, writDir)
+	wh, err := r.opts.Source.TreeHash(sha, trust.WritDir)
 	if err != nil {
 		return "", "", err
 	}
@@ -95,7 +87,7 @@ func (r *Reconciler) metaHashes(sha string) (string, string, error) {
 // trustAt loads (or reuses) the policies and keyring of a commit's tree.
 // Broken policies give a fail-closed set; a broken approvers file gives no
 // keyring (nobody can approve); neither is an error of the pass.
-func (r *Reconciler) trustAt(ctx context.Context, sha string) (*trust, error) {
+func (r *Reconciler) trustAt(ctx context.Context, sha string) (*trusted, error) {
 	ph, wh, err := r.metaHashes(sha)
 	if err != nil {
 		return nil, err
@@ -103,79 +95,47 @@ func (r *Reconciler) trustAt(ctx context.Context, sha string) (*trust, error) {
 	key := ph + "/" + wh
 	if t := r.trust.get(key); t != nil && (t.retryAt.IsZero() || r.opts.Now().Before(t.retryAt)) {
 		c := *t
-		c.commit = sha
+		tc := *t.Trust
+		tc.Commit = sha
+		c.Trust = &tc
 		return &c, nil
 	}
 	fsys, err := r.opts.Source.FS(sha)
 	if err != nil {
 		return nil, err
 	}
-	t := &trust{commit: sha, policiesHash: ph, writHash: wh}
-	t.policies, t.policyErr = r.loadPolicies(fsys, ph != "")
-	if t.policyErr != nil {
+	t := &trusted{
+		Trust:        trust.Load(sha, fsys, trust.LoadOptions{DefaultPolicies: r.opts.DefaultPolicies, CompileTimeout: r.opts.PolicyCompileTimeout}),
+		policiesHash: ph, writHash: wh,
+	}
+	if t.PolicyErr != nil {
 		r.log.WarnContext(ctx, "policies at the trusted commit do not load: every playbook is denied",
-			slog.String("commit", sha), slog.Any("error", t.policyErr))
-		if errors.Is(t.policyErr, policy.ErrCompileTimeout) {
+			slog.String("commit", sha), slog.Any("error", t.PolicyErr))
+		if errors.Is(t.PolicyErr, policy.ErrCompileTimeout) {
 			t.retryAt = r.opts.Now().Add(compileRetry)
 		}
 	}
-	t.keyring, t.keyringErr = loadKeyring(fsys)
-	if t.keyringErr != nil {
+	if t.KeyringErr != nil {
 		r.log.WarnContext(ctx, "approvers file at the trusted commit is not usable: no approval can count",
-			slog.String("commit", sha), slog.Any("error", t.keyringErr))
+			slog.String("commit", sha), slog.Any("error", t.KeyringErr))
 	}
 	r.trust.put(key, t)
 	return t, nil
 }
 
-func (r *Reconciler) loadPolicies(tree fs.FS, inTree bool) (*policy.Set, error) {
-	opts := policy.Options{Root: policiesDir, CompileTimeout: r.opts.PolicyCompileTimeout}
-	if inTree {
-		return policy.LoadFS(tree, policiesDir, opts)
-	}
-	if r.opts.DefaultPolicies == nil {
-		set, err := policy.LoadFS(tree, policiesDir, opts)
-		if err == nil {
-			err = errors.New("the repository has no policies/ and no default policies are configured")
-		}
-		return set, err
-	}
-	opts.Root = "policies (embedded defaults)"
-	return policy.LoadFS(r.opts.DefaultPolicies, ".", opts)
-}
-
-var errNoApprovers = errors.New("the repository has no " + approversRel)
-
-func loadKeyring(tree fs.FS) (*approval.Keyring, error) {
-	data, prob, err := playbook.ReadFile(tree, approversRel)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errNoApprovers
-	}
+// currentTrust is the trust in force now: the adopted commit's.
+func (r *Reconciler) currentTrust(ctx context.Context) (*trusted, error) {
+	st, err := r.opts.Store.RepoState(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if prob != nil {
-		return nil, diag.Problems{*prob}
-	}
-	k, problems := approval.ParseKeyring(approversRel, data)
-	if problems != nil {
-		return nil, problems
-	}
-	return k, nil
+	return r.trustAt(ctx, st.AdoptedSHA)
 }
 
-// newPolicyDigest is the digest a meta-change approval must cite for the
-// policies at a commit.
-func (r *Reconciler) newPolicyDigest(sha string) (string, error) {
-	fsys, err := r.opts.Source.FS(sha)
-	if err != nil {
-		return "", err
+// judging is the trust a judgement runs under.
+func (r *Reconciler) judging(t *trusted) judgement.Trust {
+	return judgement.Trust{
+		Policies: t.Policies, Keyring: t.Keyring, KeyringErr: t.KeyringErr,
+		Repository: r.opts.Repository, Environments: r.opts.Environments, Approval: r.opts.Approval,
 	}
-	if ph, _ := r.opts.Source.TreeHash(sha, policiesDir); ph == "" {
-		if r.opts.DefaultPolicies == nil {
-			return "", fmt.Errorf("no policies at %s", sha)
-		}
-		return policy.DigestFS(r.opts.DefaultPolicies, ".")
-	}
-	return policy.DigestFS(fsys, policiesDir)
 }

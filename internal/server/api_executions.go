@@ -22,7 +22,7 @@ func (a *API) executionDetail(ctx context.Context, e *store.Execution) (*Executi
 		targets = []store.TargetResult{}
 	}
 	return &ExecutionDetail{
-		ID: e.ID, Digest: e.Digest, Operation: e.Operation, State: e.State, Reason: e.Reason, Trigger: e.Trigger,
+		ID: e.ID, Digest: e.Digest, Operation: e.Operation, State: string(e.State), ReasonCode: e.ReasonCode, Reason: e.Reason, Trigger: e.Trigger,
 		Attempts: e.Attempts, LastError: e.LastError, PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest,
 		Plan: e.Plan, Approvals: e.Verdict, Targets: targets, StartedAt: e.StartedAt, FinishedAt: e.FinishedAt,
 	}, nil
@@ -57,7 +57,7 @@ func (a *API) listExecutions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	list, err := a.opts.Store.ListExecutions(r.Context(), store.ExecutionFilter{Name: q.Get("name"), State: q.Get("state"), AfterID: before, Limit: limit})
+	list, err := a.opts.Store.ListExecutions(r.Context(), store.ExecutionFilter{Name: q.Get("name"), State: store.ExecState(q.Get("state")), AfterID: before, Limit: limit})
 	if err != nil {
 		a.fail(w, r, "list executions", err)
 		return

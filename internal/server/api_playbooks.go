@@ -103,6 +103,7 @@ type ExecutionDetail struct {
 	Digest       string               `json:"digest"`
 	Operation    string               `json:"operation"`
 	State        string               `json:"state"`
+	ReasonCode   string               `json:"reason_code,omitempty"`
 	Reason       string               `json:"reason,omitempty"`
 	Trigger      string               `json:"trigger"`
 	Attempts     int                  `json:"attempts"`

@@ -141,6 +141,41 @@ func (s *Store) ApprovalsForDigest(ctx context.Context, digest string) ([]*Appro
 	return out, nil
 }
 
+// ApprovalsForDigests is ApprovalsForDigest for many digests in one
+// query: the envelopes, not withdrawn, by each digest their subjects name
+// (an envelope naming several is listed under each).
+func (s *Store) ApprovalsForDigests(ctx context.Context, digests []string) (map[string][]*Approval, error) {
+	out := map[string][]*Approval{}
+	if len(digests) == 0 {
+		return out, nil
+	}
+	rows, err := s.db.Query(ctx, `SELECT `+approvalColumns+` FROM approvals
+		WHERE withdrawn_at IS NULL
+		  AND id IN (SELECT approval_id FROM approval_subjects WHERE digest = ANY($1))
+		ORDER BY id`, digests)
+	if err != nil {
+		return nil, fmt.Errorf("store: approvals for %d digests: %w", len(digests), translate(err))
+	}
+	list, err := s.collectApprovals(ctx, rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: approvals for %d digests: %w", len(digests), err)
+	}
+	want := make(map[string]bool, len(digests))
+	for _, d := range digests {
+		want[d] = true
+	}
+	for _, a := range list {
+		seen := map[string]bool{}
+		for _, sub := range a.Subjects {
+			if want[sub.Digest] && !seen[sub.Digest] {
+				seen[sub.Digest] = true
+				out[sub.Digest] = append(out[sub.Digest], a)
+			}
+		}
+	}
+	return out, nil
+}
+
 // ApprovalsForPullRequest lists the envelopes, not withdrawn, that name a
 // pull request of a repository, oldest first.
 func (s *Store) ApprovalsForPullRequest(ctx context.Context, repository string, pr int) ([]*Approval, error) {

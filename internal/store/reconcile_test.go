@@ -31,33 +31,50 @@ func TestRepoStateAndHolds(t *testing.T) {
 		t.Fatalf("state %+v %v", rs, err)
 	}
 
-	h1, created, err := st.OpenHold(ctx, store.HoldHistoryRewritten, b, map[string]string{"from": a})
+	h1, created, err := st.OpenHold(ctx, store.HoldHistoryRewritten, b, "", map[string]string{"from": a})
 	if err != nil || !created {
 		t.Fatalf("open hold: %v %v", created, err)
 	}
-	h2, created, err := st.OpenHold(ctx, store.HoldHistoryRewritten, b, map[string]string{"from": a})
+	h2, created, err := st.OpenHold(ctx, store.HoldHistoryRewritten, b, "", map[string]string{"from": a})
 	if err != nil || created || h2.ID != h1.ID {
 		t.Fatalf("same hold twice: %v %v %d/%d", created, err, h2.ID, h1.ID)
 	}
-	if _, _, err := st.OpenHold(ctx, store.HoldMetaChange, b, nil); err != nil {
-		t.Fatal(err)
+	meta, _, err := st.OpenHold(ctx, store.HoldMetaChange, b, "ph/wh", nil)
+	if err != nil || meta.MetaKey != "ph/wh" {
+		t.Fatalf("open meta hold: %+v %v", meta, err)
 	}
 	open, _ := st.OpenHolds(ctx)
 	if len(open) != 2 {
 		t.Fatalf("%d open holds", len(open))
 	}
-	if err := st.ResolveHold(ctx, h1.ID, "admin", "acknowledged"); err != nil {
+	if err := st.ResolveHold(ctx, h1.ID, "admin", store.HoldAcknowledged, "acknowledged"); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.ResolveHold(ctx, h1.ID, "admin", "again"); !errors.Is(err, store.ErrNotFound) {
+	if err := st.ResolveHold(ctx, h1.ID, "admin", store.HoldAcknowledged, "again"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("resolving twice: %v", err)
 	}
-	n, err := st.ResolveHoldsOfKind(ctx, store.HoldMetaChange, "writ", "approved")
+	if h, err := st.AcknowledgedHold(ctx, store.HoldHistoryRewritten, b); err != nil || h == nil || h.ID != h1.ID {
+		t.Fatalf("acknowledged hold: %+v %v", h, err)
+	}
+	// A dismissed change to what decides is found by its content.
+	if err := st.ResolveHold(ctx, meta.ID, "admin", store.HoldDismissed, "refused"); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := st.DismissedMetaChange(ctx, "ph/wh"); err != nil || h == nil || h.ID != meta.ID || h.ResolvedAs != store.HoldDismissed {
+		t.Fatalf("dismissed change: %+v %v", h, err)
+	}
+	if h, err := st.DismissedMetaChange(ctx, "other/key"); err != nil || h != nil {
+		t.Fatalf("another content dismissed: %+v %v", h, err)
+	}
+	if _, _, err := st.OpenHold(ctx, store.HoldMetaChange, a, "ph/wh2", nil); err != nil {
+		t.Fatal(err)
+	}
+	n, err := st.ResolveHoldsOfKind(ctx, store.HoldMetaChange, "writ", store.HoldAdopted, "approved")
 	if err != nil || n != 1 {
 		t.Fatalf("resolve kind: %d %v", n, err)
 	}
 	// A new hold at the same commit may open once the old one is resolved.
-	if _, created, _ := st.OpenHold(ctx, store.HoldHistoryRewritten, b, nil); !created {
+	if _, created, _ := st.OpenHold(ctx, store.HoldHistoryRewritten, b, "", nil); !created {
 		t.Fatal("a resolved hold blocked a new one")
 	}
 }
@@ -90,7 +107,7 @@ func TestExecutionsHappenOnce(t *testing.T) {
 	if err != nil || created || again.ID != e.ID {
 		t.Fatalf("second create: %v %v", created, err)
 	}
-	if err := st.UpdateExecution(ctx, e.ID, store.ExecutionUpdate{State: store.ExecPending, Reason: "allowed"}); err != nil {
+	if err := st.RecordJudgement(ctx, e.ID, store.Judged{State: store.ExecPending, ReasonCode: "allowed", Reason: "allowed"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -116,7 +133,7 @@ func TestExecutionsHappenOnce(t *testing.T) {
 				mu.Lock()
 				claimed++
 				mu.Unlock()
-				return tx.FinishExecution(ctx, c.ID, store.ExecCompleted, "")
+				return tx.FinishExecution(ctx, c.ID, store.ExecCompleted, "", "done", "applied")
 			})
 			if err != nil {
 				t.Error(err)
@@ -127,7 +144,7 @@ func TestExecutionsHappenOnce(t *testing.T) {
 	if claimed != 1 {
 		t.Fatalf("claimed %d times; want once", claimed)
 	}
-	if err := st.UpdateExecution(ctx, e.ID, store.ExecutionUpdate{State: store.ExecPending}); !errors.Is(err, store.ErrConflict) {
+	if err := st.RecordJudgement(ctx, e.ID, store.Judged{State: store.ExecPending}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("re-judging a finished execution: %v", err)
 	}
 	if _, err := st.ClaimExecution(ctx, time.Now()); !errors.Is(err, store.ErrNotFound) {
@@ -140,7 +157,7 @@ func TestRetryAndCrashRecovery(t *testing.T) {
 	ctx := context.Background()
 	st := dbtest.Store(t)
 	e := newExecution(t, st, "block-b", "b", "apply")
-	_ = st.UpdateExecution(ctx, e.ID, store.ExecutionUpdate{State: store.ExecPending})
+	_ = st.RecordJudgement(ctx, e.ID, store.Judged{State: store.ExecPending})
 	c, err := st.ClaimExecution(ctx, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +168,7 @@ func TestRetryAndCrashRecovery(t *testing.T) {
 		t.Fatalf("reclaim after crash: %+v %v", c2, err)
 	}
 	later := time.Now().Add(time.Hour)
-	if err := st.RetryExecution(ctx, c.ID, later, "timeout"); err != nil {
+	if err := st.RetryExecution(ctx, c.ID, later, "timeout", "retry", "transient error"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.ClaimExecution(ctx, time.Now()); !errors.Is(err, store.ErrNotFound) {
@@ -191,7 +208,7 @@ func TestHeldTargetsAndExpiries(t *testing.T) {
 		if _, err := st.ClaimExecution(ctx, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.FinishExecution(ctx, e.ID, store.ExecCompleted, ""); err != nil {
+		if err := st.FinishExecution(ctx, e.ID, store.ExecCompleted, "", "done", "applied"); err != nil {
 			t.Fatal(err)
 		}
 		_ = st.SetPlaybookStatus(ctx, v.ID, store.StatusCompleted, "", commit)

@@ -1,0 +1,500 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/gitsrc"
+	"github.com/writ-sec/writ/internal/judgement"
+	"github.com/writ-sec/writ/internal/playbook"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+// Reason codes of the reconciler's own, beside judgement's (the executions
+// table keeps them in reason_code; status is derived from codes, never
+// from text).
+const (
+	codeIntended       judgement.Code = "intended"          // recorded; its first judgement follows
+	codeAfterApply     judgement.Code = "after_apply"       // an update's revert waits for the update's apply
+	codeAwaitingRunner judgement.Code = "awaiting_executor" // ready, execution: manual: an executor starts it
+	codeStartedByHand  judgement.Code = "started_manually"  // an executor started it
+	codeRemoved        judgement.Code = "removed"           // cancelled: the playbook left the branch before it ran
+	codeRetry          judgement.Code = "retry"             // a transient backend error: tried again later
+	codeDone           judgement.Code = "done"              // completed: what it changed
+	codeBackendError   judgement.Code = "backend_error"     // failed: the backend's error
+	codeUnreadable     judgement.Code = "unreadable"        // failed: its stored playbook no longer parses
+)
+
+// Audit events of operations.
+const (
+	eventIntended    = "execution.intended"
+	eventNotRepeated = "execution.not_repeated"
+	eventStarted     = "execution.started"
+	eventResumed     = "execution.resumed"
+	eventRetry       = "execution.retry"
+	eventManualStart = "execution.manual_start"
+	// eventStopped: the check at the moment of use found the operation no
+	// longer allowed, approved or planned as approved; it went back before
+	// touching the backend.
+	eventStopped = "execution.stopped"
+)
+
+// work is one prepared change to a playbook, ready to be written.
+type work struct {
+	change  gitsrc.Change
+	problem string // the file is not a valid playbook: recorded, nothing runs
+	pb      *playbook.Playbook
+	// version stored for pb (apply) or for the removed playbook (delete).
+	version store.PlaybookVersion
+	// prev is the version this change replaces or removes, if any.
+	prev *store.PlaybookVersion
+	// ops to create, in order; an op with an ID is a state change of an
+	// existing one (a cancellation).
+	ops []store.Execution
+	// activate records pb as in force at its path; deactivate removes the
+	// path.
+	activate   bool
+	deactivate bool
+	// note says why nothing runs (the same content already ran once, ...).
+	note string
+}
+
+// prepareChanges reads and parses every changed playbook of a commit and
+// lays out the operations it intends, outside any transaction. Operations
+// are judged once written (judge), under the trust then in force.
+func (r *Reconciler) prepareChanges(ctx context.Context, c gitsrc.Commit, changes []gitsrc.Change, _ *trusted, _ []gitsrc.Change) ([]*work, error) {
+	fsys, err := r.opts.Source.FS(c.SHA)
+	if err != nil {
+		return nil, err
+	}
+	// Paths deleted in this commit free their names for files added in it.
+	deleted := map[string]bool{}
+	for _, ch := range changes {
+		if ch.Type == gitsrc.Deleted {
+			deleted[ch.Path] = true
+		}
+	}
+	var out []*work
+	names := map[string]string{} // name -> path, within this commit
+	for _, ch := range changes {
+		w := &work{change: ch}
+		out = append(out, w)
+		active, err := r.opts.Store.ActiveByPath(ctx, ch.Path)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		if active != nil {
+			prev, err := r.opts.Store.PlaybookVersionByID(ctx, active.VersionID)
+			if err != nil {
+				return nil, err
+			}
+			w.prev = prev
+		}
+		if ch.Type == gitsrc.Deleted {
+			if w.prev == nil {
+				w.note = "a playbook that was never in force was removed"
+				continue
+			}
+			w.deactivate = true
+			if err := r.prepareRevert(ctx, c, w); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		data, prob, err := playbook.ReadFile(fsys, ch.Path)
+		if err != nil {
+			return nil, err
+		}
+		if prob != nil {
+			w.problem = prob.String()
+			continue
+		}
+		pb, problems := playbook.Parse(ch.Path, data, playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names()})
+		if problems != nil {
+			w.problem = problems.Error()
+			continue
+		}
+		if other, dup := names[pb.Metadata.Name]; dup {
+			w.problem = fmt.Sprintf("%s: metadata.name %q is already used by %s", ch.Path, pb.Metadata.Name, other)
+			continue
+		}
+		if a, err := r.opts.Store.ActiveByName(ctx, pb.Metadata.Name); err == nil && a.Path != ch.Path && !deleted[a.Path] {
+			w.problem = fmt.Sprintf("%s: metadata.name %q is already used by %s", ch.Path, pb.Metadata.Name, a.Path)
+			continue
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		names[pb.Metadata.Name] = ch.Path
+		w.pb = pb
+		w.activate = true
+		w.version = versionOf(pb, c.SHA)
+		if w.prev != nil && w.prev.Digest == pb.Digest && w.prev.Name == pb.Metadata.Name {
+			w.note = "content unchanged"
+			w.ops = nil
+			continue
+		}
+		r.prepareApply(c, w)
+	}
+	return out, nil
+}
+
+func versionOf(pb *playbook.Playbook, commit string) store.PlaybookVersion {
+	return store.PlaybookVersion{
+		Name: pb.Metadata.Name, Path: pb.Path, Digest: pb.Digest, Content: pb.Raw,
+		Action: pb.Spec.Action, Environment: pb.Spec.Environment, Severity: pb.Spec.Severity, CommitSHA: commit,
+	}
+}
+
+// prepareApply lays out the apply of a new or changed playbook and, for an
+// update, the revert of the targets the update drops: an operation of its
+// own, judged on its own (releasing a production block needs what any
+// production change needs), that runs after the update's apply.
+func (r *Reconciler) prepareApply(c gitsrc.Commit, w *work) {
+	changeType := "create"
+	if w.prev != nil && w.prev.Name == w.pb.Metadata.Name {
+		changeType = "update"
+	}
+	req := action.RequestFor(w.pb, action.Apply)
+	w.ops = append(w.ops, store.Execution{
+		Name: w.pb.Metadata.Name, Digest: w.pb.Digest, Path: w.pb.Path, Action: w.pb.Spec.Action,
+		Environment: w.pb.Spec.Environment, Operation: string(action.Apply), CommitSHA: c.SHA,
+		Targets: req.Targets, Trigger: string(judgement.Merge), ChangeType: changeType, Manual: w.pb.Manual(),
+		State: store.ExecWaiting, ReasonCode: string(codeIntended), Reason: "recorded; judging",
+	})
+	if changeType != "update" {
+		return
+	}
+	prevPB, problems := playbook.Parse(w.prev.Path, w.prev.Content, playbook.Options{Actions: r.opts.Catalog})
+	if problems != nil {
+		return
+	}
+	keep := map[string]bool{}
+	for _, tg := range req.Targets {
+		keep[tg] = true
+	}
+	var dropped []string
+	for _, tg := range action.RequestFor(prevPB, action.Revert).Targets {
+		if !keep[tg] {
+			dropped = append(dropped, tg)
+		}
+	}
+	if len(dropped) == 0 {
+		return
+	}
+	w.ops = append(w.ops, store.Execution{
+		Name: w.prev.Name, Digest: w.prev.Digest, Path: w.prev.Path, Action: w.prev.Action,
+		Environment: w.prev.Environment, Operation: string(action.Revert), CommitSHA: c.SHA,
+		Targets: dropped, Trigger: string(judgement.Update), ChangeType: "update",
+		State: store.ExecWaiting, ReasonCode: string(codeIntended), Reason: "recorded; judging",
+	})
+}
+
+// prepareRevert lays out the revert of a playbook removed from the branch;
+// one never applied is not reverted (its waiting apply is cancelled).
+func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work) error {
+	prevPB, problems := playbook.Parse(w.prev.Path, w.prev.Content, playbook.Options{Actions: r.opts.Catalog})
+	if problems != nil {
+		return fmt.Errorf("stored playbook %s no longer parses: %v", w.prev.Name, problems)
+	}
+	applied, err := r.opts.Store.ExecutionByKey(ctx, w.prev.Name, w.prev.Digest, string(action.Apply))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if applied == nil || applied.State != store.ExecCompleted {
+		// Never applied: nothing to undo. A waiting apply is cancelled.
+		w.note = "removed before it was executed"
+		if applied != nil && (applied.State == store.ExecWaiting || applied.State == store.ExecPending) {
+			w.ops = append(w.ops, store.Execution{ID: applied.ID, State: store.ExecCancelled, ReasonCode: string(codeRemoved),
+				Reason: "the playbook was removed from the branch before it ran"})
+		}
+		return nil
+	}
+	w.ops = append(w.ops, store.Execution{
+		VersionID: w.prev.ID, Name: w.prev.Name, Digest: w.prev.Digest, Path: w.prev.Path, Action: w.prev.Action,
+		Environment: w.prev.Environment, Operation: string(action.Revert), CommitSHA: c.SHA,
+		Targets: action.RequestFor(prevPB, action.Revert).Targets, Trigger: string(judgement.Delete), ChangeType: "delete",
+		State: store.ExecWaiting, ReasonCode: string(codeIntended), Reason: "recorded; judging",
+	})
+	return nil
+}
+
+// commitWork writes a commit's prepared changes, its audit entries and the
+// new position in one transaction, then judges the new operations.
+func (r *Reconciler) commitWork(ctx context.Context, c gitsrc.Commit, works []*work, st *store.RepoState, commitEntry audit.Entry) error {
+	var created []int64
+	err := r.opts.Store.Tx(ctx, func(tx *store.Store) error {
+		created = created[:0]
+		var entries []audit.Entry
+		for _, w := range works {
+			es, ids, err := r.writeWork(ctx, tx, c, w)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, es...)
+			created = append(created, ids...)
+		}
+		if err := tx.RecordCommit(ctx, c.SHA, c.Parent, c.Subject, map[string]any{"changes": len(works)}); err != nil {
+			return err
+		}
+		if err := tx.SaveRepoState(ctx, *st); err != nil {
+			return err
+		}
+		entries = append(entries, commitEntry)
+		_, err := r.appendAudit(ctx, tx, entries...)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range created {
+		if err := r.judgeByID(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeWork stores one prepared change inside the commit's transaction and
+// returns its audit entries and the ids of operations to judge.
+func (r *Reconciler) writeWork(ctx context.Context, tx *store.Store, c gitsrc.Commit, w *work) ([]audit.Entry, []int64, error) {
+	if w.problem != "" {
+		return []audit.Entry{{
+			Actor: audit.SystemActor, Event: "playbook.invalid", Success: false,
+			Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: w.change.Path},
+			Payload: audit.MustJSON(map[string]any{"commit": c.SHA, "path": w.change.Path, "problems": w.problem}),
+		}}, nil, nil
+	}
+	var entries []audit.Entry
+	var judge []int64
+	versionID := int64(0)
+	if w.pb != nil {
+		v, created, err := tx.EnsurePlaybookVersion(ctx, w.version)
+		if err != nil {
+			return nil, nil, err
+		}
+		versionID = v.ID
+		if created {
+			entries = append(entries, audit.Entry{
+				Actor: audit.SystemActor, Event: "playbook.merged", Success: true,
+				Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: v.Name, Digest: v.Digest},
+				Payload: audit.MustJSON(map[string]any{"commit": c.SHA, "path": v.Path, "action": v.Action, "environment": v.Environment,
+					"severity": v.Severity, "change": string(w.change.Type)}),
+			})
+		}
+	}
+	for _, op := range w.ops {
+		if op.ID != 0 { // a state change of an existing operation: it keeps its judgement
+			err := tx.SetExecutionState(ctx, op.ID, []store.ExecState{store.ExecWaiting, store.ExecPending}, op.State, op.ReasonCode, op.Reason, nil)
+			if err != nil && !errors.Is(err, store.ErrConflict) {
+				return nil, nil, err
+			}
+			existing, err := tx.ExecutionByID(ctx, op.ID)
+			if err != nil {
+				return nil, nil, err
+			}
+			entries = append(entries, executionEntry(existing, "execution."+string(op.State), op.Reason))
+			es, err := r.syncVersionStatus(ctx, tx, existing, c.SHA)
+			if err != nil {
+				return nil, nil, err
+			}
+			entries = append(entries, es...)
+			continue
+		}
+		if op.VersionID == 0 {
+			if op.Digest == w.version.Digest {
+				op.VersionID = versionID
+			} else if w.prev != nil && op.Digest == w.prev.Digest {
+				op.VersionID = w.prev.ID
+			}
+		}
+		e, created, err := tx.CreateExecution(ctx, op)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !created {
+			// This content already had this operation: a version executes at
+			// most once.
+			if w.pb != nil && e.Operation == string(action.Apply) {
+				entries = append(entries, executionEntry(e, eventNotRepeated,
+					"this exact playbook content was already handled once; change it (for example its ticket) to run it again"))
+			}
+			continue
+		}
+		entries = append(entries, executionEntry(e, eventIntended, e.Reason))
+		es, err := r.syncVersionStatus(ctx, tx, e, c.SHA)
+		if err != nil {
+			return nil, nil, err
+		}
+		entries = append(entries, es...)
+		judge = append(judge, e.ID)
+	}
+	if w.activate {
+		if err := tx.SetActive(ctx, store.ActivePlaybook{Path: w.change.Path, Name: w.pb.Metadata.Name, VersionID: versionID, SinceCommit: c.SHA}); err != nil {
+			return nil, nil, err
+		}
+	}
+	if w.deactivate {
+		if err := tx.RemoveActive(ctx, w.change.Path); err != nil {
+			return nil, nil, err
+		}
+	}
+	return entries, judge, nil
+}
+
+func executionEntry(e *store.Execution, event, reason string) audit.Entry {
+	payload := map[string]any{
+		"execution": e.ID, "operation": e.Operation, "state": e.State, "path": e.Path,
+		"action": e.Action, "environment": e.Environment, "targets": e.Targets, "trigger": e.Trigger,
+		"attempts": e.Attempts,
+	}
+	if reason != "" {
+		payload["reason"] = reason
+	}
+	if e.ReasonCode != "" {
+		payload["reason_code"] = e.ReasonCode
+	}
+	if e.PolicyDigest != "" {
+		payload["policy_digest"] = e.PolicyDigest
+	}
+	if e.PlanDigest != "" {
+		payload["plan_digest"] = e.PlanDigest
+	}
+	if len(e.Decision) > 0 {
+		payload["decision"] = json.RawMessage(e.Decision)
+	}
+	if len(e.Verdict) > 0 {
+		payload["approvals"] = json.RawMessage(e.Verdict)
+	}
+	if e.LastError != "" {
+		payload["error"] = e.LastError
+	}
+	ok := e.State != store.ExecFailed && e.State != store.ExecDenied && e.State != store.ExecRejected
+	return audit.Entry{
+		Actor: audit.SystemActor, Event: event, Success: ok,
+		Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: e.Name, Digest: e.Digest},
+		Payload: audit.MustJSON(payload),
+	}
+}
+
+// statusFor maps an operation's state and reason code to its playbook
+// version's status.
+func statusFor(e *store.Execution) (string, bool) {
+	if e.Operation == string(action.Revert) {
+		switch e.State {
+		case store.ExecCompleted:
+			if e.Trigger == string(judgement.Expiry) {
+				return store.StatusExpired, true
+			}
+			if e.Trigger == string(judgement.Update) {
+				return "", false // the update's version carries the status
+			}
+			return store.StatusReverted, true
+		case store.ExecFailed:
+			return store.StatusFailed, true
+		}
+		return "", false // a revert waiting or running leaves the version completed
+	}
+	switch e.State {
+	case store.ExecWaiting:
+		switch judgement.Code(e.ReasonCode) {
+		case codeAwaitingRunner:
+			return store.StatusApproved, true
+		case judgement.CodeAwaitingApproval, judgement.CodePlanChanged:
+			return store.StatusAwaitingApproval, true
+		}
+		return store.StatusPlanned, true
+	case store.ExecPending:
+		return store.StatusApproved, true
+	case store.ExecExecuting:
+		return store.StatusExecuting, true
+	case store.ExecCompleted:
+		return store.StatusCompleted, true
+	case store.ExecFailed:
+		return store.StatusFailed, true
+	case store.ExecDenied:
+		return store.StatusDenied, true
+	case store.ExecRejected:
+		return store.StatusRejected, true
+	}
+	return "", false
+}
+
+// syncVersionStatus moves the version to the status its operation implies
+// and returns the audit entry of that change (none when unchanged).
+func (r *Reconciler) syncVersionStatus(ctx context.Context, tx *store.Store, e *store.Execution, commit string) ([]audit.Entry, error) {
+	status, ok := statusFor(e)
+	if !ok || e.VersionID == 0 {
+		return nil, nil
+	}
+	v, err := tx.PlaybookVersionByID(ctx, e.VersionID)
+	if err != nil {
+		return nil, err
+	}
+	reason := e.Reason
+	if v.Status == status && v.StatusReason == reason {
+		return nil, nil
+	}
+	if err := tx.SetPlaybookStatus(ctx, v.ID, status, reason, commit); err != nil {
+		return nil, err
+	}
+	if e.Operation == string(action.Apply) && len(e.Decision) > 0 {
+		if err := tx.SetPlaybookDecision(ctx, v.ID, e.Decision, e.PolicyDigest, e.PlanDigest); err != nil {
+			return nil, err
+		}
+	}
+	return []audit.Entry{{
+		Actor: audit.SystemActor, Event: "playbook.status", Success: status != store.StatusFailed,
+		Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: v.Name, Digest: v.Digest},
+		Before:  audit.MustJSON(map[string]string{"status": v.Status, "reason": v.StatusReason}),
+		After:   audit.MustJSON(map[string]string{"status": status, "reason": reason}),
+	}}, nil
+}
+
+// operation rebuilds the operation an execution carries out, for its
+// judgement: the stored content of its version, and the targets it acts
+// on. A revert releases only what no other playbook in force still holds
+// (the rest is returned as held).
+func (r *Reconciler) operation(ctx context.Context, e *store.Execution) (judgement.Operation, []string, error) {
+	pb, err := r.versionPlaybook(ctx, e)
+	if err != nil {
+		return judgement.Operation{}, nil, err
+	}
+	op := judgement.Operation{Kind: action.Operation(e.Operation), Trigger: judgement.Trigger(e.Trigger), ChangeType: e.ChangeType, Playbook: pb}
+	if op.Kind == action.Apply {
+		return op, nil, nil
+	}
+	h, err := r.opts.Store.HeldTargets(ctx, e.Action, e.Environment, e.VersionID)
+	if err != nil {
+		return op, nil, err
+	}
+	var held []string
+	op.Targets = slices.DeleteFunc(slices.Clone(e.Targets), func(t string) bool {
+		if h[t] {
+			held = append(held, t)
+			return true
+		}
+		return false
+	})
+	if op.Targets == nil {
+		op.Targets = []string{}
+	}
+	return op, held, nil
+}
+
+// versionPlaybook parses the stored content of an operation's version.
+func (r *Reconciler) versionPlaybook(ctx context.Context, e *store.Execution) (*playbook.Playbook, error) {
+	v, err := r.opts.Store.PlaybookVersionByID(ctx, e.VersionID)
+	if err != nil {
+		return nil, err
+	}
+	pb, problems := playbook.Parse(v.Path, v.Content, playbook.Options{Actions: r.opts.Catalog})
+	if problems != nil {
+		return nil, fmt.Errorf("stored playbook %s no longer parses: %w", v.Name, problems)
+	}
+	return pb, nil
+}

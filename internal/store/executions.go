@@ -1,0 +1,445 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ExecState is where an execution is in its life: waiting (for its
+// judgement to allow it: approvals, a proposal, a plan, an executor) →
+// pending (may run once not_before has come) → executing → completed |
+// failed; or denied, rejected, cancelled. Only waiting and pending are
+// judged again; executing is checked once more at the moment of use and
+// may go back to waiting, denied or rejected.
+type ExecState string
+
+// Execution states.
+const (
+	ExecWaiting   ExecState = "waiting"
+	ExecPending   ExecState = "pending"
+	ExecExecuting ExecState = "executing"
+	ExecCompleted ExecState = "completed"
+	ExecFailed    ExecState = "failed"
+	ExecDenied    ExecState = "denied"
+	ExecRejected  ExecState = "rejected"
+	ExecCancelled ExecState = "cancelled"
+)
+
+// Done reports whether the state is final.
+func (s ExecState) Done() bool {
+	switch s {
+	case ExecCompleted, ExecFailed, ExecDenied, ExecRejected, ExecCancelled:
+		return true
+	}
+	return false
+}
+
+// Execution is one intended operation on a playbook version.
+type Execution struct {
+	ID           int64
+	VersionID    int64
+	Name         string
+	Digest       string
+	Path         string
+	Action       string
+	Environment  string
+	Operation    string // apply | revert
+	State        ExecState
+	Attempts     int
+	LastError    string
+	CommitSHA    string
+	Targets      []string
+	Trigger      string // merge | update | delete | expiry
+	ChangeType   string // create | update | delete | expiry (what policies see)
+	Decision     json.RawMessage
+	PolicyDigest string
+	PlanDigest   string
+	Plan         json.RawMessage
+	Verdict      json.RawMessage
+	// ReasonCode is the reason's stable code (judgement.Code and the
+	// reconciler's own); Reason its text for people.
+	ReasonCode string
+	Reason     string
+	Manual     bool
+	NotBefore  time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+const executionColumns = `id, version_id, name, digest, path, action, environment, operation, state, attempts,
+	last_error, coalesce(commit_sha, ''), targets, trigger, change_type, decision, policy_digest, plan_digest,
+	plan, verdict, reason_code, reason, manual, not_before, started_at, finished_at, created_at, updated_at`
+
+func scanExecution(row pgx.Row) (*Execution, error) {
+	var e Execution
+	var decision, plan, verdict []byte
+	err := row.Scan(&e.ID, &e.VersionID, &e.Name, &e.Digest, &e.Path, &e.Action, &e.Environment, &e.Operation, &e.State, &e.Attempts,
+		&e.LastError, &e.CommitSHA, &e.Targets, &e.Trigger, &e.ChangeType, &decision, &e.PolicyDigest, &e.PlanDigest,
+		&plan, &verdict, &e.ReasonCode, &e.Reason, &e.Manual, &e.NotBefore, &e.StartedAt, &e.FinishedAt, &e.CreatedAt, &e.UpdatedAt)
+	if err != nil {
+		return nil, translate(err)
+	}
+	e.Decision, e.Plan, e.Verdict = decision, plan, verdict
+	return &e, nil
+}
+
+func collectExecutions(rows pgx.Rows, err error) ([]*Execution, error) {
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []*Execution
+	for rows.Next() {
+		e, err := scanExecution(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, translate(rows.Err())
+}
+
+func notBeforeArg(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+func rawOrNil(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return []byte(b)
+}
+
+// CreateExecution records an intended operation. The (name, digest,
+// operation) key makes it happen at most once: when the row exists, it is
+// returned with created false and nothing changes.
+func (s *Store) CreateExecution(ctx context.Context, e Execution) (*Execution, bool, error) {
+	if e.State == "" {
+		e.State = ExecWaiting
+	}
+	if e.Targets == nil {
+		e.Targets = []string{}
+	}
+	got, err := scanExecution(s.db.QueryRow(ctx, `
+		INSERT INTO executions (version_id, name, digest, path, action, environment, operation, state, commit_sha,
+			targets, trigger, change_type, decision, policy_digest, plan_digest, plan, verdict, reason, manual, not_before, reason_code)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, coalesce($20, now()), $21)
+		ON CONFLICT (name, digest, operation) DO NOTHING
+		RETURNING `+executionColumns,
+		e.VersionID, e.Name, e.Digest, e.Path, e.Action, e.Environment, e.Operation, e.State, nullIfEmpty(e.CommitSHA),
+		e.Targets, e.Trigger, e.ChangeType, rawOrNil(e.Decision), e.PolicyDigest, e.PlanDigest, rawOrNil(e.Plan),
+		rawOrNil(e.Verdict), e.Reason, e.Manual, notBeforeArg(e.NotBefore), e.ReasonCode))
+	if err == nil {
+		return got, true, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, false, fmt.Errorf("store: create execution %s/%s: %w", e.Name, e.Operation, err)
+	}
+	got, err = s.ExecutionByKey(ctx, e.Name, e.Digest, e.Operation)
+	if err != nil {
+		return nil, false, err
+	}
+	return got, false, nil
+}
+
+// ExecutionByKey loads the execution of (name, digest, operation).
+func (s *Store) ExecutionByKey(ctx context.Context, name, digest, op string) (*Execution, error) {
+	e, err := scanExecution(s.db.QueryRow(ctx, `SELECT `+executionColumns+` FROM executions WHERE name = $1 AND digest = $2 AND operation = $3`,
+		name, digest, op))
+	if err != nil {
+		return nil, fmt.Errorf("store: execution %s@%.12s/%s: %w", name, digest, op, err)
+	}
+	return e, nil
+}
+
+// ExecutionByID loads one execution.
+func (s *Store) ExecutionByID(ctx context.Context, id int64) (*Execution, error) {
+	e, err := scanExecution(s.db.QueryRow(ctx, `SELECT `+executionColumns+` FROM executions WHERE id = $1`, id))
+	if err != nil {
+		return nil, fmt.Errorf("store: execution %d: %w", id, err)
+	}
+	return e, nil
+}
+
+// LockExecution loads one execution FOR UPDATE (inside a transaction).
+func (s *Store) LockExecution(ctx context.Context, id int64) (*Execution, error) {
+	e, err := scanExecution(s.db.QueryRow(ctx, `SELECT `+executionColumns+` FROM executions WHERE id = $1 FOR UPDATE`, id))
+	if err != nil {
+		return nil, fmt.Errorf("store: execution %d: %w", id, err)
+	}
+	return e, nil
+}
+
+// WaitingExecutions lists operations waiting for a decision or approvals.
+func (s *Store) WaitingExecutions(ctx context.Context) ([]*Execution, error) {
+	out, err := collectExecutions(s.db.Query(ctx, `SELECT `+executionColumns+` FROM executions WHERE state = 'waiting' ORDER BY id`))
+	if err != nil {
+		return nil, fmt.Errorf("store: waiting executions: %w", err)
+	}
+	return out, nil
+}
+
+// UndoneExecutions lists the operations not started yet: waiting and
+// pending (a pending one may be backing off between retries). These are
+// judged again whenever the trust in force changes.
+func (s *Store) UndoneExecutions(ctx context.Context) ([]*Execution, error) {
+	out, err := collectExecutions(s.db.Query(ctx, `SELECT `+executionColumns+` FROM executions WHERE state IN ('waiting', 'pending') ORDER BY id`))
+	if err != nil {
+		return nil, fmt.Errorf("store: executions not done: %w", err)
+	}
+	return out, nil
+}
+
+// Now is the database's clock.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	var now time.Time
+	if err := s.db.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&now); err != nil {
+		return time.Time{}, fmt.Errorf("store: clock: %w", translate(err))
+	}
+	return now, nil
+}
+
+// WaitingExecutionsTouchedSince lists the operations not started yet
+// (waiting, or pending: a withdrawal or rejection must reach them too)
+// whose playbook digest received or lost an approval after since (the
+// database's clock), and returns the database time to use as the next
+// since.
+func (s *Store) WaitingExecutionsTouchedSince(ctx context.Context, since time.Time) ([]*Execution, time.Time, error) {
+	now, err := s.Now(ctx)
+	if err != nil {
+		return nil, since, err
+	}
+	out, err := collectExecutions(s.db.Query(ctx, `SELECT `+executionColumns+` FROM executions
+		WHERE state IN ('waiting', 'pending') AND digest IN (
+			SELECT sub.digest FROM approval_subjects sub JOIN approvals a ON a.id = sub.approval_id
+			WHERE a.received_at > $1 OR a.withdrawn_at > $1)
+		ORDER BY id`, since))
+	if err != nil {
+		return nil, since, fmt.Errorf("store: waiting executions with new approvals: %w", err)
+	}
+	// A little overlap: an approval committed just before the clock was read
+	// but after since is never missed.
+	return out, now.Add(-time.Second), nil
+}
+
+// Judged is a judgement of an execution to record: its state and reason,
+// and the decision, plan and verdict it was made on.
+type Judged struct {
+	State      ExecState
+	ReasonCode string
+	Reason     string
+	// NotBefore, when set, is the earliest time the operation may run.
+	NotBefore    *time.Time
+	Decision     json.RawMessage
+	PolicyDigest string
+	PlanDigest   string
+	Plan         json.RawMessage
+	Verdict      json.RawMessage
+}
+
+// RecordJudgement writes a judgement of an execution in one of the states
+// from (default: waiting or pending, an operation not started). Every
+// judgement column is written: a judgement replaces the last one whole.
+// ErrConflict when the execution is in another state (it started, or
+// ended, meanwhile).
+func (s *Store) RecordJudgement(ctx context.Context, id int64, j Judged, from ...ExecState) error {
+	if len(from) == 0 {
+		from = []ExecState{ExecWaiting, ExecPending}
+	}
+	tag, err := s.db.Exec(ctx, `
+		UPDATE executions SET state = $2, reason_code = $3, reason = $4, decision = $5, policy_digest = $6,
+			plan_digest = $7, plan = $8, verdict = $9, not_before = coalesce($10, not_before), updated_at = now()
+		WHERE id = $1 AND state = ANY($11)`,
+		id, j.State, j.ReasonCode, j.Reason, rawOrNil(j.Decision), j.PolicyDigest, j.PlanDigest, rawOrNil(j.Plan), rawOrNil(j.Verdict),
+		j.NotBefore, statesArg(from))
+	if err != nil {
+		return fmt.Errorf("store: judgement of execution %d: %w", id, translate(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: execution %d is not %v: %w", id, from, ErrConflict)
+	}
+	return nil
+}
+
+// SetExecutionState moves an execution from one of the states from to
+// state with a reason, leaving its decision, plan and verdict as they are
+// (a cancelled operation keeps what it was judged on). notBefore, when
+// set, is when it may run. ErrConflict when it is in another state.
+func (s *Store) SetExecutionState(ctx context.Context, id int64, from []ExecState, state ExecState, code, reason string, notBefore *time.Time) error {
+	tag, err := s.db.Exec(ctx, `
+		UPDATE executions SET state = $2, reason_code = $3, reason = $4, not_before = coalesce($5, not_before), updated_at = now()
+		WHERE id = $1 AND state = ANY($6)`,
+		id, state, code, reason, notBefore, statesArg(from))
+	if err != nil {
+		return fmt.Errorf("store: state of execution %d: %w", id, translate(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: execution %d is not %v: %w", id, from, ErrConflict)
+	}
+	return nil
+}
+
+// StopExecution sends a claimed (executing) execution back before its
+// backend was called: the time-of-use check found it no longer allowed,
+// approved or planned as approved. It records that judgement, and the
+// attempt it was claimed for does not count. ErrConflict when it is not
+// executing.
+func (s *Store) StopExecution(ctx context.Context, id int64, j Judged) error {
+	tag, err := s.db.Exec(ctx, `
+		UPDATE executions SET state = $2, reason_code = $3, reason = $4, decision = $5, policy_digest = $6,
+			plan_digest = $7, plan = $8, verdict = $9, attempts = greatest(attempts - 1, 0), updated_at = now()
+		WHERE id = $1 AND state = 'executing'`,
+		id, j.State, j.ReasonCode, j.Reason, rawOrNil(j.Decision), j.PolicyDigest, j.PlanDigest, rawOrNil(j.Plan), rawOrNil(j.Verdict))
+	if err != nil {
+		return fmt.Errorf("store: stop execution %d: %w", id, translate(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: execution %d is not executing: %w", id, ErrConflict)
+	}
+	return nil
+}
+
+func statesArg(states []ExecState) []string {
+	out := make([]string, len(states))
+	for i, st := range states {
+		out[i] = string(st)
+	}
+	return out
+}
+
+// ClaimExecution takes the next runnable execution (pending, or executing
+// when a crashed run left it so) whose time has come, marks it executing
+// and counts the attempt. Call it inside a transaction, with the audit
+// entry of the start; concurrent claimers skip each other's rows.
+func (s *Store) ClaimExecution(ctx context.Context, now time.Time) (*Execution, error) {
+	e, err := scanExecution(s.db.QueryRow(ctx, `
+		UPDATE executions SET state = 'executing', attempts = attempts + 1,
+			started_at = coalesce(started_at, $1), updated_at = now()
+		WHERE id = (
+			SELECT id FROM executions
+			WHERE state IN ('pending', 'executing') AND not_before <= $1
+			ORDER BY not_before, id
+			FOR UPDATE SKIP LOCKED LIMIT 1)
+		RETURNING `+executionColumns, now))
+	if err != nil {
+		return nil, fmt.Errorf("store: claim execution: %w", err)
+	}
+	return e, nil
+}
+
+// NextRunnableAt is when the earliest pending execution may run, or nil.
+func (s *Store) NextRunnableAt(ctx context.Context) (*time.Time, error) {
+	var t *time.Time
+	err := s.db.QueryRow(ctx, `SELECT min(not_before) FROM executions WHERE state IN ('pending', 'executing')`).Scan(&t)
+	if err != nil {
+		return nil, fmt.Errorf("store: next runnable execution: %w", translate(err))
+	}
+	return t, nil
+}
+
+// TargetResult is one target's outcome.
+type TargetResult struct {
+	Target   string
+	Planned  string
+	Result   string
+	Detail   string
+	Attempts int
+}
+
+// SaveTargetResults upserts per-target results of an execution.
+func (s *Store) SaveTargetResults(ctx context.Context, id int64, results []TargetResult) error {
+	if len(results) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, r := range results {
+		b.Queue(`INSERT INTO execution_targets (execution_id, target, planned, result, detail, attempts, updated_at)
+			VALUES ($1, $2, $3, $4, $5, 1, now())
+			ON CONFLICT (execution_id, target) DO UPDATE SET
+				planned = CASE WHEN $3 = '' THEN execution_targets.planned ELSE $3 END,
+				result = $4, detail = $5, attempts = execution_targets.attempts + 1, updated_at = now()`,
+			id, r.Target, r.Planned, r.Result, r.Detail)
+	}
+	if err := s.db.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("store: target results of execution %d: %w", id, translate(err))
+	}
+	return nil
+}
+
+// ExecutionTargets lists an execution's per-target results.
+func (s *Store) ExecutionTargets(ctx context.Context, id int64) ([]TargetResult, error) {
+	rows, err := s.db.Query(ctx, `SELECT target, planned, result, detail, attempts FROM execution_targets WHERE execution_id = $1 ORDER BY target`, id)
+	if err != nil {
+		return nil, fmt.Errorf("store: targets of execution %d: %w", id, translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TargetResult, error) {
+		var t TargetResult
+		err := r.Scan(&t.Target, &t.Planned, &t.Result, &t.Detail, &t.Attempts)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: targets of execution %d: %w", id, translate(err))
+	}
+	return out, nil
+}
+
+// FinishExecution ends an execution (completed or failed) with the code
+// and text of what it did.
+func (s *Store) FinishExecution(ctx context.Context, id int64, state ExecState, lastError, code, reason string) error {
+	tag, err := s.db.Exec(ctx, `UPDATE executions SET state = $2, last_error = $3, finished_at = now(), updated_at = now(),
+		reason_code = $4, reason = $5
+		WHERE id = $1 AND state = 'executing'`, id, state, lastError, code, reason)
+	if err != nil {
+		return fmt.Errorf("store: finish execution %d: %w", id, translate(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: execution %d is not executing: %w", id, ErrConflict)
+	}
+	return nil
+}
+
+// RetryExecution puts an execution back to pending until notBefore.
+func (s *Store) RetryExecution(ctx context.Context, id int64, notBefore time.Time, lastError, code, reason string) error {
+	tag, err := s.db.Exec(ctx, `UPDATE executions SET state = 'pending', not_before = $2, last_error = $3, updated_at = now(),
+		reason_code = $4, reason = $5
+		WHERE id = $1 AND state = 'executing'`, id, notBefore, lastError, code, reason)
+	if err != nil {
+		return fmt.Errorf("store: retry execution %d: %w", id, translate(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: execution %d is not executing: %w", id, ErrConflict)
+	}
+	return nil
+}
+
+// ExecutionFilter narrows ListExecutions.
+type ExecutionFilter struct {
+	Name    string
+	State   ExecState
+	AfterID int64 // ids below this (newest first); 0 from the start
+	Limit   int   // default 100, at most 1000
+}
+
+// ListExecutions lists executions, newest first.
+func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]*Execution, error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	out, err := collectExecutions(s.db.Query(ctx, `SELECT `+executionColumns+` FROM executions
+		WHERE ($1 = '' OR name = $1) AND ($2 = '' OR state = $2) AND ($3 = 0 OR id < $3)
+		ORDER BY id DESC LIMIT $4`, f.Name, f.State, f.AfterID, f.Limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: list executions: %w", err)
+	}
+	return out, nil
+}
