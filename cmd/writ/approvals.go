@@ -14,7 +14,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/gitsrc"
+	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/policy"
 )
 
@@ -41,6 +44,7 @@ type approvalsVerifyParams struct {
 	playbook     string
 	repoRoot     string
 	repo         string
+	revert       bool
 	required     int
 	requiredSet  bool
 	roles        []string
@@ -57,11 +61,13 @@ func newApprovalsVerifyCmd(env *cliEnv, g *globals) *cobra.Command {
 		Use:   "verify --approvers FILE --playbook PATH [flags] ENVELOPE...",
 		Short: "Check signed approvals of a playbook against an approvers file",
 		Long: `Verify judges approval envelopes (from writ approve, or cosign attest-blob
-with writ's predicate type) for one playbook as the server does: each must
-be signed by a key of the approvers file, by the person it names, about
-this exact playbook, policy set and plan, unexpired; the playbook's
-proposer never counts as its approver; each person counts once; a signed
-rejection by a qualified approver blocks.
+with writ's predicate type) for one operation on one playbook (its apply,
+or with --revert its revert) as the server does: each must be signed by a
+key of the approvers file, by the person it names, about this exact
+operation, playbook, policy set and plan, in this repository (--repo, by
+default derived from the checkout as writ serve derives it), unexpired;
+the proposer never counts as an approver; each person counts once; a
+signed rejection by a qualified approver blocks.
 
 How many approvals, and from which roles, is decided by the policies
 (--policies, else the repository's policies/, else the built-in ones) with
@@ -96,7 +102,8 @@ is met, 1 it is not (or the policies deny the playbook), 2 usage error.`,
 	f.StringVar(&p.environments, "environments", "", "environments file the policies see (default: production and staging)")
 	f.StringVar(&p.planDigest, "plan-digest", "", "the plan digest approvals must cite (default: dry-run the playbook locally)")
 	f.StringVar(&p.repoRoot, "repo-root", "", "repository root the playbook path is relative to (default: the git repository holding it)")
-	f.StringVar(&p.repo, "repo", "", "repository OWNER/NAME; statements naming another repository do not count")
+	f.StringVar(&p.repo, "repo", "", "repository OWNER/NAME statements must name (default: derived from the checkout's origin remote or path)")
+	f.BoolVar(&p.revert, "revert", false, "judge the revert of the playbook instead of its apply")
 	f.IntVar(&p.required, "approvals-required", 0, "approvals needed, instead of asking the policies")
 	f.StringSliceVar(&p.roles, "approver-roles", nil, "roles whose approvals count, with --approvals-required (default approver)")
 	f.StringVar(&p.at, "at", "", "judge as of this time (RFC 3339; default now)")
@@ -177,51 +184,21 @@ func runApprovalsVerify(ctx context.Context, g *globals, env *cliEnv, p approval
 			return 0, usageError("%v", err)
 		}
 	}
-	pbs, err := loadSubjectPlaybooks(root, []string{p.playbook})
+	pbs, err := loadSubjectPlaybooks(root, []string{p.playbook}, nil)
 	if err != nil {
 		return 0, err
 	}
 	pb := pbs[0]
-	policyDigest, _, err := policySetDigest(root, p.policies)
-	if err != nil {
-		return 0, err
+	if p.repo == "" {
+		if p.repo = repoIdentity(root); p.repo == "" {
+			return 0, usageError("no repository identity could be derived from %s: pass --repo OWNER/NAME", root)
+		}
+	} else if !gitsrc.ValidIdentity(p.repo) {
+		return 0, usageError("--repo %q is not OWNER/NAME", p.repo)
 	}
-
-	rep := verifyReport{Playbook: pb.Path, Digest: pb.Digest, PolicyDigest: policyDigest}
-	if p.requiredSet {
-		rep.ApprovalsRequired = p.required
-		rep.ApproverRoles = p.roles
-		for _, r := range p.roles {
-			if !slices.Contains(approval.Roles, r) {
-				return 0, usageError("--approver-roles: %q is not one of %s", r, strings.Join(approval.Roles, ", "))
-			}
-		}
-	} else {
-		d, err := decideWithPolicies(ctx, root, p, pb.PolicyInput(), pb.Spec.Environment)
-		if err != nil {
-			return 0, err
-		}
-		rep.Outcome = string(d.Outcome)
-		if d.Outcome == policy.Deny {
-			fmt.Fprintf(env.stdout, "%s: denied by the policies; no approval can allow it:\n", pb.Path)
-			for _, r := range d.ReasonsOf(policy.KindDeny) {
-				fmt.Fprintf(env.stdout, "  %s\n", r)
-			}
-			return exitFailure, nil
-		}
-		rep.ApprovalsRequired, rep.ApproverRoles = d.ApprovalsRequired, d.ApproverRoles
-		if d.PolicyDigest != "" {
-			rep.PolicyDigest = d.PolicyDigest
-		}
-	}
-	if len(rep.ApproverRoles) == 0 {
-		rep.ApproverRoles = []string{approval.RoleApprover}
-	}
-	rep.PlanDigest = p.planDigest
-	if rep.PlanDigest == "" {
-		if rep.PlanDigest, err = localPlanDigest(ctx, g, pb); err != nil {
-			return 0, exitWith(exitFailure, err)
-		}
+	op := judgement.Operation{Kind: action.Apply, Trigger: judgement.Proposed, ChangeType: "create", Playbook: pb}
+	if p.revert {
+		op.Kind, op.ChangeType = action.Revert, "delete"
 	}
 
 	subs := make([]approval.Submitted, len(p.envelopes))
@@ -232,18 +209,56 @@ func runApprovalsVerify(ctx context.Context, g *globals, env *cliEnv, p approval
 		}
 		subs[i] = approval.Submitted{Envelope: data, Source: "cli", SourceRef: file}
 	}
-	v := approval.Verify(approval.Input{
-		Subject:           approval.Subject{Path: pb.Path, Digest: pb.Digest},
-		Repository:        p.repo,
-		ApprovalsRequired: rep.ApprovalsRequired,
-		ApproverRoles:     rep.ApproverRoles,
-		PolicyDigest:      rep.PolicyDigest,
-		PlanDigest:        rep.PlanDigest,
-		Keyring:           kr,
-		Envelopes:         subs,
-		Now:               now,
-		Options:           approval.Options{MaxAge: p.maxAge, ClockSkew: p.clockSkew},
-	})
+	rep := verifyReport{Playbook: pb.Path, Digest: pb.Digest}
+	rep.PlanDigest = p.planDigest
+	if rep.PlanDigest == "" {
+		if rep.PlanDigest, err = localPlanDigest(ctx, g, pb, op.Kind); err != nil {
+			return 0, exitWith(exitFailure, err)
+		}
+	}
+	aopts := approval.Options{MaxAge: p.maxAge, ClockSkew: p.clockSkew}
+	var v approval.Verdict
+	if p.requiredSet {
+		// Explicit requirements: the statements alone, no policies.
+		for _, r := range p.roles {
+			if !slices.Contains(approval.Roles, r) {
+				return 0, usageError("--approver-roles: %q is not one of %s", r, strings.Join(approval.Roles, ", "))
+			}
+		}
+		rep.PolicyDigest, _, err = policySetDigest(root, p.policies)
+		if err != nil {
+			return 0, err
+		}
+		rep.ApprovalsRequired, rep.ApproverRoles = p.required, p.roles
+		v = approval.Verify(approval.Input{
+			Subject: approval.Subject{Path: pb.Path, Digest: pb.Digest}, Operation: string(op.Kind), Repository: p.repo,
+			ApprovalsRequired: p.required, ApproverRoles: p.roles, PolicyDigest: rep.PolicyDigest, PlanDigest: rep.PlanDigest,
+			Keyring: kr, Envelopes: subs, Now: now, Options: aopts,
+		})
+	} else {
+		// The judgement the server makes (judgement.Judge), with the plan
+		// digest given or dry-run here.
+		set, envs, err := loadVerifyPolicies(root, p)
+		if err != nil {
+			return 0, err
+		}
+		j := judgement.Judge(ctx, op, judgement.Trust{Policies: set, Keyring: kr, Repository: p.repo, Environments: envs, Approval: aopts},
+			judgement.Inputs{PlanDigest: rep.PlanDigest, Envelopes: subs, Now: now})
+		rep.PolicyDigest = set.Digest()
+		rep.Outcome = string(j.Decision.Outcome)
+		if j.Outcome == judgement.Denied {
+			fmt.Fprintf(env.stdout, "%s: denied by the policies; no approval can allow it:\n", pb.Path)
+			for _, r := range j.Decision.ReasonsOf(policy.KindDeny) {
+				fmt.Fprintf(env.stdout, "  %s\n", r)
+			}
+			return exitFailure, nil
+		}
+		rep.ApprovalsRequired, rep.ApproverRoles = j.Decision.ApprovalsRequired, j.Decision.ApproverRoles
+		v = *j.Verdict
+	}
+	if len(rep.ApproverRoles) == 0 {
+		rep.ApproverRoles = []string{approval.RoleApprover}
+	}
 	if v.Err != nil {
 		return 0, exitWith(exitFailure, fmt.Errorf("verify: %w", v.Err))
 	}
@@ -266,25 +281,24 @@ func runApprovalsVerify(ctx context.Context, g *globals, env *cliEnv, p approval
 	return exitOK, nil
 }
 
-// decideWithPolicies asks the policy set how many approvals, from which
-// roles, the playbook needs.
-func decideWithPolicies(ctx context.Context, root string, p approvalsVerifyParams, input map[string]any, environment string) (policy.Decision, error) {
+// loadVerifyPolicies loads the policy set and the environments the
+// judgement of writ approvals verify uses.
+func loadVerifyPolicies(root string, p approvalsVerifyParams) (*policy.Set, policy.Environments, error) {
 	fsys, shown, err := approvalPolicyDir(root, p.policies)
 	if err != nil {
-		return policy.Decision{}, err
+		return nil, nil, err
 	}
 	set, err := policy.LoadFS(fsys, ".", policy.Options{Root: shown})
 	if err != nil {
-		return policy.Decision{}, exitWith(exitFailure, fmt.Errorf("load policies %s: %w", shown, err))
+		return nil, nil, exitWith(exitFailure, fmt.Errorf("load policies %s: %w", shown, err))
 	}
 	envs := policy.DefaultEnvironments()
 	if p.environments != "" {
 		if envs, err = policy.LoadEnvironments(p.environments); err != nil {
-			return policy.Decision{}, usageError("--environments: %v", err)
+			return nil, nil, usageError("--environments: %v", err)
 		}
 	}
-	envInput, _ := envs.Lookup(environment)
-	return set.Decide(ctx, policy.Input{Playbook: input, Change: policy.Change{Type: "create"}, Environment: envInput}), nil
+	return set, envs, nil
 }
 
 // envelopeOutcomes says, per envelope file, what became of it.

@@ -92,7 +92,7 @@ func TestApprovalsVerifyGolden(t *testing.T) {
 	for _, n := range []string{"alice", "bob", "carol", "mallory"} {
 		envs = append(envs, filepath.Join(dir, "envelopes", n+".json"))
 	}
-	args := append([]string{"--data-dir", t.TempDir(), "approvals", "verify", "--repo-root", dir,
+	args := append([]string{"--data-dir", t.TempDir(), "approvals", "verify", "--repo-root", dir, "--repo", "acme/secops",
 		"--approvers", filepath.Join(dir, ".writ", "approvers.yaml"),
 		"--playbook", filepath.Join(dir, "playbooks", "network", "block-c2-beacon.yaml"),
 		"--at", "2026-11-23T17:00:00Z",

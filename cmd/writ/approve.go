@@ -22,12 +22,16 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/spf13/cobra"
 
+	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/diag"
 	"github.com/writ-sec/writ/internal/forge/github"
+	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/policy"
+	"github.com/writ-sec/writ/internal/reconcile"
+	"github.com/writ-sec/writ/internal/trust"
 	"github.com/writ-sec/writ/policies"
 )
 
@@ -45,34 +49,40 @@ const (
 const envelopeContentType = "application/vnd.dsse.envelope.v1+json"
 
 type approveParams struct {
-	keyFile    string
-	approver   string
-	propose    bool
-	reject     bool
-	reason     string
-	repo       string
-	pr         int
-	head       string
-	expires    string
-	policies   string
-	planDigest string
-	repoRoot   string
-	out        string
-	server     string
-	github     bool
-	githubURL  string
-	playbooks  []string
+	keyFile     string
+	approver    string
+	propose     bool
+	reject      bool
+	revert      bool
+	trustChange bool
+	trusted     string
+	reason      string
+	repo        string
+	pr          int
+	head        string
+	expires     string
+	policies    string
+	planDigest  string
+	repoRoot    string
+	out         string
+	server      string
+	github      bool
+	githubURL   string
+	playbooks   []string
 }
 
 func newApproveCmd(env *cliEnv, g *globals) *cobra.Command {
 	p := approveParams{}
 	cmd := &cobra.Command{
-		Use:   "approve --key FILE --approver ID [--propose | --reject] [flags] PLAYBOOK...",
-		Short: "Sign a proposal, approval or rejection of playbooks",
+		Use:   "approve --key FILE --approver ID [--propose | --reject] [--revert | --trust-change] [flags] [PLAYBOOK...]",
+		Short: "Sign a proposal, approval or rejection of playbooks or of a policy/approver change",
 		Long: `Approve signs an in-toto statement in a DSSE envelope saying that you
-(--approver, your id in .writ/approvers.yaml) propose, approve or reject the
-exact content of the playbooks given: their sha256, the digest of the policy
-set that judges them and, for an approval, the digest of the dry-run plan.
+(--approver, your id in .writ/approvers.yaml) propose, approve or reject one
+exact operation: the apply of the playbooks given (their sha256), or with
+--revert their revert, judged by one policy set (its digest) and, for an
+approval, with one dry-run plan (its digest), in one repository (--repo).
+A statement counts for nothing else: not for another operation, another
+content, plan, policy set or repository.
 
   (default)   approve one playbook; the statement cites its plan digest
   --propose   sign the authorship of one or more playbooks (analysts); a
@@ -80,10 +90,24 @@ set that judges them and, for an approval, the digest of the dry-run plan.
               and its proposer can never approve it
   --reject    reject one or more playbooks (--reason required); a signed
               rejection by a qualified approver blocks them
+  --revert    the statement is about the revert of the playbooks: deleting
+              a playbook, or the targets an update drops, is an operation
+              of its own that needs its own proposal (and approvals where
+              the policies ask). A playbook no longer in the working tree
+              is read from the last commit of HEAD's history that had it.
+  --trust-change
+              sign the change to policies/ and .writ/ from the trusted
+              commit (--trusted-commit, or the adopted commit --server
+              reports) to HEAD (or --head): the new policy set's digest,
+              every changed file under .writ/ and what each replaces.
+              Admins approve such changes; no playbook is named.
 
 The policy digest is computed from --policies, else the repository's
 policies/, else writ's default policies. The plan digest is --plan-digest
-(copy it from the PR check) or a local dry-run of the playbook.
+(copy it from the PR check or the server) or a local dry-run of the
+playbook. The repository is --repo, else derived from the checkout's
+origin remote (OWNER/NAME: the last two elements of its URL), else from
+its path, as writ serve derives it.
 
 The envelope goes to --out, or to the server with --server (POST
 URL/api/v1/approvals, with WRIT_TOKEN as bearer token when set), or to
@@ -96,6 +120,8 @@ password comes from WRIT_KEY_PASSWORD or the terminal.
 
 Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
 		Example: `  writ approve --key alice.key --approver alice --propose playbooks/network/block-c2-beacon.yaml
+  writ approve --key alice.key --approver alice --propose --revert playbooks/network/block-c2-beacon.yaml
+  writ approve --key dave.key --approver dave --trust-change --server https://writ.example.com
   writ approve --key bob.key --approver bob --repo acme/secops --pr 42 \
       --plan-digest 77ab... --out bob.approval.json playbooks/network/block-c2-beacon.yaml
   writ approve --key bob.key --approver bob --github --repo acme/secops --pr 42 \
@@ -113,10 +139,13 @@ Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
 	f.StringVar(&p.approver, "approver", "", "your person id in .writ/approvers.yaml")
 	f.BoolVar(&p.propose, "propose", false, "sign a proposal (authorship) instead of an approval")
 	f.BoolVar(&p.reject, "reject", false, "sign a rejection instead of an approval")
+	f.BoolVar(&p.revert, "revert", false, "the statement is about the revert of the playbooks (deletion, or targets an update drops)")
+	f.BoolVar(&p.trustChange, "trust-change", false, "sign the change to policies/ and .writ/ from the trusted commit to HEAD (admins)")
+	f.StringVar(&p.trusted, "trusted-commit", "", "with --trust-change: the commit whose policies and approvers are in force (default: the adopted commit --server reports)")
 	f.StringVar(&p.reason, "reason", "", "why (required with --reject)")
-	f.StringVar(&p.repo, "repo", "", "repository OWNER/NAME")
+	f.StringVar(&p.repo, "repo", "", "repository OWNER/NAME statements are about (default: derived from the checkout's origin remote or path, as writ serve does)")
 	f.IntVar(&p.pr, "pr", 0, "pull request number")
-	f.StringVar(&p.head, "head", "", "the commit you reviewed (hex)")
+	f.StringVar(&p.head, "head", "", "the commit you reviewed (a revision; with --trust-change the changed commit, default HEAD)")
 	f.StringVar(&p.expires, "expires", "", "validity, e.g. 24h or 7d (default 24h; 30d for --propose and --reject)")
 	f.StringVar(&p.policies, "policies", "", "policy directory the digest is computed from (default: the repository's policies/, else the built-in policies)")
 	f.StringVar(&p.planDigest, "plan-digest", "", "the dry-run plan digest to cite (default: dry-run the playbook locally)")
@@ -145,8 +174,12 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 		return usageError("--key is required: the private key you sign with")
 	case p.approver == "":
 		return usageError("--approver is required: your person id in .writ/approvers.yaml")
-	case len(p.playbooks) == 0:
-		return usageError("name the playbook files to %s", decision)
+	case p.trustChange && (len(p.playbooks) > 0 || p.revert || p.planDigest != "" || p.policies != ""):
+		return usageError("--trust-change signs the change to policies/ and .writ/: give no playbook, --revert, --plan-digest or --policies")
+	case !p.trustChange && p.trusted != "":
+		return usageError("--trusted-commit goes with --trust-change")
+	case !p.trustChange && len(p.playbooks) == 0:
+		return usageError("name the playbook files to %s (or --trust-change)", decision)
 	case decision == approval.Approve && len(p.playbooks) > 1:
 		return usageError("an approval covers one playbook (it cites one plan digest): run writ approve once per playbook")
 	case decision == approval.Reject && strings.TrimSpace(p.reason) == "":
@@ -157,6 +190,8 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 		return usageError("--plan-digest names the plan of one playbook; give one playbook")
 	case p.pr < 0:
 		return usageError("--pr %d is not a pull request number", p.pr)
+	case p.repo != "" && !gitsrc.ValidIdentity(p.repo):
+		return usageError("--repo %q is not OWNER/NAME", p.repo)
 	}
 	if err := checkGitHubParams(env, p); err != nil {
 		return err
@@ -178,45 +213,40 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 		validity = d
 	}
 
-	root, err := subjectRepoRoot(p.repoRoot, p.playbooks[0])
-	if err != nil {
-		return usageError("%v", err)
+	var (
+		subject signedSubject
+		err     error
+	)
+	if p.trustChange {
+		subject, err = trustChangeSubject(ctx, env, p)
+	} else {
+		subject, err = playbookSubject(ctx, g, p, decision)
 	}
-	pbs, err := loadSubjectPlaybooks(root, p.playbooks)
 	if err != nil {
 		return err
 	}
-	policyDigest, policySource, err := policySetDigest(root, p.policies)
-	if err != nil {
-		return err
-	}
-	planDigest := p.planDigest
-	if planDigest == "" && decision == approval.Approve {
-		if planDigest, err = localPlanDigest(ctx, g, pbs[0]); err != nil {
-			return exitWith(exitFailure, err)
-		}
+	if p.repo == "" {
+		p.repo = subject.repository
 	}
 	signer, pub, err := loadApprovalSigner(env, p.keyFile)
 	if err != nil {
 		return err
 	}
-	for _, w := range keyringWarnings(root, p.approver, decision, pub) {
+	for _, w := range keyringWarnings(subject.root, p.approver, decision, pub) {
 		fmt.Fprintln(env.stderr, "writ: warning:", w)
 	}
 
 	now := time.Now().UTC().Truncate(time.Second)
-	var subjects []approval.Subject
-	for _, pb := range pbs {
-		subjects = append(subjects, approval.Subject{Path: pb.Path, Digest: pb.Digest})
-	}
-	st := approval.NewStatement(subjects, approval.Predicate{
+	st := approval.NewStatement(subject.subjects, approval.Predicate{
 		Decision:     decision,
 		Approver:     p.approver,
+		Operation:    subject.operation,
+		Transition:   subject.transition,
 		Repository:   p.repo,
 		PullRequest:  p.pr,
-		HeadCommit:   strings.ToLower(p.head),
-		PolicyDigest: policyDigest,
-		PlanDigest:   planDigest,
+		HeadCommit:   subject.headCommit,
+		PolicyDigest: subject.policyDigest,
+		PlanDigest:   subject.planDigest,
 		Reason:       p.reason,
 		IssuedAt:     now,
 		ExpiresAt:    now.Add(validity),
@@ -236,12 +266,16 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 		}
 	}
 	var names []string
-	for _, pb := range pbs {
-		names = append(names, fmt.Sprintf("%s (sha256 %.12s…)", pb.Path, pb.Digest))
+	for _, s := range subject.subjects {
+		names = append(names, fmt.Sprintf("%s (sha256 %.12s…)", s.Path, s.Digest))
 	}
-	fmt.Fprintf(env.stderr, "signed %s of %s by %s\n  policy set %.12s… (%s)", decision, strings.Join(names, ", "), p.approver, policyDigest, policySource)
-	if planDigest != "" {
-		fmt.Fprintf(env.stderr, ", plan %.12s…", planDigest)
+	fmt.Fprintf(env.stderr, "signed %s of the %s of %s by %s in %s\n  policy set %.12s… (%s)", decision, subject.what, strings.Join(names, ", "),
+		p.approver, p.repo, subject.policyDigest, subject.policySource)
+	if subject.planDigest != "" {
+		fmt.Fprintf(env.stderr, ", plan %.12s…", subject.planDigest)
+	}
+	if t := subject.transition; t != nil {
+		fmt.Fprintf(env.stderr, ", from trusted commit %.12s", t.TrustedCommit)
 	}
 	fmt.Fprintf(env.stderr, ", valid until %s\n", st.Predicate.ExpiresAt.Format(time.RFC3339))
 
@@ -252,7 +286,7 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 		return postEnvelope(ctx, env, p.server, envelope)
 	}
 	if p.github {
-		return postToGitHub(ctx, env, p, decision, pbs, policyDigest, planDigest, envelope)
+		return postToGitHub(ctx, env, p, decision, subject, envelope)
 	}
 	if p.out == "" {
 		if _, err := env.stdout.Write(out); err != nil {
@@ -260,6 +294,153 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 		}
 	}
 	return nil
+}
+
+// signedSubject is what a statement is about, ready to sign.
+type signedSubject struct {
+	what         string // "apply", "revert", "change to policies/ and .writ/"
+	subjects     []approval.Subject
+	operation    string
+	transition   *approval.Transition
+	policyDigest string
+	policySource string
+	planDigest   string
+	headCommit   string
+	root         string // the repository checkout ("" when none)
+	repository   string // the identity derived from the checkout
+}
+
+// playbookSubject is the apply (or with --revert the revert) of playbooks.
+func playbookSubject(ctx context.Context, g *globals, p approveParams, decision string) (signedSubject, error) {
+	s := signedSubject{what: "apply", operation: approval.OperationApply, headCommit: strings.ToLower(p.head)}
+	op := action.Apply
+	if p.revert {
+		s.what, s.operation, op = "revert", approval.OperationRevert, action.Revert
+	}
+	root, err := subjectRepoRoot(p.repoRoot, p.playbooks[0])
+	if err != nil {
+		return s, usageError("%v", err)
+	}
+	s.root, s.repository = root, repoIdentity(root)
+	var fromGit func(rel string) ([]byte, error)
+	if p.revert {
+		// A deleted playbook is no longer in the working tree: its revert
+		// is about the content the deletion removed.
+		fromGit = func(rel string) ([]byte, error) {
+			co, err := gitsrc.OpenCheckout(root)
+			if err != nil {
+				return nil, err
+			}
+			head, err := co.Resolve("HEAD")
+			if err != nil {
+				return nil, err
+			}
+			data, at, err := co.LastContent(head, rel, 10000)
+			if err == nil {
+				fmt.Fprintf(os.Stderr, "writ: %s is not in the working tree; signing its content at commit %.12s\n", rel, at)
+			}
+			return data, err
+		}
+	}
+	pbs, err := loadSubjectPlaybooks(root, p.playbooks, fromGit)
+	if err != nil {
+		return s, err
+	}
+	for _, pb := range pbs {
+		s.subjects = append(s.subjects, approval.Subject{Path: pb.Path, Digest: pb.Digest})
+	}
+	s.policyDigest, s.policySource, err = policySetDigest(root, p.policies)
+	if err != nil {
+		return s, err
+	}
+	s.planDigest = p.planDigest
+	if s.planDigest == "" && decision == approval.Approve {
+		if s.planDigest, err = localPlanDigest(ctx, g, pbs[0], op); err != nil {
+			return s, exitWith(exitFailure, err)
+		}
+	}
+	return s, nil
+}
+
+// trustChangeSubject is the change to policies/ and .writ/ from the
+// trusted commit to the changed one, computed as writ serve computes it
+// (trust.Diff), so that what an admin signs is what the server checks.
+func trustChangeSubject(ctx context.Context, env *cliEnv, p approveParams) (signedSubject, error) {
+	s := signedSubject{what: "change to policies/ and .writ/"}
+	dir := p.repoRoot
+	if dir == "" {
+		dir = "."
+	}
+	co, err := gitsrc.OpenCheckout(dir)
+	if err != nil {
+		return s, usageError("--trust-change reads the repository: %v", err)
+	}
+	if root, err := subjectRepoRoot(p.repoRoot, filepath.Join(dir, ".")); err == nil {
+		s.root, s.repository = root, repoIdentity(root)
+	}
+	trusted := p.trusted
+	if trusted == "" {
+		if p.server == "" {
+			return s, usageError("--trust-change needs --trusted-commit, or --server to ask which commit is trusted")
+		}
+		st, err := serverStatus(ctx, env, p.server)
+		if err != nil {
+			return s, exitWith(exitFailure, err)
+		}
+		trusted = st.Adopted
+		if s.repository == "" || p.repo == "" {
+			s.repository = st.Repository
+		}
+	}
+	trustedSHA, err := co.Resolve(trusted)
+	if err != nil {
+		return s, usageError("--trusted-commit: %v (fetch it first)", err)
+	}
+	head := p.head
+	if head == "" {
+		head = "HEAD"
+	}
+	headSHA, err := co.Resolve(head)
+	if err != nil {
+		return s, usageError("--head: %v", err)
+	}
+	base, err := co.FS(trustedSHA)
+	if err != nil {
+		return s, exitWith(exitFailure, err)
+	}
+	changed, err := co.FS(headSHA)
+	if err != nil {
+		return s, exitWith(exitFailure, err)
+	}
+	change, err := trust.Diff(ctx, trustedSHA, base, changed, policies.FS)
+	if err != nil {
+		return s, exitWith(exitFailure, err)
+	}
+	if change == nil {
+		return s, exitWith(exitFailure, fmt.Errorf("nothing that decides changed from %.12s to %.12s (policies/ and .writ/ decide alike); nothing signed", trustedSHA, headSHA))
+	}
+	s.subjects, s.transition, s.headCommit = change.Subjects, &change.Transition, headSHA
+	s.policyDigest, err = trust.PolicyDigest(base, policies.FS)
+	if err != nil {
+		return s, exitWith(exitFailure, err)
+	}
+	s.policySource = fmt.Sprintf("policies/ at trusted commit %.12s", trustedSHA)
+	return s, nil
+}
+
+// repoIdentity derives a checkout's repository identity as writ serve
+// does: from its origin remote's URL, else its path ("" when neither
+// yields one).
+func repoIdentity(root string) string {
+	if co, err := gitsrc.OpenCheckout(root); err == nil {
+		if origin := co.Origin(); origin != "" {
+			if id, err := gitsrc.Identity(origin); err == nil {
+				return id
+			}
+		}
+	}
+	id, _ := gitsrc.Identity(root)
+	return id
 }
 
 // subjectRepoRoot is the directory subjects are named relative to: the
@@ -319,7 +500,7 @@ func subjectRepoPath(root, file string) (string, error) {
 // loadSubjectPlaybooks reads and validates playbooks, naming each by its
 // repository path. Invalid playbooks end the command (exit 1) with their
 // problems.
-func loadSubjectPlaybooks(root string, files []string) ([]*playbook.Playbook, error) {
+func loadSubjectPlaybooks(root string, files []string, fromGit func(rel string) ([]byte, error)) ([]*playbook.Playbook, error) {
 	fsys := os.DirFS(root)
 	var pbs []*playbook.Playbook
 	var problems diag.Problems
@@ -334,6 +515,12 @@ func loadSubjectPlaybooks(root string, files []string) ([]*playbook.Playbook, er
 		}
 		seen[rel] = true
 		data, prob, err := playbook.ReadFile(fsys, rel)
+		if errors.Is(err, os.ErrNotExist) && fromGit != nil {
+			data, err = fromGit(rel)
+			if err == nil && len(data) > playbook.MaxFileBytes {
+				err = fmt.Errorf("%s is larger than 1 MiB", rel)
+			}
+		}
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, usageError("%s: no such file", file)
@@ -394,15 +581,15 @@ func policySetDigest(root, given string) (digest, shown string, err error) {
 	return digest, shown, nil
 }
 
-// localPlanDigest dry-runs a playbook with the local backends.
-func localPlanDigest(ctx context.Context, g *globals, pb *playbook.Playbook) (string, error) {
+// localPlanDigest dry-runs a playbook's operation with the local backends.
+func localPlanDigest(ctx context.Context, g *globals, pb *playbook.Playbook, op action.Operation) (string, error) {
 	reg, err := backendRegistry(g)
 	if err != nil {
 		return "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	plan, err := dryRun(ctx, reg, pb)
+	plan, err := reg.Plan(ctx, action.RequestFor(pb, op))
 	if err != nil {
 		return "", fmt.Errorf("dry-run %s: %w (pass --plan-digest with the digest from the PR check or the server)", pb.Path, err)
 	}
@@ -550,6 +737,48 @@ func postEnvelope(ctx context.Context, env *cliEnv, server string, envelope []by
 	return nil
 }
 
+// serverStatus asks a writ server for its status (GET /api/v1/status,
+// with WRIT_TOKEN): which commit is trusted, and the repository's identity.
+func serverStatus(ctx context.Context, env *cliEnv, server string) (*reconcile.Status, error) {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, usageError("--server %q is not an http(s) URL", redactServerURL(server))
+	}
+	endpoint := u.JoinPath("api", "v1", "status")
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.String(), nil)
+	if err != nil {
+		return nil, usageError("--server: %v", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "writ/"+versionString())
+	if tok := env.getenv("WRIT_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	shown := redactServerURL(endpoint.String())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("ask %s: %v", shown, redactErrURL(err, endpoint.String(), shown))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read the answer of %s: %w", shown, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %s: %s (a viewer token in WRIT_TOKEN is needed)", shown, resp.Status, serverMessage(body))
+	}
+	var st reconcile.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", shown, err)
+	}
+	if st.Adopted == "" {
+		return nil, fmt.Errorf("%s has not processed the branch yet: no trusted commit", shown)
+	}
+	return &st, nil
+}
+
 // serverMessage extracts the message of an error answer: a JSON "error"
 // or "message" field, else the text, on one line, shortened.
 func serverMessage(body []byte) string {
@@ -634,19 +863,19 @@ func checkGitHubParams(env *cliEnv, p approveParams) error {
 // postToGitHub posts the envelope to the pull request: an approval or a
 // rejection as a review (APPROVE, REQUEST_CHANGES), a proposal as a
 // comment, the envelope in a ```writ block writ reads back.
-func postToGitHub(ctx context.Context, env *cliEnv, p approveParams, decision string, pbs []*playbook.Playbook, policyDigest, planDigest string, envelope []byte) error {
+func postToGitHub(ctx context.Context, env *cliEnv, p approveParams, decision string, subject signedSubject, envelope []byte) error {
 	client, err := github.NewClient(github.ClientOptions{BaseURL: p.githubURL, Token: env.getenv("GITHUB_TOKEN"), UserAgent: "writ/" + versionString()})
 	if err != nil {
 		return usageError("%v", err)
 	}
 	owner, name, _ := strings.Cut(p.repo, "/")
 	var paths []string
-	for _, pb := range pbs {
-		paths = append(paths, fmt.Sprintf("`%s` (sha256 `%.12s`)", pb.Path, pb.Digest))
+	for _, s := range subject.subjects {
+		paths = append(paths, fmt.Sprintf("`%s` (sha256 `%.12s`)", s.Path, s.Digest))
 	}
-	intro := fmt.Sprintf("writ: signed **%s** of %s by `%s`, policy set `%.12s`", decision, strings.Join(paths, ", "), p.approver, policyDigest)
-	if planDigest != "" {
-		intro += fmt.Sprintf(", plan `%.12s`", planDigest)
+	intro := fmt.Sprintf("writ: signed **%s** of the %s of %s by `%s`, policy set `%.12s`", decision, subject.what, strings.Join(paths, ", "), p.approver, subject.policyDigest)
+	if subject.planDigest != "" {
+		intro += fmt.Sprintf(", plan `%.12s`", subject.planDigest)
 	}
 	if p.reason != "" {
 		intro += ".\n\n> " + strings.Join(strings.Fields(p.reason), " ")

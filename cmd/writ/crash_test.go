@@ -20,6 +20,7 @@ import (
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/dbtest"
+	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/gitsrc/gittest"
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/playbook"
@@ -41,6 +42,9 @@ type crashRig struct {
 	journal string
 	alice   crypto.Signer
 	policy  string // policy digest
+	// identity is the repository identity writ serve derives from the
+	// bare repository's path: statements must name it.
+	identity string
 }
 
 func newCrashRig(t *testing.T) *crashRig {
@@ -70,6 +74,9 @@ func newCrashRig(t *testing.T) *crashRig {
 		t.Fatal(err)
 	}
 	r.repo = gittest.New(t, files)
+	if r.identity, err = gitsrc.Identity(r.repo.Bare); err != nil {
+		t.Fatal(err)
+	}
 	r.policy, err = policy.DigestFS(os.DirFS(r.repo.Work), "policies")
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +130,7 @@ func (r *crashRig) addPlaybook(i int) (name string, targets []string) {
 	s, _ := keys.Signer(r.alice)
 	now := time.Now()
 	raw, err := approval.Sign(s, approval.NewStatement([]approval.Subject{{Path: path, Digest: pb.Digest}}, approval.Predicate{
-		Decision: "propose", Approver: "alice", PolicyDigest: r.policy, PlanDigest: plan.Digest(),
+		Decision: "propose", Approver: "alice", Repository: r.identity, PolicyDigest: r.policy, PlanDigest: plan.Digest(),
 		IssuedAt: now, ExpiresAt: now.Add(24 * time.Hour),
 	}))
 	if err != nil {

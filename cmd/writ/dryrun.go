@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"github.com/writ-sec/writ/internal/action/blocklist"
 	"github.com/writ-sec/writ/internal/action/nftables"
 	"github.com/writ-sec/writ/internal/config"
-	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/policy"
 )
 
@@ -135,11 +133,4 @@ func newBackend(bc config.Backend, deps backendDeps) (action.Backend, error) {
 		return newWebhookBackend(bc, deps)
 	}
 	return nil, fmt.Errorf("backend type %s is not available in this build", bc.Type)
-}
-
-// dryRun plans a playbook's apply on its backend: what it would change,
-// read from live state, changing nothing. Its digest is what approvals
-// cite as planDigest.
-func dryRun(ctx context.Context, reg *action.Registry, pb *playbook.Playbook) (*action.Plan, error) {
-	return reg.Plan(ctx, action.RequestFor(pb, action.Apply))
 }

@@ -10,11 +10,13 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/policy"
 	"github.com/writ-sec/writ/policies"
@@ -188,14 +190,12 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 	return exitOK
 }
 
-// planPlaybook decides one playbook and, unless it is denied, dry-runs it.
+// planPlaybook judges the apply of one playbook (judgement.Judge, as the
+// server does): the decision and, unless it is denied, the dry-run.
 func planPlaybook(ctx context.Context, set *policy.Set, envs policy.Environments, reg *action.Registry, pb *playbook.Playbook) planEntry {
-	env, _ := envs.Lookup(pb.Spec.Environment) // nil for an unknown one: Decide denies
-	d := set.Decide(ctx, policy.Input{
-		Playbook:    pb.PolicyInput(),
-		Change:      policy.Change{Type: "create"},
-		Environment: env,
-	})
+	op := judgement.Operation{Kind: action.Apply, Trigger: judgement.Proposed, ChangeType: "create", Playbook: pb}
+	j := judgement.Judge(ctx, op, judgement.Trust{Policies: set, Environments: envs}, judgement.Inputs{Planner: reg, Now: time.Now()})
+	d := j.Decision
 	e := planEntry{
 		Path:              pb.Path,
 		Name:              pb.Metadata.Name,
@@ -207,18 +207,15 @@ func planPlaybook(ctx context.Context, set *policy.Set, envs policy.Environments
 		ApprovalsRequired: d.ApprovalsRequired,
 		ApproverRoles:     d.ApproverRoles,
 	}
-	if d.Outcome == policy.Deny {
-		return e
-	}
-	plan, err := dryRun(ctx, reg, pb)
 	switch {
-	case errors.Is(err, action.ErrNoBackend):
+	case d.Outcome == policy.Deny:
+	case errors.Is(j.PlanError, action.ErrNoBackend):
 		// Nothing to dry-run against: no plan, and nothing failed.
-	case err != nil:
-		e.PlanError = err.Error()
-	case plan != nil:
-		e.Plan = plan
-		e.PlanDigest = plan.Digest()
+	case j.PlanError != nil:
+		e.PlanError = j.PlanError.Error()
+	case j.Plan != nil:
+		e.Plan = j.Plan
+		e.PlanDigest = j.PlanDigest
 	}
 	return e
 }

@@ -246,7 +246,12 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		}
 	}
 	log.InfoContext(ctx, "repository identity: signed statements must name it", slog.String("repository", repository))
+	recovery, recoveryApprovals, err := recoveryKeyring(cfg)
+	if err != nil {
+		return nil, err
+	}
 	api, err := reconcile.New(reconcile.Options{
+		Recovery: recovery, RecoveryApprovals: recoveryApprovals,
 		Source: src, Store: db.store, Audit: alog, Backends: reg,
 		Catalog: cfg.Catalog(), Environments: environments(cfg), DefaultPolicies: policies.FS,
 		Approval:      approval.Options{MaxAge: cfg.ApprovalMaxAge(), ClockSkew: cfg.ClockSkew(), RelaxProposal: !cfg.RequireProposal()},
@@ -509,4 +514,26 @@ func checkDataDirOutside(dataDir, repo string) error {
 		return fmt.Errorf("repository %s: %w", repo, err)
 	}
 	return nil
+}
+
+// recoveryKeyring reads the recovery keys of writ.yaml (approvals.recovery)
+// into a keyring; nil when none are configured.
+func recoveryKeyring(cfg *config.Config) (*approval.Keyring, int, error) {
+	rc := cfg.Approvals.Recovery
+	if rc == nil {
+		return nil, 0, nil
+	}
+	var rks []approval.RecoveryKey
+	for _, k := range rc.Keys {
+		pemBytes, err := readFileLimited(k.KeyFile, 64<<10)
+		if err != nil {
+			return nil, 0, fmt.Errorf("approvals.recovery key %s: %w", k.ID, err)
+		}
+		rks = append(rks, approval.RecoveryKey{ID: k.ID, PEM: pemBytes})
+	}
+	kr, err := approval.NewRecoveryKeyring(rks)
+	if err != nil {
+		return nil, 0, fmt.Errorf("approvals.recovery: %w", err)
+	}
+	return kr, rc.ApprovalsRequired, nil
 }

@@ -140,7 +140,7 @@ func newAPIRig(t *testing.T, sso *ssoProvider) *apiRig {
 	reg.RegisterFactory("block_ip", func(environment string) (action.Backend, error) {
 		return blocklist.New(blocklist.Options{Path: filepath.Join(dir, environment+".txt")})
 	})
-	rec, err := reconcile.New(reconcile.Options{Source: src, Store: st, Audit: alog, Backends: reg, DefaultPolicies: policies.FS, Logger: log})
+	rec, err := reconcile.New(reconcile.Options{Source: src, Store: st, Audit: alog, Backends: reg, DefaultPolicies: policies.FS, Logger: log, Repository: "acme/secops"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func TestSetupGitHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := reconcile.New(reconcile.Options{Source: src, Store: st, Audit: alog, Backends: action.NewRegistry()})
+	rec, err := reconcile.New(reconcile.Options{Source: src, Store: st, Audit: alog, Backends: action.NewRegistry(), Repository: "acme/secops"})
 	if err != nil {
 		t.Fatal(err)
 	}

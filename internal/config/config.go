@@ -84,10 +84,25 @@ type Blocklist struct {
 
 // Approvals settings.
 type Approvals struct {
-	MaxAge          string `yaml:"maxAge,omitempty"`
-	ClockSkew       string `yaml:"clockSkew,omitempty"`
-	RequireProposal *bool  `yaml:"requireProposal,omitempty"`
-	AdminApprovals  int    `yaml:"adminApprovals,omitempty"`
+	MaxAge          string    `yaml:"maxAge,omitempty"`
+	ClockSkew       string    `yaml:"clockSkew,omitempty"`
+	RequireProposal *bool     `yaml:"requireProposal,omitempty"`
+	AdminApprovals  int       `yaml:"adminApprovals,omitempty"`
+	Recovery        *Recovery `yaml:"recovery,omitempty"`
+}
+
+// Recovery is lost-key recovery: public keys the server's operator keeps
+// off the repository, approvalsRequired of which may sign the adoption of
+// a change to policies/ or .writ/ when the admins cannot.
+type Recovery struct {
+	ApprovalsRequired int           `yaml:"approvalsRequired,omitempty"`
+	Keys              []RecoveryKey `yaml:"keys"`
+}
+
+// RecoveryKey names one recovery public key file.
+type RecoveryKey struct {
+	ID      string `yaml:"id"`
+	KeyFile string `yaml:"keyFile"`
 }
 
 // Notifications configures outbound notifications.

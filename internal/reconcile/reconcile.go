@@ -173,6 +173,8 @@ type Reconciler struct {
 
 // Status is the outcome of the last pass, for /readyz, metrics and the API.
 type Status struct {
+	// Repository is the identity signed statements must name.
+	Repository  string    `json:"repository"`
 	Head        string    `json:"head"`
 	Processed   string    `json:"processed"`
 	Adopted     string    `json:"adopted"`
@@ -199,10 +201,11 @@ func New(opts Options) (*Reconciler, error) {
 		return nil, err
 	}
 	return &Reconciler{
-		opts:  opts,
-		log:   opts.Logger,
-		nudge: make(chan struct{}, 1),
-		trust: newTrustCache(8),
+		opts:   opts,
+		log:    opts.Logger,
+		nudge:  make(chan struct{}, 1),
+		trust:  newTrustCache(8),
+		status: Status{Repository: opts.Repository},
 	}, nil
 }
 
@@ -224,7 +227,7 @@ func (r *Reconciler) WithStore(st *store.Store) *Reconciler {
 	o := r.opts
 	o.Store = st
 	o.OnNudge = nil
-	return &Reconciler{opts: o, log: r.log, nudge: make(chan struct{}, 1), trust: r.trust}
+	return &Reconciler{opts: o, log: r.log, nudge: make(chan struct{}, 1), trust: r.trust, status: Status{Repository: o.Repository}}
 }
 
 // Status returns the outcome of the last pass.

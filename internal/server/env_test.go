@@ -220,7 +220,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	reg.RegisterFactory("block_ip", func(environment string) (action.Backend, error) {
 		return blocklist.New(blocklist.Options{Path: filepath.Join(dir, environment+".txt"), Name: "blocklist:" + environment})
 	})
-	h.rec, err = reconcile.New(reconcile.Options{Source: src, Store: h.st, Audit: h.alog, Backends: reg, DefaultPolicies: policies.FS, Logger: log})
+	h.rec, err = reconcile.New(reconcile.Options{Source: src, Store: h.st, Audit: h.alog, Backends: reg, DefaultPolicies: policies.FS, Logger: log, Repository: "acme/secops"})
 	if err != nil {
 		t.Fatal(err)
 	}
