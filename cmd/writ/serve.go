@@ -250,9 +250,15 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	if err != nil {
 		return nil, err
 	}
+	// Envelopes refused at the door are audited within bounds on every
+	// replica (anyone may post junk to the approvals route).
+	refusals, err := reconcile.NewRefusalAuditor(audit.BoundedOptions{Log: alog, Store: db.store, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	api, err := reconcile.New(reconcile.Options{
 		Recovery: recovery, RecoveryApprovals: recoveryApprovals,
-		Source: src, Store: db.store, Audit: alog, Backends: reg,
+		Source: src, Store: db.store, Audit: alog, Backends: reg, Refusals: refusals,
 		Catalog: cfg.Catalog(), Environments: environments(cfg), DefaultPolicies: policies.FS,
 		Approval:      approval.Options{MaxAge: cfg.ApprovalMaxAge(), ClockSkew: cfg.ClockSkew(), RelaxProposal: !cfg.RequireProposal()},
 		MetaApprovals: cfg.AdminApprovals(), Repository: repository, PollInterval: poll, Logger: log, Metrics: m,
@@ -355,8 +361,9 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		return first
 	}
 	return func() error {
-		// Every replica audits the requests it refuses.
+		// Every replica audits the requests and envelopes it refuses.
 		go func() { _ = denialsRun(ctx) }()
+		go func() { _ = refusals.Run(ctx) }()
 		return el.Run(ctx, lead)
 	}, nil
 }

@@ -46,6 +46,9 @@ type Submitted struct {
 	Source      string // api, cli, github, import
 	SourceRef   string // e.g. the GitHub review id
 	SourceLogin string // the forge account that submitted it, when any
+	// Remote is the client address it came from (the API), for the audit
+	// of refusals only; it never affects a verdict.
+	Remote string
 }
 
 // Options tune the rules; the zero value is the default.

@@ -8,7 +8,8 @@
 // One file per concern: entry encoding (this file), the hash chain
 // (chain.go), the Merkle tree and proofs (tree.go), keys (keys.go),
 // checkpoints and their sinks (checkpoint.go, sink.go), appending
-// (log.go, appender.go), verification (verify.go) and export (export.go).
+// (log.go, appender.go), bounded auditing of events anyone can cause
+// (bounded.go), verification (verify.go) and export (export.go).
 // docs/audit.md says why it is built this way.
 package audit
 

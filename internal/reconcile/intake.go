@@ -15,6 +15,28 @@ import (
 // ErrRefused wraps why an envelope was refused at the door.
 var ErrRefused = errors.New("approval refused")
 
+// Audit events of envelopes refused at the door.
+const (
+	EventApprovalRefused        = "approval.refused"
+	EventApprovalRefusedSummary = "approval.refused_summary"
+)
+
+// NewRefusalAuditor makes the bounded audit of refused envelopes
+// (Options.Refusals; opts.Summary is set here): within a window the first
+// opts.Burst refusals are audited one entry each (approval.refused), the
+// others are counted by reason code, source (api, github) and client (the
+// API caller's address, the GitHub login) into one approval.refused_summary
+// entry per window. Run it on every replica that takes envelopes.
+func NewRefusalAuditor(opts audit.BoundedOptions) (*audit.Bounded, error) {
+	opts.Summary = audit.Entry{Actor: audit.Actor{ID: "anonymous", Role: "channel:*"}, Event: EventApprovalRefusedSummary,
+		Success: false, Subject: audit.Subject{Kind: audit.SubjectApproval, Name: "*"}}
+	b, err := audit.NewBounded(opts)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: refusal auditor: %w", err)
+	}
+	return b, nil
+}
+
 // Intake is an accepted envelope.
 type Intake struct {
 	ID       int64    `json:"id"`
@@ -29,13 +51,18 @@ type Intake struct {
 // SubmitApproval takes a signed envelope from any channel (API, CLI,
 // forge). The channel is never trusted: the envelope must parse strictly
 // and be signed by a key of the approvers file in force, or it is refused
-// (and the refusal audited). An accepted envelope is stored with its audit
-// entry in one transaction, and a pass is nudged to judge it; whether it
-// counts is decided there, every time, against the exact digests.
+// (and the refusal audited, bounded: see NewRefusalAuditor). An accepted
+// envelope is stored with its audit entry in one transaction, and a pass
+// is nudged to judge it; whether it counts is decided there, every time,
+// against the exact digests.
 func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval.Submitted) (*Intake, error) {
 	env, err := approval.Parse(raw)
 	if err != nil {
-		return nil, r.refuse(ctx, ch, "", err)
+		code := approval.CodeMalformed
+		if errors.Is(err, approval.ErrNotApproval) {
+			code = approval.CodeWrongPredicateType
+		}
+		return nil, r.refuse(ctx, ch, "", code, err)
 	}
 	t, err := r.currentTrust(ctx)
 	if err != nil {
@@ -50,13 +77,21 @@ func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval
 		}
 	}
 	if err != nil {
-		return nil, r.refuse(ctx, ch, env.Statement.Predicate.Approver, err)
+		code := approval.CodeUnknownKey
+		switch {
+		case key != nil && key.Person.Disabled:
+			code = approval.CodePersonDisabled
+		case key != nil:
+			code = approval.CodeKeyOfAnotherPerson
+		}
+		return nil, r.refuse(ctx, ch, env.Statement.Predicate.Approver, code, err)
 	}
 	if repo := env.Statement.Predicate.Repository; !strings.EqualFold(repo, r.opts.Repository) {
-		return nil, r.refuse(ctx, ch, key.Person.ID, fmt.Errorf("the statement names repository %q; this is %s", repo, r.opts.Repository))
+		return nil, r.refuse(ctx, ch, key.Person.ID, approval.CodeRepositoryMismatch, fmt.Errorf("the statement names repository %q; this is %s", repo, r.opts.Repository))
 	}
 	if ch.SourceLogin != "" && !strings.EqualFold(key.Person.GitHub, ch.SourceLogin) {
-		return nil, r.refuse(ctx, ch, key.Person.ID, fmt.Errorf("submitted by %s, but the signer %s's GitHub login is %q", ch.SourceLogin, key.Person.ID, key.Person.GitHub))
+		return nil, r.refuse(ctx, ch, key.Person.ID, approval.CodeLoginMismatch,
+			fmt.Errorf("submitted by %s, but the signer %s's GitHub login is %q", ch.SourceLogin, key.Person.ID, key.Person.GitHub))
 	}
 	pred := env.Statement.Predicate
 	rec := store.Approval{
@@ -99,18 +134,23 @@ func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval
 	return in, nil
 }
 
-func (r *Reconciler) refuse(ctx context.Context, ch approval.Submitted, approver string, why error) error {
-	err := r.store(ctx, func(tx *store.Store) error {
-		_, err := r.appendAudit(ctx, tx, audit.Entry{
-			Actor: audit.Actor{ID: "anonymous", Role: "channel:" + ch.Source}, Event: "approval.refused", Success: false,
-			Subject: audit.Subject{Kind: audit.SubjectApproval, Name: approver},
-			Payload: audit.MustJSON(map[string]any{"reason": why.Error(), "source": ch.Source, "source_ref": ch.SourceRef, "source_login": ch.SourceLogin}),
-		})
-		return err
-	})
-	if err != nil {
-		return err
+// refuse audits a refused envelope (bounded: a flood of junk is counted,
+// not written entry by entry) and returns why, for the channel to show. It
+// never fails on the audit: an append error is logged.
+func (r *Reconciler) refuse(ctx context.Context, ch approval.Submitted, approver string, code approval.Code, why error) error {
+	payload := map[string]any{"reason": why.Error(), "code": code, "source": ch.Source, "source_ref": ch.SourceRef, "source_login": ch.SourceLogin}
+	client := ch.Source
+	switch {
+	case ch.Remote != "":
+		payload["remote"] = ch.Remote
+		client = ch.Remote
+	case ch.SourceLogin != "":
+		client = "@" + ch.SourceLogin
 	}
+	r.opts.Refusals.Record(ctx, audit.Entry{
+		Actor: audit.Actor{ID: "anonymous", Role: "channel:" + ch.Source}, Event: EventApprovalRefused, Success: false,
+		Subject: audit.Subject{Kind: audit.SubjectApproval, Name: approver}, Payload: audit.MustJSON(payload),
+	}, map[string]string{"reason": string(code), "source": ch.Source, "client": client})
 	return fmt.Errorf("%w: %w", ErrRefused, why)
 }
 

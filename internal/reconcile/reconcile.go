@@ -81,6 +81,12 @@ type Options struct {
 	PolicyCompileTimeout time.Duration
 	// Metrics, when set, receives pass, execution, policy and audit figures.
 	Metrics *metrics.Metrics
+	// Refusals audits envelopes refused at the door, bounded (see
+	// NewRefusalAuditor): anyone can send junk. Nil: one with the
+	// defaults on Store and Audit, read with Now, whose summary is written
+	// when a refusal comes after its window ended; run a Refusals of your
+	// own (its Run) to have every summary written on time.
+	Refusals *audit.Bounded
 	// OnNudge, when set, is called by Nudge too: a replica that does not
 	// run the loop forwards nudges to the one that does.
 	OnNudge func()
@@ -199,6 +205,13 @@ func New(opts Options) (*Reconciler, error) {
 	opts.setDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err
+	}
+	if opts.Refusals == nil {
+		b, err := NewRefusalAuditor(audit.BoundedOptions{Log: opts.Audit, Store: opts.Store, Logger: opts.Logger, Now: opts.Now})
+		if err != nil {
+			return nil, err
+		}
+		opts.Refusals = b
 	}
 	return &Reconciler{
 		opts:   opts,

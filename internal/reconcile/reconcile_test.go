@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -248,25 +249,60 @@ func TestUnapprovedPolicyChangeIsNotAdopted(t *testing.T) {
 	e.verifyAudit()
 }
 
-// An unsigned or foreign envelope is refused at the door and audited.
+// An unsigned or foreign envelope is refused at the door and audited with
+// its reason code and where it came from.
 func TestSubmitRefusesUnverifiable(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.pass()
-	for name, raw := range map[string][]byte{
-		"garbage": []byte("{not json"),
-		"tampered": func() []byte {
-			b := e.sign("bob", "approve", []approval.Subject{{Path: "playbooks/x.yaml", Digest: strings.Repeat("a", 64)}}, strings.Repeat("b", 64), strings.Repeat("c", 64), e.clock.Now())
-			return []byte(strings.Replace(string(b), `"sig":"`, `"sig":"AAAA`, 1))
-		}(),
-	} {
-		if _, err := e.rec.SubmitApproval(e.ctx, raw, approval.Submitted{Source: "api"}); err == nil {
-			t.Errorf("%s: accepted", name)
+	bobs := e.sign("bob", "approve", []approval.Subject{{Path: "playbooks/x.yaml", Digest: strings.Repeat("a", 64)}}, strings.Repeat("b", 64), strings.Repeat("c", 64), e.clock.Now())
+	cases := []struct {
+		name string
+		raw  []byte
+		ch   approval.Submitted
+		code approval.Code
+	}{
+		{"garbage", []byte("{not json"), approval.Submitted{Source: "api", Remote: "192.0.2.1"}, approval.CodeMalformed},
+		{"tampered", []byte(strings.Replace(string(bobs), `"sig":"`, `"sig":"AAAA`, 1)), approval.Submitted{Source: "api", Remote: "192.0.2.2"},
+			approval.CodeUnknownKey},
+		{"another login", bobs, approval.Submitted{Source: "github", SourceRef: "77", SourceLogin: "mallory-gh"}, approval.CodeLoginMismatch},
+	}
+	for _, c := range cases {
+		if _, err := e.rec.SubmitApproval(e.ctx, c.raw, c.ch); !errors.Is(err, ErrRefused) {
+			t.Errorf("%s: %v; want refused", c.name, err)
 		}
 	}
 	list, err := e.st.ListApprovals(e.ctx, store.ApprovalFilter{})
 	if err != nil || len(list) != 0 {
 		t.Fatalf("refused envelopes were stored: %d %v", len(list), err)
+	}
+	es, err := e.st.AuditEntries(e.ctx, 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, x := range es {
+		if x.Event != EventApprovalRefused {
+			continue
+		}
+		d, err := audit.Decode(x.Entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct {
+			Code        string `json:"code"`
+			Source      string `json:"source"`
+			Remote      string `json:"remote"`
+			SourceLogin string `json:"source_login"`
+		}
+		if err := json.Unmarshal(d.Payload, &p); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p.Code+" "+p.Source+" "+p.Remote+p.SourceLogin)
+	}
+	want := []string{"malformed api 192.0.2.1", "unknown_key api 192.0.2.2", "login_mismatch github mallory-gh"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("refusals audited %q; want %q", got, want)
 	}
 	e.verifyAudit()
 }

@@ -1,7 +1,9 @@
 // Package retention runs the clean-up jobs: expired sessions are deleted,
 // approval envelopes that never led to a decision are withdrawn, and old
 // playbook records no longer in force are archived. Audit entries are never
-// deleted, by this or anything else.
+// deleted, by this or anything else; nor are GitHub webhook deliveries:
+// the body digests they keep are what refuses a replayed delivery (a job
+// that prunes them must keep the digests).
 package retention
 
 import (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/writ-sec/writ/internal/approval"
@@ -120,7 +121,9 @@ func (a *API) runExecution(w http.ResponseWriter, r *http.Request) {
 
 // postApproval accepts a DSSE envelope. The signature is the authority, so
 // it needs no login; anything unsigned or unverifiable is refused with a
-// reason (and audited by the engine).
+// reason (and audited by the engine, bounded). A client whose envelopes
+// keep being refused is answered 429 past the guard's RefusedApprovals
+// rate; a valid envelope is never limited.
 func (a *API) postApproval(w http.ResponseWriter, r *http.Request) {
 	e := a.engine(w)
 	if e == nil {
@@ -136,8 +139,24 @@ func (a *API) postApproval(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadRequest, "bad_request", "read body: %v", err)
 		return
 	}
-	in, err := e.SubmitApproval(r.Context(), raw, approval.Submitted{Source: "api", SourceRef: RequestID(r.Context())})
+	var g *Guard
+	if a.srv != nil {
+		g = a.srv.guard.Load()
+	}
+	var client netip.Addr
+	if g != nil {
+		client = ClientAddr(r, g.TrustedProxies)
+	} else {
+		client = peerAddr(r.RemoteAddr)
+	}
+	in, err := e.SubmitApproval(r.Context(), raw, approval.Submitted{Source: "api", SourceRef: RequestID(r.Context()), Remote: client.String()})
 	if errors.Is(err, reconcile.ErrRefused) {
+		if g != nil && g.RefusedApprovals != nil {
+			if ok, wait := g.RefusedApprovals.Allow(client); !ok {
+				writeRateLimited(w, wait, "too many refused approval envelopes from %s: try again in %s (this one: %v)", client, wait.Round(time.Second), err)
+				return
+			}
+		}
 		writeProblem(w, http.StatusUnprocessableEntity, "refused", "%v", err)
 		return
 	}

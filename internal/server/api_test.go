@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -13,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/auth"
+	"github.com/writ-sec/writ/internal/keys"
+	"github.com/writ-sec/writ/internal/reconcile"
 )
 
 func decode[T any](t *testing.T, body []byte) T {
@@ -635,4 +640,121 @@ func BenchmarkAuthenticatedRead(b *testing.B) {
 			}
 		}
 	})
+}
+
+// signApproval makes alice's signed approval of the harness's playbook.
+func (h *harness) signApproval(reason string) []byte {
+	h.t.Helper()
+	s, err := keys.Signer(h.approver)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	sum := sha256.Sum256([]byte(testPlaybook))
+	st := approval.NewStatement([]approval.Subject{{Path: "playbooks/network/block-test-net.yaml", Digest: hex.EncodeToString(sum[:])}},
+		approval.Predicate{Decision: approval.Approve, Approver: "alice", Repository: "acme/secops", PolicyDigest: strings.Repeat("b", 64), PlanDigest: strings.Repeat("c", 64),
+			Reason: reason, IssuedAt: now, ExpiresAt: now.Add(24 * time.Hour)})
+	env, err := approval.Sign(s, st)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return env
+}
+
+// Junk posted to the public approvals route is answered with its reason
+// (422) while the client's budget lasts, then 429 with Retry-After; the
+// audit log grows by a bounded number of entries (the first few refusals
+// one by one, the rest as one summary per window with counts by reason,
+// source and client). A valid signed envelope from the same client is
+// never limited nor counted, and another client has its own budget.
+func TestRefusedApprovalsAreBounded(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{refusalBurst: 3, refusedPerMinute: 5, proxies: []string{"127.0.0.1/32"}, approver: true})
+	post := func(client string, body any) (*http.Response, []byte) {
+		return h.do("POST", "/api/v1/approvals", "", body, "X-Forwarded-For", client)
+	}
+	entriesBefore := h.countAll()
+	const flood = 200
+	for i := range flood {
+		resp, body := post("198.51.100.7", `{"payloadType":"x"}`)
+		p := decode[Problem](t, body)
+		switch {
+		case i < 5:
+			if resp.StatusCode != http.StatusUnprocessableEntity || p.Code != "refused" || !strings.Contains(p.Error, "malformed") {
+				t.Fatalf("junk %d within the budget: %d %s; want 422 refused with the reason", i, resp.StatusCode, body)
+			}
+		default:
+			if resp.StatusCode != http.StatusTooManyRequests || p.Code != "rate_limited" || resp.Header.Get("Retry-After") == "" ||
+				!strings.Contains(p.Error, "malformed") {
+				t.Fatalf("junk %d over the budget: %d %s (Retry-After %q); want 429 with Retry-After and the reason",
+					i, resp.StatusCode, body, resp.Header.Get("Retry-After"))
+			}
+		}
+	}
+	// The flood wrote the burst, one by one, and nothing else yet.
+	if n := h.countAll() - entriesBefore; n != 3 {
+		t.Fatalf("a flood of %d junk envelopes wrote %d audit entries; want 3 (the burst)", flood, n)
+	}
+	for _, e := range h.auditEntries(reconcile.EventApprovalRefused) {
+		var p struct{ Code, Remote, Source string }
+		if err := json.Unmarshal(e.Payload, &p); err != nil || p.Code != "malformed" || p.Remote != "198.51.100.7" || p.Source != "api" {
+			t.Fatalf("refusal entry %s: %v", e.Payload, err)
+		}
+	}
+
+	// A valid envelope from the limited client is accepted, once.
+	env := h.signApproval("fine")
+	if resp, body := post("198.51.100.7", env); resp.StatusCode != http.StatusCreated || decode[reconcile.Intake](t, body).Approver != "alice" {
+		t.Fatalf("a valid envelope from a limited client: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := post("198.51.100.7", env); resp.StatusCode != http.StatusOK || !decode[reconcile.Intake](t, body).Duplicate {
+		t.Fatalf("the same envelope again: %d %s", resp.StatusCode, body)
+	}
+	if n := h.countEvents("approval.received"); n != 1 {
+		t.Fatalf("%d approvals received; want 1", n)
+	}
+	// Another client has its own budget.
+	if resp, body := post("203.0.113.50", `{"payloadType":"x"}`); resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("another client: %d %s", resp.StatusCode, body)
+	}
+
+	// The window ends: one summary of everything counted.
+	h.refusals.Flush(h.ctx)
+	sums := h.auditEntries(reconcile.EventApprovalRefusedSummary)
+	if len(sums) != 1 {
+		t.Fatalf("%d summaries; want 1", len(sums))
+	}
+	var s struct {
+		Individual int            `json:"audited_individually"`
+		Counted    int            `json:"counted"`
+		ByReason   map[string]int `json:"by_reason"`
+		BySource   map[string]int `json:"by_source"`
+		ByClient   map[string]int `json:"by_client"`
+	}
+	if err := json.Unmarshal(sums[0].Payload, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Individual != 3 || s.Counted != flood-3+1 || s.ByReason["malformed"] != flood-3+1 || s.BySource["api"] != flood-3+1 ||
+		s.ByClient["198.51.100.7"] != flood-3 || s.ByClient["203.0.113.50"] != 1 {
+		t.Fatalf("summary %s", sums[0].Payload)
+	}
+	if n := h.countEvents(reconcile.EventApprovalRefused); n != 3 {
+		t.Fatalf("%d refusals audited one by one; want 3", n)
+	}
+	// A minute later the client's budget is back: its refusals have their
+	// reason again.
+	h.clock.Advance(time.Minute)
+	if resp, body := post("198.51.100.7", `{"payloadType":"x"}`); resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Fatalf("a minute later: %d %s", resp.StatusCode, body)
+	}
+}
+
+// countAll counts every audit entry.
+func (h *harness) countAll() int {
+	h.t.Helper()
+	es, err := h.st.AuditEntries(h.ctx, 0, 100000)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return len(es)
 }

@@ -158,6 +158,10 @@ type harness struct {
 	clock   *clock
 	logs    *syncBuffer
 	denials *DenialAuditor
+	// refusals audits refused approval envelopes (the reconciler's).
+	refusals *audit.Bounded
+	// approver signs approvals as "alice" when harnessOptions.approver.
+	approver crypto.Signer
 	// tokens are API tokens by role ("viewer" ... "admin", "norole").
 	tokens map[string]string
 }
@@ -166,6 +170,13 @@ type harnessOptions struct {
 	burst     int
 	perMinute int
 	proxies   []string
+	// refusalBurst and refusedPerMinute bound refused approval envelopes:
+	// audited one by one per window, and per client a minute.
+	refusalBurst     int
+	refusedPerMinute int
+	// approver puts .writ/approvers.yaml in the repository, with alice
+	// (approver) and her key in harness.approver.
+	approver bool
 }
 
 const testPlaybook = `apiVersion: writ/v1
@@ -210,6 +221,19 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ho.approver {
+		k, err := keys.Generate(keys.Ed25519)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := keys.MarshalPublic(k.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.approver = k
+		files[".writ/approvers.yaml"] = "apiVersion: writ/v1\nkind: Approvers\npeople:\n  - id: alice\n    roles: [approver]\n    keys:\n      - |\n" +
+			"        " + strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        ") + "\n"
+	}
 	h.repo = gittest.New(t, files)
 	src, err := gitsrc.Open(ctx, gitsrc.Options{URL: h.repo.Bare})
 	if err != nil {
@@ -220,7 +244,13 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	reg.RegisterFactory("block_ip", func(environment string) (action.Backend, error) {
 		return blocklist.New(blocklist.Options{Path: filepath.Join(dir, environment+".txt"), Name: "blocklist:" + environment})
 	})
-	h.rec, err = reconcile.New(reconcile.Options{Source: src, Store: h.st, Audit: h.alog, Backends: reg, DefaultPolicies: policies.FS, Logger: log, Repository: "acme/secops"})
+	h.refusals, err = reconcile.NewRefusalAuditor(audit.BoundedOptions{Log: h.alog, Store: h.st, Burst: orDefault(ho.refusalBurst, 100000),
+		Now: h.clock.Now, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.rec, err = reconcile.New(reconcile.Options{Source: src, Store: h.st, Audit: h.alog, Backends: reg, DefaultPolicies: policies.FS,
+		Refusals: h.refusals, Logger: log, Repository: "acme/secops"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,11 +270,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	burst := ho.burst
-	if burst == 0 {
-		burst = 100000
-	}
-	h.denials, err = NewDenialAuditor(DenialOptions{Log: h.alog, Store: h.st, Burst: burst, Logger: log})
+	h.denials, err = NewDenialAuditor(DenialOptions{Log: h.alog, Store: h.st, Burst: orDefault(ho.burst, 100000), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,11 +278,9 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	perMinute := ho.perMinute
-	if perMinute == 0 {
-		perMinute = 100000
-	}
-	g := Guard{Auth: h.auth, Denials: h.denials, Limiter: NewRateLimiter(RateLimitOptions{PerMinute: perMinute, Burst: min(perMinute, 5)})}
+	perMinute, refusedPerMinute := orDefault(ho.perMinute, 100000), orDefault(ho.refusedPerMinute, 100000)
+	g := Guard{Auth: h.auth, Denials: h.denials, Limiter: NewRateLimiter(RateLimitOptions{PerMinute: perMinute, Burst: min(perMinute, 5)}),
+		RefusedApprovals: NewRateLimiter(RateLimitOptions{PerMinute: refusedPerMinute, Burst: refusedPerMinute, Now: h.clock.Now})}
 	for _, p := range ho.proxies {
 		pp, _ := parseTestPrefix(p)
 		g.TrustedProxies = append(g.TrustedProxies, pp)
@@ -376,3 +400,11 @@ func (h *harness) auditEntries(event string) []audit.Entry {
 }
 
 func parseTestPrefix(s string) (netip.Prefix, error) { return netip.ParsePrefix(s) }
+
+// orDefault is v, or def when v is 0.
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}

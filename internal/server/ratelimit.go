@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -12,9 +13,10 @@ import (
 )
 
 // RateLimiter is a token bucket per client address, for the endpoints
-// that check passwords. It keeps at most MaxClients buckets; past that,
-// clients share one overflow bucket, so a flood from many addresses is
-// limited as a whole instead of growing memory.
+// that check passwords and for refused approval envelopes. It keeps at
+// most MaxClients buckets; past that, clients share one overflow bucket,
+// so a flood from many addresses is limited as a whole instead of growing
+// memory.
 type RateLimiter struct {
 	perMinute int
 	burst     int
@@ -103,6 +105,13 @@ func reserve(lim *rate.Limiter, now time.Time) (bool, time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+// writeRateLimited answers 429 rate_limited with a Retry-After of wait,
+// rounded up to the next second.
+func writeRateLimited(w http.ResponseWriter, wait time.Duration, format string, args ...any) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)+1))
+	writeProblem(w, http.StatusTooManyRequests, "rate_limited", format, args...)
 }
 
 // ClientAddr is the address a request comes from: the peer, or, when the

@@ -116,11 +116,14 @@ func guardDenied(status int, body []byte) bool {
 		(status == http.StatusForbidden && (p.Code == "forbidden" || p.Code == "password_change_required"))
 }
 
-// refusedCredential is a login's or password change's own refusal.
+// refusedCredential is a login's or password change's own refusal, or an
+// attempt refused by the per-client limit (audited too): how many logins
+// the limit's burst lets through depends on how fast the requests come.
 func refusedCredential(status int, body []byte) bool {
 	var p Problem
 	_ = json.Unmarshal(body, &p)
-	return (status == http.StatusUnauthorized || status == http.StatusForbidden) && p.Code == "invalid_credentials"
+	return (status == http.StatusUnauthorized || status == http.StatusForbidden) && p.Code == "invalid_credentials" ||
+		status == http.StatusTooManyRequests && p.Code == "rate_limited"
 }
 
 type caller struct {

@@ -86,6 +86,10 @@ type Guard struct {
 	Denials *DenialAuditor
 	// Limiter bounds password checks per client (nil: none).
 	Limiter *RateLimiter
+	// RefusedApprovals bounds the envelopes POST /api/v1/approvals
+	// refuses per client: past it, a refused envelope is answered 429 (a
+	// valid one is still accepted). Nil: 10 a minute, bursts of 10.
+	RefusedApprovals *RateLimiter
 	// TrustedProxies name the load balancers whose X-Forwarded-For is
 	// believed.
 	TrustedProxies []netip.Prefix
@@ -100,6 +104,9 @@ func (s *Server) SetGuard(g Guard) error {
 	}
 	if g.MaxBody == 0 {
 		g.MaxBody = 1 << 20
+	}
+	if g.RefusedApprovals == nil {
+		g.RefusedApprovals = NewRateLimiter(RateLimitOptions{PerMinute: 10, Burst: 10})
 	}
 	s.guard.Store(&g)
 	return nil
@@ -182,9 +189,8 @@ func (s *Server) protect(rt Route) http.Handler {
 			if ok, wait := g.Limiter.Allow(client); !ok {
 				g.Denials.Record(r.Context(), Denial{Status: http.StatusTooManyRequests, Code: "rate_limited", Route: rt.Pattern,
 					Remote: client.String(), RequestID: RequestID(r.Context())})
-				w.Header().Set("Retry-After", fmt.Sprint(int(wait.Round(time.Second)/time.Second)+1))
 				s.opts.Logger.WarnContext(r.Context(), "login rate limit", slog.String("client", client.String()), slog.String("route", rt.Pattern))
-				writeProblem(w, http.StatusTooManyRequests, "rate_limited", "too many attempts from %s: try again in %s", client, wait.Round(time.Second))
+				writeRateLimited(w, wait, "too many attempts from %s: try again in %s", client, wait.Round(time.Second))
 				return
 			}
 		}

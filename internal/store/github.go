@@ -16,13 +16,21 @@ const (
 	DeliveryFailed = "failed"
 )
 
+// ErrDeliveryReplayed is returned by InsertDelivery for a body already
+// stored under another delivery id: a replay (GitHub's signature covers the
+// body, not the delivery id). It is an ErrConflict.
+var ErrDeliveryReplayed = fmt.Errorf("%w: the body was stored before under another delivery id", ErrConflict)
+
 // GitHubDelivery is one accepted webhook delivery.
 type GitHubDelivery struct {
-	ID          int64
-	DeliveryID  string // X-GitHub-Delivery
-	Event       string // X-GitHub-Event
-	Action      string
-	Payload     []byte
+	ID         int64
+	DeliveryID string // X-GitHub-Delivery
+	Event      string // X-GitHub-Event
+	Action     string
+	Payload    []byte
+	// BodySHA256 is the hex sha256 of the signed body as received (empty
+	// only for some deliveries stored before migration 007).
+	BodySHA256  string
 	ReceivedAt  time.Time
 	State       string
 	Attempts    int
@@ -32,12 +40,12 @@ type GitHubDelivery struct {
 	LastError   string
 }
 
-const deliveryColumns = `id, delivery_id, event, action, payload, received_at, state, attempts, not_before,
+const deliveryColumns = `id, delivery_id, event, action, payload, coalesce(body_sha256, ''), received_at, state, attempts, not_before,
 	processed_at, outcome, last_error`
 
 func scanDelivery(row pgx.Row) (*GitHubDelivery, error) {
 	var d GitHubDelivery
-	err := row.Scan(&d.ID, &d.DeliveryID, &d.Event, &d.Action, &d.Payload, &d.ReceivedAt, &d.State, &d.Attempts,
+	err := row.Scan(&d.ID, &d.DeliveryID, &d.Event, &d.Action, &d.Payload, &d.BodySHA256, &d.ReceivedAt, &d.State, &d.Attempts,
 		&d.NotBefore, &d.ProcessedAt, &d.Outcome, &d.LastError)
 	if err != nil {
 		return nil, translate(err)
@@ -45,27 +53,37 @@ func scanDelivery(row pgx.Row) (*GitHubDelivery, error) {
 	return &d, nil
 }
 
-// InsertDelivery stores a delivery once. A delivery id already stored
-// (a replay or a redelivery) is not stored again: created is false and the
-// stored row's id is returned. The delivery is due at now (nil: the
+// InsertDelivery stores a delivery once. A delivery id already stored (a
+// redelivery) is not stored again: created is false and the stored row's
+// id is returned. A body already stored under another delivery id (a
+// replay) is not stored either: the error is ErrDeliveryReplayed, with the
+// id of the row that holds the body. The delivery is due at now (nil: the
 // database's clock; see ClaimDelivery).
 func (s *Store) InsertDelivery(ctx context.Context, now *time.Time, d GitHubDelivery) (id int64, created bool, err error) {
 	err = s.db.QueryRow(ctx, `
-		INSERT INTO github_deliveries (delivery_id, event, action, payload, not_before)
-		VALUES ($1, $2, $3, $4, coalesce($5, now()))
-		ON CONFLICT (delivery_id) DO NOTHING
-		RETURNING id`, d.DeliveryID, d.Event, d.Action, d.Payload, now).Scan(&id)
+		INSERT INTO github_deliveries (delivery_id, event, action, payload, body_sha256, not_before)
+		VALUES ($1, $2, $3, $4, $5, coalesce($6, now()))
+		ON CONFLICT DO NOTHING
+		RETURNING id`, d.DeliveryID, d.Event, d.Action, d.Payload, d.BodySHA256, now).Scan(&id)
 	switch {
 	case err == nil:
 		return id, true, nil
-	case errors.Is(err, pgx.ErrNoRows):
-		err = s.db.QueryRow(ctx, `SELECT id FROM github_deliveries WHERE delivery_id = $1`, d.DeliveryID).Scan(&id)
-		if err != nil {
-			return 0, false, fmt.Errorf("store: delivery %s: %w", d.DeliveryID, translate(err))
-		}
-		return id, false, nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return 0, false, fmt.Errorf("store: insert delivery %s: %w", d.DeliveryID, translate(err))
 	}
-	return 0, false, fmt.Errorf("store: insert delivery %s: %w", d.DeliveryID, translate(err))
+	// A conflict on the delivery id, the body or both: the delivery id
+	// decides, so that GitHub's redelivery stays a duplicate.
+	var storedAs string
+	err = s.db.QueryRow(ctx, `
+		SELECT id, delivery_id FROM github_deliveries WHERE delivery_id = $1 OR body_sha256 = $2
+		ORDER BY delivery_id = $1 DESC LIMIT 1`, d.DeliveryID, d.BodySHA256).Scan(&id, &storedAs)
+	switch {
+	case err != nil:
+		return 0, false, fmt.Errorf("store: delivery %s: %w", d.DeliveryID, translate(err))
+	case storedAs != d.DeliveryID:
+		return id, false, fmt.Errorf("store: delivery %s: stored as delivery %s: %w", d.DeliveryID, storedAs, ErrDeliveryReplayed)
+	}
+	return id, false, nil
 }
 
 // ClaimDelivery takes the oldest queued delivery that is due, counts the

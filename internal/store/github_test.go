@@ -6,8 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
+
 	"github.com/writ-sec/writ/internal/dbtest"
 	"github.com/writ-sec/writ/internal/store"
+	"github.com/writ-sec/writ/migrations"
 )
 
 func TestGitHubDeliveryQueue(t *testing.T) {
@@ -20,20 +24,42 @@ func TestGitHubDeliveryQueue(t *testing.T) {
 	at := func(d time.Duration) *time.Time { t := t0.Add(d); return &t }
 	ids := map[string]int64{}
 	for _, guid := range []string{"a-1", "b-2", "c-3"} {
-		id, created, err := st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: guid, Event: "push", Payload: []byte(`{}`)})
+		id, created, err := st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: guid, Event: "push", Payload: []byte(`{}`),
+			BodySHA256: digestOf("body of " + guid)})
 		if err != nil || !created {
 			t.Fatalf("insert %s: %v %v", guid, created, err)
 		}
 		ids[guid] = id
 	}
-	// A replay is stored once and returns the stored id.
-	id, created, err := st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: "b-2", Event: "push", Payload: []byte(`{"other":1}`)})
+	// A redelivery (the same delivery id) is stored once and returns the
+	// stored id, whatever its body.
+	id, created, err := st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: "b-2", Event: "push", Payload: []byte(`{"other":1}`),
+		BodySHA256: digestOf("body of b-2")})
 	if err != nil || created || id != ids["b-2"] {
-		t.Fatalf("replay: %d %v %v", id, created, err)
+		t.Fatalf("redelivery: %d %v %v", id, created, err)
 	}
-	// Invalid ids and events are refused by the schema.
-	if _, _, err := st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: "../x", Event: "push", Payload: []byte(`{}`)}); err == nil {
-		t.Fatal("an invalid delivery id was stored")
+	// A body stored before under a new delivery id is a replay: refused,
+	// not stored, naming the row that holds the body.
+	id, created, err = st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: "d-4", Event: "push", Payload: []byte(`{}`),
+		BodySHA256: digestOf("body of b-2")})
+	if !errors.Is(err, store.ErrDeliveryReplayed) || !errors.Is(err, store.ErrConflict) || created || id != ids["b-2"] {
+		t.Fatalf("replay under a new delivery id: %d %v %v", id, created, err)
+	}
+	if _, err := st.DeliveryByGUID(ctx, "d-4"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the replay was stored: %v", err)
+	}
+	// Invalid ids, events and digests are refused by the schema.
+	for _, d := range []store.GitHubDelivery{
+		{DeliveryID: "../x", Event: "push", Payload: []byte(`{}`), BodySHA256: digestOf("x")},
+		{DeliveryID: "e-5", Event: "push", Payload: []byte(`{}`)},
+		{DeliveryID: "e-6", Event: "push", Payload: []byte(`{}`), BodySHA256: "not a digest"},
+	} {
+		if _, _, err := st.InsertDelivery(ctx, at(0), d); err == nil {
+			t.Fatalf("stored an invalid delivery %+v", d)
+		}
+	}
+	if d, err := st.DeliveryByGUID(ctx, "a-1"); err != nil || d.BodySHA256 != digestOf("body of a-1") {
+		t.Fatalf("stored digest: %+v %v", d, err)
 	}
 
 	// Oldest first; a claimed delivery is leased.
@@ -156,5 +182,56 @@ func TestGitHubRecords(t *testing.T) {
 	}
 	if _, action, err := st.GitHubInstallation(ctx, 3); err != nil || action != "suspend" {
 		t.Fatalf("installation: %s %v", action, err)
+	}
+}
+
+// Migration 008 gives the deliveries stored before it the digest of their
+// payload (their body, for application/json), so that their replays are
+// refused too; a payload stored more than once (replays that got in
+// before) keeps it on its first row only. It can be undone.
+func TestMigrationDigestsStoredDeliveries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := dbtest.EmptyURL(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	m, err := migrate.NewMigratorEx(ctx, conn, "writ_schema_version", &migrate.MigratorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadMigrations(migrations.FS); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MigrateTo(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []struct{ guid, payload string }{{"old-1", `{"n":1}`}, {"old-2", `{"n":2}`}, {"replay-of-1", `{"n":1}`}} {
+		if _, err := conn.Exec(ctx, `INSERT INTO github_deliveries (delivery_id, event, payload) VALUES ($1, 'push', $2)`,
+			d.guid, []byte(d.payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.MigrateTo(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, store.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for guid, want := range map[string]string{"old-1": digestOf(`{"n":1}`), "old-2": digestOf(`{"n":2}`), "replay-of-1": ""} {
+		if d, err := st.DeliveryByGUID(ctx, guid); err != nil || d.BodySHA256 != want {
+			t.Fatalf("%s after the migration: %+v %v; want digest %q", guid, d, err, want)
+		}
+	}
+	if _, _, err := st.InsertDelivery(ctx, nil, store.GitHubDelivery{DeliveryID: "new-1", Event: "push", Payload: []byte(`{"n":2}`),
+		BodySHA256: digestOf(`{"n":2}`)}); !errors.Is(err, store.ErrDeliveryReplayed) {
+		t.Fatalf("a body stored before the migration, under a new delivery id: %v", err)
+	}
+	if err := m.MigrateTo(ctx, 7); err != nil {
+		t.Fatalf("down: %v", err)
 	}
 }

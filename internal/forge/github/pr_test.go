@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/forge/github/githubfake"
 	"github.com/writ-sec/writ/internal/reconcile"
 )
@@ -298,4 +299,86 @@ func tamper(t *testing.T, raw []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Reviews carrying junk envelopes are refused one by one in the check (a
+// reviewer sees each and why), while the audit log gets the first few of a
+// window one by one and the rest as one summary, counted by source and
+// GitHub login. A valid signed review beside them is accepted.
+func TestRefusedReviewsAreAuditedWithinBounds(t *testing.T) {
+	t.Parallel()
+	var refusals *audit.Bounded
+	e := newEnv(t, envOptions{reconcile: func(o *reconcile.Options) {
+		var err error
+		refusals, err = reconcile.NewRefusalAuditor(audit.BoundedOptions{Log: o.Audit, Store: o.Store, Burst: 2, Now: o.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Refusals = refusals
+	}})
+	path := pbPath("block-junk")
+	p := e.openPR(9, "alice-gh", "", map[string]string{path: playbookYAML("block-junk", "INC-9", "203.0.113.90", "critical", "production")})
+	e.process()
+	ev := e.evaluation(p)
+	pe := e.playbookEval(ev, path)
+
+	var junk []int64
+	for i := range 6 {
+		junk = append(junk, e.review(p, "mallory-gh", "COMMENTED", FormatEnvelope("", fmt.Appendf(nil, `{"junk":%d}`, i))))
+	}
+	good := e.review(p, "bob-gh", "APPROVED", FormatEnvelope("", e.sign("bob", approval.Approve,
+		[]approval.Subject{{Path: path, Digest: pe.Digest}}, ev.PolicyDigest, pe.PlanDigest, 9)))
+	e.process()
+
+	run := e.check(p.head)
+	for _, id := range junk {
+		if want := fmt.Sprintf("review %d by @mallory-gh: refused: approval refused: malformed", id); !strings.Contains(run.Summary, want) {
+			t.Errorf("the check lacks %q:\n%s", want, run.Summary)
+		}
+	}
+	if st, err := e.st.GitHubStatementFor(e.ctx, testOwner+"/"+testName, "review", good); err != nil || st.Outcome != "accepted" {
+		t.Fatalf("bob's signed review: %+v %v", st, err)
+	}
+
+	count := func(event string) []audit.Entry {
+		t.Helper()
+		es, err := e.st.AuditEntries(e.ctx, 0, 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []audit.Entry
+		for _, x := range es {
+			if x.Event == event {
+				d, err := audit.Decode(x.Entry)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	if n := len(count(reconcile.EventApprovalRefused)); n != 2 {
+		t.Fatalf("%d refusals audited one by one; want the burst, 2", n)
+	}
+	if n := len(count("approval.received")); n != 1 {
+		t.Fatalf("%d envelopes received; want bob's", n)
+	}
+	refusals.Flush(e.ctx)
+	sums := count(reconcile.EventApprovalRefusedSummary)
+	if len(sums) != 1 {
+		t.Fatalf("%d summaries; want 1", len(sums))
+	}
+	var s struct {
+		Counted  int            `json:"counted"`
+		ByReason map[string]int `json:"by_reason"`
+		BySource map[string]int `json:"by_source"`
+		ByClient map[string]int `json:"by_client"`
+	}
+	if err := json.Unmarshal(sums[0].Payload, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Counted != 4 || s.ByReason["malformed"] != 4 || s.BySource["github"] != 4 || s.ByClient["@mallory-gh"] != 4 {
+		t.Fatalf("summary %s", sums[0].Payload)
+	}
 }

@@ -41,7 +41,7 @@ var (
 
 // Answer is the JSON body of every webhook response.
 type Answer struct {
-	Status string `json:"status"` // queued, duplicate, ignored, pong, or an error code
+	Status string `json:"status"` // queued, duplicate, ignored, pong, or an error code (replayed_delivery, unauthorized, ...)
 	ID     int64  `json:"id,omitempty"`
 	Reason string `json:"reason,omitempty"`
 }
@@ -53,8 +53,14 @@ type Answer struct {
 // missing or wrong is 401 and nothing is stored. The body is size-limited
 // (413). An accepted delivery of an event writ handles is committed to
 // PostgreSQL before the 202, so a crash after the acknowledgement loses
-// nothing; a delivery id seen before is answered 200 and not stored again;
-// events and actions writ does not handle are answered 202 and ignored.
+// nothing; a delivery id seen before (GitHub's redelivery) is answered 200
+// and not stored again; events and actions writ does not handle are
+// answered 202 and ignored.
+//
+// The signature covers the body, not the X-GitHub-Delivery header, so a
+// captured delivery could be re-sent under a new delivery id: a body
+// already stored under another id is a replay, answered 409
+// (replayed_delivery), logged and not stored.
 func (s *Service) Handler() http.Handler { return http.HandlerFunc(s.serveWebhook) }
 
 func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
@@ -115,7 +121,16 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	id, created, err := s.opts.Store.InsertDelivery(ctx, s.queueNow(), store.GitHubDelivery{DeliveryID: guid, Event: event, Action: m.Action, Payload: payload})
+	digest := sha256.Sum256(body)
+	id, created, err := s.opts.Store.InsertDelivery(ctx, s.queueNow(), store.GitHubDelivery{DeliveryID: guid, Event: event, Action: m.Action,
+		Payload: payload, BodySHA256: hex.EncodeToString(digest[:])})
+	if errors.Is(err, store.ErrDeliveryReplayed) {
+		s.log.WarnContext(ctx, "webhook delivery refused: a body delivered before, under a new delivery id", slog.String("delivery", guid),
+			slog.String("event", event), slog.String("remote", r.RemoteAddr), slog.Int64("stored_id", id), slog.Any("error", err))
+		answer(w, http.StatusConflict, Answer{Status: "replayed_delivery",
+			Reason: "this body was delivered before under another delivery id: a replay is not processed"})
+		return
+	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "store webhook delivery", slog.String("delivery", guid), slog.Any("error", err))
 		answer(w, http.StatusServiceUnavailable, Answer{Status: "unavailable", Reason: "the delivery could not be stored; redeliver it"})

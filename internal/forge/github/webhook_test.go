@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,6 +100,109 @@ func TestWebhookReceiver(t *testing.T) {
 	if d2, _ := e.st.DeliveryByGUID(e.ctx, "guid-valid-1"); d2.Attempts != 1 || d2.State != store.DeliveryDone {
 		t.Fatalf("replayed delivery was processed again: %+v", d2)
 	}
+}
+
+// GitHub's signature covers the body, not X-GitHub-Delivery: a captured
+// delivery re-sent under a new delivery id is a replay, refused with 409
+// and never stored or processed, before or after the original was
+// processed, while GitHub's own redelivery (the same id and body) is still
+// a duplicate. The replay is logged at warn, without the body.
+func TestWebhookReplayUnderNewDeliveryID(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	e := newEnv(t, envOptions{tune: func(o *Options) {
+		o.Logger = slog.New(slog.NewJSONHandler(lockedWriter{&logMu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}})
+	payloadOf := func(action, marker string) []byte {
+		m := e.fixture("installation.created.json")
+		delete(m, "repository")
+		m["action"] = action
+		m["marker"] = marker // only in the body: it must never reach the logs
+		b, _ := json.Marshal(m)
+		return b
+	}
+	created := payloadOf("created", "body-marker-created-4711")
+	deliver := func(guid string, payload []byte) githubfake.Answer {
+		t.Helper()
+		a, err := githubfake.Deliver(e.ctx, nil, e.hook.URL+WebhookPath, testSecret, githubfake.Delivery{Event: "installation", GUID: guid, Payload: payload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	wantAnswer := func(what string, a githubfake.Answer, status int, answer string) {
+		t.Helper()
+		if a.Status != status || !strings.Contains(a.Body, `"status":"`+answer+`"`) {
+			t.Fatalf("%s: answered %d %s; want %d %s", what, a.Status, a.Body, status, answer)
+		}
+	}
+	wantAnswer("the delivery", deliver("guid-created", created), http.StatusAccepted, "queued")
+	wantAnswer("GitHub's redelivery", deliver("guid-created", created), http.StatusOK, "duplicate")
+	a := deliver("guid-forged-1", created)
+	wantAnswer("the body under a new delivery id", a, http.StatusConflict, "replayed_delivery")
+	if !strings.Contains(a.Body, `"reason":"this body was delivered before`) {
+		t.Fatalf("the replay's answer gives no reason: %s", a.Body)
+	}
+	e.process()
+	if _, action, err := e.st.GitHubInstallation(e.ctx, 2); err != nil || action != "created" {
+		t.Fatalf("installation: %q %v", action, err)
+	}
+
+	// GitHub suspends the installation; the captured "created" delivery,
+	// replayed under yet another id, must not undo it.
+	wantAnswer("the suspension", deliver("guid-suspend", payloadOf("suspend", "body-marker-suspend")), http.StatusAccepted, "queued")
+	e.process()
+	wantAnswer("the replay after processing", deliver("guid-forged-2", created), http.StatusConflict, "replayed_delivery")
+	if n, err := e.svc.ProcessPending(e.ctx); err != nil || n != 0 {
+		t.Fatalf("processed %d, %v after the replay; want nothing", n, err)
+	}
+	if _, action, err := e.st.GitHubInstallation(e.ctx, 2); err != nil || action != "suspend" {
+		t.Fatalf("installation after the replay: %q %v; want suspend", action, err)
+	}
+	for _, guid := range []string{"guid-forged-1", "guid-forged-2"} {
+		if _, err := e.st.DeliveryByGUID(e.ctx, guid); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("replay %s was stored: %v", guid, err)
+		}
+	}
+	if d, err := e.st.DeliveryByGUID(e.ctx, "guid-created"); err != nil || d.Attempts != 1 || d.State != store.DeliveryDone {
+		t.Fatalf("the original delivery: %+v %v; want processed once", d, err)
+	}
+	counts, err := e.st.DeliveryCounts(e.ctx)
+	if err != nil || counts[store.DeliveryDone] != 2 || counts[store.DeliveryQueued] != 0 || counts[store.DeliveryFailed] != 0 {
+		t.Fatalf("deliveries %v %v; want the two genuine ones, done", counts, err)
+	}
+
+	logMu.Lock()
+	out := logs.String()
+	logMu.Unlock()
+	warned := 0
+	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["level"] == "WARN" && strings.Contains(rec["msg"].(string), "under a new delivery id") {
+			warned++
+		}
+	}
+	if warned != 2 {
+		t.Fatalf("%d warnings of a replay; want 2:\n%s", warned, out)
+	}
+	if strings.Contains(out, "body-marker") {
+		t.Fatalf("the logs carry the body:\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // GitHub's other content type: the payload form field, signed as sent.
