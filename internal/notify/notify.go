@@ -55,8 +55,8 @@ type Options struct {
 
 // DefaultEvents are the audit events that notify.
 var DefaultEvents = []string{
-	"execution.waiting", "execution.completed", "execution.failed",
-	"repository.history_rewritten", "policy.change_held",
+	"execution.waiting", "execution.completed", "execution.failed", "execution.stopped",
+	"repository.history_rewritten", "policy.change_held", "policy.change_adopted", "policy.change_dismissed",
 }
 
 func (o *Options) setDefaults() {
@@ -200,16 +200,17 @@ func (n *Notifier) once(ctx context.Context) error {
 }
 
 // wanted filters events down to what people act on: a waiting execution
-// notifies only when it waits for approvals.
+// notifies only when it waits for approvals (by its reason code, never its
+// text).
 func (n *Notifier) wanted(e audit.Entry) bool {
 	if e.Event != "execution.waiting" {
 		return true
 	}
 	var p struct {
-		Reason string `json:"reason"`
+		ReasonCode string `json:"reason_code"`
 	}
 	_ = json.Unmarshal(e.Payload, &p)
-	return strings.HasPrefix(p.Reason, "awaiting approval")
+	return p.ReasonCode == "awaiting_approval"
 }
 
 // Text is the one-line message of an event.
@@ -223,6 +224,9 @@ func Text(e audit.Entry) string {
 		Error       string   `json:"error"`
 		Commit      string   `json:"commit"`
 		Head        string   `json:"head"`
+		How         string   `json:"how"`
+		Recovery    bool     `json:"recovery"`
+		Kind        string   `json:"kind"`
 	}
 	_ = json.Unmarshal(e.Payload, &p)
 	name := e.Subject.Name
@@ -238,6 +242,15 @@ func Text(e audit.Entry) string {
 		return fmt.Sprintf(":warning: writ is holding: the branch history was rewritten (head %.12s). Nothing runs until an admin acknowledges it.", p.Head)
 	case "policy.change_held":
 		return fmt.Sprintf(":warning: writ is holding: a change to policies/ or .writ/ at %.12s lacks its admin approvals; the last trusted version stays in force.", p.Commit)
+	case "execution.stopped":
+		return fmt.Sprintf(":octagonal_sign: %s was stopped right before it ran: %s. %s", name, what, p.Reason)
+	case "policy.change_adopted":
+		if p.Recovery {
+			return fmt.Sprintf(":rotating_light: writ adopted the change to policies/ or .writ/ at %.12s with the server's RECOVERY keys (%s). Review it.", p.Commit, p.How)
+		}
+		return fmt.Sprintf(":scroll: writ adopted the change to policies/ or .writ/ at %.12s (%s).", p.Commit, p.How)
+	case "policy.change_dismissed":
+		return fmt.Sprintf(":no_entry: %s dismissed the unapproved change to policies/ or .writ/ at %.12s: it stays unadopted.", e.Actor.ID, p.Commit)
 	}
 	return fmt.Sprintf("%s: %s", e.Event, name)
 }

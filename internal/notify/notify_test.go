@@ -77,10 +77,19 @@ func setup(t *testing.T) (*store.Store, *audit.Log) {
 }
 
 func entry(event, name, reason string) audit.Entry {
+	payload := map[string]any{"reason": reason, "action": "block_ip", "environment": "production",
+		"operation": "apply", "targets": []string{"203.0.113.7"}}
+	// The reconciler's reason codes (the notifier reads the code, never
+	// the text).
+	switch {
+	case strings.HasPrefix(reason, "awaiting approval"):
+		payload["reason_code"] = "awaiting_approval"
+	case strings.HasPrefix(reason, "cannot plan"):
+		payload["reason_code"] = "no_plan"
+	}
 	return audit.Entry{Actor: audit.SystemActor, Event: event, Success: event != "execution.failed",
 		Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: name, Digest: strings.Repeat("a", 64)},
-		Payload: audit.MustJSON(map[string]any{"reason": reason, "action": "block_ip", "environment": "production",
-			"operation": "apply", "targets": []string{"203.0.113.7"}})}
+		Payload: audit.MustJSON(payload)}
 }
 
 func TestNotificationsFromTheAuditLog(t *testing.T) {
