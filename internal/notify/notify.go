@@ -56,7 +56,7 @@ type Options struct {
 // DefaultEvents are the audit events that notify.
 var DefaultEvents = []string{
 	"execution.waiting", "execution.completed", "execution.failed",
-	"repository.history_rewritten", "policy.change_held",
+	"repository.history_rewritten", "policy.change_held", "commit.refused",
 }
 
 func (o *Options) setDefaults() {
@@ -223,6 +223,12 @@ func Text(e audit.Entry) string {
 		Error       string   `json:"error"`
 		Commit      string   `json:"commit"`
 		Head        string   `json:"head"`
+		Problem     string   `json:"problem"`
+		Path        string   `json:"path"`
+		Malformed   *struct {
+			Problem string `json:"problem"`
+			Path    string `json:"path"`
+		} `json:"malformed"`
 	}
 	_ = json.Unmarshal(e.Payload, &p)
 	name := e.Subject.Name
@@ -237,9 +243,22 @@ func Text(e audit.Entry) string {
 	case "repository.history_rewritten":
 		return fmt.Sprintf(":warning: writ is holding: the branch history was rewritten (head %.12s). Nothing runs until an admin acknowledges it.", p.Head)
 	case "policy.change_held":
+		if m := p.Malformed; m != nil {
+			return fmt.Sprintf(":warning: writ is holding: policies/ or .writ/ at %.12s is malformed (%s at %s) and cannot be adopted; the last trusted version stays in force.",
+				p.Commit, slackEscape(m.Problem), slackEscape(fmt.Sprintf("%q", m.Path)))
+		}
 		return fmt.Sprintf(":warning: writ is holding: a change to policies/ or .writ/ at %.12s lacks its admin approvals; the last trusted version stays in force.", p.Commit)
+	case "commit.refused":
+		return fmt.Sprintf(":no_entry: writ refused commit %.12s: its tree is malformed (%s at %s: %s); none of its playbook changes was processed.",
+			p.Commit, slackEscape(p.Problem), slackEscape(fmt.Sprintf("%q", p.Path)), slackEscape(p.Reason))
 	}
 	return fmt.Sprintf("%s: %s", e.Event, name)
+}
+
+// slackEscape keeps text a pusher wrote (a file name) from being read as
+// Slack markup: a mention such as <!channel>, or a link.
+func slackEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
 func firstNonEmpty(ss ...string) string {

@@ -6,11 +6,14 @@
 // audit entry in the same transaction.
 //
 // One pass (ReconcileOnce) runs ordered steps — fetch, history, commits,
-// judge, expire, execute — and records its outcome in one place.
+// meta, judge, expire, execute — and records its outcome in one place. A
+// commit whose content is malformed (gitsrc.ErrMalformed) is refused on
+// record and the branch moves past it.
 package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -300,7 +303,7 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (err error) {
 		{"fetch", r.stepFetch},
 		{"history", r.stepHistory},
 		{"commits", r.stepCommits},
-		{"meta", r.stepMeta},
+		{"meta", r.stepMetaOrHold},
 		{"judge", r.stepJudge},
 		{"expire", r.stepExpire},
 		{"execute", r.stepExecute},
@@ -320,6 +323,12 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (err error) {
 		}
 	}
 	return nil
+}
+
+// stepMetaOrHold is stepMeta, holding on a malformed tree of what decides
+// rather than failing every pass on it (holdIfMalformed).
+func (r *Reconciler) stepMetaOrHold(ctx context.Context, p *pass) error {
+	return r.holdIfMalformed(ctx, p, r.stepMeta(ctx, p))
 }
 
 // record summarizes a pass in the status, in one place.
@@ -367,6 +376,16 @@ func describeHold(h *store.Hold) string {
 	case store.HoldHistoryRewritten:
 		return fmt.Sprintf("hold %d: branch history was rewritten at %.12s; nothing runs until an admin acknowledges it", h.ID, h.CommitSHA)
 	case store.HoldMetaChange:
+		var d struct {
+			Malformed *struct {
+				Problem string `json:"problem"`
+				Path    string `json:"path"`
+			} `json:"malformed"`
+		}
+		if json.Unmarshal(h.Detail, &d) == nil && d.Malformed != nil {
+			return fmt.Sprintf("hold %d: policies/ or .writ/ at %.12s is malformed (%s at %q) and cannot be adopted; the last trusted version stays in force until a commit mends it",
+				h.ID, h.CommitSHA, d.Malformed.Problem, d.Malformed.Path)
+		}
 		return fmt.Sprintf("hold %d: the change to policies/ or .writ/ at %.12s lacks its admin approvals; the last trusted version stays in force", h.ID, h.CommitSHA)
 	}
 	return fmt.Sprintf("hold %d: %s at %.12s", h.ID, h.Kind, h.CommitSHA)
