@@ -3,6 +3,7 @@ package reconcile
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -294,4 +295,38 @@ func TestMalformedPoliciesHoldTheTrustedVersion(t *testing.T) {
 		t.Fatalf("after mending: %+v", st)
 	}
 	e.verifyAudit()
+}
+
+// The pull request check path: Evaluate turns a malformed change into an
+// evaluation that fails (Malformed), not an error its caller would retry
+// for ever, whether the problem is in the tree the change adds or met only
+// when a playbook is read. A valid change is judged as usual.
+func TestEvaluateRefusesMalformedChanges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	base := e.repo.Git("rev-parse", "origin/main")
+	valid := playbookYAML("block-pr", "INC-50", "203.0.113.80", "low", "staging", "")
+	for i, tc := range []struct {
+		name    string
+		entry   gittest.TreeEntry
+		problem gitsrc.Problem
+	}{
+		{"dot-dot", e.dirEntry("..", e.blob("evil.yaml", valid)), gitsrc.ProblemUnsafeName},
+		{"file naming a tree", gittest.TreeEntry{Mode: "100644", Name: "evil.yaml", Hash: e.repo.Tree(e.blob("x", "x\n"))}, gitsrc.ProblemBadObject},
+		{"valid", e.blob("block-pr.yaml", valid), ""},
+	} {
+		head := e.repo.CommitTree(e.repo.TreeWith(base, "playbooks", tc.entry), base, tc.name)
+		e.repo.PushCommit(head, fmt.Sprintf("pr-%d", i))
+		ev, err := e.rec.Evaluate(e.ctx, base, head, i+1)
+		if err != nil {
+			t.Fatalf("%s: Evaluate: %v", tc.name, err)
+		}
+		switch {
+		case tc.problem == "" && (ev.Malformed != nil || len(ev.Playbooks) != 1 || ev.Playbooks[0].Outcome() != "awaiting"):
+			t.Fatalf("%s: %+v", tc.name, ev)
+		case tc.problem != "" && (ev.Malformed == nil || ev.Malformed.Problem != tc.problem || ev.Malformed.Commit != head || len(ev.Playbooks) != 0):
+			t.Fatalf("%s: malformed %+v, playbooks %d", tc.name, ev.Malformed, len(ev.Playbooks))
+		}
+	}
 }
