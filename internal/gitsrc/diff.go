@@ -64,15 +64,16 @@ func (s *Source) ListFiles(ctx context.Context, sha, dir string) ([]string, erro
 	if err != nil {
 		return nil, err
 	}
-	h := c.TreeHash
+	h, depth := c.TreeHash, 0
 	if dir != "" {
 		var found bool
 		if h, found, err = s.walkTo(sha, c.TreeHash, dir); err != nil || !found {
 			return nil, err
 		}
+		depth = strings.Count(dir, "/") + 1
 	}
 	d := &differ{s: s, ctx: ctx, commit: sha, budget: s.opts.MaxTreeEntries}
-	if err := d.diff(dir, plumbing.ZeroHash, h, strings.Count(dir, "/")); err != nil {
+	if err := d.diff(dir, plumbing.ZeroHash, h, depth); err != nil {
 		return nil, err
 	}
 	out := make([]string, 0, len(d.out))
