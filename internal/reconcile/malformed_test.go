@@ -330,3 +330,37 @@ func TestEvaluateRefusesMalformedChanges(t *testing.T) {
 		}
 	}
 }
+
+// Symlinks (one pointing out of the repository) and submodules are
+// well-formed git: a commit holding them under playbooks/ is processed,
+// each is recorded as an invalid playbook (never followed, never run), and
+// the valid playbook beside them is judged.
+func TestSymlinksAndSubmodulesAreInvalidPlaybooks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	base := e.repo.Git("rev-parse", "origin/main")
+	c := e.pushRaw(base, "links", "playbooks",
+		gittest.TreeEntry{Mode: "120000", Name: "link.yaml", Hash: e.repo.Blob("../../../../etc/passwd")},
+		gittest.TreeEntry{Mode: "160000", Name: "sub.yaml", Hash: base},
+		e.blob("block-ok.yaml", playbookYAML("block-ok", "INC-60", "203.0.113.90", "low", "staging", "")))
+	e.pass()
+	if st := e.rec.Status(); st.Processed != c || st.LastError != "" {
+		t.Fatalf("status %+v", st)
+	}
+	if refused := e.audited("commit.refused"); len(refused) != 0 {
+		t.Fatalf("refused: %v", refused)
+	}
+	invalid := map[string]string{}
+	for _, p := range e.audited("playbook.invalid") {
+		invalid[p["path"].(string)] = p["problems"].(string)
+	}
+	for _, name := range []string{"link", "sub"} {
+		if !strings.Contains(invalid[pbPath(name)], "not a regular file") {
+			t.Fatalf("%s: %q (all: %v)", name, invalid[pbPath(name)], invalid)
+		}
+	}
+	if st, reason := e.status("block-ok"); st != store.StatusAwaitingApproval {
+		t.Fatalf("block-ok: %s (%s)", st, reason)
+	}
+}
