@@ -364,3 +364,31 @@ func TestSymlinksAndSubmodulesAreInvalidPlaybooks(t *testing.T) {
 		t.Fatalf("block-ok: %s (%s)", st, reason)
 	}
 }
+
+// A first start on a head whose playbooks/ holds a ".." directory used to
+// walk into it and back out through the root for ever (until writ ran out
+// of file descriptors or stack). It now fails the pass with the problem,
+// and starts once the head is mended.
+func TestFirstStartOnAMalformedHead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	base := e.repo.Git("rev-parse", "origin/main")
+	e.pushRaw(base, "the attack", "playbooks", e.dirEntry("..", e.blob("evil.yaml", "x\n")))
+	err := e.rec.ReconcileOnce(e.ctx)
+	var bad *gitsrc.MalformedError
+	if !errors.As(err, &bad) || bad.Path != "playbooks/.." {
+		t.Fatalf("first pass: %v; want the malformed entry", err)
+	}
+	if st := e.rec.Status(); st.Processed != "" || !strings.Contains(st.LastError, `"playbooks/.."`) {
+		t.Fatalf("status %+v", st)
+	}
+	mended := e.repo.CommitTree(e.repo.TreeWith(base, "playbooks", e.blob("block-ok.yaml", playbookYAML("block-ok", "INC-61", "203.0.113.91", "low", "staging", ""))), base, "mend")
+	e.repo.PushCommit(mended, "main")
+	e.pass()
+	if st := e.rec.Status(); st.Processed != mended {
+		t.Fatalf("after mending: %+v", st)
+	}
+	if st, _ := e.status("block-ok"); st != store.StatusAwaitingApproval {
+		t.Fatalf("block-ok: %s", st)
+	}
+}
