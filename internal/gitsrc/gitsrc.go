@@ -3,6 +3,12 @@
 // branch, walks new commits in first-parent order, lists what each changed,
 // tells fast-forwards from rewritten history, and serves a commit's tree as
 // a read-only fs.FS.
+//
+// Commits are untrusted: gitsrc decodes their trees itself and reports
+// content it will not read (unsafe names, bad modes, duplicate or unsorted
+// entries, trees too deep or too large) as a *MalformedError wrapping
+// ErrMalformed, which callers tell from errors of the repository or the
+// network with errors.Is.
 package gitsrc
 
 import (
@@ -24,7 +30,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
-	"github.com/go-git/go-git/v5/utils/merkletrie"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -51,6 +56,14 @@ type Options struct {
 	KnownHostsFile   string
 	// Timeout bounds one clone or fetch. Default 2m.
 	Timeout time.Duration
+	// MaxTreeEntries bounds the tree entries read for one diff (Changes,
+	// ListFiles) or listed through one FS: git shares identical subtrees,
+	// so a small push can describe billions of paths. Past it the content
+	// is malformed (ProblemTooLarge). Default DefaultMaxTreeEntries.
+	MaxTreeEntries int
+	// MaxTreeDepth bounds how deep directories nest (ProblemTooDeep past
+	// it). Default DefaultMaxTreeDepth.
+	MaxTreeDepth int
 }
 
 func (o *Options) setDefaults() {
@@ -59,6 +72,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Minute
+	}
+	if o.MaxTreeEntries == 0 {
+		o.MaxTreeEntries = DefaultMaxTreeEntries
+	}
+	if o.MaxTreeDepth == 0 {
+		o.MaxTreeDepth = DefaultMaxTreeDepth
 	}
 }
 
@@ -73,6 +92,9 @@ func (o *Options) validate() error {
 	}
 	if !o.local() && o.CacheDir == "" {
 		return errors.New("gitsrc: a cache directory is required to clone a remote repository")
+	}
+	if o.MaxTreeEntries < 0 || o.MaxTreeDepth < 0 {
+		return fmt.Errorf("gitsrc: tree limits must not be negative (entries %d, depth %d)", o.MaxTreeEntries, o.MaxTreeDepth)
 	}
 	if o.isSSH() && o.KnownHostsFile == "" {
 		return errors.New("gitsrc: SSH needs a known_hosts file (host keys are never trusted on first use)")
@@ -390,92 +412,6 @@ func (s *Source) MergeBase(a, b string) (string, error) {
 		return "", fmt.Errorf("gitsrc: %s and %s share no history", a, b)
 	}
 	return bases[0].Hash.String(), nil
-}
-
-// ChangeType says how a file changed.
-type ChangeType string
-
-// Change types.
-const (
-	Added    ChangeType = "added"
-	Modified ChangeType = "modified"
-	Deleted  ChangeType = "deleted"
-)
-
-// Change is one changed file between two commits.
-type Change struct {
-	Path string
-	Type ChangeType
-}
-
-// Changes lists the files that differ between two commits (from "" means
-// the empty tree), without rename detection: a rename is a delete and an add.
-func (s *Source) Changes(ctx context.Context, from, to string) ([]Change, error) {
-	var fromTree *object.Tree
-	if from != "" {
-		c, err := s.commit(from)
-		if err != nil {
-			return nil, err
-		}
-		if fromTree, err = c.Tree(); err != nil {
-			return nil, fmt.Errorf("gitsrc: tree of %s: %w", from, err)
-		}
-	} else {
-		fromTree = &object.Tree{}
-	}
-	c, err := s.commit(to)
-	if err != nil {
-		return nil, err
-	}
-	toTree, err := c.Tree()
-	if err != nil {
-		return nil, fmt.Errorf("gitsrc: tree of %s: %w", to, err)
-	}
-	changes, err := object.DiffTreeWithOptions(ctx, fromTree, toTree, nil)
-	if err != nil {
-		return nil, fmt.Errorf("gitsrc: diff %s..%s: %w", from, to, err)
-	}
-	out := make([]Change, 0, len(changes))
-	for _, ch := range changes {
-		a, err := ch.Action()
-		if err != nil {
-			return nil, fmt.Errorf("gitsrc: diff %s..%s: %w", from, to, err)
-		}
-		switch a {
-		case merkletrie.Insert:
-			out = append(out, Change{Path: ch.To.Name, Type: Added})
-		case merkletrie.Delete:
-			out = append(out, Change{Path: ch.From.Name, Type: Deleted})
-		default:
-			out = append(out, Change{Path: ch.To.Name, Type: Modified})
-		}
-	}
-	return out, nil
-}
-
-// TreeHash returns the hash of the tree at path (e.g. "policies") in a
-// commit, or "" when the path does not exist. Equal hashes mean equal
-// content, which lets callers cache what they derive from a directory.
-func (s *Source) TreeHash(sha, path string) (string, error) {
-	c, err := s.commit(sha)
-	if err != nil {
-		return "", err
-	}
-	t, err := c.Tree()
-	if err != nil {
-		return "", fmt.Errorf("gitsrc: tree of %s: %w", sha, err)
-	}
-	if path == "" || path == "." {
-		return t.Hash.String(), nil
-	}
-	e, err := t.FindEntry(path)
-	if errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("gitsrc: %s at %s: %w", path, sha, err)
-	}
-	return e.Hash.String(), nil
 }
 
 // RedactURL removes credentials from a URL for messages and logs.

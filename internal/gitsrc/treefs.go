@@ -5,34 +5,49 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 // FS returns the tree of a commit as a read-only file system. Symlinks are
 // reported as symlinks (fs.Lstat) and are never followed, so nothing read
 // through it can point outside the repository; submodules are irregular
-// files.
+// files. Trees are decoded as Changes decodes them: an entry writ will not
+// read, met on the way to a name or in a directory listed, fails with a
+// *MalformedError (ErrMalformed, wrapped in an *fs.PathError), and so does
+// listing more than Options.MaxTreeEntries entries in all (a walk of a tree
+// that shares subtrees could otherwise last for ever) or a directory
+// deeper than Options.MaxTreeDepth.
 func (s *Source) FS(sha string) (fs.FS, error) {
 	c, err := s.commit(sha)
 	if err != nil {
 		return nil, err
 	}
-	t, err := c.Tree()
-	if err != nil {
-		return nil, fmt.Errorf("gitsrc: tree of %s: %w", sha, err)
-	}
-	return &treeFS{root: t, when: c.Committer.When}, nil
+	return &treeFS{s: s, commit: sha, root: c.TreeHash, when: c.Committer.When,
+		trees: map[plumbing.Hash]*dirTree{}, budget: s.opts.MaxTreeEntries}, nil
 }
 
 type treeFS struct {
-	root *object.Tree
-	when time.Time
+	s      *Source
+	commit string
+	root   plumbing.Hash
+	when   time.Time
+
+	mu    sync.Mutex
+	trees map[plumbing.Hash]*dirTree // decoded trees, by hash
+	// budget is how many more entries ReadDir may list.
+	budget int
+}
+
+// dirTree is a decoded tree with its names indexed.
+type dirTree struct {
+	entries []entry
+	byName  map[string]int // index of the entry; -1 for a name held twice
 }
 
 var (
@@ -72,37 +87,77 @@ func goMode(m filemode.FileMode) fs.FileMode {
 	return 0o444
 }
 
-// lookup returns the entry at name without following symlinks.
-func (f *treeFS) lookup(op, name string) (*entryInfo, *object.TreeEntry, error) {
+// tree decodes (once) the tree h found at path.
+func (f *treeFS) tree(h plumbing.Hash, path string) (*dirTree, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if t, ok := f.trees[h]; ok {
+		return t, nil
+	}
+	entries, err := f.s.readTree(h)
+	if err != nil {
+		return nil, locate(err, f.commit, path)
+	}
+	t := &dirTree{entries: entries, byName: make(map[string]int, len(entries))}
+	for i := range entries {
+		if _, dup := t.byName[entries[i].name]; dup {
+			t.byName[entries[i].name] = -1
+		} else {
+			t.byName[entries[i].name] = i
+		}
+	}
+	f.trees[h] = t
+	return t, nil
+}
+
+// lookup returns the entry at name without following symlinks, and the
+// hash of what it names. Only the entries on the way are judged.
+func (f *treeFS) lookup(op, name string) (*entryInfo, plumbing.Hash, error) {
 	if !fs.ValidPath(name) {
-		return nil, nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+		return nil, plumbing.ZeroHash, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
 	if name == "." {
-		return &entryInfo{name: ".", mode: fs.ModeDir | 0o555, when: f.when}, nil, nil
+		return &entryInfo{name: ".", mode: fs.ModeDir | 0o555, when: f.when}, f.root, nil
 	}
-	// Walking through a symlinked directory would follow the link.
-	if dir := path.Dir(name); dir != "." {
-		de, err := f.root.FindEntry(dir)
-		if err == nil && de.Mode != filemode.Dir {
-			return nil, nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+	fail := func(err error) (*entryInfo, plumbing.Hash, error) {
+		return nil, plumbing.ZeroHash, &fs.PathError{Op: op, Path: name, Err: err}
+	}
+	h, dir := f.root, ""
+	parts := strings.Split(name, "/")
+	var e *entry
+	for i, part := range parts {
+		if i > 0 {
+			// Walking through a symlinked directory would follow the link.
+			if !e.isDir() {
+				return fail(fs.ErrNotExist)
+			}
+			h, dir = e.hash, join(dir, parts[i-1])
 		}
-	}
-	e, err := f.root.FindEntry(name)
-	if err != nil {
-		if errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrFileNotFound) {
-			return nil, nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
-		}
-		return nil, nil, &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	info := &entryInfo{name: path.Base(name), mode: goMode(e.Mode), when: f.when}
-	if e.Mode.IsFile() {
-		size, err := f.root.Size(name)
+		t, err := f.tree(h, dir)
 		if err != nil {
-			return nil, nil, &fs.PathError{Op: op, Path: name, Err: err}
+			return fail(err)
+		}
+		idx, ok := t.byName[part]
+		switch {
+		case !ok:
+			return fail(fs.ErrNotExist)
+		case idx < 0:
+			return fail(malformed(f.commit, join(dir, part), ProblemDuplicate, "the directory holds this name twice"))
+		}
+		e = &t.entries[idx]
+		if e.problem != "" {
+			return fail(malformed(f.commit, join(dir, part), e.problem, e.detail))
+		}
+	}
+	info := &entryInfo{name: parts[len(parts)-1], mode: goMode(e.mode), when: f.when}
+	if e.mode.IsFile() {
+		size, err := f.s.repo.Storer.EncodedObjectSize(e.hash)
+		if err != nil {
+			return fail(err)
 		}
 		info.size = size
 	}
-	return info, e, nil
+	return info, e.hash, nil
 }
 
 func (f *treeFS) Lstat(name string) (fs.FileInfo, error) {
@@ -118,43 +173,76 @@ func (f *treeFS) Lstat(name string) (fs.FileInfo, error) {
 func (f *treeFS) Stat(name string) (fs.FileInfo, error) { return f.Lstat(name) }
 
 func (f *treeFS) ReadLink(name string) (string, error) {
-	info, _, err := f.lookup("readlink", name)
+	info, h, err := f.lookup("readlink", name)
 	if err != nil {
 		return "", err
 	}
 	if info.mode&fs.ModeSymlink == 0 {
 		return "", &fs.PathError{Op: "readlink", Path: name, Err: fs.ErrInvalid}
 	}
-	file, err := f.root.File(name)
+	rc, err := f.blob(h, name)
 	if err != nil {
 		return "", &fs.PathError{Op: "readlink", Path: name, Err: err}
 	}
-	target, err := file.Contents()
+	defer rc.Close()
+	target, err := io.ReadAll(io.LimitReader(rc, maxNameBytes+1))
 	if err != nil {
 		return "", &fs.PathError{Op: "readlink", Path: name, Err: err}
 	}
-	return target, nil
+	if len(target) > maxNameBytes {
+		return "", &fs.PathError{Op: "readlink", Path: name,
+			Err: malformed(f.commit, name, ProblemTooLarge, fmt.Sprintf("the link's target is longer than %d bytes", maxNameBytes))}
+	}
+	return string(target), nil
+}
+
+// blob opens the blob h found at path.
+func (f *treeFS) blob(h plumbing.Hash, path string) (io.ReadCloser, error) {
+	obj, err := f.s.repo.Storer.EncodedObject(plumbing.AnyObject, h)
+	if err != nil {
+		return nil, err
+	}
+	if obj.Type() != plumbing.BlobObject {
+		return nil, malformed(f.commit, path, ProblemBadObject, fmt.Sprintf("names a %s where a file belongs", obj.Type()))
+	}
+	return obj.Reader()
 }
 
 func (f *treeFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	info, _, err := f.lookup("readdir", name)
+	info, h, err := f.lookup("readdir", name)
 	if err != nil {
 		return nil, err
 	}
 	if !info.IsDir() {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: errors.New("not a directory")}
 	}
-	t := f.root
-	if name != "." {
-		if t, err = f.root.Tree(name); err != nil {
-			return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
-		}
+	dir := name
+	if name == "." {
+		dir = ""
+	} else if depth := strings.Count(name, "/") + 1; depth > f.s.opts.MaxTreeDepth {
+		return nil, &fs.PathError{Op: "readdir", Path: name,
+			Err: malformed(f.commit, dir, ProblemTooDeep, fmt.Sprintf("directories nested more than %d deep", f.s.opts.MaxTreeDepth))}
 	}
-	out := make([]fs.DirEntry, 0, len(t.Entries))
-	for _, e := range t.Entries {
-		ei := &entryInfo{name: e.Name, mode: goMode(e.Mode), when: f.when}
-		if e.Mode.IsFile() {
-			if size, err := t.Size(e.Name); err == nil {
+	t, err := f.tree(h, dir)
+	if err != nil {
+		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
+	}
+	if i, p, why := firstProblem(t.entries, nil); i >= 0 {
+		return nil, &fs.PathError{Op: "readdir", Path: name, Err: malformed(f.commit, join(dir, t.entries[i].name), p, why)}
+	}
+	f.mu.Lock()
+	f.budget -= len(t.entries)
+	over := f.budget < 0
+	f.mu.Unlock()
+	if over {
+		return nil, &fs.PathError{Op: "readdir", Path: name, Err: malformed(f.commit, dir, ProblemTooLarge,
+			fmt.Sprintf("more than %d tree entries listed; writ reads at most that many from one commit", f.s.opts.MaxTreeEntries))}
+	}
+	out := make([]fs.DirEntry, 0, len(t.entries))
+	for _, e := range t.entries {
+		ei := &entryInfo{name: e.name, mode: goMode(e.mode), when: f.when}
+		if e.mode.IsFile() {
+			if size, err := f.s.repo.Storer.EncodedObjectSize(e.hash); err == nil {
 				ei.size = size
 			}
 		}
@@ -174,7 +262,7 @@ func (f *treeFS) ReadFile(name string) ([]byte, error) {
 }
 
 func (f *treeFS) Open(name string) (fs.File, error) {
-	info, _, err := f.lookup("open", name)
+	info, h, err := f.lookup("open", name)
 	if err != nil {
 		return nil, err
 	}
@@ -188,11 +276,7 @@ func (f *treeFS) Open(name string) (fs.File, error) {
 	if !info.Mode().IsRegular() {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fmt.Errorf("not a regular file (%s)", info.Mode().Type())}
 	}
-	file, err := f.root.File(name)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
-	}
-	r, err := file.Reader()
+	r, err := f.blob(h, name)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}

@@ -57,6 +57,7 @@ type Options struct {
 var DefaultEvents = []string{
 	"execution.waiting", "execution.completed", "execution.failed", "execution.stopped",
 	"repository.history_rewritten", "policy.change_held", "policy.change_adopted", "policy.change_dismissed",
+	"commit.refused",
 }
 
 func (o *Options) setDefaults() {
@@ -226,7 +227,12 @@ func Text(e audit.Entry) string {
 		Head        string   `json:"head"`
 		How         string   `json:"how"`
 		Recovery    bool     `json:"recovery"`
-		Kind        string   `json:"kind"`
+		Problem     string   `json:"problem"`
+		Path        string   `json:"path"`
+		Malformed   *struct {
+			Problem string `json:"problem"`
+			Path    string `json:"path"`
+		} `json:"malformed"`
 	}
 	_ = json.Unmarshal(e.Payload, &p)
 	name := e.Subject.Name
@@ -241,9 +247,13 @@ func Text(e audit.Entry) string {
 	case "repository.history_rewritten":
 		return fmt.Sprintf(":warning: writ is holding: the branch history was rewritten (head %.12s). Nothing runs until an admin acknowledges it.", p.Head)
 	case "policy.change_held":
+		if m := p.Malformed; m != nil {
+			return fmt.Sprintf(":warning: writ is holding: policies/ or .writ/ at %.12s is malformed (%s at %s) and cannot be adopted; the last trusted version stays in force.",
+				p.Commit, slackEscape(m.Problem), slackEscape(fmt.Sprintf("%q", m.Path)))
+		}
 		return fmt.Sprintf(":warning: writ is holding: a change to policies/ or .writ/ at %.12s lacks its admin approvals; the last trusted version stays in force.", p.Commit)
 	case "execution.stopped":
-		return fmt.Sprintf(":octagonal_sign: %s was stopped right before it ran: %s. %s", name, what, p.Reason)
+		return fmt.Sprintf(":octagonal_sign: %s was stopped right before it ran: %s. %s", name, what, slackEscape(p.Reason))
 	case "policy.change_adopted":
 		if p.Recovery {
 			return fmt.Sprintf(":rotating_light: writ adopted the change to policies/ or .writ/ at %.12s with the server's RECOVERY keys (%s). Review it.", p.Commit, p.How)
@@ -251,8 +261,17 @@ func Text(e audit.Entry) string {
 		return fmt.Sprintf(":scroll: writ adopted the change to policies/ or .writ/ at %.12s (%s).", p.Commit, p.How)
 	case "policy.change_dismissed":
 		return fmt.Sprintf(":no_entry: %s dismissed the unapproved change to policies/ or .writ/ at %.12s: it stays unadopted.", e.Actor.ID, p.Commit)
+	case "commit.refused":
+		return fmt.Sprintf(":no_entry: writ refused commit %.12s: its tree is malformed (%s at %s: %s); none of its playbook changes was processed.",
+			p.Commit, slackEscape(p.Problem), slackEscape(fmt.Sprintf("%q", p.Path)), slackEscape(p.Reason))
 	}
 	return fmt.Sprintf("%s: %s", e.Event, name)
+}
+
+// slackEscape keeps text a pusher wrote (a file name) from being read as
+// Slack markup: a mention such as <!channel>, or a link.
+func slackEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
 func firstNonEmpty(ss ...string) string {

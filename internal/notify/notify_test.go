@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,5 +173,29 @@ func TestOptionsAndRedaction(t *testing.T) {
 	err := n.post(context.Background(), []byte("{}"), 1)
 	if err == nil || strings.Contains(err.Error(), "secretpart") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// A refused commit and a hold on malformed policies notify, and what the
+// pusher wrote (a file name) cannot become Slack markup.
+func TestTextOfMalformedContent(t *testing.T) {
+	t.Parallel()
+	if !slices.Contains(DefaultEvents, "commit.refused") {
+		t.Fatal("commit.refused is not notified by default")
+	}
+	refused := Text(audit.Entry{Event: "commit.refused", Payload: audit.MustJSON(map[string]any{
+		"commit": strings.Repeat("c", 40), "problem": "unsafe_name", "path": "playbooks/<!channel>", "reason": `".." names a directory itself or its parent`})})
+	if !strings.Contains(refused, "refused commit cccccccccccc") || !strings.Contains(refused, "unsafe_name") ||
+		strings.Contains(refused, "<!channel>") || !strings.Contains(refused, "&lt;!channel&gt;") {
+		t.Fatalf("refusal: %s", refused)
+	}
+	held := Text(audit.Entry{Event: "policy.change_held", Payload: audit.MustJSON(map[string]any{
+		"commit": strings.Repeat("d", 40), "malformed": map[string]string{"problem": "duplicate_name", "path": "policies/a.rego"}})})
+	if !strings.Contains(held, "policies/ or .writ/ at dddddddddddd is malformed (duplicate_name at \"policies/a.rego\")") {
+		t.Fatalf("hold: %s", held)
+	}
+	plain := Text(audit.Entry{Event: "policy.change_held", Payload: audit.MustJSON(map[string]any{"commit": strings.Repeat("d", 40)})})
+	if !strings.Contains(plain, "lacks its admin approvals") {
+		t.Fatalf("plain hold: %s", plain)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"slices"
 	"strings"
@@ -51,30 +50,27 @@ func (r *Reconciler) bootstrap(ctx context.Context, p *pass) error {
 	return nil
 }
 
-// treeAsChanges lists every playbook of a commit's tree as added.
+// treeAsChanges lists every playbook of a commit's tree as added. A
+// malformed playbooks/ tree fails with gitsrc.ErrMalformed.
 func (r *Reconciler) treeAsChanges(ctx context.Context, sha string) ([]gitsrc.Change, error) {
-	fsys, err := r.opts.Source.FS(sha)
+	files, err := r.opts.Source.ListFiles(ctx, sha, playbook.Dir)
 	if err != nil {
 		return nil, err
 	}
 	var out []gitsrc.Change
-	err = fs.WalkDir(fsys, playbook.Dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && p == playbook.Dir {
-				return fs.SkipAll
-			}
-			return err
-		}
-		if !d.IsDir() && playbook.IsPlaybookPath(p) {
+	for _, p := range files {
+		if playbook.IsPlaybookPath(p) {
 			out = append(out, gitsrc.Change{Path: p, Type: gitsrc.Added})
 		}
-		return ctx.Err()
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 // stepCommits processes the commits between the processed one and the
-// head, oldest first, each in one transaction with its audit entries.
+// head, oldest first, each in one transaction with its audit entries. A
+// malformed commit is refused on record and the next one is processed; an
+// error of the infrastructure stops the step, and the next pass starts
+// again from the last commit processed.
 func (r *Reconciler) stepCommits(ctx context.Context, p *pass) error {
 	if p.holding || p.head == p.state.ProcessedSHA {
 		return nil
@@ -95,27 +91,36 @@ func (r *Reconciler) stepCommits(ctx context.Context, p *pass) error {
 }
 
 // processCommit judges a commit's playbook changes with the trusted base,
-// then decides whether its changes to policies/ and .writ/ are adopted.
+// then decides whether its changes to policies/ and .writ/ are adopted. A
+// commit whose tree writ will not read (gitsrc.ErrMalformed) is refused
+// as a whole (refuseCommit).
 func (r *Reconciler) processCommit(ctx context.Context, p *pass, c gitsrc.Commit) error {
 	t, err := r.trustAt(ctx, p.state.AdoptedSHA)
 	if err != nil {
 		return err
 	}
-	changes, err := r.opts.Source.Changes(ctx, c.Parent, c.SHA)
-	if err != nil {
-		return err
-	}
 	var pbChanges []gitsrc.Change
+	var work []*work
 	meta := false
-	for _, ch := range changes {
-		switch {
-		case playbook.IsPlaybookPath(ch.Path):
-			pbChanges = append(pbChanges, ch)
-		case ch.Path == policiesDir || strings.HasPrefix(ch.Path, policiesDir+"/") || strings.HasPrefix(ch.Path, writDir+"/"):
-			meta = true
+	changes, err := r.opts.Source.Changes(ctx, c.Parent, c.SHA)
+	if err == nil {
+		for _, ch := range changes {
+			switch {
+			case playbook.IsPlaybookPath(ch.Path):
+				pbChanges = append(pbChanges, ch)
+			case ch.Path == policiesDir || strings.HasPrefix(ch.Path, policiesDir+"/") || strings.HasPrefix(ch.Path, writDir+"/"):
+				meta = true
+			}
 		}
+		work, err = r.prepareChanges(ctx, c, pbChanges, t, changes)
 	}
-	work, err := r.prepareChanges(ctx, c, pbChanges, t, changes)
+	var bad *gitsrc.MalformedError
+	if errors.As(err, &bad) {
+		if err := r.refuseCommit(ctx, p, c, bad, pbChanges); err != nil {
+			return err
+		}
+		return r.holdIfMalformed(ctx, p, r.checkMeta(ctx, p))
+	}
 	if err != nil {
 		return err
 	}
@@ -134,7 +139,87 @@ func (r *Reconciler) processCommit(ctx context.Context, p *pass, c gitsrc.Commit
 	p.state = &st
 	// Changes to what decides are judged after the commit's playbooks (a PR
 	// that edits a policy is judged by the old one).
-	return r.checkMeta(ctx, p)
+	return r.holdIfMalformed(ctx, p, r.checkMeta(ctx, p))
+}
+
+// refuseCommit records that a commit's content is malformed and moves the
+// branch position past it. None of its playbook changes is processed, the
+// valid ones included: a tree that holds a malformed entry may mean
+// something else to git, to a checkout and to writ, and what it asks is
+// therefore not judged at all. The refusal (commit.refused) names the
+// commit, the entry and the problem, and lists the playbook changes it
+// drops when they are known; they take effect only when a later commit
+// changes those files again. Its changes to policies/ and .writ/ are not
+// refused here: what decides is adopted from the branch position, and
+// only with the admin quorum, as always.
+func (r *Reconciler) refuseCommit(ctx context.Context, p *pass, c gitsrc.Commit, bad *gitsrc.MalformedError, dropped []gitsrc.Change) error {
+	st := *p.state
+	st.ProcessedSHA = c.SHA
+	st.ObservedHead = p.head
+	payload := map[string]any{"commit": c.SHA, "parent": c.Parent, "subject": c.Subject,
+		"problem": bad.Problem, "path": bad.Path, "reason": bad.Detail}
+	if len(dropped) > 0 {
+		var paths []string
+		for _, ch := range dropped {
+			paths = append(paths, ch.Path)
+		}
+		payload["playbooks_not_processed"] = paths
+	}
+	err := r.store(ctx, func(tx *store.Store) error {
+		if err := tx.RecordCommit(ctx, c.SHA, c.Parent, c.Subject, map[string]any{"refused": bad.Problem, "path": bad.Path}); err != nil {
+			return err
+		}
+		if err := tx.SaveRepoState(ctx, st); err != nil {
+			return err
+		}
+		_, err := r.appendAudit(ctx, tx, audit.Entry{
+			Actor: audit.SystemActor, Event: "commit.refused", Success: false,
+			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "repository"},
+			Payload: audit.MustJSON(payload),
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.log.WarnContext(ctx, "refused a malformed commit: none of its playbook changes is processed",
+		slog.String("commit", c.SHA), slog.String("problem", string(bad.Problem)), slog.String("path", bad.Path), slog.String("reason", bad.Detail))
+	p.state = &st
+	return nil
+}
+
+// holdIfMalformed turns a malformed tree of policies/ or .writ/ at the
+// processed commit, met while checking what decides (err is checkMeta's),
+// into a hold: such a change can never be adopted (its digest cannot even
+// be computed), so writ keeps the last trusted version in force and says
+// so, as for a change that lacks its admin approvals, until a later commit
+// mends the tree. An admin may dismiss the hold (it is not opened again for
+// that commit); nothing is adopted. Other errors pass through.
+func (r *Reconciler) holdIfMalformed(ctx context.Context, p *pass, err error) error {
+	var bad *gitsrc.MalformedError
+	if !errors.As(err, &bad) {
+		return err
+	}
+	commit := p.state.ProcessedSHA
+	metaKey := "malformed:" + commit
+	if dismissed, err := r.opts.Store.DismissedMetaChange(ctx, metaKey); err != nil || dismissed != nil {
+		return err
+	}
+	malformed := map[string]string{"problem": string(bad.Problem), "path": bad.Path, "reason": bad.Detail}
+	return r.store(ctx, func(tx *store.Store) error {
+		h, created, err := tx.OpenHold(ctx, store.HoldMetaChange, commit, metaKey, map[string]any{"malformed": malformed})
+		if err != nil || !created {
+			return err
+		}
+		r.log.WarnContext(ctx, "holding: policies/ or .writ/ is malformed at the branch position; the last trusted version stays in force",
+			slog.String("commit", commit), slog.String("problem", string(bad.Problem)), slog.String("path", bad.Path))
+		_, err = r.appendAudit(ctx, tx, audit.Entry{
+			Actor: audit.SystemActor, Event: "policy.change_held", Success: false,
+			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "policies"},
+			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "commit": commit, "trusted_commit": p.state.AdoptedSHA, "malformed": malformed}),
+		})
+		return err
+	})
 }
 
 // holdRewrittenHistory records (once) that the branch no longer descends

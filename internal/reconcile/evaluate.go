@@ -38,6 +38,10 @@ type Evaluation struct {
 	PlaybookLimit int
 	// Meta is set when the change touches policies/ or .writ/.
 	Meta *MetaEvaluation
+	// Malformed, when set, is why nothing was judged: the change's tree
+	// holds content writ will not read (gitsrc.ErrMalformed). The change
+	// fails; merged, its commit would be refused as a whole.
+	Malformed *gitsrc.MalformedError
 }
 
 // PlaybookEvaluation is one changed playbook file, judged as the operation
@@ -98,7 +102,21 @@ type MetaEvaluation struct {
 // the target branch's head, head the PR's head commit). Files are compared
 // from the merge base, as a forge shows them. pullRequest, when not 0, is
 // passed to policies as input.change.pullRequest.
+//
+// A tree writ will not read, in what the change adds or in what judging it
+// reads, is no error: the evaluation says so in Malformed and the change
+// fails, rather than being retried for ever. Errors are the
+// infrastructure's.
 func (r *Reconciler) Evaluate(ctx context.Context, base, head string, pullRequest int) (*Evaluation, error) {
+	ev, err := r.evaluate(ctx, base, head, pullRequest)
+	var bad *gitsrc.MalformedError
+	if errors.As(err, &bad) {
+		return &Evaluation{Base: base, Head: head, PlaybookLimit: r.opts.MaxPlaybooksPerChange, Malformed: bad}, nil
+	}
+	return ev, err
+}
+
+func (r *Reconciler) evaluate(ctx context.Context, base, head string, pullRequest int) (*Evaluation, error) {
 	mb, err := r.opts.Source.MergeBase(base, head)
 	if err != nil {
 		return nil, err

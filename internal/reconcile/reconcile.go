@@ -6,15 +6,21 @@
 // audit entry in the same transaction.
 //
 // One pass (ReconcileOnce) runs ordered steps — fetch, history, commits,
-// judge, expire, execute — and records its outcome in one place.
+// meta, judge, expire, execute — and records its outcome in one place. A
+// commit whose content is malformed (gitsrc.ErrMalformed) is refused on
+// record and the branch moves past it; errors of the infrastructure fail
+// the pass, which runs what is safe without the failed step and is tried
+// again.
 package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -303,7 +309,27 @@ func (r *Reconciler) nextDue(ctx context.Context) time.Duration {
 type step struct {
 	name string
 	run  func(ctx context.Context, p *pass) error
+	// branch marks the steps that follow the branch (fetch, history,
+	// commits, meta): after fetch they need the fetched head and the
+	// position.
+	branch bool
+	// onError is what a failure of the step means for the rest of the pass.
+	onError onError
 }
+
+// onError says which steps still run after one fails.
+type onError int
+
+const (
+	// goOn: the later steps run (the operations judge, expire and execute
+	// work on are recorded already, whatever became of the branch).
+	goOn onError = iota
+	// skipBranch: the steps that follow the branch cannot run; the others
+	// do, unless a hold on rewritten history is open.
+	skipBranch
+	// stopPass: nothing else runs, as while rewritten history is held.
+	stopPass
+)
 
 var errStop = errors.New("stop pass")
 
@@ -318,6 +344,15 @@ type pass struct {
 // ReconcileOnce runs one pass: fetch the branch, check its history, process
 // new commits, judge waiting operations, queue expiries, execute. Passes
 // never overlap.
+//
+// A failing step does not keep the later ones from running when they are
+// safe without it: when fetching or processing commits fails (the git
+// server is down, a database call failed), the operations already recorded
+// are still judged, expired and executed in the same pass, so approved work
+// runs and expiries fire. When the history check fails, nothing runs, as
+// while rewritten history is held: writ cannot tell whether it was. The
+// pass returns every step's error (errors.Join), which the status and
+// /readyz report, and the next pass tries again.
 func (r *Reconciler) ReconcileOnce(ctx context.Context) (err error) {
 	r.passMu.Lock()
 	defer r.passMu.Unlock()
@@ -325,29 +360,62 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (err error) {
 	start := r.opts.Now()
 	defer func() { r.record(ctx, p, start, err) }()
 	steps := []step{
-		{"fetch", r.stepFetch},
-		{"history", r.stepHistory},
-		{"commits", r.stepCommits},
-		{"meta", r.stepMeta},
-		{"judge", r.stepJudge},
-		{"expire", r.stepExpire},
-		{"execute", r.stepExecute},
+		{"fetch", r.stepFetch, true, skipBranch},
+		{"history", r.stepHistory, true, stopPass},
+		{"commits", r.stepCommits, true, goOn},
+		{"meta", r.stepMetaOrHold, true, goOn},
+		{"judge", r.stepJudge, false, goOn},
+		{"expire", r.stepExpire, false, goOn},
+		{"execute", r.stepExecute, false, goOn},
 	}
+	var errs []error
+	branch := true
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
-			return err
+			return errors.Join(append(errs, err)...)
+		}
+		if s.branch && !branch {
+			continue
 		}
 		t0 := time.Now()
 		err := s.run(ctx, p)
 		r.log.DebugContext(ctx, "reconcile step", slog.String("step", s.name), slog.Duration("took", time.Since(t0)))
-		if err != nil {
-			if errors.Is(err, errStop) {
-				return nil
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, errStop) {
+			return errors.Join(errs...)
+		}
+		errs = append(errs, fmt.Errorf("reconcile %s: %w", s.name, err))
+		switch s.onError {
+		case stopPass:
+			return errors.Join(errs...)
+		case skipBranch:
+			// The history step does not run: a hold on rewritten history
+			// is known from the database only.
+			held, err := r.historyHeld(ctx)
+			if err != nil || held {
+				return errors.Join(append(errs, err)...)
 			}
-			return fmt.Errorf("reconcile %s: %w", s.name, err)
+			branch = false
 		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// stepMetaOrHold is stepMeta, holding on a malformed tree of what decides
+// rather than failing every pass on it (holdIfMalformed).
+func (r *Reconciler) stepMetaOrHold(ctx context.Context, p *pass) error {
+	return r.holdIfMalformed(ctx, p, r.stepMeta(ctx, p))
+}
+
+// historyHeld reports whether a hold on rewritten history is open.
+func (r *Reconciler) historyHeld(ctx context.Context) (bool, error) {
+	holds, err := r.opts.Store.OpenHolds(ctx)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(holds, func(h *store.Hold) bool { return h.Kind == store.HoldHistoryRewritten }), nil
 }
 
 // record summarizes a pass in the status, in one place.
@@ -395,6 +463,16 @@ func describeHold(h *store.Hold) string {
 	case store.HoldHistoryRewritten:
 		return fmt.Sprintf("hold %d: branch history was rewritten at %.12s; nothing runs until an admin acknowledges it", h.ID, h.CommitSHA)
 	case store.HoldMetaChange:
+		var d struct {
+			Malformed *struct {
+				Problem string `json:"problem"`
+				Path    string `json:"path"`
+			} `json:"malformed"`
+		}
+		if json.Unmarshal(h.Detail, &d) == nil && d.Malformed != nil {
+			return fmt.Sprintf("hold %d: policies/ or .writ/ at %.12s is malformed (%s at %q) and cannot be adopted; the last trusted version stays in force until a commit mends it",
+				h.ID, h.CommitSHA, d.Malformed.Problem, d.Malformed.Path)
+		}
 		return fmt.Sprintf("hold %d: the change to policies/ or .writ/ at %.12s lacks its admin approvals; the last trusted version stays in force", h.ID, h.CommitSHA)
 	}
 	return fmt.Sprintf("hold %d: %s at %.12s", h.ID, h.Kind, h.CommitSHA)

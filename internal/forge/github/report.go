@@ -82,7 +82,7 @@ func buildReport(in reportInput) report {
 			waiting = true
 		}
 	}
-	if ev.TooManyPlaybooks > 0 {
+	if ev.TooManyPlaybooks > 0 || ev.Malformed != nil {
 		failed = true
 	}
 	if m := ev.Meta; m != nil {
@@ -120,6 +120,8 @@ func title(ev *reconcile.Evaluation, counts map[string]int) string {
 	}
 	var t string
 	switch {
+	case ev.Malformed != nil:
+		t = fmt.Sprintf("Not judged: the tree is malformed (%s at %q)", ev.Malformed.Problem, ev.Malformed.Path)
 	case ev.TooManyPlaybooks > 0:
 		t = fmt.Sprintf("%s changed: more than the %d writ judges in one pull request", plural(ev.TooManyPlaybooks, "playbook"), ev.PlaybookLimit)
 	case n == 0 && ev.Meta == nil:
@@ -164,6 +166,14 @@ func code(s string) string { return "`" + strings.ReplaceAll(s, "`", "'") + "`" 
 func summary(in reportInput, counts map[string]int) string {
 	ev := in.Eval
 	var b strings.Builder
+	if m := ev.Malformed; m != nil {
+		fmt.Fprintf(&b, "writ did not judge #%d at %s: its tree holds content writ will not read.\n\n", in.PR.Number, code(short(ev.Head)))
+		fmt.Fprintf(&b, "- commit: %s\n- entry: %s\n- problem: %s (%s)\n\n", code(m.Commit), code(fmt.Sprintf("%q", m.Path)), md(m.Detail), code(string(m.Problem)))
+		b.WriteString("Merged, such a commit is refused as a whole: none of its playbook changes would be processed. " +
+			"Rename or remove the entry (split the change, for a tree too large) and push again.\n")
+		reviewSection(&b, in.Statements)
+		return capSummary(b.String())
+	}
 	fmt.Fprintf(&b, "writ judged #%d at %s as its merge into %s would be judged now: by the policies and approvers in force (commit %s), never by the ones this pull request changes.\n\n",
 		in.PR.Number, code(short(ev.Head)), code(in.Branch), code(short(ev.TrustedCommit)))
 	fmt.Fprintf(&b, "Policy set: %s\n\n", code(ev.PolicyDigest))
@@ -191,7 +201,11 @@ func summary(in reportInput, counts map[string]int) string {
 		metaSection(&b, in)
 	}
 	reviewSection(&b, in.Statements)
-	s := b.String()
+	return capSummary(b.String())
+}
+
+// capSummary keeps a summary within GitHub's limit.
+func capSummary(s string) string {
 	if len(s) > maxSummary {
 		cut := "\n\n… (truncated: the full evaluation is in writ's API and audit log)"
 		s = s[:maxSummary-len(cut)] + cut
