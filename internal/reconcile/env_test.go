@@ -67,6 +67,37 @@ type env struct {
 	clock  *clock
 	dir    string
 	people map[string]*person
+
+	hookMu sync.Mutex
+	// onApply, when set, runs before every backend Apply; an error it
+	// returns is the Apply's (a transient backend failure, say).
+	onApply func(req action.Request) error
+}
+
+// hooked is a backend whose Apply first runs the env's onApply: the tests'
+// way to make something happen while the executor is busy.
+type hooked struct {
+	action.Backend
+	e *env
+}
+
+func (h hooked) Apply(ctx context.Context, req action.Request) ([]action.TargetResult, error) {
+	h.e.hookMu.Lock()
+	fn := h.e.onApply
+	h.e.hookMu.Unlock()
+	if fn != nil {
+		if err := fn(req); err != nil {
+			return nil, err
+		}
+	}
+	return h.Backend.Apply(ctx, req)
+}
+
+// setOnApply sets (or with nil clears) the Apply hook.
+func (e *env) setOnApply(fn func(req action.Request) error) {
+	e.hookMu.Lock()
+	defer e.hookMu.Unlock()
+	e.onApply = fn
 }
 
 var roster = []struct {
@@ -81,7 +112,9 @@ var roster = []struct {
 	{"mallory", []string{"analyst"}},
 }
 
-func newEnv(t testing.TB) *env {
+// newEnv makes the environment; tune adjusts the reconciler's options
+// before it is made.
+func newEnv(t testing.TB, tune ...func(o *Options)) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, ctx: ctx, clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, dir: t.TempDir(), people: map[string]*person{}}
@@ -119,22 +152,33 @@ func newEnv(t testing.TB) *env {
 	}
 	reg := action.NewRegistry()
 	reg.RegisterFactory("block_ip", func(environment string) (action.Backend, error) {
-		return blocklist.New(blocklist.Options{
-			Path:    filepath.Join(e.dir, "blocklist", environment+".txt"),
-			Journal: filepath.Join(e.dir, "blocklist", environment+".journal"),
-			Name:    "blocklist:" + environment,
-		})
+		b, err := e.blocklist(environment)
+		return hooked{Backend: b, e: e}, err
 	})
-	e.rec, err = New(Options{
+	opts := Options{
 		Source: src, Store: e.st, Audit: e.audit, Backends: reg,
 		DefaultPolicies: policies.FS, Now: e.clock.Now, Repository: testRepo,
 		RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond,
 		Logger: testLogger(t),
-	})
+	}
+	for _, fn := range tune {
+		fn(&opts)
+	}
+	e.rec, err = New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// blocklist is the blocklist backend of an environment (the file writ's
+// reconciler writes), for tests that change live state behind writ's back.
+func (e *env) blocklist(environment string) (*blocklist.Backend, error) {
+	return blocklist.New(blocklist.Options{
+		Path:    filepath.Join(e.dir, "blocklist", environment+".txt"),
+		Journal: filepath.Join(e.dir, "blocklist", environment+".journal"),
+		Name:    "blocklist:" + environment,
+	})
 }
 
 // approversFile writes .writ/approvers.yaml for people, making keys for
