@@ -465,7 +465,7 @@ func subjectRepoRoot(given, firstPlaybook string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	dir, err := resolveExisting(filepath.Dir(abs))
 	if err != nil {
 		return "", fmt.Errorf("playbook %s: %w", firstPlaybook, err)
 	}
@@ -479,6 +479,30 @@ func subjectRepoRoot(given, firstPlaybook string) (string, error) {
 	}
 }
 
+// resolveExisting resolves symlinks in the longest existing prefix of an
+// absolute directory and appends the rest as written: a deleted playbook's
+// directory may be gone from the working tree (its revert is signed from
+// git history).
+func resolveExisting(dir string) (string, error) {
+	var rest []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			real, err := filepath.EvalSymlinks(d)
+			if err != nil {
+				return "", err
+			}
+			for i := len(rest) - 1; i >= 0; i-- {
+				real = filepath.Join(real, rest[i])
+			}
+			return real, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("%s: %w", dir, os.ErrNotExist)
+		}
+		rest = append(rest, filepath.Base(d))
+	}
+}
+
 // subjectRepoPath is a file's slash-separated path relative to root; it must lie
 // inside root.
 func subjectRepoPath(root, file string) (string, error) {
@@ -486,7 +510,7 @@ func subjectRepoPath(root, file string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	dir, err := resolveExisting(filepath.Dir(abs))
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", file, err)
 	}

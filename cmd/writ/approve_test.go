@@ -470,3 +470,67 @@ func TestApproveGitHubUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+// --revert signs the revert of a playbook: a deleted one is read from the
+// last commit that held it, and the statement names the operation, so it
+// counts for the revert and never for the apply (nor the other way round).
+func TestApproveRevertOfDeletedPlaybook(t *testing.T) {
+	t.Parallel()
+	r := newApprovalRepo(t, "alice:analyst", "bob:approver")
+	git := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("git", append([]string{"-C", r.root}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	git("add", "-A")
+	git("commit", "-q", "-m", "add")
+	src, err := os.ReadFile(r.path(testPlaybookPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	git("rm", "-q", testPlaybookPath)
+	git("commit", "-q", "-m", "remove")
+
+	// Without --revert a missing file is a usage error.
+	code, _, errOut := runCLI(t, "--data-dir", r.dataDir, "approve", "--key", r.keys["alice"], "--approver", "alice", "--propose",
+		r.path(testPlaybookPath))
+	if code != exitUsage || !strings.Contains(errOut, "no such file") {
+		t.Fatalf("apply of a deleted file: %d %s", code, errOut)
+	}
+	file := r.approve(t, "alice", "--propose", "--revert", r.path(testPlaybookPath))
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := approval.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := env.Statement.Predicate
+	if p.Operation != approval.OperationRevert || env.Statement.Subject[0].SHA256() != playbook.Digest(src) || p.Repository == "" {
+		t.Fatalf("revert proposal: %+v %+v", p, env.Statement.Subject)
+	}
+	// It counts for the revert, not for the apply.
+	kr, problems := approval.ParseKeyring(".writ/approvers.yaml", mustRead(t, r.path(".writ/approvers.yaml")))
+	if problems != nil {
+		t.Fatal(problems)
+	}
+	for op, want := range map[string]bool{approval.OperationRevert: true, approval.OperationApply: false} {
+		v := approval.Verify(approval.Input{Subject: approval.Subject{Path: testPlaybookPath, Digest: playbook.Digest(src)}, Operation: op,
+			Repository: p.Repository, PolicyDigest: p.PolicyDigest, PlanDigest: strings.Repeat("a", 64), Keyring: kr,
+			Envelopes: []approval.Submitted{{Envelope: raw}}, Now: time.Now()})
+		if v.QuorumMet != want {
+			t.Errorf("%s: quorum %v; want %v (%s)", op, v.QuorumMet, want, v.Summary())
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

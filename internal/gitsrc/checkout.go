@@ -18,7 +18,9 @@ func OpenCheckout(dir string) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gitsrc: open the repository at %s: %w", dir, err)
 	}
-	return &Source{opts: Options{URL: dir}, repo: repo}, nil
+	opts := Options{URL: dir}
+	opts.setDefaults()
+	return &Source{opts: opts, repo: repo}, nil
 }
 
 // Resolve names a commit by revision (a commit id, a branch, a tag,
