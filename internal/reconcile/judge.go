@@ -53,7 +53,10 @@ func (r *Reconciler) stepJudge(ctx context.Context, p *pass) error {
 }
 
 // judgeAll judges operations under the trust in force, loading their
-// statements in one query.
+// statements and versions in one query each, and records the judgements
+// that changed in transactions of judgeBatch operations (a trust change
+// re-judges everything not yet done: it must cost a few round trips per
+// hundred operations, not several per operation).
 func (r *Reconciler) judgeAll(ctx context.Context, ops []*store.Execution) error {
 	if len(ops) == 0 {
 		return nil
@@ -63,13 +66,20 @@ func (r *Reconciler) judgeAll(ctx context.Context, ops []*store.Execution) error
 		return err
 	}
 	digests := make([]string, 0, len(ops))
+	ids := make([]int64, 0, len(ops))
 	for _, e := range ops {
 		digests = append(digests, e.Digest)
+		ids = append(ids, e.VersionID)
 	}
 	byDigest, err := r.opts.Store.ApprovalsForDigests(ctx, digests)
 	if err != nil {
 		return err
 	}
+	versions, err := r.opts.Store.PlaybookVersionsByID(ctx, ids)
+	if err != nil {
+		return err
+	}
+	var changed []judged
 	for _, e := range ops {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -78,11 +88,30 @@ func (r *Reconciler) judgeAll(ctx context.Context, ops []*store.Execution) error
 		for _, a := range byDigest[e.Digest] {
 			envs = append(envs, submitted(a))
 		}
-		if err := r.judgeWith(ctx, e, t, envs); err != nil {
+		u, err := r.judgement(ctx, e, versions[e.VersionID], t, envs)
+		if err != nil {
 			return fmt.Errorf("judge execution %d (%s %s): %w", e.ID, e.Operation, e.Name, err)
 		}
+		if !unchanged(e, u) {
+			changed = append(changed, judged{e, u})
+		}
+		if len(changed) == judgeBatch {
+			if err := r.recordJudgements(ctx, changed); err != nil {
+				return err
+			}
+			changed = changed[:0]
+		}
 	}
-	return nil
+	return r.recordJudgements(ctx, changed)
+}
+
+// judgeBatch is how many changed judgements one transaction records.
+const judgeBatch = 200
+
+// judged is an operation and its new judgement.
+type judged struct {
+	e *store.Execution
+	u store.Judged
 }
 
 // judgeByID judges one operation if it has not started.
@@ -125,12 +154,25 @@ func approvedOf(e *store.Execution) *judgement.Approved {
 }
 
 // judgeWith judges an operation that has not started (waiting or pending)
-// and records what changed. A pending one is judged against what it was
-// approved with, as at the moment of use.
+// and records what changed.
 func (r *Reconciler) judgeWith(ctx context.Context, e *store.Execution, t *trusted, envs []approval.Submitted) error {
-	op, _, err := r.operation(ctx, e)
+	u, err := r.judgement(ctx, e, nil, t, envs)
 	if err != nil {
 		return err
+	}
+	if unchanged(e, u) {
+		return nil
+	}
+	return r.recordJudgements(ctx, []judged{{e, u}})
+}
+
+// judgement judges an operation that has not started (its version v
+// preloaded, or nil to load it): a pending one against what it was
+// approved with, as at the moment of use.
+func (r *Reconciler) judgement(ctx context.Context, e *store.Execution, v *store.PlaybookVersion, t *trusted, envs []approval.Submitted) (store.Judged, error) {
+	op, _, err := r.operationOf(ctx, e, v)
+	if err != nil {
+		return store.Judged{}, err
 	}
 	j := judgement.Judge(ctx, op, r.judging(t), judgement.Inputs{
 		Planner: r.opts.Backends, Envelopes: envs, Now: r.opts.Now(), Approved: approvedOf(e),
@@ -138,11 +180,7 @@ func (r *Reconciler) judgeWith(ctx context.Context, e *store.Execution, t *trust
 	if j.DecisionTime > 0 {
 		r.opts.Metrics.PolicyDecision(j.DecisionTime)
 	}
-	u, err := r.next(ctx, e, j)
-	if err != nil {
-		return err
-	}
-	return r.applyJudgement(ctx, e, u, eventFor(u.State))
+	return r.next(ctx, e, j)
 }
 
 func eventFor(s store.ExecState) string { return "execution." + string(s) }
@@ -271,31 +309,40 @@ func verdictJSON(v approval.Verdict) map[string]any {
 	return out
 }
 
-// applyJudgement writes a judgement that changed something, with its audit
-// entry and the version's status, in one transaction.
-func (r *Reconciler) applyJudgement(ctx context.Context, e *store.Execution, u store.Judged, event string) error {
-	if u.State == e.State && u.ReasonCode == e.ReasonCode && u.Reason == e.Reason && u.PlanDigest == e.PlanDigest &&
-		jsonEqual(u.Verdict, e.Verdict) && jsonEqual(u.Decision, e.Decision) {
+// unchanged reports whether a judgement records nothing new.
+func unchanged(e *store.Execution, u store.Judged) bool {
+	return u.State == e.State && u.ReasonCode == e.ReasonCode && u.Reason == e.Reason && u.PlanDigest == e.PlanDigest &&
+		jsonEqual(u.Verdict, e.Verdict) && jsonEqual(u.Decision, e.Decision)
+}
+
+// recordJudgements writes judgements that changed something, each with its
+// audit entry and its version's status, in one transaction. An operation
+// that started (or ended) meanwhile keeps what it has.
+func (r *Reconciler) recordJudgements(ctx context.Context, list []judged) error {
+	if len(list) == 0 {
 		return nil
 	}
 	return r.store(ctx, func(tx *store.Store) error {
-		if err := tx.RecordJudgement(ctx, e.ID, u, e.State); err != nil {
+		var entries []audit.Entry
+		for _, c := range list {
+			ne, err := tx.RecordJudgement(ctx, c.e.ID, c.u, c.e.State)
 			if errors.Is(err, store.ErrConflict) {
-				return nil // it started (or ended) meanwhile
+				continue
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			entries = append(entries, executionEntry(ne, eventFor(ne.State), ne.Reason))
+			es, err := r.syncVersionStatus(ctx, tx, ne, ne.CommitSHA)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, es...)
 		}
-		ne, err := tx.ExecutionByID(ctx, e.ID)
-		if err != nil {
-			return err
+		if len(entries) == 0 {
+			return nil
 		}
-		entries := []audit.Entry{executionEntry(ne, event, ne.Reason)}
-		es, err := r.syncVersionStatus(ctx, tx, ne, ne.CommitSHA)
-		if err != nil {
-			return err
-		}
-		entries = append(entries, es...)
-		_, err = r.appendAudit(ctx, tx, entries...)
+		_, err := r.appendAudit(ctx, tx, entries...)
 		return err
 	})
 }

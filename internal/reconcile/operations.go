@@ -460,9 +460,21 @@ func (r *Reconciler) syncVersionStatus(ctx context.Context, tx *store.Store, e *
 // on. A revert releases only what no other playbook in force still holds
 // (the rest is returned as held).
 func (r *Reconciler) operation(ctx context.Context, e *store.Execution) (judgement.Operation, []string, error) {
-	pb, err := r.versionPlaybook(ctx, e)
-	if err != nil {
-		return judgement.Operation{}, nil, err
+	return r.operationOf(ctx, e, nil)
+}
+
+// operationOf is operation with the execution's version preloaded (nil:
+// load it).
+func (r *Reconciler) operationOf(ctx context.Context, e *store.Execution, v *store.PlaybookVersion) (judgement.Operation, []string, error) {
+	if v == nil {
+		var err error
+		if v, err = r.opts.Store.PlaybookVersionByID(ctx, e.VersionID); err != nil {
+			return judgement.Operation{}, nil, err
+		}
+	}
+	pb, problems := playbook.Parse(v.Path, v.Content, playbook.Options{Actions: r.opts.Catalog})
+	if problems != nil {
+		return judgement.Operation{}, nil, fmt.Errorf("stored playbook %s no longer parses: %w", v.Name, problems)
 	}
 	op := judgement.Operation{Kind: action.Operation(e.Operation), Trigger: judgement.Trigger(e.Trigger), ChangeType: e.ChangeType, Playbook: pb}
 	if op.Kind == action.Apply {

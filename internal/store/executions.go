@@ -248,27 +248,28 @@ type Judged struct {
 }
 
 // RecordJudgement writes a judgement of an execution in one of the states
-// from (default: waiting or pending, an operation not started). Every
-// judgement column is written: a judgement replaces the last one whole.
-// ErrConflict when the execution is in another state (it started, or
-// ended, meanwhile).
-func (s *Store) RecordJudgement(ctx context.Context, id int64, j Judged, from ...ExecState) error {
+// from (default: waiting or pending, an operation not started) and returns
+// the execution as written. Every judgement column is written: a
+// judgement replaces the last one whole. ErrConflict when the execution is
+// in another state (it started, or ended, meanwhile).
+func (s *Store) RecordJudgement(ctx context.Context, id int64, j Judged, from ...ExecState) (*Execution, error) {
 	if len(from) == 0 {
 		from = []ExecState{ExecWaiting, ExecPending}
 	}
-	tag, err := s.db.Exec(ctx, `
+	e, err := scanExecution(s.db.QueryRow(ctx, `
 		UPDATE executions SET state = $2, reason_code = $3, reason = $4, decision = $5, policy_digest = $6,
 			plan_digest = $7, plan = $8, verdict = $9, not_before = coalesce($10, not_before), updated_at = now()
-		WHERE id = $1 AND state = ANY($11)`,
+		WHERE id = $1 AND state = ANY($11)
+		RETURNING `+executionColumns,
 		id, j.State, j.ReasonCode, j.Reason, rawOrNil(j.Decision), j.PolicyDigest, j.PlanDigest, rawOrNil(j.Plan), rawOrNil(j.Verdict),
-		j.NotBefore, statesArg(from))
+		j.NotBefore, statesArg(from)))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("store: execution %d is not %v: %w", id, from, ErrConflict)
+	}
 	if err != nil {
-		return fmt.Errorf("store: judgement of execution %d: %w", id, translate(err))
+		return nil, fmt.Errorf("store: judgement of execution %d: %w", id, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("store: execution %d is not %v: %w", id, from, ErrConflict)
-	}
-	return nil
+	return e, nil
 }
 
 // SetExecutionState moves an execution from one of the states from to

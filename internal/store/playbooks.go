@@ -170,6 +170,27 @@ func (s *Store) PlaybookVersionByID(ctx context.Context, id int64) (*PlaybookVer
 	return v, nil
 }
 
+// PlaybookVersionsByID loads versions by id in one query.
+func (s *Store) PlaybookVersionsByID(ctx context.Context, ids []int64) (map[int64]*PlaybookVersion, error) {
+	out := make(map[int64]*PlaybookVersion, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := s.db.Query(ctx, `SELECT `+playbookColumns+` FROM playbook_versions WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: %d playbook versions: %w", len(ids), translate(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		v, err := scanPlaybook(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: %d playbook versions: %w", len(ids), err)
+		}
+		out[v.ID] = v
+	}
+	return out, translate(rows.Err())
+}
+
 // PlaybookVersion loads the version of name with digest.
 func (s *Store) PlaybookVersion(ctx context.Context, name, digest string) (*PlaybookVersion, error) {
 	v, err := scanPlaybook(s.db.QueryRow(ctx, `SELECT `+playbookColumns+` FROM playbook_versions WHERE name = $1 AND digest = $2`, name, digest))

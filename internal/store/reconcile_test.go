@@ -107,7 +107,7 @@ func TestExecutionsHappenOnce(t *testing.T) {
 	if err != nil || created || again.ID != e.ID {
 		t.Fatalf("second create: %v %v", created, err)
 	}
-	if err := st.RecordJudgement(ctx, e.ID, store.Judged{State: store.ExecPending, ReasonCode: "allowed", Reason: "allowed"}); err != nil {
+	if _, err := st.RecordJudgement(ctx, e.ID, store.Judged{State: store.ExecPending, ReasonCode: "allowed", Reason: "allowed"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -144,7 +144,7 @@ func TestExecutionsHappenOnce(t *testing.T) {
 	if claimed != 1 {
 		t.Fatalf("claimed %d times; want once", claimed)
 	}
-	if err := st.RecordJudgement(ctx, e.ID, store.Judged{State: store.ExecPending}); !errors.Is(err, store.ErrConflict) {
+	if _, err := st.RecordJudgement(ctx, e.ID, store.Judged{State: store.ExecPending}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("re-judging a finished execution: %v", err)
 	}
 	if _, err := st.ClaimExecution(ctx, time.Now()); !errors.Is(err, store.ErrNotFound) {
@@ -157,7 +157,7 @@ func TestRetryAndCrashRecovery(t *testing.T) {
 	ctx := context.Background()
 	st := dbtest.Store(t)
 	e := newExecution(t, st, "block-b", "b", "apply")
-	_ = st.RecordJudgement(ctx, e.ID, store.Judged{State: store.ExecPending})
+	_, _ = st.RecordJudgement(ctx, e.ID, store.Judged{State: store.ExecPending})
 	c, err := st.ClaimExecution(ctx, time.Now())
 	if err != nil {
 		t.Fatal(err)
