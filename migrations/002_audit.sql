@@ -1,5 +1,5 @@
--- The tamper-evident audit log (DESIGN §6; docs/audit.md says why it is
--- built this way). Every table here is append-only: triggers refuse UPDATE,
+-- The tamper-evident audit log (docs/audit.md says why it is built this
+-- way). Every table here is append-only: triggers refuse UPDATE,
 -- DELETE and TRUNCATE, and the service role should hold only INSERT and
 -- SELECT on them. Retention never deletes audit entries.
 --

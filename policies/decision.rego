@@ -1,4 +1,4 @@
-# The decision writ evaluates: data.writ.decision (DESIGN §4).
+# The decision writ evaluates: data.writ.decision (docs/policies.md).
 #
 # Every package under writ.checks is one check. A check may define:
 #   deny               deny contains msg if ...: reasons to refuse the playbook
@@ -11,11 +11,14 @@
 # To add a check, add a file with a new package under writ.checks (see
 # business_hours.rego): this file collects it. Checks see the operation
 # judged in input.operation (apply or revert; see operation.rego): the
-# built-in deny checks guard what an apply may contain, and every check
-# asking for approval asks it of reverts too (production, high-risk
-# actions, critical severity), except the expiry a playbook scheduled. writ refuses to load a check
-# whose rules have another form, and denies when a reason is not a string
-# or a count not a whole number, so a slip cannot let a playbook through.
+# built-in deny checks guard what an apply may contain, and the checks
+# asking for approval ask it of reverts too (production, high-risk
+# actions, critical severity; private targets only of applies), except
+# for the revert a playbook's expiresAfter scheduled (see below). writ
+# refuses to load a check whose rules have another form, and denies when a
+# reason is not a string or a count not a whole number, so a slip cannot
+# let a playbook through. Why each operation is judged on its own:
+# docs/design.md.
 package writ
 
 decision := {

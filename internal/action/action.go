@@ -1,5 +1,5 @@
 // Package action holds the action interface every backend implements
-// (Validate, Plan, Apply, Revert: DESIGN §5), the dry-run plan and its
+// (Validate, Plan, Apply, Revert: docs/backends.md), the dry-run plan and its
 // digest that approvals bind to, and the registry that picks a backend per
 // action and environment.
 package action

@@ -15,7 +15,7 @@ import (
 	"github.com/writ-sec/writ/schemas"
 )
 
-// Roles a person can hold (DESIGN §1).
+// Roles a person can hold (docs/design.md says what each may do).
 const (
 	RoleViewer   = "viewer"
 	RoleAnalyst  = "analyst"

@@ -10,7 +10,7 @@ import (
 )
 
 // Subjects of a meta-change approval: a change to what decides whether
-// playbooks run (DESIGN §1, trust rule 1).
+// playbooks run (docs/design.md, trust rules 1, 7 and 8).
 //
 //   - PoliciesSubject ("policies/") with the sha256 digest of the NEW
 //     policy set (policy.DigestFS of the changed tree), when policies/

@@ -60,7 +60,8 @@ type Options struct {
 	ClockSkew time.Duration
 	// RelaxProposal lets an allowed playbook (ApprovalsRequired 0) pass
 	// without a signed proposal. A playbook that needs approvals always
-	// needs one (issue 5, item 3). Default false: proposals required.
+	// needs one (docs/approvals.md, Quorum). Default false: proposals
+	// required.
 	RelaxProposal bool
 }
 

@@ -3,7 +3,7 @@
 // hashed, scoped to roles, expiring, revocable) and OIDC bearer tokens from
 // a team's SSO (issuer, audience, allowed algorithms, roles mapped from a
 // claim). Each way in yields a Principal: a name for the audit log and the
-// roles of DESIGN §1. Secrets (passwords, tokens) are never stored, logged
+// roles of the approvers file (docs/design.md, docs/auth.md). Secrets (passwords, tokens) are never stored, logged
 // or printed: the database holds argon2id hashes and sha256 digests.
 //
 // One file per concern: roles and principals (this file), passwords
@@ -23,7 +23,7 @@ import (
 	"github.com/writ-sec/writ/internal/audit"
 )
 
-// Role is one of the roles of DESIGN §1.
+// Role is one of the roles of the approvers file (docs/design.md).
 type Role string
 
 // The roles.

@@ -1,7 +1,7 @@
 // Package policy holds writ's policy sets: Rego v1 policies and their data,
 // loaded from any fs.FS (a directory or a git tree at a commit), compiled
 // once with OPA into a prepared query, and evaluated as data.writ.decision
-// for one playbook at a time (DESIGN §4). It also runs a set's Rego tests
+// for one playbook at a time (the contract: docs/policies.md). It also runs a set's Rego tests
 // the way `opa test` does, and describes the server's environments.
 //
 // Every failure fails closed: a policy set that does not compile, a decision

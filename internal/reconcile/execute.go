@@ -351,8 +351,9 @@ func (r *Reconciler) backoff(attempt int) time.Duration {
 // stepExpire records the revert of every applied playbook whose
 // expiresAfter has passed. It is judged like every operation: the default
 // policies let the revert a playbook scheduled run without approvals of
-// its own (its time was part of the approved content), and a team's
-// policies may ask for more.
+// its own (its time was part of the approved content), and a team that
+// wants more changes its decision.rego (docs/design.md, What a revert
+// needs).
 func (r *Reconciler) stepExpire(ctx context.Context, p *pass) error {
 	if p.holding {
 		return nil

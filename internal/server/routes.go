@@ -14,8 +14,8 @@ import (
 	"github.com/writ-sec/writ/internal/auth"
 )
 
-// Role sets of the routes (DESIGN §1; the matrix is in docs/api.md and in
-// openapi.json as x-writ-roles).
+// Role sets of the routes (the roles are in docs/design.md, the matrix in
+// docs/auth.md, docs/api.md and openapi.json as x-writ-roles).
 var (
 	// ReadRoles read status, playbooks, executions, approvals, holds and
 	// metrics: every role.
