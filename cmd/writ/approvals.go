@@ -184,7 +184,7 @@ func runApprovalsVerify(ctx context.Context, g *globals, env *cliEnv, p approval
 			return 0, usageError("%v", err)
 		}
 	}
-	pbs, err := loadSubjectPlaybooks(root, []string{p.playbook}, nil)
+	pbs, err := loadSubjectPlaybooks(root, []string{p.playbook}, nil, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -54,6 +54,7 @@ type approveParams struct {
 	propose     bool
 	reject      bool
 	revert      bool
+	at          string
 	trustChange bool
 	trusted     string
 	reason      string
@@ -140,6 +141,7 @@ Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
 	f.BoolVar(&p.propose, "propose", false, "sign a proposal (authorship) instead of an approval")
 	f.BoolVar(&p.reject, "reject", false, "sign a rejection instead of an approval")
 	f.BoolVar(&p.revert, "revert", false, "the statement is about the revert of the playbooks (deletion, or targets an update drops)")
+	f.StringVar(&p.at, "at", "", "read the playbooks as this commit has them (a revision), e.g. the version an update replaced, whose dropped targets --revert releases")
 	f.BoolVar(&p.trustChange, "trust-change", false, "sign the change to policies/ and .writ/ from the trusted commit to HEAD (admins)")
 	f.StringVar(&p.trusted, "trusted-commit", "", "with --trust-change: the commit whose policies and approvers are in force (default: the adopted commit --server reports)")
 	f.StringVar(&p.reason, "reason", "", "why (required with --reject)")
@@ -174,8 +176,8 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 		return usageError("--key is required: the private key you sign with")
 	case p.approver == "":
 		return usageError("--approver is required: your person id in .writ/approvers.yaml")
-	case p.trustChange && (len(p.playbooks) > 0 || p.revert || p.planDigest != "" || p.policies != ""):
-		return usageError("--trust-change signs the change to policies/ and .writ/: give no playbook, --revert, --plan-digest or --policies")
+	case p.trustChange && (len(p.playbooks) > 0 || p.revert || p.planDigest != "" || p.policies != "" || p.at != ""):
+		return usageError("--trust-change signs the change to policies/ and .writ/: give no playbook, --revert, --at, --plan-digest or --policies")
 	case !p.trustChange && p.trusted != "":
 		return usageError("--trusted-commit goes with --trust-change")
 	case !p.trustChange && len(p.playbooks) == 0:
@@ -220,13 +222,23 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 	if p.trustChange {
 		subject, err = trustChangeSubject(ctx, env, p)
 	} else {
-		subject, err = playbookSubject(ctx, g, p, decision)
+		subject, err = playbookSubject(ctx, g, env.stderr, p, decision)
 	}
 	if err != nil {
 		return err
 	}
 	if p.repo == "" {
 		p.repo = subject.repository
+	}
+	if p.repo == "" && p.server != "" {
+		// Nothing to derive it from here: the server knows the identity it
+		// checks statements against.
+		if st, err := serverStatus(ctx, env, p.server); err == nil {
+			p.repo = st.Repository
+		}
+	}
+	if p.repo == "" {
+		return usageError("no repository identity: pass --repo OWNER/NAME (or --server, to ask the server)")
 	}
 	signer, pub, err := loadApprovalSigner(env, p.keyFile)
 	if err != nil {
@@ -311,7 +323,7 @@ type signedSubject struct {
 }
 
 // playbookSubject is the apply (or with --revert the revert) of playbooks.
-func playbookSubject(ctx context.Context, g *globals, p approveParams, decision string) (signedSubject, error) {
+func playbookSubject(ctx context.Context, g *globals, stderr io.Writer, p approveParams, decision string) (signedSubject, error) {
 	s := signedSubject{what: "apply", operation: approval.OperationApply, headCommit: strings.ToLower(p.head)}
 	op := action.Apply
 	if p.revert {
@@ -322,8 +334,25 @@ func playbookSubject(ctx context.Context, g *globals, p approveParams, decision 
 		return s, usageError("%v", err)
 	}
 	s.root, s.repository = root, repoIdentity(root)
+	var tree fs.FS
+	if p.at != "" {
+		// The playbooks as a commit has them (the version an update
+		// replaced: its revert of the dropped targets is about that one).
+		co, err := gitsrc.OpenCheckout(root)
+		if err != nil {
+			return s, usageError("--at: %v", err)
+		}
+		sha, err := co.Resolve(p.at)
+		if err != nil {
+			return s, usageError("--at: %v", err)
+		}
+		if tree, err = co.FS(sha); err != nil {
+			return s, exitWith(exitFailure, err)
+		}
+		fmt.Fprintf(stderr, "writ: signing the playbooks as commit %.12s has them\n", sha)
+	}
 	var fromGit func(rel string) ([]byte, error)
-	if p.revert {
+	if p.revert && tree == nil {
 		// A deleted playbook is no longer in the working tree: its revert
 		// is about the content the deletion removed.
 		fromGit = func(rel string) ([]byte, error) {
@@ -337,12 +366,12 @@ func playbookSubject(ctx context.Context, g *globals, p approveParams, decision 
 			}
 			data, at, err := co.LastContent(head, rel, 10000)
 			if err == nil {
-				fmt.Fprintf(os.Stderr, "writ: %s is not in the working tree; signing its content at commit %.12s\n", rel, at)
+				fmt.Fprintf(stderr, "writ: %s is not in the working tree; signing its content at commit %.12s\n", rel, at)
 			}
 			return data, err
 		}
 	}
-	pbs, err := loadSubjectPlaybooks(root, p.playbooks, fromGit)
+	pbs, err := loadSubjectPlaybooks(root, p.playbooks, tree, fromGit)
 	if err != nil {
 		return s, err
 	}
@@ -420,10 +449,8 @@ func trustChangeSubject(ctx context.Context, env *cliEnv, p approveParams) (sign
 		return s, exitWith(exitFailure, fmt.Errorf("nothing that decides changed from %.12s to %.12s (policies/ and .writ/ decide alike); nothing signed", trustedSHA, headSHA))
 	}
 	s.subjects, s.transition, s.headCommit = change.Subjects, &change.Transition, headSHA
-	s.policyDigest, err = trust.PolicyDigest(base, policies.FS)
-	if err != nil {
-		return s, exitWith(exitFailure, err)
-	}
+	// The trusted set's digest as the server computes it (trust.Load).
+	s.policyDigest = trust.TrustedPolicyDigest(base, policies.FS)
 	s.policySource = fmt.Sprintf("policies/ at trusted commit %.12s", trustedSHA)
 	return s, nil
 }
@@ -432,14 +459,7 @@ func trustChangeSubject(ctx context.Context, env *cliEnv, p approveParams) (sign
 // does: from its origin remote's URL, else its path ("" when neither
 // yields one).
 func repoIdentity(root string) string {
-	if co, err := gitsrc.OpenCheckout(root); err == nil {
-		if origin := co.Origin(); origin != "" {
-			if id, err := gitsrc.Identity(origin); err == nil {
-				return id
-			}
-		}
-	}
-	id, _ := gitsrc.Identity(root)
+	id, _ := gitsrc.IdentityOf(root)
 	return id
 }
 
@@ -524,8 +544,11 @@ func subjectRepoPath(root, file string) (string, error) {
 // loadSubjectPlaybooks reads and validates playbooks, naming each by its
 // repository path. Invalid playbooks end the command (exit 1) with their
 // problems.
-func loadSubjectPlaybooks(root string, files []string, fromGit func(rel string) ([]byte, error)) ([]*playbook.Playbook, error) {
-	fsys := os.DirFS(root)
+func loadSubjectPlaybooks(root string, files []string, tree fs.FS, fromGit func(rel string) ([]byte, error)) ([]*playbook.Playbook, error) {
+	fsys := tree
+	if fsys == nil {
+		fsys = os.DirFS(root)
+	}
 	var pbs []*playbook.Playbook
 	var problems diag.Problems
 	seen := map[string]bool{}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/diag"
@@ -114,6 +116,8 @@ func runConfigCheck(path string, g *globals, getenv func(string) string, stdout,
 	}
 	reg, err := buildRegistry(cfg, g.dataDir, getenv, nil)
 	check("backends", err)
+	recovery, recoveryApprovals, err := recoveryKeyring(cfg)
+	check("approvals.recovery", err)
 
 	source := "the embedded defaults"
 	if path != "" {
@@ -136,6 +140,10 @@ func runConfigCheck(path string, g *globals, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "  environments:  %s\n", strings.Join(cfg.EnvironmentNames(), ", "))
 	fmt.Fprintf(stdout, "  approvals:     max age %s, admin approvals %d, proposals required for allowed playbooks: %v\n",
 		cfg.ApprovalMaxAge(), cfg.AdminApprovals(), cfg.RequireProposal())
+	if recovery != nil {
+		fmt.Fprintf(stdout, "  recovery:      %d of %d recovery keys may adopt a change to policies/ or .writ/\n",
+			cmp.Or(recoveryApprovals, approval.DefaultMetaApprovals), len(recovery.People()))
+	}
 	fmt.Fprintln(stdout, "  backends:")
 	actions := cfg.Catalog().Names()
 	for _, a := range actions {

@@ -241,7 +241,7 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		maxPlaybooks = cfg.GitHub.MaxPlaybooks
 	}
 	if repository == "" {
-		if repository, err = gitsrc.Identity(repoURL); err != nil {
+		if repository, err = gitsrc.IdentityOf(repoURL); err != nil {
 			return nil, err
 		}
 	}

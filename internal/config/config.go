@@ -274,6 +274,23 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 	if c.Repository.PasswordEnv != "" && c.Repository.PasswordFile != "" {
 		out = append(out, doc.Errorf("/repository/passwordFile", "invalid-value", "give passwordEnv or passwordFile, not both"))
 	}
+	if rc := c.Approvals.Recovery; rc != nil {
+		need := rc.ApprovalsRequired
+		if need == 0 {
+			need = DefaultAdminApprovals
+		}
+		if need > len(rc.Keys) {
+			out = append(out, doc.Errorf("/approvals/recovery", "invalid-value", "%d recovery approvals are required but only %d recovery keys are listed: no change could ever be adopted by them",
+				need, len(rc.Keys)))
+		}
+		ids := map[string]bool{}
+		for i, k := range rc.Keys {
+			if ids[k.ID] {
+				out = append(out, doc.Errorf(fmt.Sprintf("/approvals/recovery/keys/%d/id", i), "invalid-value", "recovery key id %q is used twice", k.ID))
+			}
+			ids[k.ID] = true
+		}
+	}
 	if c.Repository.Name != "" && c.GitHub != nil && !strings.EqualFold(c.Repository.Name, c.GitHub.Repository) {
 		out = append(out, doc.Errorf("/repository/name", "invalid-value", "repository.name %q differs from github.repository %q: a repository has one identity",
 			c.Repository.Name, c.GitHub.Repository))

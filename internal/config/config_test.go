@@ -65,6 +65,11 @@ func TestBadConfigurations(t *testing.T) {
 		"both secrets":    {"repository:\n  url: /x\n  passwordEnv: TOKEN\n  passwordFile: /run/token\n", "not both"},
 		"alias":           {"listen: &l x\naudit: {origin: *l}\n", "anchors"},
 		"no playbooks":    {"github:\n  repository: a/b\n  maxPlaybooksPerPullRequest: 0\n", "c.yaml:5:31: github.maxPlaybooksPerPullRequest: minimum: got 0, want 1"},
+		"few recovery keys": {"approvals:\n  recovery:\n    keys:\n      - {id: ops-1, keyFile: /etc/writ/ops-1.pub}\n",
+			"2 recovery approvals are required but only 1 recovery keys are listed"},
+		"recovery key twice": {"approvals:\n  recovery:\n    approvalsRequired: 1\n    keys:\n      - {id: ops-1, keyFile: /a.pub}\n      - {id: ops-1, keyFile: /b.pub}\n",
+			"recovery key id \"ops-1\" is used twice"},
+		"two identities": {"repository:\n  name: acme/secops\ngithub:\n  repository: acme/other\n", "a repository has one identity"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -81,3 +81,21 @@ func Identity(raw string) (string, error) {
 	}
 	return id, nil
 }
+
+// IdentityOf derives the identity of the repository writ reads at raw: for
+// a local repository, from its remote named origin when it has one (a
+// checkout names the repository it was cloned from), else from the path;
+// for a URL, from the URL. writ serve and writ approve both derive it this
+// way, so that a signer in a checkout names what the server follows.
+func IdentityOf(raw string) (string, error) {
+	if !strings.Contains(raw, "://") && !scpLike(raw) {
+		if co, err := OpenCheckout(raw); err == nil {
+			if origin := co.Origin(); origin != "" {
+				if id, err := Identity(origin); err == nil {
+					return id, nil
+				}
+			}
+		}
+	}
+	return Identity(raw)
+}

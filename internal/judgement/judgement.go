@@ -176,6 +176,7 @@ const (
 	CodeNoPlan           Code = "no_plan"           // the dry-run failed; judged again later
 	CodePlanChanged      Code = "plan_changed"      // at the moment of use, live state differs from the approved plan
 	CodeNothingToDo      Code = "nothing_to_do"     // a revert whose every target another playbook in force still holds
+	CodePolicyFailed     Code = "policy_failed"     // the policies could not decide (did not compile, timed out); judged again
 )
 
 // Reason says why an operation is where it is: a stable code and a text
@@ -222,6 +223,13 @@ func Judge(ctx context.Context, op Operation, t Trust, in Inputs) Judgement {
 	j.Decision = t.Policies.Decide(ctx, op.policyInput(t.Environments))
 	j.DecisionTime = time.Since(start)
 	if j.Decision.Outcome == policy.Deny {
+		if policyFailed(j.Decision) {
+			// Fail-closed, but not final: the policies did not decide (they
+			// do not compile, ran past a deadline); nothing runs until they
+			// do, and the operation is judged again.
+			j.Outcome, j.Reason = Waiting, Reason{CodePolicyFailed, "the policies could not decide, so nothing runs until they do: " + ReasonText(j.Decision)}
+			return j
+		}
 		j.Outcome, j.Reason = Denied, Reason{CodeDenied, "denied by policy: " + ReasonText(j.Decision)}
 		return j
 	}
@@ -305,6 +313,25 @@ func approvalOptions(o approval.Options, op Operation, d policy.Decision) approv
 		o.RelaxProposal = true
 	}
 	return o
+}
+
+// policyFailed reports whether a denial only says that the policies could
+// not decide (writ's own fail-closed reasons: the set did not compile, the
+// decision had the wrong shape, evaluation failed or ran past its
+// deadline), rather than that a policy refused the operation.
+func policyFailed(d policy.Decision) bool {
+	deny := d.ReasonsOf(policy.KindDeny)
+	if len(deny) == 0 {
+		return false
+	}
+	for _, r := range deny {
+		switch r.Rule {
+		case policy.RuleCompile, policy.RuleShape, policy.RuleRuntime, policy.RuleTimeout:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // ReasonText joins a decision's reasons for people.

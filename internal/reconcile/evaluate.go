@@ -74,7 +74,7 @@ func (p *PlaybookEvaluation) Outcome() string {
 	switch {
 	case len(p.Problems) > 0:
 		return "invalid"
-	case p.Reason.Code == judgement.CodeDenied:
+	case p.Reason.Code == judgement.CodeDenied, p.Reason.Code == judgement.CodePolicyFailed:
 		return "deny"
 	case p.Reason.Code == judgement.CodeRejected:
 		return "rejected"

@@ -74,8 +74,11 @@ func (r *Reconciler) claim(ctx context.Context) (*store.Execution, error) {
 // it back (to waiting, denied or rejected) without touching the backend.
 func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
 	op, held, err := r.operation(ctx, e)
+	if errors.Is(err, errUnreadable) {
+		return r.finish(ctx, e, nil, nil, err)
+	}
 	if err != nil {
-		return r.finish(ctx, e, nil, nil, fmt.Errorf("%w: %w", errUnreadable, err))
+		return err
 	}
 	log := r.log.With(slog.Int64("execution", e.ID), slog.String("playbook", e.Name), slog.String("operation", e.Operation))
 	// A started execution finishes even when shutdown begins: stopping

@@ -171,6 +171,12 @@ func (r *Reconciler) judgeWith(ctx context.Context, e *store.Execution, t *trust
 // approved with, as at the moment of use.
 func (r *Reconciler) judgement(ctx context.Context, e *store.Execution, v *store.PlaybookVersion, t *trusted, envs []approval.Submitted) (store.Judged, error) {
 	op, _, err := r.operationOf(ctx, e, v)
+	if errors.Is(err, errUnreadable) {
+		// Nothing can judge it until its content parses again (the action
+		// it uses is configured again): it waits, and says why.
+		return store.Judged{State: store.ExecWaiting, ReasonCode: string(codeUnreadable), Reason: err.Error(),
+			Decision: e.Decision, PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest, Plan: e.Plan, Verdict: e.Verdict}, nil
+	}
 	if err != nil {
 		return store.Judged{}, err
 	}

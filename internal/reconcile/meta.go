@@ -56,7 +56,7 @@ func (r *Reconciler) verifyMeta(ctx context.Context, adopted *trusted, c *trust.
 		Changes:      c.Subjects,
 		Transition:   c.Transition,
 		Repository:   r.opts.Repository,
-		PolicyDigest: adopted.Policies.Digest(),
+		PolicyDigest: adopted.PolicyDigest,
 		Keyring:      adopted.Keyring,
 		Envelopes:    envs,
 		Now:          r.opts.Now(),

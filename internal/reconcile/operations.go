@@ -138,7 +138,9 @@ func (r *Reconciler) prepareChanges(ctx context.Context, c gitsrc.Commit, change
 			w.ops = nil
 			continue
 		}
-		r.prepareApply(c, w)
+		if err := r.prepareApply(ctx, c, w); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -154,7 +156,7 @@ func versionOf(pb *playbook.Playbook, commit string) store.PlaybookVersion {
 // update, the revert of the targets the update drops: an operation of its
 // own, judged on its own (releasing a production block needs what any
 // production change needs), that runs after the update's apply.
-func (r *Reconciler) prepareApply(c gitsrc.Commit, w *work) {
+func (r *Reconciler) prepareApply(ctx context.Context, c gitsrc.Commit, w *work) error {
 	changeType := "create"
 	if w.prev != nil && w.prev.Name == w.pb.Metadata.Name {
 		changeType = "update"
@@ -167,24 +169,24 @@ func (r *Reconciler) prepareApply(c gitsrc.Commit, w *work) {
 		State: store.ExecWaiting, ReasonCode: string(codeIntended), Reason: "recorded; judging",
 	})
 	if changeType != "update" {
-		return
+		return nil
 	}
-	prevPB, problems := playbook.Parse(w.prev.Path, w.prev.Content, playbook.Options{Actions: r.opts.Catalog})
-	if problems != nil {
-		return
+	prevTargets, err := r.appliedTargets(ctx, w.prev)
+	if err != nil {
+		return err
 	}
 	keep := map[string]bool{}
 	for _, tg := range req.Targets {
 		keep[tg] = true
 	}
 	var dropped []string
-	for _, tg := range action.RequestFor(prevPB, action.Revert).Targets {
+	for _, tg := range prevTargets {
 		if !keep[tg] {
 			dropped = append(dropped, tg)
 		}
 	}
 	if len(dropped) == 0 {
-		return
+		return nil
 	}
 	w.ops = append(w.ops, store.Execution{
 		Name: w.prev.Name, Digest: w.prev.Digest, Path: w.prev.Path, Action: w.prev.Action,
@@ -192,15 +194,31 @@ func (r *Reconciler) prepareApply(c gitsrc.Commit, w *work) {
 		Targets: dropped, Trigger: string(judgement.Update), ChangeType: "update",
 		State: store.ExecWaiting, ReasonCode: string(codeIntended), Reason: "recorded; judging",
 	})
+	return nil
+}
+
+// appliedTargets are the targets a version in force holds: those its apply
+// acted on (read from the stored apply, so that a version whose content no
+// longer parses, an action removed from writ.yaml say, is still released),
+// else those its content names.
+func (r *Reconciler) appliedTargets(ctx context.Context, v *store.PlaybookVersion) ([]string, error) {
+	applied, err := r.opts.Store.ExecutionByKey(ctx, v.Name, v.Digest, string(action.Apply))
+	if err == nil {
+		return applied.Targets, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	pb, problems := playbook.Parse(v.Path, v.Content, playbook.Options{Actions: r.opts.Catalog})
+	if problems != nil {
+		return nil, nil
+	}
+	return action.RequestFor(pb, action.Revert).Targets, nil
 }
 
 // prepareRevert lays out the revert of a playbook removed from the branch;
 // one never applied is not reverted (its waiting apply is cancelled).
 func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work) error {
-	prevPB, problems := playbook.Parse(w.prev.Path, w.prev.Content, playbook.Options{Actions: r.opts.Catalog})
-	if problems != nil {
-		return fmt.Errorf("stored playbook %s no longer parses: %v", w.prev.Name, problems)
-	}
 	applied, err := r.opts.Store.ExecutionByKey(ctx, w.prev.Name, w.prev.Digest, string(action.Apply))
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -217,7 +235,7 @@ func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work
 	w.ops = append(w.ops, store.Execution{
 		VersionID: w.prev.ID, Name: w.prev.Name, Digest: w.prev.Digest, Path: w.prev.Path, Action: w.prev.Action,
 		Environment: w.prev.Environment, Operation: string(action.Revert), CommitSHA: c.SHA,
-		Targets: action.RequestFor(prevPB, action.Revert).Targets, Trigger: string(judgement.Delete), ChangeType: "delete",
+		Targets: slices.Clone(applied.Targets), Trigger: string(judgement.Delete), ChangeType: "delete",
 		State: store.ExecWaiting, ReasonCode: string(codeIntended), Reason: "recorded; judging",
 	})
 	return nil
@@ -474,7 +492,7 @@ func (r *Reconciler) operationOf(ctx context.Context, e *store.Execution, v *sto
 	}
 	pb, problems := playbook.Parse(v.Path, v.Content, playbook.Options{Actions: r.opts.Catalog})
 	if problems != nil {
-		return judgement.Operation{}, nil, fmt.Errorf("stored playbook %s no longer parses: %w", v.Name, problems)
+		return judgement.Operation{}, nil, fmt.Errorf("%w: stored playbook %s no longer parses (was an action removed from writ.yaml?): %w", errUnreadable, v.Name, problems)
 	}
 	op := judgement.Operation{Kind: action.Operation(e.Operation), Trigger: judgement.Trigger(e.Trigger), ChangeType: e.ChangeType, Playbook: pb}
 	if op.Kind == action.Apply {

@@ -275,5 +275,11 @@ func (a *API) acknowledgeHold(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, "acknowledge hold", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "status": "acknowledged"})
+	// How the hold ended: a change to policies/ or .writ/ is dismissed
+	// (refused, never adopted); rewritten history is acknowledged.
+	status := "acknowledged"
+	if h, err := a.opts.Store.HoldByID(r.Context(), id); err == nil && h.ResolvedAs != "" {
+		status = string(h.ResolvedAs)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": id, "status": status})
 }

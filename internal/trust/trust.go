@@ -46,6 +46,11 @@ type Trust struct {
 	// decision denies) and PolicyErr says why.
 	Policies  *policy.Set
 	PolicyErr error
+	// PolicyDigest is the digest statements about a change to what decides
+	// cite as the trusted policy set (PolicyDigest of the tree): the set's
+	// own digest when it loads, a digest of what is wrong when it does not,
+	// so that the admins can still sign the change that mends it.
+	PolicyDigest string
 	// Keyring is nil when the approvers file is missing or invalid
 	// (KeyringErr): then no approval can count.
 	Keyring    *approval.Keyring
@@ -71,6 +76,7 @@ func Load(commit string, tree fs.FS, opts LoadOptions) *Trust {
 	t := &Trust{Commit: commit}
 	t.Policies, t.PolicyErr = loadPolicies(tree, opts)
 	t.Keyring, t.KeyringErr = LoadKeyring(tree)
+	t.PolicyDigest = TrustedPolicyDigest(tree, opts.DefaultPolicies)
 	return t
 }
 
@@ -205,6 +211,17 @@ func PolicyDigest(tree, defaults fs.FS) (string, error) {
 		return unreadable(problems.Error()), nil
 	}
 	return d, err
+}
+
+// TrustedPolicyDigest is the digest a statement about a change to what
+// decides cites as the trusted policy set (Trust.PolicyDigest): never an
+// error, so that a broken trusted set can still be mended with signatures.
+func TrustedPolicyDigest(tree, defaults fs.FS) string {
+	d, err := PolicyDigest(tree, defaults)
+	if err != nil {
+		return unreadable(err.Error())
+	}
+	return d
 }
 
 func unreadable(what string) string {

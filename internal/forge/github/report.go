@@ -293,8 +293,18 @@ func playbookSection(b *strings.Builder, in reportInput, p *reconcile.PlaybookEv
 	if p.Digest != "" && p.PlanDigest != "" {
 		fmt.Fprintf(b, "Approvals must cite: playbook %s, policy set %s, plan %s.\n\n", code(p.Digest), code(in.Eval.PolicyDigest), code(p.PlanDigest))
 		if o == "awaiting" {
-			fmt.Fprintf(b, "```sh\nwrit approve --key KEY --approver ID --github --repo %s --pr %d --head %s \\\n    --plan-digest %s %s\n```\n\n",
-				in.Repository, in.PR.Number, in.Eval.Head, p.PlanDigest, p.Path)
+			// The statements are about this operation: a deleted playbook's
+			// revert needs --revert (its proposal too: --propose --revert).
+			revert := ""
+			if p.Operation == "revert" {
+				revert = "--revert "
+			}
+			fmt.Fprintf(b, "```sh\nwrit approve --key KEY --approver ID --github --repo %s --pr %d --head %s \\\n    %s--plan-digest %s %s\n```\n\n",
+				in.Repository, in.PR.Number, in.Eval.Head, revert, p.PlanDigest, p.Path)
+			if p.Verdict != nil && p.Verdict.ProposalMissing {
+				fmt.Fprintf(b, "It also needs its analyst's signed proposal: `writ approve --key KEY --approver ID --github --repo %s --pr %d --propose %s%s`.\n\n",
+					in.Repository, in.PR.Number, revert, p.Path)
+			}
 		}
 	}
 }
@@ -304,14 +314,20 @@ func metaSection(b *strings.Builder, in reportInput) {
 	b.WriteString("### Change to policies/ or .writ/\n\n")
 	b.WriteString("What decides whether playbooks run changes here; it takes effect only with the admins' signed approvals.\n\n")
 	for _, s := range m.Subjects {
-		fmt.Fprintf(b, "- subject %s, sha256 %s\n", code(s.Path), code(s.Digest))
+		fmt.Fprintf(b, "- subject %s, sha256 %s, replacing %s\n", code(s.Path), code(s.Digest), code(m.Transition.Replaces[s.Path]))
 	}
+	fmt.Fprintf(b, "- Trusted commit it changes: %s\n", code(m.Transition.TrustedCommit))
 	fmt.Fprintf(b, "- Admin approvals: %s\n", md(m.Verdict.Summary()))
 	for _, n := range m.Verdict.NotCounted {
 		fmt.Fprintf(b, "  - not counted: %s — %s: %s\n", md(n.Approver), n.Code, md(n.Message))
 	}
 	if m.ShadowError != "" {
 		fmt.Fprintf(b, "- ❌ The changed policies do not load: %s\n", md(oneLine(m.ShadowError, 2000)))
+	}
+	if !m.Verdict.QuorumMet {
+		fmt.Fprintf(b, "\nAn admin signs this change (it stays valid for the merge of this pull request while nothing else changes what decides):\n\n"+
+			"```sh\nwrit approve --key KEY --approver ID --github --repo %s --pr %d --trust-change \\\n    --trusted-commit %s --head %s\n```\n",
+			in.Repository, in.PR.Number, m.Transition.TrustedCommit, in.Eval.Head)
 	}
 	b.WriteString("\n")
 	if len(m.Shadow) > 0 {
