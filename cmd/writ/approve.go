@@ -744,32 +744,9 @@ func readFileLimited(file string, limit int64) ([]byte, error) {
 
 // postEnvelope sends an envelope to a writ server and prints its answer.
 func postEnvelope(ctx context.Context, env *cliEnv, server string, envelope []byte) error {
-	u, err := url.Parse(server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return usageError("--server %q is not an http(s) URL", redactServerURL(server))
-	}
-	endpoint := u.JoinPath("api", "v1", "approvals")
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint.String(), bytes.NewReader(envelope))
+	resp, answer, shown, err := callServer(ctx, env, server, http.MethodPost, envelope, "api", "v1", "approvals")
 	if err != nil {
-		return usageError("--server: %v", err)
-	}
-	req.Header.Set("Content-Type", envelopeContentType)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "writ/"+versionString())
-	if tok := env.getenv("WRIT_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	shown := redactServerURL(endpoint.String())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return exitWith(exitFailure, fmt.Errorf("send approval to %s: %v", shown, redactErrURL(err, endpoint.String(), shown)))
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return exitWith(exitFailure, fmt.Errorf("read the answer of %s: %w", shown, err))
+		return exitWith(exitFailure, fmt.Errorf("send approval: %w", err))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return exitWith(exitFailure, fmt.Errorf("%s answered %s: %s", shown, resp.Status, serverMessage(answer)))
@@ -784,34 +761,52 @@ func postEnvelope(ctx context.Context, env *cliEnv, server string, envelope []by
 	return nil
 }
 
-// serverStatus asks a writ server for its status (GET /api/v1/status,
-// with WRIT_TOKEN): which commit is trusted, and the repository's identity.
-func serverStatus(ctx context.Context, env *cliEnv, server string) (*reconcile.Status, error) {
+// callServer makes one request to a writ server (WRIT_TOKEN as bearer
+// token when set) and returns the response, its body (at most 1 MiB) and
+// the endpoint as it may be shown (credentials redacted).
+func callServer(ctx context.Context, env *cliEnv, server, method string, body []byte, path ...string) (*http.Response, []byte, string, error) {
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usageError("--server %q is not an http(s) URL", redactServerURL(server))
+		return nil, nil, "", usageError("--server %q is not an http(s) URL", redactServerURL(server))
 	}
-	endpoint := u.JoinPath("api", "v1", "status")
+	endpoint := u.JoinPath(path...)
+	shown := redactServerURL(endpoint.String())
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.String(), nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, endpoint.String(), rd)
 	if err != nil {
-		return nil, usageError("--server: %v", err)
+		return nil, nil, shown, usageError("--server: %v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", envelopeContentType)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "writ/"+versionString())
 	if tok := env.getenv("WRIT_TOKEN"); tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	shown := redactServerURL(endpoint.String())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("ask %s: %v", shown, redactErrURL(err, endpoint.String(), shown))
+		return nil, nil, shown, fmt.Errorf("%s: %v", shown, redactErrURL(err, endpoint.String(), shown))
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, fmt.Errorf("read the answer of %s: %w", shown, err)
+		return nil, nil, shown, fmt.Errorf("read the answer of %s: %w", shown, err)
+	}
+	return resp, answer, shown, nil
+}
+
+// serverStatus asks a writ server for its status (GET /api/v1/status,
+// with WRIT_TOKEN): which commit is trusted, and the repository's identity.
+func serverStatus(ctx context.Context, env *cliEnv, server string) (*reconcile.Status, error) {
+	resp, body, shown, err := callServer(ctx, env, server, http.MethodGet, nil, "api", "v1", "status")
+	if err != nil {
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s answered %s: %s (a viewer token in WRIT_TOKEN is needed)", shown, resp.Status, serverMessage(body))

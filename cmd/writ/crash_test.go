@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -62,14 +61,10 @@ func newCrashRig(t *testing.T) *crashRig {
 		ap.WriteString("        " + l + "\n")
 	}
 	files := map[string]string{".writ/approvers.yaml": ap.String()}
-	err = fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".rego") && p != "data.yaml" {
-			return err
-		}
-		b, err := fs.ReadFile(policies.FS, p)
-		files["policies/"+p] = string(b)
-		return err
-	})
+	seed, err := policies.Files(true)
+	for p, c := range seed {
+		files[p] = c
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -31,7 +30,6 @@ import (
 	"github.com/writ-sec/writ/internal/dbtest"
 	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/gitsrc/gittest"
-	"github.com/writ-sec/writ/internal/policy"
 	"github.com/writ-sec/writ/internal/reconcile"
 	"github.com/writ-sec/writ/internal/server"
 	"github.com/writ-sec/writ/internal/store"
@@ -119,14 +117,10 @@ func newAPIRig(t *testing.T, sso *ssoProvider) *apiRig {
 		t.Fatal(err)
 	}
 	files := map[string]string{}
-	err = fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || policy.IsTestFile(p) || strings.HasSuffix(p, ".go") {
-			return err
-		}
-		b, err := fs.ReadFile(policies.FS, p)
-		files["policies/"+p] = string(b)
-		return err
-	})
+	seed, err := policies.Files(false)
+	for p, c := range seed {
+		files[p] = c
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -38,14 +37,10 @@ func newTrustRig(t *testing.T) *trustRig {
 	r := &trustRig{t: t, keyDir: t.TempDir(), dataDir: filepath.Join(traversableTempDir(t), "state"),
 		people: map[string][]string{"alice": {"analyst"}, "dave": {"admin"}, "erin": {"admin"}}}
 	files := map[string]string{".writ/approvers.yaml": r.approvers(nil)}
-	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".rego") && p != "data.yaml" {
-			return err
-		}
-		b, err := fs.ReadFile(policies.FS, p)
-		files["policies/"+p] = string(b)
-		return err
-	})
+	seed, err := policies.Files(true)
+	for p, c := range seed {
+		files[p] = c
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

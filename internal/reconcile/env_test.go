@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,7 +22,6 @@ import (
 	"github.com/writ-sec/writ/internal/gitsrc/gittest"
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/playbook"
-	"github.com/writ-sec/writ/internal/policy"
 	"github.com/writ-sec/writ/internal/store"
 	"github.com/writ-sec/writ/policies"
 )
@@ -120,14 +118,10 @@ func newEnv(t testing.TB, tune ...func(o *Options)) *env {
 	e := &env{t: t, ctx: ctx, clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, dir: t.TempDir(), people: map[string]*person{}}
 	files := map[string]string{}
 	// The default policies, as a content repository would carry them.
-	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || policy.IsTestFile(p) || strings.HasSuffix(p, ".go") {
-			return err
-		}
-		b, err := fs.ReadFile(policies.FS, p)
-		files["policies/"+p] = string(b)
-		return err
-	})
+	seed, err := policies.Files(false)
+	for p, c := range seed {
+		files[p] = c
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,12 +128,7 @@ func (r *Reconciler) checkAtUse(ctx context.Context, e *store.Execution, op judg
 	if err != nil {
 		return judgement.Judgement{}, err
 	}
-	j := judgement.Judge(ctx, op, r.judging(t), judgement.Inputs{
-		Planner: r.opts.Backends, Envelopes: envs, Now: r.opts.Now(), Approved: approvedOf(e),
-	})
-	if j.DecisionTime > 0 {
-		r.opts.Metrics.PolicyDecision(j.DecisionTime)
-	}
+	j := r.judgeOp(ctx, e, op, t, envs)
 	r.opts.Metrics.TimeOfUse(time.Since(start), j.Outcome == judgement.Ready)
 	return j, nil
 }

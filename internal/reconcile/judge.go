@@ -180,13 +180,20 @@ func (r *Reconciler) judgement(ctx context.Context, e *store.Execution, v *store
 	if err != nil {
 		return store.Judged{}, err
 	}
+	return r.next(ctx, e, r.judgeOp(ctx, e, op, t, envs))
+}
+
+// judgeOp judges an execution's operation under trust t with its
+// statements: fresh, or for a pending or claimed one against what it was
+// approved with (approvedOf), as at the moment of use.
+func (r *Reconciler) judgeOp(ctx context.Context, e *store.Execution, op judgement.Operation, t *trusted, envs []approval.Submitted) judgement.Judgement {
 	j := judgement.Judge(ctx, op, r.judging(t), judgement.Inputs{
 		Planner: r.opts.Backends, Envelopes: envs, Now: r.opts.Now(), Approved: approvedOf(e),
 	})
 	if j.DecisionTime > 0 {
 		r.opts.Metrics.PolicyDecision(j.DecisionTime)
 	}
-	return r.next(ctx, e, j)
+	return j
 }
 
 func eventFor(s store.ExecState) string { return "execution." + string(s) }

@@ -10,7 +10,6 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -32,7 +31,6 @@ import (
 	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/gitsrc/gittest"
 	"github.com/writ-sec/writ/internal/keys"
-	"github.com/writ-sec/writ/internal/policy"
 	"github.com/writ-sec/writ/internal/reconcile"
 	"github.com/writ-sec/writ/internal/store"
 	"github.com/writ-sec/writ/policies"
@@ -210,14 +208,10 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 
 	// A content repository with the default policies and one playbook.
 	files := map[string]string{"playbooks/network/block-test-net.yaml": testPlaybook}
-	err = fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || policy.IsTestFile(p) || strings.HasSuffix(p, ".go") {
-			return err
-		}
-		b, err := fs.ReadFile(policies.FS, p)
-		files["policies/"+p] = string(b)
-		return err
-	})
+	seed, err := policies.Files(false)
+	for p, c := range seed {
+		files[p] = c
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
