@@ -516,3 +516,26 @@ func (e *env) signBare(who string, pred approval.Predicate, subjects []approval.
 	}
 	return raw
 }
+
+// A waiting operation cancelled because its playbook left the branch keeps
+// what it was judged on, and its state is read from its code.
+func TestCancelledKeepsItsJudgement(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	e.merge("p", map[string]string{pbPath("gone"): playbookYAML("gone", "INC-12", "203.0.113.160", "low", "production", "")})
+	e.pass()
+	e.approveVersion("gone", "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	before := e.execution("gone", "apply")
+	if before.State != store.ExecWaiting || len(before.Decision) == 0 || len(before.Verdict) == 0 || before.PlanDigest == "" {
+		t.Fatalf("before: %+v", before)
+	}
+	e.merge("rm", nil, pbPath("gone"))
+	e.pass()
+	x := e.execution("gone", "apply")
+	if x.State != store.ExecCancelled || x.ReasonCode != "removed" || !jsonEqual(x.Decision, before.Decision) ||
+		!jsonEqual(x.Verdict, before.Verdict) || x.PlanDigest != before.PlanDigest || x.PolicyDigest != before.PolicyDigest {
+		t.Fatalf("cancelled: %s %s decision %s verdict %s plan %s", x.State, x.ReasonCode, x.Decision, x.Verdict, x.PlanDigest)
+	}
+}
