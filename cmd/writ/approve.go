@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,7 +15,6 @@ import (
 	"time"
 
 	gh "github.com/google/go-github/v88/github"
-	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/spf13/cobra"
 
 	"github.com/writ-sec/writ/internal/action"
@@ -27,10 +22,8 @@ import (
 	"github.com/writ-sec/writ/internal/diag"
 	"github.com/writ-sec/writ/internal/forge/github"
 	"github.com/writ-sec/writ/internal/gitsrc"
-	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/policy"
-	"github.com/writ-sec/writ/internal/reconcile"
 	"github.com/writ-sec/writ/internal/trust"
 	"github.com/writ-sec/writ/policies"
 )
@@ -643,66 +636,6 @@ func localPlanDigest(ctx context.Context, g *globals, pb *playbook.Playbook, op 
 	return plan.Digest(), nil
 }
 
-// loadApprovalSigner reads a private key, asking for its password when it
-// is encrypted.
-func loadApprovalSigner(env *cliEnv, file string) (signature.Signer, crypto.PublicKey, error) {
-	data, err := readFileLimited(file, 1<<20)
-	if err != nil {
-		return nil, nil, usageError("--key: %v", err)
-	}
-	var password []byte
-	if keys.IsEncrypted(data) {
-		if password, err = readPassword(env, false); err != nil {
-			return nil, nil, usageError("%v", err)
-		}
-	}
-	priv, err := keys.ParsePrivate(data, password)
-	if err != nil {
-		return nil, nil, usageError("--key %s: %v", file, err)
-	}
-	s, err := keys.Signer(priv)
-	if err != nil {
-		return nil, nil, usageError("--key %s: %v", file, err)
-	}
-	return s, priv.Public(), nil
-}
-
-// keyringWarnings checks, when the repository has an approvers file, that
-// the key is registered for the approver. The server judges with the
-// target branch's file, so these are warnings only.
-func keyringWarnings(root, approver, decision string, pub crypto.PublicKey) []string {
-	if root == "" {
-		return nil
-	}
-	data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(approval.KeyringPath)))
-	if err != nil {
-		return nil
-	}
-	kr, problems := approval.ParseKeyring(approval.KeyringPath, data)
-	if problems != nil {
-		return []string{fmt.Sprintf("cannot check your key: %s is invalid (%d problems; run writ validate)", approval.KeyringPath, len(problems))}
-	}
-	person, ok := kr.Person(approver)
-	if !ok {
-		return []string{fmt.Sprintf("%q is not in %s: the envelope counts only once the target branch lists you", approver, approval.KeyringPath)}
-	}
-	id, err := keys.ID(pub)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	if k, ok := kr.Key(id); !ok || k.Person != person {
-		out = append(out, fmt.Sprintf("this key (id %s) is not one of %q's keys in %s", id, approver, approval.KeyringPath))
-	}
-	if person.Disabled {
-		out = append(out, fmt.Sprintf("%q is disabled in %s", approver, approval.KeyringPath))
-	}
-	if decision == approval.Propose && !person.Has(approval.RoleAnalyst) && !person.Has(approval.RoleAdmin) {
-		out = append(out, fmt.Sprintf("%q does not hold the analyst role: the proposal will not count", approver))
-	}
-	return out
-}
-
 // writeOutputFile writes data to a new file or over an existing regular
 // file; never through a symlink, never over a device, directory or other
 // special file.
@@ -740,142 +673,6 @@ func readFileLimited(file string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", file, limit)
 	}
 	return data, nil
-}
-
-// postEnvelope sends an envelope to a writ server and prints its answer.
-func postEnvelope(ctx context.Context, env *cliEnv, server string, envelope []byte) error {
-	resp, answer, shown, err := callServer(ctx, env, server, http.MethodPost, envelope, "api", "v1", "approvals")
-	if err != nil {
-		return exitWith(exitFailure, fmt.Errorf("send approval: %w", err))
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return exitWith(exitFailure, fmt.Errorf("%s answered %s: %s", shown, resp.Status, serverMessage(answer)))
-	}
-	fmt.Fprintf(env.stderr, "sent to %s: %s\n", shown, resp.Status)
-	if len(answer) > 0 {
-		env.stdout.Write(answer)
-		if !bytes.HasSuffix(answer, []byte("\n")) {
-			fmt.Fprintln(env.stdout)
-		}
-	}
-	return nil
-}
-
-// callServer makes one request to a writ server (WRIT_TOKEN as bearer
-// token when set) and returns the response, its body (at most 1 MiB) and
-// the endpoint as it may be shown (credentials redacted).
-func callServer(ctx context.Context, env *cliEnv, server, method string, body []byte, path ...string) (*http.Response, []byte, string, error) {
-	u, err := url.Parse(server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, nil, "", usageError("--server %q is not an http(s) URL", redactServerURL(server))
-	}
-	endpoint := u.JoinPath(path...)
-	shown := redactServerURL(endpoint.String())
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, endpoint.String(), rd)
-	if err != nil {
-		return nil, nil, shown, usageError("--server: %v", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", envelopeContentType)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "writ/"+versionString())
-	if tok := env.getenv("WRIT_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, nil, shown, fmt.Errorf("%s: %v", shown, redactErrURL(err, endpoint.String(), shown))
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, nil, shown, fmt.Errorf("read the answer of %s: %w", shown, err)
-	}
-	return resp, answer, shown, nil
-}
-
-// serverStatus asks a writ server for its status (GET /api/v1/status,
-// with WRIT_TOKEN): which commit is trusted, and the repository's identity.
-func serverStatus(ctx context.Context, env *cliEnv, server string) (*reconcile.Status, error) {
-	resp, body, shown, err := callServer(ctx, env, server, http.MethodGet, nil, "api", "v1", "status")
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered %s: %s (a viewer token in WRIT_TOKEN is needed)", shown, resp.Status, serverMessage(body))
-	}
-	var st reconcile.Status
-	if err := json.Unmarshal(body, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", shown, err)
-	}
-	if st.Adopted == "" {
-		return nil, fmt.Errorf("%s has not processed the branch yet: no trusted commit", shown)
-	}
-	return &st, nil
-}
-
-// serverMessage extracts the message of an error answer: a JSON "error"
-// or "message" field, else the text, on one line, shortened.
-func serverMessage(body []byte) string {
-	var m map[string]any
-	if json.Unmarshal(body, &m) == nil {
-		for _, k := range []string{"error", "message", "detail"} {
-			if s, ok := m[k].(string); ok && s != "" {
-				return flattenText(s, 500)
-			}
-		}
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return "(no message)"
-	}
-	return flattenText(string(body), 500)
-}
-
-// flattenText flattens whitespace, drops control characters and shortens.
-func flattenText(s string, limit int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) > limit {
-		s = s[:limit] + "…"
-	}
-	return s
-}
-
-// redactServerURL drops user information from a URL for messages.
-func redactServerURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparseable URL)"
-	}
-	u.User = nil
-	q := u.Query()
-	for _, k := range []string{"token", "access_token", "password"} {
-		if q.Has(k) {
-			q.Set(k, "xxxxx")
-		}
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func redactErrURL(err error, raw, shown string) string {
-	msg := err.Error()
-	if raw != shown {
-		msg = strings.ReplaceAll(msg, raw, shown)
-	}
-	return msg
 }
 
 var ghRepoRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`)
