@@ -151,3 +151,12 @@ func redactErrURL(err error, raw, shown string) string {
 	}
 	return msg
 }
+
+// resolveServer picks the writ server a command talks to: the --server
+// flag, else WRIT_SERVER. It returns "" when neither names one.
+func resolveServer(env *cliEnv, flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return env.getenv("WRIT_SERVER")
+}
