@@ -36,6 +36,7 @@ const (
 	CodeRoleNotQualified     Code = "role_not_qualified"     // the signer holds no qualifying role
 	CodeOperationMismatch    Code = "operation_mismatch"     // about another operation (apply or revert) of the content
 	CodeTransitionMismatch   Code = "transition_mismatch"    // about another change of policies/ or .writ/, or not about one
+	CodeNotPending           Code = "not_pending"            // refused at the door: about an operation already done, or a superseded change
 )
 
 // Submitted is one envelope as it reached writ, with where it came from.

@@ -267,7 +267,7 @@ func Judge(ctx context.Context, op Operation, t Trust, in Inputs) Judgement {
 		Keyring:           t.Keyring,
 		Envelopes:         in.Envelopes,
 		Now:               in.Now,
-		Options:           approvalOptions(t.Approval, op, j.Decision),
+		Options:           ApprovalOptions(t.Approval, op, j.Decision),
 	})
 	j.Verdict = &v
 	switch {
@@ -304,11 +304,11 @@ func Judge(ctx context.Context, op Operation, t Trust, in Inputs) Judgement {
 	return j
 }
 
-// approvalOptions are the approval rules for one operation. A signed
+// ApprovalOptions are the approval rules for one operation. A signed
 // proposal is the author's statement that the operation is intended; the
 // revert that expiresAfter scheduled was intended by the apply's signed
 // content, so when its policies ask no approval it needs no proposal.
-func approvalOptions(o approval.Options, op Operation, d policy.Decision) approval.Options {
+func ApprovalOptions(o approval.Options, op Operation, d policy.Decision) approval.Options {
 	if op.Trigger == Expiry && op.Kind == action.Revert && d.ApprovalsRequired == 0 {
 		o.RelaxProposal = true
 	}

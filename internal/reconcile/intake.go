@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -93,6 +94,11 @@ func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval
 		return nil, r.refuse(ctx, ch, key.Person.ID, approval.CodeLoginMismatch,
 			fmt.Errorf("submitted by %s, but the signer %s's GitHub login is %q", ch.SourceLogin, key.Person.ID, key.Person.GitHub))
 	}
+	if why, err := r.stale(ctx, &env.Statement); err != nil {
+		return nil, err
+	} else if why != nil {
+		return nil, r.refuse(ctx, ch, key.Person.ID, approval.CodeNotPending, why)
+	}
 	pred := env.Statement.Predicate
 	rec := store.Approval{
 		Envelope: raw, EnvelopeSHA256: env.SHA256, Decision: pred.Decision, Approver: key.Person.ID,
@@ -132,6 +138,55 @@ func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval
 		slog.Int64("id", in.ID), slog.Bool("duplicate", in.Duplicate), slog.String("source", ch.Source))
 	r.Nudge()
 	return in, nil
+}
+
+// stale says why a statement can never count, or nil: it is about a
+// playbook operation that is already done (completed, failed, denied,
+// rejected, cancelled — a version superseded or removed before it ran is
+// cancelled), or about a change to policies/ or .writ/ from a trusted
+// commit that is no longer in force. A statement about content writ has
+// not seen yet (a pull request not merged) is taken: it may count later.
+// Refusing never touches what is stored.
+func (r *Reconciler) stale(ctx context.Context, st *approval.Statement) (why, err error) {
+	p := st.Predicate
+	if t := p.Transition; t != nil {
+		rs, err := r.opts.Store.RepoState(ctx)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if rs.AdoptedSHA != "" && !strings.EqualFold(t.TrustedCommit, rs.AdoptedSHA) {
+			return fmt.Errorf("the statement approves a change from trusted commit %.12s, but the trust in force is commit %.12s: it can never count (sign the change pending now: writ pending)",
+				t.TrustedCommit, rs.AdoptedSHA), nil
+		}
+		return nil, nil
+	}
+	op := cmp.Or(p.Operation, approval.OperationApply)
+	var digests []string
+	for _, d := range st.Subject {
+		digests = append(digests, d.SHA256())
+	}
+	ops, err := r.opts.Store.ExecutionsByDigests(ctx, digests)
+	if err != nil {
+		return nil, err
+	}
+	var done *store.Execution
+	for _, e := range ops {
+		if e.Operation != op {
+			continue
+		}
+		if !e.State.Done() {
+			return nil, nil // something it is about still waits
+		}
+		done = e
+	}
+	if done == nil {
+		return nil, nil
+	}
+	return fmt.Errorf("the %s of %s@%.12s is no longer pending: it is %s (%s)", op, done.Path, done.Digest, done.State,
+		cmp.Or(done.Reason, done.ReasonCode)), nil
 }
 
 // refuse audits a refused envelope (bounded: a flood of junk is counted,

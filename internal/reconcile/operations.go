@@ -24,6 +24,7 @@ const (
 	codeAwaitingRunner judgement.Code = "awaiting_executor" // ready, execution: manual: an executor starts it
 	codeStartedByHand  judgement.Code = "started_manually"  // an executor started it
 	codeRemoved        judgement.Code = "removed"           // cancelled: the playbook left the branch before it ran
+	codeSuperseded     judgement.Code = "superseded"        // cancelled: a newer version replaced it before it ran
 	codeRetry          judgement.Code = "retry"             // a transient backend error: tried again later
 	codeDone           judgement.Code = "done"              // completed: what it changed
 	codeBackendError   judgement.Code = "backend_error"     // failed: the backend's error
@@ -170,6 +171,21 @@ func (r *Reconciler) prepareApply(ctx context.Context, c gitsrc.Commit, w *work)
 	})
 	if changeType != "update" {
 		return nil
+	}
+	prevApply, err := r.opts.Store.ExecutionByKey(ctx, w.prev.Name, w.prev.Digest, string(action.Apply))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if prevApply != nil && (prevApply.State == store.ExecWaiting || prevApply.State == store.ExecPending) {
+		// The version it replaces never ran: it is superseded, never run
+		// later (its statements cannot bring it back), and there is
+		// nothing of it to revert.
+		w.ops = append(w.ops, store.Execution{ID: prevApply.ID, State: store.ExecCancelled, ReasonCode: string(codeSuperseded),
+			Reason: fmt.Sprintf("superseded by %s@%.12s at commit %.12s before it ran", w.pb.Metadata.Name, w.pb.Digest, c.SHA)})
+		return nil
+	}
+	if prevApply != nil && (prevApply.State == store.ExecDenied || prevApply.State == store.ExecRejected || prevApply.State == store.ExecCancelled) {
+		return nil // it never ran: nothing to revert
 	}
 	prevTargets, err := r.appliedTargets(ctx, w.prev)
 	if err != nil {

@@ -26,6 +26,8 @@ type Engine interface {
 	RunManual(ctx context.Context, id int64, actor audit.Actor) error
 	DryRun(ctx context.Context, path string, data []byte) (*reconcile.PlaybookEvaluation, error)
 	AcknowledgeHold(ctx context.Context, id int64, actor audit.Actor) error
+	Pending(ctx context.Context) ([]reconcile.Pending, error)
+	PendingItem(ctx context.Context, id string) (*reconcile.PendingDetail, error)
 }
 
 // Checkpointer signs a checkpoint of the audit log on demand.
@@ -119,6 +121,8 @@ func (a *API) routes() []Route {
 		{Pattern: "POST /api/v1/approvals", Public: "the envelope's signature, verified against the approvers in force", MaxBody: -1, Handler: h(a.postApproval)},
 		{Pattern: "GET /api/v1/approvals", Roles: ReadRoles, Handler: h(a.listApprovals)},
 		{Pattern: "GET /api/v1/holds", Roles: ReadRoles, Handler: h(a.listHolds)},
+		{Pattern: "GET /api/v1/pending", Roles: ReadRoles, Handler: h(a.listPending)},
+		{Pattern: "GET /api/v1/pending/{id}", Roles: ReadRoles, Handler: h(a.getPending)},
 		{Pattern: "POST /api/v1/holds/{id}/acknowledge", Roles: AdminRoles, Handler: h(a.acknowledgeHold)},
 
 		{Pattern: "GET /api/v1/audit/export", Roles: AdminRoles, Handler: h(a.auditExport)},
@@ -165,6 +169,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, what string, err erro
 		writeProblem(w, http.StatusConflict, "last_admin", "%v", err)
 	case errors.Is(err, auth.ErrNotSession):
 		writeProblem(w, http.StatusBadRequest, "not_a_session", "%v: log in with a password", err)
+	case errors.Is(err, reconcile.ErrNotPending):
+		writeProblem(w, http.StatusNotFound, "not_pending", "%v", err)
 	case errors.Is(err, reconcile.ErrNotRunnable):
 		writeProblem(w, http.StatusConflict, "not_runnable", "%v", err)
 	case errors.Is(err, errBadRequest):

@@ -189,6 +189,32 @@ func (s *Store) WaitingExecutions(ctx context.Context) ([]*Execution, error) {
 	return out, nil
 }
 
+// ExecutionsByDigests lists the operations on any of these content
+// digests, oldest first: whether a statement about that content can still
+// count for anything.
+func (s *Store) ExecutionsByDigests(ctx context.Context, digests []string) ([]*Execution, error) {
+	if len(digests) == 0 {
+		return nil, nil
+	}
+	out, err := collectExecutions(s.db.Query(ctx, `SELECT `+executionColumns+` FROM executions WHERE digest = ANY($1) ORDER BY id`, digests))
+	if err != nil {
+		return nil, fmt.Errorf("store: executions of %d digests: %w", len(digests), err)
+	}
+	return out, nil
+}
+
+// WaitingForSignatures lists the operations waiting for statements: the
+// proposal or approvals their judgement found missing, or approvals of a
+// plan that changed. Oldest first.
+func (s *Store) WaitingForSignatures(ctx context.Context) ([]*Execution, error) {
+	out, err := collectExecutions(s.db.Query(ctx, `SELECT `+executionColumns+` FROM executions
+		WHERE state = 'waiting' AND reason_code IN ('awaiting_approval', 'plan_changed') ORDER BY id`))
+	if err != nil {
+		return nil, fmt.Errorf("store: executions waiting for signatures: %w", err)
+	}
+	return out, nil
+}
+
 // UndoneExecutions lists the operations not started yet: waiting and
 // pending (a pending one may be backing off between retries). These are
 // judged again whenever the trust in force changes.
