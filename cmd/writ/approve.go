@@ -43,6 +43,8 @@ const envelopeContentType = "application/vnd.dsse.envelope.v1+json"
 
 type approveParams struct {
 	keyFile     string
+	sshKey      string
+	yes         bool
 	approver    string
 	propose     bool
 	reject      bool
@@ -124,13 +126,17 @@ Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
       playbooks/network/block-c2-beacon.yaml`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if isPendingArg(args) {
+				return runApprovePending(cmd.Context(), env, p, args[0])
+			}
 			p.playbooks = args
 			return runApprove(cmd.Context(), g, env, p)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&p.keyFile, "key", "", "private key file (PEM, from writ keygen or cosign)")
-	f.StringVar(&p.approver, "approver", "", "your person id in .writ/approvers.yaml")
+	f.StringVar(&p.approver, "approver", "", "your person id in .writ/approvers.yaml (with a pending ID: default, the person your key belongs to)")
+	f.BoolVarP(&p.yes, "yes", "y", false, "with a pending ID: sign without asking for confirmation")
 	f.BoolVar(&p.propose, "propose", false, "sign a proposal (authorship) instead of an approval")
 	f.BoolVar(&p.reject, "reject", false, "sign a rejection instead of an approval")
 	f.BoolVar(&p.revert, "revert", false, "the statement is about the revert of the playbooks (deletion, or targets an update drops)")

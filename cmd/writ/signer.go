@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"fmt"
 	"os"
@@ -71,4 +72,40 @@ func keyringWarnings(root, approver, decision string, pub crypto.PublicKey) []st
 		out = append(out, fmt.Sprintf("%q does not hold the analyst role: the proposal will not count", approver))
 	}
 	return out
+}
+
+// statementSigner signs statements with one key.
+type statementSigner interface {
+	// KeyID is the key's DSSE key id (its SHA256:... fingerprint).
+	KeyID() string
+	Sign(ctx context.Context, st approval.Statement) ([]byte, error)
+}
+
+// pemSigner signs with a PEM private key.
+type pemSigner struct {
+	s     signature.Signer
+	keyID string
+}
+
+func (p *pemSigner) KeyID() string { return p.keyID }
+
+func (p *pemSigner) Sign(_ context.Context, st approval.Statement) ([]byte, error) {
+	return approval.Sign(p.s, st)
+}
+
+// openApprovalSigner opens the key a statement is signed with: --key (a
+// PEM private key).
+func openApprovalSigner(env *cliEnv, keyFile, sshKey string) (statementSigner, error) {
+	if sshKey != "" {
+		return nil, usageError("--ssh-key is not supported yet")
+	}
+	s, pub, err := loadApprovalSigner(env, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	id, err := keyIDOf(pub)
+	if err != nil {
+		return nil, usageError("--key %s: %v", keyFile, err)
+	}
+	return &pemSigner{s: s, keyID: id}, nil
 }

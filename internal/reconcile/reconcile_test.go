@@ -97,7 +97,17 @@ func TestDeniedAndRejected(t *testing.T) {
 	if st, reason := e.status("block-reject"); st != store.StatusRejected || !strings.Contains(reason, "carol") {
 		t.Fatalf("rejected: %s (%s)", st, reason)
 	}
-	e.approveVersion("block-reject", "apply", map[string]string{"bob": "approve"})
+	// A statement about an operation already done is refused at the door,
+	// saying so; what is stored stays.
+	ex := e.execution("block-reject", "apply")
+	late := e.signWith("bob", approval.Predicate{Decision: approval.Approve, Operation: ex.Operation, PolicyDigest: ex.PolicyDigest, PlanDigest: ex.PlanDigest},
+		[]approval.Subject{{Path: ex.Path, Digest: ex.Digest}})
+	if _, err := e.rec.SubmitApproval(e.ctx, late, approval.Submitted{Source: "api"}); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "no longer pending: it is rejected") {
+		t.Fatalf("an approval of a rejected apply: %v", err)
+	}
+	if stored, err := e.st.ApprovalsForDigest(e.ctx, ex.Digest); err != nil || len(stored) != 2 {
+		t.Fatalf("the statements stored before: %d, %v", len(stored), err)
+	}
 	e.pass()
 	if st, _ := e.status("block-reject"); st != store.StatusRejected {
 		t.Fatalf("an approval after a rejection changed it: %s", st)

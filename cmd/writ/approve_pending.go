@@ -1,0 +1,416 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing/fstest"
+	"time"
+
+	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
+
+	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/gitsrc"
+	"github.com/writ-sec/writ/internal/playbook"
+	"github.com/writ-sec/writ/internal/policy"
+	"github.com/writ-sec/writ/internal/reconcile"
+	"github.com/writ-sec/writ/internal/trust"
+	"github.com/writ-sec/writ/policies"
+)
+
+// isPendingArg reports whether writ approve's arguments name a pending
+// item (op-N, trust-N) rather than playbook files: one argument of that
+// form that is not a file.
+func isPendingArg(args []string) bool {
+	if len(args) != 1 || !reconcile.ValidPendingID(args[0]) {
+		return false
+	}
+	_, err := os.Lstat(args[0])
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// runApprovePending signs a statement about one pending item: everything
+// it binds comes from the server, is checked here (the content's, the
+// plan's and the policy set's digests are recomputed from what the server
+// sent), shown, confirmed, signed and sent back.
+func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id string) error {
+	decision := approval.Approve
+	switch {
+	case p.propose && p.reject:
+		return usageError("--propose and --reject exclude each other")
+	case p.propose:
+		decision = approval.Propose
+	case p.reject:
+		decision = approval.Reject
+	}
+	switch {
+	case p.keyFile == "" && p.sshKey == "":
+		return usageError("--key or --ssh-key is required: the key you sign with")
+	case p.keyFile != "" && p.sshKey != "":
+		return usageError("--key and --ssh-key exclude each other")
+	case p.revert || p.at != "" || p.trustChange || p.trusted != "" || p.planDigest != "" || p.policies != "" ||
+		p.repo != "" || p.pr != 0 || p.head != "" || p.repoRoot != "" || p.github || p.githubURL != "":
+		return usageError("%s names a pending item: the server says what it binds (operation, content, digests, repository); drop --revert, --at, --trust-change, --trusted-commit, --plan-digest, --policies, --repo, --pr, --head, --repo-root and --github", id)
+	case decision == approval.Reject && strings.TrimSpace(p.reason) == "":
+		return usageError("--reject needs --reason: say why")
+	}
+	validity := defaultApprovalValidity
+	if decision != approval.Approve {
+		validity = defaultProposalValidity
+	}
+	if p.expires != "" {
+		d, err := playbook.ParseDuration(p.expires)
+		if err != nil || d <= 0 {
+			return usageError("--expires %q is not a positive duration such as 24h or 7d", p.expires)
+		}
+		validity = d
+	}
+	server := resolveServer(env, p.server)
+	if server == "" {
+		return usageError("%s is a pending item on a writ server: pass --server URL, set WRIT_SERVER, or log in (writ login)", id)
+	}
+	signer, err := openApprovalSigner(env, p.keyFile, p.sshKey)
+	if err != nil {
+		return err
+	}
+
+	item, err := fetchPending(ctx, env, server, id)
+	if err != nil {
+		return err
+	}
+	if err := checkPending(ctx, item, decision); err != nil {
+		return exitWith(exitFailure, fmt.Errorf("%s: %w; nothing signed", id, err))
+	}
+	approver := p.approver
+	if approver == "" {
+		if approver, err = approverFor(item, signer.KeyID(), decision); err != nil {
+			return usageError("%v", err)
+		}
+	}
+	showPending(env.stdout, item, decision, approver)
+	if !p.yes {
+		ok, err := confirm(env, fmt.Sprintf("Sign %s of %s as %s? [y/N] ", decision, describePending(item), approver))
+		if err != nil {
+			return exitWith(exitFailure, err)
+		}
+		if !ok {
+			return exitWith(exitFailure, errors.New("not confirmed; nothing signed"))
+		}
+	}
+
+	now := time.Now().UTC().Truncate(time.Second)
+	pred := approval.Predicate{
+		Decision: decision, Approver: approver, Repository: item.Repository, HeadCommit: item.Commit,
+		PolicyDigest: item.PolicyDigest, Reason: p.reason, IssuedAt: now, ExpiresAt: now.Add(validity),
+	}
+	if item.Kind == reconcile.PendingTrustChange {
+		pred.Transition = item.Transition
+	} else {
+		pred.Operation = item.Operation
+		if decision == approval.Approve {
+			pred.PlanDigest = item.PlanDigest
+		}
+	}
+	var subjects []approval.Subject
+	for _, s := range item.Subjects {
+		subjects = append(subjects, approval.Subject{Path: s.Path, Digest: s.Digest})
+	}
+	st := approval.NewStatement(subjects, pred)
+	if err := st.Validate(); err != nil {
+		return exitWith(exitFailure, fmt.Errorf("%s: %w; nothing signed", id, err))
+	}
+	envelope, err := signer.Sign(ctx, st)
+	if err != nil {
+		return exitWith(exitFailure, err)
+	}
+	if p.out != "" {
+		if err := writeOutputFile(p.out, append(envelope, '\n')); err != nil {
+			return exitWith(exitFailure, fmt.Errorf("write %s: %w", p.out, err))
+		}
+		fmt.Fprintf(env.stderr, "envelope written to %s\n", p.out)
+	}
+	fmt.Fprintf(env.stderr, "signed %s of %s by %s, valid until %s\n", decision, describePending(item), approver, pred.ExpiresAt.Format(time.RFC3339))
+	return postEnvelope(ctx, env, server, envelope)
+}
+
+// fetchPending asks the server for one pending item.
+func fetchPending(ctx context.Context, env *cliEnv, server, id string) (*reconcile.PendingDetail, error) {
+	resp, body, shown, err := callServer(ctx, env, server, http.MethodGet, nil, "api", "v1", "pending", id)
+	if err != nil {
+		return nil, exitWith(exitFailure, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, exitWith(exitFailure, fmt.Errorf("%s: %s; nothing signed", id, serverMessage(body)))
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return nil, exitWith(exitFailure, fmt.Errorf("%s answered %s: %s (log in with writ login, or set WRIT_TOKEN)", shown, resp.Status, serverMessage(body)))
+	case resp.StatusCode != http.StatusOK:
+		return nil, exitWith(exitFailure, fmt.Errorf("%s answered %s: %s", shown, resp.Status, serverMessage(body)))
+	}
+	var d reconcile.PendingDetail
+	if err := json.Unmarshal(body, &d); err != nil {
+		return nil, exitWith(exitFailure, fmt.Errorf("%s: the answer is not a pending item: %w", shown, err))
+	}
+	if d.ID != id {
+		return nil, exitWith(exitFailure, fmt.Errorf("%s answered with item %q, not %s", shown, d.ID, id))
+	}
+	return &d, nil
+}
+
+// checkPending recomputes, from what the server sent, every digest the
+// statement will bind, so that what the reviewer is shown is what is
+// signed: the playbook's content digest, the plan digest, and the trusted
+// policy set's digest; for a change to what decides, the whole change
+// (subjects and transition) as writ serve computes it (trust.Diff).
+func checkPending(ctx context.Context, d *reconcile.PendingDetail, decision string) error {
+	if !gitsrc.ValidIdentity(d.Repository) {
+		return fmt.Errorf("the server names repository %q, which is not OWNER/NAME", d.Repository)
+	}
+	if !hexDigestRE.MatchString(d.PolicyDigest) {
+		return fmt.Errorf("the server sent policy digest %q", d.PolicyDigest)
+	}
+	trusted := fstest.MapFS{}
+	for _, f := range d.TrustedFiles {
+		trusted[f.Path] = &fstest.MapFile{Data: []byte(f.Content), Mode: 0o644}
+	}
+	if d.Kind == reconcile.PendingTrustChange {
+		return checkTrustChange(ctx, d, trusted)
+	}
+	if d.Kind != reconcile.PendingApply && d.Kind != reconcile.PendingRevert || d.Operation != d.Kind {
+		return fmt.Errorf("the server sent an item of kind %q, operation %q", d.Kind, d.Operation)
+	}
+	if len(d.Subjects) != 1 || d.Content == nil {
+		return errors.New("the server sent a playbook operation without exactly one subject and its content")
+	}
+	s := d.Subjects[0]
+	if s.Path != d.Content.Path || s.Path != d.Path {
+		return fmt.Errorf("the server names the subject %s but sent the content of %s", s.Path, d.Content.Path)
+	}
+	if got := playbook.Digest([]byte(d.Content.Content)); got != s.Digest {
+		return fmt.Errorf("the content the server sent has sha256 %.12s…, not the subject's %.12s…", got, s.Digest)
+	}
+	var set string
+	var err error
+	if d.DefaultPolicies {
+		set, err = policy.DigestFS(policies.FS, ".")
+	} else {
+		set, err = policy.DigestFS(trusted, trust.PoliciesDir)
+	}
+	if err != nil {
+		return fmt.Errorf("the trusted policies the server sent: %w", err)
+	}
+	if set != d.PolicyDigest {
+		if d.DefaultPolicies {
+			return fmt.Errorf("the server judges with its built-in policies (%.12s…), which differ from this writ's (%.12s…): use a writ of the server's version", d.PolicyDigest, set)
+		}
+		return fmt.Errorf("the trusted policies the server sent have digest %.12s…, but it cites %.12s…", set, d.PolicyDigest)
+	}
+	if decision != approval.Approve {
+		return nil
+	}
+	if len(d.Plan) == 0 || !hexDigestRE.MatchString(d.PlanDigest) {
+		return errors.New("there is no dry-run plan to approve yet (the server could not plan it); try again later")
+	}
+	var plan action.Plan
+	dec := json.NewDecoder(bytes.NewReader(d.Plan))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&plan); err != nil {
+		return fmt.Errorf("the plan the server sent: %w", err)
+	}
+	if got := plan.Digest(); got != d.PlanDigest {
+		return fmt.Errorf("the plan the server sent has digest %.12s…, but it cites %.12s…", got, d.PlanDigest)
+	}
+	return nil
+}
+
+// checkTrustChange recomputes a change to what decides from the trusted
+// and changed files the server sent.
+func checkTrustChange(ctx context.Context, d *reconcile.PendingDetail, trusted fstest.MapFS) error {
+	if d.Transition == nil {
+		return errors.New("the server sent a change to policies/ and .writ/ without its transition")
+	}
+	changed := fstest.MapFS{}
+	for _, f := range d.ChangedFiles {
+		changed[f.Path] = &fstest.MapFile{Data: []byte(f.Content), Mode: 0o644}
+	}
+	if got := trust.TrustedPolicyDigest(trusted, policies.FS); got != d.PolicyDigest {
+		return fmt.Errorf("the trusted policies the server sent have digest %.12s…, but it cites %.12s…", got, d.PolicyDigest)
+	}
+	c, err := trust.Diff(ctx, d.Transition.TrustedCommit, trusted, changed, policies.FS)
+	if err != nil {
+		return fmt.Errorf("recompute the change: %w", err)
+	}
+	if c == nil {
+		return errors.New("the files the server sent decide alike: there is no change to sign")
+	}
+	var want []reconcile.PendingSubject
+	for _, s := range c.Subjects {
+		want = append(want, reconcile.PendingSubject{Path: s.Path, Digest: s.Digest})
+	}
+	if !slices.Equal(want, d.Subjects) {
+		return fmt.Errorf("the server names subjects %v, but its files make %v", d.Subjects, want)
+	}
+	if !maps.Equal(c.Transition.Replaces, d.Transition.Replaces) {
+		return fmt.Errorf("the server says the change replaces %v, but its files say %v", d.Transition.Replaces, c.Transition.Replaces)
+	}
+	return nil
+}
+
+// approverFor finds who the key belongs to among those who may sign.
+func approverFor(d *reconcile.PendingDetail, keyID, decision string) (string, error) {
+	var may []string
+	for _, e := range d.Needs.Eligible {
+		if slices.Contains(e.KeyIDs, keyID) {
+			if e.Decision != decision && decision != approval.Reject {
+				return "", fmt.Errorf("%s may %s %s, not %s it (it needs %s)", e.ID, e.Decision, d.ID, decision, needsText(d.Needs))
+			}
+			return e.ID, nil
+		}
+		may = append(may, e.ID)
+	}
+	if len(may) == 0 {
+		return "", fmt.Errorf("your key %s is not among those who may sign %s, and nobody else's is either (%s): pass --approver to sign anyway", keyID, d.ID, d.Needs.Summary)
+	}
+	return "", fmt.Errorf("your key %s belongs to none of those who may sign %s now (%s); pass --approver ID to sign anyway", keyID, d.ID, strings.Join(may, ", "))
+}
+
+// describePending names an item in one line.
+func describePending(d *reconcile.PendingDetail) string {
+	if d.Kind == reconcile.PendingTrustChange {
+		var paths []string
+		for _, s := range d.Subjects {
+			paths = append(paths, s.Path)
+		}
+		return fmt.Sprintf("%s (change to %s from trusted commit %.12s)", d.ID, strings.Join(paths, ", "), d.Transition.TrustedCommit)
+	}
+	return fmt.Sprintf("%s (%s of %s, %s)", d.ID, d.Operation, d.Path, d.Environment)
+}
+
+// needsText says what an item still needs.
+func needsText(n reconcile.PendingNeeds) string {
+	var parts []string
+	if n.Proposal {
+		parts = append(parts, fmt.Sprintf("a signed proposal by %s", strings.Join(n.ProposerRoles, " or ")))
+	}
+	if n.Missing > 0 {
+		parts = append(parts, fmt.Sprintf("%d more of %d approvals by %s", n.Missing, n.Approvals, strings.Join(n.Roles, " or ")))
+	}
+	if len(parts) == 0 {
+		return "nothing more"
+	}
+	return strings.Join(parts, " and ")
+}
+
+// showPending prints what the reviewer signs: the operation, why it
+// waits, what the policies said, the change (a diff against what it
+// replaces) and the plan.
+func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver string) {
+	fmt.Fprintf(w, "%s\n", safeText(describePending(d)))
+	fmt.Fprintf(w, "  repository  %s at commit %.12s\n", safeText(d.Repository), safeText(d.Commit))
+	if d.Kind != reconcile.PendingTrustChange {
+		fmt.Fprintf(w, "  playbook    %s (action %s, environment %s)\n", safeText(d.Playbook), safeText(d.Action), safeText(d.Environment))
+		if len(d.Targets) > 0 {
+			fmt.Fprintf(w, "  targets     %s\n", safeText(strings.Join(d.Targets, ", ")))
+		}
+	}
+	fmt.Fprintf(w, "  waits for   %s\n", needsText(d.Needs))
+	for _, s := range d.Needs.Signed {
+		state := "counts"
+		if !s.Counted {
+			state = "does not count: " + s.Note
+		}
+		fmt.Fprintf(w, "  signed      %s %s (%s)\n", safeText(s.Approver), s.Decision, safeText(state))
+	}
+	if len(d.Decision) > 0 {
+		var dec policy.Decision
+		if json.Unmarshal(d.Decision, &dec) == nil {
+			fmt.Fprintf(w, "  policies    %s (policy set %.12s…)\n", dec.Outcome, d.PolicyDigest)
+			for _, r := range dec.Reasons {
+				fmt.Fprintf(w, "    %s: %s\n", r.Kind, safeText(r.Message))
+			}
+		}
+	}
+	switch {
+	case d.Kind == reconcile.PendingTrustChange:
+		fmt.Fprintf(w, "  the change (trusted commit %.12s → %.12s):\n", safeText(d.Transition.TrustedCommit), safeText(d.Commit))
+		old, changed := filesByPath(d.TrustedFiles), filesByPath(d.ChangedFiles)
+		paths := slices.Sorted(maps.Keys(old))
+		for p := range changed {
+			if _, ok := old[p]; !ok {
+				paths = append(paths, p)
+			}
+		}
+		slices.Sort(paths)
+		for _, p := range paths {
+			if old[p] == changed[p] {
+				continue
+			}
+			fmt.Fprintf(w, "  %s\n", safeText(p))
+			writeDiff(w, "    ", old[p], changed[p])
+		}
+	case d.Kind == reconcile.PendingRevert:
+		fmt.Fprintf(w, "  the revert undoes %s@%.12s…:\n", safeText(d.Path), d.Subjects[0].Digest)
+		writeDiff(w, "    ", d.Content.Content, "")
+	case d.Replaces != nil:
+		fmt.Fprintf(w, "  the change to %s:\n", safeText(d.Path))
+		writeDiff(w, "    ", d.Replaces.Content, d.Content.Content)
+	default:
+		fmt.Fprintf(w, "  the new playbook %s:\n", safeText(d.Path))
+		writeDiff(w, "    ", "", d.Content.Content)
+	}
+	if len(d.Plan) > 0 && d.Kind != reconcile.PendingTrustChange {
+		var plan action.Plan
+		if json.Unmarshal(d.Plan, &plan) == nil {
+			fmt.Fprintf(w, "  plan %.12s… (%s through %s):\n", d.PlanDigest, plan.Operation, safeText(plan.Backend))
+			for _, t := range plan.Targets {
+				line := t.Target + " " + t.Result
+				if t.Detail != "" {
+					line += ": " + t.Detail
+				}
+				fmt.Fprintf(w, "    %s\n", safeText(line))
+			}
+		}
+	}
+	fmt.Fprintf(w, "  you sign    %s as %s\n", decision, safeText(approver))
+}
+
+func filesByPath(files []reconcile.PendingFile) map[string]string {
+	m := make(map[string]string, len(files))
+	for _, f := range files {
+		m[f.Path] = f.Content
+	}
+	return m
+}
+
+// confirm asks a yes/no question on standard error and reads the answer
+// from standard input: only y or yes (any case) is yes.
+func confirm(env *cliEnv, question string) (bool, error) {
+	fmt.Fprint(env.stderr, question)
+	line, err := bufio.NewReader(io.LimitReader(env.stdin, 1024)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("read the answer: %w", err)
+	}
+	if errors.Is(err, io.EOF) && line == "" {
+		fmt.Fprintln(env.stderr)
+		return false, errors.New("no answer (standard input is closed): pass --yes to sign without asking")
+	}
+	a := strings.ToLower(strings.TrimSpace(line))
+	return a == "y" || a == "yes", nil
+}
+
+// keyIDOf is the DSSE key id (SHA256:... fingerprint) of a public key.
+func keyIDOf(pub crypto.PublicKey) (string, error) {
+	return ssldsse.SHA256KeyID(pub)
+}
