@@ -70,16 +70,22 @@ func (g gatedApply) Apply(ctx context.Context, req action.Request) ([]action.Tar
 }
 
 // runCLI runs writ with args and returns the exit code, stdout and stderr.
-func runCLI(t *testing.T, args ...string) (int, string, string) {
+func runCLI(t testing.TB, args ...string) (int, string, string) {
 	t.Helper()
 	return runCLIEnv(t, nil, args...)
 }
 
-func runCLIEnv(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+func runCLIEnv(t testing.TB, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	return runCLIInput(t, env, "", args...)
+}
+
+// runCLIInput is runCLIEnv with input on standard input.
+func runCLIInput(t testing.TB, env map[string]string, input string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), args, &cliEnv{
-		stdin:  strings.NewReader(""),
+		stdin:  strings.NewReader(input),
 		stdout: &stdout,
 		stderr: &stderr,
 		getenv: func(k string) string {

@@ -36,7 +36,7 @@ func (s *syncBuffer) String() string {
 
 // traversableTempDir is a temp dir PostgreSQL's user can reach when the
 // tests run as root.
-func traversableTempDir(t *testing.T) string {
+func traversableTempDir(t testing.TB) string {
 	t.Helper()
 	d := t.TempDir()
 	for p := d; p != filepath.Clean(os.TempDir()) && p != "/"; p = filepath.Dir(p) {
@@ -51,7 +51,7 @@ var addrRE = regexp.MustCompile(`msg="serving HTTP" addr=(\S+)`)
 
 // startServe runs writ serve in-process and returns its base URL and a stop
 // function that waits for a clean exit.
-func startServe(t *testing.T, args ...string) (string, func() (int, string)) {
+func startServe(t testing.TB, args ...string) (string, func() (int, string)) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stderr := &syncBuffer{}

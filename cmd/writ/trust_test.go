@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,7 @@ import (
 // trustRig is a content repository with two admins whose keys are files,
 // served by writ serve on a database the test reads too.
 type trustRig struct {
-	t       *testing.T
+	t       testing.TB
 	repo    *gittest.Repo
 	dbURL   string
 	st      *store.Store
@@ -34,8 +36,13 @@ type trustRig struct {
 
 func newTrustRig(t *testing.T) *trustRig {
 	t.Helper()
-	r := &trustRig{t: t, keyDir: t.TempDir(), dataDir: filepath.Join(traversableTempDir(t), "state"),
-		people: map[string][]string{"alice": {"analyst"}, "dave": {"admin"}, "erin": {"admin"}}}
+	return newTrustRigWith(t, map[string][]string{"alice": {"analyst"}, "dave": {"admin"}, "erin": {"admin"}})
+}
+
+// newTrustRigWith is newTrustRig with these people (id -> roles).
+func newTrustRigWith(t testing.TB, people map[string][]string, serveArgs ...string) *trustRig {
+	t.Helper()
+	r := &trustRig{t: t, keyDir: t.TempDir(), dataDir: filepath.Join(traversableTempDir(t), "state"), people: people}
 	files := map[string]string{".writ/approvers.yaml": r.approvers(nil)}
 	seed, err := policies.Files(true)
 	for p, c := range seed {
@@ -51,7 +58,7 @@ func newTrustRig(t *testing.T) *trustRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.st.Close)
-	base, stop := startServe(t, "--repo", r.repo.Bare, "--database", r.dbURL, "--data-dir", r.dataDir, "--poll-interval", "50ms")
+	base, stop := startServe(t, append([]string{"--repo", r.repo.Bare, "--database", r.dbURL, "--data-dir", r.dataDir, "--poll-interval", "50ms"}, serveArgs...)...)
 	t.Cleanup(func() { stop() })
 	r.base = base
 	r.waitFor("the first pass", func() bool { _, err := r.st.RepoState(context.Background()); return err == nil })
@@ -64,9 +71,11 @@ func (r *trustRig) approvers(extra map[string][]string) string {
 	r.t.Helper()
 	var b strings.Builder
 	b.WriteString("apiVersion: writ/v1\nkind: Approvers\npeople:\n")
-	ids := []string{"alice", "dave", "erin"}
-	for id := range extra {
-		ids = append(ids, id)
+	ids := slices.Sorted(maps.Keys(r.people))
+	for _, id := range slices.Sorted(maps.Keys(extra)) {
+		if r.people[id] == nil {
+			ids = append(ids, id)
+		}
 	}
 	for _, id := range ids {
 		roles := r.people[id]
