@@ -211,7 +211,7 @@ func (n *Notifier) wanted(e audit.Entry) bool {
 		ReasonCode string `json:"reason_code"`
 	}
 	_ = json.Unmarshal(e.Payload, &p)
-	return p.ReasonCode == "awaiting_approval"
+	return p.ReasonCode == "awaiting_approval" || p.ReasonCode == "plan_changed"
 }
 
 // Text is the one-line message of an event.
@@ -229,6 +229,8 @@ func Text(e audit.Entry) string {
 		Recovery    bool     `json:"recovery"`
 		Problem     string   `json:"problem"`
 		Path        string   `json:"path"`
+		Execution   int64    `json:"execution"`
+		Hold        int64    `json:"hold"`
 		Malformed   *struct {
 			Problem string `json:"problem"`
 			Path    string `json:"path"`
@@ -239,7 +241,7 @@ func Text(e audit.Entry) string {
 	what := fmt.Sprintf("%s %s on %s (%s)", p.Operation, p.Action, p.Environment, strings.Join(p.Targets, ", "))
 	switch e.Event {
 	case "execution.waiting":
-		return fmt.Sprintf(":writing_hand: Approval needed for %s: %s. %s", name, what, p.Reason)
+		return fmt.Sprintf(":writing_hand: Approval needed for %s: %s. %s Review and sign it: `writ approve op-%d`", name, what, p.Reason, p.Execution)
 	case "execution.completed":
 		return fmt.Sprintf(":white_check_mark: %s executed: %s. %s", name, what, p.Reason)
 	case "execution.failed":
@@ -251,7 +253,7 @@ func Text(e audit.Entry) string {
 			return fmt.Sprintf(":warning: writ is holding: policies/ or .writ/ at %.12s is malformed (%s at %s) and cannot be adopted; the last trusted version stays in force.",
 				p.Commit, slackEscape(m.Problem), slackEscape(fmt.Sprintf("%q", m.Path)))
 		}
-		return fmt.Sprintf(":warning: writ is holding: a change to policies/ or .writ/ at %.12s lacks its admin approvals; the last trusted version stays in force.", p.Commit)
+		return fmt.Sprintf(":warning: writ is holding: a change to policies/ or .writ/ at %.12s lacks its admin approvals; the last trusted version stays in force. Admins review and sign it: `writ approve trust-%d`", p.Commit, p.Hold)
 	case "execution.stopped":
 		return fmt.Sprintf(":octagonal_sign: %s was stopped right before it ran: %s. %s", name, what, slackEscape(p.Reason))
 	case "policy.change_adopted":

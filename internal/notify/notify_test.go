@@ -194,8 +194,15 @@ func TestTextOfMalformedContent(t *testing.T) {
 	if !strings.Contains(held, "policies/ or .writ/ at dddddddddddd is malformed (duplicate_name at \"policies/a.rego\")") {
 		t.Fatalf("hold: %s", held)
 	}
-	plain := Text(audit.Entry{Event: "policy.change_held", Payload: audit.MustJSON(map[string]any{"commit": strings.Repeat("d", 40)})})
-	if !strings.Contains(plain, "lacks its admin approvals") {
+	plain := Text(audit.Entry{Event: "policy.change_held", Payload: audit.MustJSON(map[string]any{"commit": strings.Repeat("d", 40), "hold": 7})})
+	if !strings.Contains(plain, "lacks its admin approvals") || !strings.Contains(plain, "`writ approve trust-7`") {
 		t.Fatalf("plain hold: %s", plain)
+	}
+	// Approvers are told the exact command that signs.
+	waiting := Text(audit.Entry{Event: "execution.waiting", Subject: audit.Subject{Name: "block-a"}, Payload: audit.MustJSON(map[string]any{
+		"execution": 12, "operation": "revert", "action": "block_ip", "environment": "production", "reason_code": "awaiting_approval",
+		"reason": "not approved: 0 of 1 approval."})})
+	if !strings.Contains(waiting, "Approval needed for block-a: revert block_ip on production") || !strings.Contains(waiting, "`writ approve op-12`") {
+		t.Fatalf("waiting: %s", waiting)
 	}
 }
