@@ -1,0 +1,189 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/keys"
+	"github.com/writ-sec/writ/internal/playbook"
+	"github.com/writ-sec/writ/internal/policy"
+	"github.com/writ-sec/writ/internal/reconcile"
+	"github.com/writ-sec/writ/policies"
+)
+
+// pendingServer answers GET /api/v1/pending/op-7 with item (as a
+// compromised or buggy server might shape it) and counts envelopes posted.
+func pendingServer(t *testing.T, item *reconcile.PendingDetail) (string, *atomic.Int32) {
+	t.Helper()
+	var posted atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/pending/op-7":
+			_ = json.NewEncoder(w).Encode(item)
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/api/v1/pending/"):
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"code":"not_pending","message":"not pending: the apply of playbooks/x.yaml waits for no signature: it is completed (applied)"}`))
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/approvals":
+			posted.Add(1)
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"id":1}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &posted
+}
+
+// honestItem is a pending apply whose digests match what it carries.
+func honestItem(t *testing.T, keyID string) *reconcile.PendingDetail {
+	t.Helper()
+	content := dayPlaybook
+	set, err := policy.DigestFS(policies.FS, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := action.Plan{Action: "block_ip", Backend: "blocklist:prod-list", Environment: "production", Operation: action.Apply,
+		Targets: []action.TargetPlan{{Target: "203.0.113.77", Result: "would_block"}}}
+	planJSON, _ := json.Marshal(plan)
+	return &reconcile.PendingDetail{
+		Pending: reconcile.Pending{
+			ID: "op-7", Kind: "apply", Playbook: "block-c2", Path: "playbooks/block-c2.yaml", Action: "block_ip", Environment: "production",
+			Operation: "apply", Subjects: []reconcile.PendingSubject{{Path: "playbooks/block-c2.yaml", Digest: playbook.Digest([]byte(content))}},
+			Repository: "acme/secops", Commit: strings.Repeat("a", 40), PolicyDigest: set, PlanDigest: plan.Digest(),
+			ReasonCode: "awaiting_approval", Reason: "not approved: 0 of 1 approval",
+			Needs: reconcile.PendingNeeds{Approvals: 1, Missing: 1, Roles: []string{"approver"},
+				Eligible: []reconcile.PendingSigner{{ID: "bob", Roles: []string{"approver"}, Decision: "approve", KeyIDs: []string{keyID}}}},
+			Command: "writ approve op-7",
+		},
+		Content: &reconcile.PendingFile{Path: "playbooks/block-c2.yaml", Content: content}, Plan: planJSON,
+		TrustedFiles: []reconcile.PendingFile{}, DefaultPolicies: true,
+	}
+}
+
+func bobKey(t *testing.T) (file, keyID string) {
+	t.Helper()
+	k, err := keys.Generate(keys.Ed25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, _ := keys.MarshalPrivate(k, nil)
+	file = filepath.Join(t.TempDir(), "bob.key")
+	if err := os.WriteFile(file, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keyID, err = keyIDOf(k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, keyID
+}
+
+// writ approve ID signs what it checked, and refuses, before signing, an
+// item whose digests do not match what the server sent with it.
+func TestApprovePendingChecksWhatTheServerSends(t *testing.T) {
+	t.Parallel()
+	key, keyID := bobKey(t)
+	{
+		item := honestItem(t, keyID)
+		url, posted := pendingServer(t, item)
+		code, out, errOut := runCLIInput(t, nil, "", "approve", "op-7", "--key", key, "--server", url, "--yes")
+		if code != exitOK || posted.Load() != 1 || !strings.Contains(errOut, "signed approve of op-7") || !strings.Contains(out, "you sign    approve as bob") {
+			t.Fatalf("the honest item: %d %d\n%s\n%s", code, posted.Load(), out, errOut)
+		}
+	}
+	cases := []struct {
+		name   string
+		tamper func(d *reconcile.PendingDetail)
+		want   string
+	}{
+		{"content", func(d *reconcile.PendingDetail) {
+			d.Content.Content = strings.Replace(d.Content.Content, "203.0.113.77", "10.0.0.1", 1)
+		}, "the content the server sent has sha256"},
+		{"plan", func(d *reconcile.PendingDetail) { d.PlanDigest = strings.Repeat("b", 64) }, "the plan the server sent has digest"},
+		{"policy set", func(d *reconcile.PendingDetail) { d.PolicyDigest = strings.Repeat("c", 64) }, "built-in policies"},
+		{"trusted policies", func(d *reconcile.PendingDetail) {
+			d.DefaultPolicies = false
+			d.TrustedFiles = []reconcile.PendingFile{{Path: "policies/decision.rego", Content: "package writ.decision\n"}}
+		}, "trusted policies"},
+		{"subject path", func(d *reconcile.PendingDetail) { d.Subjects[0].Path = "playbooks/other.yaml" }, "names the subject playbooks/other.yaml"},
+		{"repository", func(d *reconcile.PendingDetail) { d.Repository = "not a repo" }, "not OWNER/NAME"},
+		{"no plan", func(d *reconcile.PendingDetail) { d.Plan = nil }, "no dry-run plan to approve"},
+		{"kind", func(d *reconcile.PendingDetail) { d.Kind = "revert" }, "kind \"revert\""},
+	}
+	for _, c := range cases {
+		item := honestItem(t, keyID)
+		c.tamper(item)
+		url, posted := pendingServer(t, item)
+		code, _, errOut := runCLIInput(t, nil, "", "approve", "op-7", "--key", key, "--server", url, "--yes")
+		if code != exitFailure || !strings.Contains(errOut, c.want) || !strings.Contains(errOut, "nothing signed") || posted.Load() != 0 {
+			t.Errorf("%s: %d %d %s", c.name, code, posted.Load(), errOut)
+		}
+	}
+}
+
+// What the reviewer reads cannot be rewritten by terminal escapes or
+// bidirectional overrides in the content; the question needs a yes.
+func TestApprovePendingShowsContentSafely(t *testing.T) {
+	t.Parallel()
+	key, keyID := bobKey(t)
+	item := honestItem(t, keyID)
+	item.Content.Content = strings.Replace(dayPlaybook, "C2 beaconing seen by EDR", "C2 \x1b[2K\r\u202eRDE yb nees\u202c", 1)
+	item.Subjects[0].Digest = playbook.Digest([]byte(item.Content.Content))
+	url, posted := pendingServer(t, item)
+	code, out, errOut := runCLIInput(t, nil, "no\n", "approve", "op-7", "--key", key, "--server", url)
+	if code != exitFailure || posted.Load() != 0 || !strings.Contains(errOut, "not confirmed") {
+		t.Fatalf("declined: %d %d %s", code, posted.Load(), errOut)
+	}
+	if strings.ContainsAny(out, "\x1b\r\u202e") || !strings.Contains(out, `C2 \u001b[2K\u000d\u202eRDE yb nees\u202c`) {
+		t.Fatalf("shown:\n%q", out)
+	}
+	// No answer at all (standard input closed) is no.
+	code, _, errOut = runCLIInput(t, nil, "", "approve", "op-7", "--key", key, "--server", url)
+	if code != exitFailure || posted.Load() != 0 || !strings.Contains(errOut, "pass --yes") {
+		t.Fatalf("no answer: %d %s", code, errOut)
+	}
+}
+
+func TestApprovePendingRefusals(t *testing.T) {
+	t.Parallel()
+	key, keyID := bobKey(t)
+	url, posted := pendingServer(t, honestItem(t, keyID))
+	other, _ := bobKey(t)
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		{[]string{"approve", "op-7", "--key", key}, nil, exitUsage, "pass --server URL, set WRIT_SERVER, or log in"},
+		{[]string{"approve", "op-7", "--server", url}, nil, exitUsage, "--key or --ssh-key is required"},
+		{[]string{"approve", "op-7", "--key", key, "--server", url, "--revert"}, nil, exitUsage, "names a pending item"},
+		{[]string{"approve", "op-7", "--key", key, "--server", url, "--plan-digest", strings.Repeat("a", 64)}, nil, exitUsage, "names a pending item"},
+		{[]string{"approve", "op-7", "--key", key, "--reject", "--yes"}, map[string]string{"WRIT_SERVER": url}, exitUsage, "--reject needs --reason"},
+		{[]string{"approve", "op-8", "--key", key, "--yes"}, map[string]string{"WRIT_SERVER": url}, exitFailure, "waits for no signature: it is completed"},
+		{[]string{"approve", "op-7", "--key", other, "--yes"}, map[string]string{"WRIT_SERVER": url}, exitUsage, "belongs to none of those who may sign op-7 now (bob)"},
+		{[]string{"approve", "op-7", "--key", key, "--propose", "--yes"}, map[string]string{"WRIT_SERVER": url}, exitUsage, "bob may approve op-7, not propose it"},
+	} {
+		code, _, errOut := runCLIInput(t, c.env, "", c.args...)
+		if code != c.code || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: %d %s", c.args, code, errOut)
+		}
+	}
+	if posted.Load() != 0 {
+		t.Fatalf("%d envelopes posted by refused commands", posted.Load())
+	}
+	// --approver overrides who the key is said to belong to (the server
+	// judges whether it counts).
+	code, _, errOut := runCLIInput(t, map[string]string{"WRIT_SERVER": url}, "", "approve", "op-7", "--key", other, "--approver", "bob", "--yes")
+	if code != exitOK || posted.Load() != 1 {
+		t.Fatalf("--approver: %d %s", code, errOut)
+	}
+}
