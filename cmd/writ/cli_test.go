@@ -75,9 +75,13 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 	return runCLIEnv(t, nil, args...)
 }
 
+// runCLIEnv runs writ with environment variables. XDG_CONFIG_HOME, unless
+// given, is an empty directory: no session of writ login the person
+// running the tests may have is ever used.
 func runCLIEnv(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
+	config := filepath.Join(t.TempDir(), "config")
 	code := run(context.Background(), args, &cliEnv{
 		stdin:  strings.NewReader(""),
 		stdout: &stdout,
@@ -86,8 +90,11 @@ func runCLIEnv(t *testing.T, env map[string]string, args ...string) (int, string
 			if v, ok := env[k]; ok {
 				return v
 			}
-			if k == "HOME" || k == "XDG_STATE_HOME" {
+			switch k {
+			case "HOME", "XDG_STATE_HOME":
 				return os.Getenv(k)
+			case "XDG_CONFIG_HOME":
+				return config
 			}
 			return ""
 		},
