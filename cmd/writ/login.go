@@ -23,6 +23,7 @@ import (
 func init() {
 	register(newLoginCmd)
 	register(newLogoutCmd)
+	register(newWhoamiCmd)
 }
 
 type loginParams struct {
@@ -91,6 +92,61 @@ nothing and succeeds.`,
 	}
 	cmd.Flags().StringVar(&srv, "server", "", "end the session only if it is with this server (default: whichever server it is with)")
 	return cmd
+}
+
+func newWhoamiCmd(env *cliEnv, _ *globals) *cobra.Command {
+	var srv string
+	cmd := &cobra.Command{
+		Use:   "whoami [--server URL]",
+		Short: "Say who a writ server takes you for: name, roles, how you logged in",
+		Long: `Whoami asks the server (GET /api/v1/auth/whoami) who the credential every
+command sends is: WRIT_TOKEN when set, else the session of writ login (an
+SSO session is renewed first when it has expired).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runWhoami(cmd.Context(), env, srv)
+		},
+	}
+	cmd.Flags().StringVar(&srv, "server", "", "the writ server's URL (default: WRIT_SERVER, else the server you logged in to)")
+	return cmd
+}
+
+func runWhoami(ctx context.Context, env *cliEnv, flag string) error {
+	srv, err := resolveServer(env, flag)
+	if err != nil {
+		return exitWith(exitFailure, err)
+	}
+	if srv == "" {
+		return usageError("which server? pass --server URL, set WRIT_SERVER, or writ login")
+	}
+	resp, body, shown, err := callServer(ctx, env, srv, http.MethodGet, nil, "api", "v1", "auth", "whoami")
+	if err != nil {
+		return exitWith(exitFailure, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized:
+		return exitWith(exitFailure, fmt.Errorf("%s does not know you (%s): run writ login", redactServerURL(srv), serverMessage(body)))
+	default:
+		return exitWith(exitFailure, fmt.Errorf("%s answered %s: %s", shown, resp.Status, serverMessage(body)))
+	}
+	var w whoamiAnswer
+	if err := json.Unmarshal(body, &w); err != nil || w.Name == "" {
+		return exitWith(exitFailure, fmt.Errorf("%s: not a whoami answer", shown))
+	}
+	roles := "no roles"
+	if len(w.Roles) > 0 {
+		roles = "roles: " + flattenText(strings.Join(w.Roles, ", "), 300)
+	}
+	how := flattenText(w.Method, 20)
+	if !w.ExpiresAt.IsZero() {
+		how += ", until " + w.ExpiresAt.Local().Format(time.RFC3339)
+	}
+	if w.MustChangePassword {
+		how += ", must change the password"
+	}
+	fmt.Fprintf(env.stdout, "%s on %s (%s; %s)\n", flattenText(w.Name, 200), redactServerURL(srv), roles, how)
+	return nil
 }
 
 // whoamiAnswer is GET /api/v1/auth/whoami.
@@ -179,7 +235,7 @@ func runLogin(ctx context.Context, env *cliEnv, p loginParams) error {
 	}
 	roles := "no roles: an administrator must grant you some"
 	if len(s.Roles) > 0 {
-		roles = "roles: " + strings.Join(s.Roles, ", ")
+		roles = "roles: " + flattenText(strings.Join(s.Roles, ", "), 300)
 	}
 	until := "until " + s.ExpiresAt.Local().Format(time.RFC3339)
 	if s.Method == methodSSO && s.RefreshToken != "" {
