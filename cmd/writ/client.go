@@ -182,6 +182,12 @@ func sessionBearer(ctx context.Context, env *cliEnv, s *session) (string, error)
 	}
 	renewed, err := refreshSSO(ctx, env, s)
 	if err != nil {
+		// Another writ may have renewed it meanwhile (a provider that
+		// rotates refresh tokens refuses the old one): use what it saved.
+		if now, lerr := loadSession(env); lerr == nil && now.Token != s.Token && now.Server == s.Server &&
+			time.Now().Add(ssoRenewBefore).Before(now.ExpiresAt) {
+			return now.Token, nil
+		}
 		return "", errSessionExpired(s, err.Error())
 	}
 	if err := saveSession(env, renewed); err != nil {

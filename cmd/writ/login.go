@@ -176,6 +176,9 @@ func runLogin(ctx context.Context, env *cliEnv, p loginParams) error {
 	if _, err := serverOrigin(srv); err != nil {
 		return usageError("--server %v", err)
 	}
+	if u, _ := url.Parse(srv); u.User != nil {
+		return usageError("--server %s: give the URL without a user name or password", redactServerURL(srv))
+	}
 	methods, err := loginMethods(ctx, env, srv)
 	if err != nil {
 		return exitWith(exitFailure, err)

@@ -53,6 +53,8 @@ type deviceProvider struct {
 	grants        map[string]*deviceGrant // by device code
 	refreshTokens map[string]bool         // valid ones
 	refuseRefresh bool
+	// onRefresh runs (once, p.mu held) when a refresh grant arrives.
+	onRefresh func()
 	// What it saw and made.
 	deviceRequests []url.Values
 	polls          int
@@ -243,6 +245,10 @@ func (p *deviceProvider) token(w http.ResponseWriter, r *http.Request) {
 		}
 	case "refresh_token":
 		rt := r.PostForm.Get("refresh_token")
+		if p.onRefresh != nil {
+			p.onRefresh()
+			p.onRefresh = nil
+		}
 		if p.refuseRefresh || !p.refreshTokens[rt] {
 			oauthErr(w, http.StatusBadRequest, "invalid_grant")
 			return
@@ -258,26 +264,35 @@ func (p *deviceProvider) token(w http.ResponseWriter, r *http.Request) {
 // issue answers a token request with an access token, an ID token for
 // the client and a new refresh token. Called with p.mu held.
 func (p *deviceProvider) issue(w http.ResponseWriter, scope string) {
+	idt, rt := p.mint()
+	if idt == "" {
+		return
+	}
+	writeTestJSON(w, http.StatusOK, map[string]any{"access_token": "at-" + randomHex(24), "token_type": "Bearer", "expires_in": 3600,
+		"id_token": idt, "refresh_token": rt, "scope": scope})
+}
+
+// mint makes an ID token and a refresh token. Called with p.mu held.
+func (p *deviceProvider) mint() (idToken, refreshToken string) {
 	now := time.Now()
 	claims := map[string]any{"iss": p.srv.URL, "aud": p.clientID, "sub": "u-77", "email": "sso@example.com", "groups": []string{"soc"},
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": randomHex(8)}
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: p.key, KeyID: "k1"}}, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		p.t.Error(err)
-		return
+		return "", ""
 	}
 	b, _ := json.Marshal(claims)
 	obj, err := s.Sign(b)
 	if err != nil {
 		p.t.Error(err)
-		return
+		return "", ""
 	}
 	idt, _ := obj.CompactSerialize()
 	rt := "rt-" + randomHex(24)
 	p.refreshTokens[rt] = true
 	p.idTokens = append(p.idTokens, idt)
-	writeTestJSON(w, http.StatusOK, map[string]any{"access_token": "at-" + randomHex(24), "token_type": "Bearer", "expires_in": 3600,
-		"id_token": idt, "refresh_token": rt, "scope": scope})
+	return idt, rt
 }
 
 // secrets are every device code, ID token and refresh token it made.
@@ -541,10 +556,35 @@ func TestLoginWithSSO(t *testing.T) {
 		t.Fatal("a valid token was renewed")
 	}
 
-	// The provider refuses to renew it: the session has expired.
+	// Another writ renewed it first, and the provider refuses the refresh
+	// token it rotated: the session that writ saved is used.
+	c.expireSession()
+	expired := c.session()
+	var other string
 	p.mu.Lock()
 	p.refuseRefresh = true
+	p.onRefresh = func() {
+		idt, rt := p.mint()
+		other = idt
+		s := *expired
+		s.Token, s.RefreshToken, s.ExpiresAt = idt, rt, time.Now().Add(time.Hour)
+		data, _ := json.Marshal(&s)
+		if err := os.WriteFile(c.sessionFile()+".tmp", data, 0o600); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(c.sessionFile()+".tmp", c.sessionFile()); err != nil {
+			t.Error(err)
+		}
+	}
 	p.mu.Unlock()
+	c.ok(nil, "whoami")
+	p.mu.Lock()
+	if other == "" || c.session().Token != other {
+		t.Fatal("the session another writ renewed was not used")
+	}
+	p.mu.Unlock()
+
+	// The provider refuses to renew it: the session has expired.
 	c.expireSession()
 	code, _, errOut := c.run(nil, "whoami")
 	if code != exitFailure || !strings.Contains(errOut, "session expired: run writ login") || !strings.Contains(errOut, "invalid_grant") {
@@ -877,6 +917,7 @@ func TestLoginUsage(t *testing.T) {
 		"no password":      {args: []string{"login", "--server", pw.srv.URL, "--user", "ops"}, code: exitFailure, want: "set WRIT_PASSWORD or run on a terminal"},
 		"no password flag": {args: []string{"login", "--server", pw.srv.URL, "--password", "x"}, code: exitUsage, want: "unknown flag: --password"},
 		"whoami, nowhere":  {args: []string{"whoami"}, code: exitUsage, want: "pass --server URL, set WRIT_SERVER, or writ login"},
+		"user in the URL":  {args: []string{"login", "--server", "http://ops:pw@127.0.0.1:1"}, code: exitUsage, want: "without a user name or password"},
 	} {
 		code, _, errOut := c.run(tc.env, tc.args...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
