@@ -184,9 +184,9 @@ func sessionBearer(ctx context.Context, env *cliEnv, s *session) (string, error)
 	if err != nil {
 		// Another writ may have renewed it meanwhile (a provider that
 		// rotates refresh tokens refuses the old one): use what it saved.
-		if now, lerr := loadSession(env); lerr == nil && now.Token != s.Token && now.Server == s.Server &&
-			time.Now().Add(ssoRenewBefore).Before(now.ExpiresAt) {
-			return now.Token, nil
+		if saved, lerr := loadSession(env); lerr == nil && saved.Token != s.Token && saved.Server == s.Server &&
+			time.Now().Add(ssoRenewBefore).Before(saved.ExpiresAt) {
+			return saved.Token, nil
 		}
 		return "", errSessionExpired(s, err.Error())
 	}
