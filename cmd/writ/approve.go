@@ -106,11 +106,13 @@ origin remote (OWNER/NAME: the last two elements of its URL), else from
 its path, as writ serve derives it.
 
 The envelope goes to --out, or to the server with --server (POST
-URL/api/v1/approvals, with WRIT_TOKEN as bearer token when set), or to
+URL/api/v1/approvals, with WRIT_TOKEN as bearer token when set, else the
+session of writ login with that server), or to
 GitHub with --github (--repo OWNER/NAME --pr N, token from GITHUB_TOKEN,
 --github-url for Enterprise Server): an approval is posted as a PR review
 (event APPROVE; a rejection REQUEST_CHANGES) and a proposal as a PR comment,
-the envelope in a ` + "```writ" + ` block; else it goes to standard output. Attach it to a PR review or send it to the API; any
+the envelope in a ` + "```writ" + ` block; else it goes to the server in
+WRIT_SERVER, else to the server you logged in to, else to standard output. Attach it to a PR review or send it to the API; any
 channel works, because only the signature counts. An encrypted key's
 password comes from WRIT_KEY_PASSWORD or the terminal.
 
@@ -152,7 +154,7 @@ Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
 	f.StringVar(&p.planDigest, "plan-digest", "", "the dry-run plan digest to cite (default: dry-run the playbook locally)")
 	f.StringVar(&p.repoRoot, "repo-root", "", "repository root subjects are named relative to (default: the git repository holding the first playbook)")
 	f.StringVar(&p.out, "out", "", "write the envelope to this file")
-	f.StringVar(&p.server, "server", "", "send the envelope to this writ server (URL)")
+	f.StringVar(&p.server, "server", "", "send the envelope to this writ server (URL; default without --out or --github: WRIT_SERVER, else the server you logged in to)")
 	f.BoolVar(&p.github, "github", false, "post the envelope to the pull request (--repo, --pr): a review, or with --propose a comment; token from GITHUB_TOKEN")
 	f.StringVar(&p.githubURL, "github-url", "", "GitHub Enterprise Server URL for --github (default: github.com)")
 	return cmd
@@ -196,6 +198,15 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 	}
 	if err := checkGitHubParams(env, p); err != nil {
 		return err
+	}
+	if !p.github && p.out == "" {
+		// With no other destination, the envelope goes to the server you
+		// use: WRIT_SERVER, else the one you logged in to (writ login).
+		srv, err := resolveServer(env, p.server)
+		if err != nil {
+			return exitWith(exitFailure, err)
+		}
+		p.server = srv
 	}
 	if p.server != "" {
 		if u, err := url.Parse(p.server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

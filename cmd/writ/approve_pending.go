@@ -77,7 +77,10 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 		}
 		validity = d
 	}
-	server := resolveServer(env, p.server)
+	server, err := resolveServer(env, p.server)
+	if err != nil {
+		return exitWith(exitFailure, err)
+	}
 	if server == "" {
 		return usageError("%s is a pending item on a writ server: pass --server URL, set WRIT_SERVER, or log in (writ login)", id)
 	}

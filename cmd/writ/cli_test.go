@@ -80,10 +80,13 @@ func runCLIEnv(t testing.TB, env map[string]string, args ...string) (int, string
 	return runCLIInput(t, env, "", args...)
 }
 
-// runCLIInput is runCLIEnv with input on standard input.
+// runCLIInput runs writ with environment variables and input on standard
+// input. XDG_CONFIG_HOME, unless given, is an empty directory: no session
+// of writ login the person running the tests may have is ever used.
 func runCLIInput(t testing.TB, env map[string]string, input string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
+	config := filepath.Join(t.TempDir(), "config")
 	code := run(context.Background(), args, &cliEnv{
 		stdin:  strings.NewReader(input),
 		stdout: &stdout,
@@ -92,8 +95,11 @@ func runCLIInput(t testing.TB, env map[string]string, input string, args ...stri
 			if v, ok := env[k]; ok {
 				return v
 			}
-			if k == "HOME" || k == "XDG_STATE_HOME" {
+			switch k {
+			case "HOME", "XDG_STATE_HOME":
 				return os.Getenv(k)
+			case "XDG_CONFIG_HOME":
+				return config
 			}
 			return ""
 		},

@@ -42,7 +42,11 @@ any role may list.`,
   writ pending --json | jq '.pending[].id'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runPending(cmd.Context(), env, resolveServer(env, server), approver, asJSON)
+			srv, err := resolveServer(env, server)
+			if err != nil {
+				return exitWith(exitFailure, err)
+			}
+			return runPending(cmd.Context(), env, srv, approver, asJSON)
 		},
 	}
 	f := cmd.Flags()

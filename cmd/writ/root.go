@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,9 @@ type cliEnv struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+	// httpClient talks to writ servers and SSO providers; nil: a default
+	// client with a timeout.
+	httpClient *http.Client
 }
 
 // globals are the flags every command shares.

@@ -59,7 +59,12 @@ func setupAPI(ctx context.Context, cfg *config.Config, engine server.Engine, db 
 	if err != nil {
 		return nil, err
 	}
-	api, err := server.NewAPIWith(server.APIOptions{Store: db.store, Engine: engine, Auth: a, TrustedKeys: trusted, Checkpointer: cp, Logger: log})
+	var oidcLogin *server.OIDCLogin
+	if o := s.OIDC; o != nil {
+		oidcLogin = &server.OIDCLogin{Issuer: o.Issuer, ClientID: o.LoginClientID(), Scopes: o.LoginScopes()}
+	}
+	api, err := server.NewAPIWith(server.APIOptions{Store: db.store, Engine: engine, Auth: a, TrustedKeys: trusted, Checkpointer: cp,
+		OIDCLogin: oidcLogin, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +140,12 @@ func newOIDC(o *config.OIDC, log *slog.Logger) (*auth.OIDC, error) {
 			roleMap[group] = append(roleMap[group], r)
 		}
 	}
-	v, err := auth.NewOIDC(auth.OIDCOptions{Issuer: o.Issuer, Audience: o.Audience, Algorithms: o.Algorithms, JWKSURL: o.JWKSURL,
+	var clientIDs []string
+	if id := o.LoginClientID(); id != o.Audience {
+		// writ login's ID tokens name its client id as aud.
+		clientIDs = []string{id}
+	}
+	v, err := auth.NewOIDC(auth.OIDCOptions{Issuer: o.Issuer, Audience: o.Audience, ClientIDs: clientIDs, Algorithms: o.Algorithms, JWKSURL: o.JWKSURL,
 		UsernameClaim: o.UsernameClaim, RolesClaim: o.RolesClaim, RoleMap: roleMap, HTTPClient: client, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("auth.oidc: %w", err)

@@ -42,6 +42,8 @@ type ssoProvider struct {
 	srv    *httptest.Server
 	key    *ecdsa.PrivateKey
 	caFile string
+	// cliClientID, when set, is auth.oidc.cliClientID.
+	cliClientID string
 }
 
 func newSSOProvider(t *testing.T) *ssoProvider {
@@ -145,6 +147,9 @@ func newAPIRig(t *testing.T, sso *ssoProvider) *apiRig {
 	if sso != nil {
 		yaml += fmt.Sprintf("  oidc:\n    issuer: %s\n    audience: writ\n    usernameClaim: email\n    rolesClaim: groups\n    caFile: %s\n    roles:\n      soc: [viewer, analyst]\n",
 			sso.srv.URL, sso.caFile)
+		if sso.cliClientID != "" {
+			yaml += "    cliClientID: " + sso.cliClientID + "\n"
+		}
 	}
 	cfg, err := config.Parse("writ.yaml", []byte(yaml))
 	if err != nil {

@@ -34,6 +34,10 @@ type OIDCOptions struct {
 	// Audience must be one of a token's aud values (writ's client id).
 	// Required.
 	Audience string
+	// ClientIDs are further aud values a token may carry instead of
+	// Audience: the client id `writ login` uses for the device
+	// authorization grant, when it differs (its ID tokens name it).
+	ClientIDs []string
 	// Algorithms accepted; default DefaultAlgorithms. Each must be in
 	// AllowedAlgorithms.
 	Algorithms []string
@@ -93,6 +97,9 @@ func (o *OIDCOptions) validate() error {
 	}
 	if o.Audience == "" {
 		return errors.New("oidc: an audience (writ's client id) is required")
+	}
+	if slices.Contains(o.ClientIDs, "") {
+		return errors.New("oidc: an empty client id")
 	}
 	if o.RolesClaim == "" {
 		return errors.New("oidc: rolesClaim is required: roles come from it")
@@ -191,10 +198,18 @@ type limitedBody struct {
 
 func (o *OIDC) newVerifier(jwksURL string) *oidc.IDTokenVerifier {
 	return oidc.NewVerifier(o.opts.Issuer, oidc.NewRemoteKeySet(o.keyCtx, jwksURL), &oidc.Config{
-		ClientID:             o.opts.Audience,
+		ClientID: o.opts.Audience,
+		// With more than one client id, Verify checks aud itself.
+		SkipClientIDCheck:    len(o.opts.ClientIDs) > 0,
 		SupportedSigningAlgs: o.opts.Algorithms,
 		Now:                  o.opts.Now,
 	})
+}
+
+// audienceOK reports whether a token's aud names Audience or one of
+// ClientIDs.
+func (o *OIDC) audienceOK(aud []string) bool {
+	return slices.ContainsFunc(aud, func(a string) bool { return a == o.opts.Audience || slices.Contains(o.opts.ClientIDs, a) })
 }
 
 // discoveryRetry is how long a failed discovery is remembered.
@@ -253,6 +268,9 @@ func (o *OIDC) Verify(ctx context.Context, raw string) (*Principal, error) {
 			return nil, deny("expired", "SSO token expired at %s", exp.Expiry.UTC().Format(time.RFC3339))
 		}
 		return nil, deny("invalid_token", "%v", err)
+	}
+	if !o.audienceOK(tok.Audience) {
+		return nil, deny("invalid_token", "oidc: expected audience %q (or one of %q) got %q", o.opts.Audience, o.opts.ClientIDs, tok.Audience)
 	}
 	var claims map[string]any
 	if err := tok.Claims(&claims); err != nil {

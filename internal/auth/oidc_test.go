@@ -236,6 +236,38 @@ func TestOIDCNestedRolesClaim(t *testing.T) {
 	}
 }
 
+// The ID tokens writ login gets name the CLI's client id as aud: they are
+// accepted when it is configured, and only then; other audiences never.
+func TestOIDCClientIDs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := newIdP(t)
+	clock := &testClock{now: time.Now().Truncate(time.Second)}
+	now := clock.Now()
+	cli := p.sign(t, jose.RS256, p.rsaKey, "rsa-1", p.claims(now, map[string]any{"aud": "writ-cli"}))
+	both := p.sign(t, jose.RS256, p.rsaKey, "rsa-1", p.claims(now, map[string]any{"aud": []string{"grafana", "writ-cli"}}))
+	writ := p.sign(t, jose.RS256, p.rsaKey, "rsa-1", p.claims(now, nil))
+	other := p.sign(t, jose.RS256, p.rsaKey, "rsa-1", p.claims(now, map[string]any{"aud": "grafana"}))
+	expired := p.sign(t, jose.RS256, p.rsaKey, "rsa-1", p.claims(now, map[string]any{"aud": "writ-cli", "exp": now.Add(-time.Second).Unix()}))
+
+	without := newTestOIDC(t, p, clock, nil)
+	if _, err := without.Verify(ctx, cli); deniedCode(err) != "invalid_token" {
+		t.Fatalf("the CLI's audience without cliClientID: %v", err)
+	}
+	with := newTestOIDC(t, p, clock, func(o *OIDCOptions) { o.ClientIDs = []string{"writ-cli"} })
+	for name, tok := range map[string]string{"the CLI's": cli, "one of several": both, "writ's": writ} {
+		if pr, err := with.Verify(ctx, tok); err != nil || pr.Name != "oidc:carol@example.com" {
+			t.Errorf("%s audience: %+v %v", name, pr, err)
+		}
+	}
+	if _, err := with.Verify(ctx, other); deniedCode(err) != "invalid_token" {
+		t.Fatalf("another audience: %v", err)
+	}
+	if _, err := with.Verify(ctx, expired); deniedCode(err) != "expired" {
+		t.Fatalf("an expired token of the CLI: %v", err)
+	}
+}
+
 func TestOIDCDiscoveryFailureIsRetried(t *testing.T) {
 	t.Parallel()
 	clock := &testClock{now: time.Now()}
@@ -262,6 +294,7 @@ func TestOIDCOptionsValidate(t *testing.T) {
 		"HS256":       func(o *OIDCOptions) { o.Algorithms = []string{"RS256", "HS256"} },
 		"bad role":    func(o *OIDCOptions) { o.RoleMap = map[string][]Role{"g": {"root"}} },
 		"bad jwks":    func(o *OIDCOptions) { o.JWKSURL = "ftp://x" },
+		"empty id":    func(o *OIDCOptions) { o.ClientIDs = []string{""} },
 	} {
 		o := base()
 		mod(&o)

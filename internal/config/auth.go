@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/writ-sec/writ/internal/diag"
@@ -65,6 +66,41 @@ type OIDC struct {
 	// CAFile verifies the provider's TLS certificate (default: the system
 	// roots).
 	CAFile string `yaml:"caFile,omitempty"`
+	// CLIClientID is the client id `writ login` uses for the OAuth 2.0
+	// device authorization grant (RFC 8628), a public client at the
+	// provider. The ID tokens it gets name it as aud, and writ accepts
+	// them. Default: Audience.
+	CLIClientID string `yaml:"cliClientID,omitempty"`
+	// CLIScopes are the scopes `writ login` asks for (default
+	// DefaultCLIScopes); openid is always asked for.
+	CLIScopes []string `yaml:"cliScopes,omitempty"`
+}
+
+// DefaultCLIScopes are what `writ login` asks the provider for: an ID
+// token (openid) naming the caller (profile, email) and a refresh token
+// (offline_access) to renew it. A provider that puts the roles claim in
+// ID tokens only when asked needs its scope in cliScopes (e.g. groups).
+var DefaultCLIScopes = []string{"openid", "profile", "email", "offline_access"}
+
+// LoginClientID is the client id `writ login` uses: CLIClientID, else
+// Audience.
+func (o *OIDC) LoginClientID() string {
+	if o.CLIClientID != "" {
+		return o.CLIClientID
+	}
+	return o.Audience
+}
+
+// LoginScopes are the scopes `writ login` asks for: CLIScopes (with openid
+// first when it is missing), else DefaultCLIScopes.
+func (o *OIDC) LoginScopes() []string {
+	if len(o.CLIScopes) == 0 {
+		return slices.Clone(DefaultCLIScopes)
+	}
+	if slices.Contains(o.CLIScopes, "openid") {
+		return slices.Clone(o.CLIScopes)
+	}
+	return append([]string{"openid"}, o.CLIScopes...)
 }
 
 // Auth defaults.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,10 +40,47 @@ auth:
 	if s.OIDC == nil || s.OIDC.Issuer != "https://sso.example.com/realms/secops" || len(s.OIDC.Roles["soc-analyst"]) != 2 {
 		t.Fatalf("oidc %+v", s.OIDC)
 	}
+	if got := s.OIDC.LoginClientID(); got != "writ" {
+		t.Fatalf("the CLI's client id defaults to the audience: %q", got)
+	}
+	if got := s.OIDC.LoginScopes(); !slices.Equal(got, DefaultCLIScopes) {
+		t.Fatalf("default CLI scopes %v", got)
+	}
 	d := Default().AuthSettings()
 	if d.SessionTTL != 8*time.Hour || d.LockoutThreshold != 5 || d.LockoutDuration != 15*time.Minute || d.LoginPerMinute != 10 ||
 		d.MaxRequestBytes != 1<<20 || d.OIDC != nil {
 		t.Fatalf("defaults %+v", d)
+	}
+}
+
+// writ login's client id and scopes: set, or defaulted; openid is
+// always asked for.
+func TestOIDCLoginSettings(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("c.yaml", []byte(`apiVersion: writ/v1
+kind: ServerConfig
+auth:
+  oidc:
+    issuer: https://sso.example.com
+    audience: writ
+    cliClientID: writ-cli
+    cliScopes: [groups, email, offline_access]
+    rolesClaim: groups
+    roles: {g: [viewer]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.AuthSettings().OIDC
+	if o.LoginClientID() != "writ-cli" {
+		t.Fatalf("client id %q", o.LoginClientID())
+	}
+	if got := o.LoginScopes(); !slices.Equal(got, []string{"openid", "groups", "email", "offline_access"}) {
+		t.Fatalf("scopes %v", got)
+	}
+	o.CLIScopes = []string{"profile", "openid"}
+	if got := o.LoginScopes(); !slices.Equal(got, []string{"profile", "openid"}) {
+		t.Fatalf("scopes with openid %v", got)
 	}
 }
 
@@ -62,6 +100,9 @@ func TestBadAuthSections(t *testing.T) {
 		"no audience":     {"  oidc:\n    issuer: https://sso.example.com\n    rolesClaim: groups\n    roles: {}\n", "audience"},
 		"client secret":   {oidc + "    clientSecret: hunter2\n", "unknown field \"clientSecret\""},
 		"unknown setting": {"  sesionTTL: 1h\n", "unknown field \"sesionTTL\""},
+		"empty CLI id":    {oidc + "    cliClientID: \"\"\n", "cliClientID"},
+		"space in scope":  {oidc + "    cliScopes: [\"openid email\"]\n", "cliScopes"},
+		"no CLI scopes":   {oidc + "    cliScopes: []\n", "cliScopes"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -48,6 +48,9 @@ type APIOptions struct {
 	// Auth logs in, and manages accounts and tokens; nil: those routes
 	// answer 503.
 	Auth *auth.Authenticator
+	// OIDCLogin is how a client logs in with the SSO provider, advertised
+	// at GET /api/v1/auth/methods; nil: no SSO login is advertised.
+	OIDCLogin *OIDCLogin
 	// TrustedKeys verify the audit log (POST /api/v1/audit/verify); nil:
 	// that route answers 503.
 	TrustedKeys *audit.KeySet
@@ -105,6 +108,7 @@ func (a *API) routes() []Route {
 	self := auth.RoleSet(0) // any authenticated caller
 	return []Route{
 		{Pattern: "GET /api/v1/openapi.json", Public: "none needed: the API's description", Handler: h(serveOpenAPI)},
+		{Pattern: "GET /api/v1/auth/methods", Public: "none needed: says how to log in", Handler: h(a.loginMethods)},
 		{Pattern: "POST /api/v1/auth/login", Public: "the password it checks (rate-limited per client, accounts lock)", RateLimited: true, MaxBody: 8 << 10, Handler: h(a.login)},
 		{Pattern: "POST /api/v1/auth/logout", Roles: self, DuringPasswordChange: true, Handler: h(a.logout)},
 		{Pattern: "GET /api/v1/auth/whoami", Roles: self, DuringPasswordChange: true, Handler: h(a.whoami)},

@@ -23,6 +23,30 @@ func (a *API) recordDenial(r *http.Request, status int, p *auth.Principal, d *au
 		Remote: ClientAddr(r, g.TrustedProxies).String(), RequestID: RequestID(r.Context())})
 }
 
+// LoginMethods says how to log in to this server (GET
+// /api/v1/auth/methods): with a password (local accounts), and with the
+// SSO provider when OIDC is configured. `writ login` reads it.
+type LoginMethods struct {
+	Password bool       `json:"password"`
+	OIDC     *OIDCLogin `json:"oidc,omitempty"`
+}
+
+// OIDCLogin is how a client gets an SSO token writ accepts: the OAuth 2.0
+// device authorization grant (RFC 8628) at the provider Issuer names (its
+// discovery document has the endpoints), as the public client ClientID,
+// asking for Scopes. The ID token it gets is the bearer token.
+type OIDCLogin struct {
+	Issuer   string   `json:"issuer"`
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes"`
+}
+
+// loginMethods answers how to log in. Nothing in it is secret: the
+// provider's public client id and the scopes.
+func (a *API) loginMethods(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, LoginMethods{Password: a.opts.Auth != nil, OIDC: a.opts.OIDCLogin})
+}
+
 type loginRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`

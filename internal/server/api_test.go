@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -95,6 +96,51 @@ func TestLoginFlow(t *testing.T) {
 	}
 	if n := h.countEvents("user.password_changed"); n != 1 {
 		t.Fatalf("%d password changes audited", n)
+	}
+}
+
+// GET /api/v1/auth/methods says, to anyone, how to log in: a password,
+// and the SSO provider's device grant when OIDC is configured; nothing
+// else.
+func TestLoginMethods(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	resp, body := h.do("GET", "/api/v1/auth/methods", "", nil)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("methods %d %s", resp.StatusCode, body)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"password": true, "oidc": map[string]any{"issuer": h.idp.srv.URL, "client_id": "writ-cli",
+		"scopes": []any{"openid", "email", "offline_access"}}}
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("methods %s; want %v", body, want)
+	}
+	// Without OIDC and accounts, neither is offered.
+	srv, err := New(Options{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := NewAPIWith(APIOptions{Store: h.st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.Register(srv)
+	if err := srv.SetGuard(Guard{Auth: h.auth, Denials: h.denials}); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	r, err := http.Get(hs.URL + "/api/v1/auth/methods")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	var none map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&none); err != nil || r.StatusCode != 200 || !reflect.DeepEqual(none, map[string]any{"password": false}) {
+		t.Fatalf("no accounts, no OIDC: %d %v %v", r.StatusCode, none, err)
 	}
 }
 

@@ -33,6 +33,7 @@ var matrix = map[string]string{
 	"GET /metrics":                             "vapeA",
 	"POST /webhooks/github":                    "public",
 	"GET /api/v1/openapi.json":                 "public",
+	"GET /api/v1/auth/methods":                 "public",
 	"POST /api/v1/auth/login":                  "public",
 	"POST /api/v1/auth/logout":                 "any",
 	"GET /api/v1/auth/whoami":                  "any",
