@@ -153,8 +153,26 @@ func TestApproverDay(t *testing.T) {
 	if code != exitOK || !strings.Contains(errOut, "signed propose of "+apply) || !strings.Contains(out, `"approver": "alice"`) {
 		t.Fatalf("alice proposes: %d\n%s\n%s", code, out, errOut)
 	}
+	// bob logs in with his password; his session is how he talks to the
+	// server from now on (no WRIT_SERVER, no WRIT_TOKEN).
+	db := []string{"--database", r.dbURL, "--data-dir", r.dataDir}
+	if code, _, errOut := runCLIEnv(t, map[string]string{"WRIT_USER_PASSWORD": "bob's long passphrase"},
+		append(db, "user", "add", "bob", "--role", "approver", "--password")...); code != exitOK {
+		t.Fatalf("user add bob: %s", errOut)
+	}
+	bobHome := t.TempDir()
+	bob := func(input string, args ...string) (int, string, string) {
+		t.Helper()
+		return runCLIInput(t, map[string]string{"XDG_CONFIG_HOME": bobHome, "WRIT_PASSWORD": "bob's long passphrase"}, input, args...)
+	}
+	if code, out, errOut := bob("", "login", "--server", r.base, "--user", "bob"); code != exitOK || !strings.Contains(out+errOut, "approver") {
+		t.Fatalf("bob logs in: %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, errOut := bob("", "pending", "--approver", "bob"); code != exitOK || !strings.Contains(out, apply) {
+		t.Fatalf("bob's queue through his session: %d\n%s\n%s", code, out, errOut)
+	}
 	// bob reads what he signs and declines first: nothing is signed.
-	code, out, errOut = r.cli("n\n", "approve", apply, "--key", r.key("bob"))
+	code, out, errOut = bob("n\n", "approve", apply, "--key", r.key("bob"))
 	if code != exitFailure || !strings.Contains(errOut, "not confirmed; nothing signed") {
 		t.Fatalf("bob declines: %d %s", code, errOut)
 	}
@@ -168,7 +186,7 @@ func TestApproverDay(t *testing.T) {
 		t.Fatalf("bob's statements after declining: %d %v", len(list), err)
 	}
 	// Then confirms.
-	code, _, errOut = r.cli("y\n", "approve", apply, "--key", r.key("bob"))
+	code, _, errOut = bob("y\n", "approve", apply, "--key", r.key("bob"))
 	if code != exitOK {
 		t.Fatalf("bob approves: %d %s", code, errOut)
 	}
