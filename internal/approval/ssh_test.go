@@ -296,7 +296,7 @@ func (k *skKey) Sign(_ io.Reader, data []byte) (*ssh.Signature, error) {
 	return &ssh.Signature{
 		Format: keys.SSHSKEd25519,
 		Blob:   ed25519.Sign(k.priv, signed),
-		Rest:   ssh.Marshal(struct {
+		Rest: ssh.Marshal(struct {
 			Flags   byte
 			Counter uint32
 		}{k.flags, k.counter}),
