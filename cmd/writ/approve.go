@@ -70,7 +70,7 @@ type approveParams struct {
 func newApproveCmd(env *cliEnv, g *globals) *cobra.Command {
 	p := approveParams{}
 	cmd := &cobra.Command{
-		Use:   "approve --key FILE --approver ID [--propose | --reject] [--revert | --trust-change] [flags] [PLAYBOOK...]",
+		Use:   "approve (--key FILE | --ssh-key FILE) --approver ID [--propose | --reject] [--revert | --trust-change] [flags] [PLAYBOOK...]",
 		Short: "Sign a proposal, approval or rejection of playbooks or of a policy/approver change",
 		Long: `Approve signs an in-toto statement in a DSSE envelope saying that you
 (--approver, your id in .writ/approvers.yaml) propose, approve or reject one
@@ -116,6 +116,14 @@ WRIT_SERVER, else to the server you logged in to, else to standard output. Attac
 channel works, because only the signature counts. An encrypted key's
 password comes from WRIT_KEY_PASSWORD or the terminal.
 
+The key is --key, a PEM private key (writ keygen, cosign), or --ssh-key, an
+OpenSSH key registered in .writ/approvers.yaml as an SSH line (ssh-ed25519,
+ecdsa-sha2-nistp256, sk-ssh-ed25519@openssh.com): the private key file
+(its passphrase from WRIT_KEY_PASSWORD or the terminal), or a public key
+file (a path ending in .pub) to sign through ssh-agent (SSH_AUTH_SOCK),
+which FIDO security keys need. An SSH key signs an SSHSIG in namespace
+writ-approval (docs/approvals.md, SSH keys).
+
 Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
 		Example: `  writ approve --key alice.key --approver alice --propose playbooks/network/block-c2-beacon.yaml
   writ approve --key alice.key --approver alice --propose --revert playbooks/network/block-c2-beacon.yaml
@@ -125,7 +133,11 @@ Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
   writ approve --key bob.key --approver bob --github --repo acme/secops --pr 42 \
       --plan-digest 77ab... playbooks/network/block-c2-beacon.yaml
   writ approve --key carol.key --approver carol --reject --reason "198.51.100.0/24 is our CDN" \
-      playbooks/network/block-c2-beacon.yaml`,
+      playbooks/network/block-c2-beacon.yaml
+  writ approve --ssh-key ~/.ssh/id_ed25519 --approver bob --plan-digest 77ab... \
+      playbooks/network/block-c2-beacon.yaml
+  writ approve --ssh-key ~/.ssh/id_ed25519_sk.pub --approver bob --plan-digest 77ab... \
+      playbooks/network/block-c2-beacon.yaml            # through ssh-agent`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if isPendingArg(args) {
@@ -137,6 +149,7 @@ Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&p.keyFile, "key", "", "private key file (PEM, from writ keygen or cosign)")
+	f.StringVar(&p.sshKey, "ssh-key", "", "OpenSSH key to sign with instead of --key: its private key file, or its .pub file to sign through ssh-agent (SSH_AUTH_SOCK)")
 	f.StringVar(&p.approver, "approver", "", "your person id in .writ/approvers.yaml (with a pending ID: default, the person your key belongs to)")
 	f.BoolVarP(&p.yes, "yes", "y", false, "with a pending ID: sign without asking for confirmation")
 	f.BoolVar(&p.propose, "propose", false, "sign a proposal (authorship) instead of an approval")
@@ -172,9 +185,10 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 	case p.reject:
 		decision = approval.Reject
 	}
+	if err := checkSignerFlags(p.keyFile, p.sshKey); err != nil {
+		return err
+	}
 	switch {
-	case p.keyFile == "":
-		return usageError("--key is required: the private key you sign with")
 	case p.approver == "":
 		return usageError("--approver is required: your person id in .writ/approvers.yaml")
 	case p.trustChange && (len(p.playbooks) > 0 || p.revert || p.planDigest != "" || p.policies != "" || p.at != ""):
@@ -250,11 +264,11 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 	if p.repo == "" {
 		return usageError("no repository identity: pass --repo OWNER/NAME (or --server, to ask the server)")
 	}
-	signer, pub, err := loadApprovalSigner(env, p.keyFile)
+	signer, err := openApprovalSigner(ctx, env, p.keyFile, p.sshKey)
 	if err != nil {
 		return err
 	}
-	for _, w := range keyringWarnings(subject.root, p.approver, decision, pub) {
+	for _, w := range keyringWarnings(subject.root, p.approver, decision, signer) {
 		fmt.Fprintln(env.stderr, "writ: warning:", w)
 	}
 
@@ -276,7 +290,7 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 	if err := st.Validate(); err != nil {
 		return usageError("%v", err)
 	}
-	envelope, err := approval.Sign(signer, st)
+	envelope, err := approval.SignWith(ctx, signer, st)
 	if err != nil {
 		return exitWith(exitFailure, err)
 	}

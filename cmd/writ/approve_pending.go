@@ -55,11 +55,10 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 	case p.reject:
 		decision = approval.Reject
 	}
+	if err := checkSignerFlags(p.keyFile, p.sshKey); err != nil {
+		return err
+	}
 	switch {
-	case p.keyFile == "" && p.sshKey == "":
-		return usageError("--key or --ssh-key is required: the key you sign with")
-	case p.keyFile != "" && p.sshKey != "":
-		return usageError("--key and --ssh-key exclude each other")
 	case p.revert || p.at != "" || p.trustChange || p.trusted != "" || p.planDigest != "" || p.policies != "" ||
 		p.repo != "" || p.pr != 0 || p.head != "" || p.repoRoot != "" || p.github || p.githubURL != "":
 		return usageError("%s names a pending item: the server says what it binds (operation, content, digests, repository); drop --revert, --at, --trust-change, --trusted-commit, --plan-digest, --policies, --repo, --pr, --head, --repo-root and --github", id)
@@ -84,9 +83,13 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 	if server == "" {
 		return usageError("%s is a pending item on a writ server: pass --server URL, set WRIT_SERVER, or log in (writ login)", id)
 	}
-	signer, err := openApprovalSigner(env, p.keyFile, p.sshKey)
+	signer, err := openApprovalSigner(ctx, env, p.keyFile, p.sshKey)
 	if err != nil {
 		return err
+	}
+	keyID, err := signer.KeyID()
+	if err != nil {
+		return exitWith(exitFailure, fmt.Errorf("key id: %w", err))
 	}
 
 	item, err := fetchPending(ctx, env, server, id)
@@ -98,7 +101,7 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 	}
 	approver := p.approver
 	if approver == "" {
-		if approver, err = approverFor(item, signer.KeyID(), decision); err != nil {
+		if approver, err = approverFor(item, keyID, decision); err != nil {
 			return usageError("%v", err)
 		}
 	}
@@ -134,7 +137,7 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 	if err := st.Validate(); err != nil {
 		return exitWith(exitFailure, fmt.Errorf("%s: %w; nothing signed", id, err))
 	}
-	envelope, err := signer.Sign(ctx, st)
+	envelope, err := approval.SignWith(ctx, signer, st)
 	if err != nil {
 		return exitWith(exitFailure, err)
 	}

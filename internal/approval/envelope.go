@@ -1,19 +1,14 @@
 package approval
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
-	"github.com/sigstore/sigstore/pkg/signature"
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
-
-	"github.com/writ-sec/writ/internal/keys"
 )
 
 // ErrMalformed is wrapped by every error of Parse about the bytes
@@ -50,6 +45,7 @@ type Envelope struct {
 	Statement Statement
 
 	dsse ssldsse.Envelope // what the signature is verified on (no key id)
+	ssh  sshSignature     // the signature read as an SSHSIG, for SSH keys
 }
 
 // Parse decodes an approval envelope strictly — size limit, DSSE envelope
@@ -86,6 +82,7 @@ func Parse(raw []byte) (*Envelope, error) {
 			Signatures:  []ssldsse.Signature{{Sig: ej.Signatures[0].Sig}},
 		},
 	}
+	e.ssh = readSSHSignature(ej.Signatures[0].Sig)
 	h := sha256.Sum256(raw)
 	e.SHA256 = hex.EncodeToString(h[:])
 	payload, err := e.dsse.DecodeB64Payload()
@@ -106,9 +103,16 @@ func Parse(raw []byte) (*Envelope, error) {
 	return e, nil
 }
 
-// verify checks the envelope's signature with one key, through sigstore's
-// DSSE adapter and the DSSE envelope verifier.
+// verify checks the envelope's signature with one key: for a PEM key
+// through sigstore's DSSE adapter and the DSSE envelope verifier, for an
+// SSH key as an SSHSIG (verifySSH). The error says why it does not verify.
 func (e *Envelope) verify(k *Key) error {
+	if k.SSH != nil {
+		return e.verifySSH(k)
+	}
+	if e.ssh.armored {
+		return fmt.Errorf("an SSH signature, but key %s is registered as a PEM key: an SSH signature counts only for a key given as an OpenSSH line", k.DSSEKeyID)
+	}
 	ev, err := ssldsse.NewEnvelopeVerifier(&sigdsse.VerifierAdapter{
 		SignatureVerifier: k.verifier,
 		Pub:               k.Public,
@@ -119,58 +123,4 @@ func (e *Envelope) verify(k *Key) error {
 	}
 	_, err = ev.Verify(context.Background(), &e.dsse)
 	return err
-}
-
-// Sign signs a statement as a DSSE envelope and returns its JSON. The
-// signature's keyid is the key's SSH-style SHA256 fingerprint, the form
-// securesystemslib's DSSE verifier derives from a key and skips
-// signatures by when they differ; any other key id there could make such
-// verifiers ignore the signature. The statement must validate.
-func Sign(signer signature.Signer, st Statement) ([]byte, error) {
-	if err := st.Validate(); err != nil {
-		return nil, fmt.Errorf("sign approval: %w", err)
-	}
-	payload, err := json.Marshal(st)
-	if err != nil {
-		return nil, fmt.Errorf("sign approval: encode statement: %w", err)
-	}
-	out, err := signPayload(signer, payload)
-	if err != nil {
-		return nil, fmt.Errorf("sign approval: %w", err)
-	}
-	return out, nil
-}
-
-// signPayload wraps payload in a signed DSSE envelope.
-func signPayload(signer signature.Signer, payload []byte) ([]byte, error) {
-	pub, err := signer.PublicKey()
-	if err != nil {
-		return nil, fmt.Errorf("public key: %w", err)
-	}
-	if err := keys.CheckPublic(pub); err != nil {
-		return nil, err
-	}
-	keyID, err := ssldsse.SHA256KeyID(pub)
-	if err != nil {
-		return nil, fmt.Errorf("key id: %w", err)
-	}
-	es, err := ssldsse.NewEnvelopeSigner(&sigdsse.SignerAdapter{SignatureSigner: signer, Pub: pub, PubKeyID: keyID})
-	if err != nil {
-		return nil, err
-	}
-	env, err := es.SignPayload(context.Background(), PayloadType, payload)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(env); err != nil {
-		return nil, fmt.Errorf("encode envelope: %w", err)
-	}
-	out := bytes.TrimRight(buf.Bytes(), "\n")
-	if len(out) > MaxEnvelopeBytes {
-		return nil, fmt.Errorf("envelope is %d bytes; the limit is %d", len(out), MaxEnvelopeBytes)
-	}
-	return out, nil
 }

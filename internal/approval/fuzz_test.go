@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hiddeco/sshsig"
+
 	"github.com/writ-sec/writ/internal/keys"
 )
 
@@ -27,6 +29,9 @@ func FuzzParse(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(env)
+	}
+	for _, d := range []string{Propose, Approve} {
+		f.Add(signSSH(f, priv, stmt(pred("bob", d))))
 	}
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"AA=="}]}`))
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"eyJfdHlwZSI6MX0=","signatures":[{"sig":"AA=="}],"payloadType":""}`))
@@ -63,5 +68,35 @@ func FuzzParse(f *testing.F) {
 		// Verifying never panics either, whatever the keyring.
 		_ = Verify(Input{Subject: Subject{Path: "p.yaml", Digest: testDigest}, PolicyDigest: testPolicy, PlanDigest: testPlan,
 			Keyring: &Keyring{}, Envelopes: []Submitted{{Envelope: data}}, Now: time.Unix(0, 0)})
+	})
+}
+
+// FuzzSSHSignature feeds arbitrary signature bytes (armored or not) in an
+// otherwise valid envelope to the SSH verification path, against a
+// keyring of SSH keys (ed25519, ecdsa-p256, FIDO): it must never panic,
+// and only the real signature counts.
+func FuzzSSHSignature(f *testing.F) {
+	sk := newSKKey(f, skUserPresent)
+	fx := skFixture(f, sk)
+	st := stmt(pred("bob", Approve))
+	good := sshsigOf(f, sk, SSHNamespace, st)
+	f.Add(sshsig.Armor(good))
+	f.Add(good.Marshal())
+	f.Add([]byte("-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n"))
+	f.Add([]byte("SSHSIG"))
+	keyID := fx.kr.byID["bob"].Keys[0].DSSEKeyID
+	f.Fuzz(func(t *testing.T, sig []byte) {
+		in := baseInput(fx, []Submitted{{Envelope: sshEnvelope(t, keyID, st, sig)}, {Envelope: sshEnvelope(t, "", st, sig)}})
+		in.ApprovalsRequired = 1
+		in.Options.RelaxProposal = true
+		v := Verify(in)
+		if len(v.Counted) > 0 && !bytes.Equal(sig, sshsig.Armor(good)) {
+			// Another armor of the same signature (spacing) may count;
+			// anything that counts must carry the same signature.
+			parsed, err := sshsig.Unarmor(bytes.TrimLeft(sig, " \t\r\n"))
+			if err != nil || !bytes.Equal(parsed.Signature.Blob, good.Signature.Blob) {
+				t.Fatalf("counted a signature that is not bob's: %q", sig)
+			}
+		}
 	})
 }

@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/playbook"
@@ -32,6 +35,9 @@ type testPerson struct {
 	roles    []string
 	disabled bool
 	alg      string
+	// ssh registers the key as an OpenSSH line (ed25519 or ecdsa-p256),
+	// and the fixture signs with it as SSHSIG.
+	ssh bool
 }
 
 // testPeople: alice the analyst (who may also approve), bob and carol
@@ -52,12 +58,13 @@ var testPeople = []testPerson{
 type fixture struct {
 	kr       *Keyring
 	priv     map[string]crypto.Signer
+	ssh      map[string]bool
 	stranger crypto.Signer // a key in no keyring
 }
 
 func newFixture(t testing.TB, people []testPerson) *fixture {
 	t.Helper()
-	f := &fixture{priv: map[string]crypto.Signer{}}
+	f := &fixture{priv: map[string]crypto.Signer{}, ssh: map[string]bool{}}
 	var b strings.Builder
 	b.WriteString("apiVersion: writ/v1\nkind: Approvers\npeople:\n")
 	for _, p := range people {
@@ -84,6 +91,15 @@ func newFixture(t testing.TB, people []testPerson) *fixture {
 		fmt.Fprintf(&b, "    roles: [%s]\n", strings.Join(p.roles, ", "))
 		if p.disabled {
 			b.WriteString("    disabled: true\n")
+		}
+		if p.ssh {
+			f.ssh[p.id] = true
+			sshPub, err := ssh.NewPublicKey(priv.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "    keys:\n      - %s\n", keys.MarshalSSHLine(sshPub, p.id+"@laptop"))
+			continue
 		}
 		b.WriteString("    keys:\n      - |\n")
 		for _, line := range strings.Split(strings.TrimSpace(string(pub)), "\n") {
@@ -152,7 +168,35 @@ func signRaw(t testing.TB, priv crypto.Signer, payload []byte) []byte {
 
 func (f *fixture) sign(t testing.TB, who string, p Predicate) []byte {
 	t.Helper()
+	if f.ssh[who] {
+		return signSSH(t, f.priv[who], stmt(p))
+	}
 	return signWith(t, f.priv[who], stmt(p))
+}
+
+// sshSignerOf is the EnvelopeSigner of a private key used as an OpenSSH
+// key.
+func sshSignerOf(t testing.TB, priv crypto.Signer) EnvelopeSigner {
+	t.Helper()
+	ss, err := ssh.NewSignerFromSigner(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSSHSigner(ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// signSSH signs a statement with a private key used as an OpenSSH key.
+func signSSH(t testing.TB, priv crypto.Signer, st Statement) []byte {
+	t.Helper()
+	env, err := SignWith(context.Background(), sshSignerOf(t, priv), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
 }
 
 func (f *fixture) propose(t testing.TB, who string) []byte {

@@ -8,6 +8,7 @@ import (
 
 	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
 	"github.com/sigstore/sigstore/pkg/signature"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/writ-sec/writ/internal/diag"
 	"github.com/writ-sec/writ/internal/keys"
@@ -47,18 +48,30 @@ type Person struct {
 // Has reports whether the person holds a role.
 func (p *Person) Has(role string) bool { return slices.Contains(p.Roles, role) }
 
-// Key is one registered public key.
+// Key is one registered public key: a PEM key, whose signatures are
+// sigstore's (raw, over the DSSE PAE), or an OpenSSH key, whose signatures
+// are armored SSHSIGs (docs/approvals.md, SSH keys).
 type Key struct {
-	// ID is writ's key id: the hex sha256 of the PKIX DER (keys.ID).
+	// ID is writ's key id: the hex sha256 of the PKIX DER (keys.ID), also
+	// for ssh-ed25519 and ecdsa-sha2-nistp256 keys, so a key has one id in
+	// either form; for an sk-ssh-ed25519@openssh.com key, the hex sha256
+	// of its SSH wire encoding (keys.SSHID).
 	ID string
 	// DSSEKeyID is the SSH-style SHA256 fingerprint DSSE signers put in an
-	// envelope's keyid.
+	// envelope's keyid (ssh.FingerprintSHA256 of the key).
 	DSSEKeyID string
+	// Algorithm is keys.Algorithm's name, or "sk-ed25519" for a FIDO key.
 	Algorithm string
-	Public    crypto.PublicKey
-	Person    *Person
+	// Public is the key inside: ed25519.PublicKey or *ecdsa.PublicKey (for
+	// a FIDO key, its ed25519 key), *rsa.PublicKey for PEM keys.
+	Public crypto.PublicKey
+	// SSH is set for a key given as an OpenSSH line: its signatures are
+	// SSHSIGs in namespace SSHNamespace. Nil for a PEM key.
+	SSH    ssh.PublicKey
+	Person *Person
 
-	verifier signature.Verifier
+	verifier signature.Verifier // PEM keys only
+	material string             // keys.ID of the key inside, for duplicates
 }
 
 // Keyring is the trusted set of people and keys, read from the approvers
@@ -113,14 +126,16 @@ type personFile struct {
 
 var keyringHints = yamldoc.Hints{
 	"/people/*/id":     "is not a person id: lowercase letters, digits and . _ -",
-	"/people/*/keys/*": "is not a PEM public key (-----BEGIN PUBLIC KEY-----)",
+	"/people/*/keys/*": "is not a PEM public key (-----BEGIN PUBLIC KEY-----) or an OpenSSH public key line (ssh-ed25519, sk-ssh-ed25519@openssh.com or ecdsa-sha2-nistp256, then the base64 key data and an optional comment)",
 	"/people/*/github": "is not a GitHub login: letters, digits and single hyphens",
 	"/people/*/email":  "is not an e-mail address",
 }
 
 // ParseKeyring reads an approvers file (.writ/approvers.yaml) strictly:
-// strict YAML, the approvers schema, PEM public keys of accepted algorithms
-// and sizes, unique person ids, GitHub logins and keys. Every problem is
+// strict YAML, the approvers schema, PEM public keys and OpenSSH public key
+// lines of accepted algorithms and sizes, unique person ids, GitHub logins
+// and keys (a key given once as PEM and once as an SSH line is the same
+// key). Every problem is
 // located path:line:col; on any problem the keyring is nil.
 func ParseKeyring(path string, data []byte) (*Keyring, diag.Problems) {
 	doc, problems := yamldoc.Parse(path, data, yamldoc.Limits{MaxBytes: MaxKeyringBytes})
@@ -142,6 +157,7 @@ func ParseKeyring(path string, data []byte) (*Keyring, diag.Problems) {
 		byLogin: make(map[string]*Person, len(f.People)),
 		byKey:   make(map[string]*Key, len(f.People)*2),
 	}
+	byMaterial := make(map[string]*Key, len(f.People))
 	for i, pf := range f.People {
 		ptr := fmt.Sprintf("/people/%d", i)
 		p := &Person{ID: pf.ID, Name: pf.Name, Email: pf.Email, GitHub: pf.GitHub,
@@ -159,14 +175,18 @@ func ParseKeyring(path string, data []byte) (*Keyring, diag.Problems) {
 				k.byLogin[strings.ToLower(p.GitHub)] = p
 			}
 		}
-		for j, pemText := range pf.Keys {
+		for j, text := range pf.Keys {
 			kptr := fmt.Sprintf("%s/keys/%d", ptr, j)
-			key, err := newKey([]byte(pemText), p)
+			key, err := parseKeyEntry([]byte(text), p)
 			if err != nil {
 				problems = append(problems, doc.Errorf(kptr, "invalid-key", "people[%d].keys[%d]: %v", i, j, err))
 				continue
 			}
-			if prev, dup := k.byKey[key.ID]; dup {
+			prev, dup := k.byKey[key.ID]
+			if !dup {
+				prev, dup = byMaterial[key.material]
+			}
+			if dup {
 				if prev.Person == p {
 					problems = append(problems, doc.Errorf(kptr, "duplicate-key", "people[%d].keys[%d]: key %.16s… is listed twice", i, j, key.ID))
 				} else {
@@ -177,6 +197,7 @@ func ParseKeyring(path string, data []byte) (*Keyring, diag.Problems) {
 			}
 			k.byKey[key.ID] = key
 			k.byKey[key.DSSEKeyID] = key
+			byMaterial[key.material] = key
 			k.keys = append(k.keys, key)
 			p.Keys = append(p.Keys, key)
 		}
@@ -237,6 +258,33 @@ func at(doc *yamldoc.Doc, i int) string {
 	return fmt.Sprintf("line %d, column %d", pos.Line, pos.Col)
 }
 
+// parseKeyEntry parses one keys: entry of the approvers file: a PEM public
+// key, or an OpenSSH public key line.
+func parseKeyEntry(text []byte, p *Person) (*Key, error) {
+	if keys.IsSSHLine(text) {
+		return newSSHKey(text, p)
+	}
+	return newKey(text, p)
+}
+
+// newSSHKey parses one OpenSSH public key line of an accepted type.
+func newSSHKey(line []byte, p *Person) (*Key, error) {
+	pub, _, err := keys.ParseSSHPublic(line)
+	if err != nil {
+		return nil, err
+	}
+	id, err := keys.SSHID(pub)
+	if err != nil {
+		return nil, err
+	}
+	material, err := keys.SSHMaterialID(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &Key{ID: id, DSSEKeyID: ssh.FingerprintSHA256(pub), Algorithm: keys.SSHAlgorithm(pub),
+		Public: pub.(ssh.CryptoPublicKey).CryptoPublicKey(), SSH: pub, Person: p, material: material}, nil
+}
+
 // newKey parses one PEM public key of an accepted algorithm and size.
 func newKey(pemBytes []byte, p *Person) (*Key, error) {
 	pub, err := keys.ParsePublic(pemBytes)
@@ -255,5 +303,5 @@ func newKey(pemBytes []byte, p *Person) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Key{ID: id, DSSEKeyID: dsseID, Algorithm: keys.Algorithm(pub), Public: pub, Person: p, verifier: v}, nil
+	return &Key{ID: id, DSSEKeyID: dsseID, Algorithm: keys.Algorithm(pub), Public: pub, Person: p, verifier: v, material: id}, nil
 }

@@ -23,6 +23,17 @@ func (e *Envelope) VerifySigner(k *Keyring) (*Key, error) {
 			return checkSigner(key, e)
 		}
 	}
+	if e.ssh.armored {
+		// An SSH signature names its key: no other can verify it.
+		key, err := e.sshKey(k)
+		switch {
+		case key == nil:
+			return nil, fmt.Errorf("%w: %v", ErrUnknownSigner, err)
+		case err != nil:
+			return nil, fmt.Errorf("%w: the signature does not verify with key %s of %s: %v", ErrUnknownSigner, key.DSSEKeyID, key.Person.ID, err)
+		}
+		return checkSigner(key, e)
+	}
 	for _, key := range k.keys {
 		if e.verify(key) == nil {
 			return checkSigner(key, e)
@@ -37,6 +48,25 @@ func checkSigner(key *Key, e *Envelope) (*Key, error) {
 	}
 	if a := e.Statement.Predicate.Approver; a != "" && a != key.Person.ID {
 		return key, fmt.Errorf("signed by %s's key but names approver %q", key.Person.ID, a)
+	}
+	return key, nil
+}
+
+// sshKey finds the key of the keyring an SSH signature names (by its
+// fingerprint) and verifies the signature with it. It returns the key
+// with an error saying why it does not verify, or no key when the
+// signature cannot be read or its key is not in the keyring.
+func (e *Envelope) sshKey(k *Keyring) (*Key, error) {
+	s := &e.ssh
+	if s.err != nil {
+		return nil, fmt.Errorf("no key in the approvers file verifies the signature: %v", s.err)
+	}
+	key, ok := k.Key(s.fingerprint)
+	if !ok {
+		return nil, fmt.Errorf("signed by SSH key %s (%s), which is not in the approvers file", s.fingerprint, s.sig.PublicKey.Type())
+	}
+	if err := e.verify(key); err != nil {
+		return key, err
 	}
 	return key, nil
 }

@@ -525,15 +525,33 @@ func (r rules) context(p *Predicate, st *Statement) (Code, string) {
 // hint, when it names a key of the keyring, is the only key tried: if that
 // fails, the signature is bad. Without a usable hint (cosign writes none),
 // the named approver's keys are tried first, then everyone else's.
+//
+// An SSH signature names its key: only that key is tried, found by its
+// fingerprint, and the message says why it does not count (docs/approvals.md,
+// SSH keys).
 func (r rules) identify(env *Envelope) (*Key, Code, string) {
 	kr := r.keyring
 	if env.KeyID != "" {
 		if k, ok := kr.Key(env.KeyID); ok {
 			if err := env.verify(k); err != nil {
-				return nil, CodeBadSignature, fmt.Sprintf("signature does not verify with key %.16s… of %q", k.ID, k.Person.ID)
+				msg := fmt.Sprintf("signature does not verify with key %.16s… of %q", k.ID, k.Person.ID)
+				if k.SSH != nil || env.ssh.armored {
+					msg += ": " + err.Error()
+				}
+				return nil, CodeBadSignature, msg
 			}
 			return k, "", ""
 		}
+	}
+	if env.ssh.armored {
+		k, err := env.sshKey(kr)
+		switch {
+		case k == nil:
+			return nil, CodeUnknownKey, err.Error()
+		case err != nil:
+			return nil, CodeBadSignature, fmt.Sprintf("signature does not verify with key %.16s… of %q: %v", k.ID, k.Person.ID, err)
+		}
+		return k, "", ""
 	}
 	claimed, _ := kr.Person(env.Statement.Predicate.Approver)
 	if claimed != nil {

@@ -29,6 +29,10 @@ type ClientOptions struct {
 	AppID          int64
 	InstallationID int64
 	PrivateKey     []byte
+	// Anonymous asks GitHub without credentials, for public data only
+	// (a user's profile and keys), at GitHub's lower rate limit for
+	// unauthenticated requests. Exclusive with Token and the App.
+	Anonymous bool
 	// Timeout bounds every request. Default 30s.
 	Timeout time.Duration
 	// Transport is the underlying transport (tests). Default: a clone of
@@ -41,6 +45,8 @@ type ClientOptions struct {
 func (o ClientOptions) LogValue() slog.Value {
 	auth := "none"
 	switch {
+	case o.Anonymous:
+		auth = "anonymous"
 	case o.Token != "":
 		auth = "token"
 	case o.AppID != 0:
@@ -56,11 +62,13 @@ func (o ClientOptions) LogValue() slog.Value {
 func (o *ClientOptions) validate() error {
 	app := o.AppID != 0 || o.InstallationID != 0 || len(o.PrivateKey) > 0
 	switch {
+	case o.Anonymous && (o.Token != "" || app):
+		return errors.New("github: anonymous access takes no token or app")
 	case o.Token != "" && app:
 		return errors.New("github: authenticate with a token or as an app, not both")
 	case app && (o.AppID <= 0 || o.InstallationID <= 0 || len(o.PrivateKey) == 0):
 		return errors.New("github: app authentication needs an app id, an installation id and a private key")
-	case o.Token == "" && !app:
+	case o.Token == "" && !app && !o.Anonymous:
 		return errors.New("github: no credentials: give a token or a GitHub App")
 	}
 	if o.BaseURL != "" {
@@ -96,6 +104,9 @@ func NewClient(o ClientOptions) (*gh.Client, error) {
 		b := strings.TrimRight(o.BaseURL, "/") + "/"
 		upload := strings.TrimSuffix(strings.TrimSuffix(b, "/"), "/api/v3") + "/"
 		opts = append(opts, gh.WithEnterpriseURLs(b, upload))
+	}
+	if o.Anonymous {
+		return gh.NewClient(append(opts, gh.WithTransport(base))...)
 	}
 	if o.Token != "" {
 		opts = append(opts, gh.WithTransport(base), gh.WithAuthToken(o.Token))

@@ -40,6 +40,8 @@ type Server struct {
 	MaxPerPage int
 	tokens     map[string]string // token -> login
 	users      map[string]int64  // login -> id
+	names      map[string]string // login -> profile name
+	sshKeys    map[string][]SSHSigningKey
 	apps       map[int64]*rsa.PublicKey
 	installs   map[int64]int64 // installation -> app
 	pulls      map[int]*PullRequest
@@ -135,7 +137,7 @@ type Annotation struct {
 // the test.
 func New(t testing.TB, owner, name string) *Server {
 	f := &Server{t: t, Owner: owner, Name: name, MaxPerPage: 100,
-		tokens: map[string]string{}, users: map[string]int64{}, apps: map[int64]*rsa.PublicKey{}, installs: map[int64]int64{},
+		tokens: map[string]string{}, users: map[string]int64{}, names: map[string]string{}, sshKeys: map[string][]SSHSigningKey{}, apps: map[int64]*rsa.PublicKey{}, installs: map[int64]int64{},
 		pulls: map[int]*PullRequest{}, commitPRs: map[string][]int{}, nextID: 1000,
 		limit: 5000, remaining: 5000, reset: time.Now().Add(time.Hour)}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
@@ -383,6 +385,8 @@ var (
 	reComments    = regexp.MustCompile(`^/repos/([^/]+)/([^/]+)/issues/(\d+)/comments$`)
 	reCommitPulls = regexp.MustCompile(`^/repos/([^/]+)/([^/]+)/commits/([0-9a-f]{40})/pulls$`)
 	reAccessToken = regexp.MustCompile(`^/app/installations/(\d+)/access_tokens$`)
+	reUser        = regexp.MustCompile(`^/users/([^/]+)$`)
+	reUserSSHKeys = regexp.MustCompile(`^/users/([^/]+)/ssh_signing_keys$`)
 )
 
 func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -416,7 +420,10 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	defer f.mu.Unlock()
 	login, ok := f.authenticate(r)
-	if !ok {
+	// Users' profiles and keys are public: GitHub answers them without
+	// credentials too (but not with bad ones).
+	public := r.Method == http.MethodGet && (reUser.MatchString(path) || reUserSSHKeys.MatchString(path))
+	if !ok && !(public && r.Header.Get("Authorization") == "") {
 		writeError(w, http.StatusUnauthorized, "Bad credentials")
 		return
 	}
@@ -511,6 +518,26 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 		items := make([]any, len(p.Comments))
 		for i, c := range p.Comments {
 			items[i] = f.CommentJSON(p, c)
+		}
+		f.page(w, r, items)
+	case reUser.MatchString(path) && r.Method == http.MethodGet:
+		who, ok := f.knownUser(reUser.FindStringSubmatch(path)[1])
+		if !ok {
+			writeError(w, http.StatusNotFound, "Not Found")
+			return
+		}
+		writeJSON(w, http.StatusOK, f.ProfileJSON(who))
+	case reUserSSHKeys.MatchString(path) && r.Method == http.MethodGet:
+		who, ok := f.knownUser(reUserSSHKeys.FindStringSubmatch(path)[1])
+		if !ok {
+			writeError(w, http.StatusNotFound, "Not Found")
+			return
+		}
+		var items []any
+		for _, k := range f.sshKeys[who] {
+			// GitHub's documented payload: id, key, title, created_at.
+			items = append(items, map[string]any{"id": k.ID, "key": k.Key, "title": k.Title,
+				"created_at": k.CreatedAt.UTC().Format(time.RFC3339)})
 		}
 		f.page(w, r, items)
 	case reCommitPulls.MatchString(path) && r.Method == http.MethodGet:
@@ -968,6 +995,55 @@ func (f *Server) requestReviewers(w http.ResponseWriter, p *PullRequest, body []
 	}
 	out["requested_reviewers"] = users
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// SSHSigningKey is one SSH signing key of a user, as
+// GET /users/{username}/ssh_signing_keys lists it.
+type SSHSigningKey struct {
+	ID        int64
+	Key       string // the public key line, "TYPE BASE64"
+	Title     string
+	CreatedAt time.Time
+}
+
+// AddSSHSigningKey registers an SSH signing key of login (making the user
+// known) and returns its id.
+func (f *Server) AddSSHSigningKey(login, key, title string) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.userID(login)
+	id := f.id()
+	f.sshKeys[login] = append(f.sshKeys[login], SSHSigningKey{ID: id, Key: key, Title: title, CreatedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
+	return id
+}
+
+// SetUserName sets login's profile name (making the user known).
+func (f *Server) SetUserName(login, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.userID(login)
+	f.names[login] = name
+}
+
+// knownUser finds a known login case-insensitively, as GitHub does.
+func (f *Server) knownUser(login string) (string, bool) {
+	for l := range f.users {
+		if strings.EqualFold(l, login) {
+			return l, true
+		}
+	}
+	return "", false
+}
+
+// ProfileJSON is a user's public profile (GET /users/{username}).
+func (f *Server) ProfileJSON(login string) map[string]any {
+	u := f.UserJSON(login)
+	u["name"] = nilIfEmpty(f.names[login])
+	u["company"], u["blog"], u["location"], u["email"], u["bio"] = nil, "", nil, nil, nil
+	u["public_repos"], u["public_gists"], u["followers"], u["following"] = 2, 0, 1, 0
+	u["created_at"] = "2020-01-01T00:00:00Z"
+	u["updated_at"] = "2026-01-01T00:00:00Z"
+	return u
 }
 
 // AddUser makes login known (a collaborator who may be asked for reviews).
