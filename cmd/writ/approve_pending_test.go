@@ -164,7 +164,7 @@ func TestApprovePendingRefusals(t *testing.T) {
 		want string
 	}{
 		{[]string{"approve", "op-7", "--key", key}, nil, exitUsage, "pass --server URL, set WRIT_SERVER, or log in"},
-		{[]string{"approve", "op-7", "--server", url}, nil, exitUsage, "--key or --ssh-key is required"},
+		{[]string{"approve", "op-7", "--server", url}, nil, exitUsage, "--key is required: the private key you sign with (or --ssh-key"},
 		{[]string{"approve", "op-7", "--key", key, "--server", url, "--revert"}, nil, exitUsage, "names a pending item"},
 		{[]string{"approve", "op-7", "--key", key, "--server", url, "--plan-digest", strings.Repeat("a", 64)}, nil, exitUsage, "names a pending item"},
 		{[]string{"approve", "op-7", "--key", key, "--reject", "--yes"}, map[string]string{"WRIT_SERVER": url}, exitUsage, "--reject needs --reason"},

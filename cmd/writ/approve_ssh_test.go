@@ -19,7 +19,7 @@ import (
 // The tests here run OpenSSH's ssh-keygen, ssh-agent and ssh-add (.ci/run
 // installs openssh-client); a missing tool fails them.
 
-func sshTool(t *testing.T, name string) string {
+func sshTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
@@ -30,7 +30,7 @@ func sshTool(t *testing.T, name string) string {
 
 // sshKeygenCLI makes an SSH key pair in a temp directory and returns the
 // private key's path (the public key is path.pub) and the public line.
-func sshKeygenCLI(t *testing.T, name, typ, passphrase string) (string, string) {
+func sshKeygenCLI(t testing.TB, name, typ, passphrase string) (string, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
 	args := []string{"-q", "-t", typ, "-N", passphrase, "-C", name + "@laptop", "-f", path}
@@ -169,7 +169,7 @@ func TestApproveWithSSHKeyFile(t *testing.T) {
 
 // startSSHAgent runs a real ssh-agent on a socket in a temp directory and
 // adds keys to it; it is killed when the test ends.
-func startSSHAgent(t *testing.T, keyFiles ...string) string {
+func startSSHAgent(t testing.TB, keyFiles ...string) string {
 	t.Helper()
 	// Unix socket paths are short: a directory of its own under /tmp.
 	dir, err := os.MkdirTemp("", "writ-agent")

@@ -21,6 +21,9 @@ type approverRig struct {
 	*trustRig
 	list   string // the blocklist file
 	viewer string // a viewer's API token
+	// carol signs with an OpenSSH key file (ed25519), erin through a real
+	// ssh-agent (ecdsa-sha2-nistp256); the others with PEM keys.
+	carolSSH, erinPub, agent string
 }
 
 func newApproverRig(t testing.TB) *approverRig {
@@ -39,21 +42,40 @@ backends:
 `, list, journal), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tr := newTrustRigWith(t, map[string][]string{
+	carolKey, carolLine := sshKeygenCLI(t, "carol", "ed25519", "")
+	erinKey, erinLine := sshKeygenCLI(t, "erin", "ecdsa", "")
+	agent := startSSHAgent(t, erinKey)
+	tr := newTrustRigSSH(t, map[string][]string{
 		"alice": {"analyst"}, "bob": {"approver"}, "carol": {"approver"}, "dave": {"admin"}, "erin": {"admin"},
-	}, "--config", cfg)
-	r := &approverRig{trustRig: tr, list: list}
+	}, map[string]string{"carol": carolLine, "erin": erinLine}, "--config", cfg)
+	r := &approverRig{trustRig: tr, list: list, carolSSH: carolKey, erinPub: erinKey + ".pub", agent: agent}
 	r.viewer = r.token("watcher", "viewer")
 	return r
 }
 
-func (r *approverRig) key(id string) string { return filepath.Join(r.keyDir, id+".key") }
+// key is how a person signs: --key FILE (PEM), --ssh-key FILE (carol's
+// OpenSSH private key) or --ssh-key FILE.pub (erin's, through ssh-agent).
+func (r *approverRig) key(id string) []string {
+	switch id {
+	case "carol":
+		return []string{"--ssh-key", r.carolSSH}
+	case "erin":
+		return []string{"--ssh-key", r.erinPub}
+	}
+	return []string{"--key", filepath.Join(r.keyDir, id+".key")}
+}
 
 // cli runs writ with the rig's server and a viewer's token in the
 // environment, input on standard input.
 func (r *approverRig) cli(input string, args ...string) (int, string, string) {
 	r.t.Helper()
-	return runCLIInput(r.t, map[string]string{"WRIT_SERVER": r.base, "WRIT_TOKEN": r.viewer}, input, args...)
+	return runCLIInput(r.t, map[string]string{"WRIT_SERVER": r.base, "WRIT_TOKEN": r.viewer, "SSH_AUTH_SOCK": r.agent}, input, args...)
+}
+
+// approve runs writ approve ID signed by who, with more flags.
+func (r *approverRig) approve(input, id, who string, flags ...string) (int, string, string) {
+	r.t.Helper()
+	return r.cli(input, append(append([]string{"approve", id}, r.key(who)...), flags...)...)
 }
 
 var pendingIDLine = regexp.MustCompile(`(?m)^((?:op|trust)-[0-9]+)  (.*)$`)
@@ -149,7 +171,7 @@ func TestApproverDay(t *testing.T) {
 	}
 
 	// alice proposes it in one step: her id comes from her key.
-	code, out, errOut := r.cli("", "approve", apply, "--key", r.key("alice"), "--propose", "--yes")
+	code, out, errOut := r.approve("", apply, "alice", "--propose", "--yes")
 	if code != exitOK || !strings.Contains(errOut, "signed propose of "+apply) || !strings.Contains(out, `"approver": "alice"`) {
 		t.Fatalf("alice proposes: %d\n%s\n%s", code, out, errOut)
 	}
@@ -172,7 +194,7 @@ func TestApproverDay(t *testing.T) {
 		t.Fatalf("bob's queue through his session: %d\n%s\n%s", code, out, errOut)
 	}
 	// bob reads what he signs and declines first: nothing is signed.
-	code, out, errOut = bob("n\n", "approve", apply, "--key", r.key("bob"))
+	code, out, errOut = bob("n\n", append([]string{"approve", apply}, r.key("bob")...)...)
 	if code != exitFailure || !strings.Contains(errOut, "not confirmed; nothing signed") {
 		t.Fatalf("bob declines: %d %s", code, errOut)
 	}
@@ -186,14 +208,14 @@ func TestApproverDay(t *testing.T) {
 		t.Fatalf("bob's statements after declining: %d %v", len(list), err)
 	}
 	// Then confirms.
-	code, _, errOut = bob("y\n", "approve", apply, "--key", r.key("bob"))
+	code, _, errOut = bob("y\n", append([]string{"approve", apply}, r.key("bob")...)...)
 	if code != exitOK {
 		t.Fatalf("bob approves: %d %s", code, errOut)
 	}
 	r.waitFor("the block", func() bool { return strings.Contains(r.blocked(), "203.0.113.77") })
 	// It is done: signing it again is refused, saying why.
 	r.waitFor("the apply to leave the queue", func() bool { _, ok := r.pendingIDs()[apply]; return !ok })
-	code, _, errOut = r.cli("", "approve", apply, "--key", r.key("carol"), "--yes")
+	code, _, errOut = r.approve("", apply, "carol", "--yes")
 	if code != exitFailure || !strings.Contains(errOut, "no longer") && !strings.Contains(errOut, "waits for no signature") {
 		t.Fatalf("approving a done operation: %d %s", code, errOut)
 	}
@@ -202,10 +224,10 @@ func TestApproverDay(t *testing.T) {
 	// one restores the file to sign it.
 	r.push("unblock", nil, "playbooks/block-c2.yaml")
 	revert := r.waitPending("revert of playbooks/block-c2.yaml")
-	if code, _, errOut := r.cli("", "approve", revert, "--key", r.key("alice"), "--propose", "--yes"); code != exitOK {
+	if code, _, errOut := r.approve("", revert, "alice", "--propose", "--yes"); code != exitOK {
 		t.Fatalf("alice proposes the revert: %d %s", code, errOut)
 	}
-	code, out, errOut = r.cli("", "approve", revert, "--key", r.key("carol"), "--yes")
+	code, out, errOut = r.approve("", revert, "carol", "--yes")
 	if code != exitOK || !strings.Contains(out, "the revert undoes playbooks/block-c2.yaml") || !strings.Contains(out, "- apiVersion: writ/v1") {
 		t.Fatalf("carol approves the revert: %d\n%s\n%s", code, out, errOut)
 	}
@@ -220,19 +242,19 @@ func TestApproverDay(t *testing.T) {
 	policyChange := r.push("policy: a clearer message", map[string]string{
 		"policies/production.rego": strings.Replace(string(prod), "changes need approval", "every change needs approval", 1)})
 	tc := r.waitPending("change to policies/")
-	code, out, errOut = r.cli("", "approve", tc, "--key", r.key("dave"), "--yes")
+	code, out, errOut = r.approve("", tc, "dave", "--yes")
 	if code != exitOK || !strings.Contains(out, "policies/production.rego") || !strings.Contains(out, "+ ") ||
 		!strings.Contains(out, "every change needs approval") {
 		t.Fatalf("dave approves the policy change: %d\n%s\n%s", code, out, errOut)
 	}
-	if code, _, errOut := r.cli("", "approve", tc, "--key", r.key("erin"), "--yes"); code != exitOK {
+	if code, _, errOut := r.approve("", tc, "erin", "--yes"); code != exitOK {
 		t.Fatalf("erin approves the policy change: %d %s", code, errOut)
 	}
 	r.waitFor("the policy adoption", func() bool { return r.state().AdoptedSHA == policyChange })
 	if r.state().AdoptedSHA == trusted {
 		t.Fatal("nothing adopted")
 	}
-	code, _, errOut = r.cli("", "approve", tc, "--key", r.key("erin"), "--yes")
+	code, _, errOut = r.approve("", tc, "erin", "--yes")
 	if code != exitFailure || !strings.Contains(errOut, "adopted") {
 		t.Fatalf("signing an adopted change: %d %s", code, errOut)
 	}
@@ -240,14 +262,14 @@ func TestApproverDay(t *testing.T) {
 	// An approver transition: dave approves adding zed, erin rejects it.
 	r.push("add zed", map[string]string{".writ/approvers.yaml": r.approvers(map[string][]string{"zed": {"approver"}})})
 	ac := r.waitPending("change to .writ/approvers.yaml")
-	if code, _, errOut := r.cli("", "approve", ac, "--key", r.key("dave"), "--yes"); code != exitOK {
+	if code, _, errOut := r.approve("", ac, "dave", "--yes"); code != exitOK {
 		t.Fatalf("dave approves zed: %d %s", code, errOut)
 	}
-	code, _, errOut = r.cli("", "approve", ac, "--key", r.key("erin"), "--reject", "--yes")
+	code, _, errOut = r.approve("", ac, "erin", "--reject", "--yes")
 	if code != exitUsage || !strings.Contains(errOut, "--reason") {
 		t.Fatalf("a rejection without a reason: %d %s", code, errOut)
 	}
-	if code, _, errOut := r.cli("", "approve", ac, "--key", r.key("erin"), "--reject", "--reason", "zed has not done the training", "--yes"); code != exitOK {
+	if code, _, errOut := r.approve("", ac, "erin", "--reject", "--reason", "zed has not done the training", "--yes"); code != exitOK {
 		t.Fatalf("erin rejects zed: %d %s", code, errOut)
 	}
 	r.waitFor("the rejection in the queue", func() bool {
@@ -268,14 +290,14 @@ func BenchmarkApprovePending(b *testing.B) {
 	r := newApproverRig(b)
 	r.push("block critical", map[string]string{"playbooks/block-c2.yaml": strings.Replace(dayPlaybook, "severity: high", "severity: critical", 1)})
 	id := r.waitPending("apply of playbooks/block-c2.yaml")
-	if code, _, errOut := r.cli("", "approve", id, "--key", r.key("alice"), "--propose", "--yes"); code != exitOK {
+	if code, _, errOut := r.approve("", id, "alice", "--propose", "--yes"); code != exitOK {
 		b.Fatalf("propose: %s", errOut)
 	}
 	env := map[string]string{"WRIT_SERVER": r.base, "WRIT_TOKEN": r.viewer}
 	var times []time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		code, _, errOut := runCLIInput(b, env, "", "approve", id, "--key", r.key("bob"), "--approver", "bob", "--yes")
+		code, _, errOut := runCLIInput(b, env, "", append(append([]string{"approve", id}, r.key("bob")...), "--approver", "bob", "--yes")...)
 		times = append(times, time.Since(t0))
 		if code != exitOK {
 			b.Fatalf("approve: %d %s", code, errOut)

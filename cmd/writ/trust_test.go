@@ -31,7 +31,10 @@ type trustRig struct {
 	dataDir string
 	keyDir  string
 	people  map[string][]string // id -> roles
-	base    string              // the server's URL
+	// sshLines are the OpenSSH public key lines of people who sign with
+	// SSH keys (id -> line).
+	sshLines map[string]string
+	base     string // the server's URL
 }
 
 func newTrustRig(t *testing.T) *trustRig {
@@ -42,7 +45,14 @@ func newTrustRig(t *testing.T) *trustRig {
 // newTrustRigWith is newTrustRig with these people (id -> roles).
 func newTrustRigWith(t testing.TB, people map[string][]string, serveArgs ...string) *trustRig {
 	t.Helper()
-	r := &trustRig{t: t, keyDir: t.TempDir(), dataDir: filepath.Join(traversableTempDir(t), "state"), people: people}
+	return newTrustRigSSH(t, people, nil, serveArgs...)
+}
+
+// newTrustRigSSH is newTrustRigWith where the people in sshLines have
+// that OpenSSH public key line in the approvers file instead of a PEM key.
+func newTrustRigSSH(t testing.TB, people map[string][]string, sshLines map[string]string, serveArgs ...string) *trustRig {
+	t.Helper()
+	r := &trustRig{t: t, keyDir: t.TempDir(), dataDir: filepath.Join(traversableTempDir(t), "state"), people: people, sshLines: sshLines}
 	files := map[string]string{".writ/approvers.yaml": r.approvers(nil)}
 	seed, err := policies.Files(true)
 	for p, c := range seed {
@@ -81,6 +91,10 @@ func (r *trustRig) approvers(extra map[string][]string) string {
 		roles := r.people[id]
 		if roles == nil {
 			roles = extra[id]
+		}
+		if line := r.sshLines[id]; line != "" {
+			fmt.Fprintf(&b, "  - id: %s\n    roles: [%s]\n    keys:\n      - %q\n", id, strings.Join(roles, ", "), line)
+			continue
 		}
 		keyFile := filepath.Join(r.keyDir, id+".key")
 		pubPEM, err := os.ReadFile(filepath.Join(r.keyDir, id+".pub"))
