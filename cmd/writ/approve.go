@@ -70,10 +70,22 @@ type approveParams struct {
 func newApproveCmd(env *cliEnv, g *globals) *cobra.Command {
 	p := approveParams{}
 	cmd := &cobra.Command{
-		Use:   "approve (--key FILE | --ssh-key FILE) --approver ID [--propose | --reject] [--revert | --trust-change] [flags] [PLAYBOOK...]",
-		Short: "Sign a proposal, approval or rejection of playbooks or of a policy/approver change",
-		Long: `Approve signs an in-toto statement in a DSSE envelope saying that you
-(--approver, your id in .writ/approvers.yaml) propose, approve or reject one
+		Use:   "approve (ID | [--approver ID] [--revert | --trust-change] [PLAYBOOK...]) (--key FILE | --ssh-key FILE) [--propose | --reject] [flags]",
+		Short: "Sign a proposal, approval or rejection of a pending item, of playbooks or of a policy/approver change",
+		Long: `With an ID from writ pending (op-N: a playbook's apply or revert; trust-N:
+a change to policies/ and .writ/), approve signs that item in one step: it
+fetches from the server (--server, else WRIT_SERVER, else the server you
+logged in to) everything the statement binds, recomputes the content,
+plan and policy digests (and a trust change as a whole) from what the
+server sent and refuses to sign if they differ, shows the change against
+the version it replaces, the policies' decision and the plan, asks for
+confirmation (--yes skips it), signs and submits. Your approver id is
+the person your key belongs to (--approver overrides). --propose and
+--reject --reason work the same way.
+
+Without an ID (offline, from a checkout), approve signs an in-toto
+statement in a DSSE envelope saying that you (--approver, your id in
+.writ/approvers.yaml) propose, approve or reject one
 exact operation: the apply of the playbooks given (their sha256), or with
 --revert their revert, judged by one policy set (its digest) and, for an
 approval, with one dry-run plan (its digest), in one repository (--repo).
@@ -125,7 +137,12 @@ which FIDO security keys need. An SSH key signs an SSHSIG in namespace
 writ-approval (docs/approvals.md, SSH keys).
 
 Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
-		Example: `  writ approve --key alice.key --approver alice --propose playbooks/network/block-c2-beacon.yaml
+		Example: `  writ pending
+  writ approve op-12 --ssh-key ~/.ssh/id_ed25519
+  writ approve op-12 --key alice.key --propose --yes
+  writ approve trust-3 --key dave.key
+  writ approve op-12 --key carol.key --reject --reason "198.51.100.0/24 is our CDN"
+  writ approve --key alice.key --approver alice --propose playbooks/network/block-c2-beacon.yaml
   writ approve --key alice.key --approver alice --propose --revert playbooks/network/block-c2-beacon.yaml
   writ approve --key dave.key --approver dave --trust-change --server https://writ.example.com
   writ approve --key bob.key --approver bob --repo acme/secops --pr 42 \
