@@ -192,15 +192,36 @@ Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
 
 var hexDigestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) error {
-	decision := approval.Approve
+// statementKind is the decision a statement signs (--propose, --reject,
+// else approve) and its validity (--expires, else by decision).
+func statementKind(p approveParams) (decision string, validity time.Duration, err error) {
+	decision = approval.Approve
 	switch {
 	case p.propose && p.reject:
-		return usageError("--propose and --reject exclude each other")
+		return "", 0, usageError("--propose and --reject exclude each other")
 	case p.propose:
 		decision = approval.Propose
 	case p.reject:
 		decision = approval.Reject
+	}
+	validity = defaultApprovalValidity
+	if decision != approval.Approve {
+		validity = defaultProposalValidity
+	}
+	if p.expires != "" {
+		d, err := playbook.ParseDuration(p.expires)
+		if err != nil || d <= 0 {
+			return "", 0, usageError("--expires %q is not a positive duration such as 24h or 7d", p.expires)
+		}
+		validity = d
+	}
+	return decision, validity, nil
+}
+
+func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) error {
+	decision, validity, err := statementKind(p)
+	if err != nil {
+		return err
 	}
 	if err := checkSignerFlags(p.keyFile, p.sshKey); err != nil {
 		return err
@@ -244,22 +265,8 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 			return usageError("--server %q is not an http(s) URL", redactServerURL(p.server))
 		}
 	}
-	validity := defaultApprovalValidity
-	if decision != approval.Approve {
-		validity = defaultProposalValidity
-	}
-	if p.expires != "" {
-		d, err := playbook.ParseDuration(p.expires)
-		if err != nil || d <= 0 {
-			return usageError("--expires %q is not a positive duration such as 24h or 7d", p.expires)
-		}
-		validity = d
-	}
 
-	var (
-		subject signedSubject
-		err     error
-	)
+	var subject signedSubject
 	if p.trustChange {
 		subject, err = trustChangeSubject(ctx, env, p)
 	} else {

@@ -46,14 +46,9 @@ func isPendingArg(args []string) bool {
 // plan's and the policy set's digests are recomputed from what the server
 // sent), shown, confirmed, signed and sent back.
 func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id string) error {
-	decision := approval.Approve
-	switch {
-	case p.propose && p.reject:
-		return usageError("--propose and --reject exclude each other")
-	case p.propose:
-		decision = approval.Propose
-	case p.reject:
-		decision = approval.Reject
+	decision, validity, err := statementKind(p)
+	if err != nil {
+		return err
 	}
 	if err := checkSignerFlags(p.keyFile, p.sshKey); err != nil {
 		return err
@@ -64,17 +59,6 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 		return usageError("%s names a pending item: the server says what it binds (operation, content, digests, repository); drop --revert, --at, --trust-change, --trusted-commit, --plan-digest, --policies, --repo, --pr, --head, --repo-root and --github", id)
 	case decision == approval.Reject && strings.TrimSpace(p.reason) == "":
 		return usageError("--reject needs --reason: say why")
-	}
-	validity := defaultApprovalValidity
-	if decision != approval.Approve {
-		validity = defaultProposalValidity
-	}
-	if p.expires != "" {
-		d, err := playbook.ParseDuration(p.expires)
-		if err != nil || d <= 0 {
-			return usageError("--expires %q is not a positive duration such as 24h or 7d", p.expires)
-		}
-		validity = d
 	}
 	server, err := resolveServer(env, p.server)
 	if err != nil {

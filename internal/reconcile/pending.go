@@ -185,7 +185,7 @@ func (r *Reconciler) Pending(ctx context.Context) ([]Pending, error) {
 			out = append(out, r.pendingOp(e, t, byDigest[e.Digest]))
 		}
 	}
-	tc, err := r.pendingTrust(ctx)
+	tc, err := r.pendingTrust(ctx, false)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +208,7 @@ func (r *Reconciler) PendingItem(ctx context.Context, id string) (*PendingDetail
 		return nil, fmt.Errorf("%w: %q: %v", ErrNotPending, id, err)
 	}
 	if m[1] == "trust" {
-		d, err := r.pendingTrust(ctx)
+		d, err := r.pendingTrust(ctx, true)
 		if err != nil {
 			return nil, err
 		}
@@ -323,8 +323,9 @@ func (r *Reconciler) pendingOp(e *store.Execution, t *trusted, approvals []*stor
 }
 
 // pendingTrust describes the change to what decides the branch holds (an
-// open meta_change hold), or nil when there is none.
-func (r *Reconciler) pendingTrust(ctx context.Context) (*PendingDetail, error) {
+// open meta_change hold), or nil when there is none; with files, also the
+// trusted and changed files (the detail: the list does not read them).
+func (r *Reconciler) pendingTrust(ctx context.Context, files bool) (*PendingDetail, error) {
 	holds, err := r.opts.Store.OpenHolds(ctx)
 	if err != nil {
 		return nil, err
@@ -370,6 +371,9 @@ func (r *Reconciler) pendingTrust(ctx context.Context) (*PendingDetail, error) {
 		Since:  hold.CreatedAt, Command: "writ approve " + id,
 	}}
 	d.Needs = needsOf(verdict, adopted.Keyring, []string{approval.RoleAdmin}, nil, verdict.Required)
+	if !files {
+		return d, nil
+	}
 	base, err := r.opts.Source.FS(st.AdoptedSHA)
 	if err != nil {
 		return nil, err
