@@ -100,25 +100,8 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 		}
 	}
 
-	now := time.Now().UTC().Truncate(time.Second)
-	pred := approval.Predicate{
-		Decision: decision, Approver: approver, Repository: item.Repository, HeadCommit: item.Commit,
-		PolicyDigest: item.PolicyDigest, Reason: p.reason, IssuedAt: now, ExpiresAt: now.Add(validity),
-	}
-	if item.Kind == reconcile.PendingTrustChange {
-		pred.Transition = item.Transition
-	} else {
-		pred.Operation = item.Operation
-		if decision == approval.Approve {
-			pred.PlanDigest = item.PlanDigest
-		}
-	}
-	var subjects []approval.Subject
-	for _, s := range item.Subjects {
-		subjects = append(subjects, approval.Subject{Path: s.Path, Digest: s.Digest})
-	}
-	st := approval.NewStatement(subjects, pred)
-	if err := st.Validate(); err != nil {
+	st, err := item.Statement(decision, approver, p.reason, time.Now(), validity)
+	if err != nil {
 		return exitWith(exitFailure, fmt.Errorf("%s: %w; nothing signed", id, err))
 	}
 	envelope, err := approval.SignWith(ctx, signer, st)
@@ -131,7 +114,7 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 		}
 		fmt.Fprintf(env.stderr, "envelope written to %s\n", p.out)
 	}
-	fmt.Fprintf(env.stderr, "signed %s of %s by %s, valid until %s\n", decision, describePending(item), approver, pred.ExpiresAt.Format(time.RFC3339))
+	fmt.Fprintf(env.stderr, "signed %s of %s by %s, valid until %s\n", decision, describePending(item), approver, st.Predicate.ExpiresAt.Format(time.RFC3339))
 	return postEnvelope(ctx, env, server, envelope)
 }
 

@@ -492,3 +492,34 @@ func decidingFiles(tree fs.FS, writ bool) (files []PendingFile, noPolicies bool,
 	slices.SortFunc(files, func(a, b PendingFile) int { return strings.Compare(a.Path, b.Path) })
 	return files, noPolicies, nil
 }
+
+// Statement is the statement that signs an item: decision (propose,
+// approve or reject) by approver, with reason, issued at now and valid for
+// validity. It binds what the item binds (subjects, repository, commit,
+// policy digest, and the operation and plan digest, or the transition); an
+// approval of a playbook operation binds its plan digest too. `writ
+// approve ID` and the console sign exactly this.
+func (p *Pending) Statement(decision, approver, reason string, now time.Time, validity time.Duration) (approval.Statement, error) {
+	now = now.UTC().Truncate(time.Second)
+	pred := approval.Predicate{
+		Decision: decision, Approver: approver, Repository: p.Repository, HeadCommit: p.Commit,
+		PolicyDigest: p.PolicyDigest, Reason: reason, IssuedAt: now, ExpiresAt: now.Add(validity),
+	}
+	if p.Kind == PendingTrustChange {
+		pred.Transition = p.Transition
+	} else {
+		pred.Operation = p.Operation
+		if decision == approval.Approve {
+			pred.PlanDigest = p.PlanDigest
+		}
+	}
+	subjects := make([]approval.Subject, 0, len(p.Subjects))
+	for _, s := range p.Subjects {
+		subjects = append(subjects, approval.Subject{Path: s.Path, Digest: s.Digest})
+	}
+	st := approval.NewStatement(subjects, pred)
+	if err := st.Validate(); err != nil {
+		return approval.Statement{}, fmt.Errorf("statement for %s: %w", p.ID, err)
+	}
+	return st, nil
+}

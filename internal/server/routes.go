@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,6 +51,25 @@ type Route struct {
 	// MaxBody bounds the request body; 0: the guard's default, -1: the
 	// handler bounds it itself.
 	MaxBody int64
+	// Browser, when set, makes the route a page of the console: its
+	// credential comes from a cookie rather than an Authorization header,
+	// requests that change something must carry the form's CSRF token,
+	// and refusals are pages. Roles, denial audit and rate limits are the
+	// API's.
+	Browser Browser
+}
+
+// Browser is how the console's routes authenticate (internal/console).
+type Browser interface {
+	// Credential is the session credential the request carries (a cookie).
+	Credential(r *http.Request) (cred string, present bool)
+	// CheckRequest refuses a request that changes something (not GET or
+	// HEAD) without the session's CSRF token or from another origin: the
+	// error is what the caller is told.
+	CheckRequest(r *http.Request, cred string) error
+	// Deny answers a refusal: status, a code of the API's codes and a
+	// message for people.
+	Deny(w http.ResponseWriter, r *http.Request, status int, code, message string)
 }
 
 // authenticated reports whether the route needs a principal.
@@ -62,6 +82,8 @@ type Access struct {
 	Roles                auth.RoleSet
 	DuringPasswordChange bool
 	RateLimited          bool
+	// Browser: a console page (cookie session, CSRF token).
+	Browser bool
 }
 
 // declared is the access of routes other packages register with Handle
@@ -145,7 +167,7 @@ func (s *Server) Routes() []Access {
 	defer s.mu.Unlock()
 	out := make([]Access, 0, len(s.routes))
 	for _, rt := range s.routes {
-		out = append(out, Access{Pattern: rt.Pattern, Public: rt.Public, Roles: rt.Roles, DuringPasswordChange: rt.DuringPasswordChange, RateLimited: rt.RateLimited})
+		out = append(out, Access{Pattern: rt.Pattern, Public: rt.Public, Roles: rt.Roles, DuringPasswordChange: rt.DuringPasswordChange, RateLimited: rt.RateLimited, Browser: rt.Browser != nil})
 	}
 	slices.SortFunc(out, func(a, b Access) int { return strings.Compare(a.Pattern, b.Pattern) })
 	return out
@@ -190,6 +212,11 @@ func (s *Server) protect(rt Route) http.Handler {
 				g.Denials.Record(r.Context(), Denial{Status: http.StatusTooManyRequests, Code: "rate_limited", Route: rt.Pattern,
 					Remote: client.String(), RequestID: RequestID(r.Context())})
 				s.opts.Logger.WarnContext(r.Context(), "login rate limit", slog.String("client", client.String()), slog.String("route", rt.Pattern))
+				if rt.Browser != nil {
+					w.Header().Set("Retry-After", strconv.Itoa(int(max(1, wait.Round(time.Second)/time.Second))))
+					rt.Browser.Deny(w, r, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("too many attempts from %s: try again in %s", client, wait.Round(time.Second)))
+					return
+				}
 				writeRateLimited(w, wait, "too many attempts from %s: try again in %s", client, wait.Round(time.Second))
 				return
 			}
@@ -201,6 +228,10 @@ func (s *Server) protect(rt Route) http.Handler {
 		deny := func(status int, p *auth.Principal, code, detail, message string) {
 			g.Denials.Record(r.Context(), Denial{Status: status, Principal: p, Code: code, Detail: detail, Route: rt.Pattern,
 				Remote: client.String(), RequestID: RequestID(r.Context())})
+			if rt.Browser != nil {
+				rt.Browser.Deny(w, r, status, code, message)
+				return
+			}
 			if status == http.StatusUnauthorized {
 				challenge := `Bearer realm="writ"`
 				if code != "no_credentials" {
@@ -213,6 +244,9 @@ func (s *Server) protect(rt Route) http.Handler {
 			writeProblem(w, status, code, "%s", message)
 		}
 		cred, present := auth.BearerCredential(r.Header.Get("Authorization"))
+		if rt.Browser != nil {
+			cred, present = rt.Browser.Credential(r)
+		}
 		if !present {
 			deny(http.StatusUnauthorized, nil, "no_credentials", "", "log in (POST /api/v1/auth/login) or send a bearer token")
 			return
@@ -231,6 +265,12 @@ func (s *Server) protect(rt Route) http.Handler {
 		}
 		if ri != nil {
 			ri.principal = p
+		}
+		if rt.Browser != nil {
+			if err := rt.Browser.CheckRequest(r, cred); err != nil {
+				deny(http.StatusForbidden, p, "csrf", err.Error(), err.Error())
+				return
+			}
 		}
 		if p.MustChangePassword && !rt.DuringPasswordChange {
 			deny(http.StatusForbidden, p, "password_change_required", "",
@@ -269,4 +309,26 @@ func grantingRole(p *auth.Principal, roles auth.RoleSet) string {
 		return string(r)
 	}
 	return p.Roles.String()
+}
+
+// RecordDenial audits a refusal a handler decides itself (a refused
+// console login), like the guard's own: with the client's address and the
+// request id. It does nothing before the guard is set.
+func (s *Server) RecordDenial(r *http.Request, status int, p *auth.Principal, code, detail, route string) {
+	g := s.guard.Load()
+	if g == nil {
+		return
+	}
+	g.Denials.Record(r.Context(), Denial{Status: status, Principal: p, Code: code, Detail: detail, Route: route,
+		Remote: ClientAddr(r, g.TrustedProxies).String(), RequestID: RequestID(r.Context())})
+}
+
+// ClientAddress is the request's client address, believing X-Forwarded-For
+// only from the guard's trusted proxies.
+func (s *Server) ClientAddress(r *http.Request) string {
+	g := s.guard.Load()
+	if g == nil {
+		return ClientAddr(r, nil).String()
+	}
+	return ClientAddr(r, g.TrustedProxies).String()
 }
