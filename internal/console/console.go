@@ -119,8 +119,6 @@ func (c *Console) routes() []server.Route {
 		{Pattern: "POST /logout", Roles: anyoneRoles, DuringPasswordChange: true, MaxBody: 8 << 10, Handler: h(c.logoutPost)},
 		{Pattern: "GET /password", Roles: anyoneRoles, DuringPasswordChange: true, Handler: h(c.passwordPage)},
 		{Pattern: "POST /password", Roles: anyoneRoles, DuringPasswordChange: true, RateLimited: true, MaxBody: 8 << 10, Handler: h(c.passwordPost)},
-
-
 	}
 }
 
