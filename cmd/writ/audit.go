@@ -7,8 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -115,27 +113,10 @@ func openAuditStore(ctx context.Context, env *cliEnv, g *globals) (*database, er
 }
 
 // parseTimeFlag reads --since and --until: RFC 3339, a date (midnight
-// UTC), or a duration meaning that long ago (Go's units, and d for days).
+// UTC), or a duration meaning that long ago (audit.ParseTime, which the
+// console's audit page reads its filters with too).
 func parseTimeFlag(name, v string, now time.Time) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
-		return t, nil
-	}
-	ago := strings.TrimPrefix(v, "-")
-	if days, ok := strings.CutSuffix(ago, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n > 0 && n <= 100000 {
-			return now.AddDate(0, 0, -n), nil
-		}
-	}
-	if d, err := time.ParseDuration(ago); err == nil && d > 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("--%s %q: want RFC 3339 (2026-05-01T12:00:00Z), a date (2026-05-01) or a duration ago (24h, 7d)", name, v)
+	return audit.ParseTime("--"+name, v, now)
 }
 
 // withTimeout bounds a command.
