@@ -119,6 +119,11 @@ func (c *Console) routes() []server.Route {
 		{Pattern: "POST /logout", Roles: anyoneRoles, DuringPasswordChange: true, MaxBody: 8 << 10, Handler: h(c.logoutPost)},
 		{Pattern: "GET /password", Roles: anyoneRoles, DuringPasswordChange: true, Handler: h(c.passwordPage)},
 		{Pattern: "POST /password", Roles: anyoneRoles, DuringPasswordChange: true, RateLimited: true, MaxBody: 8 << 10, Handler: h(c.passwordPost)},
+		{Pattern: "GET /playbooks", Roles: readRoles, Handler: h(c.playbooksPage)},
+		{Pattern: "GET /playbooks/{name}", Roles: readRoles, Handler: h(c.playbookPage)},
+		{Pattern: "GET /executions/{id}", Roles: readRoles, Handler: h(c.executionPage)},
+		{Pattern: "GET /audit", Roles: adminRoles, Handler: h(c.auditPage)},
+		{Pattern: "GET /audit/export", Roles: adminRoles, Handler: h(c.auditExport)},
 	}
 }
 
