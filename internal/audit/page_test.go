@@ -133,3 +133,23 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkVerifyEntries verifies a full audit page (500 consecutive
+// entries and the one before) of a log of 5000.
+func BenchmarkVerifyEntries(b *testing.B) {
+	ctx := context.Background()
+	l, st := newLog(b)
+	appendN(b, l, 5000, 500)
+	trusted := trustOnly(b, l.Key())
+	seqs := make([]uint64, 500)
+	for i := range seqs {
+		seqs[i] = uint64(4500 + i)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := VerifyEntries(ctx, st, seqs, trusted)
+		if err != nil || rep.Bad != nil || rep.Entries != 501 {
+			b.Fatalf("%v %+v", err, rep)
+		}
+	}
+}
