@@ -145,7 +145,7 @@ type personFile struct {
 
 var keyringHints = yamldoc.Hints{
 	"/people/*/id":     "is not a person id: lowercase letters, digits and . _ -",
-	"/people/*/keys/*": "is not a PEM public key (-----BEGIN PUBLIC KEY-----), an OpenSSH public key line (ssh-ed25519, sk-ssh-ed25519@openssh.com or ecdsa-sha2-nistp256, then the base64 key data and an optional comment) or a passkey line (webauthn rp=… origin=… cred=… key=… and an optional comment)",
+	"/people/*/keys/*": "is not a PEM public key (-----BEGIN PUBLIC KEY-----) or an OpenSSH public key line (ssh-ed25519, sk-ssh-ed25519@openssh.com or ecdsa-sha2-nistp256, then the base64 key data and an optional comment), nor a passkey line (webauthn rp=… origin=… cred=… key=… and an optional comment)",
 	"/people/*/github": "is not a GitHub login: letters, digits and single hyphens",
 	"/people/*/email":  "is not an e-mail address",
 }
