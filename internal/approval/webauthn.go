@@ -105,9 +105,9 @@ func WebAuthnEnvelope(payload []byte, a WebAuthnAssertion) ([]byte, error) {
 
 // webauthnSignature is an envelope signature read as a WebAuthn one.
 type webauthnSignature struct {
-	// shaped: sig decodes to a JSON object (or to text naming
-	// writ.webauthn.v1), whether or not it is a valid one. No raw or SSH
-	// signature is.
+	// shaped: sig decodes to a JSON object (or to the start of one naming
+	// its members: looksWebAuthn), whether or not it is a valid one. No
+	// raw or SSH signature is.
 	shaped bool
 	a      WebAuthnAssertion
 	// keyID is WebAuthnKeyID of the credential it names.
@@ -129,8 +129,7 @@ func readWebAuthnSignature(sigB64 string) webauthnSignature {
 			}
 		}
 	}
-	text := bytes.TrimLeft(raw, " \t\r\n")
-	if !bytes.HasPrefix(text, []byte("{")) || !(json.Valid(text) || bytes.Contains(text, []byte(WebAuthnSignatureType))) {
+	if !looksWebAuthn(raw) {
 		return webauthnSignature{}
 	}
 	s := webauthnSignature{shaped: true}
@@ -175,6 +174,30 @@ func readWebAuthnSignature(sigB64 string) webauthnSignature {
 	}
 	s.keyID = WebAuthnKeyID(s.a.CredentialID)
 	return s
+}
+
+// webauthnMarkers are strings of which a WebAuthn signature object holds
+// at least one, and a raw signature (random-looking bytes) none.
+var webauthnMarkers = [][]byte{[]byte(WebAuthnSignatureType), []byte(`"type"`), []byte(`"credentialId"`),
+	[]byte(`"authenticatorData"`), []byte(`"clientDataJSON"`), []byte(`"signature"`)}
+
+// looksWebAuthn reports whether a decoded sig is meant as a WebAuthn
+// signature: a JSON object, or the start of one naming its members. A raw
+// ed25519 signature may begin with '{', but is neither.
+func looksWebAuthn(raw []byte) bool {
+	text := bytes.TrimLeft(raw, " \t\r\n")
+	if !bytes.HasPrefix(text, []byte("{")) {
+		return false
+	}
+	if json.Valid(text) {
+		return true
+	}
+	for _, m := range webauthnMarkers {
+		if bytes.Contains(text, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // verifyWebAuthn checks the envelope's WebAuthn signature with a passkey
