@@ -285,7 +285,7 @@ func checkOrigin(origin, rp string) error {
 	if port != "" {
 		want += ":" + port
 	}
-	if u.Opaque != "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Path != "" || u.ForceQuery || strings.HasSuffix(origin, "#") || origin != want {
+	if u.Opaque != "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Path != "" || u.ForceQuery || strings.HasSuffix(origin, "#") || origin != want || origin != strings.ToLower(origin) {
 		return fmt.Errorf("origin=%s is not an origin: write it as scheme://host[:port], lowercase, with no path, user, query or fragment", origin)
 	}
 	if port != "" {

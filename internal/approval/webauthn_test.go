@@ -11,6 +11,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -730,6 +732,7 @@ func TestWebAuthnKeyLine(t *testing.T) {
 		{"localhost", "http://localhost?x", "is not an origin"},
 		{"localhost", "http://localhost#", "is not an origin"},
 		{"localhost", "HTTP://localhost", "is not an origin"},
+		{"writ.example.com", "https://Writ.example.com", "is not an origin"},
 		{"example.com", "http://localhost.example.com", "http is allowed only"},
 		{"co.uk", "https://example.co.uk", "rp=co.uk is a public suffix"},
 		{"1.2.3", "https://1.2.3", "does not end in a number"},
@@ -764,4 +767,25 @@ func es384COSEKey(k *ecdsa.PrivateKey) []byte {
 // ed25519AlgCOSEKey: {1: 1 (OKP), 3: -19 (Ed25519), -1: 6, -2: x}.
 func ed25519AlgCOSEKey(pub ed25519.PublicKey) []byte {
 	return append([]byte{0xa4, 0x01, 0x01, 0x03, 0x32, 0x20, 0x06, 0x21, 0x58, 0x20}, pub...)
+}
+
+// TestWebAuthnDocumentedLine: the passkey line of docs/approvals.md's
+// example approvers file parses.
+func TestWebAuthnDocumentedLine(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/approvals.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^      - (webauthn .*)$`).FindSubmatch(doc)
+	if m == nil {
+		t.Fatal("no webauthn line in docs/approvals.md")
+	}
+	w, err := ParseWebAuthnKeyLine(string(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Algorithm() != WebAuthnEd25519 || w.RPID != "writ.example.com" || w.Comment != "alice's YubiKey" {
+		t.Fatalf("%+v", w)
+	}
 }
