@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/approval/webauthntest"
 )
 
 func TestApprovalsVerifyEndToEnd(t *testing.T) {
@@ -238,3 +239,62 @@ var spaceRunRE = regexp.MustCompile(`[ \t]+`)
 
 // collapseSpaces makes column alignment irrelevant to comparisons.
 func collapseSpaces(s string) string { return spaceRunRE.ReplaceAllString(s, " ") }
+
+// TestApprovalsVerifyWebAuthn: an approval signed with a passkey (a
+// software authenticator standing in for the console's browser) counts in
+// writ approvals verify like any other, and one made at another origin
+// does not, with the reason.
+func TestApprovalsVerifyWebAuthn(t *testing.T) {
+	t.Parallel()
+	r := newApprovalRepo(t, "alice:analyst", "bob:approver")
+	a, err := webauthntest.NewES256("writ.example.com", "https://writ.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := approval.WebAuthnKeyLine(a.RPID, a.Origin, a.CredentialID, a.COSEKey, "wendy's passkey")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addSSHPerson(t, "wendy", "approver", line) // any one-line key
+	proposal := r.approve(t, "alice", "--propose")
+
+	// The statement wendy signs in the console: the one writ approve makes
+	// for bob, naming her.
+	st := parseEnvelopeFile(t, r.approve(t, "bob")).Statement
+	st.Predicate.Approver = "wendy"
+	payload, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(o webauthntest.Options) string {
+		t.Helper()
+		as, err := a.Get(approval.WebAuthnChallenge(payload), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := approval.WebAuthnEnvelope(payload, approval.WebAuthnAssertion(as))
+		if err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "wendy.json")
+		if err := os.WriteFile(file, env, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return file
+	}
+
+	code, out, errOut := r.verify(t, proposal, sign(webauthntest.Options{}))
+	if code != exitOK {
+		t.Fatalf("%d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"counted: wendy as approver, until ", "verdict approved by wendy (1 approval, 1 required); proposed by alice"} {
+		if !strings.Contains(collapseSpaces(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, _ = r.verify(t, proposal, sign(webauthntest.Options{Origin: "https://evil.example.net"}))
+	if code != exitFailure || !strings.Contains(out, "bad_signature") || !strings.Contains(collapseSpaces(out), `made at origin "https://evil.example.net"`) {
+		t.Fatalf("another origin: %d\n%s", code, out)
+	}
+}

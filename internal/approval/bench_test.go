@@ -74,3 +74,35 @@ func BenchmarkVerify1000SSH(b *testing.B) {
 	b.ReportAllocs()
 	reportCPU(b, func() { Verify(in) })
 }
+
+// BenchmarkVerify1000WebAuthn is BenchmarkVerify1000 with passkeys: 1,000
+// envelopes signed as WebAuthn assertions (one proposal, 999 approvals by
+// 99 approvers; half of them ES256, half Ed25519 passkeys) against a
+// keyring of 200 people, half of them with PEM keys. Target: under 200 ms
+// per operation.
+func BenchmarkVerify1000WebAuthn(b *testing.B) {
+	people := make([]testPerson, 200)
+	people[0] = testPerson{id: "analyst", roles: []string{RoleAnalyst}, passkey: "es256"}
+	for i := 1; i < len(people); i++ {
+		p := testPerson{id: fmt.Sprintf("approver-%03d", i), roles: []string{RoleApprover}}
+		if i < 100 {
+			p.passkey = "es256"
+			if i%2 == 0 {
+				p.passkey = "ed25519"
+			}
+		}
+		people[i] = p
+	}
+	f := newFixture(b, people)
+	envs := [][]byte{f.propose(b, "analyst")}
+	for i := 1; len(envs) < 1000; i++ {
+		envs = append(envs, f.approve(b, people[1+i%99].id))
+	}
+	in := baseInput(f, submitted(envs...))
+	in.ApprovalsRequired = 99
+	if v := Verify(in); !v.QuorumMet || len(v.Counted) != 99 || len(v.NotCounted) != 1000-100 {
+		b.Fatalf("counted %d, not counted %d, met %v", len(v.Counted), len(v.NotCounted), v.QuorumMet)
+	}
+	b.ReportAllocs()
+	reportCPU(b, func() { Verify(in) })
+}

@@ -44,8 +44,9 @@ type Envelope struct {
 	Payload   []byte
 	Statement Statement
 
-	dsse ssldsse.Envelope // what the signature is verified on (no key id)
-	ssh  sshSignature     // the signature read as an SSHSIG, for SSH keys
+	dsse     ssldsse.Envelope  // what the signature is verified on (no key id)
+	ssh      sshSignature      // the signature read as an SSHSIG, for SSH keys
+	webauthn webauthnSignature // the signature read as a WebAuthn assertion, for passkeys
 }
 
 // Parse decodes an approval envelope strictly — size limit, DSSE envelope
@@ -83,6 +84,7 @@ func Parse(raw []byte) (*Envelope, error) {
 		},
 	}
 	e.ssh = readSSHSignature(ej.Signatures[0].Sig)
+	e.webauthn = readWebAuthnSignature(ej.Signatures[0].Sig)
 	h := sha256.Sum256(raw)
 	e.SHA256 = hex.EncodeToString(h[:])
 	payload, err := e.dsse.DecodeB64Payload()
@@ -105,12 +107,21 @@ func Parse(raw []byte) (*Envelope, error) {
 
 // verify checks the envelope's signature with one key: for a PEM key
 // through sigstore's DSSE adapter and the DSSE envelope verifier, for an
-// SSH key as an SSHSIG (verifySSH). The error says why it does not verify.
+// SSH key as an SSHSIG (verifySSH), for a passkey as a WebAuthn assertion
+// (verifyWebAuthn). The error says why it does not verify.
 func (e *Envelope) verify(k *Key) error {
-	if k.SSH != nil {
+	switch {
+	case k.WebAuthn != nil:
+		return e.verifyWebAuthn(k)
+	case e.webauthn.shaped:
+		kind := "a PEM key"
+		if k.SSH != nil {
+			kind = "an SSH key"
+		}
+		return fmt.Errorf("a WebAuthn signature, but key %s is registered as %s: a WebAuthn signature counts only for a key given as a webauthn line", k.DSSEKeyID, kind)
+	case k.SSH != nil:
 		return e.verifySSH(k)
-	}
-	if e.ssh.armored {
+	case e.ssh.armored:
 		return fmt.Errorf("an SSH signature, but key %s is registered as a PEM key: an SSH signature counts only for a key given as an OpenSSH line", k.DSSEKeyID)
 	}
 	ev, err := ssldsse.NewEnvelopeVerifier(&sigdsse.VerifierAdapter{

@@ -2,12 +2,14 @@ package approval
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/hiddeco/sshsig"
 
+	"github.com/writ-sec/writ/internal/approval/webauthntest"
 	"github.com/writ-sec/writ/internal/keys"
 )
 
@@ -32,6 +34,9 @@ func FuzzParse(f *testing.F) {
 	}
 	for _, d := range []string{Propose, Approve} {
 		f.Add(signSSH(f, priv, stmt(pred("bob", d))))
+	}
+	for _, alg := range []string{"es256", "ed25519"} {
+		f.Add(signWebAuthn(f, newPasskey(f, alg, testRPID, testOrigin), stmt(pred("bob", Approve)), webauthntest.Options{}))
 	}
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"AA=="}]}`))
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"eyJfdHlwZSI6MX0=","signatures":[{"sig":"AA=="}],"payloadType":""}`))
@@ -97,6 +102,65 @@ func FuzzSSHSignature(f *testing.F) {
 			if err != nil || !bytes.Equal(parsed.Signature.Blob, good.Signature.Blob) {
 				t.Fatalf("counted a signature that is not bob's: %q", sig)
 			}
+		}
+	})
+}
+
+// FuzzWebAuthnSignature feeds arbitrary signature bytes in an otherwise
+// valid envelope to the WebAuthn verification path, against a keyring of
+// passkeys (ES256, Ed25519) and PEM keys: it must never panic, and only
+// the real assertion counts.
+func FuzzWebAuthnSignature(f *testing.F) {
+	fx := newFixture(f, passkeyPeople)
+	st := stmt(pred("bob", Approve))
+	payload := payloadOf(f, st)
+	good := mustJSON(f, sigObject(assertWith(f, fx.passkeys["bob"], payload, webauthntest.Options{})))
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add([]byte(`{"type":"writ.webauthn.v1"}`))
+	f.Add([]byte(`{}`))
+	keyID := fx.kr.byID["bob"].Keys[0].DSSEKeyID
+	f.Fuzz(func(t *testing.T, sig []byte) {
+		in := baseInput(fx, []Submitted{{Envelope: rawEnvelope(t, payload, keyID, sig, base64.StdEncoding)},
+			{Envelope: rawEnvelope(t, payload, "", sig, base64.StdEncoding)}})
+		in.ApprovalsRequired = 1
+		in.Options.RelaxProposal = true
+		v := Verify(in)
+		if len(v.Counted) > 0 {
+			// Whatever counts carries bob's assertion: the same
+			// authenticator data, client data and signature.
+			var got, want webauthnSigJSON
+			if err := json.Unmarshal(sig, &got); err != nil {
+				t.Fatalf("counted a signature that is not JSON: %q", sig)
+			}
+			_ = json.Unmarshal(good, &want)
+			if got.AuthenticatorData != want.AuthenticatorData || got.ClientDataJSON != want.ClientDataJSON || got.Signature != want.Signature {
+				t.Fatalf("counted a signature that is not bob's: %q", sig)
+			}
+		}
+	})
+}
+
+// FuzzWebAuthnKeyLine: parsing a keyring line never panics, and a line it
+// accepts writes back (String) to a line that parses to the same key.
+func FuzzWebAuthnKeyLine(f *testing.F) {
+	for _, alg := range []string{"es256", "ed25519"} {
+		a := newPasskey(f, alg, testRPID, testOrigin)
+		f.Add(passkeyLine(f, a, "bob's key"))
+	}
+	f.Add("webauthn rp=localhost origin=http://localhost:8080 cred=AA key=AA")
+	f.Add("webauthn")
+	f.Fuzz(func(t *testing.T, line string) {
+		w, err := ParseWebAuthnKeyLine(line)
+		if err != nil {
+			return
+		}
+		again, err := ParseWebAuthnKeyLine(w.String())
+		if err != nil {
+			t.Fatalf("%q parses, its String %q does not: %v", line, w.String(), err)
+		}
+		if again.String() != w.String() || !bytes.Equal(again.CredentialID, w.CredentialID) {
+			t.Fatalf("%q: %q then %q", line, w.String(), again.String())
 		}
 	})
 }

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/writ-sec/writ/internal/approval/webauthntest"
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/playbook"
 )
@@ -38,6 +39,9 @@ type testPerson struct {
 	// ssh registers the key as an OpenSSH line (ed25519 or ecdsa-p256),
 	// and the fixture signs with it as SSHSIG.
 	ssh bool
+	// passkey registers a software passkey ("es256" or "ed25519") as a
+	// webauthn line, and the fixture signs with WebAuthn assertions.
+	passkey string
 }
 
 // testPeople: alice the analyst (who may also approve), bob and carol
@@ -59,12 +63,13 @@ type fixture struct {
 	kr       *Keyring
 	priv     map[string]crypto.Signer
 	ssh      map[string]bool
+	passkeys map[string]*webauthntest.Authenticator
 	stranger crypto.Signer // a key in no keyring
 }
 
 func newFixture(t testing.TB, people []testPerson) *fixture {
 	t.Helper()
-	f := &fixture{priv: map[string]crypto.Signer{}, ssh: map[string]bool{}}
+	f := &fixture{priv: map[string]crypto.Signer{}, ssh: map[string]bool{}, passkeys: map[string]*webauthntest.Authenticator{}}
 	var b strings.Builder
 	b.WriteString("apiVersion: writ/v1\nkind: Approvers\npeople:\n")
 	for _, p := range people {
@@ -91,6 +96,12 @@ func newFixture(t testing.TB, people []testPerson) *fixture {
 		fmt.Fprintf(&b, "    roles: [%s]\n", strings.Join(p.roles, ", "))
 		if p.disabled {
 			b.WriteString("    disabled: true\n")
+		}
+		if p.passkey != "" {
+			a := newPasskey(t, p.passkey, testRPID, testOrigin)
+			f.passkeys[p.id], f.priv[p.id] = a, a.Signer
+			fmt.Fprintf(&b, "    keys:\n      - %s\n", passkeyLine(t, a, p.id+"'s passkey"))
+			continue
 		}
 		if p.ssh {
 			f.ssh[p.id] = true
@@ -170,6 +181,9 @@ func (f *fixture) sign(t testing.TB, who string, p Predicate) []byte {
 	t.Helper()
 	if f.ssh[who] {
 		return signSSH(t, f.priv[who], stmt(p))
+	}
+	if a := f.passkeys[who]; a != nil {
+		return signWebAuthn(t, a, stmt(p), webauthntest.Options{})
 	}
 	return signWith(t, f.priv[who], stmt(p))
 }

@@ -49,26 +49,34 @@ type Person struct {
 func (p *Person) Has(role string) bool { return slices.Contains(p.Roles, role) }
 
 // Key is one registered public key: a PEM key, whose signatures are
-// sigstore's (raw, over the DSSE PAE), or an OpenSSH key, whose signatures
-// are armored SSHSIGs (docs/approvals.md, SSH keys).
+// sigstore's (raw, over the DSSE PAE), an OpenSSH key, whose signatures
+// are armored SSHSIGs (docs/approvals.md, SSH keys), or a passkey, whose
+// signatures are WebAuthn assertions (docs/approvals.md, Passkeys
+// (WebAuthn)).
 type Key struct {
 	// ID is writ's key id: the hex sha256 of the PKIX DER (keys.ID), also
-	// for ssh-ed25519 and ecdsa-sha2-nistp256 keys, so a key has one id in
-	// either form; for an sk-ssh-ed25519@openssh.com key, the hex sha256
-	// of its SSH wire encoding (keys.SSHID).
+	// for ssh-ed25519 and ecdsa-sha2-nistp256 keys and for passkeys, so a
+	// key has one id in every form; for an sk-ssh-ed25519@openssh.com key,
+	// the hex sha256 of its SSH wire encoding (keys.SSHID).
 	ID string
-	// DSSEKeyID is the SSH-style SHA256 fingerprint DSSE signers put in an
-	// envelope's keyid (ssh.FingerprintSHA256 of the key).
+	// DSSEKeyID is what signers put in an envelope's keyid: the SSH-style
+	// SHA256 fingerprint (ssh.FingerprintSHA256 of the key) for PEM and
+	// SSH keys, WebAuthnKeyID of the credential ("webauthn:" and its
+	// base64url id) for a passkey.
 	DSSEKeyID string
-	// Algorithm is keys.Algorithm's name, or "sk-ed25519" for a FIDO key.
+	// Algorithm is keys.Algorithm's name, "sk-ed25519" for a FIDO key, or
+	// WebAuthnES256 / WebAuthnEd25519 for a passkey.
 	Algorithm string
 	// Public is the key inside: ed25519.PublicKey or *ecdsa.PublicKey (for
 	// a FIDO key, its ed25519 key), *rsa.PublicKey for PEM keys.
 	Public crypto.PublicKey
 	// SSH is set for a key given as an OpenSSH line: its signatures are
-	// SSHSIGs in namespace SSHNamespace. Nil for a PEM key.
-	SSH    ssh.PublicKey
-	Person *Person
+	// SSHSIGs in namespace SSHNamespace. Nil otherwise.
+	SSH ssh.PublicKey
+	// WebAuthn is set for a key given as a webauthn line: its signatures
+	// are WebAuthn assertions over WebAuthnChallenge. Nil otherwise.
+	WebAuthn *WebAuthnKey
+	Person   *Person
 
 	verifier signature.Verifier // PEM keys only
 	material string             // keys.ID of the key inside, for duplicates
@@ -101,10 +109,21 @@ func (k *Keyring) PersonByGitHub(login string) (*Person, bool) {
 }
 
 // Key looks a key up by writ's key id (hex sha256 of the PKIX DER) or by
-// its DSSE key id (SHA256:... fingerprint).
+// its DSSE key id (SHA256:... fingerprint, or webauthn:... for a passkey).
 func (k *Keyring) Key(id string) (*Key, bool) {
 	key, ok := k.byKey[id]
 	return key, ok
+}
+
+// KeysOf returns the keys of a person, in file order; nil when the person
+// is not in the keyring. A passkey's Key.WebAuthn carries its relying
+// party, origin and credential id (for allowCredentials).
+func (k *Keyring) KeysOf(personID string) []*Key {
+	p, ok := k.byID[personID]
+	if !ok {
+		return nil
+	}
+	return slices.Clone(p.Keys)
 }
 
 // keyringFile is the approvers file's shape (after schema validation).
@@ -126,16 +145,16 @@ type personFile struct {
 
 var keyringHints = yamldoc.Hints{
 	"/people/*/id":     "is not a person id: lowercase letters, digits and . _ -",
-	"/people/*/keys/*": "is not a PEM public key (-----BEGIN PUBLIC KEY-----) or an OpenSSH public key line (ssh-ed25519, sk-ssh-ed25519@openssh.com or ecdsa-sha2-nistp256, then the base64 key data and an optional comment)",
+	"/people/*/keys/*": "is not a PEM public key (-----BEGIN PUBLIC KEY-----) or an OpenSSH public key line (ssh-ed25519, sk-ssh-ed25519@openssh.com or ecdsa-sha2-nistp256, then the base64 key data and an optional comment), nor a passkey line (webauthn rp=… origin=… cred=… key=… and an optional comment)",
 	"/people/*/github": "is not a GitHub login: letters, digits and single hyphens",
 	"/people/*/email":  "is not an e-mail address",
 }
 
 // ParseKeyring reads an approvers file (.writ/approvers.yaml) strictly:
-// strict YAML, the approvers schema, PEM public keys and OpenSSH public key
-// lines of accepted algorithms and sizes, unique person ids, GitHub logins
-// and keys (a key given once as PEM and once as an SSH line is the same
-// key). Every problem is
+// strict YAML, the approvers schema, PEM public keys, OpenSSH public key
+// lines and webauthn lines of accepted algorithms and sizes, unique person
+// ids, GitHub logins, keys (a key given once as PEM and once as an SSH or
+// webauthn line is the same key) and passkey credential ids. Every problem is
 // located path:line:col; on any problem the keyring is nil.
 func ParseKeyring(path string, data []byte) (*Keyring, diag.Problems) {
 	doc, problems := yamldoc.Parse(path, data, yamldoc.Limits{MaxBytes: MaxKeyringBytes})
@@ -185,6 +204,14 @@ func ParseKeyring(path string, data []byte) (*Keyring, diag.Problems) {
 			prev, dup := k.byKey[key.ID]
 			if !dup {
 				prev, dup = byMaterial[key.material]
+			}
+			if prevCred, credDup := k.byKey[key.DSSEKeyID]; !dup && credDup {
+				owner := "is listed twice"
+				if prevCred.Person != p {
+					owner = fmt.Sprintf("already belongs to %q", prevCred.Person.ID)
+				}
+				problems = append(problems, doc.Errorf(kptr, "duplicate-key", "people[%d].keys[%d]: passkey credential %s %s", i, j, key.DSSEKeyID, owner))
+				continue
 			}
 			if dup {
 				if prev.Person == p {
@@ -259,8 +286,11 @@ func at(doc *yamldoc.Doc, i int) string {
 }
 
 // parseKeyEntry parses one keys: entry of the approvers file: a PEM public
-// key, or an OpenSSH public key line.
+// key, an OpenSSH public key line, or a webauthn line.
 func parseKeyEntry(text []byte, p *Person) (*Key, error) {
+	if IsWebAuthnLine(text) {
+		return newWebAuthnKey(text, p)
+	}
 	if keys.IsSSHLine(text) {
 		return newSSHKey(text, p)
 	}

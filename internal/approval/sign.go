@@ -110,6 +110,13 @@ func signPayloadWith(ctx context.Context, signer EnvelopeSigner, payload []byte)
 	if err != nil {
 		return nil, err
 	}
+	return marshalEnvelope(env)
+}
+
+// marshalEnvelope encodes a signed envelope as writ's signers write it:
+// compact JSON, no HTML escaping, no trailing newline, within
+// MaxEnvelopeBytes.
+func marshalEnvelope(env *ssldsse.Envelope) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

@@ -23,9 +23,10 @@ func (e *Envelope) VerifySigner(k *Keyring) (*Key, error) {
 			return checkSigner(key, e)
 		}
 	}
-	if e.ssh.armored {
-		// An SSH signature names its key: no other can verify it.
-		key, err := e.sshKey(k)
+	if e.ssh.armored || e.webauthn.shaped {
+		// An SSH signature names its key, a WebAuthn one its credential: no
+		// other can verify it.
+		key, err := e.namedKey(k)
 		switch {
 		case key == nil:
 			return nil, fmt.Errorf("%w: %v", ErrUnknownSigner, err)
@@ -50,6 +51,15 @@ func checkSigner(key *Key, e *Envelope) (*Key, error) {
 		return key, fmt.Errorf("signed by %s's key but names approver %q", key.Person.ID, a)
 	}
 	return key, nil
+}
+
+// namedKey finds the key an SSH or WebAuthn signature names: sshKey or
+// webauthnKey.
+func (e *Envelope) namedKey(k *Keyring) (*Key, error) {
+	if e.webauthn.shaped {
+		return e.webauthnKey(k)
+	}
+	return e.sshKey(k)
 }
 
 // sshKey finds the key of the keyring an SSH signature names (by its

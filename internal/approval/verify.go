@@ -528,14 +528,15 @@ func (r rules) context(p *Predicate, st *Statement) (Code, string) {
 //
 // An SSH signature names its key: only that key is tried, found by its
 // fingerprint, and the message says why it does not count (docs/approvals.md,
-// SSH keys).
+// SSH keys). A WebAuthn signature likewise names its credential
+// (docs/approvals.md, Passkeys (WebAuthn)).
 func (r rules) identify(env *Envelope) (*Key, Code, string) {
 	kr := r.keyring
 	if env.KeyID != "" {
 		if k, ok := kr.Key(env.KeyID); ok {
 			if err := env.verify(k); err != nil {
 				msg := fmt.Sprintf("signature does not verify with key %.16s… of %q", k.ID, k.Person.ID)
-				if k.SSH != nil || env.ssh.armored {
+				if k.SSH != nil || env.ssh.armored || k.WebAuthn != nil || env.webauthn.shaped {
 					msg += ": " + err.Error()
 				}
 				return nil, CodeBadSignature, msg
@@ -543,8 +544,8 @@ func (r rules) identify(env *Envelope) (*Key, Code, string) {
 			return k, "", ""
 		}
 	}
-	if env.ssh.armored {
-		k, err := env.sshKey(kr)
+	if env.ssh.armored || env.webauthn.shaped {
+		k, err := env.namedKey(kr)
 		switch {
 		case k == nil:
 			return nil, CodeUnknownKey, err.Error()
