@@ -176,14 +176,19 @@ func invalidf(field, format string, args ...any) error {
 // containedSQL lists the contained targets of the filter's kind, one row
 // per (playbook, action, environment, target): the latest apply of that
 // target by the playbook that succeeded for it ('changed' or 'unchanged'),
-// unless a revert of the same playbook released it afterwards. A revert
-// releases a target when it succeeded for that target after the apply did,
-// and reverted that version or a later one: the revert of an older version
-// that runs after a newer one applied the target again (an update that
-// dropped it, then one that added it back) finds it held by the version in
-// force and leaves it, and so leaves it contained here. Applies and
-// reverts are matched by action and environment too: they act on
-// different live systems.
+// unless a revert of the same playbook released it afterwards. Applies and
+// reverts are matched by action and environment: they act on different
+// live systems. A revert released the target when, after the apply
+// succeeded for it,
+//   - it changed it (released it), or
+//   - it found it unchanged, and it reverted that version or a later one.
+//
+// The revert of an older version that found the target unchanged after a
+// newer version applied it again (an update dropped it, the next added it
+// back) found it held by the version in force: it stays contained. A
+// revert that changed it released it whatever its version (content
+// restored to an older version reuses that version's row, so version order
+// alone would miss it).
 //
 // $1 the query value (unused for matchAll), $2 environment, $3 expires
 // before, $4 no expiry, $5 limit (NULL: all).
@@ -207,7 +212,8 @@ WHERE ($3::timestamptz IS NULL OR v.expires_at < $3)
 		SELECT 1 FROM executions r
 		JOIN execution_targets rt ON rt.execution_id = r.id AND rt.target = a.target
 		WHERE r.operation = 'revert' AND r.name = a.name AND r.action = a.action AND r.environment = a.environment
-			AND r.version_id >= a.version_id AND rt.result IN ('changed', 'unchanged') AND rt.updated_at >= a.since)
+			AND rt.updated_at >= a.since
+			AND (rt.result = 'changed' OR rt.result = 'unchanged' AND r.version_id >= a.version_id))
 ORDER BY a.since DESC, a.target COLLATE "C", a.name COLLATE "C", a.execution_id
 LIMIT $5`
 

@@ -88,6 +88,26 @@ func (w *world) intend(v *store.PlaybookVersion, op, trigger, change string, tar
 	return e
 }
 
+// restore records the content of an earlier version merged again: the
+// same version row, in force again, its apply not repeated.
+func (w *world) restore(v *store.PlaybookVersion) string {
+	w.t.Helper()
+	commit := w.nextCommit()
+	again, created, err := w.st.EnsurePlaybookVersion(w.ctx, store.PlaybookVersion{Name: v.Name, Path: v.Path, Digest: v.Digest,
+		Content: v.Content, Action: v.Action, Environment: v.Environment, Severity: v.Severity, CommitSHA: commit})
+	if err != nil || created || again.ID != v.ID {
+		w.t.Fatalf("restore %s: %+v created %v: %v", v.Name, again, created, err)
+	}
+	if _, created, err := w.st.CreateExecution(w.ctx, store.Execution{VersionID: v.ID, Name: v.Name, Digest: v.Digest,
+		Operation: "apply", Trigger: "merge", ChangeType: "update"}); err != nil || created {
+		w.t.Fatalf("the apply of restored content was created again (%v): %v", created, err)
+	}
+	if err := w.st.SetActive(w.ctx, store.ActivePlaybook{Path: v.Path, Name: v.Name, VersionID: v.ID, SinceCommit: commit}); err != nil {
+		w.t.Fatal(err)
+	}
+	return commit
+}
+
 // remove records a playbook leaving the branch: no longer in force, its
 // revert intended.
 func (w *world) remove(v *store.PlaybookVersion, targets []string) *store.Execution {
@@ -262,6 +282,39 @@ func newFixture(t *testing.T) *fixture {
 	w.run(h3Apply, ok, append(results("unchanged", "10.3.0.1"), results("unchanged", "10.3.0.2")...)...)
 	w.run(h1Revert, ok, store.TargetResult{Target: "10.3.0.1", Result: "unchanged", Detail: "still held by another playbook in force"})
 
+	// block-n: 10.6.0.1 dropped by v2 and released, added back by v3: the
+	// release came before the new apply.
+	n1, n1Apply := w.merge(spec{name: "block-n", targets: []string{"10.6.0.1"}})
+	w.run(n1Apply, ok, changed("10.6.0.1")...)
+	n2, n2Apply := w.merge(spec{name: "block-n", targets: []string{"10.6.0.2"}})
+	n1Drop := w.intend(n1, "revert", "update", "update", []string{"10.6.0.1"}, n2.CommitSHA)
+	w.run(n2Apply, ok, changed("10.6.0.2")...)
+	w.run(n1Drop, ok, changed("10.6.0.1")...)
+	_, n3Apply := w.merge(spec{name: "block-n", targets: []string{"10.6.0.1", "10.6.0.2"}})
+	w.run(n3Apply, ok, append(changed("10.6.0.1"), results("unchanged", "10.6.0.2")...)...)
+
+	// block-m moves from production to staging keeping its target: the
+	// production block is never released (no revert there); the staging
+	// one is, when the playbook is removed.
+	_, m1Apply := w.merge(spec{name: "block-m", targets: []string{"10.4.0.1"}})
+	w.run(m1Apply, ok, changed("10.4.0.1")...)
+	m2, m2Apply := w.merge(spec{name: "block-m", env: "staging", targets: []string{"10.4.0.1"}})
+	w.run(m2Apply, ok, changed("10.4.0.1")...)
+	w.run(w.remove(m2, []string{"10.4.0.1"}), ok, changed("10.4.0.1")...)
+
+	// block-r: v2 adds 10.5.0.2 to v1's 10.5.0.1; the content goes back to
+	// v1 (the same version row: its apply is not repeated, v2's addition
+	// is reverted); then v1 is removed and its revert releases 10.5.0.1,
+	// which v2 applied last.
+	r1spec := spec{name: "block-r", targets: []string{"10.5.0.1"}}
+	r1, r1Apply := w.merge(r1spec)
+	w.run(r1Apply, ok, changed("10.5.0.1")...)
+	r2, r2Apply := w.merge(spec{name: "block-r", targets: []string{"10.5.0.1", "10.5.0.2"}})
+	w.run(r2Apply, ok, append(results("unchanged", "10.5.0.1"), changed("10.5.0.2")...)...)
+	back := w.restore(r1)
+	w.run(w.intend(r2, "revert", "update", "update", []string{"10.5.0.2"}, back), ok, changed("10.5.0.2")...)
+	w.run(w.remove(r1, []string{"10.5.0.1"}), ok, changed("10.5.0.1")...)
+
 	// A user and a host playbook, and a team action whose free-text
 	// targets only look like addresses.
 	users, uApply := w.merge(spec{name: "suspend-mallory", action: "suspend_user", targets: []string{"Mallory@Example.com", "mallet"}})
@@ -298,6 +351,8 @@ func TestContainment(t *testing.T) {
 		"block-e|10.1.0.1", "block-e|10.1.0.3",
 		"block-g|198.51.100.7",
 		"block-h|10.3.0.1", "block-h|10.3.0.2",
+		"block-m|10.4.0.1",
+		"block-n|10.6.0.1", "block-n|10.6.0.2",
 		"isolate-web|db-01", "isolate-web|web-01", "isolate-web|web-02",
 		"suspend-mallory|Mallory@Example.com", "suspend-mallory|mallet",
 		"team-thing|10.0.0.0/99", "team-thing|999.1.1.1", "team-thing|:::", "team-thing|zz:top",
@@ -342,6 +397,9 @@ func TestContainment(t *testing.T) {
 	if c := byKey["block-d|203.0.113.30"]; c.InForce {
 		t.Fatalf("removed playbook's target in force: %+v", c)
 	}
+	if c := byKey["block-m|10.4.0.1"]; c.Environment != "production" || c.InForce {
+		t.Fatalf("block-m: %+v", c)
+	}
 	if c := byKey["block-b|203.0.113.10"]; c.Expires != nil || c.Ticket != "" {
 		t.Fatalf("block-b: %+v", c)
 	}
@@ -367,6 +425,10 @@ func TestContainment(t *testing.T) {
 		{" 198.51.100.7 ", []string{"block-a|198.51.100.7", "block-g|198.51.100.7"}},
 		{"10.3.0.1", []string{"block-h|10.3.0.1"}},
 		{"10.1.0.2", nil}, // dropped and reverted
+		{"10.4.0.1", []string{"block-m|10.4.0.1"}},
+		{"10.5.0.1", nil},
+		{"10.6.0.1", []string{"block-n|10.6.0.1"}},
+		{"10.5.0.2", nil},
 		{"203.0.113.9", nil},
 		{"203.0.113.20", nil},
 		{"10.2.0.1", nil},
@@ -379,7 +441,8 @@ func TestContainment(t *testing.T) {
 		{"2001:db9::1", nil},
 		// a prefix: what lies inside or equals it
 		{"198.51.100.0/24", []string{"block-a|198.51.100.7", "block-g|198.51.100.7"}},
-		{"10.0.0.0/8", []string{"block-e|10.1.0.1", "block-e|10.1.0.3", "block-h|10.3.0.1", "block-h|10.3.0.2"}},
+		{"10.0.0.0/8", []string{"block-e|10.1.0.1", "block-e|10.1.0.3", "block-h|10.3.0.1", "block-h|10.3.0.2", "block-m|10.4.0.1",
+			"block-n|10.6.0.1", "block-n|10.6.0.2"}},
 		{"192.0.2.0/24", []string{"block-a|192.0.2.0/24"}},
 		{"192.0.2.0/25", nil},
 		{"2001:db8::/32", []string{"block-a|2001:DB8:1::BAD", "block-a|2001:db8::/48"}},
