@@ -194,14 +194,14 @@ func invalidf(field, format string, args ...any) error {
 // before, $4 no expiry, $5 limit (NULL: all).
 const containedSQL = `
 WITH applied AS (
-	SELECT DISTINCT ON (e.name, e.action, e.environment, t.target)
+	SELECT DISTINCT ON (e.name COLLATE "C", e.action COLLATE "C", e.environment COLLATE "C", t.target COLLATE "C")
 		t.target, e.id AS execution_id, e.version_id, e.name, e.action, e.environment, t.updated_at AS since
 	FROM execution_targets t
 	JOIN executions e ON e.id = t.execution_id
 	WHERE e.operation = 'apply' AND t.result IN ('changed', 'unchanged')
 		AND ($2 = '' OR e.environment = $2)
 		AND %s
-	ORDER BY e.name, e.action, e.environment, t.target, t.updated_at DESC, e.id DESC
+	ORDER BY e.name COLLATE "C", e.action COLLATE "C", e.environment COLLATE "C", t.target COLLATE "C", t.updated_at DESC, e.id DESC
 )
 SELECT a.target, a.execution_id, a.since
 FROM applied a
@@ -258,14 +258,25 @@ func (s *Store) Containment(ctx context.Context, f ContainmentFilter) ([]Contain
 		if err != nil {
 			return translate(err)
 		}
-		out = out[:0]
-		var c ContainedTarget
-		_, err = pgx.ForEachRow(rows, []any{&c.Target, &c.ExecutionID, &c.Since}, func() error {
-			out = append(out, c)
+		// The rows are small; the full records are made once their number
+		// is known.
+		type hit struct {
+			target    string
+			execution int64
+			since     time.Time
+		}
+		hits := make([]hit, 0, 256)
+		var h hit
+		_, err = pgx.ForEachRow(rows, []any{&h.target, &h.execution, &h.since}, func() error {
+			hits = append(hits, h)
 			return nil
 		})
 		if err != nil {
 			return translate(err)
+		}
+		out = make([]ContainedTarget, len(hits))
+		for i, h := range hits {
+			out[i] = ContainedTarget{Target: h.target, ExecutionID: h.execution, Since: h.since}
 		}
 		return s.fillContained(ctx, db, out)
 	})
@@ -287,6 +298,11 @@ func (s *Store) readSnapshot(ctx context.Context, fn func(DBTX) error) error {
 		return fmt.Errorf("begin: %w", translate(err))
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// Compiling the plan (JIT) costs more than running it: these queries
+	// read thousands of rows, not millions.
+	if _, err := tx.Exec(ctx, `SET LOCAL jit = off`); err != nil {
+		return translate(err)
+	}
 	if err := fn(tx); err != nil {
 		return err
 	}
