@@ -173,60 +173,73 @@ func invalidf(field, format string, args ...any) error {
 	return fmt.Errorf("store: containment filter: %s: %s: %w", field, fmt.Sprintf(format, args...), ErrInvalidFilter)
 }
 
-// containedSQL lists the contained targets of the filter's kind, one row
-// per (playbook, action, environment, target): the latest apply of that
-// target by the playbook that succeeded for it ('changed' or 'unchanged'),
-// unless a revert of the same playbook released it afterwards. Applies and
-// reverts are matched by action and environment: they act on different
-// live systems. A revert released the target when, after the apply
-// succeeded for it,
-//   - it changed it (released it), or
-//   - it found it unchanged, and it reverted that version or a later one.
+// containedSQL lists the contained targets of the filter's kind. A row of
+// execution_targets t is a contained target when it is the result of an
+// apply that succeeded for it ('changed' or 'unchanged'), and no other
+// successful result of the same playbook (name), action, environment and
+// target came after it (l):
+//   - a later apply: the target belongs to that one (the latest version
+//     that applied it);
+//   - a revert after it that changed the target: released;
+//   - a revert after it that found it unchanged, of that version or a
+//     later one: released (it was no longer blocked).
 //
-// The revert of an older version that found the target unchanged after a
-// newer version applied it again (an update dropped it, the next added it
-// back) found it held by the version in force: it stays contained. A
-// revert that changed it released it whatever its version (content
-// restored to an older version reuses that version's row, so version order
-// alone would miss it).
+// Actions and environments are different live systems: what a revert does
+// in staging never releases production. The revert of an older version
+// that found the target unchanged after a newer version applied it again
+// (an update dropped it, the next added it back) found it held by the
+// version in force: it stays contained. A revert that changed it released
+// it whatever its version (content restored to an older version reuses
+// that version's row, so version order alone would miss that).
 //
-// $1 the query value (unused for matchAll), $2 environment, $3 expires
-// before, $4 no expiry, $5 limit (NULL: all).
+// It reads every successful result of every apply and revert matching the
+// query: the cost grows with the history kept, not only with what is
+// contained now.
+//
+// %[1]s and %[2]s are the query kind's condition on t and on l (the same,
+// so the index serves both sides); $1 the query value, $2 environment, $3
+// expires before, $4 no expiry, $5 limit (NULL: all).
 const containedSQL = `
-WITH applied AS (
-	SELECT DISTINCT ON (e.name COLLATE "C", e.action COLLATE "C", e.environment COLLATE "C", t.target COLLATE "C")
-		t.target, e.id AS execution_id, e.version_id, e.name, e.action, e.environment, t.updated_at AS since
-	FROM execution_targets t
-	JOIN executions e ON e.id = t.execution_id
-	WHERE e.operation = 'apply' AND t.result IN ('changed', 'unchanged')
-		AND ($2 = '' OR e.environment = $2)
-		AND %s
-	ORDER BY e.name COLLATE "C", e.action COLLATE "C", e.environment COLLATE "C", t.target COLLATE "C", t.updated_at DESC, e.id DESC
-)
-SELECT a.target, a.execution_id, a.since
-FROM applied a
-JOIN playbook_versions v ON v.id = a.version_id
-WHERE ($3::timestamptz IS NULL OR v.expires_at < $3)
+SELECT t.target, e.id, t.updated_at
+FROM execution_targets t
+JOIN executions e ON e.id = t.execution_id
+JOIN playbook_versions v ON v.id = e.version_id
+WHERE e.operation = 'apply' AND t.result IN ('changed', 'unchanged')
+	AND ($2 = '' OR e.environment = $2)
+	AND ($3::timestamptz IS NULL OR v.expires_at < $3)
 	AND (NOT $4 OR v.expires_at IS NULL)
+	AND %[1]s
 	AND NOT EXISTS (
-		SELECT 1 FROM executions r
-		JOIN execution_targets rt ON rt.execution_id = r.id AND rt.target = a.target
-		WHERE r.operation = 'revert' AND r.name = a.name AND r.action = a.action AND r.environment = a.environment
-			AND rt.updated_at >= a.since
-			AND (rt.result = 'changed' OR rt.result = 'unchanged' AND r.version_id >= a.version_id))
-ORDER BY a.since DESC, a.target COLLATE "C", a.name COLLATE "C", a.execution_id
+		SELECT 1 FROM execution_targets l
+		JOIN executions le ON le.id = l.execution_id
+		WHERE l.target = t.target AND le.name = e.name AND le.action = e.action AND le.environment = e.environment
+			AND l.result IN ('changed', 'unchanged') AND %[2]s
+			AND (le.operation = 'apply' AND (l.updated_at, le.id) > (t.updated_at, e.id)
+				OR le.operation = 'revert' AND l.updated_at >= t.updated_at
+					AND (l.result = 'changed' OR le.version_id >= e.version_id)))
+ORDER BY t.updated_at DESC, t.target COLLATE "C", e.name COLLATE "C", e.id
 LIMIT $5`
 
-// targetMatch is the target condition of each query kind, on
-// execution_targets t; each can use an index of migration 010.
+// targetMatch is the target condition of each query kind, on the
+// execution_targets alias given; each can use an index of migration 010.
 var targetMatch = map[queryKind]string{
 	matchAll:     `$1::text IS NOT NULL`,
-	matchAddress: `writ_target_inet(t.target) >>= $1::inet`,
-	matchPrefix:  `writ_target_inet(t.target) <<= $1::inet`,
-	matchName: `lower(t.target) COLLATE "C" >= lower($1::text) COLLATE "C"
-		AND lower(t.target) COLLATE "C" < (lower($1::text) || chr(1114111)) COLLATE "C"
-		AND starts_with(lower(t.target), lower($1::text))`,
+	matchAddress: `writ_target_inet(%[1]s.target) >>= $1::inet`,
+	matchPrefix:  `writ_target_inet(%[1]s.target) <<= $1::inet`,
+	matchName: `lower(%[1]s.target) COLLATE "C" >= lower($1::text) COLLATE "C"
+		AND lower(%[1]s.target) COLLATE "C" < (lower($1::text) || chr(1114111)) COLLATE "C"
+		AND starts_with(lower(%[1]s.target), lower($1::text))`,
 }
+
+// containedQueries is containedSQL for each query kind.
+var containedQueries = func() map[queryKind]string {
+	out := make(map[queryKind]string, len(targetMatch))
+	for kind, m := range targetMatch {
+		on := func(alias string) string { return strings.ReplaceAll(m, "%[1]s", alias) }
+		out[kind] = fmt.Sprintf(containedSQL, on("t"), on("l"))
+	}
+	return out
+}()
 
 // Containment lists what is contained now: every target a playbook's
 // apply blocked, suspended or isolated and no revert has released since
@@ -254,7 +267,7 @@ func (s *Store) Containment(ctx context.Context, f ContainmentFilter) ([]Contain
 	}
 	var out []ContainedTarget
 	err = s.readSnapshot(ctx, func(db DBTX) error {
-		rows, err := db.Query(ctx, fmt.Sprintf(containedSQL, targetMatch[kind]), value, f.Environment, f.ExpiresBefore, f.NoExpiry, limit)
+		rows, err := db.Query(ctx, containedQueries[kind], value, f.Environment, f.ExpiresBefore, f.NoExpiry, limit)
 		if err != nil {
 			return translate(err)
 		}

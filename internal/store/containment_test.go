@@ -236,6 +236,12 @@ func newFixture(t *testing.T) *fixture {
 	w.run(cApply, ok, changed("203.0.113.20")...)
 	w.run(w.remove(c, []string{"203.0.113.20"}), ok, changed("203.0.113.20")...)
 
+	// block-c2: released by hand before its revert, which found it
+	// unchanged: not contained either.
+	c2, c2Apply := w.merge(spec{name: "block-c2", targets: []string{"203.0.113.21"}})
+	w.run(c2Apply, ok, changed("203.0.113.21")...)
+	w.run(w.remove(c2, []string{"203.0.113.21"}), ok, results("unchanged", "203.0.113.21")...)
+
 	// block-d: applied, removed, its revert waiting for approvals: still
 	// contained, no longer in force.
 	d, dApply := w.merge(spec{name: "block-d", targets: []string{"203.0.113.30"}})
@@ -431,6 +437,7 @@ func TestContainment(t *testing.T) {
 		{"10.5.0.2", nil},
 		{"203.0.113.9", nil},
 		{"203.0.113.20", nil},
+		{"203.0.113.21", nil},
 		{"10.2.0.1", nil},
 		{"203.0.113.99", nil}, // never ran
 		{"192.0.2.99", []string{"block-a|192.0.2.0/24"}},
