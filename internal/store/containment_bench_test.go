@@ -102,11 +102,15 @@ func fillContainment(b *testing.B) *store.Store {
 	if _, err := st.DB().Exec(ctx, `ANALYZE`); err != nil {
 		b.Fatal(err)
 	}
+	filled := time.Since(start)
+	// The first list parses every version's ticket (cached after).
+	start = time.Now()
 	all, err := st.Containment(ctx, store.ContainmentFilter{})
 	if err != nil || len(all) != benchPlaybooks*benchPerPlaybook {
 		b.Fatalf("%d contained, %v; want %d", len(all), err, benchPlaybooks*benchPerPlaybook)
 	}
-	b.Logf("filled %d playbooks (%d contained targets) in %v", benchPlaybooks+benchRemoved, len(all), time.Since(start).Round(time.Millisecond))
+	b.Logf("filled %d playbooks (%d contained targets) in %v; first list %v", benchPlaybooks+benchRemoved, len(all),
+		filled.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	return st
 }
 
