@@ -8,8 +8,8 @@
 //
 // One file per concern: roles and principals (this file), passwords
 // (password.go), bearer secrets (secret.go), logins and authentication
-// (authenticator.go), account and token administration (accounts.go) and
-// OIDC (oidc.go).
+// (authenticator.go), account and token administration (accounts.go),
+// OIDC (oidc.go) and the console's OIDC sign-in (oidcweb.go).
 package auth
 
 import (
