@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/writ-sec/writ/internal/audit"
@@ -27,11 +28,40 @@ import (
 // the audit of refused requests; run it on every replica until ctx ends.
 func setupAPI(ctx context.Context, cfg *config.Config, engine server.Engine, db *database, alog *audit.Log, cp server.Checkpointer,
 	srv *server.Server, log *slog.Logger, env *cliEnv) (run func(context.Context) error, err error) {
+	a, err := setupAuthAPI(ctx, cfg, engine, db, alog, cp, srv, log, env)
+	if err != nil {
+		return nil, err
+	}
+	return a.Run, nil
+}
+
+// apiSetup is what setupAuthAPI built.
+type apiSetup struct {
+	// Run flushes the audit of refused requests; run it on every replica
+	// until ctx ends.
+	Run func(context.Context) error
+	// WebLogin is the browser console's SSO sign-in (authorization code
+	// with PKCE); nil unless auth.oidc.consoleRedirectURL is set.
+	WebLogin *auth.WebLogin
+}
+
+// setupAuthAPI is setupAPI, also returning the console's SSO sign-in.
+func setupAuthAPI(ctx context.Context, cfg *config.Config, engine server.Engine, db *database, alog *audit.Log, cp server.Checkpointer,
+	srv *server.Server, log *slog.Logger, env *cliEnv) (*apiSetup, error) {
 	s := cfg.AuthSettings()
-	var oidcV *auth.OIDC
+	var (
+		oidcV *auth.OIDC
+		web   *auth.WebLogin
+		err   error
+	)
 	if o := s.OIDC; o != nil {
 		if oidcV, err = newOIDC(o, log); err != nil {
 			return nil, err
+		}
+		if o.ConsoleLogin() {
+			if web, err = newWebLogin(o, oidcV, env.getenv); err != nil {
+				return nil, err
+			}
 		}
 	}
 	a, err := auth.New(auth.Options{Store: db.store, Audit: alog, OIDC: oidcV, SessionTTL: s.SessionTTL,
@@ -74,8 +104,9 @@ func setupAPI(ctx context.Context, cfg *config.Config, engine server.Engine, db 
 		issuer = s.OIDC.Issuer
 	}
 	log.InfoContext(ctx, "API ready", slog.Duration("session_ttl", s.SessionTTL), slog.Int("lockout_threshold", s.LockoutThreshold),
-		slog.Int("login_per_minute", s.LoginPerMinute), slog.String("oidc_issuer", issuer), slog.Int("trusted_audit_keys", trusted.Len()))
-	return denials.Run, nil
+		slog.Int("login_per_minute", s.LoginPerMinute), slog.String("oidc_issuer", issuer), slog.Bool("console_sso", web != nil),
+		slog.Int("trusted_audit_keys", trusted.Len()))
+	return &apiSetup{Run: denials.Run, WebLogin: web}, nil
 }
 
 // printFirstAdmin shows the first admin's one-time password, once. It goes
@@ -145,10 +176,30 @@ func newOIDC(o *config.OIDC, log *slog.Logger) (*auth.OIDC, error) {
 		// writ login's ID tokens name its client id as aud.
 		clientIDs = []string{id}
 	}
+	if id := o.ConsoleLoginClientID(); o.ConsoleLogin() && id != o.Audience && !slices.Contains(clientIDs, id) {
+		// So do the console's, kept as its session credential.
+		clientIDs = append(clientIDs, id)
+	}
 	v, err := auth.NewOIDC(auth.OIDCOptions{Issuer: o.Issuer, Audience: o.Audience, ClientIDs: clientIDs, Algorithms: o.Algorithms, JWKSURL: o.JWKSURL,
 		UsernameClaim: o.UsernameClaim, RolesClaim: o.RolesClaim, RoleMap: roleMap, HTTPClient: client, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("auth.oidc: %w", err)
 	}
 	return v, nil
+}
+
+// newWebLogin builds the console's SSO sign-in on the verifier of SSO
+// tokens (same provider, HTTP client and CA), its client secret resolved
+// from its reference.
+func newWebLogin(o *config.OIDC, v *auth.OIDC, getenv func(string) string) (*auth.WebLogin, error) {
+	secret, err := o.ConsoleClientSecret(getenv)
+	if err != nil {
+		return nil, err
+	}
+	w, err := v.NewWebLogin(auth.WebLoginOptions{ClientID: o.ConsoleLoginClientID(), ClientSecret: secret.Value(),
+		RedirectURL: o.ConsoleRedirectURL, Scopes: o.ConsoleLoginScopes()})
+	if err != nil {
+		return nil, fmt.Errorf("auth.oidc console sign-in: %w", err)
+	}
+	return w, nil
 }

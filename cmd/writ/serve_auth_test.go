@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -55,7 +56,8 @@ func newSSOProvider(t *testing.T) *ssoProvider {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": p.srv.URL, "jwks_uri": p.srv.URL + "/keys"})
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": p.srv.URL, "jwks_uri": p.srv.URL + "/keys",
+			"authorization_endpoint": p.srv.URL + "/authorize", "token_endpoint": p.srv.URL + "/token"})
 	})
 	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &p.key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
@@ -71,12 +73,18 @@ func newSSOProvider(t *testing.T) *ssoProvider {
 
 func (p *ssoProvider) token(t *testing.T, groups ...string) string {
 	t.Helper()
+	return p.tokenFor(t, "writ", groups...)
+}
+
+// tokenFor is an ID token naming aud.
+func (p *ssoProvider) tokenFor(t *testing.T, aud string, groups ...string) string {
+	t.Helper()
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: p.key, KeyID: "k1"}}, (&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	b, _ := json.Marshal(map[string]any{"iss": p.srv.URL, "aud": "writ", "sub": "u-77", "email": "sso@example.com",
+	b, _ := json.Marshal(map[string]any{"iss": p.srv.URL, "aud": aud, "sub": "u-77", "email": "sso@example.com",
 		"exp": now.Add(time.Hour).Unix(), "iat": now.Unix(), "groups": groups})
 	obj, err := s.Sign(b)
 	if err != nil {
@@ -434,5 +442,94 @@ func TestSetupAPIFirstAdminOnce(t *testing.T) {
 	srv2, _ := server.New(server.Options{Listen: "127.0.0.1:0"})
 	if _, err := setupAPI(ctx, bad, nil, &database{store: st}, alog, nil, srv2, slog.New(slog.DiscardHandler), env); err == nil || !strings.Contains(err.Error(), "caFile") {
 		t.Fatalf("missing CA file: %v", err)
+	}
+}
+
+// With auth.oidc.consoleRedirectURL, writ serve builds the console's SSO
+// sign-in on the provider of SSO tokens, through the same CA file, with
+// the secret from its reference; the ID tokens naming the console's
+// client id are accepted as bearer tokens. Without it there is none.
+func TestSetupConsoleSignIn(t *testing.T) {
+	ctx := context.Background()
+	sso := newSSOProvider(t)
+	oidcYAML := fmt.Sprintf("apiVersion: writ/v1\nkind: ServerConfig\nauth:\n  oidc:\n    issuer: %s\n    audience: writ\n    rolesClaim: groups\n    caFile: %s\n    roles: {soc: [viewer]}\n",
+		sso.srv.URL, sso.caFile)
+	console := oidcYAML + "    consoleRedirectURL: https://writ.example.com/console/login/callback\n    consoleClientID: writ-console\n    consoleClientSecretEnv: WRIT_CONSOLE_SECRET\n"
+	cfg, err := config.Parse("writ.yaml", []byte(console))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	o := cfg.AuthSettings().OIDC
+	v, err := newOIDC(o, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := v.Verify(ctx, sso.tokenFor(t, "writ-console", "soc")); err != nil || p.Name != "oidc:u-77" {
+		t.Fatalf("a token of the console: %+v %v", p, err)
+	}
+	if _, err := v.Verify(ctx, sso.tokenFor(t, "grafana", "soc")); err == nil {
+		t.Fatal("a token of another client was accepted")
+	}
+	getenv := func(k string) string { return map[string]string{"WRIT_CONSOLE_SECRET": "console-s3cret"}[k] }
+	w, err := newWebLogin(o, v, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Discovery through the CA file (the provider's certificate is in no
+	// system pool).
+	start, err := w.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(start.URL)
+	if !strings.HasPrefix(start.URL, sso.srv.URL+"/authorize?") || u.Query().Get("client_id") != "writ-console" ||
+		u.Query().Get("redirect_uri") != "https://writ.example.com/console/login/callback" || u.Query().Get("scope") != "openid profile email" ||
+		strings.Contains(start.URL, "console-s3cret") {
+		t.Fatalf("authorization URL %s", start.URL)
+	}
+	if _, err := newWebLogin(o, v, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "WRIT_CONSOLE_SECRET") {
+		t.Fatalf("an unset secret: %v", err)
+	}
+
+	// Through setupAuthAPI, as writ serve does.
+	st, err := store.Open(ctx, store.Options{URL: dbtest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	key, _, err := audit.EnsureKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	alog, err := audit.NewLog(audit.LogOptions{Store: st, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := func(yaml string, getenv func(string) string) (*apiSetup, error) {
+		t.Helper()
+		cfg, err := config.Parse("writ.yaml", []byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := server.New(server.Options{Listen: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := &cliEnv{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: getenv}
+		return setupAuthAPI(ctx, cfg, nil, &database{store: st}, alog, nil, srv, log, env)
+	}
+	a, err := setup(console, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.WebLogin == nil || a.WebLogin.ClientID() != "writ-console" || a.Run == nil {
+		t.Fatalf("setup %+v", a)
+	}
+	if a, err := setup(oidcYAML, getenv); err != nil || a.WebLogin != nil {
+		t.Fatalf("without consoleRedirectURL: %+v %v", a, err)
+	}
+	if _, err := setup(console, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "WRIT_CONSOLE_SECRET") {
+		t.Fatalf("an unset secret at start: %v", err)
 	}
 }

@@ -8,8 +8,8 @@
 //
 // One file per concern: roles and principals (this file), passwords
 // (password.go), bearer secrets (secret.go), logins and authentication
-// (authenticator.go), account and token administration (accounts.go) and
-// OIDC (oidc.go).
+// (authenticator.go), account and token administration (accounts.go),
+// OIDC (oidc.go) and the console's OIDC sign-in (oidcweb.go).
 package auth
 
 import (
@@ -213,7 +213,9 @@ var (
 type Denied struct {
 	// Code: malformed, unknown, expired, revoked, disabled, locked,
 	// bad_password, no_password, unknown_user, oidc_disabled, or
-	// invalid_token (an SSO token that does not verify).
+	// invalid_token (an SSO token that does not verify); for the console
+	// sign-in also provider_error, state_mismatch, code_exchange_failed,
+	// no_id_token and nonce_mismatch (oidcweb.go).
 	Code string
 	// Detail says more, for the audit log (never a secret).
 	Detail string

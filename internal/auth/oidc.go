@@ -134,11 +134,29 @@ func checkURL(what, raw string) error {
 type OIDC struct {
 	opts   OIDCOptions
 	keyCtx context.Context // carries the rate-limited client for key fetches
+	// plain fetches discovery and talks to the token endpoint: the
+	// configured client, bodies limited to maxProviderResponse.
+	plain *http.Client
 
-	mu          sync.Mutex
-	verifier    *oidc.IDTokenVerifier
+	mu       sync.Mutex
+	verifier *oidc.IDTokenVerifier
+
+	// The discovery document, shared by Verify (jwks_uri) and WebLogin
+	// (the authorization and token endpoints).
+	dmu         sync.Mutex
+	meta        *providerMeta
 	lastAttempt time.Time
 	lastErr     error
+}
+
+// providerMeta is what writ reads of the provider's discovery document.
+type providerMeta struct {
+	JWKSURL  string `json:"jwks_uri"`
+	AuthURL  string `json:"authorization_endpoint"`
+	TokenURL string `json:"token_endpoint"`
+	// CodeChallengeMethods and TokenAuthMethods may be absent.
+	CodeChallengeMethods []string `json:"code_challenge_methods_supported"`
+	TokenAuthMethods     []string `json:"token_endpoint_auth_methods_supported"`
 }
 
 // NewOIDC checks the options. Discovery happens on the first token (and
@@ -153,7 +171,11 @@ func NewOIDC(opts OIDCOptions) (*OIDC, error) {
 		Timeout:   opts.HTTPClient.Timeout,
 		Transport: &keyTransport{base: transportOf(opts.HTTPClient), limit: rate.NewLimiter(rate.Every(opts.KeyRefreshInterval), 2)},
 	}
-	o := &OIDC{opts: opts, keyCtx: oidc.ClientContext(context.Background(), keys)}
+	plain := &http.Client{
+		Timeout:   opts.HTTPClient.Timeout,
+		Transport: &keyTransport{base: transportOf(opts.HTTPClient), limit: rate.NewLimiter(rate.Inf, 0)},
+	}
+	o := &OIDC{opts: opts, keyCtx: oidc.ClientContext(context.Background(), keys), plain: plain}
 	if opts.JWKSURL != "" {
 		o.verifier = o.newVerifier(opts.JWKSURL)
 	}
@@ -221,15 +243,29 @@ func (o *OIDC) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 	if o.verifier != nil {
 		return o.verifier, nil
 	}
+	meta, err := o.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o.verifier = o.newVerifier(meta.JWKSURL)
+	return o.verifier, nil
+}
+
+// discover reads the provider's discovery document once (and again after
+// a failure, at most every discoveryRetry), through the configured client
+// with bodies limited to maxProviderResponse.
+func (o *OIDC) discover(ctx context.Context) (*providerMeta, error) {
+	o.dmu.Lock()
+	defer o.dmu.Unlock()
+	if o.meta != nil {
+		return o.meta, nil
+	}
 	now := time.Now()
 	if !o.lastAttempt.IsZero() && now.Sub(o.lastAttempt) < discoveryRetry {
 		return nil, o.lastErr
 	}
 	o.lastAttempt = now
-	dctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, &http.Client{
-		Timeout:   o.opts.HTTPClient.Timeout,
-		Transport: &keyTransport{base: transportOf(o.opts.HTTPClient), limit: rate.NewLimiter(rate.Inf, 0)},
-	}), 10*time.Second)
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, o.plain), 10*time.Second)
 	defer cancel()
 	p, err := oidc.NewProvider(dctx, o.opts.Issuer)
 	if err != nil {
@@ -237,9 +273,7 @@ func (o *OIDC) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 		o.opts.Logger.WarnContext(ctx, "OIDC discovery failed", slog.String("issuer", o.opts.Issuer), slog.Any("error", err))
 		return nil, o.lastErr
 	}
-	var meta struct {
-		JWKSURL string `json:"jwks_uri"`
-	}
+	var meta providerMeta
 	if err := p.Claims(&meta); err != nil || meta.JWKSURL == "" {
 		o.lastErr = fmt.Errorf("oidc: discovery at %s: no jwks_uri", o.opts.Issuer)
 		return nil, o.lastErr
@@ -248,40 +282,47 @@ func (o *OIDC) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 		o.lastErr = err
 		return nil, err
 	}
-	o.verifier = o.newVerifier(meta.JWKSURL)
+	o.meta = &meta
 	o.opts.Logger.InfoContext(ctx, "OIDC provider discovered", slog.String("issuer", o.opts.Issuer), slog.String("jwks_uri", meta.JWKSURL))
-	return o.verifier, nil
+	return o.meta, nil
 }
 
 // Verify checks a bearer token: signature by a key of the provider with an
 // allowed algorithm, issuer, audience, expiry. Roles come from the roles
 // claim through the role map. A token that does not verify is a *Denied.
 func (o *OIDC) Verify(ctx context.Context, raw string) (*Principal, error) {
+	_, p, err := o.verify(ctx, raw)
+	return p, err
+}
+
+// verify is Verify, also returning the verified token (WebLogin checks
+// its nonce).
+func (o *OIDC) verify(ctx context.Context, raw string) (*oidc.IDToken, *Principal, error) {
 	v, err := o.getVerifier(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tok, err := v.Verify(ctx, raw)
 	if err != nil {
 		var exp *oidc.TokenExpiredError
 		if errors.As(err, &exp) {
-			return nil, deny("expired", "SSO token expired at %s", exp.Expiry.UTC().Format(time.RFC3339))
+			return nil, nil, deny("expired", "SSO token expired at %s", exp.Expiry.UTC().Format(time.RFC3339))
 		}
-		return nil, deny("invalid_token", "%v", err)
+		return nil, nil, deny("invalid_token", "%v", err)
 	}
 	if !o.audienceOK(tok.Audience) {
-		return nil, deny("invalid_token", "oidc: expected audience %q (or one of %q) got %q", o.opts.Audience, o.opts.ClientIDs, tok.Audience)
+		return nil, nil, deny("invalid_token", "oidc: expected audience %q (or one of %q) got %q", o.opts.Audience, o.opts.ClientIDs, tok.Audience)
 	}
 	var claims map[string]any
 	if err := tok.Claims(&claims); err != nil {
-		return nil, deny("invalid_token", "claims: %v", err)
+		return nil, nil, deny("invalid_token", "claims: %v", err)
 	}
 	name, _ := lookupClaim(claims, o.opts.UsernameClaim).(string)
 	if name == "" {
 		name = tok.Subject
 	}
 	if name == "" {
-		return nil, deny("invalid_token", "the token names no subject")
+		return nil, nil, deny("invalid_token", "the token names no subject")
 	}
 	if len(name) > maxOIDCName {
 		name = name[:maxOIDCName]
@@ -292,7 +333,7 @@ func (o *OIDC) Verify(ctx context.Context, raw string) (*Principal, error) {
 			roles |= r.bit()
 		}
 	}
-	return &Principal{Name: "oidc:" + name, Roles: roles, Method: MethodOIDC, ExpiresAt: tok.Expiry}, nil
+	return tok, &Principal{Name: "oidc:" + name, Roles: roles, Method: MethodOIDC, ExpiresAt: tok.Expiry}, nil
 }
 
 // maxOIDCName bounds the name taken from a token (audit actor ids are

@@ -31,6 +31,8 @@ type idp struct {
 	ecKey     *ecdsa.PrivateKey
 	jwksHits  atomic.Int64
 	discovery atomic.Int64
+	// The authorization-code flow (oidcweb_test.go).
+	flow codeFlow
 }
 
 func newIdP(t testing.TB) *idp {
@@ -47,8 +49,9 @@ func newIdP(t testing.TB) *idp {
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		p.discovery.Add(1)
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer": p.srv.URL, "jwks_uri": p.srv.URL + "/keys", "authorization_endpoint": p.srv.URL + "/auth",
+			"issuer": p.srv.URL, "jwks_uri": p.srv.URL + "/keys", "authorization_endpoint": p.srv.URL + "/authorize",
 			"token_endpoint": p.srv.URL + "/token", "id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
+			"code_challenge_methods_supported": []string{"S256"}, "token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
 		})
 	})
 	mux.HandleFunc("GET /keys", func(w http.ResponseWriter, r *http.Request) {
@@ -58,6 +61,8 @@ func newIdP(t testing.TB) *idp {
 			{Key: &p.ecKey.PublicKey, KeyID: "ec-1", Algorithm: "ES256", Use: "sig"},
 		}})
 	})
+	mux.HandleFunc("GET /authorize", p.authorize)
+	mux.HandleFunc("POST /token", p.token)
 	p.srv = httptest.NewTLSServer(mux)
 	t.Cleanup(p.srv.Close)
 	return p

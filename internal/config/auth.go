@@ -3,7 +3,9 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/writ-sec/writ/internal/diag"
@@ -74,6 +76,66 @@ type OIDC struct {
 	// CLIScopes are the scopes `writ login` asks for (default
 	// DefaultCLIScopes); openid is always asked for.
 	CLIScopes []string `yaml:"cliScopes,omitempty"`
+	// ConsoleRedirectURL turns the browser console's SSO sign-in on (the
+	// authorization-code flow with PKCE): the console's callback as
+	// registered at the provider, https (http only on localhost or
+	// 127.0.0.1, for development).
+	ConsoleRedirectURL string `yaml:"consoleRedirectURL,omitempty"`
+	// ConsoleClientID is the console's client id at the provider; its ID
+	// tokens name it as aud, and writ accepts them. Default: Audience.
+	ConsoleClientID string `yaml:"consoleClientID,omitempty"`
+	// ConsoleClientSecretEnv or ConsoleClientSecretFile (one of them, or
+	// neither for a public client) give the console client's secret: by
+	// reference only, never in the file.
+	ConsoleClientSecretEnv  string `yaml:"consoleClientSecretEnv,omitempty"`
+	ConsoleClientSecretFile string `yaml:"consoleClientSecretFile,omitempty"`
+	// ConsoleScopes are the scopes the console asks for (default
+	// DefaultConsoleScopes); openid is always asked for.
+	ConsoleScopes []string `yaml:"consoleScopes,omitempty"`
+}
+
+// DefaultConsoleScopes are what the console's sign-in asks for: an ID
+// token (openid) naming the caller (profile, email). No refresh token:
+// the console signs in again when the ID token expires.
+var DefaultConsoleScopes = []string{"openid", "profile", "email"}
+
+// ConsoleLogin reports whether the console's SSO sign-in is configured
+// (consoleRedirectURL is set).
+func (o *OIDC) ConsoleLogin() bool { return o.ConsoleRedirectURL != "" }
+
+// ConsoleLoginClientID is the console's client id: ConsoleClientID, else
+// Audience.
+func (o *OIDC) ConsoleLoginClientID() string {
+	if o.ConsoleClientID != "" {
+		return o.ConsoleClientID
+	}
+	return o.Audience
+}
+
+// ConsoleLoginScopes are the scopes the console asks for: ConsoleScopes
+// (with openid first when it is missing), else DefaultConsoleScopes.
+func (o *OIDC) ConsoleLoginScopes() []string {
+	return scopesOr(o.ConsoleScopes, DefaultConsoleScopes)
+}
+
+// ConsoleClientSecret resolves the console client's secret (empty for a
+// public client).
+func (o *OIDC) ConsoleClientSecret(getenv func(string) string) (Secret, error) {
+	s, err := ResolveSecret(getenv, o.ConsoleClientSecretEnv, o.ConsoleClientSecretFile)
+	if err != nil {
+		return Secret{}, fmt.Errorf("auth.oidc console client secret: %w", err)
+	}
+	return s, nil
+}
+
+func scopesOr(set, def []string) []string {
+	if len(set) == 0 {
+		return slices.Clone(def)
+	}
+	if slices.Contains(set, "openid") {
+		return slices.Clone(set)
+	}
+	return append([]string{"openid"}, set...)
 }
 
 // DefaultCLIScopes are what `writ login` asks the provider for: an ID
@@ -94,13 +156,7 @@ func (o *OIDC) LoginClientID() string {
 // LoginScopes are the scopes `writ login` asks for: CLIScopes (with openid
 // first when it is missing), else DefaultCLIScopes.
 func (o *OIDC) LoginScopes() []string {
-	if len(o.CLIScopes) == 0 {
-		return slices.Clone(DefaultCLIScopes)
-	}
-	if slices.Contains(o.CLIScopes, "openid") {
-		return slices.Clone(o.CLIScopes)
-	}
-	return append([]string{"openid"}, o.CLIScopes...)
+	return scopesOr(o.CLIScopes, DefaultCLIScopes)
 }
 
 // Auth defaults.
@@ -119,6 +175,9 @@ func init() {
 	hints["/auth/oidc/issuer"] = "must be an https URL"
 	hints["/auth/oidc/jwksURL"] = "must be an https URL"
 	hints["/auth/oidc/caFile"] = "must be an absolute path"
+	hints["/auth/oidc/consoleRedirectURL"] = "must be an https URL without a fragment (http only on localhost or 127.0.0.1)"
+	hints["/auth/oidc/consoleClientSecretEnv"] = "is not an environment variable name (A-Z, 0-9, _)"
+	hints["/auth/oidc/consoleClientSecretFile"] = "must be an absolute path"
 }
 
 // checkAuth checks what the schema cannot: durations and prefixes (the
@@ -148,7 +207,58 @@ func (c *Config) checkAuth(doc *yamldoc.Doc) diag.Problems {
 			out = append(out, doc.Errorf(fmt.Sprintf("/auth/trustedProxies/%d", i), "invalid-value", "trustedProxies: %q is not an address or CIDR prefix", p))
 		}
 	}
+	if a.OIDC != nil {
+		out = append(out, checkConsoleLogin(doc, a.OIDC)...)
+	}
 	return out
+}
+
+// checkConsoleLogin checks the console's sign-in settings: a redirect URL
+// writ can be reached at, one secret reference, and no console setting
+// without the redirect URL that turns the sign-in on.
+func checkConsoleLogin(doc *yamldoc.Doc, o *OIDC) diag.Problems {
+	var out diag.Problems
+	if o.ConsoleRedirectURL != "" {
+		if why := redirectURLProblem(o.ConsoleRedirectURL); why != "" {
+			out = append(out, doc.Errorf("/auth/oidc/consoleRedirectURL", "invalid-value", "consoleRedirectURL %q %s", o.ConsoleRedirectURL, why))
+		}
+	} else {
+		for _, k := range []struct {
+			ptr string
+			set bool
+		}{
+			{"/auth/oidc/consoleClientID", o.ConsoleClientID != ""},
+			{"/auth/oidc/consoleClientSecretEnv", o.ConsoleClientSecretEnv != ""},
+			{"/auth/oidc/consoleClientSecretFile", o.ConsoleClientSecretFile != ""},
+			{"/auth/oidc/consoleScopes", len(o.ConsoleScopes) > 0},
+		} {
+			if k.set {
+				out = append(out, doc.Errorf(k.ptr, "invalid-value", "%s is set but consoleRedirectURL is not: the console's sign-in is off without it", yamldoc.FieldName(k.ptr)))
+			}
+		}
+	}
+	if o.ConsoleClientSecretEnv != "" && o.ConsoleClientSecretFile != "" {
+		out = append(out, doc.Errorf("/auth/oidc/consoleClientSecretFile", "invalid-value", "give consoleClientSecretEnv or consoleClientSecretFile, not both"))
+	}
+	return out
+}
+
+// redirectURLProblem says what is wrong with a redirect URL, or "": https,
+// or http to localhost / 127.0.0.1 / [::1] only; no user info, no
+// fragment.
+func redirectURLProblem(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || !u.IsAbs() || u.Host == "":
+		return "is not an absolute URL"
+	case u.User != nil || strings.Contains(raw, "#"):
+		return "must have no user info and no fragment"
+	case u.Scheme == "https":
+		return ""
+	case u.Scheme == "http" && (u.Hostname() == "localhost" || u.Hostname() == "127.0.0.1" || u.Hostname() == "::1"):
+		return ""
+	}
+	return "must be https (http only on localhost or 127.0.0.1, for development)"
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -84,6 +87,77 @@ auth:
 	}
 }
 
+// The console's sign-in: off without consoleRedirectURL; client id and
+// scopes set or defaulted; the secret only by reference.
+func TestOIDCConsoleSettings(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("c.yaml", []byte(`apiVersion: writ/v1
+kind: ServerConfig
+auth:
+  oidc:
+    issuer: https://sso.example.com
+    audience: writ
+    rolesClaim: groups
+    roles: {g: [viewer]}
+    consoleRedirectURL: https://writ.example.com/console/login/callback
+    consoleClientID: writ-console
+    consoleClientSecretEnv: WRIT_CONSOLE_SECRET
+    consoleScopes: [groups, email]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.AuthSettings().OIDC
+	if !o.ConsoleLogin() || o.ConsoleRedirectURL != "https://writ.example.com/console/login/callback" || o.ConsoleLoginClientID() != "writ-console" {
+		t.Fatalf("console %+v", o)
+	}
+	if got := o.ConsoleLoginScopes(); !slices.Equal(got, []string{"openid", "groups", "email"}) {
+		t.Fatalf("scopes %v", got)
+	}
+	sec, err := o.ConsoleClientSecret(func(k string) string { return map[string]string{"WRIT_CONSOLE_SECRET": "s3cret"}[k] })
+	if err != nil || sec.Value() != "s3cret" || fmt.Sprint(sec) != "[redacted]" {
+		t.Fatalf("secret %v %v", sec, err)
+	}
+	if _, err := o.ConsoleClientSecret(func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "WRIT_CONSOLE_SECRET") {
+		t.Fatalf("unset variable: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.ConsoleClientSecretEnv, o.ConsoleClientSecretFile = "", file
+	if sec, err := o.ConsoleClientSecret(nil); err != nil || sec.Value() != "from-file" {
+		t.Fatalf("secret file: %v", err)
+	}
+
+	// Defaults: the audience, openid profile email, a public client; off
+	// without the redirect URL.
+	c, err = Parse("c.yaml", []byte(`apiVersion: writ/v1
+kind: ServerConfig
+auth:
+  oidc:
+    issuer: https://sso.example.com
+    audience: writ
+    rolesClaim: groups
+    roles: {g: [viewer]}
+    consoleRedirectURL: http://localhost:8080/console/login/callback
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o = c.AuthSettings().OIDC
+	if !o.ConsoleLogin() || o.ConsoleLoginClientID() != "writ" || !slices.Equal(o.ConsoleLoginScopes(), DefaultConsoleScopes) {
+		t.Fatalf("defaults %+v %v", o, o.ConsoleLoginScopes())
+	}
+	if sec, err := o.ConsoleClientSecret(nil); err != nil || sec.Value() != "" {
+		t.Fatalf("a public client's secret: %v", err)
+	}
+	o.ConsoleRedirectURL = ""
+	if o.ConsoleLogin() {
+		t.Fatal("the console's sign-in is on without a redirect URL")
+	}
+}
+
 func TestBadAuthSections(t *testing.T) {
 	t.Parallel()
 	head := "apiVersion: writ/v1\nkind: ServerConfig\nauth:\n"
@@ -103,6 +177,20 @@ func TestBadAuthSections(t *testing.T) {
 		"empty CLI id":    {oidc + "    cliClientID: \"\"\n", "cliClientID"},
 		"space in scope":  {oidc + "    cliScopes: [\"openid email\"]\n", "cliScopes"},
 		"no CLI scopes":   {oidc + "    cliScopes: []\n", "cliScopes"},
+
+		"console secret literal":          {oidc + "    consoleRedirectURL: https://w.example.com/cb\n    consoleClientSecret: hunter2\n", "unknown field \"consoleClientSecret\""},
+		"console http redirect":           {oidc + "    consoleRedirectURL: http://writ.example.com/cb\n", "c.yaml:9:25: consoleRedirectURL \"http://writ.example.com/cb\" must be https"},
+		"console localhost lookalike":     {oidc + "    consoleRedirectURL: http://localhost.evil.example/cb\n", "c.yaml:9:25: consoleRedirectURL"},
+		"console redirect fragment":       {oidc + "    consoleRedirectURL: https://w.example.com/cb#x\n", "c.yaml:9:25: auth.oidc.consoleRedirectURL"},
+		"console redirect user":           {oidc + "    consoleRedirectURL: https://a:b@w.example.com/cb\n", "c.yaml:9:25: consoleRedirectURL \"https://a:b@w.example.com/cb\" must have no user info"},
+		"console redirect not a URL":      {oidc + "    consoleRedirectURL: /console/login/callback\n", "c.yaml:9:25: auth.oidc.consoleRedirectURL"},
+		"console secret env and file":     {oidc + "    consoleRedirectURL: https://w.example.com/cb\n    consoleClientSecretEnv: S\n    consoleClientSecretFile: /run/s\n", "c.yaml:11:30: give consoleClientSecretEnv or consoleClientSecretFile, not both"},
+		"console secret env name":         {oidc + "    consoleRedirectURL: https://w.example.com/cb\n    consoleClientSecretEnv: not-a-name\n", "c.yaml:10:29: auth.oidc.consoleClientSecretEnv"},
+		"console secret relative file":    {oidc + "    consoleRedirectURL: https://w.example.com/cb\n    consoleClientSecretFile: secret.txt\n", "c.yaml:10:30: auth.oidc.consoleClientSecretFile"},
+		"console id without redirect":     {oidc + "    consoleClientID: writ-console\n", "c.yaml:9:22: auth.oidc.consoleClientID is set but consoleRedirectURL is not"},
+		"console secret without redirect": {oidc + "    consoleClientSecretFile: /run/s\n", "c.yaml:9:30: auth.oidc.consoleClientSecretFile is set but consoleRedirectURL is not"},
+		"empty console id":                {oidc + "    consoleRedirectURL: https://w.example.com/cb\n    consoleClientID: \"\"\n", "consoleClientID"},
+		"space in console scope":          {oidc + "    consoleRedirectURL: https://w.example.com/cb\n    consoleScopes: [\"openid email\"]\n", "consoleScopes"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
