@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/auth"
 	"github.com/writ-sec/writ/internal/config"
+	"github.com/writ-sec/writ/internal/console"
 	"github.com/writ-sec/writ/internal/server"
 )
 
@@ -99,6 +101,9 @@ func setupAuthAPI(ctx context.Context, cfg *config.Config, engine server.Engine,
 		return nil, err
 	}
 	api.Register(srv)
+	if err := setupConsole(cfg, engine, db, a, web, trusted, cp, srv, log); err != nil {
+		return nil, err
+	}
 	issuer := ""
 	if s.OIDC != nil {
 		issuer = s.OIDC.Issuer
@@ -202,4 +207,30 @@ func newWebLogin(o *config.OIDC, v *auth.OIDC, getenv func(string) string) (*aut
 		return nil, fmt.Errorf("auth.oidc console sign-in: %w", err)
 	}
 	return w, nil
+}
+
+// setupConsole mounts the web console at / (unless console.disabled):
+// the API's store, authenticator, engine and audit keys, the origin
+// browsers reach it at.
+func setupConsole(cfg *config.Config, engine server.Engine, db *database, a *auth.Authenticator, web *auth.WebLogin, trusted *audit.KeySet, cp server.Checkpointer,
+	srv *server.Server, log *slog.Logger) error {
+	origin := ""
+	if c := cfg.Console; c != nil {
+		if c.Disabled {
+			log.Info("console disabled (console.disabled)")
+			return nil
+		}
+		origin = c.Origin
+	}
+	envs := cfg.Environments
+	if len(envs) == 0 {
+		envs = config.DefaultEnvironments()
+	}
+	con, err := console.New(console.Options{Store: db.store, Auth: a, Engine: engine, WebLogin: web, Origin: origin, TrustedKeys: trusted,
+		Checkpointer: cp, Environments: slices.Sorted(maps.Keys(envs)), Logger: log})
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	con.Register(srv)
+	return nil
 }

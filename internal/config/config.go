@@ -35,6 +35,7 @@ type Config struct {
 	Notifications *Notifications            `yaml:"notifications,omitempty"`
 	Retention     Retention                 `yaml:"retention,omitempty"`
 	TLS           *TLS                      `yaml:"tls,omitempty"`
+	Console       *Console                  `yaml:"console,omitempty"`
 	Auth          *Auth                     `yaml:"auth,omitempty"`
 	GitHub        *GitHub                   `yaml:"github,omitempty"`
 
@@ -133,6 +134,18 @@ func (r Retention) RetentionDurations() (sessions, approvals, playbooks, interva
 type TLS struct {
 	CertFile string `yaml:"certFile"`
 	KeyFile  string `yaml:"keyFile"`
+}
+
+// Console is the web console served at / (docs/console.md).
+type Console struct {
+	// Origin is the console's public origin as browsers reach it
+	// (https://host[:port], http only for localhost): forms must come from
+	// it, and passkeys registered in the console are bound to it (its host
+	// is the WebAuthn relying party id). Empty: the request's own origin,
+	// and passkeys only when the console is opened as localhost.
+	Origin string `yaml:"origin,omitempty"`
+	// Disabled serves no console: the API only.
+	Disabled bool `yaml:"disabled,omitempty"`
 }
 
 // GitHub is the GitHub integration (PR checks, signed reviews, webhooks).

@@ -44,7 +44,7 @@ type Options struct {
 	Engine server.Engine
 	// WebLogin signs in with the SSO provider (authorization code with
 	// PKCE); nil: only local passwords.
-	WebLogin any
+	WebLogin *auth.WebLogin
 	// Origin is the console's public origin (scheme://host[:port]) as a
 	// browser sees it: the origin requests must come from, and the
 	// WebAuthn origin whose host is the relying party id. Empty: the
@@ -56,6 +56,9 @@ type Options struct {
 	TrustedKeys *audit.KeySet
 	// Checkpointer makes checkpoints on demand; nil: no button.
 	Checkpointer server.Checkpointer
+	// Environments are the configured environments (the containment
+	// page's filter offers them).
+	Environments []string
 	// Now is the clock (tests); default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -116,9 +119,21 @@ func (c *Console) routes() []server.Route {
 		{Pattern: "GET /static/{file}", Public: "none needed: the console's stylesheet and script", Handler: h(serveStatic)},
 		{Pattern: "GET /login", Public: "none needed: the sign-in form", Handler: h(c.loginPage)},
 		{Pattern: "POST /login", Public: "the password it checks (rate-limited per client, accounts lock)", RateLimited: true, MaxBody: 8 << 10, Handler: h(c.loginPost)},
+		{Pattern: "GET /login/sso", Public: "none needed: sends the browser to the SSO provider", RateLimited: true, Handler: h(c.ssoStart)},
+		{Pattern: "GET /login/callback", Public: "the provider's authorization code, bound to this browser by state, nonce and PKCE", RateLimited: true, Handler: h(c.ssoCallback)},
 		{Pattern: "POST /logout", Roles: anyoneRoles, DuringPasswordChange: true, MaxBody: 8 << 10, Handler: h(c.logoutPost)},
 		{Pattern: "GET /password", Roles: anyoneRoles, DuringPasswordChange: true, Handler: h(c.passwordPage)},
 		{Pattern: "POST /password", Roles: anyoneRoles, DuringPasswordChange: true, RateLimited: true, MaxBody: 8 << 10, Handler: h(c.passwordPost)},
+
+		{Pattern: "GET /{$}", Roles: readRoles, Handler: h(c.containmentPage)},
+		{Pattern: "GET /pending", Roles: readRoles, Handler: h(c.pendingPage)},
+		{Pattern: "GET /pending/{id}", Roles: readRoles, Handler: h(c.pendingItemPage)},
+		{Pattern: "POST /pending/{id}/statement", Roles: signRoles, MaxBody: 16 << 10, Handler: h(c.pendingStatement)},
+		{Pattern: "POST /pending/{id}/sign", Roles: signRoles, MaxBody: 64 << 10, Handler: h(c.pendingSign)},
+		{Pattern: "GET /passkey", Roles: signRoles, Handler: h(c.passkeyPage)},
+		{Pattern: "POST /passkey/options", Roles: signRoles, MaxBody: 8 << 10, Handler: h(c.passkeyOptions)},
+		{Pattern: "POST /passkey/register", Roles: signRoles, MaxBody: 64 << 10, Handler: h(c.passkeyRegister)},
+
 		{Pattern: "GET /playbooks", Roles: readRoles, Handler: h(c.playbooksPage)},
 		{Pattern: "GET /playbooks/{name}", Roles: readRoles, Handler: h(c.playbookPage)},
 		{Pattern: "GET /executions/{id}", Roles: readRoles, Handler: h(c.executionPage)},

@@ -27,9 +27,14 @@ func newRelyingParty(origin string) (relyingParty, error) {
 	host := u.Hostname()
 	switch {
 	case u.Scheme == "https":
-	case u.Scheme == "http" && (host == "localhost" || host == "127.0.0.1" || host == "::1"):
+	case u.Scheme == "http" && (host == "localhost" || host == "127.0.0.1"):
 	default:
 		return relyingParty{}, fmt.Errorf("console origin %q: must be https (http only for localhost)", origin)
 	}
-	return relyingParty{origin: u.Scheme + "://" + u.Host, id: strings.ToLower(host), secure: u.Scheme == "https"}, nil
+	// Browsers serialize an origin in lower case, without a default port.
+	hostport := strings.ToLower(u.Host)
+	if u.Port() == "443" && u.Scheme == "https" || u.Port() == "80" && u.Scheme == "http" {
+		hostport = strings.ToLower(host)
+	}
+	return relyingParty{origin: u.Scheme + "://" + hostport, id: strings.ToLower(host), secure: u.Scheme == "https"}, nil
 }
