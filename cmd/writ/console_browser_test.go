@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -300,10 +301,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.waitText("#sign-result", "Say why")
 	b.do(chromedp.SendKeys(chromedp.CSS("#reason"), "not our incident"), chromedp.Click(chromedp.CSS("#sign-reject")))
 	b.waitText("#sign-result", "Signed: reject "+other+" as bob")
-	r.waitFor("the rejection in the queue", func() bool {
-		_, out, _ := r.cli("", "pending")
-		return strings.Contains(out, "bob reject")
-	})
+	r.waitFor("the rejected apply to leave the queue", func() bool { _, ok := r.pendingIDs()[other]; return !ok })
+	_, text = b.open("/playbooks/block-scanner")
+	for _, want := range []string{"rejected", "bob", "not our incident"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("the rejected playbook's page lacks %q:\n%s", want, text)
+		}
+	}
 	if strings.Contains(r.blocked(), "192.0.2.50") {
 		t.Fatal("the rejected block was applied")
 	}
@@ -329,41 +333,55 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("a malformed prefix:\n%s", text)
 	}
 
-	// bob's approval verifies offline, like any other signature.
-	list, err := r.st.ListApprovals(context.Background(), store.ApprovalFilter{Approver: "bob"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var envs []string
+	// bob's approval verifies offline, like any other signature: with
+	// alice's proposal, the quorum of one approval is met.
 	dir := t.TempDir()
-	for i, a := range list {
-		if a.Source != "console" {
-			t.Fatalf("bob's statement %d came through %q", a.ID, a.Source)
-		}
-		e, err := approval.Parse(a.Envelope)
+	var files []string
+	var repo, plan string
+	for _, who := range []string{"alice", "bob"} {
+		list, err := r.st.ListApprovals(context.Background(), store.ApprovalFilter{Approver: who})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.Statement.Predicate.Decision != approval.Approve {
-			continue
+		for _, a := range list {
+			e, err := approval.Parse(a.Envelope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Statement.Subject[0].Name != "playbooks/block-c2.yaml" {
+				continue
+			}
+			if who == "bob" {
+				if a.Source != "console" {
+					t.Fatalf("bob's statement came through %q", a.Source)
+				}
+				repo, plan = e.Statement.Predicate.Repository, e.Statement.Predicate.PlanDigest
+			}
+			f := filepath.Join(dir, fmt.Sprintf("%s-%d.json", who, a.ID))
+			if err := os.WriteFile(f, a.Envelope, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
 		}
-		f := filepath.Join(dir, fmt.Sprintf("bob-%d.json", i))
-		if err := os.WriteFile(f, a.Envelope, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		envs = append(envs, f, "--repo", e.Statement.Predicate.Repository, "--plan-digest", e.Statement.Predicate.PlanDigest)
-	}
-	if len(envs) == 0 {
-		t.Fatal("bob's approval is not stored")
 	}
 	approvers := filepath.Join(dir, "approvers.yaml")
 	if err := os.WriteFile(approvers, []byte(withKey(r.approvers(nil), "bob", line)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errOut = runCLI(t, append([]string{"approvals", "verify", "--approvers", approvers, "--approvals-required", "1",
-		"--playbook", filepath.Join(r.repo.Work, "playbooks", "block-c2.yaml")}, envs...)...)
-	if !strings.Contains(out, "bob") || strings.Contains(out, "not signed by a key") || !strings.Contains(out+errOut, "counted") {
-		t.Fatalf("writ approvals verify of bob's passkey approval: %d\n%s\n%s", code, out, errOut)
+		"--repo", repo, "--plan-digest", plan, "--format", "json", "--playbook", filepath.Join(r.repo.Work, "playbooks", "block-c2.yaml")}, files...)...)
+	var report struct {
+		Envelopes []struct{ Status, Approver string }
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil || code != exitOK {
+		t.Fatalf("writ approvals verify: %d %v\n%s\n%s", code, err, out, errOut)
+	}
+	counted := map[string]string{}
+	for _, e := range report.Envelopes {
+		counted[e.Approver] = e.Status
+	}
+	if counted["bob"] != "counted" || counted["alice"] != "proposal" {
+		t.Fatalf("writ approvals verify of bob's passkey approval: %v\n%s", counted, out)
 	}
 
 	// An admin with a one-time password must change it first, then reads

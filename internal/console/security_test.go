@@ -55,7 +55,7 @@ func TestConsoleGuards(t *testing.T) {
 		"X-Frame-Options":         "DENY",
 		"X-Content-Type-Options":  "nosniff",
 		"Cache-Control":           "no-store",
-		"Referrer-Policy":         "no-referrer",
+		"Referrer-Policy":         "same-origin",
 	} {
 		if got := resp.Header.Get(h); !strings.Contains(got, want) {
 			t.Errorf("%s: %q, want %q", h, got, want)
