@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/writ
 
-.PHONY: help build test test-go lint policy-check run demo bench pgo fuzz clean
+.PHONY: help build test test-go lint policy-check run demo bench pgo fuzz screenshots clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ fuzz: ## fuzz the playbook and git tree decoders (FUZZTIME=5m each)
 	$(GO) test ./internal/playbook -run '^$$' -fuzz FuzzParse -fuzztime $(or $(FUZZTIME),1m)
 	$(GO) test ./internal/gitsrc -run '^$$' -fuzz FuzzParseTree -fuzztime $(or $(FUZZTIME),1m)
 	$(GO) test ./internal/gitsrc -run '^$$' -fuzz FuzzCheckName -fuzztime $(or $(FUZZTIME),1m)
+
+screenshots: ## remake the console screenshots in docs/images (the browser test, with Chromium)
+	WRIT_SCREENSHOTS=$(CURDIR)/docs/images $(GO) test ./cmd/writ -run '^TestConsoleInBrowser$$' -count=1
 
 clean:
 	rm -rf bin

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 
 	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/store"
@@ -62,12 +64,48 @@ func (c *Console) containmentPage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, "list what is contained", err)
 		return
 	}
-	data["Targets"] = targets
+	page := 1
+	if v := q.Get("page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1_000_000 {
+			data["Problem"] = fmt.Sprintf("page %q: want a page number from 1", v)
+			c.render(w, r, http.StatusBadRequest, "containment.html", "Containment now", data)
+			return
+		}
+		page = n
+	}
+	from := min((page-1)*containmentPageRows, len(targets))
+	to := min(from+containmentPageRows, len(targets))
+	data["Targets"] = targets[from:to]
+	data["Total"] = len(targets)
+	data["From"], data["To"] = from+1, to
+	if page > 1 {
+		data["Prev"] = pageLink(q, page-1)
+	}
+	if to < len(targets) {
+		data["Next"] = pageLink(q, page+1)
+	}
 	data["Now"] = c.opts.Now()
 	if r.URL.Query().Get("changed") == "1" {
 		data["Changed"] = true
 	}
 	c.render(w, r, http.StatusOK, "containment.html", "Containment now", data)
+}
+
+// containmentPageRows is how many targets one page shows: a search or a
+// filter finds the rest.
+const containmentPageRows = 500
+
+// pageLink is the page's query with another page number.
+func pageLink(q url.Values, page int) string {
+	next := url.Values{}
+	for _, k := range []string{"q", "env", "expires"} {
+		if v := q.Get(k); v != "" {
+			next.Set(k, v)
+		}
+	}
+	next.Set("page", strconv.Itoa(page))
+	return "/?" + next.Encode()
 }
 
 // environments are the environments the filter offers.

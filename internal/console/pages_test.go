@@ -34,7 +34,7 @@ func TestMain(m *testing.M) { os.Exit(dbtest.Run(m)) }
 // pagesEnv is a database with an audit log, accounts, and the console
 // mounted on a server with the API's guard, on loopback.
 type pagesEnv struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	st   *store.Store
 	alog *audit.Log
@@ -51,7 +51,7 @@ type envOptions struct {
 	trusted string
 }
 
-func newPagesEnv(t *testing.T, o envOptions) *pagesEnv {
+func newPagesEnv(t testing.TB, o envOptions) *pagesEnv {
 	t.Helper()
 	ctx := context.Background()
 	e := &pagesEnv{t: t, ctx: ctx, sessions: map[string]string{}}
