@@ -110,6 +110,9 @@ func runConfigCheck(path string, g *globals, getenv func(string) string, stdout,
 			check("github app private key", err)
 		}
 	}
+	if a := cfg.Auth; a != nil && a.OIDC != nil && a.OIDC.ConsoleLogin() {
+		secret("console client secret", a.OIDC.ConsoleClientSecretEnv, a.OIDC.ConsoleClientSecretFile)
+	}
 	if n := cfg.Notifications; n != nil {
 		secret("notifications url", n.URLEnv, "")
 		secret("notifications secret", n.SecretEnv, n.SecretFile)
