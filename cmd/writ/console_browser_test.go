@@ -297,6 +297,28 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("alice proposes the scanner block: %d %s", code, errOut)
 	}
 	b.open("/pending/" + other)
+	// What the page's script talks to refuses what it should, as the
+	// browser's own requests: no CSRF token, an unknown item, a malformed
+	// signature, a statement naming someone else.
+	for what, c := range map[string]struct{ js, want string }{
+		"no CSRF token": {`fetch("/pending/` + other + `/statement", {method: "POST", headers: {"Content-Type": "application/json",
+			"Accept": "application/json"}, body: JSON.stringify({decision: "approve"})})`, "403 csrf"},
+		"an unknown item": {`post("/pending/op-999999/statement", {decision: "approve"})`, "404 not_pending"},
+		"a rejection without a reason": {`post("/pending/` + other + `/statement", {decision: "reject", reason: " "})`, "400 bad_request"},
+		"a malformed signature": {`post("/pending/` + other + `/sign", {payload: "e30=", credentialId: "!", authenticatorData: "AA",
+			clientDataJSON: "AA", signature: "AA"})`, "400 bad_request"},
+		"someone else's statement": {`post("/pending/` + other + `/statement", {decision: "approve"}).then(r => r.json()).then(st => {
+			const payload = btoa(atob(st.payload).replace('"approver":"bob"', '"approver":"alice"'));
+			return post("/pending/` + other + `/sign", {payload: payload, credentialId: "AA", authenticatorData: "AA", clientDataJSON: "AA", signature: "AA"});
+		})`, "403 forbidden"},
+	} {
+		js := `(() => { const post = (url, body) => fetch(url, {method: "POST", headers: {"Content-Type": "application/json",
+			"Accept": "application/json", "X-CSRF-Token": document.body.dataset.csrf}, body: JSON.stringify(body)});
+			return ` + c.js + `.then(async r => r.status + " " + (await r.json()).code); })()`
+		if got := browserValue(b, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise)); got != c.want {
+			t.Errorf("%s: %q, want %q", what, got, c.want)
+		}
+	}
 	b.click("#sign-reject")
 	b.waitText("#sign-result", "Say why")
 	b.do(chromedp.SendKeys(chromedp.CSS("#reason"), "not our incident"), chromedp.Click(chromedp.CSS("#sign-reject")))

@@ -72,8 +72,20 @@ var passkeyAlgorithms = []protocol.CredentialParameter{
 	{Type: protocol.PublicKeyCredentialType, Algorithm: -8}, // EdDSA
 }
 
-func (c *Console) webAuthn(rp relyingParty) (*webauthn.WebAuthn, error) {
-	return webauthn.New(&webauthn.Config{RPID: rp.id, RPDisplayName: "writ", RPOrigins: []string{rp.origin}})
+// ceremony is the relying party of a request and its go-webauthn
+// configuration; when there is none, it has answered the request.
+func (c *Console) ceremony(w http.ResponseWriter, r *http.Request) (relyingParty, *webauthn.WebAuthn, bool) {
+	rp, err := c.relyingPartyFor(r)
+	if err != nil {
+		problemJSON(w, http.StatusConflict, "no_passkeys", err.Error())
+		return rp, nil, false
+	}
+	wa, err := webauthn.New(&webauthn.Config{RPID: rp.id, RPDisplayName: "writ", RPOrigins: []string{rp.origin}})
+	if err != nil {
+		c.fail(w, r, "set up passkeys", err)
+		return rp, nil, false
+	}
+	return rp, wa, true
 }
 
 // session is the registration's go-webauthn session, made again from the
@@ -96,14 +108,8 @@ func (c *Console) passkeyPage(w http.ResponseWriter, r *http.Request) {
 // navigator.credentials.create, a discoverable credential with user
 // verification, ES256 or EdDSA.
 func (c *Console) passkeyOptions(w http.ResponseWriter, r *http.Request) {
-	rp, err := c.relyingPartyFor(r)
-	if err != nil {
-		problemJSON(w, http.StatusConflict, "no_passkeys", err.Error())
-		return
-	}
-	wa, err := c.webAuthn(rp)
-	if err != nil {
-		c.fail(w, r, "set up passkeys", err)
+	_, wa, ok := c.ceremony(w, r)
+	if !ok {
 		return
 	}
 	cred, _ := c.Credential(r)
@@ -130,14 +136,8 @@ func (c *Console) passkeyOptions(w http.ResponseWriter, r *http.Request) {
 // line for the new passkey. Nothing is stored: the passkey counts once an
 // admin adopts the line into .writ/approvers.yaml like any keyring change.
 func (c *Console) passkeyRegister(w http.ResponseWriter, r *http.Request) {
-	rp, err := c.relyingPartyFor(r)
-	if err != nil {
-		problemJSON(w, http.StatusConflict, "no_passkeys", err.Error())
-		return
-	}
-	wa, err := c.webAuthn(rp)
-	if err != nil {
-		c.fail(w, r, "set up passkeys", err)
+	rp, wa, ok := c.ceremony(w, r)
+	if !ok {
 		return
 	}
 	parsed, err := protocol.ParseCredentialCreationResponseBody(r.Body)

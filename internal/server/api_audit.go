@@ -16,18 +16,14 @@ import (
 	"github.com/writ-sec/writ/internal/store"
 )
 
-// parseTime reads an export bound: RFC 3339 or a date (midnight UTC).
+// parseTime reads an export bound as `writ audit export` does: RFC 3339,
+// a date (midnight UTC) or a duration ago (24h, 7d).
 func parseTime(name, v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
+	t, err := audit.ParseTime(name, v, time.Now())
+	if err != nil {
+		return time.Time{}, badRequest("%v", err)
 	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
-		return t, nil
-	}
-	return time.Time{}, badRequest("%s %q: want RFC 3339 (2026-05-01T12:00:00Z) or a date (2026-05-01)", name, v)
+	return t, nil
 }
 
 // auditExport streams the audit log, or the entries the filters select,
