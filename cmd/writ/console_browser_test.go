@@ -303,7 +303,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	for what, c := range map[string]struct{ js, want string }{
 		"no CSRF token": {`fetch("/pending/` + other + `/statement", {method: "POST", headers: {"Content-Type": "application/json",
 			"Accept": "application/json"}, body: JSON.stringify({decision: "approve"})})`, "403 csrf"},
-		"an unknown item": {`post("/pending/op-999999/statement", {decision: "approve"})`, "404 not_pending"},
+		"an unknown item":              {`post("/pending/op-999999/statement", {decision: "approve"})`, "404 not_pending"},
 		"a rejection without a reason": {`post("/pending/` + other + `/statement", {decision: "reject", reason: " "})`, "400 bad_request"},
 		"a malformed signature": {`post("/pending/` + other + `/sign", {payload: "e30=", credentialId: "!", authenticatorData: "AA",
 			clientDataJSON: "AA", signature: "AA"})`, "400 bad_request"},
