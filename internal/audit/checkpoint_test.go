@@ -16,6 +16,8 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/writ-sec/writ/internal/store"
 )
 
 func TestCheckpointSignAndParse(t *testing.T) {
@@ -145,14 +147,36 @@ func TestCheckpointerRefusesRollback(t *testing.T) {
 
 	restored := openStore(t, backupURL)
 	l2, _ := NewLog(LogOptions{Store: restored, Key: tl.l.Key()})
-	c2, _ := NewCheckpointer(CheckpointerOptions{Log: l2, Sinks: sinks})
-	if _, err := c2.Checkpoint(ctx); !errors.Is(err, ErrRollback) {
-		t.Fatalf("checkpoint of the rolled-back log: %v; want ErrRollback", err)
+	// A third sink that never saw the log must not receive the rolled-back
+	// history either.
+	fresh := t.TempDir()
+	health := NewSinkMonitor(nil)
+	c2, _ := NewCheckpointer(CheckpointerOptions{Log: l2, Sinks: append(sinks, DirSink{Dir: fresh}), Health: health})
+	cp, err := c2.Checkpoint(ctx)
+	if !errors.Is(err, ErrRollback) || !errors.Is(err, ErrNotContained) || cp != nil {
+		t.Fatalf("checkpoint of the rolled-back log: %v %v; want ErrRollback", cp, err)
+	}
+	var se *SinkError
+	if !errors.As(err, &se) || se.Sink != sinks[0].Name() {
+		t.Fatalf("error does not name the sink: %v", err)
 	}
 	// Appending past the old size does not help: the history differs.
 	appendN(t, l2, 40, 10)
-	if _, err := c2.Checkpoint(ctx); !errors.Is(err, ErrFork) {
+	if _, err := c2.Checkpoint(ctx); !errors.Is(err, ErrFork) || !errors.Is(err, ErrNotContained) {
 		t.Fatalf("checkpoint of the rewritten log: %v; want ErrFork", err)
+	}
+	if _, err := restored.LatestAuditCheckpoint(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the rewritten log's checkpoint was recorded: %v", err)
+	}
+	if entries, _ := os.ReadDir(fresh); len(entries) != 0 {
+		t.Fatalf("the rewritten log's checkpoint was published to the fresh sink: %v", entries)
+	}
+	hs := health.Health()
+	if len(hs) != 3 || !hs[0].NotContained || !hs[1].NotContained || hs[2].Attempted {
+		t.Fatalf("health: %+v", hs)
+	}
+	if detail, err := health.Readiness(); err == nil || !strings.Contains(err.Error(), sinks[1].Name()) || !strings.Contains(detail, "proves a rollback or fork") {
+		t.Fatalf("readiness: %q %v", detail, err)
 	}
 	if size, _ := noteSize(mustRead(t, filepath.Join(dir, LatestFile))); size != 70 {
 		t.Fatalf("latest moved to %d", size)
@@ -180,15 +204,18 @@ func TestDirSinkRefusesASecondRootForOneSize(t *testing.T) {
 	if err := d.Publish(context.Background(), a); err != nil {
 		t.Fatalf("republishing the same checkpoint: %v", err)
 	}
-	if err := d.Publish(context.Background(), b); !errors.Is(err, ErrFork) {
-		t.Fatalf("second root: %v; want ErrFork", err)
+	// The sink does not verify: a conflict is not by itself a proof of a
+	// fork (the Checkpointer tells, with the log's keys).
+	var ce *ConflictError
+	if err := d.Publish(context.Background(), b); !errors.As(err, &ce) || !bytes.Equal(ce.Note, a.Note) || errors.Is(err, ErrNotContained) {
+		t.Fatalf("second root: %v; want a ConflictError holding the first", err)
 	}
 	g := GitSink{Repo: gitInit(t)}
 	if err := g.Publish(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.Publish(context.Background(), b); !errors.Is(err, ErrFork) {
-		t.Fatalf("git, second root: %v; want ErrFork", err)
+	if err := g.Publish(context.Background(), b); !errors.As(err, &ce) || !bytes.Equal(ce.Note, a.Note) {
+		t.Fatalf("git, second root: %v; want a ConflictError", err)
 	}
 }
 

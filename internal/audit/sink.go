@@ -69,7 +69,7 @@ func readCheckpointFile(path string) ([]byte, error) {
 
 // Publish writes checkpoint.<size> and, unless latest holds a larger
 // checkpoint, latest. A different checkpoint of the same size already in
-// the directory is a fork of the log and an error.
+// the directory is refused with a *ConflictError.
 func (d DirSink) Publish(_ context.Context, cp *Checkpoint) error {
 	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
 		return err
@@ -85,7 +85,7 @@ func (d DirSink) Publish(_ context.Context, cp *Checkpoint) error {
 			return err
 		}
 		if !sameTree(old, cp) {
-			return fmt.Errorf("%s holds another checkpoint of size %d: %w", path, cp.Size, ErrFork)
+			return &ConflictError{Where: path, Size: cp.Size, Note: old}
 		}
 	}
 	latest, err := d.Latest(context.Background())
@@ -209,7 +209,8 @@ func (g GitSink) Latest(context.Context) ([]byte, error) {
 }
 
 // Publish commits the checkpoint on the ref, unless the ref holds a larger
-// one or the same tree already. A concurrent update of the ref is retried.
+// one or the same tree already; another checkpoint of the same size is
+// refused with a *ConflictError. A concurrent update of the ref is retried.
 func (g GitSink) Publish(ctx context.Context, cp *Checkpoint) error {
 	r, err := g.open()
 	if err != nil {
@@ -231,7 +232,7 @@ func (g GitSink) Publish(ctx context.Context, cp *Checkpoint) error {
 			case size > cp.Size, size == cp.Size && sameTree(prev, cp):
 				return nil
 			case size == cp.Size:
-				return fmt.Errorf("%s holds another checkpoint of size %d: %w", g.ref(), size, ErrFork)
+				return &ConflictError{Where: g.ref().String(), Size: size, Note: prev}
 			}
 		}
 		commit, err := g.commit(r, old, cp)
