@@ -16,19 +16,23 @@ import (
 
 // Metrics are writ's collectors.
 type Metrics struct {
-	reg             *prometheus.Registry
-	passSeconds     prometheus.Histogram
-	passErrors      prometheus.Counter
-	lagSeconds      prometheus.Gauge
-	executions      *prometheus.CounterVec
-	policySeconds   prometheus.Histogram
-	auditSeconds    prometheus.Histogram
-	auditEntries    prometheus.Counter
-	httpSeconds     *prometheus.HistogramVec
-	leading         prometheus.Gauge
-	holds           prometheus.Gauge
-	notifyDelivered *prometheus.CounterVec
-	timeOfUse       *prometheus.HistogramVec
+	reg              *prometheus.Registry
+	passSeconds      prometheus.Histogram
+	passErrors       prometheus.Counter
+	lagSeconds       prometheus.Gauge
+	executions       *prometheus.CounterVec
+	policySeconds    prometheus.Histogram
+	auditSeconds     prometheus.Histogram
+	auditEntries     prometheus.Counter
+	httpSeconds      *prometheus.HistogramVec
+	leading          prometheus.Gauge
+	holds            prometheus.Gauge
+	notifyDelivered  *prometheus.CounterVec
+	timeOfUse        *prometheus.HistogramVec
+	sinkUp           *prometheus.GaugeVec
+	sinkNotContained *prometheus.GaugeVec
+	sinkLastSuccess  *prometheus.GaugeVec
+	sinkFailures     *prometheus.CounterVec
 }
 
 // New makes the collectors and registers them, with the Go runtime and
@@ -68,6 +72,15 @@ func New() *Metrics {
 		Help: "Open holds: rewritten history, or policy changes without their admin approvals."})
 	m.notifyDelivered = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "writ", Name: "notifications_total",
 		Help: "Outbound notifications, by outcome (delivered, failed)."}, []string{"outcome"})
+	m.sinkUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "audit_checkpoint_sink_up",
+		Help: "1 when the checkpoint sink holds the last checkpoint offered to it, 0 when that failed (set once this replica offered one)."}, []string{"sink"})
+	m.sinkNotContained = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "audit_checkpoint_sink_not_contained",
+		Help: "1 when the checkpoint sink holds a checkpoint signed by the log's key that the log does not contain (rolled back, truncated or forked)."}, []string{"sink"})
+	m.sinkLastSuccess = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "audit_checkpoint_sink_last_success_timestamp_seconds",
+		Help: "When the checkpoint sink last took a checkpoint (Unix time)."}, []string{"sink"})
+	m.sinkFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "writ", Name: "audit_checkpoint_sink_failures_total",
+		Help: "Checkpoints a sink failed to take."}, []string{"sink"})
+	m.reg.MustRegister(m.sinkUp, m.sinkNotContained, m.sinkLastSuccess, m.sinkFailures)
 	m.reg.MustRegister(m.passSeconds, m.passErrors, m.lagSeconds, m.executions, m.policySeconds, m.auditSeconds,
 		m.auditEntries, m.httpSeconds, m.leading, m.holds, m.notifyDelivered, m.timeOfUse,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -180,4 +193,27 @@ func (m *Metrics) Notified(outcome string) {
 		return
 	}
 	m.notifyDelivered.WithLabelValues(outcome).Inc()
+}
+
+// CheckpointSink records one outcome of an audit checkpoint sink: whether
+// it holds the checkpoint, whether its content proves the log does not
+// contain what it published, and when it last took one (zero: never).
+func (m *Metrics) CheckpointSink(sink string, ok, notContained bool, lastSuccess time.Time) {
+	if m == nil {
+		return
+	}
+	up, nc := 0.0, 0.0
+	if ok {
+		up = 1
+	} else {
+		m.sinkFailures.WithLabelValues(sink).Inc()
+	}
+	if notContained {
+		nc = 1
+	}
+	m.sinkUp.WithLabelValues(sink).Set(up)
+	m.sinkNotContained.WithLabelValues(sink).Set(nc)
+	if !lastSuccess.IsZero() {
+		m.sinkLastSuccess.WithLabelValues(sink).Set(float64(lastSuccess.UnixNano()) / 1e9)
+	}
 }
