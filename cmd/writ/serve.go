@@ -206,6 +206,12 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	if !strings.Contains(repoURL, "://") && !isSCPLike(repoURL) {
 		sinks = append(sinks, audit.GitSink{Repo: repoURL, Ref: cfg.Audit.CheckpointRef})
 	}
+	// One health record of the sinks for the process (a checkpointer is
+	// made per leadership term): metrics, and a readiness check that fails
+	// only when a sink proves the log rolled back or forked.
+	sinkHealth := audit.NewSinkMonitor(func(h audit.SinkHealth) { m.CheckpointSink(h.Sink, h.OK, h.NotContained, h.LastSuccess) })
+	sinkHealth.Track(sinks...)
+	srv.AddCheck("audit checkpoint sinks", func(context.Context) (string, error) { return sinkHealth.Readiness() })
 	secret, err := config.ResolveSecret(env.getenv, cfg.Repository.PasswordEnv, cfg.Repository.PasswordFile)
 	if err != nil {
 		return nil, fmt.Errorf("repository password: %w", err)
@@ -326,7 +332,7 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		if err != nil {
 			return err
 		}
-		cp, err := audit.NewCheckpointer(audit.CheckpointerOptions{Log: flog, Sinks: sinks, Interval: cfg.CheckpointInterval(), Logger: log})
+		cp, err := audit.NewCheckpointer(audit.CheckpointerOptions{Log: flog, Sinks: sinks, Health: sinkHealth, Interval: cfg.CheckpointInterval(), Logger: log})
 		if err != nil {
 			return err
 		}

@@ -47,6 +47,14 @@ func NewSinkMonitor(observe func(SinkHealth)) *SinkMonitor {
 	return &SinkMonitor{observe: observe, Now: time.Now, state: map[string]*SinkHealth{}}
 }
 
+// Track lists sinks before any outcome, so readiness names them on a
+// replica that has not published (a follower).
+func (m *SinkMonitor) Track(sinks ...Sink) {
+	for _, s := range sinks {
+		m.add(s.Name())
+	}
+}
+
 func (m *SinkMonitor) add(sink string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

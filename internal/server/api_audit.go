@@ -218,6 +218,32 @@ func (a *API) latestCheckpoint(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, CheckpointView{Size: cp.Size, Root: hex.EncodeToString(cp.Root), KeyID: cp.KeyID, Note: cp.Note, CreatedAt: cp.CreatedAt})
 }
 
+// SinkResultView is what one checkpoint sink did with a checkpoint.
+type SinkResultView struct {
+	Sink string `json:"sink"`
+	// OK: the sink holds the checkpoint.
+	OK bool `json:"ok"`
+	// Error is why it does not.
+	Error string `json:"error,omitempty"`
+	// NotContained: the sink holds a checkpoint of the log's key that the
+	// log does not contain (rolled back, truncated or forked).
+	NotContained bool `json:"not_contained,omitempty"`
+}
+
+// MadeCheckpoint is the answer of POST /api/v1/audit/checkpoints: the
+// checkpoint, recorded in the database, and each sink's outcome.
+type MadeCheckpoint struct {
+	CheckpointView
+	Sinks []SinkResultView `json:"sinks"`
+	// Warnings are the errors of the sinks that do not hold it.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// makeCheckpoint signs, records and publishes a checkpoint now. Once the
+// database recorded it the answer is 201, whatever the sinks did: each
+// one's outcome is in sinks. A sink proving the log does not contain a
+// checkpoint it published stops the checkpoint before it is recorded:
+// 409 not_contained.
 func (a *API) makeCheckpoint(w http.ResponseWriter, r *http.Request) {
 	if a.opts.Checkpointer == nil {
 		writeProblem(w, http.StatusServiceUnavailable, "no_checkpointer", "this replica does not make checkpoints (the leader does)")
@@ -231,18 +257,32 @@ func (a *API) makeCheckpoint(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusServiceUnavailable, "not_leader", "%v", err)
 		return
 	}
-	if cp == nil && err != nil {
+	if cp == nil && errors.Is(err, audit.ErrNotContained) {
+		a.log.ErrorContext(r.Context(), "checkpoint refused: the log does not contain a published checkpoint", slog.Any("error", err))
+		writeProblem(w, http.StatusConflict, "not_contained", "%v", err)
+		return
+	}
+	if cp == nil {
+		if err == nil {
+			err = errors.New("no checkpoint made")
+		}
 		a.fail(w, r, "make a checkpoint", err)
 		return
 	}
-	out := struct {
-		CheckpointView
-		// Warnings are sinks the checkpoint could not be published to.
-		Warnings []string `json:"warnings,omitempty"`
-	}{CheckpointView: CheckpointView{Size: int64(cp.Size), Root: hex.EncodeToString(cp.Root), KeyID: cp.KeyID, Note: string(cp.Note)}}
-	if err != nil {
+	out := MadeCheckpoint{CheckpointView: CheckpointView{Size: int64(cp.Size), Root: hex.EncodeToString(cp.Root), KeyID: cp.KeyID, Note: string(cp.Note)},
+		Sinks: []SinkResultView{}}
+	for _, s := range cp.Sinks {
+		v := SinkResultView{Sink: s.Sink, OK: s.Err == nil}
+		if s.Err != nil {
+			v.Error, v.NotContained = s.Err.Error(), errors.Is(s.Err, audit.ErrNotContained)
+			out.Warnings = append(out.Warnings, v.Error)
+		}
+		out.Sinks = append(out.Sinks, v)
+	}
+	if err != nil && len(out.Warnings) == 0 {
 		out.Warnings = strings.Split(err.Error(), "\n")
 	}
-	a.log.InfoContext(r.Context(), "checkpoint made on request", slog.Uint64("size", cp.Size), slog.String("by", actor(r, AdminRoles).ID))
+	a.log.InfoContext(r.Context(), "checkpoint made on request", slog.Uint64("size", cp.Size), slog.Int("failed_sinks", len(out.Warnings)),
+		slog.String("by", actor(r, AdminRoles).ID))
 	writeJSON(w, http.StatusCreated, out)
 }
