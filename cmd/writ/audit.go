@@ -30,8 +30,10 @@ published outside the database, so a verifier can prove the log only grew.
 
 The signing key is --key, or DATA_DIR/audit/audit.key (writ serve creates
 it). Verification trusts only the public keys it is given (--keys; default
-the .pub files in DATA_DIR/audit/) and keys those introduce through signed rotation
-entries: never the keys stored in the database or an export.`,
+the .pub files in DATA_DIR/audit/) and the keys signed rotation entries lead
+to from them (forward to the new key, or back from a trusted new key whose
+proof of possession names the old one): never the keys stored in the
+database or an export by themselves.`,
 	}
 	cmd.AddCommand(
 		newAuditAppendCmd(env, g),

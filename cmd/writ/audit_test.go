@@ -45,6 +45,17 @@ func (a *auditCLI) ok(args ...string) string {
 
 var okLine = regexp.MustCompile(`^OK: (\d+) entries, root ([0-9a-f]{64})\n$`)
 
+// verdict is verify's output without its lines about checkpoints.
+func verdict(out string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(out, "\n") {
+		if !strings.HasPrefix(l, "checkpoint ") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
+
 func TestAuditCLI(t *testing.T) {
 	t.Parallel()
 	a := newAuditCLI(t)
@@ -70,7 +81,11 @@ func TestAuditCLI(t *testing.T) {
 	a.ok("audit", "append", "--key", key, "--event", "incident.note", "--subject", "INC-4211")
 
 	out = a.ok("audit", "verify", "--keys", pub, "--checkpoint", cpFile, "--checkpoint", filepath.Join(cpDir, "checkpoint.2"))
-	m := okLine.FindStringSubmatch(out)
+	if !strings.Contains(out, "checkpoint "+cpFile+": size 2, contained\n") ||
+		!strings.Contains(out, "checkpoint "+filepath.Join(a.dataDir, "audit", "checkpoints", "latest")+": none found\n") {
+		t.Fatalf("verify does not say which checkpoints it used: %q", out)
+	}
+	m := okLine.FindStringSubmatch(verdict(out))
 	if m == nil || m[1] != "3" {
 		t.Fatalf("verify: %q", out)
 	}
@@ -97,7 +112,7 @@ func TestAuditCLI(t *testing.T) {
 	otherPrefix := filepath.Join(dir, "other")
 	runCLI(t, "keygen", "--out", otherPrefix)
 	code, out, _ := a.run("audit", "verify", "--keys", otherPrefix+".pub")
-	if code != exitFailure || !strings.HasPrefix(out, "FAIL: seq 0: signed by key ") {
+	if code != exitFailure || !strings.HasPrefix(verdict(out), "FAIL: seq 0: signed by key ") {
 		t.Fatalf("untrusted key: %d %q", code, out)
 	}
 
@@ -115,7 +130,7 @@ func TestAuditCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, _ = a.run("audit", "verify", "--keys", pub)
-	if code != exitFailure || out != "FAIL: seq 1: the entry's bytes do not hash to its stored hash: the entry was altered\n" {
+	if code != exitFailure || verdict(out) != "FAIL: seq 1: the entry's bytes do not hash to its stored hash: the entry was altered\n" {
 		t.Fatalf("tampered: %d %q", code, out)
 	}
 	// The export made before still verifies on its own.
@@ -181,7 +196,7 @@ func TestAuditCLIRotateDataDirKey(t *testing.T) {
 	}
 	a.ok("audit", "append", "--event", "a.b", "--subject", "y")
 	// The default trusted keys (the data directory's) cover both keys.
-	if out := a.ok("audit", "verify"); !strings.HasPrefix(out, "OK: 3 entries, root ") {
+	if out := a.ok("audit", "verify"); !strings.HasPrefix(verdict(out), "OK: 3 entries, root ") {
 		t.Fatalf("verify after rotation: %q", out)
 	}
 	// Trusting only the old key is enough: the rotation introduces the new.
@@ -189,8 +204,14 @@ func TestAuditCLIRotateDataDirKey(t *testing.T) {
 	if len(retired) != 1 {
 		t.Fatalf("retired public keys: %v", retired)
 	}
-	if out := a.ok("audit", "verify", "--keys", retired[0]); !strings.HasPrefix(out, "OK: 3 entries, root ") {
+	if out := a.ok("audit", "verify", "--keys", retired[0]); !strings.HasPrefix(verdict(out), "OK: 3 entries, root ") {
 		t.Fatalf("verify with the old key: %q", out)
+	}
+	// Trusting only the new key is enough too: the rotation's proof of
+	// possession by the new key vouches for the old one (as the server,
+	// which holds the key signing now, verifies).
+	if out := a.ok("audit", "verify", "--keys", filepath.Join(a.dataDir, "audit", "audit.pub")); !strings.HasPrefix(verdict(out), "OK: 3 entries, root ") {
+		t.Fatalf("verify with the new key: %q", out)
 	}
 }
 

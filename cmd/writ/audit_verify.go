@@ -1,20 +1,28 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/store"
 )
 
 type auditVerifyParams struct {
 	export         string
 	keys           string
 	checkpoints    []string
+	found          bool
+	repo           string
 	skipSignatures bool
 	workers        int
 	timeout        time.Duration
@@ -23,7 +31,7 @@ type auditVerifyParams struct {
 func newAuditVerifyCmd(env *cliEnv, g *globals) *cobra.Command {
 	p := auditVerifyParams{}
 	cmd := &cobra.Command{
-		Use:   "verify [--database URL | --export FILE] [--keys PATH] [--checkpoint FILE]...",
+		Use:   "verify [--database URL | --export FILE] [--keys PATH] [--checkpoint FILE]... [--repo PATH]",
 		Short: "Re-derive the audit log's chain, signatures and tree, and prove it only grew",
 		Long: `Verify recomputes everything about the audit log from the stored entry
 bytes: sequence numbers without gaps, the hash chain, canonical entry bytes,
@@ -36,12 +44,26 @@ the database (--database, DATABASE_URL, or the private cluster) or, with
 files (default: those in DATA_DIR/audit/). Keys stored in the database or an
 export are never trusted by themselves.
 
-With --checkpoint (repeatable) it also proves the log contains each signed
-checkpoint you kept: a truncated, rolled-back or rewritten log fails.
+Verifying the database, it also checks the checkpoints writ serve
+publishes outside it, wherever it finds them: DATA_DIR/audit/checkpoints/latest
+(audit.checkpointDir of --config) and the refs/writ/checkpoints ref
+(audit.checkpointRef) of the content repository (--repo, or the
+configuration's repository when it is a local path). Each must be signed
+by a trusted key (or one the log's signed rotations lead to) and
+contained in the log: the log is at least as large and its tree at the
+checkpoint's size has the checkpoint's root. A rolled-back, truncated or
+forked log fails, naming the checkpoint that proves it. It prints a line
+for each ("checkpoint PATH: size N, contained", or "none found");
+--default-checkpoints=false checks only those given.
 
-Prints "OK: N entries, root HEX" and exits 0, or names the first bad
-sequence number and what is wrong and exits 1. Exit 2: usage error.`,
-		Example: `  writ audit verify --keys audit.pub --checkpoint checkpoints/latest
+With --checkpoint (repeatable) it also proves the log contains each signed
+checkpoint you kept.
+
+Prints "OK: N entries, root HEX" last and exits 0, or "FAIL: " lines naming
+the checkpoint or the first bad sequence number and what is wrong, and
+exits 1. Exit 2: usage error.`,
+		Example: `  writ audit verify
+  writ audit verify --keys audit.pub --checkpoint checkpoints/latest --repo /srv/content
   writ audit verify --export audit.ndjson --keys keys/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -52,6 +74,8 @@ sequence number and what is wrong and exits 1. Exit 2: usage error.`,
 	f.StringVar(&p.export, "export", "", "verify an export file instead of the database (- for standard input)")
 	f.StringVar(&p.keys, "keys", "", "trusted public keys: a PEM file or a directory of .pub files (default DATA_DIR/audit/)")
 	f.StringArrayVar(&p.checkpoints, "checkpoint", nil, "a signed checkpoint the log must contain (repeatable)")
+	f.BoolVar(&p.found, "default-checkpoints", true, "also check the checkpoints writ publishes (DATA_DIR/audit/checkpoints/latest, the content repository's ref); database only")
+	f.StringVar(&p.repo, "repo", "", "the content repository whose checkpoint ref to check (default: the configuration's repository, when local)")
 	f.BoolVar(&p.skipSignatures, "no-signatures", false, "check hashes, chain and tree only")
 	f.IntVar(&p.workers, "workers", 0, "goroutines checking entries (default: the number of CPUs)")
 	f.DurationVar(&p.timeout, "timeout", 0, "give up after this long (default: no limit)")
@@ -101,8 +125,49 @@ func runAuditVerify(cmd *cobra.Command, env *cliEnv, g *globals, p auditVerifyPa
 			return err
 		}
 		defer db.Close()
-		if rep, err = audit.VerifyDatabase(ctx, db.store, opts); err != nil {
+		found := make([]foundCheckpoint, len(p.checkpoints))
+		for i, path := range p.checkpoints {
+			found[i] = foundCheckpoint{name: path, note: opts.Checkpoints[i]}
+		}
+		opts.Checkpoints = nil
+		if p.found {
+			more, err := publishedCheckpoints(ctx, g, p.repo)
+			if err != nil {
+				return err
+			}
+			found = append(found, more...)
+		}
+		checked, err := checkCheckpoints(ctx, db.store, &opts, found)
+		if err != nil {
 			return exitWith(exitFailure, err)
+		}
+		rep, err = audit.VerifyDatabase(ctx, db.store, opts)
+		var failures []string
+		for _, c := range checked {
+			if c.failure != "" {
+				failures = append(failures, c.failure)
+			}
+		}
+		if err != nil && len(failures) == 0 {
+			return exitWith(exitFailure, err)
+		}
+		if err != nil {
+			// The log is too far gone to replay (its tables emptied, say);
+			// the checkpoints already say what is missing.
+			g.logger(env.stderr).WarnContext(ctx, "the log could not be replayed", "error", err)
+			rep = &audit.Report{}
+		}
+		for _, c := range checked {
+			fmt.Fprintf(env.stdout, "checkpoint %s: %s\n", c.name, c.status(rep))
+		}
+		if len(failures) > 0 {
+			for _, f := range failures {
+				fmt.Fprintf(env.stdout, "FAIL: %s\n", f)
+			}
+			if rep.Bad != nil {
+				fmt.Fprintf(env.stdout, "FAIL: %s\n", rep.Bad.Error())
+			}
+			return exitWith(exitFailure, nil)
 		}
 	}
 	if rep.Bad != nil {
@@ -132,4 +197,140 @@ func readLimited(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
 	}
 	return b, nil
+}
+
+// foundCheckpoint is a checkpoint the log must contain, and where it came
+// from.
+type foundCheckpoint struct {
+	name string
+	note []byte // nil: none found there
+}
+
+// publishedCheckpoints reads the newest checkpoint of each place writ serve
+// publishes to: the checkpoint directory (DATA_DIR/audit/checkpoints, or
+// audit.checkpointDir), and the checkpoint ref of the content repository
+// when one is known and local (repo, else the configuration's).
+func publishedCheckpoints(ctx context.Context, g *globals, repo string) ([]foundCheckpoint, error) {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	type place struct {
+		name string
+		sink audit.Sink
+	}
+	dir := checkpointDir(g, cfg)
+	places := []place{{filepath.Join(dir, audit.LatestFile), audit.DirSink{Dir: dir}}}
+	explicitRepo := repo != ""
+	if u := cfg.Repository.URL; repo == "" && u != "" && !strings.Contains(u, "://") && !isSCPLike(u) {
+		repo = u
+	}
+	if repo != "" {
+		ref := cfg.Audit.CheckpointRef
+		if ref == "" {
+			ref = audit.DefaultGitRef
+		}
+		places = append(places, place{"git " + repo + " " + ref, audit.GitSink{Repo: repo, Ref: ref}})
+	}
+	out := make([]foundCheckpoint, 0, len(places))
+	for _, pl := range places {
+		note, err := pl.sink.Latest(ctx)
+		if err != nil {
+			if explicitRepo {
+				if _, ok := pl.sink.(audit.GitSink); ok {
+					return nil, usageError("--repo: %v", err)
+				}
+			}
+			return nil, exitWith(exitFailure, fmt.Errorf("checkpoint %s: %w (--default-checkpoints=false skips it)", pl.name, err))
+		}
+		out = append(out, foundCheckpoint{name: pl.name, note: note})
+	}
+	return out, nil
+}
+
+// checkedCheckpoint is what checkCheckpoints found of one checkpoint.
+type checkedCheckpoint struct {
+	name    string
+	none    bool   // none found there
+	size    uint64 // the checkpoint's
+	failure string // why it fails; "" when it does not
+	// unsigned: no trusted keys to check its signature with (--no-signatures).
+	unsigned bool
+}
+
+// status is the line verify prints for the checkpoint, once the log was
+// verified (rep): contained only when CheckCheckpoint found its root in
+// the log and the full verification, re-deriving the tree from the entry
+// bytes, reached its size and proved it too.
+func (c checkedCheckpoint) status(rep *audit.Report) string {
+	switch {
+	case c.none:
+		return "none found"
+	case c.failure != "":
+		return fmt.Sprintf("size %d, FAILED", c.size)
+	case !slices.Contains(rep.Checkpoints, c.size):
+		if rep.Bad != nil {
+			return fmt.Sprintf("size %d, not proven (the log fails first)", c.size)
+		}
+		return fmt.Sprintf("size %d, not proven", c.size)
+	case c.unsigned:
+		return fmt.Sprintf("size %d, contained (signature not checked)", c.size)
+	}
+	return fmt.Sprintf("size %d, contained", c.size)
+}
+
+// checkCheckpoints checks each checkpoint against the log in st with
+// audit.CheckCheckpoint (its signature by a trusted key, or one the log's
+// signed rotations lead to, and its root at its size in the log) and adds
+// it to what the full verification proves (opts.Checkpoints: it re-derives
+// the tree from the entry bytes). opts.Trusted is extended by the keys the
+// log's signed rotations hand over from, so a verifier given the key
+// signing now verifies the entries before it too.
+func checkCheckpoints(ctx context.Context, st *store.Store, opts *audit.VerifyOptions, found []foundCheckpoint) ([]checkedCheckpoint, error) {
+	gone := func(err error) bool { return errors.Is(err, store.ErrNotFound) }
+	var all *audit.KeySet
+	if opts.Trusted != nil && opts.Trusted.Len() > 0 {
+		back, err := audit.TrustPredecessors(ctx, st, opts.Trusted)
+		switch {
+		case gone(err):
+		case err != nil:
+			return nil, err
+		default:
+			opts.Trusted = back
+		}
+		if all, err = audit.TrustRotations(ctx, st, opts.Trusted); gone(err) {
+			all = opts.Trusted
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]checkedCheckpoint, 0, len(found))
+	for _, f := range found {
+		c := checkedCheckpoint{name: f.name, none: f.note == nil, unsigned: all == nil}
+		if c.none {
+			out = append(out, c)
+			continue
+		}
+		size, err := audit.CheckpointSize(f.note)
+		if err != nil {
+			c.failure = fmt.Sprintf("checkpoint %s: %v", f.name, err)
+			out = append(out, c)
+			continue
+		}
+		c.size = size
+		opts.Checkpoints = append(opts.Checkpoints, f.note)
+		cs, err := audit.CheckCheckpoint(ctx, st, f.note, all)
+		switch {
+		case gone(err):
+			c.failure = fmt.Sprintf("checkpoint %s (size %d): the log is gone (%v): %v", f.name, size, err, audit.ErrRollback)
+		case err != nil:
+			return nil, err
+		case !cs.Signed && all != nil:
+			c.failure = fmt.Sprintf("checkpoint %s (size %d) is not signed by a trusted key: %s", f.name, size, cs.SignatureProblem)
+		case !cs.Contained:
+			c.failure = fmt.Sprintf("checkpoint %s (size %d): %s", f.name, size, cs.Problem)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }

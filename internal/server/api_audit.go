@@ -151,7 +151,16 @@ func (a *API) auditVerify(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusTooManyRequests, "busy", "a verification is running; try again when it is done")
 		return
 	}
-	opts := audit.VerifyOptions{Trusted: a.opts.TrustedKeys}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
+	defer cancel()
+	// The server holds the key signing now: after a rotation, the keys
+	// before it are trusted through the rotations' proofs of possession.
+	trusted, err := audit.TrustPredecessors(ctx, a.opts.Store, a.opts.TrustedKeys)
+	if err != nil {
+		a.fail(w, r, "audit verify", err)
+		return
+	}
+	opts := audit.VerifyOptions{Trusted: trusted}
 	for i, c := range req.Checkpoints {
 		if err := checkpointShape([]byte(c)); err != nil {
 			a.fail(w, r, "audit verify", badRequest("checkpoint %d: %v", i, err))
@@ -159,8 +168,6 @@ func (a *API) auditVerify(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.Checkpoints = append(opts.Checkpoints, []byte(c))
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
-	defer cancel()
 	rep, err := audit.VerifyDatabase(ctx, a.opts.Store, opts)
 	if err != nil {
 		a.fail(w, r, "audit verify", err)
@@ -171,7 +178,7 @@ func (a *API) auditVerify(w http.ResponseWriter, r *http.Request) {
 	if out.Checkpoints == nil {
 		out.Checkpoints = []uint64{}
 	}
-	for _, k := range a.opts.TrustedKeys.Keys() {
+	for _, k := range trusted.Keys() {
 		out.TrustedKeys = append(out.TrustedKeys, k.ID)
 	}
 	if rep.Bad != nil {
