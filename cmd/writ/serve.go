@@ -218,6 +218,9 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		if rb := watch.Held(); rb != nil {
 			return "", errors.New(rb.Reason() + "; nothing executes until the admins sign its acknowledgement (docs/audit.md)")
 		}
+		if t := watch.Seen(); t != nil {
+			return fmt.Sprintf("contains the %d entries this server saw", t.Size), nil
+		}
 		return "", nil
 	})
 	secret, err := config.ResolveSecret(env.getenv, cfg.Repository.PasswordEnv, cfg.Repository.PasswordFile)

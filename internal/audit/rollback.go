@@ -91,9 +91,12 @@ func (r *Rollback) Key() string { return fmt.Sprintf("%d:%x", r.Expected.Size, r
 
 // AckRecord is one line of AckFile.
 type AckRecord struct {
-	// Replaced is the tree the log no longer contains; Base the log the
-	// admins accepted instead.
+	// Replaced is the checkpoint file's tree when the admins acknowledged
+	// (from then on the server compares with Base instead of it); Missing
+	// the tree the log was found not to contain; Base the log the admins
+	// accepted.
 	Replaced TreeHead  `json:"replaced"`
+	Missing  TreeHead  `json:"missing"`
 	Base     TreeHead  `json:"base"`
 	Hold     int64     `json:"hold"`
 	By       []string  `json:"by"`
@@ -124,8 +127,20 @@ func (w *RollbackWatch) Held() *Rollback {
 	return w.held
 }
 
+// Seen is the largest tree the log was found to contain (or the base an
+// acknowledgement set), nil before the first check.
+func (w *RollbackWatch) Seen() *TreeHead {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.seen == nil {
+		return nil
+	}
+	t := *w.seen
+	return &t
+}
+
 // Check compares the log in the database with the trees the server knows
-// of. It returns the first one the log does not contain (and remembers it:
+// of. It returns the largest one the log does not contain (and remembers it:
 // Held), or nil, when the log contains them all and its head becomes the
 // tree seen. A rollback stays held until Acknowledge, whatever later checks
 // find.
@@ -157,22 +172,27 @@ func (w *RollbackWatch) Check(ctx context.Context) (*Rollback, error) {
 		default:
 			head = TreeHead{Size: h.Size, Root: h.Root}
 		}
+		// Of the trees missing, the largest is reported.
+		miss := func(e expectation, why error) {
+			if found == nil || e.Size > found.Expected.Size {
+				found = &Rollback{Log: head, Expected: e.TreeHead, Source: e.source, Err: why}
+			}
+		}
 		for _, e := range expect {
 			if e.Size > head.Size {
-				found = &Rollback{Log: head, Expected: e.TreeHead, Source: e.source, Err: ErrRollback}
-				return nil
+				miss(e, ErrRollback)
+				continue
 			}
 			root, err := rootAt(ctx, dbNodes(st), e.Size)
 			if errors.Is(err, errMissingNodes) {
-				found = &Rollback{Log: head, Expected: e.TreeHead, Source: e.source, Err: ErrRollback}
-				return nil
+				miss(e, ErrRollback)
+				continue
 			}
 			if err != nil {
 				return err
 			}
 			if !bytes.Equal(root, e.Root) {
-				found = &Rollback{Log: head, Expected: e.TreeHead, Source: e.source, Err: ErrFork}
-				return nil
+				miss(e, ErrFork)
 			}
 		}
 		return nil
@@ -198,12 +218,18 @@ func (w *RollbackWatch) Check(ctx context.Context) (*Rollback, error) {
 }
 
 // Acknowledge re-bases the watch on base, the log the admins accepted in
-// place of r.Expected: it records the acknowledgement in AckFile (so that
-// the checkpoint file's tree is replaced by base after a restart too),
-// takes base as the tree seen and ends the hold.
+// place of what r found missing: it records in AckFile that the checkpoint
+// file's tree (as it is now) is replaced by base, so that a restart
+// compares with base too, takes base as the tree seen and ends the hold.
 func (w *RollbackWatch) Acknowledge(r *Rollback, base TreeHead, hold int64, by []string, at time.Time) error {
 	if w.dir != "" {
-		rec := AckRecord{Replaced: r.Expected, Base: base, Hold: hold, By: by, At: at.UTC()}
+		replaced := r.Expected
+		if t, err := w.latestTree(); err != nil {
+			return err
+		} else if t != nil {
+			replaced = *t
+		}
+		rec := AckRecord{Replaced: replaced, Missing: r.Expected, Base: base, Hold: hold, By: by, At: at.UTC()}
 		line, err := json.Marshal(rec)
 		if err != nil {
 			return fmt.Errorf("audit: acknowledgement: %w", err)
@@ -278,11 +304,10 @@ type expectation struct {
 	source string
 }
 
-// fileExpectation is the tree of the checkpoint file, or, when an
-// acknowledgement replaced it, the tree accepted in its place. The note's
-// signature is not what matters here: the file is this server's own, in
-// its data directory.
-func (w *RollbackWatch) fileExpectation() (*expectation, error) {
+// latestTree is the tree of the checkpoint file, nil when there is none.
+// The note's signature is not what matters here: the file is this
+// server's own, in its data directory.
+func (w *RollbackWatch) latestTree() (*TreeHead, error) {
 	path := filepath.Join(w.dir, LatestFile)
 	b, err := readCheckpointFile(path)
 	if err != nil {
@@ -295,23 +320,26 @@ func (w *RollbackWatch) fileExpectation() (*expectation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: rollback check: %s: %w", path, err)
 	}
-	e := &expectation{TreeHead: TreeHead{Size: body.Size, Root: body.Hash}, source: "checkpoint " + path}
+	return &TreeHead{Size: body.Size, Root: body.Hash}, nil
+}
+
+// fileExpectation is the tree of the checkpoint file, or, when an
+// acknowledgement replaced it, the tree accepted in its place (the last
+// acknowledgement of that tree).
+func (w *RollbackWatch) fileExpectation() (*expectation, error) {
+	t, err := w.latestTree()
+	if err != nil || t == nil {
+		return nil, err
+	}
+	path := filepath.Join(w.dir, LatestFile)
+	e := &expectation{TreeHead: *t, source: "checkpoint " + path}
 	acks, err := w.acks()
 	if err != nil {
 		return nil, err
 	}
-	// Follow the acknowledgements: each replaces one tree by another.
-	for range len(acks) {
-		moved := false
-		for _, a := range acks {
-			if a.Replaced.Size == e.Size && bytes.Equal(a.Replaced.Root, e.Root) {
-				e = &expectation{TreeHead: a.Base, source: fmt.Sprintf("the tree acknowledged in place of %s (hold %d, %s)", path, a.Hold, filepath.Join(w.dir, AckFile))}
-				moved = true
-				break
-			}
-		}
-		if !moved {
-			break
+	for _, a := range acks {
+		if a.Replaced.Size == t.Size && bytes.Equal(a.Replaced.Root, t.Root) {
+			e = &expectation{TreeHead: a.Base, source: fmt.Sprintf("the tree acknowledged in place of %s (hold %d, %s)", path, a.Hold, filepath.Join(w.dir, AckFile))}
 		}
 	}
 	return e, nil
