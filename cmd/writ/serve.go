@@ -212,6 +212,23 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	sinkHealth := audit.NewSinkMonitor(func(h audit.SinkHealth) { m.CheckpointSink(h.Sink, h.OK, h.NotContained, h.LastSuccess) })
 	sinkHealth.Track(sinks...)
 	srv.AddCheck("audit checkpoint sinks", func(context.Context) (string, error) { return sinkHealth.Readiness() })
+	// The leader's guard against a rolled-back audit log (CheckAuditLog).
+	watch := audit.NewRollbackWatch(db.store, checkpointDir(g, cfg))
+	m.Gauge("audit_rollback_detected", "1 while the audit log is held: it no longer contains a checkpoint this server knows of.", func(context.Context) (float64, error) {
+		if watch.Held() != nil {
+			return 1, nil
+		}
+		return 0, nil
+	})
+	srv.AddCheck("audit log", func(context.Context) (string, error) {
+		if rb := watch.Held(); rb != nil {
+			return "", errors.New(rb.Reason() + "; nothing executes until the admins sign its acknowledgement (docs/audit.md)")
+		}
+		if t := watch.Seen(); t != nil {
+			return fmt.Sprintf("contains the %d entries this server saw", t.Size), nil
+		}
+		return "", nil
+	})
 	secret, err := config.ResolveSecret(env.getenv, cfg.Repository.PasswordEnv, cfg.Repository.PasswordFile)
 	if err != nil {
 		return nil, fmt.Errorf("repository password: %w", err)
@@ -273,7 +290,7 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		Catalog: cfg.Catalog(), Environments: environments(cfg), DefaultPolicies: policies.FS,
 		Approval:      approval.Options{MaxAge: cfg.ApprovalMaxAge(), ClockSkew: cfg.ClockSkew(), RelaxProposal: !cfg.RequireProposal()},
 		MetaApprovals: cfg.AdminApprovals(), Repository: repository, PollInterval: poll, Logger: log, Metrics: m,
-		MaxPlaybooksPerChange: maxPlaybooks, OnNudge: engine.forwardNudge,
+		MaxPlaybooksPerChange: maxPlaybooks, OnNudge: engine.forwardNudge, AuditWatch: watch,
 	})
 	if err != nil {
 		return nil, err
@@ -332,9 +349,13 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		if err != nil {
 			return err
 		}
-		cp, err := audit.NewCheckpointer(audit.CheckpointerOptions{Log: flog, Sinks: sinks, Health: sinkHealth, Interval: cfg.CheckpointInterval(), Logger: log})
+		cp, err := audit.NewCheckpointer(audit.CheckpointerOptions{Log: flog, Sinks: sinks, Health: sinkHealth, Superseded: watch.Superseded,
+			Interval: cfg.CheckpointInterval(), Logger: log})
 		if err != nil {
 			return err
+		}
+		if _, err := rec.CheckAuditLog(lctx); err != nil {
+			log.WarnContext(lctx, "audit rollback check", slog.Any("error", err))
 		}
 		engine.setLeader(rec, epoch, cp)
 		defer engine.setLeader(nil, 0, nil)
@@ -345,6 +366,7 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		}
 		jobsRun := []func(context.Context) error{
 			rec.Run, cp.Run, jobs.Run,
+			func(ctx context.Context) error { return rec.WatchAuditLog(ctx, cfg.CheckpointInterval()) },
 			func(ctx context.Context) error { return db.store.ListenNudges(ctx, rec.Nudge) },
 		}
 		if ghRun != nil {
@@ -404,12 +426,19 @@ func (e *engineFacade) setLeader(r *reconcile.Reconciler, epoch int64, cp *audit
 // (POST /api/v1/audit/checkpoints).
 func (e *engineFacade) Checkpoint(ctx context.Context) (*audit.Checkpoint, error) {
 	e.mu.Lock()
-	cp := e.cp
+	cp, rec := e.cp, e.leader
 	e.mu.Unlock()
 	if cp == nil {
 		return nil, server.ErrNotLeader
 	}
-	return cp.Checkpoint(ctx)
+	if held, err := rec.CheckAuditLog(ctx); err != nil || held {
+		return nil, errors.Join(err, errors.New("the audit log is held: see /readyz"))
+	}
+	c, err := cp.Checkpoint(ctx)
+	if c != nil {
+		rec.AuditWatch().Observe(audit.TreeHead{Size: c.Size, Root: c.Root})
+	}
+	return c, err
 }
 
 func (e *engineFacade) local() (*reconcile.Reconciler, int64) {

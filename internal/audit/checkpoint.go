@@ -195,6 +195,11 @@ type CheckpointerOptions struct {
 	// checkpointers of a process (one per leadership term) so the health
 	// outlives them. Default: a new one, unobserved.
 	Health *SinkMonitor
+	// Superseded reports whether a tree was acknowledged as rolled back
+	// by the admins (RollbackWatch.Superseded): a sink still holding it
+	// keeps it as evidence, and it no longer stops the checkpoints of the
+	// log they accepted. Nil: none is.
+	Superseded func(t TreeHead) bool
 	// Interval is how often Run writes a checkpoint when the log grew.
 	// Default 1 minute.
 	Interval time.Duration
@@ -378,8 +383,15 @@ func (c *Checkpointer) conflict(err error, known *KeySet, cp *Checkpoint) error 
 		return fmt.Errorf("%w that writ cannot verify (%v): refused, not overwritten", err, perr)
 	case other.Origin != cp.Origin:
 		return fmt.Errorf("%w of another log, %q: refused, not overwritten", err, other.Origin)
+	case c.superseded(other):
+		return fmt.Errorf("%w, a tree the admins acknowledged as rolled back: kept as evidence, not overwritten", err)
 	}
 	return fmt.Errorf("%w, signed by log key %.16s, with another root: %w", err, other.KeyID, ErrFork)
+}
+
+// superseded: the admins acknowledged cp's tree as rolled back.
+func (c *Checkpointer) superseded(cp *Checkpoint) bool {
+	return c.opts.Superseded != nil && c.opts.Superseded(TreeHead{Size: cp.Size, Root: cp.Root})
 }
 
 // knownKeys are the keys the log has used: those recorded with it and the
@@ -422,6 +434,9 @@ func (c *Checkpointer) checkAgainst(ctx context.Context, s Sink, known *KeySet, 
 	}
 	if prev.Origin != cp.Origin {
 		return fmt.Errorf("it holds a checkpoint of log %q, not %q: refused, not overwritten", prev.Origin, cp.Origin)
+	}
+	if c.superseded(prev) {
+		return nil
 	}
 	if prev.Size > cp.Size {
 		return fmt.Errorf("it holds a checkpoint of size %d but the log has %d entries: %w", prev.Size, cp.Size, ErrRollback)

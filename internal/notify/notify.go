@@ -57,7 +57,7 @@ type Options struct {
 var DefaultEvents = []string{
 	"execution.waiting", "execution.completed", "execution.failed", "execution.stopped",
 	"repository.history_rewritten", "policy.change_held", "policy.change_adopted", "policy.change_dismissed",
-	"commit.refused",
+	"commit.refused", "audit_log.rollback_held", "audit_log.rollback_acknowledged",
 }
 
 func (o *Options) setDefaults() {
@@ -231,6 +231,7 @@ func Text(e audit.Entry) string {
 		Path        string   `json:"path"`
 		Execution   int64    `json:"execution"`
 		Hold        int64    `json:"hold"`
+		By          []string `json:"by"`
 		Malformed   *struct {
 			Problem string `json:"problem"`
 			Path    string `json:"path"`
@@ -263,6 +264,10 @@ func Text(e audit.Entry) string {
 		return fmt.Sprintf(":scroll: writ adopted the change to policies/ or .writ/ at %.12s (%s).", p.Commit, p.How)
 	case "policy.change_dismissed":
 		return fmt.Sprintf(":no_entry: %s dismissed the unapproved change to policies/ or .writ/ at %.12s: it stays unadopted.", e.Actor.ID, p.Commit)
+	case "audit_log.rollback_held":
+		return fmt.Sprintf(":rotating_light: writ is holding (hold %d): %s. Nothing executes until a quorum of admins signs its acknowledgement.", p.Hold, slackEscape(p.Reason))
+	case "audit_log.rollback_acknowledged":
+		return fmt.Sprintf(":scroll: the audit log rollback hold %d was acknowledged with signed statements (%s): the log as it is now is the one writ expects.", p.Hold, slackEscape(p.How))
 	case "commit.refused":
 		return fmt.Sprintf(":no_entry: writ refused commit %.12s: its tree is malformed (%s at %s: %s); none of its playbook changes was processed.",
 			p.Commit, slackEscape(p.Problem), slackEscape(fmt.Sprintf("%q", p.Path)), slackEscape(p.Reason))

@@ -288,6 +288,9 @@ func (r *Reconciler) AcknowledgeHold(ctx context.Context, id int64, actor audit.
 		if err != nil {
 			return err
 		}
+		if h.Kind == store.HoldAuditRollback {
+			return fmt.Errorf("hold %d (the audit log was rolled back): %w (a quorum of admins, as for a change to policies/ or .writ/)", h.ID, ErrNeedsSignatures)
+		}
 		as, event, text := store.HoldAcknowledged, "repository.hold_acknowledged", "acknowledged"
 		if h.Kind == store.HoldMetaChange {
 			as, event = store.HoldDismissed, eventMetaDismissed

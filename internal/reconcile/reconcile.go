@@ -93,6 +93,9 @@ type Options struct {
 	// when a refusal comes after its window ended; run a Refusals of your
 	// own (its Run) to have every summary written on time.
 	Refusals *audit.Bounded
+	// AuditWatch, when set, is the leader's guard against a rolled-back
+	// audit log (CheckAuditLog): while it holds, no pass runs.
+	AuditWatch *audit.RollbackWatch
 	// OnNudge, when set, is called by Nudge too: a replica that does not
 	// run the loop forwards nudges to the one that does.
 	OnNudge func()
@@ -360,6 +363,7 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (err error) {
 	start := r.opts.Now()
 	defer func() { r.record(ctx, p, start, err) }()
 	steps := []step{
+		{"audit", r.stepAuditHold, false, stopPass},
 		{"fetch", r.stepFetch, true, skipBranch},
 		{"history", r.stepHistory, true, stopPass},
 		{"commits", r.stepCommits, true, goOn},
@@ -462,6 +466,10 @@ func describeHold(h *store.Hold) string {
 	switch h.Kind {
 	case store.HoldHistoryRewritten:
 		return fmt.Sprintf("hold %d: branch history was rewritten at %.12s; nothing runs until an admin acknowledges it", h.ID, h.CommitSHA)
+	case store.HoldAuditRollback:
+		var d auditHoldDetail
+		_ = json.Unmarshal(h.Detail, &d)
+		return fmt.Sprintf("hold %d: %s; nothing executes until the admins sign its acknowledgement (%s)", h.ID, d.Reason, AuditAckSubject)
 	case store.HoldMetaChange:
 		var d struct {
 			Malformed *struct {

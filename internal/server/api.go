@@ -175,6 +175,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, what string, err erro
 		writeProblem(w, http.StatusBadRequest, "not_a_session", "%v: log in with a password", err)
 	case errors.Is(err, reconcile.ErrNotPending):
 		writeProblem(w, http.StatusNotFound, "not_pending", "%v", err)
+	case errors.Is(err, reconcile.ErrNeedsSignatures):
+		writeProblem(w, http.StatusConflict, "needs_signatures", "%v", err)
 	case errors.Is(err, reconcile.ErrNotRunnable):
 		writeProblem(w, http.StatusConflict, "not_runnable", "%v", err)
 	case errors.Is(err, errBadRequest):

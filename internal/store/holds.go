@@ -13,7 +13,7 @@ import (
 // Hold is a reason the reconciler does not move.
 type Hold struct {
 	ID        int64
-	Kind      string // history_rewritten | meta_change
+	Kind      string // history_rewritten | meta_change | audit_rollback
 	CommitSHA string
 	// MetaKey identifies the content of policies/ and .writ/ a meta_change
 	// hold is about (whatever commit carries it).
@@ -46,6 +46,9 @@ const (
 const (
 	HoldHistoryRewritten = "history_rewritten"
 	HoldMetaChange       = "meta_change"
+	// HoldAuditRollback: the audit log no longer contains a checkpoint the
+	// server knows of (rolled back, truncated or forked).
+	HoldAuditRollback = "audit_rollback"
 )
 
 // OpenHold records a hold; an open hold of the same kind at the same commit
@@ -165,4 +168,15 @@ func (s *Store) DismissedMetaChange(ctx context.Context, metaKey string) (*Hold,
 		return nil, fmt.Errorf("store: dismissed change: %w", err)
 	}
 	return h, nil
+}
+
+// RewindNotificationCursor moves the notifier's cursor back to next when it
+// is past it: after the audit log was rolled back, the entries appended
+// since (the hold's first) have sequence numbers the notifier already
+// passed.
+func (s *Store) RewindNotificationCursor(ctx context.Context, next int64) error {
+	if _, err := s.db.Exec(ctx, `UPDATE notification_cursor SET next_seq = least(next_seq, $1) WHERE id = 1`, next); err != nil {
+		return fmt.Errorf("store: notification cursor: %w", translate(err))
+	}
+	return nil
 }

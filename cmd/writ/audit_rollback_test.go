@@ -1,0 +1,434 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/dbtest"
+	"github.com/writ-sec/writ/internal/gitsrc"
+	"github.com/writ-sec/writ/internal/keys"
+	"github.com/writ-sec/writ/internal/reconcile"
+	"github.com/writ-sec/writ/internal/store"
+	"github.com/writ-sec/writ/internal/trust"
+	"github.com/writ-sec/writ/policies"
+)
+
+// The audit tables a rollback restores, in the order they are written.
+var auditTables = []string{"audit_log", "audit_keys", "audit_entries", "audit_heads", "audit_tree_nodes", "audit_checkpoints"}
+
+// rollbackRig is a trust rig whose server checkpoints every second, and a
+// database superuser who rewrites the audit tables with triggers off.
+type rollbackRig struct {
+	*trustRig
+	admin    string
+	attacker *pgx.Conn
+	ckDir    string
+	// pendingHead is the commit pushed while held.
+	pendingHead string
+}
+
+func newRollbackRig(t *testing.T) *rollbackRig {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "writ.yaml")
+	if err := os.WriteFile(cfg, []byte("apiVersion: writ/v1\nkind: ServerConfig\naudit:\n  checkpointInterval: 1s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTrustRigWith(t, map[string][]string{"alice": {"analyst"}, "dave": {"admin"}, "erin": {"admin"}}, "--config", cfg)
+	r := &rollbackRig{trustRig: tr, ckDir: filepath.Join(tr.dataDir, "audit", "checkpoints")}
+	r.admin = r.token("root", "admin")
+	conn, err := pgx.Connect(context.Background(), r.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(context.Background(), `SET session_replication_role = replica`); err != nil {
+		t.Fatal(err)
+	}
+	r.attacker = conn
+	return r
+}
+
+func (r *rollbackRig) exec(sql string) {
+	r.t.Helper()
+	if _, err := r.attacker.Exec(context.Background(), sql); err != nil {
+		r.t.Fatalf("attacker: %s: %v", sql, err)
+	}
+}
+
+func (r *rollbackRig) head() uint64 {
+	r.t.Helper()
+	h, err := r.st.AuditHead(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return uint64(h.Size)
+}
+
+// checkpointed waits until the checkpoint file holds the log's size (the
+// checkpointer writes one a second when the log grew).
+func (r *rollbackRig) checkpointed() uint64 {
+	r.t.Helper()
+	var size uint64
+	r.waitFor("a checkpoint of the whole log", func() bool {
+		b, err := os.ReadFile(filepath.Join(r.ckDir, audit.LatestFile))
+		if err != nil {
+			return false
+		}
+		lines := strings.SplitN(string(b), "\n", 3)
+		_, _ = fmt.Sscan(lines[1], &size)
+		return size > 0 && size == r.head()
+	})
+	return size
+}
+
+// seen waits until the server checked the log at its current size.
+func (r *rollbackRig) seen() uint64 {
+	r.t.Helper()
+	var size uint64
+	r.waitFor("the server seeing the whole log", func() bool {
+		size = r.head()
+		_, body := r.readyz()
+		return strings.Contains(body, fmt.Sprintf("contains the %d entries this server saw", size))
+	})
+	return size
+}
+
+// grow appends entries the way an admin does: accounts.
+func (r *rollbackRig) grow(n int, prefix string) {
+	r.t.Helper()
+	for i := range n {
+		db := []string{"--database", r.dbURL, "--data-dir", r.dataDir}
+		if code, _, errOut := runCLI(r.t, append(db, "user", "add", fmt.Sprintf("%s%d", prefix, i), "--role", "viewer", "--no-password")...); code != exitOK {
+			r.t.Fatalf("user add: %s", errOut)
+		}
+	}
+}
+
+// snapshot copies the audit tables' rows aside (as the superuser can).
+func (r *rollbackRig) snapshot(name string) {
+	r.t.Helper()
+	for _, tb := range auditTables {
+		r.exec(fmt.Sprintf("CREATE TABLE %s_%s AS SELECT * FROM %s", name, tb, tb))
+	}
+}
+
+// restore puts a snapshot back, in one transaction, triggers off.
+func (r *rollbackRig) restore(name string) {
+	r.t.Helper()
+	var b strings.Builder
+	b.WriteString("BEGIN;")
+	for _, tb := range auditTables {
+		fmt.Fprintf(&b, "DELETE FROM %s; INSERT INTO %s SELECT * FROM %s_%s;", tb, tb, name, tb)
+	}
+	b.WriteString("COMMIT;")
+	r.exec(b.String())
+}
+
+func (r *rollbackRig) readyz() (int, string) {
+	r.t.Helper()
+	resp, err := http.Get(r.base + "/readyz")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+var rollbackMetricRE = regexp.MustCompile(`(?m)^writ_audit_rollback_detected ([0-9.-]+)$`)
+
+func (r *rollbackRig) metric() string {
+	r.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, r.base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+r.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := rollbackMetricRE.FindSubmatch(b)
+	if m == nil {
+		r.t.Fatalf("no writ_audit_rollback_detected in /metrics: %s %.300s", resp.Status, b)
+	}
+	return string(m[1])
+}
+
+func (r *rollbackRig) auditHold() *store.Hold {
+	r.t.Helper()
+	holds, err := r.st.OpenHolds(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, h := range holds {
+		if h.Kind == store.HoldAuditRollback {
+			return h
+		}
+	}
+	return nil
+}
+
+// expectHeld waits for the hold and checks everything that shows it: the
+// hold, /readyz with the reason, the metric; and that passes stop: a
+// merged playbook is not even processed.
+func (r *rollbackRig) expectHeld(reason string) *store.Hold {
+	r.t.Helper()
+	var h *store.Hold
+	r.waitFor("the audit hold", func() bool { h = r.auditHold(); return h != nil })
+	code, body := r.readyz()
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, reason) {
+		r.t.Fatalf("/readyz while held: %d %s; want 503 with %q", code, body, reason)
+	}
+	if m := r.metric(); m != "1" {
+		r.t.Fatalf("writ_audit_rollback_detected %s while held", m)
+	}
+	before, executions := r.state().ProcessedSHA, r.executions()
+	r.repo.Write(fmt.Sprintf("playbooks/held-%d.yaml", h.ID), fmt.Sprintf("apiVersion: writ/v1\nkind: Playbook\nmetadata:\n  name: held-%d\nspec:\n"+
+		"  action: block_ip\n  targets: [203.0.113.%d]\n  justification: held\n  severity: low\n  environment: staging\n", h.ID, h.ID%250+1))
+	head := r.repo.Commit(fmt.Sprintf("held %d", h.ID))
+	r.repo.Push()
+	// Passes run every 50ms: give them a second.
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if st := r.state(); st.ProcessedSHA != before {
+			r.t.Fatalf("a pass processed %s while the audit log was held", st.ProcessedSHA)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := r.executions(); n != executions {
+		r.t.Fatalf("%d operations recorded while held (%d before)", n, executions)
+	}
+	r.pendingHead = head
+	return h
+}
+
+// executions counts the operations recorded.
+func (r *rollbackRig) executions() int {
+	r.t.Helper()
+	var n int
+	if err := r.attacker.QueryRow(context.Background(), `SELECT count(*) FROM executions`).Scan(&n); err != nil {
+		r.t.Fatal(err)
+	}
+	return n
+}
+
+// acknowledge tries one admin's token (refused), then the two admins'
+// signed statements; the hold ends, writ is ready and goes on.
+func (r *rollbackRig) acknowledge(h *store.Hold) {
+	r.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/api/v1/holds/%d/acknowledge", r.base, h.ID), nil)
+	req.Header.Set("Authorization", "Bearer "+r.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(b), "signed statements") {
+		r.t.Fatalf("one admin's acknowledgement: %s %s", resp.Status, b)
+	}
+	if r.auditHold() == nil {
+		r.t.Fatal("a password ended the audit hold")
+	}
+	change, err := reconcile.AuditAckStatement(h, r.state().AdoptedSHA)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	identity, err := gitsrc.Identity(r.repo.Bare)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	digest := trust.TrustedPolicyDigest(os.DirFS(r.repo.Work), policies.FS)
+	for i, who := range []string{"dave", "erin"} {
+		pem, err := os.ReadFile(filepath.Join(r.keyDir, who+".key"))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		k, err := keys.ParsePrivate(pem, nil)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		s, err := keys.Signer(k)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		now := time.Now()
+		tr := change.Transition
+		raw, err := approval.Sign(s, approval.NewStatement(change.Subjects, approval.Predicate{
+			Decision: "approve", Approver: who, Repository: identity, PolicyDigest: digest, Transition: &tr,
+			Reason: "restored from backup on purpose", IssuedAt: now, ExpiresAt: now.Add(time.Hour),
+		}))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		resp, err := http.Post(r.base+"/api/v1/approvals", "application/json", bytes.NewReader(raw))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			r.t.Fatalf("%s's statement: %s %s", who, resp.Status, b)
+		}
+		if i == 0 {
+			time.Sleep(500 * time.Millisecond)
+			if r.auditHold() == nil {
+				r.t.Fatal("one admin's signature ended the audit hold")
+			}
+		}
+	}
+	r.waitFor("the acknowledgement", func() bool { return r.auditHold() == nil })
+	got, err := r.st.HoldByID(context.Background(), h.ID)
+	if err != nil || got.ResolvedAs != store.HoldAcknowledged || !strings.Contains(got.Resolution, "signed statements") {
+		r.t.Fatalf("the hold after the signatures: %+v %v", got, err)
+	}
+	r.waitFor("/readyz ready", func() bool { code, _ := r.readyz(); return code == http.StatusOK })
+	if m := r.metric(); m != "0" {
+		r.t.Fatalf("writ_audit_rollback_detected %s after the acknowledgement", m)
+	}
+	r.waitFor("the held commit processed", func() bool { return r.state().ProcessedSHA == r.pendingHead })
+	r.waitFor("the held playbook's operation recorded", func() bool { return r.executions() > 0 })
+}
+
+// A rollback of the audit tables behind the running server's back holds
+// it: an older copy restored, the tables truncated, a fork. Each time
+// /readyz says why, the metric is 1, passes stop (a merged playbook is not
+// processed, nothing executes), one admin's token does not end it, and the
+// admins' signed statements do; writ then expects the log as it is.
+func TestAuditRollbackHolds(t *testing.T) {
+	if !dbtest.Started() {
+		t.Skip("no PostgreSQL")
+	}
+	r := newRollbackRig(t)
+	waitReady(t, r.base)
+	if m := r.metric(); m != "0" {
+		t.Fatalf("writ_audit_rollback_detected %s at start", m)
+	}
+
+	// An older copy restored.
+	r.grow(2, "a")
+	old := r.checkpointed()
+	r.snapshot("snap1")
+	r.grow(3, "b")
+	cp := r.checkpointed()
+	r.restore("snap1")
+	h := r.expectHeld(fmt.Sprintf("audit log rolled back: the log has %d entries, checkpoint %s has %d with root", old, filepath.Join(r.ckDir, audit.LatestFile), cp))
+	r.acknowledge(h)
+
+	// Everything truncated (left as a freshly migrated log would be). The
+	// checkpoint file still holds the rolled-back checkpoint (the
+	// checkpointer does not publish over it), so it is what the server saw
+	// that is missing now.
+	r.grow(2, "c")
+	seen := r.seen()
+	r.exec(`BEGIN; TRUNCATE audit_entries, audit_heads, audit_tree_nodes, audit_checkpoints;
+		INSERT INTO audit_heads (size, last_hash, last_at, compact) VALUES (0, decode(repeat('00', 32), 'hex'), NULL, ''::bytea); COMMIT;`)
+	h = r.expectHeld(fmt.Sprintf("audit log rolled back: the log has 0 entries, the tree this server saw has %d with root", seen))
+	r.acknowledge(h)
+
+	// A fork: an older copy restored, then other entries appended on top,
+	// more than the checkpoint had, made aside and put in at once.
+	r.grow(2, "d")
+	r.seen()
+	r.snapshot("snap2")
+	r.grow(2, "e")
+	seen = r.seen()
+	fork := forkOf(t, r, "snap2", int(seen)+3)
+	r.restore(fork)
+	h = r.expectHeld(fmt.Sprintf("audit log forked: the log has %d entries, the tree this server saw has %d with root", seen+3, seen))
+	r.acknowledge(h)
+	r.grow(1, "f")
+	r.seen()
+}
+
+// forkOf builds, in a scratch database, the snapshot's log with other
+// entries appended (signed with the server's key) until it has size
+// entries, and stores its tables in the rig's database as snapshot "fork".
+func forkOf(t *testing.T, r *rollbackRig, snap string, size int) string {
+	t.Helper()
+	ctx := context.Background()
+	scratchURL := dbtest.URL(t)
+	scratch, err := pgx.Connect(ctx, scratchURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer scratch.Close(ctx)
+	if _, err := scratch.Exec(ctx, `SET session_replication_role = replica`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range auditTables {
+		if _, err := scratch.Exec(ctx, "DELETE FROM "+tb); err != nil {
+			t.Fatal(err)
+		}
+		copyRows(t, r.attacker, scratch, snap+"_"+tb, tb)
+	}
+	st, err := store.Open(ctx, store.Options{URL: scratchURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	key, _, err := audit.EnsureKey(r.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.NewLog(audit.LogOptions{Store: st, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := l.Head(ctx)
+	for i := int(h.Size); i < size; i++ {
+		if _, err := l.Append(ctx, st, audit.Entry{Actor: audit.SystemActor, Event: "fork.entry", Success: true,
+			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: fmt.Sprint(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tb := range auditTables {
+		if _, err := r.attacker.Exec(ctx, fmt.Sprintf("CREATE TABLE fork_%s AS SELECT * FROM %s WITH NO DATA", tb, tb)); err != nil {
+			t.Fatal(err)
+		}
+		copyRows(t, scratch, r.attacker, tb, "fork_"+tb)
+	}
+	return "fork"
+}
+
+// copyRows copies every row of table from into table to.
+func copyRows(t *testing.T, from, to *pgx.Conn, src, dst string) {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := from.Query(ctx, "SELECT * FROM "+src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cols []string
+	for _, f := range rows.FieldDescriptions() {
+		cols = append(cols, f.Name)
+	}
+	var all [][]any
+	for rows.Next() {
+		v, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, v)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := to.CopyFrom(ctx, pgx.Identifier{dst}, cols, pgx.CopyFromRows(all)); err != nil {
+		t.Fatalf("copy %s to %s: %v", src, dst, err)
+	}
+}
