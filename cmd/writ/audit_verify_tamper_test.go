@@ -178,19 +178,19 @@ func (tc *tamperCLI) rechain(from int, resign *foreign) {
 	}
 }
 
-var auditTables = []string{"audit_entries", "audit_heads", "audit_tree_nodes", "audit_keys", "audit_checkpoints"}
+var tamperTables = []string{"audit_entries", "audit_heads", "audit_tree_nodes", "audit_keys", "audit_checkpoints"}
 
 // backup copies the audit tables (an older copy of the database, as a
 // dump would hold it); restore puts them back over the current ones.
 func (tc *tamperCLI) backup() {
-	for _, tb := range auditTables {
+	for _, tb := range tamperTables {
 		tc.exec(fmt.Sprintf(`CREATE TABLE backup_%s AS SELECT * FROM %s`, tb, tb))
 	}
 }
 
 func (tc *tamperCLI) restore() {
-	tc.exec(`TRUNCATE ` + strings.Join(auditTables, ", "))
-	for _, tb := range auditTables {
+	tc.exec(`TRUNCATE ` + strings.Join(tamperTables, ", "))
+	for _, tb := range tamperTables {
 		tc.exec(fmt.Sprintf(`INSERT INTO %s SELECT * FROM backup_%s`, tb, tb))
 	}
 }
@@ -305,14 +305,14 @@ func TestAuditVerifyTamperMatrix(t *testing.T) {
 			}
 		}},
 		{"full truncate", func(t *testing.T, tc *tamperCLI) {
-			tc.exec(`TRUNCATE ` + strings.Join(auditTables, ", "))
+			tc.exec(`TRUNCATE ` + strings.Join(tamperTables, ", "))
 			// As a fresh migration leaves it: the empty head.
 			tc.exec(`INSERT INTO audit_heads (size, last_hash, last_at, compact) VALUES (0, decode(repeat('00', 32), 'hex'), NULL, ''::bytea)`)
 		}, func(tc *tamperCLI) []string {
 			return []string{"FAIL: checkpoint " + latest(tc) + " (size 300): the log has 0 entries, fewer than the checkpoint's 300: the log is smaller than a checkpoint it published: truncated or rolled back"}
 		}},
 		{"every audit table emptied", func(t *testing.T, tc *tamperCLI) {
-			tc.exec(`TRUNCATE audit_log, ` + strings.Join(auditTables, ", "))
+			tc.exec(`TRUNCATE audit_log, ` + strings.Join(tamperTables, ", "))
 		}, func(tc *tamperCLI) []string {
 			return []string{"FAIL: checkpoint " + latest(tc) + " (size 300): the log is gone (", "truncated or rolled back"}
 		}},
