@@ -88,7 +88,7 @@ func runAuditAppend(cmd *cobra.Command, env *cliEnv, g *globals, p auditAppendPa
 	}
 	e := audit.Entry{
 		Actor:   audit.Actor{ID: actor, Role: p.role},
-		Event:   p.event,
+		Event:   audit.Event(p.event),
 		Subject: subject,
 		Success: !p.failure,
 		Payload: payload,
