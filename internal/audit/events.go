@@ -105,8 +105,9 @@ type EventSpec struct {
 	Subject string
 	// Summary is what the entry records, in one line.
 	Summary string
-	// Payload lists the payload fields (before and after, when the entry
-	// carries them, are named with a "before/after:" item).
+	// Payload lists the payload fields; an item "name: what" describes
+	// a field's parts (an object's fields; "before/after:" the entry's
+	// before and after).
 	Payload []string
 }
 
@@ -127,9 +128,9 @@ var catalogue = []EventSpec{
 	{EventKeyRotated, "the rotating operator", "key: new key id", "the signing key changed (writ audit rotate-key); signed by the old key, with the new key's proof of possession",
 		[]string{"new_key_algorithm", "new_key_id", "new_public_key", "old_key_id", "proof"}},
 	{EventAuditExport, "the caller", "audit_log", "the log, or a filtered part of it, was exported (API or console); recorded after the export ended, also when it failed",
-		[]string{"via", "format", "since", "until", "actor", "event", "proofs", "entries", "size", "complete", "error"}},
+		[]string{"via", "format", "filter: since, until, actor, event", "proofs", "entries", "size", "complete", "error"}},
 	{EventAuditVerify, "the caller", "audit_log", "the server verified the log (POST /api/v1/audit/verify): the outcome, also when verification could not run",
-		[]string{"ok", "entries", "size", "signatures", "checkpoints", "bad_seq", "bad_reason", "error"}},
+		[]string{"ok", "checkpoints_given", "entries", "size", "signatures", "checkpoints", "bad_seq", "bad_reason", "error"}},
 
 	{EventAuthLogin, "the user", "user", "a user signed in and got a session", []string{"method", "session", "remote", "expires_at", "must_change_password"}},
 	{EventAuthLogout, "the user", "user", "a user signed out: the session ended", []string{"session"}},
