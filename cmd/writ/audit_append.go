@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,13 +23,14 @@ type auditAppendParams struct {
 	payload string
 	failure bool
 	key     string
+	idemKey string
 	timeout time.Duration
 }
 
 func newAuditAppendCmd(env *cliEnv, g *globals) *cobra.Command {
 	p := auditAppendParams{}
 	cmd := &cobra.Command{
-		Use:   "append --event TYPE --subject S [--actor ID] [--payload JSON|@FILE]",
+		Use:   "append --event TYPE --subject S [--actor ID] [--payload JSON|@FILE] [--idempotency-key K]",
 		Short: "Record an external event (a manual action, an incident note)",
 		Long: `Append records an event that happened outside writ: a manual containment
 step, a note from an incident, a decision taken by phone. It is signed and
@@ -40,10 +42,19 @@ chained like every other entry.
 --payload is JSON, @FILE, or @- for standard input. --actor defaults to
 $USER; --role to admin.
 
-Prints the entry's sequence number and hash. Exit status: 0 recorded,
-1 failure, 2 usage error.`,
+--idempotency-key makes a retry safe: an append that timed out or lost
+its answer may still have committed, and running the same command again
+with the same key prints the first append's sequence number and hash
+instead of recording a duplicate. The same key with a different entry
+(actor, event, subject, --failure or payload) is refused. Keys (1-256
+printable ASCII characters, no spaces) are stored with the log, outside
+the signed entry; use a new one for each new entry, e.g. a UUID.
+
+Prints the entry's sequence number and hash. Exit status: 0 recorded
+(or already recorded with the key), 1 failure, 2 usage error.`,
 		Example: `  writ audit append --event incident.note --subject INC-4211 \
-      --payload '{"note":"blocked 203.0.113.7 at the edge firewall by hand"}'
+      --payload '{"note":"blocked 203.0.113.7 at the edge firewall by hand"}' \
+      --idempotency-key inc-4211-note-1
   writ audit append --event manual.block --subject playbook:block-c2-beacon --payload @note.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -58,6 +69,7 @@ Prints the entry's sequence number and hash. Exit status: 0 recorded,
 	f.StringVar(&p.payload, "payload", "", "JSON payload, @FILE, or @- for standard input")
 	f.BoolVar(&p.failure, "failure", false, "record the event as unsuccessful")
 	f.StringVar(&p.key, "key", "", "audit signing key (default DATA_DIR/audit/audit.key; password from WRIT_KEY_PASSWORD)")
+	f.StringVar(&p.idemKey, "idempotency-key", "", "a retry with this key returns the first append's result instead of a duplicate")
 	f.DurationVar(&p.timeout, "timeout", time.Minute, "give up after this long")
 	return cmd
 }
@@ -88,7 +100,7 @@ func runAuditAppend(cmd *cobra.Command, env *cliEnv, g *globals, p auditAppendPa
 	}
 	e := audit.Entry{
 		Actor:   audit.Actor{ID: actor, Role: p.role},
-		Event:   p.event,
+		Event:   audit.Event(p.event),
 		Subject: subject,
 		Success: !p.failure,
 		Payload: payload,
@@ -96,6 +108,11 @@ func runAuditAppend(cmd *cobra.Command, env *cliEnv, g *globals, p auditAppendPa
 	// Check the entry before touching keys or the database.
 	if err := e.Validate(); err != nil {
 		return usageError("%v", err)
+	}
+	if cmd.Flags().Changed("idempotency-key") {
+		if err := audit.CheckIdempotencyKey(p.idemKey); err != nil {
+			return usageError("--idempotency-key: %v", err)
+		}
 	}
 	key, err := loadAuditKey(env, g, p.key, "WRIT_KEY_PASSWORD")
 	if err != nil {
@@ -112,11 +129,25 @@ func runAuditAppend(cmd *cobra.Command, env *cliEnv, g *globals, p auditAppendPa
 	if err != nil {
 		return exitWith(exitFailure, err)
 	}
-	recs, err := l.Append(ctx, db.store, e)
+	if p.idemKey == "" {
+		recs, err := l.Append(ctx, db.store, e)
+		if err != nil {
+			return exitWith(exitFailure, err)
+		}
+		fmt.Fprintf(env.stdout, "appended seq %d, hash %x\n", recs[0].Seq, recs[0].Hash)
+		return nil
+	}
+	rec, replayed, err := l.AppendIdempotent(ctx, db.store, p.idemKey, e)
+	if errors.Is(err, audit.ErrIdempotencyConflict) {
+		return exitWith(exitFailure, fmt.Errorf("--idempotency-key %q: %w", p.idemKey, err))
+	}
 	if err != nil {
 		return exitWith(exitFailure, err)
 	}
-	fmt.Fprintf(env.stdout, "appended seq %d, hash %x\n", recs[0].Seq, recs[0].Hash)
+	if replayed {
+		fmt.Fprintf(env.stderr, "writ: already appended with idempotency key %q; nothing new recorded\n", p.idemKey)
+	}
+	fmt.Fprintf(env.stdout, "appended seq %d, hash %x\n", rec.Seq, rec.Hash)
 	return nil
 }
 

@@ -84,7 +84,7 @@ func (tc *tamperCLI) appendN(n int, event string) {
 		for range min(10, n-i) {
 			es = append(es, audit.Entry{
 				Actor:   audit.Actor{ID: fmt.Sprintf("user-%d", tc.entry%7), Role: "approver"},
-				Event:   event,
+				Event:   audit.Event(event),
 				Subject: audit.Subject{Kind: "incident", Name: "INC-4211"},
 				Success: true,
 				Payload: audit.MustJSON(map[string]any{"n": tc.entry, "note": "C2 beaconing seen on fin-ws-12"}),

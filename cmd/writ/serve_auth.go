@@ -96,12 +96,12 @@ func setupAuthAPI(ctx context.Context, cfg *config.Config, engine server.Engine,
 		oidcLogin = &server.OIDCLogin{Issuer: o.Issuer, ClientID: o.LoginClientID(), Scopes: o.LoginScopes()}
 	}
 	api, err := server.NewAPIWith(server.APIOptions{Store: db.store, Engine: engine, Auth: a, TrustedKeys: trusted, Checkpointer: cp,
-		OIDCLogin: oidcLogin, Logger: log})
+		OIDCLogin: oidcLogin, Audit: alog, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	api.Register(srv)
-	if err := setupConsole(cfg, engine, db, a, web, trusted, cp, srv, log); err != nil {
+	if err := setupConsole(cfg, engine, db, a, web, trusted, alog, cp, srv, log); err != nil {
 		return nil, err
 	}
 	issuer := ""
@@ -212,7 +212,7 @@ func newWebLogin(o *config.OIDC, v *auth.OIDC, getenv func(string) string) (*aut
 // setupConsole mounts the web console at / (unless console.disabled):
 // the API's store, authenticator, engine and audit keys, the origin
 // browsers reach it at.
-func setupConsole(cfg *config.Config, engine server.Engine, db *database, a *auth.Authenticator, web *auth.WebLogin, trusted *audit.KeySet, cp server.Checkpointer,
+func setupConsole(cfg *config.Config, engine server.Engine, db *database, a *auth.Authenticator, web *auth.WebLogin, trusted *audit.KeySet, alog *audit.Log, cp server.Checkpointer,
 	srv *server.Server, log *slog.Logger) error {
 	origin := ""
 	if c := cfg.Console; c != nil {
@@ -226,7 +226,7 @@ func setupConsole(cfg *config.Config, engine server.Engine, db *database, a *aut
 	if len(envs) == 0 {
 		envs = config.DefaultEnvironments()
 	}
-	con, err := console.New(console.Options{Store: db.store, Auth: a, Engine: engine, WebLogin: web, Origin: origin, TrustedKeys: trusted,
+	con, err := console.New(console.Options{Store: db.store, Auth: a, Engine: engine, WebLogin: web, Origin: origin, TrustedKeys: trusted, Audit: alog,
 		Checkpointer: cp, Environments: slices.Sorted(maps.Keys(envs)), Logger: log})
 	if err != nil {
 		return fmt.Errorf("console: %w", err)

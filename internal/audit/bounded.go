@@ -163,7 +163,7 @@ func (b *Bounded) Append(ctx context.Context, e Entry) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.Timeout)
 	defer cancel()
 	if _, err := b.opts.Log.Append(actx, b.opts.Store, e); err != nil {
-		b.opts.Logger.ErrorContext(ctx, "audit a bounded event", slog.String("event", e.Event), slog.Any("error", err))
+		b.opts.Logger.ErrorContext(ctx, "audit a bounded event", slog.String("event", string(e.Event)), slog.Any("error", err))
 	}
 }
 
@@ -202,7 +202,7 @@ func (b *Bounded) cut(now time.Time) (*Entry, int) {
 }
 
 func (b *Bounded) writeSummary(ctx context.Context, e Entry, counted int) {
-	b.opts.Logger.WarnContext(ctx, "events counted into an audit summary", slog.String("event", e.Event), slog.Int("counted", counted))
+	b.opts.Logger.WarnContext(ctx, "events counted into an audit summary", slog.String("event", string(e.Event)), slog.Int("counted", counted))
 	b.Append(ctx, e)
 }
 

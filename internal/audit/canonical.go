@@ -337,9 +337,11 @@ func Decode(b []byte) (Entry, error) {
 	if err := p.need(`,"event":`); err != nil {
 		return Entry{}, err
 	}
-	if e.Event, err = p.str(); err != nil {
+	ev, err := p.str()
+	if err != nil {
 		return Entry{}, err
 	}
+	e.Event = Event(ev)
 	if p.field(`,"payload":`) {
 		if e.Payload, err = p.raw(); err != nil {
 			return Entry{}, err

@@ -41,24 +41,6 @@ const (
 	maxSubjectPart = 1024
 )
 
-// Events the engine records. External events (writ audit append) may use
-// any name outside the reserved "audit." namespace.
-const (
-	EventPRChecked         = "pr.checked"
-	EventApprovalAccepted  = "approval.accepted"
-	EventApprovalRejected  = "approval.rejected"
-	EventMergeSeen         = "merge.seen"
-	EventExecutionStarted  = "execution.started"
-	EventExecutionFinished = "execution.finished"
-	EventExecutionReverted = "execution.reverted"
-	EventConfigChanged     = "config.changed"
-	EventAuthLogin         = "auth.login"
-	EventAuthLogout        = "auth.logout"
-	EventExternal          = "external.note"
-	// EventKeyRotated is written only by Log.RotateKey.
-	EventKeyRotated = "audit.key_rotated"
-)
-
 // reservedPrefix is the event namespace only this package writes.
 const reservedPrefix = "audit."
 
@@ -70,6 +52,7 @@ const (
 	SubjectConfig    = "config"
 	SubjectUser      = "user"
 	SubjectKey       = "key"
+	SubjectAuditLog  = "audit_log"
 )
 
 // SystemActor is the actor of entries writ records on its own behalf.
@@ -97,7 +80,7 @@ type Entry struct {
 	Seq     uint64
 	Time    time.Time
 	Actor   Actor
-	Event   string
+	Event   Event
 	Subject Subject // zero: no subject
 	Success bool
 	Before  json.RawMessage
@@ -214,8 +197,8 @@ func (e *Entry) validate() error {
 	}
 	text("actor id", e.Actor.ID, maxIDLen, true)
 	text("actor role", e.Actor.Role, maxRoleLen, true)
-	text("event", e.Event, maxEventLen, true)
-	check(e.Event == "" || validEvent(e.Event), "event %q is not dotted lower-case words (like pr.checked)", e.Event)
+	text("event", string(e.Event), maxEventLen, true)
+	check(e.Event == "" || validEvent(string(e.Event)), "event %q is not dotted lower-case words (like pr.checked)", e.Event)
 	if e.Subject != (Subject{}) {
 		text("subject kind", e.Subject.Kind, maxSubjectPart, true)
 		text("subject name", e.Subject.Name, maxSubjectPart, false)
@@ -229,7 +212,7 @@ func (e *Entry) validate() error {
 
 // Validate reports what Append would refuse in the entry.
 func (e Entry) Validate() error {
-	if strings.HasPrefix(e.Event, reservedPrefix) {
+	if e.Event.reserved() {
 		return fmt.Errorf("%w: %q", ErrReservedEvent, e.Event)
 	}
 	return e.canonicalize()
@@ -284,7 +267,7 @@ func (e *Entry) Encode() ([]byte, error) {
 		b = append(append(b, `,"before":`...), e.Before...)
 	}
 	b = append(b, `,"event":`...)
-	b = appendString(b, e.Event)
+	b = appendString(b, string(e.Event))
 	if len(e.Payload) > 0 {
 		b = append(append(b, `,"payload":`...), e.Payload...)
 	}

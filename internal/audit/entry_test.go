@@ -208,7 +208,7 @@ func FuzzEncodeDecode(f *testing.F) {
 	f.Add("a\u2028b", "r", "x.y", "", "", "", false, `"\u0000"`, uint64(0), int64(0))
 	f.Fuzz(func(t *testing.T, actor, role, event, kind, name, digest string, ok bool, payload string, seq uint64, nanos int64) {
 		e := Entry{
-			Actor: Actor{ID: actor, Role: role}, Event: event, Success: ok,
+			Actor: Actor{ID: actor, Role: role}, Event: Event(event), Success: ok,
 			Subject: Subject{Kind: kind, Name: name, Digest: digest},
 			Payload: json.RawMessage(payload),
 		}

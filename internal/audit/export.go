@@ -211,7 +211,7 @@ func export(ctx context.Context, st *store.Store, w io.Writer, opts ExportOption
 	}
 	filter := store.AuditFilter{
 		Since: opts.Since, Until: opts.Until, ActorID: opts.Actor, Event: opts.Event,
-		Below: int64(hdr.Size), AlwaysEvents: []string{EventKeyRotated},
+		Below: int64(hdr.Size), AlwaysEvents: []string{string(EventKeyRotated)},
 	}
 	if hdr.Size == 0 {
 		filter.Below = -1 // nothing to export

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 
@@ -140,7 +139,7 @@ func prepare(entries []Entry) ([]Entry, error) {
 	}
 	es := make([]Entry, len(entries))
 	for i, e := range entries {
-		if strings.HasPrefix(e.Event, reservedPrefix) {
+		if e.Event.reserved() {
 			return nil, fmt.Errorf("%w: %q", ErrReservedEvent, e.Event)
 		}
 		if err := e.canonicalize(); err != nil {
@@ -209,7 +208,7 @@ func (l *Log) build(head store.AuditHead, es []Entry) (store.AuditAppend, []Rece
 		}
 		p := prev
 		rows[i] = store.AuditEntry{
-			Seq: int64(e.Seq), At: now, ActorID: e.Actor.ID, Event: e.Event,
+			Seq: int64(e.Seq), At: now, ActorID: e.Actor.ID, Event: string(e.Event),
 			Entry: b, PrevHash: p[:], KeyID: key.id,
 		}
 		hashes[i] = h

@@ -69,7 +69,7 @@ func newLog(t testing.TB) (*Log, *store.Store) {
 func testEntry(i int) Entry {
 	return Entry{
 		Actor:   Actor{ID: fmt.Sprintf("user-%d", i%7), Role: "approver"},
-		Event:   EventApprovalAccepted,
+		Event:   "approval.accepted", // any valid name; fixed bytes in entry_test.go
 		Subject: Subject{Kind: SubjectPlaybook, Name: "block-c2-beacon", Digest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"},
 		Success: true,
 		Payload: MustJSON(map[string]any{"n": i, "reason": "C2 beaconing seen on fin-ws-12", "pull_request": 42}),

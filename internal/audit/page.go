@@ -91,7 +91,7 @@ func VerifyEntries(ctx context.Context, st *store.Store, seqs []uint64, trusted 
 		last := want[len(want)-1]
 		var rotations []store.AuditEntry
 		for after := int64(-1); ; {
-			page, err := st.AuditEntriesFiltered(ctx, store.AuditFilter{Event: EventKeyRotated, Below: int64(last) + 1}, after, 1000)
+			page, err := st.AuditEntriesFiltered(ctx, store.AuditFilter{Event: string(EventKeyRotated), Below: int64(last) + 1}, after, 1000)
 			if err != nil {
 				return err
 			}
@@ -173,7 +173,7 @@ func (v *verifier) rotation(r *Record) *Finding {
 		return bad(r.Seq, "entry stored at seq %d says it is seq %d: entries were moved or swapped", r.Seq, c.entry.Seq)
 	case !c.hashOK:
 		return bad(r.Seq, "the key rotation entry's bytes do not hash to its stored hash: the entry was altered")
-	case c.entry.Event != EventKeyRotated:
+	case c.entry.Event != string(EventKeyRotated):
 		return bad(r.Seq, "column event (%q) disagrees with the entry's event (%q)", EventKeyRotated, c.entry.Event)
 	}
 	return v.checkSignature(r, &c)

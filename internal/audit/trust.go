@@ -73,7 +73,7 @@ func followRotations(ctx context.Context, st *store.Store, trusted *KeySet, forw
 		}
 		var links []rotationLink
 		for after := int64(-1); ; {
-			page, err := st.AuditEntriesFiltered(ctx, store.AuditFilter{Event: EventKeyRotated}, after, 1000)
+			page, err := st.AuditEntriesFiltered(ctx, store.AuditFilter{Event: string(EventKeyRotated)}, after, 1000)
 			if err != nil {
 				return err
 			}

@@ -338,7 +338,7 @@ func (v *verifier) check(r *Record, c *checked, scratch []byte) []byte {
 		}
 	}
 	e, err := Decode(r.Entry)
-	c.entry, c.decodeErr = decoded{Seq: e.Seq, Time: e.Time, Event: e.Event, Payload: e.Payload}, err
+	c.entry, c.decodeErr = decoded{Seq: e.Seq, Time: e.Time, Event: string(e.Event), Payload: e.Payload}, err
 	c.entry.Actor.ID = e.Actor.ID
 	if len(r.Readable) > 0 && !bytes.Equal(r.Readable, r.Entry) {
 		// Compared in canonical form, so a pretty-printed export still
@@ -494,7 +494,7 @@ func (v *verifier) checkSignature(r *Record, c *checked) *Finding {
 		}
 	}
 	v.report.Signatures++
-	if c.entry.Event == EventKeyRotated {
+	if c.entry.Event == string(EventKeyRotated) {
 		next, err := parseRotation(c.entry.Payload, v.opts.Origin, r.KeyID)
 		if err != nil {
 			return bad(seq, "%v", err)

@@ -103,7 +103,7 @@ func (a *Authenticator) CreateUser(ctx context.Context, actor audit.Actor, nu Ne
 		}
 		out = UserView(u)
 		_, err = a.opts.Audit.Append(ctx, tx, audit.Entry{
-			Actor: actor, Event: "user.created", Success: true,
+			Actor: actor, Event: audit.EventUserCreated, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectUser, Name: u.Username},
 			After:   audit.MustJSON(out.auditJSON()),
 		})
@@ -182,14 +182,14 @@ func (a *Authenticator) UpdateUser(ctx context.Context, actor audit.Actor, usern
 			}
 		}
 		out = UserView(after)
-		event := "user.updated"
+		event := audit.EventUserUpdated
 		switch {
 		case after.Disabled && !before.Disabled:
-			event = "user.disabled"
+			event = audit.EventUserDisabled
 		case !after.Disabled && before.Disabled:
-			event = "user.enabled"
+			event = audit.EventUserEnabled
 		case c.Unlock && c.DisplayName == nil && c.Roles == nil:
-			event = "user.unlocked"
+			event = audit.EventUserUnlocked
 		}
 		bv := UserView(before)
 		_, err = a.opts.Audit.Append(ctx, tx, audit.Entry{
@@ -231,7 +231,7 @@ func (a *Authenticator) ResetPassword(ctx context.Context, actor audit.Actor, us
 			return err
 		}
 		_, err = a.opts.Audit.Append(ctx, tx, audit.Entry{
-			Actor: actor, Event: "user.password_reset", Success: true,
+			Actor: actor, Event: audit.EventUserPasswordReset, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectUser, Name: username},
 			Payload: audit.MustJSON(map[string]any{"sessions_revoked": n}),
 		})
@@ -255,7 +255,7 @@ func (a *Authenticator) RevokeSessions(ctx context.Context, actor audit.Actor, u
 			return err
 		}
 		_, err = a.opts.Audit.Append(ctx, tx, audit.Entry{
-			Actor: actor, Event: "session.revoked", Success: true,
+			Actor: actor, Event: audit.EventSessionRevoked, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectUser, Name: username},
 			Payload: audit.MustJSON(map[string]any{"sessions_revoked": n}),
 		})
@@ -359,7 +359,7 @@ func (a *Authenticator) CreateToken(ctx context.Context, actor audit.Actor, nt N
 		}
 		out = TokenView(t)
 		_, err = a.opts.Audit.Append(ctx, tx, audit.Entry{
-			Actor: actor, Event: "token.created", Success: true,
+			Actor: actor, Event: audit.EventTokenCreated, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectUser, Name: u.Username},
 			Payload: audit.MustJSON(map[string]any{"token": t.ID, "name": t.Name, "roles": roles.Strings(),
 				"expires_at": exp.UTC().Format(time.RFC3339)}),
@@ -383,7 +383,7 @@ func (a *Authenticator) RevokeToken(ctx context.Context, actor audit.Actor, id i
 		}
 		out = TokenView(t)
 		_, err = a.opts.Audit.Append(ctx, tx, audit.Entry{
-			Actor: actor, Event: "token.revoked", Success: true,
+			Actor: actor, Event: audit.EventTokenRevoked, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectUser, Name: t.Username},
 			Payload: audit.MustJSON(map[string]any{"token": t.ID, "name": t.Name}),
 		})

@@ -323,7 +323,7 @@ func (a *Authenticator) recordFailure(ctx context.Context, u *store.User, now ti
 		a.opts.Logger.WarnContext(ctx, "account locked after failed logins", slog.String("user", u.Username),
 			slog.Int("threshold", a.opts.LockoutThreshold), slog.Time("until", *after.LockedUntil))
 		_, err = a.opts.Audit.Append(ctx, tx, audit.Entry{
-			Actor: audit.SystemActor, Event: "auth.locked", Success: true,
+			Actor: audit.SystemActor, Event: audit.EventAuthLocked, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectUser, Name: u.Username},
 			Payload: audit.MustJSON(map[string]any{"failed_logins": a.opts.LockoutThreshold, "remote": remote,
 				"locked_until": after.LockedUntil.UTC().Format(time.RFC3339)}),
@@ -391,7 +391,7 @@ func (a *Authenticator) ChangePassword(ctx context.Context, p *Principal, curren
 			return err
 		}
 		_, err = a.opts.Audit.Append(ctx, tx, audit.Entry{
-			Actor: p.Actor(""), Event: "user.password_changed", Success: true,
+			Actor: p.Actor(""), Event: audit.EventUserPasswordChanged, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectUser, Name: u.Username},
 			Payload: audit.MustJSON(map[string]any{"other_sessions_revoked": n}),
 		})

@@ -369,6 +369,11 @@ func (c *Console) auditExport(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	}}
 	sum, err := audit.Export(r.Context(), c.opts.Store, ew, opts)
+	if c.opts.Audit != nil {
+		if _, rerr := c.opts.Audit.RecordExport(r.Context(), principal(r).Actor(""), "console", opts, sum, err); rerr != nil {
+			c.log.ErrorContext(r.Context(), "console: audit export not recorded in the audit log", slog.Any("error", rerr))
+		}
+	}
 	if err != nil {
 		if !ew.started {
 			if errors.Is(err, audit.ErrNoCheckpoint) {

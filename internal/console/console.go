@@ -54,6 +54,9 @@ type Options struct {
 	// TrustedKeys and Checkpoints let the audit page verify the log and
 	// show the latest checkpoint; nil: it says so.
 	TrustedKeys *audit.KeySet
+	// Audit records who exported the audit log (an audit.export entry a
+	// download); nil: exports are not recorded.
+	Audit *audit.Log
 	// Checkpointer makes checkpoints on demand; nil: no button.
 	Checkpointer server.Checkpointer
 	// Environments are the configured environments (the containment

@@ -49,6 +49,9 @@ type envOptions struct {
 	// trusted are the console's trusted audit keys: "log" (the log's
 	// own key), "none", or "other" (a key that signed nothing).
 	trusted string
+	// recordAccess: the console records exports in the log
+	// (Options.Audit).
+	recordAccess bool
 }
 
 func newPagesEnv(t testing.TB, o envOptions) *pagesEnv {
@@ -101,7 +104,11 @@ func newPagesEnv(t testing.TB, o envOptions) *pagesEnv {
 		}
 		trusted = audit.NewKeySet(pub)
 	}
-	con, err := New(Options{Store: e.st, Auth: e.auth, TrustedKeys: trusted, Logger: log})
+	opts := Options{Store: e.st, Auth: e.auth, TrustedKeys: trusted, Logger: log}
+	if o.recordAccess {
+		opts.Audit = e.alog
+	}
+	con, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

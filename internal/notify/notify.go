@@ -55,9 +55,10 @@ type Options struct {
 
 // DefaultEvents are the audit events that notify.
 var DefaultEvents = []string{
-	"execution.waiting", "execution.completed", "execution.failed", "execution.stopped",
-	"repository.history_rewritten", "policy.change_held", "policy.change_adopted", "policy.change_dismissed",
-	"commit.refused", "audit_log.rollback_held", "audit_log.rollback_acknowledged",
+	string(audit.EventExecutionWaiting), string(audit.EventExecutionCompleted), string(audit.EventExecutionFailed),
+	string(audit.EventExecutionStopped), string(audit.EventRepositoryHistoryRewritten), string(audit.EventPolicyChangeHeld),
+	string(audit.EventPolicyChangeAdopted), string(audit.EventPolicyChangeDismissed), string(audit.EventCommitRefused),
+	string(audit.EventAuditRollbackHeld), string(audit.EventAuditRollbackAcknowledged),
 }
 
 func (o *Options) setDefaults() {
@@ -189,7 +190,7 @@ func (n *Notifier) once(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("notify: decode audit entry %d: %w", se.Seq, err)
 			}
-			if n.events[e.Event] && n.wanted(e) {
+			if n.events[string(e.Event)] && n.wanted(e) {
 				n.deliver(ctx, e)
 			}
 			cursor = se.Seq + 1
@@ -204,7 +205,7 @@ func (n *Notifier) once(ctx context.Context) error {
 // notifies only when it waits for approvals (by its reason code, never its
 // text).
 func (n *Notifier) wanted(e audit.Entry) bool {
-	if e.Event != "execution.waiting" {
+	if e.Event != audit.EventExecutionWaiting {
 		return true
 	}
 	var p struct {
@@ -241,34 +242,34 @@ func Text(e audit.Entry) string {
 	name := e.Subject.Name
 	what := fmt.Sprintf("%s %s on %s (%s)", p.Operation, p.Action, p.Environment, strings.Join(p.Targets, ", "))
 	switch e.Event {
-	case "execution.waiting":
+	case audit.EventExecutionWaiting:
 		return fmt.Sprintf(":writing_hand: Approval needed for %s: %s. %s Review and sign it: `writ approve op-%d`", name, what, p.Reason, p.Execution)
-	case "execution.completed":
+	case audit.EventExecutionCompleted:
 		return fmt.Sprintf(":white_check_mark: %s executed: %s. %s", name, what, p.Reason)
-	case "execution.failed":
+	case audit.EventExecutionFailed:
 		return fmt.Sprintf(":x: %s failed: %s. %s", name, what, firstNonEmpty(p.Error, p.Reason))
-	case "repository.history_rewritten":
+	case audit.EventRepositoryHistoryRewritten:
 		return fmt.Sprintf(":warning: writ is holding: the branch history was rewritten (head %.12s). Nothing runs until an admin acknowledges it.", p.Head)
-	case "policy.change_held":
+	case audit.EventPolicyChangeHeld:
 		if m := p.Malformed; m != nil {
 			return fmt.Sprintf(":warning: writ is holding: policies/ or .writ/ at %.12s is malformed (%s at %s) and cannot be adopted; the last trusted version stays in force.",
 				p.Commit, slackEscape(m.Problem), slackEscape(fmt.Sprintf("%q", m.Path)))
 		}
 		return fmt.Sprintf(":warning: writ is holding: a change to policies/ or .writ/ at %.12s lacks its admin approvals; the last trusted version stays in force. Admins review and sign it: `writ approve trust-%d`", p.Commit, p.Hold)
-	case "execution.stopped":
+	case audit.EventExecutionStopped:
 		return fmt.Sprintf(":octagonal_sign: %s was stopped right before it ran: %s. %s", name, what, slackEscape(p.Reason))
-	case "policy.change_adopted":
+	case audit.EventPolicyChangeAdopted:
 		if p.Recovery {
 			return fmt.Sprintf(":rotating_light: writ adopted the change to policies/ or .writ/ at %.12s with the server's RECOVERY keys (%s). Review it.", p.Commit, p.How)
 		}
 		return fmt.Sprintf(":scroll: writ adopted the change to policies/ or .writ/ at %.12s (%s).", p.Commit, p.How)
-	case "policy.change_dismissed":
+	case audit.EventPolicyChangeDismissed:
 		return fmt.Sprintf(":no_entry: %s dismissed the unapproved change to policies/ or .writ/ at %.12s: it stays unadopted.", e.Actor.ID, p.Commit)
-	case "audit_log.rollback_held":
+	case audit.EventAuditRollbackHeld:
 		return fmt.Sprintf(":rotating_light: writ is holding (hold %d): %s. Nothing executes until a quorum of admins signs its acknowledgement.", p.Hold, slackEscape(p.Reason))
-	case "audit_log.rollback_acknowledged":
+	case audit.EventAuditRollbackAcknowledged:
 		return fmt.Sprintf(":scroll: the audit log rollback hold %d was acknowledged with signed statements (%s): the log as it is now is the one writ expects.", p.Hold, slackEscape(p.How))
-	case "commit.refused":
+	case audit.EventCommitRefused:
 		return fmt.Sprintf(":no_entry: writ refused commit %.12s: its tree is malformed (%s at %s: %s); none of its playbook changes was processed.",
 			p.Commit, slackEscape(p.Problem), slackEscape(fmt.Sprintf("%q", p.Path)), slackEscape(p.Reason))
 	}
@@ -293,7 +294,7 @@ func firstNonEmpty(ss ...string) string {
 // deliver posts one notification, retrying with backoff; after the last
 // attempt it is logged and counted as failed, and the cursor moves on.
 func (n *Notifier) deliver(ctx context.Context, e audit.Entry) {
-	body, _ := json.Marshal(Message{Text: Text(e), Writ: Event{Seq: e.Seq, Time: e.Time, Event: e.Event, Subject: e.Subject, Success: e.Success, Payload: e.Payload}})
+	body, _ := json.Marshal(Message{Text: Text(e), Writ: Event{Seq: e.Seq, Time: e.Time, Event: string(e.Event), Subject: e.Subject, Success: e.Success, Payload: e.Payload}})
 	wait := n.opts.RetryBase
 	var last error
 	for attempt := 1; attempt <= n.opts.Attempts; attempt++ {
@@ -311,7 +312,7 @@ func (n *Notifier) deliver(ctx context.Context, e audit.Entry) {
 		wait *= 2
 	}
 	n.opts.Metrics.Notified("failed")
-	n.opts.Logger.WarnContext(ctx, "notification not delivered", slog.Uint64("seq", e.Seq), slog.String("event", e.Event), slog.Any("error", last))
+	n.opts.Logger.WarnContext(ctx, "notification not delivered", slog.Uint64("seq", e.Seq), slog.String("event", string(e.Event)), slog.Any("error", last))
 }
 
 // Sign computes the signature header value of a body at a timestamp.

@@ -77,7 +77,7 @@ func setup(t *testing.T) (*store.Store, *audit.Log) {
 	return st, l
 }
 
-func entry(event, name, reason string) audit.Entry {
+func entry(event audit.Event, name, reason string) audit.Entry {
 	payload := map[string]any{"reason": reason, "action": "block_ip", "environment": "production",
 		"operation": "apply", "targets": []string{"203.0.113.7"}}
 	// The reconciler's reason codes (the notifier reads the code, never

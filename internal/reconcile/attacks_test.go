@@ -59,7 +59,7 @@ func (e *env) events() []audit.Entry {
 	return out
 }
 
-func (e *env) countEvents(event string) int {
+func (e *env) countEvents(event audit.Event) int {
 	n := 0
 	for _, en := range e.events() {
 		if en.Event == event {

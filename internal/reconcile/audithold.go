@@ -35,12 +35,6 @@ import (
 // (AuditAckStatement); the log as it is then becomes the tree the server
 // expects.
 
-// Audit events of the rollback hold.
-const (
-	EventAuditRollbackHeld         = "audit_log.rollback_held"
-	EventAuditRollbackAcknowledged = "audit_log.rollback_acknowledged"
-)
-
 // AuditAckSubject is the subject name of a statement acknowledging a
 // rollback hold; its digest is AuditAckDigest's.
 const AuditAckSubject = "audit-log/rollback"
@@ -154,7 +148,7 @@ func (r *Reconciler) openAuditHold(ctx context.Context, rb *audit.Rollback) (*st
 			return nil
 		}
 		rs, err := r.appendAudit(ctx, tx, audit.Entry{
-			Actor: audit.SystemActor, Event: EventAuditRollbackHeld, Success: false,
+			Actor: audit.SystemActor, Event: audit.EventAuditRollbackHeld, Success: false,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "audit-log"},
 			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "reason": d.Reason, "problem": problem,
 				"log": d.Log, "expected": d.Expected, "source": d.Source}),
@@ -223,7 +217,7 @@ func (r *Reconciler) acknowledgeAuditHold(ctx context.Context, h *store.Hold, rb
 			return err
 		}
 		_, err := r.appendAudit(ctx, tx, audit.Entry{
-			Actor: audit.SystemActor, Event: EventAuditRollbackAcknowledged, Success: true,
+			Actor: audit.SystemActor, Event: audit.EventAuditRollbackAcknowledged, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "audit-log"},
 			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "how": how, "recovery": recovery, "by": by,
 				"replaced": d.Expected, "base": base, "reason": d.Reason}),

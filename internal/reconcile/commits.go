@@ -37,7 +37,7 @@ func (r *Reconciler) bootstrap(ctx context.Context, p *pass) error {
 		return err
 	}
 	entry := audit.Entry{
-		Actor: audit.SystemActor, Event: "repository.bootstrap", Success: true,
+		Actor: audit.SystemActor, Event: audit.EventRepositoryBootstrap, Success: true,
 		Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "repository"},
 		Payload: audit.MustJSON(map[string]any{"branch": st.Branch, "commit": p.head, "playbooks": len(work),
 			"policy_digest": t.Policies.Digest()}),
@@ -129,7 +129,7 @@ func (r *Reconciler) processCommit(ctx context.Context, p *pass, c gitsrc.Commit
 	st.ObservedHead = p.head
 	summary := map[string]any{"commit": c.SHA, "parent": c.Parent, "subject": c.Subject, "playbooks": len(work), "meta_changed": meta}
 	entry := audit.Entry{
-		Actor: audit.SystemActor, Event: "merge.seen", Success: true,
+		Actor: audit.SystemActor, Event: audit.EventMergeSeen, Success: true,
 		Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "repository"},
 		Payload: audit.MustJSON(summary),
 	}
@@ -173,7 +173,7 @@ func (r *Reconciler) refuseCommit(ctx context.Context, p *pass, c gitsrc.Commit,
 			return err
 		}
 		_, err := r.appendAudit(ctx, tx, audit.Entry{
-			Actor: audit.SystemActor, Event: "commit.refused", Success: false,
+			Actor: audit.SystemActor, Event: audit.EventCommitRefused, Success: false,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "repository"},
 			Payload: audit.MustJSON(payload),
 		})
@@ -214,7 +214,7 @@ func (r *Reconciler) holdIfMalformed(ctx context.Context, p *pass, err error) er
 		r.log.WarnContext(ctx, "holding: policies/ or .writ/ is malformed at the branch position; the last trusted version stays in force",
 			slog.String("commit", commit), slog.String("problem", string(bad.Problem)), slog.String("path", bad.Path))
 		_, err = r.appendAudit(ctx, tx, audit.Entry{
-			Actor: audit.SystemActor, Event: "policy.change_held", Success: false,
+			Actor: audit.SystemActor, Event: audit.EventPolicyChangeHeld, Success: false,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "policies"},
 			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "commit": commit, "trusted_commit": p.state.AdoptedSHA, "malformed": malformed}),
 		})
@@ -235,7 +235,7 @@ func (r *Reconciler) holdRewrittenHistory(ctx context.Context, p *pass) error {
 		r.log.WarnContext(ctx, "branch history was rewritten: holding until an admin acknowledges it",
 			slog.String("processed", p.state.ProcessedSHA), slog.String("head", p.head), slog.Int64("hold", h.ID))
 		_, err = r.appendAudit(ctx, tx, audit.Entry{
-			Actor: audit.SystemActor, Event: "repository.history_rewritten", Success: false,
+			Actor: audit.SystemActor, Event: audit.EventRepositoryHistoryRewritten, Success: false,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "repository"},
 			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "processed": p.state.ProcessedSHA, "head": p.head, "branch": r.opts.Source.Branch()}),
 		})
@@ -288,7 +288,7 @@ func (r *Reconciler) resync(ctx context.Context, p *pass, h *store.Hold) error {
 	st.ProcessedSHA = p.head
 	st.ObservedHead = p.head
 	entry := audit.Entry{
-		Actor: audit.SystemActor, Event: "repository.resync", Success: true,
+		Actor: audit.SystemActor, Event: audit.EventRepositoryResync, Success: true,
 		Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "repository"},
 		Payload: audit.MustJSON(map[string]any{"hold": h.ID, "acknowledged_by": h.ResolvedBy, "from": p.state.ProcessedSHA, "to": p.head}),
 	}

@@ -321,7 +321,7 @@ func (r *Reconciler) afterApply(ctx context.Context, tx *store.Store, e *store.E
 			return nil, nil, err
 		}
 		entries = append(entries, audit.Entry{
-			Actor: audit.SystemActor, Event: "playbook.expiry_scheduled", Success: true,
+			Actor: audit.SystemActor, Event: audit.EventPlaybookExpiryScheduled, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: e.Name, Digest: e.Digest},
 			Payload: audit.MustJSON(map[string]any{"expires_at": at.UTC().Format(time.RFC3339), "after": pb.Spec.ExpiresAfter}),
 		})

@@ -16,12 +16,6 @@ import (
 // ErrRefused wraps why an envelope was refused at the door.
 var ErrRefused = errors.New("approval refused")
 
-// Audit events of envelopes refused at the door.
-const (
-	EventApprovalRefused        = "approval.refused"
-	EventApprovalRefusedSummary = "approval.refused_summary"
-)
-
 // NewRefusalAuditor makes the bounded audit of refused envelopes
 // (Options.Refusals; opts.Summary is set here): within a window the first
 // opts.Burst refusals are audited one entry each (approval.refused), the
@@ -29,7 +23,7 @@ const (
 // API caller's address, the GitHub login) into one approval.refused_summary
 // entry per window. Run it on every replica that takes envelopes.
 func NewRefusalAuditor(opts audit.BoundedOptions) (*audit.Bounded, error) {
-	opts.Summary = audit.Entry{Actor: audit.Actor{ID: "anonymous", Role: "channel:*"}, Event: EventApprovalRefusedSummary,
+	opts.Summary = audit.Entry{Actor: audit.Actor{ID: "anonymous", Role: "channel:*"}, Event: audit.EventApprovalRefusedSummary,
 		Success: false, Subject: audit.Subject{Kind: audit.SubjectApproval, Name: "*"}}
 	b, err := audit.NewBounded(opts)
 	if err != nil {
@@ -122,7 +116,7 @@ func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval
 			return nil
 		}
 		_, err = r.appendAudit(ctx, tx, audit.Entry{
-			Actor: audit.Actor{ID: key.Person.ID, Role: "signer"}, Event: "approval.received", Success: true,
+			Actor: audit.Actor{ID: key.Person.ID, Role: "signer"}, Event: audit.EventApprovalReceived, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectApproval, Name: pred.Decision, Digest: env.SHA256},
 			Payload: audit.MustJSON(map[string]any{"id": got.ID, "key_id": key.ID, "decision": pred.Decision,
 				"subjects": in.Subjects, "policy_digest": pred.PolicyDigest, "plan_digest": pred.PlanDigest,
@@ -203,7 +197,7 @@ func (r *Reconciler) refuse(ctx context.Context, ch approval.Submitted, approver
 		client = "@" + ch.SourceLogin
 	}
 	r.opts.Refusals.Record(ctx, audit.Entry{
-		Actor: audit.Actor{ID: "anonymous", Role: "channel:" + ch.Source}, Event: EventApprovalRefused, Success: false,
+		Actor: audit.Actor{ID: "anonymous", Role: "channel:" + ch.Source}, Event: audit.EventApprovalRefused, Success: false,
 		Subject: audit.Subject{Kind: audit.SubjectApproval, Name: approver}, Payload: audit.MustJSON(payload),
 	}, map[string]string{"reason": string(code), "source": ch.Source, "client": client})
 	return fmt.Errorf("%w: %w", ErrRefused, why)
@@ -222,7 +216,7 @@ func (r *Reconciler) WithdrawApprovals(ctx context.Context, source, sourceRef, b
 			return err
 		}
 		_, err = r.appendAudit(ctx, tx, audit.Entry{
-			Actor: audit.Actor{ID: by, Role: "channel:" + source}, Event: "approval.withdrawn", Success: true,
+			Actor: audit.Actor{ID: by, Role: "channel:" + source}, Event: audit.EventApprovalWithdrawn, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectApproval, Name: sourceRef},
 			Payload: audit.MustJSON(map[string]any{"source": source, "source_ref": sourceRef, "withdrawn": n, "kept": len(keep)}),
 		})
@@ -291,7 +285,7 @@ func (r *Reconciler) AcknowledgeHold(ctx context.Context, id int64, actor audit.
 		if h.Kind == store.HoldAuditRollback {
 			return fmt.Errorf("hold %d (the audit log was rolled back): %w (a quorum of admins, as for a change to policies/ or .writ/)", h.ID, ErrNeedsSignatures)
 		}
-		as, event, text := store.HoldAcknowledged, "repository.hold_acknowledged", "acknowledged"
+		as, event, text := store.HoldAcknowledged, audit.EventRepositoryHoldAcknowledged, "acknowledged"
 		if h.Kind == store.HoldMetaChange {
 			as, event = store.HoldDismissed, eventMetaDismissed
 			text = "dismissed: the change is refused and stays unadopted; adopting it needs the signed admin quorum"

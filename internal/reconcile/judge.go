@@ -196,7 +196,27 @@ func (r *Reconciler) judgeOp(ctx context.Context, e *store.Execution, op judgeme
 	return j
 }
 
-func eventFor(s store.ExecState) string { return "execution." + string(s) }
+// executionEvents name the audit event of an operation reaching a state.
+// An operation becomes executing through its claim (execution.started or
+// execution.resumed), never through eventFor.
+var executionEvents = map[store.ExecState]audit.Event{
+	store.ExecWaiting:   audit.EventExecutionWaiting,
+	store.ExecPending:   audit.EventExecutionPending,
+	store.ExecCompleted: audit.EventExecutionCompleted,
+	store.ExecFailed:    audit.EventExecutionFailed,
+	store.ExecDenied:    audit.EventExecutionDenied,
+	store.ExecRejected:  audit.EventExecutionRejected,
+	store.ExecCancelled: audit.EventExecutionCancelled,
+	store.ExecExecuting: audit.EventExecutionStarted,
+}
+
+// eventFor is the audit event of an operation reaching state s.
+func eventFor(s store.ExecState) audit.Event {
+	if e, ok := executionEvents[s]; ok {
+		return e
+	}
+	return audit.Event("execution." + string(s)) // a state added to the store without its event: still recorded
+}
 
 // next maps a judgement of an operation not started to what is recorded:
 // its state, reason and the judgement's decision, plan and verdict.

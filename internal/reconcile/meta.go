@@ -14,10 +14,10 @@ import (
 
 // Audit events of changes to what decides.
 const (
-	eventMetaHeld      = "policy.change_held"
-	eventMetaAdopted   = "policy.change_adopted"
-	eventMetaReleased  = "policy.hold_released"
-	eventMetaDismissed = "policy.change_dismissed"
+	eventMetaHeld      = audit.EventPolicyChangeHeld
+	eventMetaAdopted   = audit.EventPolicyChangeAdopted
+	eventMetaReleased  = audit.EventPolicyHoldReleased
+	eventMetaDismissed = audit.EventPolicyChangeDismissed
 )
 
 // stepMeta re-checks a pending change to policies/ or .writ/ (its admin

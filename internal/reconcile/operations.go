@@ -33,16 +33,16 @@ const (
 
 // Audit events of operations.
 const (
-	eventIntended    = "execution.intended"
-	eventNotRepeated = "execution.not_repeated"
-	eventStarted     = "execution.started"
-	eventResumed     = "execution.resumed"
-	eventRetry       = "execution.retry"
-	eventManualStart = "execution.manual_start"
+	eventIntended    = audit.EventExecutionIntended
+	eventNotRepeated = audit.EventExecutionNotRepeated
+	eventStarted     = audit.EventExecutionStarted
+	eventResumed     = audit.EventExecutionResumed
+	eventRetry       = audit.EventExecutionRetry
+	eventManualStart = audit.EventExecutionManualStart
 	// eventStopped: the check at the moment of use found the operation no
 	// longer allowed, approved or planned as approved; it went back before
 	// touching the backend.
-	eventStopped = "execution.stopped"
+	eventStopped = audit.EventExecutionStopped
 )
 
 // work is one prepared change to a playbook, ready to be written.
@@ -298,7 +298,7 @@ func (r *Reconciler) commitWork(ctx context.Context, c gitsrc.Commit, works []*w
 func (r *Reconciler) writeWork(ctx context.Context, tx *store.Store, c gitsrc.Commit, w *work) ([]audit.Entry, []int64, error) {
 	if w.problem != "" {
 		return []audit.Entry{{
-			Actor: audit.SystemActor, Event: "playbook.invalid", Success: false,
+			Actor: audit.SystemActor, Event: audit.EventPlaybookInvalid, Success: false,
 			Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: w.change.Path},
 			Payload: audit.MustJSON(map[string]any{"commit": c.SHA, "path": w.change.Path, "problems": w.problem}),
 		}}, nil, nil
@@ -314,7 +314,7 @@ func (r *Reconciler) writeWork(ctx context.Context, tx *store.Store, c gitsrc.Co
 		versionID = v.ID
 		if created {
 			entries = append(entries, audit.Entry{
-				Actor: audit.SystemActor, Event: "playbook.merged", Success: true,
+				Actor: audit.SystemActor, Event: audit.EventPlaybookMerged, Success: true,
 				Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: v.Name, Digest: v.Digest},
 				Payload: audit.MustJSON(map[string]any{"commit": c.SHA, "path": v.Path, "action": v.Action, "environment": v.Environment,
 					"severity": v.Severity, "change": string(w.change.Type)}),
@@ -331,7 +331,7 @@ func (r *Reconciler) writeWork(ctx context.Context, tx *store.Store, c gitsrc.Co
 			if err != nil {
 				return nil, nil, err
 			}
-			entries = append(entries, executionEntry(existing, "execution."+string(op.State), op.Reason))
+			entries = append(entries, executionEntry(existing, eventFor(op.State), op.Reason))
 			es, err := r.syncVersionStatus(ctx, tx, existing, c.SHA)
 			if err != nil {
 				return nil, nil, err
@@ -380,7 +380,7 @@ func (r *Reconciler) writeWork(ctx context.Context, tx *store.Store, c gitsrc.Co
 	return entries, judge, nil
 }
 
-func executionEntry(e *store.Execution, event, reason string) audit.Entry {
+func executionEntry(e *store.Execution, event audit.Event, reason string) audit.Entry {
 	payload := map[string]any{
 		"execution": e.ID, "operation": e.Operation, "state": e.State, "path": e.Path,
 		"action": e.Action, "environment": e.Environment, "targets": e.Targets, "trigger": e.Trigger,
@@ -482,7 +482,7 @@ func (r *Reconciler) syncVersionStatus(ctx context.Context, tx *store.Store, e *
 		}
 	}
 	return []audit.Entry{{
-		Actor: audit.SystemActor, Event: "playbook.status", Success: status != store.StatusFailed,
+		Actor: audit.SystemActor, Event: audit.EventPlaybookStatus, Success: status != store.StatusFailed,
 		Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: v.Name, Digest: v.Digest},
 		Before:  audit.MustJSON(map[string]string{"status": v.Status, "reason": v.StatusReason}),
 		After:   audit.MustJSON(map[string]string{"status": status, "reason": reason}),

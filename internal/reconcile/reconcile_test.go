@@ -292,7 +292,7 @@ func TestSubmitRefusesUnverifiable(t *testing.T) {
 	}
 	var got []string
 	for _, x := range es {
-		if x.Event != EventApprovalRefused {
+		if x.Event != string(audit.EventApprovalRefused) {
 			continue
 		}
 		d, err := audit.Decode(x.Entry)

@@ -93,7 +93,7 @@ func (j *Jobs) RunOnce(ctx context.Context) (Result, error) {
 			return nil
 		}
 		_, err = j.opts.Audit.Append(ctx, tx, audit.Entry{
-			Actor: audit.SystemActor, Event: "retention.run", Success: true,
+			Actor: audit.SystemActor, Event: audit.EventRetentionRun, Success: true,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "retention"},
 			Payload: audit.MustJSON(r),
 		})

@@ -54,6 +54,9 @@ type APIOptions struct {
 	// TrustedKeys verify the audit log (POST /api/v1/audit/verify); nil:
 	// that route answers 503.
 	TrustedKeys *audit.KeySet
+	// Audit records who exported and verified the audit log
+	// (audit.export, audit.verify entries); nil: they are not recorded.
+	Audit *audit.Log
 	// Checkpointer makes checkpoints on demand; nil: that route answers
 	// 503 (the leader makes them periodically).
 	Checkpointer Checkpointer

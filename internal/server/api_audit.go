@@ -60,6 +60,7 @@ func (a *API) auditExport(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", `attachment; filename="writ-audit.`+opts.Format+`"`)
 	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
 	sum, err := audit.Export(r.Context(), a.opts.Store, fw, opts)
+	a.recordExport(r, opts, sum, err)
 	if err != nil {
 		if !fw.wrote {
 			if errors.Is(err, audit.ErrNoCheckpoint) {
@@ -169,6 +170,7 @@ func (a *API) auditVerify(w http.ResponseWriter, r *http.Request) {
 		opts.Checkpoints = append(opts.Checkpoints, []byte(c))
 	}
 	rep, err := audit.VerifyDatabase(ctx, a.opts.Store, opts)
+	a.recordVerify(r, len(req.Checkpoints), rep, err)
 	if err != nil {
 		a.fail(w, r, "audit verify", err)
 		return

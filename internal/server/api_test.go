@@ -175,7 +175,7 @@ func TestLockoutThroughAPI(t *testing.T) {
 	}
 	// The refusals are audited with their reasons.
 	reasons := map[string]int{}
-	for _, e := range h.auditEntries(EventDenied) {
+	for _, e := range h.auditEntries(audit.EventAuthDenied) {
 		var p struct{ Reason string }
 		_ = json.Unmarshal(e.Payload, &p)
 		reasons[p.Reason]++
@@ -209,7 +209,7 @@ func TestLoginRateLimit(t *testing.T) {
 	}
 	// The limited attempt is audited (bounded like anonymous refusals).
 	found := false
-	for _, e := range h.auditEntries(EventDenied) {
+	for _, e := range h.auditEntries(audit.EventAuthDenied) {
 		var p struct {
 			Reason string `json:"reason"`
 			Status int    `json:"status"`
@@ -260,14 +260,14 @@ func TestDenialAggregation(t *testing.T) {
 	for range 7 {
 		h.do("GET", "/api/v1/users", h.tokens["viewer"], nil)
 	}
-	if n := h.countEvents(EventDenied); n != 5+7 {
+	if n := h.countEvents(audit.EventAuthDenied); n != 5+7 {
 		t.Fatalf("%d individual denials; want 5 anonymous + 7 forbidden", n)
 	}
-	if n := h.countEvents(EventDeniedSummary); n != 0 {
+	if n := h.countEvents(audit.EventAuthDeniedSummary); n != 0 {
 		t.Fatalf("a summary before the window ended: %d", n)
 	}
 	h.denials.Flush(h.ctx)
-	sums := h.auditEntries(EventDeniedSummary)
+	sums := h.auditEntries(audit.EventAuthDeniedSummary)
 	if len(sums) != 1 {
 		t.Fatalf("%d summaries; want 1", len(sums))
 	}
@@ -285,11 +285,11 @@ func TestDenialAggregation(t *testing.T) {
 	}
 	// The next window starts afresh.
 	h.do("GET", "/api/v1/status", "", nil)
-	if n := h.countEvents(EventDenied); n != 13 {
+	if n := h.countEvents(audit.EventAuthDenied); n != 13 {
 		t.Fatalf("after the flush: %d individual denials; want 13", n)
 	}
 	h.denials.Flush(h.ctx)
-	if n := h.countEvents(EventDeniedSummary); n != 1 {
+	if n := h.countEvents(audit.EventAuthDeniedSummary); n != 1 {
 		t.Fatalf("a summary of nothing was written: %d", n)
 	}
 }
@@ -438,7 +438,7 @@ func TestUsersAndTokensAPI(t *testing.T) {
 	if resp, _ := h.do("GET", "/api/v1/users/nobody", admin, nil); resp.StatusCode != 404 {
 		t.Fatalf("missing user %d", resp.StatusCode)
 	}
-	for _, ev := range []string{"user.created", "token.created", "token.revoked", "user.disabled", "user.password_reset", "session.revoked"} {
+	for _, ev := range []audit.Event{"user.created", "token.created", "token.revoked", "user.disabled", "user.password_reset", "session.revoked"} {
 		if h.countEvents(ev) == 0 {
 			t.Errorf("%s not audited", ev)
 		}
@@ -741,7 +741,7 @@ func TestRefusedApprovalsAreBounded(t *testing.T) {
 	if n := h.countAll() - entriesBefore; n != 3 {
 		t.Fatalf("a flood of %d junk envelopes wrote %d audit entries; want 3 (the burst)", flood, n)
 	}
-	for _, e := range h.auditEntries(reconcile.EventApprovalRefused) {
+	for _, e := range h.auditEntries(audit.EventApprovalRefused) {
 		var p struct{ Code, Remote, Source string }
 		if err := json.Unmarshal(e.Payload, &p); err != nil || p.Code != "malformed" || p.Remote != "198.51.100.7" || p.Source != "api" {
 			t.Fatalf("refusal entry %s: %v", e.Payload, err)
@@ -766,7 +766,7 @@ func TestRefusedApprovalsAreBounded(t *testing.T) {
 
 	// The window ends: one summary of everything counted.
 	h.refusals.Flush(h.ctx)
-	sums := h.auditEntries(reconcile.EventApprovalRefusedSummary)
+	sums := h.auditEntries(audit.EventApprovalRefusedSummary)
 	if len(sums) != 1 {
 		t.Fatalf("%d summaries; want 1", len(sums))
 	}
@@ -784,7 +784,7 @@ func TestRefusedApprovalsAreBounded(t *testing.T) {
 		s.ByClient["198.51.100.7"] != flood-3 || s.ByClient["203.0.113.50"] != 1 {
 		t.Fatalf("summary %s", sums[0].Payload)
 	}
-	if n := h.countEvents(reconcile.EventApprovalRefused); n != 3 {
+	if n := h.countEvents(audit.EventApprovalRefused); n != 3 {
 		t.Fatalf("%d refusals audited one by one; want 3", n)
 	}
 	// A minute later the client's budget is back: its refusals have their

@@ -37,12 +37,6 @@ type Denial struct {
 	RequestID string
 }
 
-// Audit events of denials.
-const (
-	EventDenied        = "auth.denied"
-	EventDeniedSummary = "auth.denied_summary"
-)
-
 // DenialOptions configures a DenialAuditor.
 type DenialOptions struct {
 	// Log and Store write the entries. Required.
@@ -78,7 +72,7 @@ func NewDenialAuditor(opts DenialOptions) (*DenialAuditor, error) {
 	}
 	b, err := audit.NewBounded(audit.BoundedOptions{Log: opts.Log, Store: opts.Store, Burst: opts.Burst, Window: opts.Window,
 		Timeout: opts.Timeout, Logger: opts.Logger, Now: opts.Now,
-		Summary: audit.Entry{Actor: anonymous, Event: EventDeniedSummary, Success: false, Subject: audit.Subject{Kind: "api", Name: "*"}}})
+		Summary: audit.Entry{Actor: anonymous, Event: audit.EventAuthDeniedSummary, Success: false, Subject: audit.Subject{Kind: "api", Name: "*"}}})
 	if err != nil {
 		return nil, fmt.Errorf("server: denial auditor: %w", err)
 	}
@@ -101,7 +95,7 @@ func (d *DenialAuditor) Record(ctx context.Context, dn Denial) {
 	if dn.Principal != nil {
 		payload["method"] = string(dn.Principal.Method)
 	}
-	e := audit.Entry{Actor: actor, Event: EventDenied, Success: false,
+	e := audit.Entry{Actor: actor, Event: audit.EventAuthDenied, Success: false,
 		Subject: audit.Subject{Kind: "api", Name: dn.Route}, Payload: audit.MustJSON(payload)}
 	if dn.Status == http.StatusUnauthorized || dn.Status == http.StatusTooManyRequests {
 		d.bounded.Record(ctx, e, map[string]string{"reason": dn.Code, "route": dn.Route, "remote": dn.Remote})

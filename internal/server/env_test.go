@@ -290,7 +290,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.api, err = NewAPIWith(APIOptions{Store: h.st, Engine: h.rec, Auth: h.auth, TrustedKeys: audit.NewKeySet(pub), Checkpointer: cp, Logger: log,
+	h.api, err = NewAPIWith(APIOptions{Store: h.st, Engine: h.rec, Auth: h.auth, TrustedKeys: audit.NewKeySet(pub), Checkpointer: cp, Audit: h.alog, Logger: log,
 		OIDCLogin: &OIDCLogin{Issuer: h.idp.srv.URL, ClientID: "writ-cli", Scopes: []string{"openid", "email", "offline_access"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -358,7 +358,7 @@ func (h *harness) do(method, path, cred string, body any, hdr ...string) (*http.
 }
 
 // countEvents counts audit entries of an event.
-func (h *harness) countEvents(event string) int {
+func (h *harness) countEvents(event audit.Event) int {
 	h.t.Helper()
 	es, err := h.st.AuditEntries(h.ctx, 0, 100000)
 	if err != nil {
@@ -366,7 +366,7 @@ func (h *harness) countEvents(event string) int {
 	}
 	n := 0
 	for _, e := range es {
-		if e.Event == event {
+		if e.Event == string(event) {
 			n++
 		}
 	}
@@ -374,7 +374,7 @@ func (h *harness) countEvents(event string) int {
 }
 
 // auditEntries decodes the audit entries of an event.
-func (h *harness) auditEntries(event string) []audit.Entry {
+func (h *harness) auditEntries(event audit.Event) []audit.Entry {
 	h.t.Helper()
 	es, err := h.st.AuditEntries(h.ctx, 0, 100000)
 	if err != nil {
@@ -382,7 +382,7 @@ func (h *harness) auditEntries(event string) []audit.Entry {
 	}
 	var out []audit.Entry
 	for _, e := range es {
-		if e.Event != event {
+		if e.Event != string(event) {
 			continue
 		}
 		d, err := audit.Decode(e.Entry)

@@ -165,7 +165,7 @@ func TestRBACMatrix(t *testing.T) {
 	if len(routes) != len(matrix) {
 		t.Errorf("%d routes registered, %d in the matrix", len(routes), len(matrix))
 	}
-	before := h.countEvents(EventDenied)
+	before := h.countEvents(audit.EventAuthDenied)
 	denials := 0
 	for _, rt := range routes {
 		spec, ok := matrix[rt.Pattern]
@@ -210,7 +210,7 @@ func TestRBACMatrix(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("logout %d %s", resp.StatusCode, out)
 	}
-	if got := h.countEvents(EventDenied) - before; got != denials {
+	if got := h.countEvents(audit.EventAuthDenied) - before; got != denials {
 		t.Fatalf("%d denials audited; want %d (every one)", got, denials)
 	}
 	t.Logf("%d routes × %d callers, %d refusals audited", len(routes), len(callers), denials)
@@ -295,7 +295,7 @@ func TestBadCredentials(t *testing.T) {
 		{"another scheme", "Basic YWRtaW46YWRtaW4="},
 		{"empty bearer", "Bearer "},
 	}
-	before := h.countEvents(EventDenied)
+	before := h.countEvents(audit.EventAuthDenied)
 	n := 0
 	for _, rt := range h.srv.Routes() {
 		for _, b := range bad {
@@ -316,12 +316,12 @@ func TestBadCredentials(t *testing.T) {
 			}
 		}
 	}
-	if got := h.countEvents(EventDenied) - before; got != n {
+	if got := h.countEvents(audit.EventAuthDenied) - before; got != n {
 		t.Fatalf("%d refusals audited; want %d", got, n)
 	}
 	// The audit entries say why, never the credential.
 	reasons := map[string]bool{}
-	for _, e := range h.auditEntries(EventDenied) {
+	for _, e := range h.auditEntries(audit.EventAuthDenied) {
 		var p struct {
 			Reason string `json:"reason"`
 		}

@@ -340,7 +340,7 @@ func TestRefusedReviewsAreAuditedWithinBounds(t *testing.T) {
 		t.Fatalf("bob's signed review: %+v %v", st, err)
 	}
 
-	count := func(event string) []audit.Entry {
+	count := func(event audit.Event) []audit.Entry {
 		t.Helper()
 		es, err := e.st.AuditEntries(e.ctx, 0, 100000)
 		if err != nil {
@@ -348,7 +348,7 @@ func TestRefusedReviewsAreAuditedWithinBounds(t *testing.T) {
 		}
 		var out []audit.Entry
 		for _, x := range es {
-			if x.Event == event {
+			if x.Event == string(event) {
 				d, err := audit.Decode(x.Entry)
 				if err != nil {
 					t.Fatal(err)
@@ -358,14 +358,14 @@ func TestRefusedReviewsAreAuditedWithinBounds(t *testing.T) {
 		}
 		return out
 	}
-	if n := len(count(reconcile.EventApprovalRefused)); n != 2 {
+	if n := len(count(audit.EventApprovalRefused)); n != 2 {
 		t.Fatalf("%d refusals audited one by one; want the burst, 2", n)
 	}
 	if n := len(count("approval.received")); n != 1 {
 		t.Fatalf("%d envelopes received; want bob's", n)
 	}
 	refusals.Flush(e.ctx)
-	sums := count(reconcile.EventApprovalRefusedSummary)
+	sums := count(audit.EventApprovalRefusedSummary)
 	if len(sums) != 1 {
 		t.Fatalf("%d summaries; want 1", len(sums))
 	}
