@@ -161,6 +161,9 @@ func checkPending(ctx context.Context, d *reconcile.PendingDetail, decision stri
 	if d.Kind == reconcile.PendingTrustChange {
 		return checkTrustChange(ctx, d, trusted)
 	}
+	if d.Kind == reconcile.PendingAuditRollback {
+		return checkAuditAck(d, decision)
+	}
 	if d.Kind != reconcile.PendingApply && d.Kind != reconcile.PendingRevert || d.Operation != d.Kind {
 		return fmt.Errorf("the server sent an item of kind %q, operation %q", d.Kind, d.Operation)
 	}
@@ -204,6 +207,24 @@ func checkPending(ctx context.Context, d *reconcile.PendingDetail, decision stri
 	}
 	if got := plan.Digest(); got != d.PlanDigest {
 		return fmt.Errorf("the plan the server sent has digest %.12s…, but it cites %.12s…", got, d.PlanDigest)
+	}
+	return nil
+}
+
+// checkAuditAck checks the shape of an audit rollback acknowledgement: one
+// subject, audit-log/rollback, and a transition from the trusted commit
+// replacing the missing tree's root. Its digest binds the server's hold
+// record (the tree found missing and the log as found), which the approver
+// cannot recompute: the reason shown is what is signed for.
+func checkAuditAck(d *reconcile.PendingDetail, decision string) error {
+	if len(d.Subjects) != 1 || d.Subjects[0].Path != reconcile.AuditAckSubject || !hexDigestRE.MatchString(d.Subjects[0].Digest) {
+		return fmt.Errorf("the server sent an audit acknowledgement whose subjects are not exactly %s", reconcile.AuditAckSubject)
+	}
+	if d.Transition == nil || d.Transition.Replaces[reconcile.AuditAckSubject] == "" || len(d.Transition.Replaces) != 1 {
+		return errors.New("the server sent an audit acknowledgement without the transition it replaces")
+	}
+	if decision == approval.Propose {
+		return errors.New("an audit acknowledgement is approved or rejected by admins, not proposed")
 	}
 	return nil
 }
@@ -261,6 +282,9 @@ func approverFor(d *reconcile.PendingDetail, keyID, decision string) (string, er
 
 // describePending names an item in one line.
 func describePending(d *reconcile.PendingDetail) string {
+	if d.Kind == reconcile.PendingAuditRollback {
+		return fmt.Sprintf("%s (acknowledge the audit log rollback hold)", d.ID)
+	}
 	if d.Kind == reconcile.PendingTrustChange {
 		var paths []string
 		for _, s := range d.Subjects {
@@ -292,7 +316,7 @@ func needsText(n reconcile.PendingNeeds) string {
 func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver string) {
 	fmt.Fprintf(w, "%s\n", safeText(describePending(d)))
 	fmt.Fprintf(w, "  repository  %s at commit %.12s\n", safeText(d.Repository), safeText(d.Commit))
-	if d.Kind != reconcile.PendingTrustChange {
+	if d.Kind == reconcile.PendingApply || d.Kind == reconcile.PendingRevert {
 		fmt.Fprintf(w, "  playbook    %s (action %s, environment %s)\n", safeText(d.Playbook), safeText(d.Action), safeText(d.Environment))
 		if len(d.Targets) > 0 {
 			fmt.Fprintf(w, "  targets     %s\n", safeText(strings.Join(d.Targets, ", ")))
@@ -316,6 +340,9 @@ func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver str
 		}
 	}
 	switch {
+	case d.Kind == reconcile.PendingAuditRollback:
+		fmt.Fprintf(w, "  the hold    %s\n", safeText(d.Reason))
+		fmt.Fprintf(w, "  signing accepts the audit log as it is now as the one writ expects; the missing tree stays on record (the checkpoints keep it)\n")
 	case d.Kind == reconcile.PendingTrustChange:
 		fmt.Fprintf(w, "  the change (trusted commit %.12s → %.12s):\n", safeText(d.Transition.TrustedCommit), safeText(d.Commit))
 		old, changed := filesByPath(d.TrustedFiles), filesByPath(d.ChangedFiles)
@@ -343,7 +370,7 @@ func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver str
 		fmt.Fprintf(w, "  the new playbook %s:\n", safeText(d.Path))
 		writeDiff(w, "    ", "", d.Content.Content)
 	}
-	if len(d.Plan) > 0 && d.Kind != reconcile.PendingTrustChange {
+	if len(d.Plan) > 0 && (d.Kind == reconcile.PendingApply || d.Kind == reconcile.PendingRevert) {
 		var plan action.Plan
 		if json.Unmarshal(d.Plan, &plan) == nil {
 			fmt.Fprintf(w, "  plan %.12s… (%s through %s):\n", d.PlanDigest, plan.Operation, safeText(plan.Backend))

@@ -121,7 +121,9 @@ func runPending(ctx context.Context, env *cliEnv, server, approver string, asJSO
 
 func writePendingItem(env *cliEnv, p reconcile.Pending, now time.Time) {
 	w := env.stdout
-	if p.Kind == reconcile.PendingTrustChange {
+	if p.Kind == reconcile.PendingAuditRollback {
+		fmt.Fprintf(w, "%s  acknowledge the audit log rollback hold: %s\n", p.ID, safeText(p.Reason))
+	} else if p.Kind == reconcile.PendingTrustChange {
 		var paths []string
 		for _, s := range p.Subjects {
 			paths = append(paths, s.Path)

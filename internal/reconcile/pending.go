@@ -36,13 +36,16 @@ const (
 	PendingApply       = "apply"
 	PendingRevert      = "revert"
 	PendingTrustChange = "trust_change"
+	// PendingAuditRollback is the acknowledgement of an audit rollback
+	// hold (audithold.go): signed like a change to what decides.
+	PendingAuditRollback = "audit_rollback"
 )
 
 // ErrNotPending means an id names nothing that waits for signatures (any
 // more): the error says what became of it.
 var ErrNotPending = errors.New("not pending")
 
-var pendingIDRE = regexp.MustCompile(`^(op|trust)-([1-9][0-9]{0,18})$`)
+var pendingIDRE = regexp.MustCompile(`^(op|trust|audit)-([1-9][0-9]{0,18})$`)
 
 // ValidPendingID reports whether s has the form of a pending item's id:
 // op-N (a playbook operation) or trust-N (a change to what decides).
@@ -192,6 +195,61 @@ func (r *Reconciler) Pending(ctx context.Context) ([]Pending, error) {
 	if tc != nil {
 		out = append(out, tc.Pending)
 	}
+	audits, err := r.pendingAudit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range audits {
+		out = append(out, a.Pending)
+	}
+	return out, nil
+}
+
+// pendingAudit lists the open audit rollback holds as items to sign: the
+// statement AuditAckStatement makes, judged like a change to what decides
+// (admin quorum of the trusted keyring, or the recovery keys).
+func (r *Reconciler) pendingAudit(ctx context.Context) ([]*PendingDetail, error) {
+	holds, err := r.opts.Store.OpenHolds(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*PendingDetail
+	for _, h := range holds {
+		if h.Kind != store.HoldAuditRollback {
+			continue
+		}
+		st, err := r.opts.Store.RepoState(ctx)
+		if err != nil {
+			return nil, err
+		}
+		adopted, err := r.trustAt(ctx, st.AdoptedSHA)
+		if err != nil {
+			return nil, err
+		}
+		change, err := AuditAckStatement(h, st.AdoptedSHA)
+		if err != nil {
+			return nil, err
+		}
+		verdict, _, _, err := r.verifyMeta(ctx, adopted, change)
+		if err != nil {
+			return nil, err
+		}
+		var d auditHoldDetail
+		_ = json.Unmarshal(h.Detail, &d)
+		id := fmt.Sprintf("audit-%d", h.ID)
+		tr := change.Transition
+		item := &PendingDetail{Pending: Pending{
+			ID: id, Kind: PendingAuditRollback, Transition: &tr, Repository: r.opts.Repository,
+			Commit: st.ProcessedSHA, PolicyDigest: adopted.PolicyDigest, ReasonCode: store.HoldAuditRollback,
+			Reason: d.Reason + "; signing accepts the log as it is now as the one writ expects: " + verdict.Summary(),
+			Since:  h.CreatedAt, Command: "writ approve " + id,
+		}}
+		for _, s := range change.Subjects {
+			item.Subjects = append(item.Subjects, PendingSubject{Path: s.Path, Digest: s.Digest})
+		}
+		item.Needs = needsOf(verdict, adopted.Keyring, []string{approval.RoleAdmin}, nil, verdict.Required)
+		out = append(out, item)
+	}
 	return out, nil
 }
 
@@ -206,6 +264,18 @@ func (r *Reconciler) PendingItem(ctx context.Context, id string) (*PendingDetail
 	n, err := strconv.ParseInt(m[2], 10, 64)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrNotPending, id, err)
+	}
+	if m[1] == "audit" {
+		items, err := r.pendingAudit(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			if it.ID == id {
+				return it, nil
+			}
+		}
+		return nil, fmt.Errorf("%w: there is no open audit rollback hold %s (acknowledged, or never held)", ErrNotPending, id)
 	}
 	if m[1] == "trust" {
 		d, err := r.pendingTrust(ctx, true)
@@ -505,7 +575,7 @@ func (p *Pending) Statement(decision, approver, reason string, now time.Time, va
 		Decision: decision, Approver: approver, Repository: p.Repository, HeadCommit: p.Commit,
 		PolicyDigest: p.PolicyDigest, Reason: reason, IssuedAt: now, ExpiresAt: now.Add(validity),
 	}
-	if p.Kind == PendingTrustChange {
+	if p.Transition != nil {
 		pred.Transition = p.Transition
 	} else {
 		pred.Operation = p.Operation
