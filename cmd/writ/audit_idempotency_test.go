@@ -47,7 +47,7 @@ func TestAuditAppendIdempotencyKey(t *testing.T) {
 	if out := a.ok(other...); !strings.HasPrefix(out, "appended seq 2, ") {
 		t.Fatalf("new key: %q", out)
 	}
-	if out := a.ok("audit", "verify", "--keys", pub); !strings.HasPrefix(out, "OK: 3 entries") {
+	if out := a.ok("audit", "verify", "--keys", pub); !strings.HasPrefix(verdict(out), "OK: 3 entries") {
 		t.Fatalf("verify: %q", out)
 	}
 }
