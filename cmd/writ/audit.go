@@ -21,7 +21,7 @@ func init() { register(newAuditCmd) }
 func newAuditCmd(env *cliEnv, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
-		Short: "The tamper-evident audit log: append, verify, export, checkpoint",
+		Short: "The tamper-evident audit log: append, verify, export, checkpoint, rotate-key, vkey",
 		Long: `Every event writ records (PR checked, approval accepted or rejected, merge
 seen, execution started or finished, configuration change, login) is one
 entry of a hash-chained, signed audit log in PostgreSQL whose entries are
@@ -33,7 +33,11 @@ it). Verification trusts only the public keys it is given (--keys; default
 the .pub files in DATA_DIR/audit/) and the keys signed rotation entries lead
 to from them (forward to the new key, or back from a trusted new key whose
 proof of possession names the old one): never the keys stored in the
-database or an export by themselves.`,
+database or an export by themselves.
+
+writ audit vkey prints the public key as a C2SP signed-note verifier key
+(<origin>+<hash>+<key>), the form witnesses and monitors take to verify the
+checkpoints.`,
 	}
 	cmd.AddCommand(
 		newAuditAppendCmd(env, g),
@@ -41,6 +45,7 @@ database or an export by themselves.`,
 		newAuditExportCmd(env, g),
 		newAuditCheckpointCmd(env, g),
 		newAuditRotateKeyCmd(env, g),
+		newAuditVkeyCmd(env, g),
 	)
 	return cmd
 }

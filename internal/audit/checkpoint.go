@@ -125,6 +125,23 @@ func noteVerifier(origin string, pub ed25519.PublicKey) (note.Verifier, error) {
 	return v, nil
 }
 
+// VerifierKey is k in signed-note verifier-key form (C2SP signed-note,
+// golang.org/x/mod/sumdb/note): "<origin>+<key hash>+<base64 of 0x01 and
+// the ed25519 key>", the key name being the log's origin, as checkpoints
+// are signed. Witnesses and note.NewVerifier take it as is. Only ed25519
+// keys sign checkpoints.
+func VerifierKey(origin string, k *PublicKey) (string, error) {
+	pub, ok := k.ed25519()
+	if !ok {
+		return "", fmt.Errorf("audit: key %.12s is %s: checkpoints, and so verifier keys, need ed25519", k.ID, k.Algorithm)
+	}
+	vkey, err := note.NewEd25519VerifierKey(origin, pub)
+	if err != nil {
+		return "", fmt.Errorf("audit: verifier key for origin %q: %w", origin, err)
+	}
+	return vkey, nil
+}
+
 // SignCheckpoint makes a signed checkpoint of (size, root).
 func SignCheckpoint(key *SigningKey, origin string, size uint64, root []byte) (*Checkpoint, error) {
 	if len(root) != HashSize {
