@@ -33,11 +33,21 @@ id and a readable copy), and an end line with the count, so a cut file is
 told from a short log. NDJSON (the default) is one object a line; json is
 one document.
 
-A complete export verifies offline with writ audit verify --export. A
-filtered export needs --proofs: each entry then carries its RFC 6962
-inclusion proof in the latest checkpoint, and the export stops at that
-checkpoint's size (run writ audit checkpoint first for the newest entries).
-Key rotation entries are always included.
+Every export verifies offline with writ audit verify --export. The filters
+select on each entry's signed bytes (its time, actor id and event), never on
+the database columns beside them. A filtered export still carries every
+entry of the log: those the filters leave out as "omitted" lines, with
+their bytes, hashes and signature but no readable copy, so the verifier
+replays the whole chain and tree and checks that exactly the entries whose
+bytes match the filters were selected; dropping or hiding one fails
+verification. It is therefore about as large as a complete export and
+discloses the left-out entries' bytes to whoever holds it. An entry whose
+columns disagree with its bytes is exported by its bytes and named in a
+warning (writ audit verify fails on it).
+
+--proofs adds to each selected entry its RFC 6962 inclusion proof in the
+latest checkpoint, and stops the export at that checkpoint's size (run writ
+audit checkpoint first for the newest entries).
 
 --since and --until take RFC 3339 times, dates (2026-05-01) or durations
 ago (24h, 7d).`,
@@ -54,7 +64,7 @@ ago (24h, 7d).`,
 	f.StringVar(&p.actor, "actor", "", "entries of this actor id")
 	f.StringVar(&p.event, "event", "", "entries of this event type")
 	f.StringVar(&p.format, "format", audit.FormatNDJSON, "ndjson or json")
-	f.BoolVar(&p.proofs, "proofs", false, "add inclusion proofs in the latest checkpoint (needed to verify a filtered export)")
+	f.BoolVar(&p.proofs, "proofs", false, "add inclusion proofs in the latest checkpoint and stop at its size")
 	f.StringVar(&p.out, "out", "", "write to this file (atomically) instead of standard output")
 	f.DurationVar(&p.timeout, "timeout", 0, "give up after this long (default: no limit)")
 	return cmd
@@ -111,9 +121,9 @@ func runAuditExport(cmd *cobra.Command, env *cliEnv, g *globals, p auditExportPa
 		}
 	}
 	log := g.logger(env.stderr)
-	log.InfoContext(ctx, "audit log exported", "entries", sum.Entries, "tree_size", sum.Size, "complete", sum.Complete)
-	if !sum.Complete && !p.proofs {
-		fmt.Fprintln(env.stderr, "writ: note: a filtered export without --proofs cannot be verified offline")
+	log.InfoContext(ctx, "audit log exported", "entries", sum.Entries, "omitted", sum.Omitted, "tree_size", sum.Size, "complete", sum.Complete)
+	if len(sum.Disagree) > 0 {
+		fmt.Fprintf(env.stderr, "writ: warning: the stored columns of entries %v disagree with their signed bytes (selected by their bytes); run writ audit verify\n", sum.Disagree)
 	}
 	return nil
 }

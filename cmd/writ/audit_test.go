@@ -104,8 +104,29 @@ func TestAuditCLI(t *testing.T) {
 	a.ok("audit", "checkpoint", "--key", key, "--out", cpFile)
 	proved := filepath.Join(dir, "bob.ndjson")
 	a.ok("audit", "export", "--actor", "bob", "--proofs", "--out", proved)
-	if out := a.ok("audit", "verify", "--export", proved, "--keys", pub); !strings.HasPrefix(out, "OK: 1 entries, root ") {
+	if out := a.ok("audit", "verify", "--export", proved, "--keys", pub); !strings.HasPrefix(out, "filtered export: 2 left out by its filters\nOK: 1 entries, root ") {
 		t.Fatalf("verify proved export: %q", out)
+	}
+	// Bob's entry deleted from the filtered export (its end count edited
+	// to match): the gap in the replayed log shows it.
+	b, err := os.ReadFile(proved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, l := range strings.SplitAfter(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(l, `{"type":"entry",`):
+		case strings.HasPrefix(l, `{"type":"end",`):
+			kept = append(kept, `{"type":"end","entries":0,"omitted":2}`+"\n")
+		default:
+			kept = append(kept, l)
+		}
+	}
+	dropped := filepath.Join(dir, "bob-dropped.ndjson")
+	os.WriteFile(dropped, []byte(strings.Join(kept, "")), 0o644)
+	if code, out, _ := a.run("audit", "verify", "--export", dropped, "--keys", pub); code != exitFailure || out != "FAIL: seq 1: entry missing: the log jumps from seq 0 to seq 2\n" {
+		t.Fatalf("an entry deleted from a filtered export: %d %q", code, out)
 	}
 
 	// Another key is not trusted.
@@ -167,15 +188,38 @@ func TestAuditCLIUsage(t *testing.T) {
 			t.Errorf("writ %s: exit %d, %q; want 2 and %q", strings.Join(c.args, " "), code, errOut, c.want)
 		}
 	}
-	// Partial export without proofs: exported, but the verifier refuses it.
+	// A filtered export without proofs covers the whole log and verifies.
 	a.ok("audit", "append", "--key", key+".key", "--event", "a.b", "--subject", "x")
+	a.ok("audit", "append", "--key", key+".key", "--event", "a.b", "--subject", "y", "--actor", "bob")
 	exp := filepath.Join(t.TempDir(), "e")
-	code, _, errOut := a.run("audit", "export", "--actor", "alice", "--out", exp)
-	if code != exitOK || !strings.Contains(errOut, "cannot be verified offline") {
-		t.Fatalf("partial export: %d %q", code, errOut)
+	a.ok("audit", "export", "--actor", "alice", "--out", exp)
+	if out := a.ok("audit", "verify", "--export", exp, "--keys", key+".pub"); !strings.HasPrefix(out, "filtered export: 1 left out by its filters\nOK: 1 entries, root ") {
+		t.Fatalf("verify filtered export: %q", out)
 	}
-	if code, _, errOut := a.run("audit", "verify", "--export", exp, "--keys", key+".pub"); code != exitFailure || !strings.Contains(errOut, "--proofs") {
-		t.Fatalf("verify partial export: %d %q", code, errOut)
+	// Alice's entry's actor_id column changed to mallory: the export
+	// for alice still holds it (selected by its bytes) and says so; the
+	// one for mallory holds nothing.
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, a.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SET session_replication_role = replica`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `UPDATE audit_entries SET actor_id = 'mallory' WHERE seq = 0`); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := a.run("audit", "export", "--actor", "alice", "--out", exp)
+	if code != exitOK || !strings.Contains(errOut, "columns of entries [0] disagree with their signed bytes") {
+		t.Fatalf("export with a changed column: %d %q", code, errOut)
+	}
+	if out := a.ok("audit", "verify", "--export", exp, "--keys", key+".pub"); !strings.HasPrefix(out, "filtered export: 1 left out by its filters\nOK: 1 entries, root ") {
+		t.Fatalf("verify filtered export: %q", out)
+	}
+	if out := a.ok("audit", "export", "--actor", "mallory"); strings.Contains(out, `{"type":"entry",`) {
+		t.Fatalf("mallory's export holds alice's entry:\n%s", out)
 	}
 }
 

@@ -59,6 +59,11 @@ for each ("checkpoint PATH: size N, contained", or "none found");
 With --checkpoint (repeatable) it also proves the log contains each signed
 checkpoint you kept.
 
+A filtered export is replayed whole: its left-out entries are verified like
+the others, and each entry must be selected exactly when its bytes match
+the export's filters; a line "filtered export: N left out by its filters"
+then precedes the verdict, whose N counts the selected entries.
+
 Prints "OK: N entries, root HEX" last and exits 0, or "FAIL: " lines naming
 the checkpoint or the first bad sequence number and what is wrong, and
 exits 1. Exit 2: usage error.`,
@@ -174,10 +179,13 @@ func runAuditVerify(cmd *cobra.Command, env *cliEnv, g *globals, p auditVerifyPa
 		fmt.Fprintf(env.stdout, "FAIL: %s\n", rep.Bad.Error())
 		return exitWith(exitFailure, nil)
 	}
+	if rep.Omitted > 0 {
+		fmt.Fprintf(env.stdout, "filtered export: %d left out by its filters\n", rep.Omitted)
+	}
 	fmt.Fprintf(env.stdout, "OK: %d entries, root %x\n", rep.Entries, rep.Root)
 	log := g.logger(env.stderr)
 	log.InfoContext(ctx, "audit log verified",
-		"entries", rep.Entries, "tree_size", rep.Size, "signatures", rep.Signatures,
+		"entries", rep.Entries, "omitted", rep.Omitted, "tree_size", rep.Size, "signatures", rep.Signatures,
 		"checkpoints", rep.Checkpoints, "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -60,6 +60,10 @@ func (l *Log) RecordExport(ctx context.Context, actor Actor, via string, opts Ex
 		"entries": sum.Entries, "size": sum.Size, "complete": sum.Complete}
 	if len(filter) > 0 {
 		payload["filter"] = filter
+		payload["omitted"] = sum.Omitted
+	}
+	if len(sum.Disagree) > 0 {
+		payload["columns_disagree"] = sum.Disagree
 	}
 	if exportErr != nil {
 		payload["error"] = exportErr.Error()

@@ -134,7 +134,7 @@ func TestRecordAccess(t *testing.T) {
 	bob := Actor{ID: "bob", Role: "auditor"}
 	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	if _, err := l.RecordExport(ctx, bob, "api", ExportOptions{Since: since, Actor: "alice", Proofs: true},
-		ExportSummary{Entries: 2, Size: 5}, nil); err != nil {
+		ExportSummary{Entries: 2, Omitted: 3, Size: 5, Complete: true, Disagree: []uint64{4}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	rep := verifyDB(t, st, trustOnly(t, l.Key()))
@@ -160,7 +160,7 @@ func TestRecordAccess(t *testing.T) {
 		payload string
 	}
 	for i, w := range []want{
-		{EventAuditExport, true, `{"complete":false,"entries":2,"filter":{"actor":"alice","since":"2026-01-02T03:04:05Z"},"format":"ndjson","proofs":true,"size":5,"via":"api"}`},
+		{EventAuditExport, true, `{"columns_disagree":[4],"complete":true,"entries":2,"filter":{"actor":"alice","since":"2026-01-02T03:04:05Z"},"format":"ndjson","omitted":3,"proofs":true,"size":5,"via":"api"}`},
 		{EventAuditVerify, true, `{"checkpoints":[],"checkpoints_given":1,"entries":6,"ok":true,"signatures":6,"size":6}`},
 		{EventAuditExport, false, `{"complete":false,"entries":0,"error":"no checkpoint","format":"ndjson","proofs":false,"size":0,"via":"console"}`},
 		{EventAuditVerify, false, `{"bad_reason":"altered","bad_seq":4,"checkpoints":[],"checkpoints_given":0,"entries":9,"ok":false,"signatures":0,"size":0}`},

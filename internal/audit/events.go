@@ -130,7 +130,7 @@ var catalogue = []EventSpec{
 	{EventKeyRotated, "the rotating operator", "key: new key id", "the signing key changed (writ audit rotate-key); signed by the old key, with the new key's proof of possession",
 		[]string{"new_key_algorithm", "new_key_id", "new_public_key", "old_key_id", "proof"}},
 	{EventAuditExport, "the caller", "audit_log", "the log, or a filtered part of it, was exported (API or console); recorded after the export ended, also when it failed",
-		[]string{"via", "format", "filter: since, until, actor, event", "proofs", "entries", "size", "complete", "error"}},
+		[]string{"via", "format", "filter: since, until, actor, event", "proofs", "entries", "omitted", "size", "complete", "columns_disagree", "error"}},
 	{EventAuditVerify, "the caller", "audit_log", "the server verified the log (POST /api/v1/audit/verify): the outcome, also when verification could not run",
 		[]string{"ok", "checkpoints_given", "entries", "size", "signatures", "checkpoints", "bad_seq", "bad_reason", "error"}},
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/writ-sec/writ/internal/store"
@@ -33,10 +34,65 @@ type ExportOptions struct {
 	Actor, Event string
 	// Format is FormatNDJSON (default) or FormatJSON.
 	Format string
-	// Proofs adds to each entry its inclusion proof in the latest
-	// checkpoint, and limits the export to the entries that checkpoint
-	// covers. A filtered export needs them to be verifiable.
+	// Proofs adds to each selected entry its inclusion proof in the
+	// latest checkpoint, and limits the export to the entries that
+	// checkpoint covers.
 	Proofs bool
+}
+
+// entryFilter selects entries by what their signed bytes say, never by
+// the columns stored beside them. Export and VerifyExport share it, so an
+// export is checked against the very rule that made it.
+type entryFilter struct {
+	since, until time.Time
+	actor, event string
+}
+
+// selector is the filter of opts; nil when opts selects every entry.
+func (o *ExportOptions) selector() *entryFilter {
+	if !o.filtered() {
+		return nil
+	}
+	return &entryFilter{since: o.Since, until: o.Until, actor: o.Actor, event: o.Event}
+}
+
+func (f *entryFilter) match(at time.Time, actor, event string) bool {
+	return (f.since.IsZero() || !at.Before(f.since)) && (f.until.IsZero() || at.Before(f.until)) &&
+		(f.actor == "" || actor == f.actor) && (f.event == "" || event == f.event)
+}
+
+func (f *entryFilter) String() string {
+	var parts []string
+	if !f.since.IsZero() {
+		parts = append(parts, "since="+f.since.UTC().Format(time.RFC3339Nano))
+	}
+	if !f.until.IsZero() {
+		parts = append(parts, "until="+f.until.UTC().Format(time.RFC3339Nano))
+	}
+	if f.actor != "" {
+		parts = append(parts, "actor="+f.actor)
+	}
+	if f.event != "" {
+		parts = append(parts, "event="+f.event)
+	}
+	return strings.Join(parts, " ")
+}
+
+// parse reads a filter from an export's header.
+func (x *exportFilter) parse() (*entryFilter, error) {
+	f := &entryFilter{actor: x.Actor, event: x.Event}
+	var err error
+	if x.Since != "" {
+		if f.since, err = time.Parse(time.RFC3339Nano, x.Since); err != nil {
+			return nil, fmt.Errorf("filter since: %w", err)
+		}
+	}
+	if x.Until != "" {
+		if f.until, err = time.Parse(time.RFC3339Nano, x.Until); err != nil {
+			return nil, fmt.Errorf("filter until: %w", err)
+		}
+	}
+	return f, nil
 }
 
 func (o *ExportOptions) setDefaults() {
@@ -94,8 +150,11 @@ type exportKey struct {
 }
 
 // exportHeader opens an export. Size is the log size the export covers;
-// Complete says every entry below it is included; Proved says each entry
-// carries its inclusion proof in Checkpoint (whose size is Size).
+// Complete says every entry below it is in the export: as an "entry" line,
+// or, in a filtered export, as an "omitted" line (the entry's bytes,
+// hashes and signature without the readable copy) when its bytes do not
+// match Filter. Proved says each selected entry carries its inclusion
+// proof in Checkpoint (whose size is Size).
 type exportHeader struct {
 	Type       string        `json:"type,omitempty"`
 	Format     string        `json:"format"`
@@ -121,26 +180,47 @@ type exportEntry struct {
 	Proof     []hexBytes      `json:"proof,omitempty"`
 }
 
+// Line types of an export's entries: selected, or left out by the filter.
+const (
+	lineEntry   = "entry"
+	lineOmitted = "omitted"
+)
+
 // exportEnd closes an export, so a cut-off file is told from a short log.
+// Entries counts the selected entries, Omitted the left-out ones.
 type exportEnd struct {
 	Type    string `json:"type,omitempty"`
 	Entries uint64 `json:"entries"`
+	Omitted uint64 `json:"omitted,omitempty"`
 }
 
 // ExportSummary says what Export wrote.
 type ExportSummary struct {
-	Entries  uint64
-	Size     uint64
-	Complete bool
+	// Entries are the entries selected; Omitted those of the covered
+	// range left out by the filter (carried without a readable copy).
+	Entries, Omitted uint64
+	Size             uint64
+	Complete         bool
+	// Disagree are the seqs (the first 100) whose stored actor_id, event
+	// or at column disagrees with the entry's signed bytes: the export
+	// selected them by their bytes; writ audit verify reports them.
+	Disagree []uint64
 }
 
 const exportPage = 4096
 
 // Export streams the log (or the entries opts selects) from one snapshot
 // of st, with what offline verification needs: the log's recorded public
-// keys, its latest checkpoint and, on request, inclusion proofs. A
-// filtered export always includes the key rotation entries, which a
-// verifier needs to follow the keys.
+// keys, its latest checkpoint and, on request, inclusion proofs.
+//
+// A filter selects on each entry's signed bytes (its time, actor id and
+// event), not on the columns stored beside them. A filtered export still
+// carries every entry of the covered range: those the filter leaves out
+// as "omitted" lines with their bytes, hashes and signature but no
+// readable copy. The verifier so replays the whole chain and tree and
+// checks, entry by entry, that exactly the entries whose bytes match the
+// filter were selected: an entry dropped, or moved from selected to
+// omitted, or one that does not match, fails verification.
 func Export(ctx context.Context, st *store.Store, w io.Writer, opts ExportOptions) (ExportSummary, error) {
 	opts.setDefaults()
 	if err := opts.validate(); err != nil {
@@ -172,7 +252,7 @@ func export(ctx context.Context, st *store.Store, w io.Writer, opts ExportOption
 		Format:     ExportFormat,
 		Origin:     origin,
 		Size:       uint64(head.Size),
-		Complete:   !opts.filtered(),
+		Complete:   true,
 		Proved:     opts.Proofs,
 		Keys:       []exportKey{},
 		ExportedAt: time.Now().UTC().Format(TimeLayout),
@@ -209,15 +289,15 @@ func export(ctx context.Context, st *store.Store, w io.Writer, opts ExportOption
 	if err := ew.header(hdr); err != nil {
 		return ExportSummary{}, err
 	}
-	filter := store.AuditFilter{
-		Since: opts.Since, Until: opts.Until, ActorID: opts.Actor, Event: opts.Event,
-		Below: int64(hdr.Size), AlwaysEvents: []string{string(EventKeyRotated)},
-	}
+	// Every entry of the covered range is read: the filter is applied to
+	// the bytes below, not to the columns in the query.
+	filter := store.AuditFilter{Below: int64(hdr.Size)}
 	if hdr.Size == 0 {
 		filter.Below = -1 // nothing to export
 	}
+	sel := opts.selector()
 	nodes := dbNodes(st)
-	var n uint64
+	var sum ExportSummary
 	after := int64(-1)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -241,7 +321,26 @@ func export(ctx context.Context, st *store.Store, w io.Writer, opts ExportOption
 				// Tampered bytes still export (verification reports them).
 				e.Entry = nil
 			}
-			if opts.Proofs {
+			if sel != nil {
+				// Bytes that do not decode are selected: verification
+				// reports them.
+				if d, err := Decode(r.Entry); err == nil {
+					if !sel.match(d.Time, d.Actor.ID, string(d.Event)) {
+						e.Type, e.Entry = lineOmitted, nil
+					}
+					if !d.Time.Equal(r.At) || d.Actor.ID != r.ActorID || string(d.Event) != r.Event {
+						if len(sum.Disagree) < 100 {
+							sum.Disagree = append(sum.Disagree, uint64(r.Seq))
+						}
+					}
+				}
+			}
+			if e.Type == lineOmitted {
+				sum.Omitted++
+			} else {
+				sum.Entries++
+			}
+			if opts.Proofs && e.Type != lineOmitted {
 				p, err := inclusionProof(ctx, nodes, uint64(r.Seq), hdr.Size)
 				if err != nil {
 					return ExportSummary{}, fmt.Errorf("audit: export: proof of %d: %w", r.Seq, err)
@@ -254,14 +353,14 @@ func export(ctx context.Context, st *store.Store, w io.Writer, opts ExportOption
 			if err := ew.entry(e); err != nil {
 				return ExportSummary{}, err
 			}
-			n++
 		}
 		after = rows[len(rows)-1].Seq
 	}
-	if err := ew.end(exportEnd{Entries: n}); err != nil {
+	if err := ew.end(exportEnd{Entries: sum.Entries, Omitted: sum.Omitted}); err != nil {
 		return ExportSummary{}, err
 	}
-	return ExportSummary{Entries: n, Size: hdr.Size, Complete: hdr.Complete}, nil
+	sum.Size, sum.Complete = hdr.Size, hdr.Complete
+	return sum, nil
 }
 
 // exportWriter writes NDJSON (one object a line: header, entries, end) or
@@ -295,9 +394,13 @@ func (ew *exportWriter) header(h exportHeader) error {
 	return err
 }
 
+// entry writes an entry; e.Type is lineOmitted for a left-out one, else
+// empty.
 func (ew *exportWriter) entry(e exportEntry) error {
 	if ew.format == FormatNDJSON {
-		e.Type = "entry"
+		if e.Type == "" {
+			e.Type = lineEntry
+		}
 		return ew.write(e)
 	}
 	if ew.n > 0 {
@@ -350,7 +453,8 @@ type exportReader struct {
 	ndjson  bool
 	header  exportHeader
 	end     *exportEnd
-	entries uint64
+	entries uint64 // entry and omitted lines read
+	omitted uint64
 	inArray bool
 	done    bool
 }
@@ -471,9 +575,12 @@ func (er *exportReader) Records(ctx context.Context, emit func([]Record) error) 
 	return nil
 }
 
-// entryLinePrefix starts every entry line Export writes; such lines are
-// handed to verification's workers undecoded.
-const entryLinePrefix = `{"type":"entry",`
+// entryLinePrefix and omittedLinePrefix start every entry line Export
+// writes; such lines are handed to verification's workers undecoded.
+const (
+	entryLinePrefix   = `{"type":"entry",`
+	omittedLinePrefix = `{"type":"omitted",`
+)
 
 // read returns the next entry; ok is false after the end object.
 func (er *exportReader) read() (Record, bool, error) {
@@ -486,19 +593,27 @@ func (er *exportReader) read() (Record, bool, error) {
 		if bytes.HasPrefix(line, []byte(entryLinePrefix)) {
 			return Record{line: line}, true, nil
 		}
+		if bytes.HasPrefix(line, []byte(omittedLinePrefix)) {
+			er.omitted++
+			return Record{line: line}, true, nil
+		}
 		var e struct {
 			exportEntry
 			Entries *uint64 `json:"entries"`
+			Omitted uint64  `json:"omitted"`
 		}
 		if err := json.Unmarshal(line, &e); err != nil {
 			return Record{}, false, fmt.Errorf("export: line %d: %w", er.entries+1, err)
 		}
 		switch e.Type {
-		case "entry":
+		case lineEntry:
+			return e.record(), true, nil
+		case lineOmitted:
+			er.omitted++
 			return e.record(), true, nil
 		case "end":
 			er.entries--
-			return Record{}, false, er.finish(e.Entries)
+			return Record{}, false, er.finish(e.Entries, e.Omitted)
 		}
 		return Record{}, false, fmt.Errorf("export: line %d: unexpected line type %q", er.entries+1, e.Type)
 	}
@@ -514,13 +629,16 @@ func (er *exportReader) read() (Record, bool, error) {
 		if err := er.dec.Decode(&end); err != nil {
 			return Record{}, false, fmt.Errorf("export: end: %w", err)
 		}
-		return Record{}, false, er.finish(&end.Entries)
+		return Record{}, false, er.finish(&end.Entries, end.Omitted)
 	}
 	var e exportEntry
 	if err := er.dec.Decode(&e); err != nil {
 		return Record{}, false, fmt.Errorf("export is cut off or malformed after %d entries: %w", er.entries, err)
 	}
 	er.entries++
+	if e.Type == lineOmitted {
+		er.omitted++
+	}
 	return e.record(), true, nil
 }
 
@@ -558,7 +676,7 @@ func (er *exportReader) line() ([]byte, error) {
 func (e *exportEntry) record() Record {
 	rec := Record{
 		Seq: e.Seq, Entry: e.Bytes, PrevHash: e.PrevHash, Hash: e.Hash, KeyID: e.KeyID, Signature: e.Signature,
-		Readable: e.Entry,
+		Readable: e.Entry, Omitted: e.Type == lineOmitted,
 	}
 	if rec.Readable == nil || string(rec.Readable) == "null" {
 		// Left out when the bytes were not JSON at export.
@@ -584,25 +702,33 @@ func (r *Record) parseLine() error {
 	if err := dec.Decode(&e); err != nil {
 		return err
 	}
-	if e.Type != "entry" {
+	if e.Type != lineEntry && e.Type != lineOmitted {
 		return fmt.Errorf("line type %q", e.Type)
 	}
 	*r = e.record()
 	return nil
 }
 
-func (er *exportReader) finish(n *uint64) error {
-	if n == nil || *n != er.entries {
-		return fmt.Errorf("export's end says %v entries but it holds %d: it was cut or edited", n, er.entries)
+func (er *exportReader) finish(n *uint64, omitted uint64) error {
+	if n == nil {
+		return errors.New("export's end does not count its entries")
 	}
-	er.end = &exportEnd{Entries: *n}
+	if *n != er.entries-er.omitted || omitted != er.omitted {
+		return fmt.Errorf("export's end says %d entries and %d left out but it holds %d and %d: it was cut or edited",
+			*n, omitted, er.entries-er.omitted, er.omitted)
+	}
+	er.end = &exportEnd{Entries: *n, Omitted: omitted}
 	return nil
 }
 
-// VerifyExport verifies an export. A complete export is replayed like the
-// database; a partial one needs inclusion proofs, each checked against the
-// export's checkpoint. The keys an export carries are candidates, never
-// trusted: opts.Trusted decides.
+// VerifyExport verifies an export. It is replayed like the database: every
+// entry of the covered range, selected or left out by the filter, in
+// order, through the chain, the signatures and the tree, against the
+// export's checkpoint and opts.Checkpoints. A filtered export must have
+// selected exactly the entries whose bytes match its filter. Inclusion
+// proofs, when the export carries them, are checked against its
+// checkpoint. The keys an export carries are candidates, never trusted:
+// opts.Trusted decides.
 func VerifyExport(ctx context.Context, r io.Reader, opts VerifyOptions) (*Report, error) {
 	er, err := readExport(r)
 	if err != nil {
@@ -620,25 +746,31 @@ func VerifyExport(ctx context.Context, r io.Reader, opts VerifyOptions) (*Report
 			opts.Candidates.Add(pk)
 		}
 	}
-	switch {
-	case h.Complete && !h.Proved:
-		if h.Checkpoint != "" {
-			opts.Checkpoints = append(append([][]byte(nil), opts.Checkpoints...), []byte(h.Checkpoint))
-		}
-	case !h.Proved || h.Checkpoint == "":
-		return nil, errors.New("audit: verify export: a partial export needs a checkpoint and inclusion proofs (export with --proofs)")
-	default:
-		if len(opts.Checkpoints) > 0 {
-			return nil, errors.New("audit: verify export: checking against a checkpoint needs a complete export (no filters, no --proofs)")
-		}
+	if !h.Complete {
+		// Made by an older writ: the selected entries with their proofs,
+		// nothing to show that none was left out.
+		return nil, errors.New("audit: verify export: a partial export does not carry the entries it left out, so it cannot show it is complete; export it again with this writ")
+	}
+	if h.Proved && h.Checkpoint == "" {
+		return nil, errors.New("audit: verify export: the export says it carries inclusion proofs but has no checkpoint")
+	}
+	if h.Checkpoint != "" {
+		opts.Checkpoints = append(append([][]byte(nil), opts.Checkpoints...), []byte(h.Checkpoint))
+	}
+	if h.Proved {
 		opts.Proved = []byte(h.Checkpoint)
+	}
+	if h.Filter != nil {
+		if opts.filter, err = h.Filter.parse(); err != nil {
+			return nil, fmt.Errorf("audit: verify export: %w", err)
+		}
 	}
 	rep, err := Verify(ctx, er, opts)
 	if err != nil {
 		return nil, err
 	}
-	if rep.Bad == nil && h.Complete && !h.Proved && rep.Entries != h.Size {
-		rep.Bad = &Finding{Seq: int64(rep.Entries), Reason: fmt.Sprintf("the export's header says the log has %d entries but it holds %d", h.Size, rep.Entries)}
+	if n := rep.Entries + rep.Omitted; rep.Bad == nil && n != h.Size {
+		rep.Bad = &Finding{Seq: int64(n), Reason: fmt.Sprintf("the export's header says it covers %d entries but it holds %d", h.Size, n)}
 	}
 	return rep, nil
 }
@@ -666,7 +798,11 @@ func parseEntryLine(line []byte) (rec Record, ok bool) {
 		out, err := hex.DecodeString(s)
 		return out, err == nil
 	}
-	if !p.lit(entryLinePrefix + `"seq":`) {
+	switch {
+	case p.lit(entryLinePrefix + `"seq":`):
+	case p.lit(omittedLinePrefix + `"seq":`):
+		rec.Omitted = true
+	default:
 		return rec, false
 	}
 	var err error

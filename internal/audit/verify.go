@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -28,8 +29,11 @@ type Record struct {
 	// Columns are the database's copies of fields of the bytes; nil for
 	// export records.
 	Columns *Columns
-	// Proof is the inclusion proof of a record of a partial export.
+	// Proof is an export record's inclusion proof in VerifyOptions.Proved.
 	Proof [][]byte
+	// Omitted marks an entry a filtered export left out: its bytes do not
+	// match the export's filter, and it carries no readable copy.
+	Omitted bool
 	// Readable is the decoded entry an export carries beside the bytes;
 	// when present it must say what the bytes say.
 	Readable []byte
@@ -68,9 +72,9 @@ type VerifyOptions struct {
 	// at least as large, and its root at the checkpoint's size must match.
 	// A checkpoint counts only if a trusted key signed it.
 	Checkpoints [][]byte
-	// Proved makes this the verification of a partial export: entries need
-	// not be contiguous, and each is proved by its inclusion proof in this
-	// checkpoint (one of Checkpoints).
+	// Proved is the checkpoint (one of Checkpoints) of an export whose
+	// selected entries each carry an inclusion proof in it; each proof is
+	// checked.
 	Proved []byte
 	// SkipSignatures checks hashes and tree only. Without Trusted keys
 	// then, checkpoints are compared by root but their signatures are not
@@ -79,6 +83,10 @@ type VerifyOptions struct {
 	// Workers bound the goroutines decoding, hashing and checking
 	// signatures. Default GOMAXPROCS.
 	Workers int
+
+	// filter is a filtered export's: an entry is selected exactly when
+	// its bytes match it, else omitted.
+	filter *entryFilter
 }
 
 func (o *VerifyOptions) setDefaults() {
@@ -121,10 +129,10 @@ func (f *Finding) Error() string {
 // Report is what verification established.
 type Report struct {
 	// Entries is the number of entries verified; for a complete log it is
-	// its size.
-	Entries uint64
-	// Size and Root are the tree the entries form (complete log), or the
-	// checkpoint they were proved against (partial export).
+	// its size. For a filtered export it counts the selected entries, and
+	// Omitted the ones it left out (verified all the same).
+	Entries, Omitted uint64
+	// Size and Root are the tree the entries form.
 	Size uint64
 	Root []byte
 	// Signatures is the number of signatures verified.
@@ -205,12 +213,10 @@ func Verify(ctx context.Context, src Source, opts VerifyOptions) (*Report, error
 	if err != nil {
 		return nil, err
 	}
-	if v.proved == nil {
-		// Checkpoints of the empty tree.
-		if f := v.checkpointsAt(0); f != nil {
-			v.report.Bad = f
-			return &v.report, nil
-		}
+	// Checkpoints of the empty tree.
+	if f := v.checkpointsAt(0); f != nil {
+		v.report.Bad = f
+		return &v.report, nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -279,8 +285,6 @@ type verifier struct {
 
 	// in-order state
 	n        uint64 // next expected seq (complete log)
-	started  bool
-	lastSeq  uint64
 	lastHash Hash
 	lastTime time.Time
 	tree     *compact.Range
@@ -301,14 +305,19 @@ func newVerifier(opts VerifyOptions) (*verifier, error) {
 		}
 		v.pending = append(v.pending, pendingCheckpoint{note: note, cp: cp})
 	}
-	sort.SliceStable(v.pending, func(i, j int) bool { return v.pending[i].cp.Size < v.pending[j].cp.Size })
 	if opts.Proved != nil {
 		cp, err := unverifiedCheckpoint(opts.Proved)
 		if err != nil {
 			return nil, fmt.Errorf("audit: verify: %w", err)
 		}
 		v.proved = &cp
+		// The proofs count only if the checkpoint itself is checked: its
+		// signature, and its root against the replayed tree.
+		if !slices.ContainsFunc(opts.Checkpoints, func(n []byte) bool { return bytes.Equal(n, opts.Proved) }) {
+			v.pending = append(v.pending, pendingCheckpoint{note: opts.Proved, cp: cp})
+		}
 	}
+	sort.SliceStable(v.pending, func(i, j int) bool { return v.pending[i].cp.Size < v.pending[j].cp.Size })
 	return v, nil
 }
 
@@ -384,25 +393,16 @@ func bad(seq uint64, format string, args ...any) *Finding {
 // next is the in-order stage.
 func (v *verifier) next(r *Record, c *checked) *Finding {
 	if c.lineErr != nil {
-		at := v.n
-		if v.proved != nil && v.started {
-			at = v.lastSeq + 1
-		}
-		return bad(at, "the export's line for this entry is malformed: %v", c.lineErr)
+		return bad(v.n, "the export's line for this entry is malformed: %v", c.lineErr)
 	}
 	seq := r.Seq
-	partial := v.proved != nil
-	if !partial {
-		switch {
-		case seq > v.n && v.n == 0:
-			return bad(0, "entry missing: the log starts at seq %d", seq)
-		case seq > v.n:
-			return bad(v.n, "entry missing: the log jumps from seq %d to seq %d", v.n-1, seq)
-		case seq < v.n:
-			return bad(seq, "entry out of order or repeated after seq %d", v.n-1)
-		}
-	} else if v.started && seq <= v.lastSeq {
-		return bad(seq, "entry out of order or repeated after seq %d", v.lastSeq)
+	switch {
+	case seq > v.n && v.n == 0:
+		return bad(0, "entry missing: the log starts at seq %d", seq)
+	case seq > v.n:
+		return bad(v.n, "entry missing: the log jumps from seq %d to seq %d", v.n-1, seq)
+	case seq < v.n:
+		return bad(seq, "entry out of order or repeated after seq %d", v.n-1)
 	}
 	if c.decodeErr != nil {
 		return bad(seq, "entry bytes are not a valid entry: %v", c.decodeErr)
@@ -417,12 +417,11 @@ func (v *verifier) next(r *Record, c *checked) *Finding {
 	if !ok {
 		return bad(seq, "prev_hash is %d bytes", len(r.PrevHash))
 	}
-	linked := !partial || (v.started && seq == v.lastSeq+1) || seq == 0
 	expectPrev := v.lastHash
 	if seq == 0 {
 		expectPrev = GenesisHash
 	}
-	if linked && prev != expectPrev {
+	if prev != expectPrev {
 		if seq == 0 {
 			return bad(seq, "prev_hash of the first entry is not the genesis hash (32 zero bytes)")
 		}
@@ -441,6 +440,9 @@ func (v *verifier) next(r *Record, c *checked) *Finding {
 			return bad(seq, "column event (%q) disagrees with the entry's event (%q)", col.Event, c.entry.Event)
 		}
 	}
+	if f := v.checkFilter(r, c); f != nil {
+		return f
+	}
 	if c.entry.Time.Before(v.lastTime) {
 		return bad(seq, "entry time %s is before the previous entry's %s", c.entry.Time.Format(TimeLayout), v.lastTime.Format(TimeLayout))
 	}
@@ -449,24 +451,45 @@ func (v *verifier) next(r *Record, c *checked) *Finding {
 			return f
 		}
 	}
-	if partial {
+	if v.proved != nil && !r.Omitted {
 		if seq >= v.proved.Size {
 			return bad(seq, "entry is beyond the checkpoint (size %d) it should be proved in", v.proved.Size)
 		}
 		if err := VerifyInclusion(r.Entry, seq, v.proved.Size, r.Proof, v.proved.Hash); err != nil {
 			return bad(seq, "inclusion proof in the checkpoint of size %d does not verify: %v", v.proved.Size, err)
 		}
-	} else {
-		if err := v.tree.Append(c.leaf, nil); err != nil {
-			return bad(seq, "tree: %v", err)
-		}
+	}
+	if err := v.tree.Append(c.leaf, nil); err != nil {
+		return bad(seq, "tree: %v", err)
 	}
 	h, _ := hashFrom(r.Hash)
-	v.lastHash, v.lastTime, v.lastSeq, v.started = h, c.entry.Time, seq, true
+	v.lastHash, v.lastTime = h, c.entry.Time
 	v.n = seq + 1
-	v.report.Entries++
-	if !partial {
-		return v.checkpointsAt(v.n)
+	if r.Omitted {
+		v.report.Omitted++
+	} else {
+		v.report.Entries++
+	}
+	return v.checkpointsAt(v.n)
+}
+
+// checkFilter checks that a filtered export selected exactly the entries
+// whose bytes match its filter.
+func (v *verifier) checkFilter(r *Record, c *checked) *Finding {
+	f := v.opts.filter
+	if f == nil {
+		if r.Omitted {
+			return bad(r.Seq, "the entry is marked as left out of an export that has no filter")
+		}
+		return nil
+	}
+	match := f.match(c.entry.Time, c.entry.Actor.ID, c.entry.Event)
+	switch {
+	case r.Omitted && match:
+		return bad(r.Seq, "the entry matches the export's filter (%s) but the export left it out", f)
+	case !r.Omitted && !match:
+		return bad(r.Seq, "the entry is in an export filtered on %s, but its bytes say actor %q, event %q, time %s",
+			f, c.entry.Actor.ID, c.entry.Event, c.entry.Time.Format(TimeLayout))
 	}
 	return nil
 }
@@ -562,15 +585,6 @@ func (v *verifier) checkpointTrusted(p pendingCheckpoint) *Finding {
 
 // finish checks what only the end of the log can show.
 func (v *verifier) finish() *Finding {
-	if v.proved != nil {
-		p := pendingCheckpoint{note: v.opts.Proved, cp: *v.proved}
-		if f := v.checkpointTrusted(p); f != nil {
-			return f
-		}
-		v.report.Size, v.report.Root = v.proved.Size, v.proved.Hash
-		v.report.Checkpoints = append(v.report.Checkpoints, v.proved.Size)
-		return nil
-	}
 	if len(v.pending) > 0 {
 		p := v.pending[len(v.pending)-1]
 		if f := v.checkpointTrusted(p); f != nil {

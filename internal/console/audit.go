@@ -327,8 +327,8 @@ func (c *Console) latestCheckpoint(r *http.Request) (*auditCheckpoint, error) {
 
 // auditExport downloads the export GET /api/v1/audit/export makes
 // (audit.Export) with the page's filters. A filtered export carries
-// inclusion proofs by default (proofs=false leaves them out), since
-// without them it cannot be verified offline.
+// inclusion proofs by default (proofs=false leaves them out); either way
+// it carries the entries it left out, so it verifies offline.
 func (c *Console) auditExport(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f, param, problem := c.readAuditFilters(q)
@@ -377,7 +377,7 @@ func (c *Console) auditExport(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if !ew.started {
 			if errors.Is(err, audit.ErrNoCheckpoint) {
-				c.errorPage(w, r, http.StatusConflict, "A filtered export carries inclusion proofs in the latest checkpoint, and the log has none yet: make one (writ audit checkpoint), or export with proofs=false (such an export cannot be verified offline).")
+				c.errorPage(w, r, http.StatusConflict, "A filtered export carries inclusion proofs in the latest checkpoint, and the log has none yet: make one (writ audit checkpoint), or export with proofs=false (it verifies offline all the same).")
 				return
 			}
 			c.fail(w, r, "export the audit log", err)
