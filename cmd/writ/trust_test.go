@@ -211,7 +211,7 @@ func TestTrustChangeDismissedThenSigned(t *testing.T) {
 		t.Fatalf("adopted %s after one admin's acknowledgement", st.AdoptedSHA)
 	}
 	if open, _ := r.st.OpenHolds(context.Background()); len(open) != 0 {
-		t.Fatalf("the dismissed change was held again: %+v", open)
+		t.Fatalf("the dismissed change was held again: %s at %.12s (%s)", open[0].Kind, open[0].CommitSHA, open[0].Detail)
 	}
 
 	// The admins sign the transition.
