@@ -207,6 +207,10 @@ func (r *Reconciler) holdIfMalformed(ctx context.Context, p *pass, err error) er
 	}
 	malformed := map[string]string{"problem": string(bad.Problem), "path": bad.Path, "reason": bad.Detail}
 	return r.store(ctx, func(tx *store.Store) error {
+		// An admin may have dismissed it since the check above.
+		if dismissed, err := tx.LockMetaChange(ctx, metaKey); err != nil || dismissed {
+			return err
+		}
 		h, created, err := tx.OpenHold(ctx, store.HoldMetaChange, commit, metaKey, map[string]any{"malformed": malformed})
 		if err != nil || !created {
 			return err

@@ -118,6 +118,10 @@ func (r *Reconciler) checkMeta(ctx context.Context, p *pass) error {
 		return nil // refused by an admin: still not adopted, not held again
 	}
 	return r.store(ctx, func(tx *store.Store) error {
+		// An admin may have dismissed it since the check above.
+		if dismissed, err := tx.LockMetaChange(ctx, metaKey); err != nil || dismissed {
+			return err
+		}
 		h, created, err := tx.OpenHold(ctx, store.HoldMetaChange, p.state.ProcessedSHA, metaKey, map[string]any{
 			"subjects": change.Subjects, "transition": change.Transition, "approvals": verdict.Summary(),
 		})

@@ -170,6 +170,30 @@ func (s *Store) DismissedMetaChange(ctx context.Context, metaKey string) (*Hold,
 	return h, nil
 }
 
+// LockMetaChange, in the caller's transaction, locks the meta_change holds
+// about metaKey and reports whether an admin dismissed one. A dismissal
+// committing meanwhile is waited for and seen (the row lock), so a pass
+// that decided to hold before it never opens the hold again behind it.
+func (s *Store) LockMetaChange(ctx context.Context, metaKey string) (dismissed bool, err error) {
+	rows, err := s.db.Query(ctx, `SELECT coalesce(resolved_as = 'dismissed', false) FROM holds
+		WHERE kind = 'meta_change' AND meta_key = $1 ORDER BY id FOR UPDATE`, metaKey)
+	if err != nil {
+		return false, fmt.Errorf("store: lock meta holds: %w", translate(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d bool
+		if err := rows.Scan(&d); err != nil {
+			return false, fmt.Errorf("store: lock meta holds: %w", translate(err))
+		}
+		dismissed = dismissed || d
+	}
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("store: lock meta holds: %w", translate(err))
+	}
+	return dismissed, nil
+}
+
 // RewindNotificationCursor moves the notifier's cursor back to next when it
 // is past it: after the audit log was rolled back, the entries appended
 // since (the hold's first) have sequence numbers the notifier already
