@@ -217,6 +217,10 @@ type CheckpointerOptions struct {
 	// keeps it as evidence, and it no longer stops the checkpoints of the
 	// log they accepted. Nil: none is.
 	Superseded func(t TreeHead) bool
+	// Recorded, when not nil, is called with each checkpoint once the
+	// database records it (or held it already) and its sinks had it. It
+	// must not block: Witnesser.Notify.
+	Recorded func(*Checkpoint)
 	// Interval is how often Run writes a checkpoint when the log grew.
 	// Default 1 minute.
 	Interval time.Duration
@@ -349,6 +353,9 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*Checkpoint, error) {
 		}
 	}
 	cp.Sinks = results
+	if c.opts.Recorded != nil {
+		c.opts.Recorded(cp)
+	}
 	c.opts.Logger.InfoContext(ctx, "audit checkpoint", slog.Uint64("size", cp.Size), slog.String("root", fmt.Sprintf("%x", cp.Root)),
 		slog.Int("sinks", len(c.opts.Sinks)-len(errs)), slog.Int("failed_sinks", len(errs)))
 	return cp, errors.Join(errs...)

@@ -20,6 +20,9 @@ const (
 	EventKeyRotated  Event = "audit.key_rotated"
 	EventAuditExport Event = "audit.export"
 	EventAuditVerify Event = "audit.verify"
+	// A witness's state changed (internal/audit Witnesser).
+	EventWitnessCosigned Event = "audit.witness_cosigned"
+	EventWitnessRefused  Event = "audit.witness_refused"
 )
 
 // Sign-in, accounts and tokens (internal/auth), and refused API requests
@@ -133,6 +136,10 @@ var catalogue = []EventSpec{
 		[]string{"via", "format", "filter: since, until, actor, event", "proofs", "entries", "omitted", "size", "complete", "columns_disagree", "error"}},
 	{EventAuditVerify, "the caller", "audit_log", "the server verified the log (POST /api/v1/audit/verify): the outcome, also when verification could not run",
 		[]string{"ok", "checkpoints_given", "entries", "size", "signatures", "checkpoints", "bad_seq", "bad_reason", "error"}},
+	{EventWitnessCosigned, "writ", "audit_log: the witness's name", "a witness of audit.witnesses cosigned a checkpoint: its first cosignature since the server started or since it failed or refused (each cosignature is stored in audit_witness_cosignatures)",
+		[]string{"witness", "url", "key", "size", "root", "cosigned_at"}},
+	{EventWitnessRefused, "writ", "audit_log: the witness's name", "a witness refused the log's checkpoint: the log forked or was rolled back (inconsistent, rolled_back), or the witness does not know the log or its key; recorded when the refusal starts or its reason changes",
+		[]string{"witness", "url", "key", "reason", "status", "size", "root", "witness_size", "error"}},
 
 	{EventAuthLogin, "the user", "user", "a user signed in and got a session", []string{"method", "session", "remote", "expires_at", "must_change_password"}},
 	{EventAuthLogout, "the user", "user", "a user signed out: the session ended", []string{"session"}},

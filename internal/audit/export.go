@@ -269,7 +269,11 @@ func export(ctx context.Context, st *store.Store, w io.Writer, opts ExportOption
 	case err != nil:
 		return ExportSummary{}, err
 	default:
-		hdr.Checkpoint = cp.Note
+		// With the witnesses' cosignatures of its tree, so an offline
+		// verifier holding their keys checks them too.
+		if hdr.Checkpoint, err = cosignedNote(ctx, st, cp); err != nil {
+			return ExportSummary{}, err
+		}
 		if opts.Proofs {
 			hdr.Size = uint64(cp.Size)
 		}
@@ -768,6 +772,9 @@ func VerifyExport(ctx context.Context, r io.Reader, opts VerifyOptions) (*Report
 	rep, err := Verify(ctx, er, opts)
 	if err != nil {
 		return nil, err
+	}
+	if h.Checkpoint != "" {
+		rep.Checkpoint = []byte(h.Checkpoint)
 	}
 	if n := rep.Entries + rep.Omitted; rep.Bad == nil && n != h.Size {
 		rep.Bad = &Finding{Seq: int64(n), Reason: fmt.Sprintf("the export's header says it covers %d entries but it holds %d", h.Size, n)}

@@ -142,6 +142,9 @@ type Report struct {
 	Checkpoints []uint64
 	// Bad is the first problem; nil when everything verified.
 	Bad *Finding
+	// Checkpoint is, for an export, the checkpoint note it carries (with
+	// the witnesses' cosignatures of its tree); nil when none.
+	Checkpoint []byte
 }
 
 type sigState uint8
