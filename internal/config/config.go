@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	fnote "github.com/transparency-dev/formats/note"
+
 	"github.com/writ-sec/writ/internal/diag"
 	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/yamldoc"
@@ -182,6 +184,18 @@ type Audit struct {
 	CheckpointInterval    string `yaml:"checkpointInterval,omitempty"`
 	CheckpointRef         string `yaml:"checkpointRef,omitempty"`
 	Origin                string `yaml:"origin,omitempty"`
+	// Witnesses cosign the log's checkpoints (C2SP tlog-witness).
+	Witnesses []AuditWitness `yaml:"witnesses,omitempty"`
+}
+
+// AuditWitness is a witness the log's checkpoints are sent to: its name
+// (in messages, metrics and audit events), its submission prefix (POST
+// URL/add-checkpoint) and its verifier key in signed-note form
+// ("<name>+<hash>+<base64 key>": Ed25519, cosignature/v1 or ML-DSA-44).
+type AuditWitness struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	Key  string `yaml:"key"`
 }
 
 // Defaults used where the file is silent.
@@ -282,6 +296,18 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 		}
 		if n.SecretEnv != "" && n.SecretFile != "" {
 			out = append(out, doc.Errorf("/notifications/secretFile", "invalid-value", "give secretEnv or secretFile, not both"))
+		}
+	}
+	witnesses := map[string]bool{}
+	for i, w := range c.Audit.Witnesses {
+		ptr := fmt.Sprintf("/audit/witnesses/%d", i)
+		if witnesses[w.Name] {
+			out = append(out, doc.Errorf(ptr+"/name", "invalid-value", "%s: witness name %q is used twice", yamldoc.FieldName(ptr+"/name"), w.Name))
+		}
+		witnesses[w.Name] = true
+		if _, err := fnote.NewVerifierForCosignatureV1(w.Key); err != nil {
+			out = append(out, doc.Errorf(ptr+"/key", "invalid-value", "%s: %q is not a witness's signed-note verifier key (<name>+<hash>+<base64 key>, Ed25519 or ML-DSA-44): %v",
+				yamldoc.FieldName(ptr+"/key"), w.Key, err))
 		}
 	}
 	if c.Repository.PasswordEnv != "" && c.Repository.PasswordFile != "" {

@@ -25,6 +25,9 @@ func TestLoadExample(t *testing.T) {
 	if c.EnvironmentMap()["production"]["region"] != "eu" {
 		t.Fatal("environment attributes lost")
 	}
+	if w := c.Audit.Witnesses; len(w) != 2 || w[0].Name != "w1" || w[0].URL != "https://witness.example.com/w1" || !strings.HasPrefix(w[0].Key, "witness.example.com/w1+") {
+		t.Fatalf("witnesses %+v", w)
+	}
 }
 
 func TestGitHubPlaybookLimit(t *testing.T) {
@@ -50,6 +53,8 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+const exampleWitnessKey = "witness.example.org+59aa8660+BGkg7nNCFpsIi8UldObcpB4EOMLARn6DIBY/9wR4+6NQ"
+
 func TestBadConfigurations(t *testing.T) {
 	t.Parallel()
 	head := "apiVersion: writ/v1\nkind: ServerConfig\n"
@@ -69,6 +74,11 @@ func TestBadConfigurations(t *testing.T) {
 			"2 recovery approvals are required but only 1 recovery keys are listed"},
 		"recovery key twice": {"approvals:\n  recovery:\n    approvalsRequired: 1\n    keys:\n      - {id: ops-1, keyFile: /a.pub}\n      - {id: ops-1, keyFile: /b.pub}\n",
 			"recovery key id \"ops-1\" is used twice"},
+		"witness key": {"audit:\n  witnesses:\n    - {name: w, url: https://w.example, key: w+01234567+AQ==}\n", "c.yaml:5:46: audit.witnesses[0].key: \"w+01234567+AQ==\" is not a witness's signed-note verifier key"},
+		"witness twice": {"audit:\n  witnesses:\n    - {name: w, url: https://w.example, key: " + exampleWitnessKey + "}\n    - {name: w, url: https://v.example, key: " + exampleWitnessKey + "}\n",
+			"witness name \"w\" is used twice"},
+		"witness url":    {"audit:\n  witnesses:\n    - {name: w, url: ftp://w.example, key: " + exampleWitnessKey + "}\n", "audit.witnesses[0].url"},
+		"witness no key": {"audit:\n  witnesses:\n    - {name: w, url: https://w.example}\n", "key"},
 		"two identities": {"repository:\n  name: acme/secops\ngithub:\n  repository: acme/other\n", "a repository has one identity"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -33,6 +33,10 @@ type Metrics struct {
 	sinkNotContained *prometheus.GaugeVec
 	sinkLastSuccess  *prometheus.GaugeVec
 	sinkFailures     *prometheus.CounterVec
+	witnessUp        *prometheus.GaugeVec
+	witnessRefusing  *prometheus.GaugeVec
+	witnessSize      *prometheus.GaugeVec
+	witnessLast      *prometheus.GaugeVec
 }
 
 // New makes the collectors and registers them, with the Go runtime and
@@ -81,6 +85,15 @@ func New() *Metrics {
 	m.sinkFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "writ", Name: "audit_checkpoint_sink_failures_total",
 		Help: "Checkpoints a sink failed to take."}, []string{"sink"})
 	m.reg.MustRegister(m.sinkUp, m.sinkNotContained, m.sinkLastSuccess, m.sinkFailures)
+	m.witnessUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "audit_witness_up",
+		Help: "1 when the witness cosigned the last checkpoint sent to it, 0 when it failed or refused (set once this replica sent one)."}, []string{"witness"})
+	m.witnessRefusing = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "audit_witness_refusing",
+		Help: "1 when the witness refuses the log's checkpoints: it says the log forked or rolled back, or it does not know the log or its key."}, []string{"witness"})
+	m.witnessSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "audit_witness_cosigned_size",
+		Help: "Size of the largest tree the witness is known to have cosigned."}, []string{"witness"})
+	m.witnessLast = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "audit_witness_last_cosigned_timestamp_seconds",
+		Help: "The time the witness's newest known cosignature carries (Unix time)."}, []string{"witness"})
+	m.reg.MustRegister(m.witnessUp, m.witnessRefusing, m.witnessSize, m.witnessLast)
 	m.reg.MustRegister(m.passSeconds, m.passErrors, m.lagSeconds, m.executions, m.policySeconds, m.auditSeconds,
 		m.auditEntries, m.httpSeconds, m.leading, m.holds, m.notifyDelivered, m.timeOfUse,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -193,6 +206,30 @@ func (m *Metrics) Notified(outcome string) {
 		return
 	}
 	m.notifyDelivered.WithLabelValues(outcome).Inc()
+}
+
+// AuditWitness records a witness's state: whether a checkpoint was sent
+// to it (attempted) and it cosigned it (ok), whether it refuses the log,
+// and its newest known cosignature (lastCosigned zero: none).
+func (m *Metrics) AuditWitness(witness string, attempted, ok, refusing bool, cosignedSize uint64, lastCosigned time.Time) {
+	if m == nil {
+		return
+	}
+	if attempted {
+		m.witnessUp.WithLabelValues(witness).Set(b2f(ok))
+		m.witnessRefusing.WithLabelValues(witness).Set(b2f(refusing))
+	}
+	if !lastCosigned.IsZero() {
+		m.witnessSize.WithLabelValues(witness).Set(float64(cosignedSize))
+		m.witnessLast.WithLabelValues(witness).Set(float64(lastCosigned.UnixNano()) / 1e9)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // CheckpointSink records one outcome of an audit checkpoint sink: whether
