@@ -26,12 +26,14 @@ type auditVerifyParams struct {
 	skipSignatures bool
 	workers        int
 	timeout        time.Duration
+	witnesses      []string
+	quorum         int
 }
 
 func newAuditVerifyCmd(env *cliEnv, g *globals) *cobra.Command {
 	p := auditVerifyParams{}
 	cmd := &cobra.Command{
-		Use:   "verify [--database URL | --export FILE] [--keys PATH] [--checkpoint FILE]... [--repo PATH]",
+		Use:   "verify [--database URL | --export FILE] [--keys PATH] [--checkpoint FILE]... [--repo PATH] [--witness KEY]... [--witness-quorum N]",
 		Short: "Re-derive the audit log's chain, signatures and tree, and prove it only grew",
 		Long: `Verify recomputes everything about the audit log from the stored entry
 bytes: sequence numbers without gaps, the hash chain, canonical entry bytes,
@@ -59,6 +61,20 @@ for each ("checkpoint PATH: size N, contained", or "none found");
 With --checkpoint (repeatable) it also proves the log contains each signed
 checkpoint you kept.
 
+With --witness KEY (repeatable; KEY is a witness's verifier key in
+signed-note form, "<name>+<hash>+<base64 key>", or @FILE holding such
+keys, one a line) it also requires that the latest checkpoint (the newest
+recorded in the database, or the export's) is cosigned by each witness
+given, or by --witness-quorum of them: a C2SP tlog-cosignature line of the
+witness's key over the checkpoint, from the database's
+audit_witness_cosignatures or the export's checkpoint note, checked here
+with the key. It prints a line per witness ("witness NAME: cosigned
+checkpoint N at TIME", or what it cosigned last). A witness never cosigns
+two trees of the log that do not extend one another, so a cosigned
+checkpoint the log contains is evidence its operator cannot rewrite.
+Witnesses cosign in the background, seconds after a checkpoint is
+recorded: a checkpoint that is not cosigned yet fails until they have.
+
 A filtered export is replayed whole: its left-out entries are verified like
 the others, and each entry must be selected exactly when its bytes match
 the export's filters; a line "filtered export: N left out by its filters"
@@ -69,7 +85,8 @@ the checkpoint or the first bad sequence number and what is wrong, and
 exits 1. Exit 2: usage error.`,
 		Example: `  writ audit verify
   writ audit verify --keys audit.pub --checkpoint checkpoints/latest --repo /srv/content
-  writ audit verify --export audit.ndjson --keys keys/`,
+  writ audit verify --export audit.ndjson --keys keys/
+  writ audit verify --witness @witnesses.vkey --witness-quorum 2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAuditVerify(cmd, env, g, p)
@@ -84,6 +101,8 @@ exits 1. Exit 2: usage error.`,
 	f.BoolVar(&p.skipSignatures, "no-signatures", false, "check hashes, chain and tree only")
 	f.IntVar(&p.workers, "workers", 0, "goroutines checking entries (default: the number of CPUs)")
 	f.DurationVar(&p.timeout, "timeout", 0, "give up after this long (default: no limit)")
+	f.StringArrayVar(&p.witnesses, "witness", nil, "a witness's verifier key (or @FILE of keys) that must have cosigned the latest checkpoint (repeatable)")
+	f.IntVar(&p.quorum, "witness-quorum", 0, "how many of the --witness keys must have cosigned it (default: all)")
 	return cmd
 }
 
@@ -106,9 +125,27 @@ func runAuditVerify(cmd *cobra.Command, env *cliEnv, g *globals, p auditVerifyPa
 		}
 		opts.Checkpoints = append(opts.Checkpoints, b)
 	}
+	witnessKeys, err := readWitnessKeys(p.witnesses)
+	if err != nil {
+		return err
+	}
+	quorum := p.quorum
+	switch {
+	case quorum != 0 && len(witnessKeys) == 0:
+		return usageError("--witness-quorum needs --witness keys")
+	case quorum == 0:
+		quorum = len(witnessKeys)
+	case quorum < 0 || quorum > len(witnessKeys):
+		return usageError("--witness-quorum %d: between 1 and the %d witness keys given", quorum, len(witnessKeys))
+	}
 	ctx, cancel := withTimeout(cmd.Context(), p.timeout)
 	defer cancel()
 	start := time.Now()
+	// witnessed is the checkpoint the witnesses must have cosigned;
+	// witnessStore the database whose cosignatures count (nil: only the
+	// note's own lines, for an export).
+	var witnessed []byte
+	var witnessStore *store.Store
 	var rep *audit.Report
 	if p.export != "" {
 		var r io.Reader = env.stdin
@@ -124,6 +161,7 @@ func runAuditVerify(cmd *cobra.Command, env *cliEnv, g *globals, p auditVerifyPa
 		if rep, err = audit.VerifyExport(ctx, r, opts); err != nil {
 			return exitWith(exitFailure, err)
 		}
+		witnessed = rep.Checkpoint
 	} else {
 		db, err := openAuditStore(ctx, env, g)
 		if err != nil {
@@ -146,6 +184,20 @@ func runAuditVerify(cmd *cobra.Command, env *cliEnv, g *globals, p auditVerifyPa
 		if err != nil {
 			return exitWith(exitFailure, err)
 		}
+		if len(witnessKeys) > 0 {
+			witnessStore = db.store
+			latest, err := db.store.LatestAuditCheckpoint(ctx)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+			case err != nil:
+				return exitWith(exitFailure, err)
+			default:
+				// Proved contained by the verification (it may run on a
+				// snapshot with a newer checkpoint).
+				witnessed = []byte(latest.Note)
+				opts.Checkpoints = append(opts.Checkpoints, witnessed)
+			}
+		}
 		rep, err = audit.VerifyDatabase(ctx, db.store, opts)
 		var failures []string
 		for _, c := range checked {
@@ -165,6 +217,13 @@ func runAuditVerify(cmd *cobra.Command, env *cliEnv, g *globals, p auditVerifyPa
 		for _, c := range checked {
 			fmt.Fprintf(env.stdout, "checkpoint %s: %s\n", c.name, c.status(rep))
 		}
+		if len(witnessKeys) > 0 && err == nil {
+			wf, werr := witnessCheck(ctx, env, witnessStore, witnessed, witnessKeys, quorum)
+			if werr != nil {
+				return exitWith(exitFailure, werr)
+			}
+			failures = append(failures, wf...)
+		}
 		if len(failures) > 0 {
 			for _, f := range failures {
 				fmt.Fprintf(env.stdout, "FAIL: %s\n", f)
@@ -179,6 +238,18 @@ func runAuditVerify(cmd *cobra.Command, env *cliEnv, g *globals, p auditVerifyPa
 		fmt.Fprintf(env.stdout, "FAIL: %s\n", rep.Bad.Error())
 		return exitWith(exitFailure, nil)
 	}
+	if len(witnessKeys) > 0 && p.export != "" {
+		failures, err := witnessCheck(ctx, env, nil, witnessed, witnessKeys, quorum)
+		if err != nil {
+			return exitWith(exitFailure, err)
+		}
+		if len(failures) > 0 {
+			for _, f := range failures {
+				fmt.Fprintf(env.stdout, "FAIL: %s\n", f)
+			}
+			return exitWith(exitFailure, nil)
+		}
+	}
 	if rep.Omitted > 0 {
 		fmt.Fprintf(env.stdout, "filtered export: %d left out by its filters\n", rep.Omitted)
 	}
@@ -188,6 +259,72 @@ func runAuditVerify(cmd *cobra.Command, env *cliEnv, g *globals, p auditVerifyPa
 		"entries", rep.Entries, "omitted", rep.Omitted, "tree_size", rep.Size, "signatures", rep.Signatures,
 		"checkpoints", rep.Checkpoints, "elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// readWitnessKeys reads the --witness values: a verifier key, or @FILE
+// holding keys one a line (blank lines and # comments aside).
+func readWitnessKeys(args []string) ([]string, error) {
+	var keys []string
+	for _, a := range args {
+		lines := []string{a}
+		if path, ok := strings.CutPrefix(a, "@"); ok {
+			b, err := readLimited(path, 64<<10)
+			if err != nil {
+				return nil, usageError("--witness: %v", err)
+			}
+			lines = nil
+			for l := range strings.SplitSeq(string(b), "\n") {
+				if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) == 0 {
+				return nil, usageError("--witness: %s holds no key", path)
+			}
+		}
+		for _, k := range lines {
+			if _, err := audit.ParseWitnessKey(k); err != nil {
+				return nil, usageError("--witness: %v", err)
+			}
+			keys = append(keys, strings.TrimSpace(k))
+		}
+	}
+	return keys, nil
+}
+
+// witnessCheck prints, for each witness key, whether it cosigned the
+// checkpoint cpNote (its lines, and st's cosignatures when st is not nil),
+// and returns the failure when fewer than quorum did.
+func witnessCheck(ctx context.Context, env *cliEnv, st *store.Store, cpNote []byte, keys []string, quorum int) ([]string, error) {
+	if cpNote == nil {
+		return []string{"the log has no checkpoint: no witness can have cosigned it (writ serve makes them; writ audit checkpoint makes one now)"}, nil
+	}
+	size, err := audit.CheckpointSize(cpNote)
+	if err != nil {
+		return nil, err
+	}
+	checks, _, err := audit.CheckWitnessCosignatures(ctx, st, cpNote, keys)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, c := range checks {
+		switch {
+		case c.Cosigned:
+			n++
+			fmt.Fprintf(env.stdout, "witness %s: cosigned checkpoint %d at %s\n", c.Name, size, c.Time.UTC().Format(time.RFC3339))
+		case c.NewestKnown:
+			fmt.Fprintf(env.stdout, "witness %s: has not cosigned checkpoint %d; the newest it cosigned is of size %d\n", c.Name, size, c.NewestSize)
+		case st != nil:
+			fmt.Fprintf(env.stdout, "witness %s: has not cosigned checkpoint %d, nor any recorded\n", c.Name, size)
+		default:
+			fmt.Fprintf(env.stdout, "witness %s: has not cosigned checkpoint %d\n", c.Name, size)
+		}
+	}
+	if n < quorum {
+		return []string{fmt.Sprintf("checkpoint %d is cosigned by %d of the %d witnesses given; %d required", size, n, len(keys), quorum)}, nil
+	}
+	return nil, nil
 }
 
 // readLimited reads a file of at most max bytes.

@@ -51,7 +51,8 @@ connects to --database), applies migrations, and runs:
     playbooks;
   - the audit log (signing key in DATA_DIR/audit/ unless configured) with
     periodic signed checkpoints in DATA_DIR/audit/checkpoints and the
-    refs/writ/checkpoints ref of a local repository;
+    refs/writ/checkpoints ref of a local repository, sent in the background
+    to the witnesses of audit.witnesses, whose cosignatures are stored;
   - the HTTP API (every route needs a bearer token and a role, except the
     probes, the OpenAPI document, approvals and webhooks, whose signature is
     their authority; reference: docs/api.md, GET /api/v1/openapi.json):
@@ -212,6 +213,21 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	sinkHealth := audit.NewSinkMonitor(func(h audit.SinkHealth) { m.CheckpointSink(h.Sink, h.OK, h.NotContained, h.LastSuccess) })
 	sinkHealth.Track(sinks...)
 	srv.AddCheck("audit checkpoint sinks", func(context.Context) (string, error) { return sinkHealth.Readiness() })
+	witnesses, err := auditWitnesses(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// One health record of the witnesses for the process too: metrics, and
+	// a readiness detail that never fails the check (a third party's
+	// refusal or absence must not take the server out of service; see
+	// audit.WitnessMonitor.Readiness).
+	witnessHealth := audit.NewWitnessMonitor(func(h audit.WitnessHealth) {
+		m.AuditWitness(h.Witness, h.Attempted, h.OK, h.Refusal != "", h.CosignedSize, h.LastCosigned)
+	})
+	if len(witnesses) > 0 {
+		witnessHealth.Track(witnesses...)
+		srv.AddCheck("audit witnesses", func(context.Context) (string, error) { return witnessHealth.Readiness() })
+	}
 	// The leader's guard against a rolled-back audit log (CheckAuditLog).
 	watch := audit.NewRollbackWatch(db.store, checkpointDir(g, cfg))
 	m.Gauge("audit_rollback_detected", "1 while the audit log is held: it no longer contains a checkpoint this server knows of.", func(context.Context) (float64, error) {
@@ -349,8 +365,18 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		if err != nil {
 			return err
 		}
+		// Witnesses get each recorded checkpoint from a loop of their own,
+		// never from the append path.
+		var wr *audit.Witnesser
+		var recorded func(*audit.Checkpoint)
+		if len(witnesses) > 0 {
+			if wr, err = audit.NewWitnesser(audit.WitnesserOptions{Log: flog, Witnesses: witnesses, Health: witnessHealth, Logger: log}); err != nil {
+				return err
+			}
+			recorded = wr.Notify
+		}
 		cp, err := audit.NewCheckpointer(audit.CheckpointerOptions{Log: flog, Sinks: sinks, Health: sinkHealth, Superseded: watch.Superseded,
-			Interval: cfg.CheckpointInterval(), Logger: log})
+			Recorded: recorded, Interval: cfg.CheckpointInterval(), Logger: log})
 		if err != nil {
 			return err
 		}
@@ -368,6 +394,9 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 			rec.Run, cp.Run, jobs.Run,
 			func(ctx context.Context) error { return rec.WatchAuditLog(ctx, cfg.CheckpointInterval()) },
 			func(ctx context.Context) error { return db.store.ListenNudges(ctx, rec.Nudge) },
+		}
+		if wr != nil {
+			jobsRun = append(jobsRun, wr.Run)
 		}
 		if ghRun != nil {
 			jobsRun = append(jobsRun, ghRun)
@@ -390,6 +419,13 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		defer cancel()
 		if _, cerr := cp.Checkpoint(sctx); cerr != nil && !errors.Is(cerr, store.ErrFenced) {
 			log.Warn("final checkpoint", slog.Any("error", cerr))
+		}
+		if wr != nil {
+			// And to the witnesses, within a bound: they cosign it now,
+			// not when a leader next runs.
+			wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer wcancel()
+			wr.Round(wctx)
 		}
 		return first
 	}
@@ -525,6 +561,19 @@ func auditKey(g *globals, cfg *config.Config, log *slog.Logger, env *cliEnv) (*a
 			slog.Any("key", key), slog.String("public_key", filepath.Join(g.dataDir, "audit", "audit.pub")))
 	}
 	return key, nil
+}
+
+// auditWitnesses are the witnesses of audit.witnesses.
+func auditWitnesses(cfg *config.Config) ([]*audit.Witness, error) {
+	out := make([]*audit.Witness, 0, len(cfg.Audit.Witnesses))
+	for _, w := range cfg.Audit.Witnesses {
+		wt, err := audit.NewWitness(w.Name, w.URL, w.Key)
+		if err != nil {
+			return nil, fmt.Errorf("audit.witnesses: %w", err)
+		}
+		out = append(out, wt)
+	}
+	return out, nil
 }
 
 func checkpointDir(g *globals, cfg *config.Config) string {
