@@ -26,6 +26,8 @@ type WitnessHealth struct {
 	// LastCosigned is the time its newest known cosignature carries; zero:
 	// none known.
 	LastCosigned time.Time
+	// Cosigned counts the checkpoints it cosigned in this process.
+	Cosigned uint64
 	// LastError is the last failure's message, empty when OK.
 	LastError string
 	// FailingSince is the first failure of the current run of failures;
@@ -114,6 +116,7 @@ func (m *WitnessMonitor) record(name string, cs []Cosignature, err error) (befor
 	h.Attempted = true
 	if err == nil {
 		h.OK, h.Refusal, h.LastError, h.FailingSince = true, "", "", time.Time{}
+		h.Cosigned++
 		for _, c := range cs {
 			if h.LastCosigned.IsZero() || c.Size >= h.CosignedSize {
 				h.CosignedSize, h.LastCosigned = c.Size, c.Time
