@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -305,6 +306,9 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 			out = append(out, doc.Errorf(ptr+"/name", "invalid-value", "%s: witness name %q is used twice", yamldoc.FieldName(ptr+"/name"), w.Name))
 		}
 		witnesses[w.Name] = true
+		if u, err := url.Parse(w.URL); err == nil && (u.RawQuery != "" || u.ForceQuery) {
+			out = append(out, doc.Errorf(ptr+"/url", "invalid-value", "%s: a witness's URL is a prefix: no query", yamldoc.FieldName(ptr+"/url")))
+		}
 		if _, err := fnote.NewVerifierForCosignatureV1(w.Key); err != nil {
 			out = append(out, doc.Errorf(ptr+"/key", "invalid-value", "%s: %q is not a witness's signed-note verifier key (<name>+<hash>+<base64 key>, Ed25519 or ML-DSA-44): %v",
 				yamldoc.FieldName(ptr+"/key"), w.Key, err))

@@ -78,6 +78,7 @@ func TestBadConfigurations(t *testing.T) {
 		"witness twice": {"audit:\n  witnesses:\n    - {name: w, url: https://w.example, key: " + exampleWitnessKey + "}\n    - {name: w, url: https://v.example, key: " + exampleWitnessKey + "}\n",
 			"witness name \"w\" is used twice"},
 		"witness url":    {"audit:\n  witnesses:\n    - {name: w, url: ftp://w.example, key: " + exampleWitnessKey + "}\n", "audit.witnesses[0].url"},
+		"witness query":  {"audit:\n  witnesses:\n    - {name: w, url: \"https://w.example/?x=1\", key: " + exampleWitnessKey + "}\n", "audit.witnesses[0].url: a witness's URL is a prefix: no query"},
 		"witness no key": {"audit:\n  witnesses:\n    - {name: w, url: https://w.example}\n", "key"},
 		"two identities": {"repository:\n  name: acme/secops\ngithub:\n  repository: acme/other\n", "a repository has one identity"},
 	} {
