@@ -139,7 +139,7 @@ func TestAuditCLI(t *testing.T) {
 
 	// A superuser edits entry 1 with triggers off: named, exit 1.
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, a.db)
+	conn, err := pgx.Connect(ctx, dbtest.OwnerURL(a.db))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestAuditCLIUsage(t *testing.T) {
 	// for alice still holds it (selected by its bytes) and says so; the
 	// one for mallory holds nothing.
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, a.db)
+	conn, err := pgx.Connect(ctx, dbtest.OwnerURL(a.db))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -132,11 +132,17 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 		return err
 	}
 	defer db.Close()
-	n, err := db.store.Migrate(ctx)
+	n, err := db.Migrate(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	log.InfoContext(ctx, "database ready", slog.Int("migrations_applied", n))
+	risks, err := db.warnAuditBypass(ctx, "", env.stderr)
+	if err != nil {
+		return err
+	}
+	m.Gauge("database_audit_bypass_risks", "Ways the database role writ runs as could get past the audit tables' append-only triggers (0 when it holds only the documented grants).",
+		func(context.Context) (float64, error) { return float64(len(risks)), nil })
 	srv.AddCheck("database", func(ctx context.Context) (string, error) {
 		return "", db.store.Ready(ctx)
 	})
@@ -214,6 +220,21 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	srv.AddCheck("audit checkpoint sinks", func(context.Context) (string, error) { return sinkHealth.Readiness() })
 	// The leader's guard against a rolled-back audit log (CheckAuditLog).
 	watch := audit.NewRollbackWatch(db.store, checkpointDir(g, cfg))
+	// Every checkpoint interval the leader also verifies every entry (hash,
+	// chain, signature, key, tree) with the keys POST /api/v1/audit/verify
+	// trusts, one core at most: a log changed in place holds like one
+	// rolled back.
+	scrubKeys, err := trustedAuditKeys(cfg, alog)
+	if err != nil {
+		return nil, err
+	}
+	watch.SetVerifier(func(ctx context.Context) (*audit.Report, error) {
+		trusted, err := audit.TrustPredecessors(ctx, db.store, scrubKeys)
+		if err != nil {
+			return nil, err
+		}
+		return audit.VerifyDatabase(ctx, db.store, audit.VerifyOptions{Trusted: trusted, Workers: 1})
+	})
 	m.Gauge("audit_rollback_detected", "1 while the audit log is held: it no longer contains a checkpoint this server knows of.", func(context.Context) (float64, error) {
 		if watch.Held() != nil {
 			return 1, nil

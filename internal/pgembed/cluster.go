@@ -488,17 +488,24 @@ func (c *Cluster) ensureDatabase(ctx context.Context) error {
 	return nil
 }
 
-func (c *Cluster) connString(db string) string {
+func (c *Cluster) connString(db string) string { return c.connStringAs(c.opts.Superuser, db) }
+
+func (c *Cluster) connStringAs(user, db string) string {
 	q := url.Values{}
 	q.Set("host", c.socketDir)
 	q.Set("port", strconv.Itoa(c.opts.Port))
 	q.Set("sslmode", "disable")
-	u := url.URL{Scheme: "postgres", User: url.User(c.opts.Superuser), Host: "", Path: "/" + db, RawQuery: q.Encode()}
+	u := url.URL{Scheme: "postgres", User: url.User(user), Host: "", Path: "/" + db, RawQuery: q.Encode()}
 	return u.String()
 }
 
 // URL is the connection URL of the cluster's database.
 func (c *Cluster) URL() string { return c.connString(c.opts.Database) }
+
+// URLAs is the connection URL of the cluster's database for another role
+// (local connections need no password; the role's privileges are what
+// limit it).
+func (c *Cluster) URLAs(role string) string { return c.connStringAs(role, c.opts.Database) }
 
 // DatabaseURL is the connection URL of another database in the cluster.
 func (c *Cluster) DatabaseURL(db string) string { return c.connString(db) }
