@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/writ-sec/writ/internal/pgembed"
+	"github.com/writ-sec/writ/internal/retry"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -45,9 +46,18 @@ func (d *database) Done() <-chan struct{} {
 	return d.cluster.Done()
 }
 
-// openDatabase connects to --database, or starts the private cluster in the
-// data directory and connects to it as the service role.
+// openDatabase connects to --database, or to the private cluster in the
+// data directory as the service role: the one writ serve runs when it runs
+// (through its socket; the server keeps running after), else one started
+// for the command.
 func openDatabase(ctx context.Context, g *globals, log *slog.Logger) (*database, error) {
+	return openDatabaseWith(ctx, g, log, true)
+}
+
+// openDatabaseWith is openDatabase; attach says whether a private cluster
+// already running may be used (writ serve starts its own, and waits for a
+// stale one to exit).
+func openDatabaseWith(ctx context.Context, g *globals, log *slog.Logger, attach bool) (*database, error) {
 	if g.database != "" {
 		st, err := store.Open(ctx, store.Options{URL: g.database, Logger: log})
 		if err != nil {
@@ -57,10 +67,11 @@ func openDatabase(ctx context.Context, g *globals, log *slog.Logger) (*database,
 		return &database{store: st, log: log}, nil
 	}
 	cluster, err := pgembed.Start(ctx, pgembed.Options{
-		Dir:       filepath.Join(g.dataDir, "postgres"),
-		BinDir:    g.pgBinDir,
-		RunAsUser: g.pgUser,
-		Logger:    log,
+		Dir:           filepath.Join(g.dataDir, "postgres"),
+		BinDir:        g.pgBinDir,
+		RunAsUser:     g.pgUser,
+		Logger:        log,
+		AttachRunning: attach,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start the private PostgreSQL in %s: %w", g.dataDir, err)
@@ -98,6 +109,41 @@ func asOwner(ctx context.Context, cluster *pgembed.Cluster, log *slog.Logger, fn
 	}
 	defer owner.Close()
 	return fn(owner)
+}
+
+// supervise restarts the private cluster when it exits unexpectedly (a
+// crash, an OOM kill, someone's pg_ctl stop), with growing pauses (jittered,
+// 1 s to 30 s) while it fails to start, until ctx ends. The pool reconnects
+// by itself through the same socket; /readyz says not ready meanwhile.
+// Without a private cluster (or attached to another's) it returns at once.
+func (d *database) supervise(ctx context.Context) {
+	if d.cluster == nil || d.cluster.Attached() {
+		return
+	}
+	b := retry.Backoff{Initial: time.Second, Max: 30 * time.Second}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.cluster.Done():
+		}
+		err := d.cluster.Err()
+		if err == nil || ctx.Err() != nil {
+			return // stopped on purpose
+		}
+		d.log.ErrorContext(ctx, "the private PostgreSQL exited; restarting it", slog.Any("error", err))
+		for attempt := 0; ; attempt++ {
+			if !b.Sleep(ctx, attempt) {
+				return
+			}
+			if err := d.cluster.Restart(ctx); err != nil {
+				d.log.ErrorContext(ctx, "restarting the private PostgreSQL", slog.Int("attempt", attempt+1), slog.Any("error", err))
+				continue
+			}
+			d.log.WarnContext(ctx, "the private PostgreSQL runs again", slog.Int("pid", d.cluster.Pid()), slog.Int("attempts", attempt+1))
+			break
+		}
+	}
 }
 
 // Migrate brings the schema up to date. In the private cluster it migrates

@@ -127,7 +127,7 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 			return err
 		}
 	}
-	db, err := openDatabase(ctx, g, log)
+	db, err := openDatabaseWith(ctx, g, log, false)
 	if err != nil {
 		return err
 	}
@@ -161,15 +161,9 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 	} else {
 		log.WarnContext(ctx, "no repository configured: only the health endpoints run (pass --repo PATH or set repository.url)")
 	}
-	var dbErr error
-	go func() {
-		select {
-		case <-db.Done():
-			dbErr = db.cluster.Err()
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	// A private PostgreSQL that exits is started again (not the end of
+	// writ serve); the pool reconnects and /readyz says not ready meanwhile.
+	go db.supervise(ctx)
 	running++
 	go func() { errc <- srv.Run(ctx) }()
 	var first error
@@ -178,9 +172,6 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 			first = err
 			cancel()
 		}
-	}
-	if dbErr != nil {
-		return dbErr
 	}
 	if first != nil {
 		return first
