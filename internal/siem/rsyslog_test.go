@@ -176,12 +176,12 @@ func (r *rsyslog) stop(sig syscall.Signal) {
 
 // received is one message as rsyslog parsed it.
 type received struct {
-	seq                                        int64
-	hash, prev, event, key, sig                string
-	pri, hostname, appName, procID, msgID, ts  string
-	msg                                        []byte
-	ok                                         bool // hash = SHA-256(prev || msg), as a SIEM checks
-	line                                       string
+	seq                                       int64
+	hash, prev, event, key, sig               string
+	pri, hostname, appName, procID, msgID, ts string
+	msg                                       []byte
+	ok                                        bool // hash = SHA-256(prev || msg), as a SIEM checks
+	line                                      string
 }
 
 // messages reads what rsyslog wrote so far.

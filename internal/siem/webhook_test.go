@@ -191,7 +191,9 @@ func TestRewrittenLogIsSentAgain(t *testing.T) {
 	run(t, f)
 	eventually(t, "60 entries", func() bool { return f.Status().Acked == 60 })
 
-	rewrite(t, st, 55, func(b []byte) []byte { return bytes.Replace(b, []byte(`"reason":"`), []byte(`"reason":"rewritten: `), 1) })
+	rewrite(t, st, 55, func(b []byte) []byte {
+		return bytes.Replace(b, []byte(`"reason":"`), []byte(`"reason":"rewritten: `), 1)
+	})
 	eventually(t, "the rewritten log sent again", func() bool {
 		got, _, _ := rc.state()
 		return f.Status().Rewinds == 1 && len(got) == 120 && f.Status().Acked == 60
