@@ -1,6 +1,7 @@
 package siem
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/hex"
 	"strconv"
@@ -146,9 +147,9 @@ const (
 // nested JSON (after, before, payload, subject), so its last occurrence is
 // the top-level one.
 func entrySuccess(b []byte) bool {
-	const key = `,"success":`
-	i := strings.LastIndex(string(b), key)
-	return i >= 0 && strings.HasPrefix(string(b[i+len(key):]), "true")
+	key := []byte(`,"success":`)
+	i := bytes.LastIndex(b, key)
+	return i >= 0 && bytes.HasPrefix(b[i+len(key):], []byte("true"))
 }
 
 // syslogParams are the structured data of an entry: seq, chain hash and

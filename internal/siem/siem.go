@@ -176,6 +176,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	defer f.opts.Destination.Reset()
 	wait := time.Duration(0)
 	var st *state
+	defer func() { f.settle(ctx, st) }()
 	for {
 		if wait > 0 {
 			select {
@@ -214,6 +215,23 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		default:
 			wait = 0
 		}
+	}
+}
+
+// settle, on the way out, has what was sent acknowledged, so that the
+// next run (here or on another replica) does not send it again.
+func (f *Forwarder) settle(ctx context.Context, st *state) {
+	if st == nil || !st.pending() {
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := f.opts.Destination.Sync(sctx); err != nil {
+		f.log.InfoContext(sctx, "SIEM entries left unacknowledged at stop: they are sent again", slog.Int64("from", st.cursor.Next), slog.Any("error", err))
+		return
+	}
+	if err := f.commit(sctx, st); err != nil {
+		f.log.InfoContext(sctx, "SIEM cursor not moved at stop: entries are sent again", slog.Any("error", err))
 	}
 }
 

@@ -266,3 +266,51 @@ func TestWebhookOptions(t *testing.T) {
 		}
 	}
 }
+
+// Two forwarders of one destination at once (a deposed leader that has
+// not noticed yet, and the new one) lose nothing: the cursor moves only
+// from where each saw it.
+func TestTwoForwardersOneCursor(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	srv, ca := webhookServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b WebhookBatch
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range b.Entries {
+			seen[e.Seq]++
+		}
+	}))
+	st, l := setup(t)
+	var fs []*Forwarder
+	for range 2 {
+		f, err := New(Options{Store: st, Destination: newWebhook(t, "soc", srv.URL, ca), Batch: 7, PollInterval: 1e6, RetryBase: 1e6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, f)
+		fs = append(fs, f)
+	}
+	appendEntries(t, l, 0, 400, 20)
+	eventually(t, "400 entries acknowledged", func() bool {
+		c, err := st.SIEMCursor(context.Background(), "soc")
+		return err == nil && c.Next == 400
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for s := range int64(400) {
+		if seen[s] == 0 {
+			t.Fatalf("seq %d never sent", s)
+		}
+	}
+	dups := 0
+	for _, n := range seen {
+		dups += n - 1
+	}
+	t.Logf("%d entries sent twice or more by the two forwarders", dups)
+}
