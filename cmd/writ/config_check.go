@@ -117,6 +117,8 @@ func runConfigCheck(path string, g *globals, getenv func(string) string, stdout,
 		secret("notifications url", n.URLEnv, "")
 		secret("notifications secret", n.SecretEnv, n.SecretFile)
 	}
+	_, err := siemDestinations(cfg, nil, getenv)
+	check("audit.siem", err)
 	reg, err := buildRegistry(cfg, g.dataDir, getenv, nil)
 	check("backends", err)
 	recovery, recoveryApprovals, err := recoveryKeyring(cfg)

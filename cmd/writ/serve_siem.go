@@ -23,31 +23,13 @@ import (
 // say how far each destination is.
 func setupSIEM(cfg *config.Config, st *store.Store, srv *server.Server, log *slog.Logger, m *metrics.Metrics,
 	getenv func(string) string) ([]*siem.Forwarder, error) {
+	dests, err := siemDestinations(cfg, log, getenv)
+	if err != nil {
+		return nil, err
+	}
 	var fs []*siem.Forwarder
-	for _, d := range cfg.Audit.SIEM {
-		var dest siem.Destination
-		switch {
-		case d.Syslog != nil:
-			s, err := siem.NewSyslog(siem.SyslogOptions{Name: d.Name, Address: d.Syslog.Address, CAFile: d.Syslog.CAFile,
-				ServerName: d.Syslog.ServerName, CertFile: d.Syslog.CertFile, KeyFile: d.Syslog.KeyFile, AppName: d.Syslog.AppName, Logger: log})
-			if err != nil {
-				return nil, err
-			}
-			dest = s
-		case d.Webhook != nil:
-			secret, err := config.ResolveSecret(getenv, d.Webhook.SecretEnv, d.Webhook.SecretFile)
-			if err != nil {
-				return nil, fmt.Errorf("audit.siem %s secret: %w", d.Name, err)
-			}
-			w, err := siem.NewWebhook(siem.WebhookOptions{Name: d.Name, URL: d.Webhook.URL, Secret: secret.Value(), CAFile: d.Webhook.CAFile})
-			if err != nil {
-				return nil, err
-			}
-			dest = w
-		default:
-			return nil, fmt.Errorf("audit.siem %s: neither syslog nor webhook", d.Name)
-		}
-		f, err := siem.New(siem.Options{Store: st, Destination: dest, Logger: log, Metrics: m})
+	for _, d := range dests {
+		f, err := siem.New(siem.Options{Store: st, Destination: d, Logger: log, Metrics: m})
 		if err != nil {
 			return nil, err
 		}
@@ -57,6 +39,36 @@ func setupSIEM(cfg *config.Config, st *store.Store, srv *server.Server, log *slo
 		srv.AddCheck("audit siem", func(context.Context) (string, error) { return siemReadiness(fs, time.Now()), nil })
 	}
 	return fs, nil
+}
+
+// siemDestinations builds the audit.siem destinations: secrets resolved,
+// TLS files read, nothing connected (writ config check runs it too).
+func siemDestinations(cfg *config.Config, log *slog.Logger, getenv func(string) string) ([]siem.Destination, error) {
+	var out []siem.Destination
+	for _, d := range cfg.Audit.SIEM {
+		switch {
+		case d.Syslog != nil:
+			s, err := siem.NewSyslog(siem.SyslogOptions{Name: d.Name, Address: d.Syslog.Address, CAFile: d.Syslog.CAFile,
+				ServerName: d.Syslog.ServerName, CertFile: d.Syslog.CertFile, KeyFile: d.Syslog.KeyFile, AppName: d.Syslog.AppName, Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+		case d.Webhook != nil:
+			secret, err := config.ResolveSecret(getenv, d.Webhook.SecretEnv, d.Webhook.SecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("audit.siem %s secret: %w", d.Name, err)
+			}
+			w, err := siem.NewWebhook(siem.WebhookOptions{Name: d.Name, URL: d.Webhook.URL, Secret: secret.Value(), CAFile: d.Webhook.CAFile})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, w)
+		default:
+			return nil, fmt.Errorf("audit.siem %s: neither syslog nor webhook", d.Name)
+		}
+	}
+	return out, nil
 }
 
 // siemReadiness says, per destination, how far it is.
