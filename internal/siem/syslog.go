@@ -84,7 +84,10 @@ func (o *SyslogOptions) setDefaults() {
 // connection in turn, which it does once it has read everything up to
 // writ's close. Only that end of the stream acknowledges the session's
 // entries; a connection that fails before (a reset, a timeout) has its
-// entries sent again on the next one.
+// entries sent again on the next one. A receiver that closes without
+// reading everything (it refused writ, it was stopped) makes its kernel
+// answer with a reset, not an end of stream, and a receiver that closes
+// before writ does is no acknowledgement either.
 type Syslog struct {
 	opts       SyslogOptions
 	hdr        header

@@ -188,3 +188,27 @@ func TestSyslogOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A receiver that authenticates senders (x509/name) and refuses writ
+// without a client certificate acknowledges nothing: the cursor stays.
+func TestSyslogClientCertificateRequired(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := newPKI(t)
+	r := startRsyslog(t, p, rsyslogOptions{driver: "gtls", authMode: "x509/name"})
+	st, l := setup(t)
+	appendEntries(t, l, 0, 20, 20)
+	f := newForwarder(t, st, newSyslog(t, r, p, func(o *SyslogOptions) { o.CertFile, o.KeyFile = "", "" }))
+	stop := run(t, f)
+	eventually(t, "a refused attempt", func() bool { return f.Status().LastError != "" })
+	first := f.Status().LastErrorAt
+	eventually(t, "another refused attempt", func() bool { return f.Status().LastErrorAt.After(first) })
+	stop()
+	if c, err := st.SIEMCursor(ctx, "soc"); err != nil || c.Next != 0 {
+		t.Fatalf("cursor %+v %v; last error %s", c, err, f.Status().LastError)
+	}
+	if ms := r.messages(); len(ms) != 0 {
+		t.Fatalf("%d messages from a sender rsyslog refused", len(ms))
+	}
+	t.Logf("refused: %s", f.Status().LastError)
+}
