@@ -254,7 +254,15 @@ func (f *Forwarder) step(ctx context.Context, st *state) (idle bool, err error) 
 		return false, err
 	}
 	if len(entries) > 0 && entries[0].Seq == st.sent && st.sent > 0 && !bytes.Equal(entries[0].PrevHash, st.sentHash) {
-		return false, f.rewind(ctx, st, fmt.Sprintf("entry %d follows another entry than the one sent as %d", st.sent, st.sent-1))
+		// Either the entry sent last changed since, or the log itself is
+		// broken here (which is forwarded as it is, below).
+		changed, err := f.changedUnder(ctx, st)
+		if err != nil {
+			return false, err
+		}
+		if changed {
+			return false, f.rewind(ctx, st, fmt.Sprintf("entry %d is no longer the one sent", st.sent-1))
+		}
 	}
 	if len(entries) == 0 {
 		return true, f.caughtUp(ctx, st)
@@ -342,14 +350,21 @@ func (f *Forwarder) caughtUp(ctx context.Context, st *state) error {
 	if head.Size < st.sent {
 		return f.rewind(ctx, st, fmt.Sprintf("the log has %d entries, %d were sent", head.Size, st.sent))
 	}
-	prev, err := f.opts.Store.AuditEntries(ctx, st.sent-1, 1)
-	if err != nil {
+	changed, err := f.changedUnder(ctx, st)
+	if err != nil || !changed {
 		return err
 	}
-	if len(prev) == 0 || prev[0].Seq != st.sent-1 || !bytes.Equal(prev[0].Hash, st.sentHash) {
-		return f.rewind(ctx, st, fmt.Sprintf("entry %d is no longer the one sent", st.sent-1))
+	return f.rewind(ctx, st, fmt.Sprintf("entry %d is no longer the one sent", st.sent-1))
+}
+
+// changedUnder reports whether the entry sent last (seq sent-1) is gone
+// from the log or has another hash now.
+func (f *Forwarder) changedUnder(ctx context.Context, st *state) (bool, error) {
+	prev, err := f.opts.Store.AuditEntries(ctx, st.sent-1, 1)
+	if err != nil {
+		return false, err
 	}
-	return nil
+	return len(prev) == 0 || prev[0].Seq != st.sent-1 || !bytes.Equal(prev[0].Hash, st.sentHash), nil
 }
 
 func (f *Forwarder) setHead(st *state, head int64) {

@@ -314,3 +314,35 @@ func TestTwoForwardersOneCursor(t *testing.T) {
 	}
 	t.Logf("%d entries sent twice or more by the two forwarders", dups)
 }
+
+// A break inside the log (an entry whose prev_hash is not the hash before
+// it), here at a batch's first entry, is forwarded once as it is: the log
+// did not change under the cursor, so nothing is sent again.
+func TestBrokenChainForwardedOnce(t *testing.T) {
+	t.Parallel()
+	rc := &siemReceiver{t: t}
+	srv, ca := webhookServer(t, rc)
+	st, l := setup(t)
+	appendEntries(t, l, 0, 30, 30)
+	conn, err := st.Pool().Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`SET session_replication_role = replica`,
+		`UPDATE audit_entries SET prev_hash = '\x` + strings.Repeat("11", 32) + `' WHERE seq = 10`, `RESET session_replication_role`} {
+		if _, err := conn.Exec(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Release()
+	f, err := New(Options{Store: st, Destination: newWebhook(t, "soc", srv.URL, ca), Batch: 10, PollInterval: 1e6, CheckInterval: 1e6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, f)
+	eventually(t, "30 entries acknowledged", func() bool { return f.Status().Acked == 30 })
+	got, _, breaks := rc.state()
+	if len(got) != 30 || f.Status().Rewinds != 0 || len(breaks) != 3 || !strings.Contains(breaks[0], "batch from 10") {
+		t.Fatalf("%d entries, %d rewinds, breaks %v", len(got), f.Status().Rewinds, breaks)
+	}
+}
