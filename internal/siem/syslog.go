@@ -270,6 +270,9 @@ func (s *Syslog) Sync(ctx context.Context) error {
 	if err := ss.closedEarly(); err != nil {
 		return err
 	}
+	if err := ss.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout)); err != nil {
+		return err
+	}
 	if err := ss.bw.Flush(); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
