@@ -184,7 +184,8 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 // mounts the API and the webhooks, and returns the function that campaigns
 // for leadership and, while this replica leads, runs the single-writer jobs:
 // the reconciler and executor (on a store fenced by the leader epoch),
-// audit checkpoints, GitHub delivery processing, notifications, retention.
+// audit checkpoints, GitHub delivery processing, notifications, SIEM
+// forwarding, retention.
 // Every replica serves the API and accepts webhooks.
 func startEngine(ctx context.Context, g *globals, cfg *config.Config, p serveParams, repoURL string, db *database, srv *server.Server, m *metrics.Metrics, log *slog.Logger, env *cliEnv) (func() error, error) {
 	m.Gauge("approvals_pending", "Operations waiting for approvals or a decision.", func(ctx context.Context) (float64, error) {
@@ -322,6 +323,10 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 			return nil, err
 		}
 	}
+	forwarders, err := setupSIEM(cfg, db.store, srv, log, m, env.getenv)
+	if err != nil {
+		return nil, err
+	}
 	el, err := leader.New(leader.Options{Store: db.store, ID: replica, Logger: log})
 	if err != nil {
 		return nil, err
@@ -386,6 +391,9 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		}
 		if notifier != nil {
 			jobsRun = append(jobsRun, notifier.Run)
+		}
+		for _, f := range forwarders {
+			jobsRun = append(jobsRun, f.Run)
 		}
 		errc := make(chan error, len(jobsRun))
 		for _, run := range jobsRun {

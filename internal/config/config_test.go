@@ -25,6 +25,10 @@ func TestLoadExample(t *testing.T) {
 	if c.EnvironmentMap()["production"]["region"] != "eu" {
 		t.Fatal("environment attributes lost")
 	}
+	if s := c.Audit.SIEM; len(s) != 2 || s[0].Syslog == nil || s[0].Syslog.Address != "siem.example.com:6514" || s[0].Syslog.KeyFile == "" ||
+		s[1].Webhook == nil || s[1].Webhook.SecretEnv != "WRIT_SIEM_WEBHOOK_SECRET" {
+		t.Fatalf("audit.siem %+v", s)
+	}
 }
 
 func TestGitHubPlaybookLimit(t *testing.T) {
@@ -70,6 +74,16 @@ func TestBadConfigurations(t *testing.T) {
 		"recovery key twice": {"approvals:\n  recovery:\n    approvalsRequired: 1\n    keys:\n      - {id: ops-1, keyFile: /a.pub}\n      - {id: ops-1, keyFile: /b.pub}\n",
 			"recovery key id \"ops-1\" is used twice"},
 		"two identities": {"repository:\n  name: acme/secops\ngithub:\n  repository: acme/other\n", "a repository has one identity"},
+		"siem both kinds": {"audit:\n  siem:\n    - name: a\n      syslog: {address: 'h:6514'}\n      webhook: {url: 'https://h/x', secretEnv: S}\n",
+			"SIEM destination \"a\" needs syslog or webhook (one of them)"},
+		"siem no kind":       {"audit:\n  siem:\n    - name: a\n", "needs syslog or webhook"},
+		"siem name twice":    {"audit:\n  siem:\n    - {name: a, syslog: {address: 'h:1'}}\n    - {name: a, syslog: {address: 'h:2'}}\n", "SIEM destination name \"a\" is used twice"},
+		"siem bad name":      {"audit:\n  siem:\n    - {name: SOC, syslog: {address: 'h:1'}}\n", "is not a destination name"},
+		"siem no port":       {"audit:\n  siem:\n    - {name: a, syslog: {address: siem.example.com}}\n", "is not host:port"},
+		"siem cert alone":    {"audit:\n  siem:\n    - {name: a, syslog: {address: 'h:1', certFile: /c.pem}}\n", "needs certFile and keyFile"},
+		"siem http":          {"audit:\n  siem:\n    - {name: a, webhook: {url: 'http://h/x', secretEnv: S}}\n", "is not an https URL"},
+		"siem unsigned":      {"audit:\n  siem:\n    - {name: a, webhook: {url: 'https://h/x'}}\n", "give secretEnv or secretFile"},
+		"siem inline secret": {"audit:\n  siem:\n    - {name: a, webhook: {url: 'https://h/x', secret: hunter2}}\n", "unknown field \"secret\""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
