@@ -1,12 +1,10 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -153,6 +151,11 @@ func (a *API) routes() []Route {
 type Problem struct {
 	Error string `json:"error"`
 	Code  string `json:"code"`
+	// Pointer is the JSON pointer (RFC 6901) of the body's member a 400
+	// refuses.
+	Pointer string `json:"pointer,omitempty"`
+	// Parameter is the query or path parameter a 400 refuses.
+	Parameter string `json:"parameter,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, status int, code, format string, args ...any) {
@@ -196,24 +199,6 @@ var errBadRequest = errors.New("bad request")
 
 func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
-}
-
-// decodeJSON reads a JSON body strictly: one object, no unknown fields.
-// The route bounds its size.
-func decodeJSON(r *http.Request, v any) error {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("the body is not the JSON object expected: %v", err)
-	}
-	if dec.More() {
-		return badRequest("the body holds more than one JSON value")
-	}
-	return nil
 }
 
 func (a *API) engine(w http.ResponseWriter) Engine {

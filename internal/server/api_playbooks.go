@@ -112,9 +112,18 @@ type ExecutionDetail struct {
 	PlanDigest   string               `json:"plan_digest,omitempty"`
 	Plan         json.RawMessage      `json:"plan,omitempty"`
 	Approvals    json.RawMessage      `json:"approvals,omitempty"`
-	Targets      []store.TargetResult `json:"targets"`
+	Targets      []TargetView         `json:"targets"`
 	StartedAt    *time.Time           `json:"started_at,omitempty"`
 	FinishedAt   *time.Time           `json:"finished_at,omitempty"`
+}
+
+// TargetView is what happened to one target of an execution.
+type TargetView struct {
+	Target   string `json:"target"`
+	Planned  string `json:"planned"`
+	Result   string `json:"result"`
+	Detail   string `json:"detail,omitempty"`
+	Attempts int    `json:"attempts"`
 }
 
 func (a *API) getPlaybook(w http.ResponseWriter, r *http.Request) {

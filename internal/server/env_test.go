@@ -342,6 +342,9 @@ func (h *harness) do(method, path, cred string, body any, hdr ...string) (*http.
 	if cred != "" {
 		req.Header.Set("Authorization", "Bearer "+cred)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
