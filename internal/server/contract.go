@@ -296,9 +296,6 @@ func (op *operation) checkParams(r *http.Request) *contractError {
 		if len(vs) > 1 {
 			return badParam(name, "query parameter %s is given %d times", name, len(vs))
 		}
-		if vs[0] == "" && !p.required {
-			continue // empty: not given
-		}
 		if ce := p.check(vs[0]); ce != nil {
 			return ce
 		}
