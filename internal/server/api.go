@@ -123,6 +123,10 @@ func (a *API) routes() []Route {
 		{Pattern: "GET /api/v1/executions", Roles: ReadRoles, Handler: h(a.listExecutions)},
 		{Pattern: "GET /api/v1/executions/{id}", Roles: ReadRoles, Handler: h(a.getExecution)},
 		{Pattern: "POST /api/v1/executions/{id}/run", Roles: ExecuteRoles, Handler: h(a.runExecution)},
+		// The envelope's body is the intake's to check (internal/approval
+		// parses it as strictly: one object, no unknown or repeated
+		// members), so that every refusal is audited and counted against
+		// the client's budget of refused envelopes.
 		{Pattern: "POST /api/v1/approvals", Public: "the envelope's signature, verified against the approvers in force", MaxBody: -1, Handler: h(a.postApproval)},
 		{Pattern: "GET /api/v1/approvals", Roles: ReadRoles, Handler: h(a.listApprovals)},
 		{Pattern: "GET /api/v1/holds", Roles: ReadRoles, Handler: h(a.listHolds)},
@@ -169,6 +173,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, what string, err erro
 	switch {
 	case errors.As(err, &tooBig):
 		writeProblem(w, http.StatusRequestEntityTooLarge, "too_large", "the request body is larger than %d bytes", tooBig.Limit)
+	case errors.As(err, new(*contractError)):
+		writeContractError(w, err)
 	case errors.Is(err, store.ErrNotFound):
 		writeProblem(w, http.StatusNotFound, "not_found", "%s: not found", what)
 	case errors.Is(err, store.ErrConflict):

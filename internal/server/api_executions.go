@@ -136,6 +136,11 @@ func (a *API) postApproval(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusRequestEntityTooLarge, "too_large", "an approval envelope is at most %d bytes", approval.MaxEnvelopeBytes)
 		return
 	}
+	if err != nil && isTimeout(err) {
+		w.Header().Set("Connection", "close")
+		writeProblem(w, http.StatusRequestTimeout, "body_timeout", "the request body was not sent in time")
+		return
+	}
 	if err != nil {
 		writeProblem(w, http.StatusBadRequest, "bad_request", "read body: %v", err)
 		return

@@ -367,7 +367,7 @@ func (op *operation) checkBody(r *http.Request) error {
 		if len(b) > 0 {
 			return &contractError{status: http.StatusBadRequest, code: "bad_body", msg: op.key + " takes no request body"}
 		}
-		r.Body = http.NoBody
+		r.Body, r.ContentLength = http.NoBody, 0
 		return nil
 	}
 	var b []byte
@@ -381,7 +381,7 @@ func (op *operation) checkBody(r *http.Request) error {
 		if op.body.required {
 			return badBody("", "%s needs a request body (%s)", op.key, strings.Join(op.mediaTypes(), " or "))
 		}
-		r.Body = http.NoBody
+		r.Body, r.ContentLength = http.NoBody, 0
 		return nil
 	}
 	ct := r.Header.Get("Content-Type")

@@ -85,18 +85,20 @@ func TestContractFindings(t *testing.T) {
 	t.Run("a body never finished", func(t *testing.T) {
 		// A chunked body that stops: 408 at the guard's deadline, not 500
 		// at the server's read timeout.
-		conn, err := net.Dial("tcp", strings.TrimPrefix(h.http.URL, "http://"))
-		if err != nil {
-			t.Fatal(err)
+		for _, path := range []string{"/api/v1/auth/login", "/api/v1/approvals", "/api/v1/reconcile"} {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(h.http.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"use\r\n", path, admin)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			problem(t, resp, body, http.StatusRequestTimeout, "body_timeout")
 		}
-		defer conn.Close()
-		fmt.Fprintf(conn, "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"use\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		problem(t, resp, body, http.StatusRequestTimeout, "body_timeout")
 	})
 
 	t.Run("duplicate keys", func(t *testing.T) {
