@@ -276,7 +276,7 @@ func TestMigrationUsernamesCaseInsensitive(t *testing.T) {
 	if err := m.LoadMigrations(migrations.FS); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.MigrateTo(ctx, 13); err != nil {
+	if err := m.MigrateTo(ctx, 14); err != nil {
 		t.Fatal(err)
 	}
 	for _, u := range []string{"admin", "ADMIN", "Admin", "bob", "carol", "Carol"} {
@@ -284,14 +284,14 @@ func TestMigrationUsernamesCaseInsensitive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err = m.MigrateTo(ctx, 14)
+	err = m.MigrateTo(ctx, 15)
 	if err == nil || !strings.Contains(err.Error(), "usernames that differ only by case: ADMIN, Admin, admin; Carol, carol") {
 		t.Fatalf("migration over clashing usernames: %v", err)
 	}
 	if _, err := conn.Exec(ctx, `UPDATE users SET username = username || '-' || id WHERE username IN ('ADMIN', 'Admin', 'Carol')`); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.MigrateTo(ctx, 14); err != nil {
+	if err := m.MigrateTo(ctx, 15); err != nil {
 		t.Fatalf("after the renames: %v", err)
 	}
 	st, err := store.Open(ctx, store.Options{URL: url})
@@ -307,7 +307,7 @@ func TestMigrationUsernamesCaseInsensitive(t *testing.T) {
 	if _, err := st.CreateUser(ctx, store.User{Username: "dave", Roles: []string{"viewer"}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.MigrateTo(ctx, 13); err != nil {
+	if err := m.MigrateTo(ctx, 14); err != nil {
 		t.Fatalf("down: %v", err)
 	}
 }
