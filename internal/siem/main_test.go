@@ -15,8 +15,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/dbtest"
@@ -36,7 +39,13 @@ func TestMain(m *testing.M) {
 // setup is a fresh database with an audit log.
 func setup(t testing.TB) (*store.Store, *audit.Log) {
 	t.Helper()
-	st := dbtest.Store(t)
+	u := dbtest.URL(t)
+	st, err := store.Open(context.Background(), store.Options{URL: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	dbURLs.Store(st, u)
 	k, err := keys.Generate(keys.Ed25519)
 	if err != nil {
 		t.Fatal(err)
@@ -196,3 +205,23 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 
 // hexOf is for messages.
 func hexOf(b []byte) string { return strings.ToLower(fmt.Sprintf("%x", b)) }
+
+// dbURLs maps each store setup made to its database's URL, for ownerConn.
+var dbURLs sync.Map
+
+// ownerConn connects to st's database as the owner of writ's tables, as a
+// database operator rewriting the log would (the service role cannot set
+// session_replication_role).
+func ownerConn(t testing.TB, st *store.Store) *pgx.Conn {
+	t.Helper()
+	u, ok := dbURLs.Load(st)
+	if !ok {
+		t.Fatal("ownerConn: not a store from setup")
+	}
+	conn, err := pgx.Connect(context.Background(), dbtest.OwnerURL(u.(string)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}

@@ -215,11 +215,7 @@ func TestRewrittenLogIsSentAgain(t *testing.T) {
 func rewrite(t testing.TB, st *store.Store, from int64, change func([]byte) []byte) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := st.Pool().Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
+	conn := ownerConn(t, st)
 	if _, err := conn.Exec(ctx, `SET session_replication_role = replica`); err != nil {
 		t.Fatal(err)
 	}
@@ -324,17 +320,13 @@ func TestBrokenChainForwardedOnce(t *testing.T) {
 	srv, ca := webhookServer(t, rc)
 	st, l := setup(t)
 	appendEntries(t, l, 0, 30, 30)
-	conn, err := st.Pool().Acquire(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := ownerConn(t, st)
 	for _, q := range []string{`SET session_replication_role = replica`,
 		`UPDATE audit_entries SET prev_hash = '\x` + strings.Repeat("11", 32) + `' WHERE seq = 10`, `RESET session_replication_role`} {
 		if _, err := conn.Exec(context.Background(), q); err != nil {
 			t.Fatal(err)
 		}
 	}
-	conn.Release()
 	f, err := New(Options{Store: st, Destination: newWebhook(t, "soc", srv.URL, ca), Batch: 10, PollInterval: 1e6, CheckInterval: 1e6})
 	if err != nil {
 		t.Fatal(err)
