@@ -32,8 +32,13 @@ lint: ## gofmt and go vet
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-run: build ## run the main job: writ serve on this repository (embedded defaults, private PostgreSQL)
-	$(BIN) serve --repo .
+# make run LISTEN=0.0.0.0:8080 DATA_DIR=/srv/writ ARGS="--log-level debug"
+LISTEN   ?= 127.0.0.1:8080
+DATA_DIR ?=
+ARGS     ?=
+
+run: build ## run the main job: writ serve on this repository (LISTEN, DATA_DIR, ARGS; embedded defaults, private PostgreSQL)
+	$(BIN) serve --repo . --listen $(LISTEN) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(ARGS)
 
 demo: build ## walk through the whole flow on a fresh temporary repository
 	$(BIN) demo

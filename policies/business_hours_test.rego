@@ -33,8 +33,9 @@ test_the_end_hour_is_outside if {
 		with time.now_ns as time.parse_rfc3339_ns("2026-03-04T18:00:00Z")
 }
 
-test_off_by_default if {
+test_off_when_not_enabled if {
 	count(business_hours.require_approval) == 0 with input as block(["203.0.113.7"])
+		with data.writ.config.business_hours as object.union(enabled, {"enabled": false})
 		with time.now_ns as wednesday_night
 }
 

@@ -85,10 +85,10 @@ func runAuditAppend(cmd *cobra.Command, env *cliEnv, g *globals, p auditAppendPa
 	}
 	actor := p.actor
 	if actor == "" {
-		actor = env.getenv("USER")
+		actor = localUser(env)
 	}
 	if actor == "" {
-		return usageError("--actor is required (no $USER)")
+		return usageError("--actor is required (no $USER, $LOGNAME or account name for uid %d)", os.Getuid())
 	}
 	subject, err := parseSubject(p.subject)
 	if err != nil {

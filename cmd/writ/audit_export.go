@@ -96,6 +96,9 @@ func runAuditExport(cmd *cobra.Command, env *cliEnv, g *globals, p auditExportPa
 
 	var w io.Writer = env.stdout
 	var tmp *os.File
+	if fi, err := os.Stat(p.out); p.out != "" && err == nil && fi.IsDir() {
+		return usageError("--out %s is a directory; name the file to write", p.out)
+	}
 	if p.out != "" {
 		tmp, err = os.CreateTemp(filepath.Dir(p.out), "."+filepath.Base(p.out)+".tmp-*")
 		if err != nil {

@@ -59,10 +59,10 @@ func runAuditRotate(cmd *cobra.Command, env *cliEnv, g *globals, p auditRotatePa
 	}
 	actor := p.actor
 	if actor == "" {
-		actor = env.getenv("USER")
+		actor = localUser(env)
 	}
 	if actor == "" {
-		return usageError("--actor is required (no $USER)")
+		return usageError("--actor is required (no $USER, $LOGNAME or account name for uid %d)", os.Getuid())
 	}
 	old, err := loadAuditKey(env, g, p.key, "WRIT_KEY_PASSWORD")
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -139,7 +140,7 @@ func TestAuditCLI(t *testing.T) {
 
 	// A superuser edits entry 1 with triggers off: named, exit 1.
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, a.db)
+	conn, err := pgx.Connect(ctx, dbtest.OwnerURL(a.db))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func TestAuditCLIUsage(t *testing.T) {
 	// for alice still holds it (selected by its bytes) and says so; the
 	// one for mallory holds nothing.
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, a.db)
+	conn, err := pgx.Connect(ctx, dbtest.OwnerURL(a.db))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,10 +235,21 @@ func TestAuditCLIRotateDataDirKey(t *testing.T) {
 	next := filepath.Join(t.TempDir(), "next")
 	runCLIEnv(t, map[string]string{"WRIT_KEY_PASSWORD": "pw-next-key"}, "keygen", "--out", next, "--password")
 	a.env["WRIT_NEW_KEY_PASSWORD"] = "pw-next-key"
+	// Without $USER (a container, a cron job) the actor is the account of
+	// the process's uid.
+	delete(a.env, "USER")
 	out := a.ok("audit", "rotate-key", "--new-key", next+".key")
 	if !strings.HasPrefix(out, "rotated at seq 1: ") || !strings.Contains(out, "installed the new key") {
 		t.Fatalf("rotate: %q", out)
 	}
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exp := a.ok("audit", "export"); !strings.Contains(exp, `"actor":{"id":"`+me.Username+`"`) {
+		t.Fatalf("the rotation's actor is not %s:\n%s", me.Username, exp)
+	}
+	a.env["USER"] = "alice"
 	a.ok("audit", "append", "--event", "a.b", "--subject", "y")
 	// The default trusted keys (the data directory's) cover both keys.
 	if out := a.ok("audit", "verify"); !strings.HasPrefix(verdict(out), "OK: 3 entries, root ") {

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/dbtest"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -56,7 +57,7 @@ func newTamperCLI(t *testing.T) *tamperCLI {
 	if _, err := git.PlainInit(repo, false); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, a.db)
+	conn, err := pgx.Connect(ctx, dbtest.OwnerURL(a.db))
 	if err != nil {
 		t.Fatal(err)
 	}

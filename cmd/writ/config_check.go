@@ -31,9 +31,9 @@ func newConfigCmd(env *cliEnv, g *globals) *cobra.Command {
 strictly, with every problem located path:line:col, then does what writ
 serve would do before starting, without connecting anywhere: it resolves
 every secret reference (the environment variables and files must exist and
-be non-empty; their values are never printed), builds every backend, loads
-the audit signing key, and lists which backend serves each action in each
-environment.
+be non-empty; their values are never printed), builds every backend and
+SIEM destination, loads the audit signing key, and lists which backend
+serves each action in each environment.
 
 Exit status: 0 usable, 1 problems, 2 usage error.`,
 		Args: cobra.MaximumNArgs(1),
@@ -117,6 +117,8 @@ func runConfigCheck(path string, g *globals, getenv func(string) string, stdout,
 		secret("notifications url", n.URLEnv, "")
 		secret("notifications secret", n.SecretEnv, n.SecretFile)
 	}
+	_, err := siemDestinations(cfg, nil, getenv)
+	check("audit.siem", err)
 	reg, err := buildRegistry(cfg, g.dataDir, getenv, nil)
 	check("backends", err)
 	recovery, recoveryApprovals, err := recoveryKeyring(cfg)

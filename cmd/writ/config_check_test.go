@@ -39,6 +39,16 @@ func TestConfigCheck(t *testing.T) {
 	if code != exitFailure || !strings.Contains(out, "WRIT_TEST_TOKEN") {
 		t.Fatalf("missing secret: %d\n%s", code, out)
 	}
+	siem := filepath.Join(dir, "siem.yaml")
+	if err := os.WriteFile(siem, []byte("apiVersion: writ/v1\nkind: ServerConfig\naudit:\n  siem:\n    - {name: soc, webhook: {url: 'https://siem.example.com/x', secretEnv: WRIT_TEST_SIEM}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ = runCLI(t, "config", "check", siem); code != exitFailure || !strings.Contains(out, "audit.siem soc secret: environment variable WRIT_TEST_SIEM") {
+		t.Fatalf("SIEM webhook without its secret: %d\n%s", code, out)
+	}
+	if code, out, _ = runCLIEnv(t, map[string]string{"WRIT_TEST_SIEM": "siem-secret-value"}, "config", "check", siem); code != exitOK || strings.Contains(out, "siem-secret-value") {
+		t.Fatalf("SIEM webhook with its secret: %d\n%s", code, out)
+	}
 	if code, _, _ := runCLI(t, "config", "check", filepath.Join(dir, "none.yaml")); code != exitUsage {
 		t.Fatalf("missing file: %d", code)
 	}

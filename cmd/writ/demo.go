@@ -72,6 +72,9 @@ type demo struct {
 	session string // the first admin's session, for the API
 	step    int
 	envVars []string
+	// keepPassword: the files are kept, so the admin password the demo
+	// chose is written to DIR/admin-password (0600) for later use.
+	keepPassword bool
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -120,6 +123,11 @@ func runDemo(ctx context.Context, p demoParams, env *cliEnv) (err error) {
 		}
 	}
 	dir := p.dir
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("demo directory: %w", err)
+		}
+	}
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "writ-demo-"); err != nil {
 			return err
@@ -133,7 +141,7 @@ func runDemo(ctx context.Context, p demoParams, env *cliEnv) (err error) {
 		return err
 	}
 	d := &demo{ctx: ctx, out: env.stdout, self: self, dir: dir,
-		bare: filepath.Join(dir, "content.git"), work: filepath.Join(dir, "analyst"), state: filepath.Join(dir, "state")}
+		bare: filepath.Join(dir, "content.git"), work: filepath.Join(dir, "analyst"), state: filepath.Join(dir, "state"), keepPassword: p.keep || p.dir != ""}
 	d.envVars = append(os.Environ(),
 		"GIT_AUTHOR_NAME=Alice Analyst", "GIT_AUTHOR_EMAIL=alice@example.com",
 		"GIT_COMMITTER_NAME=Alice Analyst", "GIT_COMMITTER_EMAIL=alice@example.com",
@@ -431,6 +439,13 @@ func (d *demo) login(logPath string) error {
 	if err := d.api("POST", "/api/v1/auth/password", map[string]string{"current_password": string(m[1]), "new_password": next}, nil); err != nil {
 		return fmt.Errorf("change the one-time password: %w", err)
 	}
+	if d.keepPassword {
+		path := filepath.Join(d.dir, "admin-password")
+		if err := os.WriteFile(path, []byte(next+"\n"), 0o600); err != nil {
+			return fmt.Errorf("keep the admin password: %w", err)
+		}
+		fmt.Fprintf(d.out, "      the new admin password is in %s (mode 0600): the demo's files are kept\n", path)
+	}
 	return nil
 }
 
@@ -452,6 +467,9 @@ func (d *demo) api(method, path string, body, out any) error {
 	}
 	if d.session != "" {
 		req.Header.Set("Authorization", "Bearer "+d.session)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -10,7 +12,8 @@ import (
 // blocklist file and the offline audit verification.
 func TestDemo(t *testing.T) {
 	t.Setenv("WRIT_TEST_MAIN", "1") // children of this test run the CLI
-	dir := traversableTempDir(t)
+	// A --dir that does not exist yet is made.
+	dir := filepath.Join(traversableTempDir(t), "tour", "one")
 	code, out, errOut := runCLI(t, "demo", "--dir", dir)
 	if code != exitOK {
 		t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
@@ -26,5 +29,14 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	// The files are kept, so is the admin password the demo chose.
+	pwFile := filepath.Join(dir, "admin-password")
+	fi, err := os.Stat(pwFile)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin password file: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(pwFile); len(strings.TrimSpace(string(b))) < 12 || !strings.Contains(out, pwFile) {
+		t.Fatalf("admin password file holds %d bytes; output names it: %v", len(b), strings.Contains(out, pwFile))
 	}
 }

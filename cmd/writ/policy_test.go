@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -202,5 +203,38 @@ func TestPolicyTestAgreesWithStockOPA(t *testing.T) {
 		if dir == "policies" && (opaFailed != 0 || opaPassed == 0) {
 			t.Errorf("the stock opa test fails on the default policies: %s", want)
 		}
+	}
+}
+
+// A team that enables the shipped example check business_hours keeps every
+// shipped policy test passing, whatever the time of day: the decision
+// tests decide at a fixed clock within office hours, and the check's own
+// tests fix theirs.
+func TestShippedPolicyTestsWithBusinessHoursEnabled(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	entries, err := os.ReadDir("../../policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("../../policies", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "data.yaml" {
+			on := bytes.Replace(b, []byte("    business_hours:\n      enabled: false\n"), []byte("    business_hours:\n      enabled: true\n"), 1)
+			if bytes.Equal(on, b) {
+				t.Fatal("policies/data.yaml no longer has business_hours.enabled: false where the test expects it")
+			}
+			b = on
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := runCLI(t, "policy", "test", dir)
+	if code != exitOK || !regexp.MustCompile(`(?m)^\d+ passed, 0 failed$`).MatchString(out) {
+		t.Fatalf("with business_hours enabled: exit %d\n%s%s", code, out, errOut)
 	}
 }

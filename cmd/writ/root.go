@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 
@@ -213,4 +214,19 @@ func (g *globals) logger(w io.Writer) *slog.Logger {
 		return slog.New(server.RequestIDHandler(slog.NewJSONHandler(w, opts)))
 	}
 	return slog.New(server.RequestIDHandler(slog.NewTextHandler(w, opts)))
+}
+
+// localUser names the person running the command, for the actor of what
+// it records: $USER, else $LOGNAME, else the account of the process's uid
+// (a container or cron job often has no $USER); "" when none is known.
+func localUser(env *cliEnv) string {
+	for _, k := range []string{"USER", "LOGNAME"} {
+		if v := strings.TrimSpace(env.getenv(k)); v != "" {
+			return v
+		}
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return ""
 }

@@ -128,16 +128,22 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 			return err
 		}
 	}
-	db, err := openDatabase(ctx, g, log)
+	db, err := openDatabaseWith(ctx, g, log, false)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	n, err := db.store.Migrate(ctx)
+	n, err := db.Migrate(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	log.InfoContext(ctx, "database ready", slog.Int("migrations_applied", n))
+	risks, err := db.warnAuditBypass(ctx, "", env.stderr)
+	if err != nil {
+		return err
+	}
+	m.Gauge("database_audit_bypass_risks", "Ways the database role writ runs as could get past the audit tables' append-only triggers (0 when it holds only the documented grants).",
+		func(context.Context) (float64, error) { return float64(len(risks)), nil })
 	srv.AddCheck("database", func(ctx context.Context) (string, error) {
 		return "", db.store.Ready(ctx)
 	})
@@ -156,15 +162,9 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 	} else {
 		log.WarnContext(ctx, "no repository configured: only the health endpoints run (pass --repo PATH or set repository.url)")
 	}
-	var dbErr error
-	go func() {
-		select {
-		case <-db.Done():
-			dbErr = db.cluster.Err()
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	// A private PostgreSQL that exits is started again (not the end of
+	// writ serve); the pool reconnects and /readyz says not ready meanwhile.
+	go db.supervise(ctx)
 	running++
 	go func() { errc <- srv.Run(ctx) }()
 	var first error
@@ -173,9 +173,6 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 			first = err
 			cancel()
 		}
-	}
-	if dbErr != nil {
-		return dbErr
 	}
 	if first != nil {
 		return first
@@ -188,7 +185,8 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 // mounts the API and the webhooks, and returns the function that campaigns
 // for leadership and, while this replica leads, runs the single-writer jobs:
 // the reconciler and executor (on a store fenced by the leader epoch),
-// audit checkpoints, GitHub delivery processing, notifications, retention.
+// audit checkpoints, GitHub delivery processing, notifications, SIEM
+// forwarding, retention.
 // Every replica serves the API and accepts webhooks.
 func startEngine(ctx context.Context, g *globals, cfg *config.Config, p serveParams, repoURL string, db *database, srv *server.Server, m *metrics.Metrics, log *slog.Logger, env *cliEnv) (func() error, error) {
 	m.Gauge("approvals_pending", "Operations waiting for approvals or a decision.", func(ctx context.Context) (float64, error) {
@@ -230,6 +228,21 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	}
 	// The leader's guard against a rolled-back audit log (CheckAuditLog).
 	watch := audit.NewRollbackWatch(db.store, checkpointDir(g, cfg))
+	// Every checkpoint interval the leader also verifies every entry (hash,
+	// chain, signature, key, tree) with the keys POST /api/v1/audit/verify
+	// trusts, one core at most: a log changed in place holds like one
+	// rolled back.
+	scrubKeys, err := trustedAuditKeys(cfg, alog)
+	if err != nil {
+		return nil, err
+	}
+	watch.SetVerifier(func(ctx context.Context) (*audit.Report, error) {
+		trusted, err := audit.TrustPredecessors(ctx, db.store, scrubKeys)
+		if err != nil {
+			return nil, err
+		}
+		return audit.VerifyDatabase(ctx, db.store, audit.VerifyOptions{Trusted: trusted, Workers: 1})
+	})
 	m.Gauge("audit_rollback_detected", "1 while the audit log is held: it no longer contains a checkpoint this server knows of.", func(context.Context) (float64, error) {
 		if watch.Held() != nil {
 			return 1, nil
@@ -326,6 +339,10 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 			return nil, err
 		}
 	}
+	forwarders, err := setupSIEM(cfg, db.store, srv, log, m, env.getenv)
+	if err != nil {
+		return nil, err
+	}
 	el, err := leader.New(leader.Options{Store: db.store, ID: replica, Logger: log})
 	if err != nil {
 		return nil, err
@@ -403,6 +420,9 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		}
 		if notifier != nil {
 			jobsRun = append(jobsRun, notifier.Run)
+		}
+		for _, f := range forwarders {
+			jobsRun = append(jobsRun, f.Run)
 		}
 		errc := make(chan error, len(jobsRun))
 		for _, run := range jobsRun {

@@ -83,7 +83,7 @@ func setupAuthAPI(ctx context.Context, cfg *config.Config, engine server.Engine,
 	if err != nil {
 		return nil, err
 	}
-	if err := srv.SetGuard(server.Guard{Auth: a, Denials: denials, TrustedProxies: s.TrustedProxies, MaxBody: s.MaxRequestBytes,
+	if err := srv.SetGuard(server.Guard{Auth: a, Denials: denials, TrustedProxies: s.TrustedProxies, MaxBody: s.MaxRequestBytes, BodyReadTimeout: s.BodyReadTimeout,
 		Limiter: server.NewRateLimiter(server.RateLimitOptions{PerMinute: s.LoginPerMinute, Burst: s.LoginBurst})}); err != nil {
 		return nil, err
 	}

@@ -208,6 +208,9 @@ func (r *apiRig) call(method, path, cred string, body any) (int, map[string]any)
 	if cred != "" {
 		req.Header.Set("Authorization", "Bearer "+cred)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		r.t.Fatal(err)

@@ -9,12 +9,16 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/writ-sec/writ/internal/pgembed"
 )
 
 type syncBuffer struct {
@@ -187,5 +191,117 @@ func TestMigrateUpAndStatus(t *testing.T) {
 	}
 	if code, _, _ := runCLIEnv(t, env, "migrate", "down"); code != exitUsage {
 		t.Fatalf("migrate down: exit %d; want usage error", code)
+	}
+}
+
+// writ serve on the project's own repository with the private cluster:
+// database commands run beside it (they attach to its PostgreSQL through
+// the socket instead of waiting for it), and when PostgreSQL is killed
+// writ serve starts it again and carries on: /readyz is not ready, then
+// ready, the CLI works again, and serve stops cleanly at the end.
+func TestServeBesideCLIAndPostgresCrash(t *testing.T) {
+	dataDir := filepath.Join(traversableTempDir(t), "state")
+	repo, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, stop := startServe(t, "--data-dir", dataDir, "--repo", repo)
+	waitReady(t, base)
+
+	cli := func(args ...string) {
+		t.Helper()
+		code, out, errOut := runCLI(t, append([]string{"--data-dir", dataDir, "--log-level", "warn"}, args...)...)
+		if code != exitOK {
+			t.Fatalf("writ %s beside writ serve: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	cli("user", "add", "bob", "--role", "viewer", "--no-password")
+	cli("migrate", "status")
+	if _, err := os.Stat(filepath.Join(dataDir, "postgres", "postmaster.pid")); err != nil {
+		t.Fatalf("the CLI stopped writ serve's PostgreSQL: %v", err)
+	}
+	waitReady(t, base)
+
+	pidOf := func() int {
+		b, err := os.ReadFile(filepath.Join(dataDir, "postgres", "postmaster.pid"))
+		if err != nil {
+			return 0
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		pid, _ := strconv.Atoi(strings.TrimSpace(first))
+		return pid
+	}
+	old := pidOf()
+	if old <= 0 {
+		t.Fatal("no postmaster.pid")
+	}
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Not ready while it is down (or already restarting), then ready again
+	// with another postmaster.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if pid := pidOf(); pid > 0 && pid != old {
+			if code, body := getJSON(t, base+"/readyz"); code == 200 && body["status"] == "ready" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			code, body := getJSON(t, base+"/readyz")
+			t.Fatalf("writ serve did not come back after PostgreSQL was killed: readyz %d %v", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cli("user", "add", "carol", "--role", "viewer", "--no-password")
+	code, logs := stop()
+	if code != 0 {
+		t.Fatalf("serve exit %d after the restart:\n%s", code, logs)
+	}
+	if !strings.Contains(logs, "the private PostgreSQL exited; restarting it") || !strings.Contains(logs, "the private PostgreSQL runs again") {
+		t.Fatalf("the restart is not logged:\n%s", logs)
+	}
+}
+
+// writ serve on an external PostgreSQL that stops and comes back: serve
+// does not exit; it is not ready while the database is gone and ready
+// again after, without being restarted itself.
+func TestServeSurvivesExternalDatabaseRestart(t *testing.T) {
+	dir := filepath.Join(traversableTempDir(t), "external-pg")
+	ctx := context.Background()
+	pg, err := pgembed.Start(ctx, pgembed.Options{Dir: dir, Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop(context.Background()) })
+	repo, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, stop := startServe(t, "--data-dir", traversableTempDir(t), "--database", pg.URL(), "--repo", repo)
+	waitReady(t, base)
+
+	if err := pg.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, body := getJSON(t, base+"/readyz")
+		if code == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz %d %v with the database stopped", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // a while without a database
+	pg, err = pgembed.Start(ctx, pgembed.Options{Dir: dir, Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, base)
+	if code, logs := stop(); code != 0 {
+		t.Fatalf("serve exit %d after the database came back:\n%s", code, logs)
 	}
 }

@@ -124,9 +124,19 @@ func (r *trustRig) approvers(extra map[string][]string) string {
 
 func (r *trustRig) waitFor(what string, cond func() bool) {
 	r.t.Helper()
+	r.waitForSaying(what, cond, nil)
+}
+
+// waitForSaying is waitFor, with say's words in the failure.
+func (r *trustRig) waitForSaying(what string, cond func() bool, say func() string) {
+	r.t.Helper()
 	for t0 := time.Now(); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Since(t0) > 3*time.Minute {
-			r.t.Fatalf("%s did not happen within 3m", what)
+			msg := ""
+			if say != nil {
+				msg = ": " + say()
+			}
+			r.t.Fatalf("%s did not happen within 3m%s", what, msg)
 		}
 	}
 }

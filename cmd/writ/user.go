@@ -103,7 +103,7 @@ func openAccounts(ctx context.Context, env *cliEnv, g *globals) (*accounts, erro
 		db.Close()
 		return nil, exitWith(exitFailure, err)
 	}
-	who := env.getenv("USER")
+	who := localUser(env)
 	if who == "" {
 		who = "unknown"
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -72,13 +73,24 @@ type Rollback struct {
 	// from (the checkpoint file's path, or this server's memory).
 	Expected TreeHead
 	Source   string
-	// Err is ErrRollback (the log is shorter) or ErrFork (as long, other
-	// entries).
-	Err error
+	// Err is ErrRollback (the log is shorter), ErrFork (as long, other
+	// entries) or ErrTampered (an entry fails verification: Finding says
+	// which and why).
+	Err     error
+	Finding string
 }
+
+// ErrTampered is a Rollback's Err when the log still contains every tree
+// the server knows of by its stored hashes, but verifying the entries
+// themselves (hash of the bytes, chain, signature, key, tree) fails: an
+// entry was rewritten, removed or reordered in place.
+var ErrTampered = errors.New("an audit entry fails verification: the log was changed in place")
 
 // Reason is the one line /readyz, the status and the log say.
 func (r *Rollback) Reason() string {
+	if errors.Is(r.Err, ErrTampered) {
+		return fmt.Sprintf("audit log tampered: %s (the log has %d entries; %s)", r.Finding, r.Log.Size, r.Source)
+	}
 	how := "rolled back"
 	if errors.Is(r.Err, ErrFork) {
 		how = "forked"
@@ -87,7 +99,13 @@ func (r *Rollback) Reason() string {
 }
 
 // Key names the expected tree (size:root), what a hold is about.
-func (r *Rollback) Key() string { return fmt.Sprintf("%d:%x", r.Expected.Size, r.Expected.Root) }
+func (r *Rollback) Key() string {
+	if errors.Is(r.Err, ErrTampered) {
+		sum := sha256.Sum256([]byte(r.Finding))
+		return fmt.Sprintf("tampered:%x:%d:%x", sum[:8], r.Expected.Size, r.Expected.Root)
+	}
+	return fmt.Sprintf("%d:%x", r.Expected.Size, r.Expected.Root)
+}
 
 // AckRecord is one line of AckFile.
 type AckRecord struct {
@@ -101,6 +119,9 @@ type AckRecord struct {
 	Hold     int64     `json:"hold"`
 	By       []string  `json:"by"`
 	At       time.Time `json:"at"`
+	// Finding is, for a log found tampered, the verification finding the
+	// admins accepted: the same finding does not hold the server again.
+	Finding string `json:"finding,omitempty"`
 }
 
 // RollbackWatch keeps what the server knows of the log and checks the
@@ -109,9 +130,101 @@ type RollbackWatch struct {
 	st  *store.Store
 	dir string
 
-	mu   sync.Mutex
-	seen *TreeHead // the largest tree seen, or the acknowledged base
-	held *Rollback // the rollback last found, until acknowledged
+	mu     sync.Mutex
+	seen   *TreeHead // the largest tree seen, or the acknowledged base
+	held   *Rollback // the rollback last found, until acknowledged
+	verify func(context.Context) (*Report, error)
+	// accepted are the tamper findings acknowledged (with dir, also in
+	// AckFile).
+	accepted map[string]bool
+	// epoch counts the changes of held and of the base: a verification
+	// that ran across one is stale (it may have read the log a rollback
+	// found, before the admins accepted what replaced it).
+	epoch uint64
+}
+
+// SetVerifier makes Scrub verify the whole log with verify (the server's
+// trusted keys; VerifyDatabase).
+func (w *RollbackWatch) SetVerifier(verify func(context.Context) (*Report, error)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.verify = verify
+}
+
+// Scrub verifies every entry of the log (Check compares only trees, from
+// the stored hashes): a byte flipped, an actor changed, a row deleted or
+// swapped in the middle, a chain recomputed or signed with a foreign key
+// is found here. A failure is held like a rollback (Held) until
+// acknowledged; a finding the admins acknowledged before does not hold
+// again. Without a verifier, or while held, it returns Held.
+func (w *RollbackWatch) Scrub(ctx context.Context) (*Rollback, error) {
+	w.mu.Lock()
+	verify, held, epoch := w.verify, w.held, w.epoch
+	w.mu.Unlock()
+	if verify == nil || held != nil {
+		return held, nil
+	}
+	rep, err := verify(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit: scrub: %w", err)
+	}
+	if rep.Bad == nil {
+		return nil, nil
+	}
+	finding := rep.Bad.Error()
+	if ok, err := w.acceptedFinding(finding); err != nil || ok {
+		return nil, err
+	}
+	var head TreeHead
+	err = w.st.AuditSnapshot(ctx, func(st *store.Store) error {
+		h, err := readHead(ctx, st)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			head = TreeHead{Size: 0, Root: EmptyRoot()}
+		case err != nil:
+			return err
+		default:
+			head = TreeHead{Size: h.Size, Root: h.Root}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: scrub: %w", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.epoch != epoch {
+		return w.held, nil // stale: the next interval verifies again
+	}
+	expected := head
+	if w.seen != nil {
+		expected = *w.seen
+	}
+	if w.held == nil {
+		w.held = &Rollback{Log: head, Expected: expected, Source: "found verifying every entry with the server's trusted keys",
+			Err: ErrTampered, Finding: finding}
+		w.epoch++
+	}
+	return w.held, nil
+}
+
+func (w *RollbackWatch) acceptedFinding(f string) (bool, error) {
+	w.mu.Lock()
+	ok := w.accepted[f]
+	w.mu.Unlock()
+	if ok || w.dir == "" {
+		return ok, nil
+	}
+	acks, err := w.acks()
+	if err != nil {
+		return false, err
+	}
+	for _, a := range acks {
+		if a.Finding == f {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // NewRollbackWatch watches the log in st against the checkpoints in dir
@@ -205,6 +318,7 @@ func (w *RollbackWatch) Check(ctx context.Context) (*Rollback, error) {
 	if found != nil {
 		if w.held == nil {
 			w.held = found
+			w.epoch++
 		}
 		return w.held, nil
 	}
@@ -229,7 +343,7 @@ func (w *RollbackWatch) Acknowledge(r *Rollback, base TreeHead, hold int64, by [
 		} else if t != nil {
 			replaced = *t
 		}
-		rec := AckRecord{Replaced: replaced, Missing: r.Expected, Base: base, Hold: hold, By: by, At: at.UTC()}
+		rec := AckRecord{Replaced: replaced, Missing: r.Expected, Base: base, Hold: hold, By: by, At: at.UTC(), Finding: r.Finding}
 		line, err := json.Marshal(rec)
 		if err != nil {
 			return fmt.Errorf("audit: acknowledgement: %w", err)
@@ -251,6 +365,13 @@ func (w *RollbackWatch) Acknowledge(r *Rollback, base TreeHead, hold int64, by [
 	defer w.mu.Unlock()
 	b := base
 	w.seen, w.held = &b, nil
+	w.epoch++
+	if r.Finding != "" {
+		if w.accepted == nil {
+			w.accepted = map[string]bool{}
+		}
+		w.accepted[r.Finding] = true
+	}
 	return nil
 }
 
@@ -294,6 +415,7 @@ func (w *RollbackWatch) Restore(r *Rollback) {
 	defer w.mu.Unlock()
 	if w.held == nil {
 		w.held = r
+		w.epoch++
 	}
 }
 

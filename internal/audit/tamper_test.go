@@ -30,7 +30,7 @@ type attacker struct {
 func newAttacker(t *testing.T, dbURL string) *attacker {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbURL)
+	conn, err := pgx.Connect(ctx, dbtest.OwnerURL(dbURL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,6 +163,13 @@ func TestTriggersRefuseChanges(t *testing.T) {
 	t.Parallel()
 	tl := newTamperLog(t, 3)
 	ctx := context.Background()
+	// As the owner: the service role is refused before the trigger runs
+	// (permission denied); the trigger is what stops the owner by accident.
+	owner, err := pgx.Connect(ctx, dbtest.OwnerURL(tl.url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close(ctx)
 	for _, sql := range []string{
 		`UPDATE audit_entries SET actor_id = 'mallory' WHERE seq = 1`,
 		`DELETE FROM audit_entries WHERE seq = 2`,
@@ -174,9 +181,12 @@ func TestTriggersRefuseChanges(t *testing.T) {
 		`DELETE FROM audit_tree_nodes`,
 		`UPDATE audit_log SET origin = 'x'`,
 	} {
-		_, err := tl.st.Pool().Exec(ctx, sql)
+		_, err := owner.Exec(ctx, sql)
 		if err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Errorf("%s: %v; want refused", sql, err)
+		}
+		if _, err := tl.st.Pool().Exec(ctx, sql); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("%s as the service role: %v; want permission denied", sql, err)
 		}
 	}
 	if rep := verifyDB(t, tl.st, tl.trusted, tl.checkpoint); rep.Bad != nil || rep.Entries != 3 {
@@ -338,7 +348,7 @@ func copyDatabase(t *testing.T, tl *tamperLog) string {
 	t.Helper()
 	ctx := context.Background()
 	tl.st.Close()
-	u, err := url.Parse(tl.url)
+	u, err := url.Parse(dbtest.OwnerURL(tl.url))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/store"
@@ -66,8 +68,8 @@ func (a *Authenticator) CreateUser(ctx context.Context, actor audit.Actor, nu Ne
 	if !usernameRE.MatchString(nu.Username) {
 		return nil, "", fmt.Errorf("%w: username %q: letters, digits and . _ @ - (up to 128), starting with a letter or digit", ErrInvalid, nu.Username)
 	}
-	if len(nu.DisplayName) > 200 {
-		return nil, "", fmt.Errorf("%w: a display name is at most 200 bytes", ErrInvalid)
+	if err := checkDisplayName(nu.DisplayName); err != nil {
+		return nil, "", err
 	}
 	oneTime := ""
 	mustChange := false
@@ -133,6 +135,25 @@ func (a *Authenticator) EnsureFirstAdmin(ctx context.Context) (username, passwor
 	return FirstAdmin, pw, true, nil
 }
 
+// checkDisplayName refuses a display name people could be misled by:
+// longer than 200 bytes, invalid UTF-8, control characters, or the
+// bidirectional controls that reorder how a name (and what follows it in
+// a log line or a console page) is shown.
+func checkDisplayName(s string) error {
+	if len(s) > 200 {
+		return fmt.Errorf("%w: a display name is at most 200 bytes", ErrInvalid)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: a display name is UTF-8 text", ErrInvalid)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return fmt.Errorf("%w: a display name holds no control characters (it holds %U)", ErrInvalid, r)
+		}
+	}
+	return nil
+}
+
 // UserChange changes an account; nil fields are kept.
 type UserChange struct {
 	DisplayName *string
@@ -146,8 +167,10 @@ type UserChange struct {
 // disabled account's sessions are revoked. A change that would leave no
 // enabled admin is refused (ErrLastAdmin).
 func (a *Authenticator) UpdateUser(ctx context.Context, actor audit.Actor, username string, c UserChange) (*User, error) {
-	if c.DisplayName != nil && len(*c.DisplayName) > 200 {
-		return nil, fmt.Errorf("%w: a display name is at most 200 bytes", ErrInvalid)
+	if c.DisplayName != nil {
+		if err := checkDisplayName(*c.DisplayName); err != nil {
+			return nil, err
+		}
 	}
 	var out User
 	err := a.opts.Store.Tx(ctx, func(tx *store.Store) error {

@@ -32,6 +32,9 @@ type Auth struct {
 	// MaxRequestBytes bounds a request body (default 1 MiB; webhooks and
 	// approvals have limits of their own).
 	MaxRequestBytes int64 `yaml:"maxRequestBytes,omitempty"`
+	// BodyReadTimeout bounds sending a request body: past it the request
+	// is answered 408 (default 10s).
+	BodyReadTimeout string `yaml:"bodyReadTimeout,omitempty"`
 	// OIDC accepts bearer tokens of an SSO provider.
 	OIDC *OIDC `yaml:"oidc,omitempty"`
 }
@@ -167,6 +170,7 @@ const (
 	DefaultLoginPerMinute   = 10
 	DefaultLoginBurst       = 5
 	DefaultMaxRequestBytes  = 1 << 20
+	DefaultBodyReadTimeout  = 10 * time.Second
 )
 
 func init() {
@@ -188,7 +192,7 @@ func (c *Config) checkAuth(doc *yamldoc.Doc) diag.Problems {
 		return nil
 	}
 	var out diag.Problems
-	for ptr, v := range map[string]string{"/auth/sessionTTL": a.SessionTTL, "/auth/lockout/duration": a.Lockout.Duration} {
+	for ptr, v := range map[string]string{"/auth/sessionTTL": a.SessionTTL, "/auth/lockout/duration": a.Lockout.Duration, "/auth/bodyReadTimeout": a.BodyReadTimeout} {
 		if v == "" {
 			continue
 		}
@@ -201,6 +205,9 @@ func (c *Config) checkAuth(doc *yamldoc.Doc) diag.Problems {
 	}
 	if d := durationOr(a.Lockout.Duration, DefaultLockoutDuration); d < time.Second || d > 7*24*time.Hour {
 		out = append(out, doc.Errorf("/auth/lockout/duration", "invalid-value", "lockout duration %s is outside 1s..168h", d))
+	}
+	if d := durationOr(a.BodyReadTimeout, DefaultBodyReadTimeout); d < time.Second || d > time.Minute {
+		out = append(out, doc.Errorf("/auth/bodyReadTimeout", "invalid-value", "bodyReadTimeout %s is outside 1s..1m", d))
 	}
 	for i, p := range a.TrustedProxies {
 		if _, err := parsePrefix(p); err != nil {
@@ -281,19 +288,22 @@ type AuthSettings struct {
 	LoginBurst       int
 	TrustedProxies   []netip.Prefix
 	MaxRequestBytes  int64
+	BodyReadTimeout  time.Duration
 	OIDC             *OIDC
 }
 
 // AuthSettings applies the defaults to the auth section.
 func (c *Config) AuthSettings() AuthSettings {
 	s := AuthSettings{SessionTTL: DefaultSessionTTL, LockoutThreshold: DefaultLockoutThreshold, LockoutDuration: DefaultLockoutDuration,
-		LoginPerMinute: DefaultLoginPerMinute, LoginBurst: DefaultLoginBurst, MaxRequestBytes: DefaultMaxRequestBytes}
+		LoginPerMinute: DefaultLoginPerMinute, LoginBurst: DefaultLoginBurst, MaxRequestBytes: DefaultMaxRequestBytes,
+		BodyReadTimeout: DefaultBodyReadTimeout}
 	a := c.Auth
 	if a == nil {
 		return s
 	}
 	s.SessionTTL = durationOr(a.SessionTTL, DefaultSessionTTL)
 	s.LockoutDuration = durationOr(a.Lockout.Duration, DefaultLockoutDuration)
+	s.BodyReadTimeout = durationOr(a.BodyReadTimeout, DefaultBodyReadTimeout)
 	if a.Lockout.Threshold > 0 {
 		s.LockoutThreshold = a.Lockout.Threshold
 	}

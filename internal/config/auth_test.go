@@ -21,6 +21,7 @@ auth:
   loginRateLimit: {perMinute: 20, burst: 2}
   trustedProxies: [10.0.0.0/8, 192.0.2.1]
   maxRequestBytes: 65536
+  bodyReadTimeout: 3s
   oidc:
     issuer: https://sso.example.com/realms/secops
     audience: writ
@@ -36,7 +37,7 @@ auth:
 	}
 	s := c.AuthSettings()
 	if s.SessionTTL != 2*time.Hour || s.LockoutThreshold != 3 || s.LockoutDuration != time.Hour || s.LoginPerMinute != 20 ||
-		s.LoginBurst != 2 || s.MaxRequestBytes != 65536 || len(s.TrustedProxies) != 2 ||
+		s.LoginBurst != 2 || s.MaxRequestBytes != 65536 || s.BodyReadTimeout != 3*time.Second || len(s.TrustedProxies) != 2 ||
 		s.TrustedProxies[1] != netip.MustParsePrefix("192.0.2.1/32") {
 		t.Fatalf("settings %+v", s)
 	}
@@ -51,7 +52,7 @@ auth:
 	}
 	d := Default().AuthSettings()
 	if d.SessionTTL != 8*time.Hour || d.LockoutThreshold != 5 || d.LockoutDuration != 15*time.Minute || d.LoginPerMinute != 10 ||
-		d.MaxRequestBytes != 1<<20 || d.OIDC != nil {
+		d.MaxRequestBytes != 1<<20 || d.BodyReadTimeout != 10*time.Second || d.OIDC != nil {
 		t.Fatalf("defaults %+v", d)
 	}
 }
@@ -165,6 +166,8 @@ func TestBadAuthSections(t *testing.T) {
 	for name, tc := range map[string]struct{ body, want string }{
 		"bad ttl":         {"  sessionTTL: forever\n", "c.yaml:4:15: auth.sessionTTL"},
 		"short ttl":       {"  sessionTTL: 10s\n", "outside 1m..720h"},
+		"long body read":  {"  bodyReadTimeout: 2m\n", "bodyReadTimeout 2m0s is outside 1s..1m"},
+		"bad body read":   {"  bodyReadTimeout: soon\n", "auth.bodyReadTimeout"},
 		"bad proxy":       {"  trustedProxies: [not-an-ip]\n", "c.yaml:4:20: trustedProxies: \"not-an-ip\""},
 		"zero threshold":  {"  lockout: {threshold: 0}\n", "threshold"},
 		"alg none":        {oidc + "    algorithms: [none]\n", "algorithms"},

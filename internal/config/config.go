@@ -187,6 +187,8 @@ type Audit struct {
 	Origin                string `yaml:"origin,omitempty"`
 	// Witnesses cosign the log's checkpoints (C2SP tlog-witness).
 	Witnesses []AuditWitness `yaml:"witnesses,omitempty"`
+	// SIEM destinations the log is streamed to (docs/audit.md).
+	SIEM []SIEMDestination `yaml:"siem,omitempty"`
 }
 
 // AuditWitness is a witness the log's checkpoints are sent to: its name
@@ -197,6 +199,33 @@ type AuditWitness struct {
 	Name string `yaml:"name"`
 	URL  string `yaml:"url"`
 	Key  string `yaml:"key"`
+}
+
+// SIEMDestination is one SIEM the audit log is streamed to: a name (its
+// cursor's key) and one of Syslog or Webhook.
+type SIEMDestination struct {
+	Name    string       `yaml:"name"`
+	Syslog  *SIEMSyslog  `yaml:"syslog,omitempty"`
+	Webhook *SIEMWebhook `yaml:"webhook,omitempty"`
+}
+
+// SIEMSyslog is an RFC 5424 syslog receiver over TLS.
+type SIEMSyslog struct {
+	Address    string `yaml:"address"`
+	CAFile     string `yaml:"caFile,omitempty"`
+	ServerName string `yaml:"serverName,omitempty"`
+	CertFile   string `yaml:"certFile,omitempty"`
+	KeyFile    string `yaml:"keyFile,omitempty"`
+	AppName    string `yaml:"appName,omitempty"`
+}
+
+// SIEMWebhook is an HTTPS receiver of signed batches. Its secret comes by
+// reference only.
+type SIEMWebhook struct {
+	URL        string `yaml:"url"`
+	SecretEnv  string `yaml:"secretEnv,omitempty"`
+	SecretFile string `yaml:"secretFile,omitempty"`
+	CAFile     string `yaml:"caFile,omitempty"`
 }
 
 // Defaults used where the file is silent.
@@ -229,6 +258,10 @@ var hints = yamldoc.Hints{
 	"/approvals/maxAge":                          "is not a duration such as 24h",
 	"/approvals/clockSkew":                       "is not a duration such as 5m",
 	"/audit/checkpointInterval":                  "is not a duration such as 10m",
+	"/audit/siem/*/name":                         "is not a destination name: lowercase letters, digits and '-'",
+	"/audit/siem/*/syslog/address":               "is not host:port",
+	"/audit/siem/*/webhook/url":                  "is not an https URL",
+	"/audit/siem/*/webhook/secretEnv":            "is not an environment variable name (A-Z, 0-9, _)",
 	"/repository/passwordEnv":                    "is not an environment variable name (A-Z, 0-9, _)",
 	"/repository/passwordFile":                   "must be an absolute path",
 	"/backends/*/name":                           "is not a backend name: lowercase letters, digits and '-'",
@@ -314,6 +347,7 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 				yamldoc.FieldName(ptr+"/key"), w.Key, err))
 		}
 	}
+	out = append(out, c.checkSIEM(doc)...)
 	if c.Repository.PasswordEnv != "" && c.Repository.PasswordFile != "" {
 		out = append(out, doc.Errorf("/repository/passwordFile", "invalid-value", "give passwordEnv or passwordFile, not both"))
 	}
@@ -380,6 +414,30 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 		return nil
 	}
 	out.Sort()
+	return out
+}
+
+// checkSIEM: each destination is one kind, names are unique, a webhook's
+// secret comes from one place, a client certificate has its key.
+func (c *Config) checkSIEM(doc *yamldoc.Doc) diag.Problems {
+	var out diag.Problems
+	names := map[string]bool{}
+	for i, d := range c.Audit.SIEM {
+		ptr := fmt.Sprintf("/audit/siem/%d", i)
+		if names[d.Name] {
+			out = append(out, doc.Errorf(ptr+"/name", "invalid-value", "SIEM destination name %q is used twice", d.Name))
+		}
+		names[d.Name] = true
+		if (d.Syslog == nil) == (d.Webhook == nil) {
+			out = append(out, doc.Errorf(ptr, "invalid-value", "SIEM destination %q needs syslog or webhook (one of them)", d.Name))
+		}
+		if s := d.Syslog; s != nil && (s.CertFile == "") != (s.KeyFile == "") {
+			out = append(out, doc.Errorf(ptr+"/syslog", "invalid-value", "a client certificate needs certFile and keyFile"))
+		}
+		if w := d.Webhook; w != nil && (w.SecretEnv == "") == (w.SecretFile == "") {
+			out = append(out, doc.Errorf(ptr+"/webhook", "invalid-value", "a SIEM webhook is signed: give secretEnv or secretFile (one of them)"))
+		}
+	}
 	return out
 }
 

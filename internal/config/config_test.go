@@ -28,6 +28,10 @@ func TestLoadExample(t *testing.T) {
 	if w := c.Audit.Witnesses; len(w) != 2 || w[0].Name != "w1" || w[0].URL != "https://witness.example.com/w1" || !strings.HasPrefix(w[0].Key, "witness.example.com/w1+") {
 		t.Fatalf("witnesses %+v", w)
 	}
+	if s := c.Audit.SIEM; len(s) != 2 || s[0].Syslog == nil || s[0].Syslog.Address != "siem.example.com:6514" || s[0].Syslog.KeyFile == "" ||
+		s[1].Webhook == nil || s[1].Webhook.SecretEnv != "WRIT_SIEM_WEBHOOK_SECRET" {
+		t.Fatalf("audit.siem %+v", s)
+	}
 }
 
 func TestGitHubPlaybookLimit(t *testing.T) {
@@ -81,6 +85,16 @@ func TestBadConfigurations(t *testing.T) {
 		"witness query":  {"audit:\n  witnesses:\n    - {name: w, url: \"https://w.example/?x=1\", key: " + exampleWitnessKey + "}\n", "audit.witnesses[0].url: a witness's URL is a prefix: no query"},
 		"witness no key": {"audit:\n  witnesses:\n    - {name: w, url: https://w.example}\n", "key"},
 		"two identities": {"repository:\n  name: acme/secops\ngithub:\n  repository: acme/other\n", "a repository has one identity"},
+		"siem both kinds": {"audit:\n  siem:\n    - name: a\n      syslog: {address: 'h:6514'}\n      webhook: {url: 'https://h/x', secretEnv: S}\n",
+			"SIEM destination \"a\" needs syslog or webhook (one of them)"},
+		"siem no kind":       {"audit:\n  siem:\n    - name: a\n", "needs syslog or webhook"},
+		"siem name twice":    {"audit:\n  siem:\n    - {name: a, syslog: {address: 'h:1'}}\n    - {name: a, syslog: {address: 'h:2'}}\n", "SIEM destination name \"a\" is used twice"},
+		"siem bad name":      {"audit:\n  siem:\n    - {name: SOC, syslog: {address: 'h:1'}}\n", "is not a destination name"},
+		"siem no port":       {"audit:\n  siem:\n    - {name: a, syslog: {address: siem.example.com}}\n", "is not host:port"},
+		"siem cert alone":    {"audit:\n  siem:\n    - {name: a, syslog: {address: 'h:1', certFile: /c.pem}}\n", "needs certFile and keyFile"},
+		"siem http":          {"audit:\n  siem:\n    - {name: a, webhook: {url: 'http://h/x', secretEnv: S}}\n", "is not an https URL"},
+		"siem unsigned":      {"audit:\n  siem:\n    - {name: a, webhook: {url: 'https://h/x'}}\n", "give secretEnv or secretFile"},
+		"siem inline secret": {"audit:\n  siem:\n    - {name: a, webhook: {url: 'https://h/x', secret: hunter2}}\n", "unknown field \"secret\""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -2,8 +2,15 @@
 // per test binary (started by Run from TestMain), and a fresh, migrated
 // database per test, cloned from a template so it costs milliseconds.
 //
+// Tests connect as store.ServiceRole, the role writ runs as in production:
+// no superuser, SELECT and INSERT only on the audit tables (the template is
+// migrated by the owner, then store.GrantService runs on it, and clones keep
+// its grants). A test that plays the attacker or the operator connects as
+// the owner with OwnerURL.
+//
 // With DATABASE_URL set, that server is used instead of a private cluster;
-// its role needs CREATEDB.
+// its role needs CREATEDB, and tests run as that role (the service role
+// would need a password there).
 package dbtest
 
 import (
@@ -37,6 +44,8 @@ var (
 	tmplErr  error
 	tmplOnce sync.Once
 	started  bool
+	// serviceOK is set when the service role exists on the server.
+	serviceOK bool
 )
 
 // Run starts the private cluster (unless DATABASE_URL is set), runs the
@@ -93,7 +102,57 @@ func start() error {
 	cluster = c
 	baseURL = c.DatabaseURL("postgres")
 	adminURL = baseURL
+	ensureServiceRole()
+	if !serviceOK {
+		return fmt.Errorf("create the service role %s on the test cluster", store.ServiceRole)
+	}
 	return nil
+}
+
+func ensureServiceRole() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, store.Options{URL: adminURL, MaxConns: 1})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dbtest: service role:", err)
+		return
+	}
+	defer st.Close()
+	if err := st.EnsureServiceRole(ctx, store.ServiceRole); err != nil {
+		fmt.Fprintln(os.Stderr, "dbtest: tests run as the owner:", err)
+		return
+	}
+	serviceOK = true
+}
+
+// asRole returns u with its user replaced (no password: the test cluster
+// trusts local connections).
+func asRole(u, role string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		panic(err)
+	}
+	pu.User = url.User(role)
+	return pu.String()
+}
+
+// OwnerURL is the URL of the same database as u, for the role that owns
+// writ's tables: what an operator, or an attacker holding the owner's
+// credentials, connects as.
+func OwnerURL(u string) string {
+	mu.Lock()
+	base := baseURL
+	mu.Unlock()
+	bu, err := url.Parse(base)
+	if err != nil {
+		panic(err)
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		panic(err)
+	}
+	pu.User = bu.User
+	return pu.String()
 }
 
 func stop() {
@@ -152,6 +211,9 @@ func ensureTemplate(ctx context.Context) error {
 			if _, err := st.Migrate(ctx); err != nil {
 				return err
 			}
+			if serviceOK {
+				return st.GrantService(ctx, store.ServiceRole)
+			}
 			return nil
 		}()
 	})
@@ -166,7 +228,7 @@ func Started() bool {
 }
 
 // URL creates a fresh, migrated database for the test, dropped when the
-// test ends, and returns its URL.
+// test ends, and returns its URL for the service role.
 func URL(t testing.TB) string {
 	t.Helper()
 	return newDatabase(t, true)
@@ -227,7 +289,11 @@ func newDatabase(t testing.TB, migrated bool) string {
 			t.Logf("dbtest: drop %s: %v", name, err)
 		}
 	})
-	return withDatabase(baseURL, name)
+	u := withDatabase(baseURL, name)
+	if migrated && serviceOK {
+		u = asRole(u, store.ServiceRole)
+	}
+	return u
 }
 
 // Pool opens a pool on a fresh migrated database, closed when the test

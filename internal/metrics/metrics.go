@@ -37,6 +37,11 @@ type Metrics struct {
 	witnessRefusing  *prometheus.GaugeVec
 	witnessSize      *prometheus.GaugeVec
 	witnessLast      *prometheus.GaugeVec
+	siemForwarded    *prometheus.CounterVec
+	siemLag          *prometheus.GaugeVec
+	siemErrors       *prometheus.CounterVec
+	siemRewinds      *prometheus.CounterVec
+	siemLastAck      *prometheus.GaugeVec
 }
 
 // New makes the collectors and registers them, with the Go runtime and
@@ -94,6 +99,17 @@ func New() *Metrics {
 	m.witnessLast = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "audit_witness_last_cosigned_timestamp_seconds",
 		Help: "The time the witness's newest known cosignature carries (Unix time)."}, []string{"witness"})
 	m.reg.MustRegister(m.witnessUp, m.witnessRefusing, m.witnessSize, m.witnessLast)
+	m.siemForwarded = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "writ", Name: "siem_forwarded_entries_total",
+		Help: "Audit entries a SIEM destination acknowledged (counted again when sent again after a failure)."}, []string{"destination"})
+	m.siemLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "siem_lag_entries",
+		Help: "Audit entries a SIEM destination has not acknowledged yet: the log's size less its cursor (set on the leader)."}, []string{"destination"})
+	m.siemErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "writ", Name: "siem_errors_total",
+		Help: "Failed attempts to forward audit entries to a SIEM destination (retried from its cursor)."}, []string{"destination"})
+	m.siemRewinds = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "writ", Name: "siem_rewinds_total",
+		Help: "Times the audit log was found changed under a SIEM destination's cursor (the log is then sent again from its start)."}, []string{"destination"})
+	m.siemLastAck = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "siem_last_ack_timestamp_seconds",
+		Help: "When a SIEM destination last acknowledged entries (Unix time)."}, []string{"destination"})
+	m.reg.MustRegister(m.siemForwarded, m.siemLag, m.siemErrors, m.siemRewinds, m.siemLastAck)
 	m.reg.MustRegister(m.passSeconds, m.passErrors, m.lagSeconds, m.executions, m.policySeconds, m.auditSeconds,
 		m.auditEntries, m.httpSeconds, m.leading, m.holds, m.notifyDelivered, m.timeOfUse,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -253,4 +269,45 @@ func (m *Metrics) CheckpointSink(sink string, ok, notContained bool, lastSuccess
 	if !lastSuccess.IsZero() {
 		m.sinkLastSuccess.WithLabelValues(sink).Set(float64(lastSuccess.UnixNano()) / 1e9)
 	}
+}
+
+// SIEMForwarded counts entries a SIEM destination acknowledged.
+func (m *Metrics) SIEMForwarded(destination string, n int64) {
+	if m == nil {
+		return
+	}
+	m.siemForwarded.WithLabelValues(destination).Add(float64(n))
+}
+
+// SIEMLag records how many entries a SIEM destination has not
+// acknowledged.
+func (m *Metrics) SIEMLag(destination string, lag int64) {
+	if m == nil {
+		return
+	}
+	m.siemLag.WithLabelValues(destination).Set(float64(max(0, lag)))
+}
+
+// SIEMError counts a failed attempt to forward to a SIEM destination.
+func (m *Metrics) SIEMError(destination string) {
+	if m == nil {
+		return
+	}
+	m.siemErrors.WithLabelValues(destination).Inc()
+}
+
+// SIEMRewind counts a SIEM cursor moved back to the log's start.
+func (m *Metrics) SIEMRewind(destination string) {
+	if m == nil {
+		return
+	}
+	m.siemRewinds.WithLabelValues(destination).Inc()
+}
+
+// SIEMAcknowledged records when a SIEM destination last acknowledged.
+func (m *Metrics) SIEMAcknowledged(destination string, at time.Time) {
+	if m == nil {
+		return
+	}
+	m.siemLastAck.WithLabelValues(destination).Set(float64(at.UnixNano()) / 1e9)
 }

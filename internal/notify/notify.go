@@ -27,6 +27,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/metrics"
+	"github.com/writ-sec/writ/internal/retry"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -295,7 +296,7 @@ func firstNonEmpty(ss ...string) string {
 // attempt it is logged and counted as failed, and the cursor moves on.
 func (n *Notifier) deliver(ctx context.Context, e audit.Entry) {
 	body, _ := json.Marshal(Message{Text: Text(e), Writ: Event{Seq: e.Seq, Time: e.Time, Event: string(e.Event), Subject: e.Subject, Success: e.Success, Payload: e.Payload}})
-	wait := n.opts.RetryBase
+	pause := retry.Backoff{Initial: n.opts.RetryBase, Max: 5 * time.Minute}
 	var last error
 	for attempt := 1; attempt <= n.opts.Attempts; attempt++ {
 		if last = n.post(ctx, body, e.Seq); last == nil {
@@ -305,11 +306,9 @@ func (n *Notifier) deliver(ctx context.Context, e audit.Entry) {
 		if attempt == n.opts.Attempts || ctx.Err() != nil {
 			break
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
+		if !pause.Sleep(ctx, attempt-1) {
+			break
 		}
-		wait *= 2
 	}
 	n.opts.Metrics.Notified("failed")
 	n.opts.Logger.WarnContext(ctx, "notification not delivered", slog.Uint64("seq", e.Seq), slog.String("event", string(e.Event)), slog.Any("error", last))

@@ -34,6 +34,10 @@ import (
 type Options struct {
 	// Dir is the cluster's data directory. It is created when missing.
 	Dir string
+	// AttachRunning connects to a server already running in Dir (another
+	// writ's, e.g. writ serve's) instead of waiting for it to exit: the
+	// Cluster returned is attached, and Stop leaves that server running.
+	AttachRunning bool
 	// BinDir, when set, is the only place searched for initdb and postgres.
 	BinDir string
 	// RunAsUser is the unprivileged account PostgreSQL runs as when writ
@@ -118,6 +122,10 @@ type Cluster struct {
 	cmd       *exec.Cmd
 	logFile   *os.File
 
+	// attached: the server is another process's (Options.AttachRunning).
+	attached bool
+	cred     *syscall.Credential
+
 	done    chan struct{}
 	mu      sync.Mutex
 	exitErr error
@@ -145,8 +153,19 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	c := &Cluster{opts: opts, bin: bin, done: make(chan struct{})}
 	log := opts.Logger
 
+	c.cred = cred
 	if err := prepareDir(opts.Dir, cred); err != nil {
 		return nil, err
+	}
+	if opts.AttachRunning {
+		ok, err := c.attach(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			log.DebugContext(ctx, "attached to the running private PostgreSQL", slog.String("dir", opts.Dir), slog.String("socket", c.socketDir))
+			return c, nil
+		}
 	}
 	if err := c.waitForStalePostmaster(ctx); err != nil {
 		return nil, err
@@ -399,16 +418,101 @@ func (c *Cluster) startPostgres(ctx context.Context, cred *syscall.Credential) e
 		lf.Close()
 		return fmt.Errorf("pgembed: start postgres: %w", err)
 	}
+	c.mu.Lock()
 	c.cmd, c.logFile = cmd, lf
+	done := c.done
+	c.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
 		c.mu.Lock()
 		c.exitErr = err
 		c.mu.Unlock()
 		lf.Close()
-		close(c.done)
+		close(done)
 	}()
 	return nil
+}
+
+// attach connects to the server running in Dir when its postmaster.pid
+// says it is ready (line 1 its pid, line 4 the port, line 5 the socket
+// directory, line 8 the status), and reports whether it did. A server
+// starting or stopping is not attached to.
+func (c *Cluster) attach(ctx context.Context) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(c.opts.Dir, "postmaster.pid"))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("pgembed: %w", err)
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 8 {
+		return false, nil
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if err != nil || pid <= 0 || !processAlive(pid) {
+		return false, nil
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
+	sock := strings.TrimSpace(lines[4])
+	if err != nil || sock == "" || strings.TrimSpace(lines[7]) != "ready" {
+		return false, nil
+	}
+	c.opts.Port, c.socketDir, c.attached = port, sock, true
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, c.connString(c.opts.Database))
+	if err != nil {
+		c.attached = false
+		return false, fmt.Errorf("pgembed: a PostgreSQL server (pid %d) runs in %s but does not answer on %s: %w", pid, c.opts.Dir, sock, err)
+	}
+	conn.Close(context.Background())
+	return true, nil
+}
+
+// Attached reports whether the server is another process's.
+func (c *Cluster) Attached() bool { return c.attached }
+
+// Restart starts the server again after it exited unexpectedly (Err is not
+// nil) and waits until it accepts connections. Clients reconnect through
+// the same socket.
+func (c *Cluster) Restart(ctx context.Context) error {
+	if c.attached {
+		return errors.New("pgembed: cannot restart a server another process runs")
+	}
+	select {
+	case <-c.Done():
+	default:
+		return errors.New("pgembed: restart: the server is running")
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.StartTimeout)
+	defer cancel()
+	if err := c.waitForStalePostmaster(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.done, c.exitErr = make(chan struct{}), nil
+	c.mu.Unlock()
+	if err := c.startPostgres(ctx, c.cred); err != nil {
+		c.mu.Lock()
+		c.exitErr = err
+		close(c.done)
+		c.mu.Unlock()
+		return err
+	}
+	if err := c.waitReady(ctx); err != nil {
+		_ = c.signal(syscall.SIGQUIT)
+		<-c.Done()
+		return err
+	}
+	return nil
+}
+
+func (c *Cluster) signal(sig syscall.Signal) error {
+	c.mu.Lock()
+	cmd := c.cmd
+	c.mu.Unlock()
+	return cmd.Process.Signal(sig)
 }
 
 // waitForStalePostmaster waits for a server left behind by an earlier writ
@@ -445,7 +549,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	var lastErr error
 	for {
 		select {
-		case <-c.done:
+		case <-c.Done():
 			return fmt.Errorf("pgembed: postgres exited during start-up: %v: %s", c.exitError(), c.logTail(8))
 		default:
 		}
@@ -463,7 +567,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("pgembed: postgres not ready after %s: %v: %s", c.opts.StartTimeout, lastErr, c.logTail(8))
-		case <-c.done:
+		case <-c.Done():
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -488,17 +592,24 @@ func (c *Cluster) ensureDatabase(ctx context.Context) error {
 	return nil
 }
 
-func (c *Cluster) connString(db string) string {
+func (c *Cluster) connString(db string) string { return c.connStringAs(c.opts.Superuser, db) }
+
+func (c *Cluster) connStringAs(user, db string) string {
 	q := url.Values{}
 	q.Set("host", c.socketDir)
 	q.Set("port", strconv.Itoa(c.opts.Port))
 	q.Set("sslmode", "disable")
-	u := url.URL{Scheme: "postgres", User: url.User(c.opts.Superuser), Host: "", Path: "/" + db, RawQuery: q.Encode()}
+	u := url.URL{Scheme: "postgres", User: url.User(user), Host: "", Path: "/" + db, RawQuery: q.Encode()}
 	return u.String()
 }
 
 // URL is the connection URL of the cluster's database.
 func (c *Cluster) URL() string { return c.connString(c.opts.Database) }
+
+// URLAs is the connection URL of the cluster's database for another role
+// (local connections need no password; the role's privileges are what
+// limit it).
+func (c *Cluster) URLAs(role string) string { return c.connStringAs(role, c.opts.Database) }
 
 // DatabaseURL is the connection URL of another database in the cluster.
 func (c *Cluster) DatabaseURL(db string) string { return c.connString(db) }
@@ -507,10 +618,22 @@ func (c *Cluster) DatabaseURL(db string) string { return c.connString(db) }
 func (c *Cluster) Dir() string { return c.opts.Dir }
 
 // Pid is the postmaster's process id.
-func (c *Cluster) Pid() int { return c.cmd.Process.Pid }
+func (c *Cluster) Pid() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
 
 // Done is closed when the server process has exited.
-func (c *Cluster) Done() <-chan struct{} { return c.done }
+// For an attached server it is never closed.
+func (c *Cluster) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.done
+}
 
 func (c *Cluster) exitError() error {
 	c.mu.Lock()
@@ -521,7 +644,7 @@ func (c *Cluster) exitError() error {
 // Err reports why the server exited; nil while it runs or after Stop.
 func (c *Cluster) Err() error {
 	select {
-	case <-c.done:
+	case <-c.Done():
 	default:
 		return nil
 	}
@@ -540,27 +663,31 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	c.mu.Lock()
 	c.stopped = true
 	c.mu.Unlock()
+	if c.attached {
+		return nil
+	}
 	defer c.cleanupSocketDir()
+	done := c.Done()
 	select {
-	case <-c.done:
+	case <-done:
 		return nil
 	default:
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGINT)
+	_ = c.signal(syscall.SIGINT)
 	select {
-	case <-c.done:
+	case <-done:
 		return nil
 	case <-ctx.Done():
 	case <-time.After(60 * time.Second):
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGQUIT)
+	_ = c.signal(syscall.SIGQUIT)
 	select {
-	case <-c.done:
+	case <-done:
 		return errors.New("pgembed: postgres needed an immediate shutdown")
 	case <-time.After(10 * time.Second):
 	}
-	_ = c.cmd.Process.Kill()
-	<-c.done
+	_ = c.signal(syscall.SIGKILL)
+	<-done
 	return errors.New("pgembed: postgres had to be killed")
 }
 

@@ -50,14 +50,18 @@ type auditHoldDetail struct {
 	Log      audit.TreeHead `json:"log"`
 	Expected audit.TreeHead `json:"expected"`
 	Source   string         `json:"source"`
+	Finding  string         `json:"finding,omitempty"` // tampered: what verification found
 }
 
 func (d auditHoldDetail) rollback() *audit.Rollback {
 	err := audit.ErrRollback
-	if d.Problem == "forked" {
+	switch d.Problem {
+	case "forked":
 		err = audit.ErrFork
+	case "tampered":
+		err = audit.ErrTampered
 	}
-	return &audit.Rollback{Log: d.Log, Expected: d.Expected, Source: d.Source, Err: err}
+	return &audit.Rollback{Log: d.Log, Expected: d.Expected, Source: d.Source, Err: err, Finding: d.Finding}
 }
 
 // AuditAckDigest is the subject digest a statement acknowledging the
@@ -68,8 +72,13 @@ func AuditAckDigest(h *store.Hold) (string, error) {
 	if err := json.Unmarshal(h.Detail, &d); err != nil {
 		return "", fmt.Errorf("hold %d: %w", h.ID, err)
 	}
-	sum := sha256.Sum256(fmt.Appendf(nil, "writ audit rollback hold %d\nexpected %d %x\nlog %d %x\n",
-		h.ID, d.Expected.Size, d.Expected.Root, d.Log.Size, d.Log.Root))
+	msg := fmt.Appendf(nil, "writ audit rollback hold %d\nexpected %d %x\nlog %d %x\n",
+		h.ID, d.Expected.Size, d.Expected.Root, d.Log.Size, d.Log.Root)
+	if d.Finding != "" {
+		// A log changed in place: the statement names what was found.
+		msg = fmt.Appendf(msg, "finding %s\n", d.Finding)
+	}
+	sum := sha256.Sum256(msg)
 	return hex.EncodeToString(sum[:]), nil
 }
 
@@ -132,10 +141,13 @@ func (r *Reconciler) CheckAuditLog(ctx context.Context) (bool, error) {
 // at ERROR once.
 func (r *Reconciler) openAuditHold(ctx context.Context, rb *audit.Rollback) (*store.Hold, error) {
 	problem := "rolled_back"
-	if errors.Is(rb.Err, audit.ErrFork) {
+	switch {
+	case errors.Is(rb.Err, audit.ErrFork):
 		problem = "forked"
+	case errors.Is(rb.Err, audit.ErrTampered):
+		problem = "tampered"
 	}
-	d := auditHoldDetail{Reason: rb.Reason(), Problem: problem, Log: rb.Log, Expected: rb.Expected, Source: rb.Source}
+	d := auditHoldDetail{Reason: rb.Reason(), Problem: problem, Log: rb.Log, Expected: rb.Expected, Source: rb.Source, Finding: rb.Finding}
 	var hold *store.Hold
 	created := false
 	err := r.store(ctx, func(tx *store.Store) error {
@@ -151,7 +163,7 @@ func (r *Reconciler) openAuditHold(ctx context.Context, rb *audit.Rollback) (*st
 			Actor: audit.SystemActor, Event: audit.EventAuditRollbackHeld, Success: false,
 			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: "audit-log"},
 			Payload: audit.MustJSON(map[string]any{"hold": h.ID, "reason": d.Reason, "problem": problem,
-				"log": d.Log, "expected": d.Expected, "source": d.Source}),
+				"log": d.Log, "expected": d.Expected, "source": d.Source, "finding": d.Finding}),
 		})
 		if err != nil {
 			return err
@@ -249,13 +261,20 @@ func (r *Reconciler) stepAuditHold(ctx context.Context, p *pass) error {
 	return nil
 }
 
-// WatchAuditLog checks the audit log now and every interval (the
-// checkpoint interval) until ctx ends; a failing check is logged and tried
+// WatchAuditLog verifies and checks the audit log now and every interval
+// (the checkpoint interval) until ctx ends; a failing check is logged and tried
 // again at the next tick. A hold found nudges a pass, which stops at it.
 func (r *Reconciler) WatchAuditLog(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		// Every entry verified, then the trees compared: a log changed in
+		// place is held like one rolled back (audit.RollbackWatch.Scrub).
+		if r.opts.AuditWatch != nil {
+			if _, err := r.opts.AuditWatch.Scrub(ctx); err != nil && ctx.Err() == nil {
+				r.log.WarnContext(ctx, "audit log verification", slog.Any("error", err))
+			}
+		}
 		if held, err := r.CheckAuditLog(ctx); err != nil && ctx.Err() == nil {
 			r.log.WarnContext(ctx, "audit rollback check", slog.Any("error", err))
 		} else if held {

@@ -12,6 +12,7 @@ import (
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/judgement"
+	"github.com/writ-sec/writ/internal/retry"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -338,12 +339,10 @@ func (r *Reconciler) afterApply(ctx context.Context, tx *store.Store, e *store.E
 	return entries, ids, nil
 }
 
+// backoff is the pause before an execution's next attempt (1-based
+// attempts so far), jittered.
 func (r *Reconciler) backoff(attempt int) time.Duration {
-	d := r.opts.RetryBase
-	for i := 1; i < attempt && d < r.opts.RetryMax; i++ {
-		d *= 2
-	}
-	return min(d, r.opts.RetryMax)
+	return retry.Backoff{Initial: r.opts.RetryBase, Max: r.opts.RetryMax}.Delay(attempt - 1)
 }
 
 // stepExpire records the revert of every applied playbook whose

@@ -1,12 +1,10 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -125,6 +123,10 @@ func (a *API) routes() []Route {
 		{Pattern: "GET /api/v1/executions", Roles: ReadRoles, Handler: h(a.listExecutions)},
 		{Pattern: "GET /api/v1/executions/{id}", Roles: ReadRoles, Handler: h(a.getExecution)},
 		{Pattern: "POST /api/v1/executions/{id}/run", Roles: ExecuteRoles, Handler: h(a.runExecution)},
+		// The envelope's body is the intake's to check (internal/approval
+		// parses it as strictly: one object, no unknown or repeated
+		// members), so that every refusal is audited and counted against
+		// the client's budget of refused envelopes.
 		{Pattern: "POST /api/v1/approvals", Public: "the envelope's signature, verified against the approvers in force", MaxBody: -1, Handler: h(a.postApproval)},
 		{Pattern: "GET /api/v1/approvals", Roles: ReadRoles, Handler: h(a.listApprovals)},
 		{Pattern: "GET /api/v1/holds", Roles: ReadRoles, Handler: h(a.listHolds)},
@@ -153,6 +155,11 @@ func (a *API) routes() []Route {
 type Problem struct {
 	Error string `json:"error"`
 	Code  string `json:"code"`
+	// Pointer is the JSON pointer (RFC 6901) of the body's member a 400
+	// refuses.
+	Pointer string `json:"pointer,omitempty"`
+	// Parameter is the query or path parameter a 400 refuses.
+	Parameter string `json:"parameter,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, status int, code, format string, args ...any) {
@@ -166,6 +173,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, what string, err erro
 	switch {
 	case errors.As(err, &tooBig):
 		writeProblem(w, http.StatusRequestEntityTooLarge, "too_large", "the request body is larger than %d bytes", tooBig.Limit)
+	case errors.As(err, new(*contractError)):
+		writeContractError(w, err)
 	case errors.Is(err, store.ErrNotFound):
 		writeProblem(w, http.StatusNotFound, "not_found", "%s: not found", what)
 	case errors.Is(err, store.ErrConflict):
@@ -196,24 +205,6 @@ var errBadRequest = errors.New("bad request")
 
 func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
-}
-
-// decodeJSON reads a JSON body strictly: one object, no unknown fields.
-// The route bounds its size.
-func decodeJSON(r *http.Request, v any) error {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("the body is not the JSON object expected: %v", err)
-	}
-	if dec.More() {
-		return badRequest("the body holds more than one JSON value")
-	}
-	return nil
 }
 
 func (a *API) engine(w http.ResponseWriter) Engine {

@@ -19,13 +19,14 @@ func (a *API) executionDetail(ctx context.Context, e *store.Execution) (*Executi
 	if err != nil {
 		return nil, err
 	}
-	if targets == nil {
-		targets = []store.TargetResult{}
+	views := make([]TargetView, 0, len(targets))
+	for _, t := range targets {
+		views = append(views, TargetView{Target: t.Target, Planned: t.Planned, Result: t.Result, Detail: t.Detail, Attempts: t.Attempts})
 	}
 	return &ExecutionDetail{
 		ID: e.ID, Digest: e.Digest, Operation: e.Operation, State: string(e.State), ReasonCode: e.ReasonCode, Reason: e.Reason, Trigger: e.Trigger,
 		Attempts: e.Attempts, LastError: e.LastError, PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest,
-		Plan: e.Plan, Approvals: e.Verdict, Targets: targets, StartedAt: e.StartedAt, FinishedAt: e.FinishedAt,
+		Plan: e.Plan, Approvals: e.Verdict, Targets: views, StartedAt: e.StartedAt, FinishedAt: e.FinishedAt,
 	}, nil
 }
 
@@ -133,6 +134,11 @@ func (a *API) postApproval(w http.ResponseWriter, r *http.Request) {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) || len(raw) > approval.MaxEnvelopeBytes {
 		writeProblem(w, http.StatusRequestEntityTooLarge, "too_large", "an approval envelope is at most %d bytes", approval.MaxEnvelopeBytes)
+		return
+	}
+	if err != nil && isTimeout(err) {
+		w.Header().Set("Connection", "close")
+		writeProblem(w, http.StatusRequestTimeout, "body_timeout", "the request body was not sent in time")
 		return
 	}
 	if err != nil {

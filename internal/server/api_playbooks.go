@@ -99,22 +99,31 @@ type HistoryEntry struct {
 
 // ExecutionDetail is one operation with its approvals and targets.
 type ExecutionDetail struct {
-	ID           int64                `json:"id"`
-	Digest       string               `json:"digest"`
-	Operation    string               `json:"operation"`
-	State        string               `json:"state"`
-	ReasonCode   string               `json:"reason_code,omitempty"`
-	Reason       string               `json:"reason,omitempty"`
-	Trigger      string               `json:"trigger"`
-	Attempts     int                  `json:"attempts"`
-	LastError    string               `json:"last_error,omitempty"`
-	PolicyDigest string               `json:"policy_digest,omitempty"`
-	PlanDigest   string               `json:"plan_digest,omitempty"`
-	Plan         json.RawMessage      `json:"plan,omitempty"`
-	Approvals    json.RawMessage      `json:"approvals,omitempty"`
-	Targets      []store.TargetResult `json:"targets"`
-	StartedAt    *time.Time           `json:"started_at,omitempty"`
-	FinishedAt   *time.Time           `json:"finished_at,omitempty"`
+	ID           int64           `json:"id"`
+	Digest       string          `json:"digest"`
+	Operation    string          `json:"operation"`
+	State        string          `json:"state"`
+	ReasonCode   string          `json:"reason_code,omitempty"`
+	Reason       string          `json:"reason,omitempty"`
+	Trigger      string          `json:"trigger"`
+	Attempts     int             `json:"attempts"`
+	LastError    string          `json:"last_error,omitempty"`
+	PolicyDigest string          `json:"policy_digest,omitempty"`
+	PlanDigest   string          `json:"plan_digest,omitempty"`
+	Plan         json.RawMessage `json:"plan,omitempty"`
+	Approvals    json.RawMessage `json:"approvals,omitempty"`
+	Targets      []TargetView    `json:"targets"`
+	StartedAt    *time.Time      `json:"started_at,omitempty"`
+	FinishedAt   *time.Time      `json:"finished_at,omitempty"`
+}
+
+// TargetView is what happened to one target of an execution.
+type TargetView struct {
+	Target   string `json:"target"`
+	Planned  string `json:"planned"`
+	Result   string `json:"result"`
+	Detail   string `json:"detail,omitempty"`
+	Attempts int    `json:"attempts"`
 }
 
 func (a *API) getPlaybook(w http.ResponseWriter, r *http.Request) {

@@ -372,7 +372,7 @@ func TestUsersAndTokensAPI(t *testing.T) {
 	if resp, body := h.do("POST", "/api/v1/users", admin, map[string]any{"username": "ci-bot", "roles": []string{"viewer"}}); resp.StatusCode != 409 {
 		t.Fatalf("duplicate: %d %s", resp.StatusCode, body)
 	}
-	if resp, body := h.do("POST", "/api/v1/users", admin, map[string]any{"username": "x", "roles": []string{"root"}}); resp.StatusCode != 422 {
+	if resp, body := h.do("POST", "/api/v1/users", admin, map[string]any{"username": "x", "roles": []string{"root"}}); resp.StatusCode != 400 || decode[Problem](t, body).Pointer != "/roles/0" {
 		t.Fatalf("unknown role: %d %s", resp.StatusCode, body)
 	}
 	resp, body = h.do("POST", "/api/v1/tokens", admin, map[string]any{"username": "ci-bot", "name": "deploy", "roles": []string{"executor"}, "ttl": "30d"})
@@ -449,16 +449,16 @@ func TestEngineEndpoints(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	analyst, viewer, executor := h.tokens["analyst"], h.tokens["viewer"], h.tokens["executor"]
-	resp, body := h.do("POST", "/api/v1/dry-run?path=playbooks/net/new.yaml", analyst, strings.Replace(testPlaybook, "block-test-net", "block-new", 1))
+	resp, body := h.do("POST", "/api/v1/dry-run?path=playbooks/net/new.yaml", analyst, strings.Replace(testPlaybook, "block-test-net", "block-new", 1), "Content-Type", "application/yaml")
 	ev := decode[map[string]any](t, body)
 	if resp.StatusCode != 200 || ev["path"] != "playbooks/net/new.yaml" || ev["name"] != "block-new" || ev["decision"] == nil || ev["plan"] == nil {
 		t.Fatalf("dry-run %d %s", resp.StatusCode, body)
 	}
-	resp, body = h.do("POST", "/api/v1/dry-run", analyst, "apiVersion: writ/v1\nkind: Playbook\nmetadata: {name: x}\nspec: {action: nope}\n")
+	resp, body = h.do("POST", "/api/v1/dry-run", analyst, "apiVersion: writ/v1\nkind: Playbook\nmetadata: {name: x}\nspec: {action: nope}\n", "Content-Type", "application/yaml")
 	if ev := decode[map[string]any](t, body); resp.StatusCode != 200 || ev["outcome"] != "invalid" || ev["problems"] == nil {
 		t.Fatalf("invalid playbook %d %s", resp.StatusCode, body)
 	}
-	if resp, _ := h.do("POST", "/api/v1/dry-run?path=../etc/passwd", analyst, testPlaybook); resp.StatusCode != 400 {
+	if resp, _ := h.do("POST", "/api/v1/dry-run?path=../etc/passwd", analyst, testPlaybook, "Content-Type", "application/yaml"); resp.StatusCode != 400 {
 		t.Fatalf("path outside playbooks/: %d", resp.StatusCode)
 	}
 	if resp, _ := h.do("POST", "/api/v1/dry-run", analyst, ""); resp.StatusCode != 400 {

@@ -172,6 +172,8 @@ type harnessOptions struct {
 	// audited one by one per window, and per client a minute.
 	refusalBurst     int
 	refusedPerMinute int
+	// bodyReadTimeout bounds reading a request body (default 10s).
+	bodyReadTimeout time.Duration
 	// approver puts .writ/approvers.yaml in the repository, with alice
 	// (approver) and her key in harness.approver.
 	approver bool
@@ -273,7 +275,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	perMinute, refusedPerMinute := orDefault(ho.perMinute, 100000), orDefault(ho.refusedPerMinute, 100000)
-	g := Guard{Auth: h.auth, Denials: h.denials, Limiter: NewRateLimiter(RateLimitOptions{PerMinute: perMinute, Burst: min(perMinute, 5)}),
+	g := Guard{Auth: h.auth, Denials: h.denials, BodyReadTimeout: ho.bodyReadTimeout, Limiter: NewRateLimiter(RateLimitOptions{PerMinute: perMinute, Burst: min(perMinute, 5)}),
 		RefusedApprovals: NewRateLimiter(RateLimitOptions{PerMinute: refusedPerMinute, Burst: refusedPerMinute, Now: h.clock.Now})}
 	for _, p := range ho.proxies {
 		pp, _ := parseTestPrefix(p)
@@ -341,6 +343,9 @@ func (h *harness) do(method, path, cred string, body any, hdr ...string) (*http.
 	}
 	if cred != "" {
 		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])

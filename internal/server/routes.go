@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -49,7 +50,9 @@ type Route struct {
 	// guard's login rate.
 	RateLimited bool
 	// MaxBody bounds the request body; 0: the guard's default, -1: the
-	// handler bounds it itself.
+	// handler bounds and checks it itself (signed bytes the contract's
+	// body check must not reshape: the webhook's). Query and path
+	// parameters are checked on every route the OpenAPI document has.
 	MaxBody int64
 	// Browser, when set, makes the route a page of the console: its
 	// credential comes from a cookie rather than an Authorization header,
@@ -117,6 +120,9 @@ type Guard struct {
 	TrustedProxies []netip.Prefix
 	// MaxBody bounds request bodies. Default 1 MiB.
 	MaxBody int64
+	// BodyReadTimeout bounds reading a request body: a client that does
+	// not finish sending it in time is answered 408. Default 10s.
+	BodyReadTimeout time.Duration
 }
 
 // SetGuard installs the guard; routes read it on every request.
@@ -126,6 +132,9 @@ func (s *Server) SetGuard(g Guard) error {
 	}
 	if g.MaxBody == 0 {
 		g.MaxBody = 1 << 20
+	}
+	if g.BodyReadTimeout <= 0 {
+		g.BodyReadTimeout = DefaultBodyReadTimeout
 	}
 	if g.RefusedApprovals == nil {
 		g.RefusedApprovals = NewRateLimiter(RateLimitOptions{PerMinute: 10, Burst: 10})
@@ -177,12 +186,36 @@ func (s *Server) Routes() []Access {
 // authentication, authorization; every 401 and 403 goes to the denial
 // auditor.
 func (s *Server) protect(rt Route) http.Handler {
+	op := contractFor(rt.Pattern)
+	// serve checks the request against the contract, then serves it.
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		if op != nil {
+			if ce := op.checkParams(r); ce != nil {
+				writeContractError(w, ce)
+				return
+			}
+			if rt.MaxBody >= 0 {
+				if err := op.checkBody(r); err != nil {
+					writeContractError(w, err)
+					return
+				}
+			}
+		}
+		rt.Handler.ServeHTTP(w, r)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ri := infoFrom(r.Context())
 		if ri != nil {
 			ri.pattern = rt.Pattern
 		}
 		g := s.guard.Load()
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			timeout := DefaultBodyReadTimeout
+			if g != nil {
+				timeout = g.BodyReadTimeout
+			}
+			r.Body = deadlineBody(w, r.Body, timeout)
+		}
 		if rt.MaxBody >= 0 && r.Body != nil && r.Body != http.NoBody {
 			limit := rt.MaxBody
 			if limit == 0 {
@@ -198,7 +231,7 @@ func (s *Server) protect(rt Route) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
 		}
 		if !rt.authenticated() && !rt.RateLimited {
-			rt.Handler.ServeHTTP(w, r)
+			serve(w, r)
 			return
 		}
 		if g == nil {
@@ -222,7 +255,7 @@ func (s *Server) protect(rt Route) http.Handler {
 			}
 		}
 		if !rt.authenticated() {
-			rt.Handler.ServeHTTP(w, r)
+			serve(w, r)
 			return
 		}
 		deny := func(status int, p *auth.Principal, code, detail, message string) {
@@ -282,8 +315,36 @@ func (s *Server) protect(rt Route) http.Handler {
 				fmt.Sprintf("this needs one of the roles %s", rt.Roles))
 			return
 		}
-		rt.Handler.ServeHTTP(w, r)
+		serve(w, r)
 	})
+}
+
+// deadlineBody bounds reading a body: the connection's read deadline is
+// set now, and lifted once the body has been read (a deadline passing
+// while the handler works would cancel its context).
+func deadlineBody(w http.ResponseWriter, body io.ReadCloser, timeout time.Duration) io.ReadCloser {
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return body // not a connection (a test recorder)
+	}
+	return &timedBody{ReadCloser: body, rc: rc}
+}
+
+type timedBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !b.done {
+		b.done = true
+		if errors.Is(err, io.EOF) {
+			_ = b.rc.SetReadDeadline(time.Time{})
+		}
+	}
+	return n, err
 }
 
 // publicReason is what a client is told about a refused credential: its

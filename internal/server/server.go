@@ -190,6 +190,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.opts.Metrics.HTTP(route, strconv.Itoa(sw.status), time.Since(start))
 	}()
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		h.ServeHTTP(&notRouted{w: sw}, r)
+		return
+	}
 	s.mux.ServeHTTP(sw, r)
 }
 

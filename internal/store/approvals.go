@@ -249,7 +249,7 @@ func (s *Store) ListApprovals(ctx context.Context, f ApprovalFilter) ([]*Approva
 		  AND ($4 = '' OR decision = $4)
 		  AND ($5 = '' OR id IN (SELECT approval_id FROM approval_subjects WHERE digest = $5))
 		  AND ($6 OR withdrawn_at IS NULL)
-		  AND ($7 = 0 OR id < $7)
+		  AND ($7::bigint = 0 OR id < $7::bigint)
 		ORDER BY id DESC LIMIT $8`,
 		f.Repository, f.PullRequest, f.Approver, f.Decision, f.Digest, f.Withdrawn, f.AfterID, f.Limit)
 	if err != nil {

@@ -389,7 +389,7 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id int64, now time.Time) (*A
 // first; revoked and expired ones only when all is set.
 func (s *Store) ListAPITokens(ctx context.Context, userID int64, all bool, now time.Time) ([]*APIToken, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+tokenColumns+` FROM api_tokens t JOIN users u ON u.id = t.user_id
-		WHERE ($1 = 0 OR t.user_id = $1) AND ($2 OR (t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $3)))
+		WHERE ($1::bigint = 0 OR t.user_id = $1::bigint) AND ($2 OR (t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $3)))
 		ORDER BY t.id DESC LIMIT 1000`, userID, all, now)
 	if err != nil {
 		return nil, fmt.Errorf("store: list tokens: %w", translate(err))

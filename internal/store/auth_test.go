@@ -5,11 +5,16 @@ import (
 	"crypto/sha256"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
+
 	"github.com/writ-sec/writ/internal/dbtest"
 	"github.com/writ-sec/writ/internal/store"
+	"github.com/writ-sec/writ/migrations"
 )
 
 const testHash = "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
@@ -249,5 +254,60 @@ func TestAPITokens(t *testing.T) {
 	live, _ = st.ListAPITokens(ctx, 0, false, exp.Add(time.Second))
 	if len(live) != 1 || live[0].ID != other.ID {
 		t.Fatalf("live after expiry: %v", live)
+	}
+}
+
+// Migration 014 makes usernames unique whatever their case; accounts made
+// before it that differ only by case stop it, named, and nothing changes
+// until they are renamed.
+func TestMigrationUsernamesCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := dbtest.EmptyURL(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	m, err := migrate.NewMigratorEx(ctx, conn, "writ_schema_version", &migrate.MigratorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadMigrations(migrations.FS); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MigrateTo(ctx, 14); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"admin", "ADMIN", "Admin", "bob", "carol", "Carol"} {
+		if _, err := conn.Exec(ctx, `INSERT INTO users (username, roles) VALUES ($1, '{viewer}')`, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = m.MigrateTo(ctx, 15)
+	if err == nil || !strings.Contains(err.Error(), "usernames that differ only by case: ADMIN, Admin, admin; Carol, carol") {
+		t.Fatalf("migration over clashing usernames: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `UPDATE users SET username = username || '-' || id WHERE username IN ('ADMIN', 'Admin', 'Carol')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MigrateTo(ctx, 15); err != nil {
+		t.Fatalf("after the renames: %v", err)
+	}
+	st, err := store.Open(ctx, store.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, u := range []string{"BOB", "Bob", "ADMIN"} {
+		if _, err := st.CreateUser(ctx, store.User{Username: u, Roles: []string{"viewer"}}, time.Now()); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("create %s beside an account of the same name in another case: %v", u, err)
+		}
+	}
+	if _, err := st.CreateUser(ctx, store.User{Username: "dave", Roles: []string{"viewer"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MigrateTo(ctx, 14); err != nil {
+		t.Fatalf("down: %v", err)
 	}
 }

@@ -463,7 +463,7 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]*Execu
 		f.Limit = 100
 	}
 	out, err := collectExecutions(s.db.Query(ctx, `SELECT `+executionColumns+` FROM executions
-		WHERE ($1 = '' OR name = $1) AND ($2 = '' OR state = $2) AND ($3 = 0 OR id < $3)
+		WHERE ($1 = '' OR name = $1) AND ($2 = '' OR state = $2) AND ($3::bigint = 0 OR id < $3::bigint)
 		ORDER BY id DESC LIMIT $4`, f.Name, f.State, f.AfterID, f.Limit))
 	if err != nil {
 		return nil, fmt.Errorf("store: list executions: %w", err)

@@ -223,7 +223,7 @@ func (s *Store) ListPlaybooks(ctx context.Context, f PlaybookFilter) ([]*Playboo
 		f.Limit = 100
 	}
 	rows, err := s.db.Query(ctx, `SELECT `+playbookColumns+` FROM playbook_versions
-		WHERE ($1 = '' OR status = $1) AND ($2 = 0 OR id < $2) AND ($3 OR archived_at IS NULL)
+		WHERE ($1 = '' OR status = $1) AND ($2::bigint = 0 OR id < $2::bigint) AND ($3 OR archived_at IS NULL)
 		ORDER BY id DESC LIMIT $4`, f.Status, f.AfterID, f.Archived, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: list playbooks: %w", translate(err))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/action/outbound"
+	"github.com/writ-sec/writ/internal/retry"
 )
 
 // auth adds the Authorization header: a static bearer token, or an OAuth
@@ -162,7 +163,7 @@ func (b *Backend) do(ctx context.Context, method, u string, body []byte) (*respo
 			return nil, fmt.Errorf("%w: scim: %s %s: %s after %d attempts", action.ErrTransient, method, u, why, attempt+1)
 		}
 		if wait == 0 {
-			wait = b.opts.RetryBase << attempt
+			wait = retry.Backoff{Initial: b.opts.RetryBase, Max: b.opts.MaxRetryWait}.Delay(attempt)
 		}
 		b.opts.Logger.WarnContext(ctx, "scim request will be retried", slog.String("backend", b.opts.Name),
 			slog.String("method", method), slog.String("url", u), slog.String("reason", why),

@@ -12,6 +12,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/action/outbound"
+	"github.com/writ-sec/writ/internal/retry"
 )
 
 // response is a read, size-limited HTTP response.
@@ -76,7 +77,7 @@ func (b *Backend) send(ctx context.Context, u string, body []byte, key string) (
 			return nil, fmt.Errorf("%w: webhook: POST %s: %s after %d attempts", action.ErrTransient, u, why, attempt+1)
 		}
 		if wait == 0 {
-			wait = b.opts.RetryBase << attempt
+			wait = retry.Backoff{Initial: b.opts.RetryBase, Max: b.opts.MaxRetryWait}.Delay(attempt)
 		}
 		b.opts.Logger.WarnContext(ctx, "webhook request will be retried", slog.String("backend", b.opts.Name),
 			slog.String("url", u), slog.String("reason", why), slog.Int("attempt", attempt+1), slog.Duration("wait", wait))

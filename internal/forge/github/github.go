@@ -29,6 +29,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/reconcile"
+	"github.com/writ-sec/writ/internal/retry"
 	"github.com/writ-sec/writ/internal/server"
 	"github.com/writ-sec/writ/internal/store"
 )
@@ -241,11 +242,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// backoff is base doubled per attempt (1-based), capped.
+// backoff is the pause after attempt (1-based): base doubled per attempt,
+// capped, jittered (internal/retry).
 func backoff(base, limit time.Duration, attempt int) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < limit; i++ {
-		d *= 2
-	}
-	return min(d, limit)
+	return retry.Backoff{Initial: base, Max: limit}.Delay(attempt - 1)
 }
