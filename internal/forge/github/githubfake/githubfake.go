@@ -745,6 +745,11 @@ func (f *Server) apply(run *CheckRun, in checkRunBody) (int, string) {
 	if in.DetailsURL != nil {
 		run.DetailsURL = *in.DetailsURL
 	}
+	if run.Conclusion == "action_required" && run.DetailsURL == "" {
+		// "When the conclusion is action_required, additional details
+		// should be provided on the site specified by details_url."
+		return http.StatusUnprocessableEntity, "details_url is required when the conclusion is action_required"
+	}
 	if o := in.Output; o != nil {
 		if o.Title == nil || o.Summary == nil {
 			return http.StatusUnprocessableEntity, "output needs a title and a summary"
