@@ -158,6 +158,9 @@ type SARIFOptions struct {
 	// WorkDir is the absolute directory relative problem paths start
 	// from (the current directory).
 	WorkDir string
+	// MaxResults bounds the results of the run; 0: 25,000, what code
+	// scanning accepts.
+	MaxResults int
 }
 
 // artifact turns a problem's path (as shown: relative to WorkDir, or
@@ -201,22 +204,23 @@ func fileURI(p string) string {
 
 // WriteSARIF writes a SARIF 2.1.0 log for GitHub code scanning: one run
 // whose columns count Unicode code points and whose files are named
-// relative to %SRCROOT% (declared in originalUriBaseIds). At most 25,000
-// results are written, errors first; a notification says how many were
-// left out.
+// relative to %SRCROOT% (declared in originalUriBaseIds). At most
+// MaxResults (25,000) results are written, errors first; a notification
+// says how many were left out.
 func WriteSARIF(w io.Writer, opts SARIFOptions, ps Problems) error {
 	ps = slices.Clone(ps)
+	limit := cmp.Or(opts.MaxResults, maxSARIFResults)
 	var inv []sarifInvocation
-	if len(ps) > maxSARIFResults {
+	if len(ps) > limit {
 		slices.SortStableFunc(ps, func(a, b Problem) int {
 			return cmp.Compare(severityRank(a.Severity), severityRank(b.Severity))
 		})
 		inv = []sarifInvocation{{ExecutionSuccessful: true, ToolExecutionNotifications: []sarifNotification{{
 			Level: "warning",
 			Message: sarifMessage{Text: fmt.Sprintf("%d of %d problems are left out: GitHub code scanning accepts at most %d results in a run; run writ validate for them all",
-				len(ps)-maxSARIFResults, len(ps), maxSARIFResults)},
+				len(ps)-limit, len(ps), limit)},
 		}}}}
-		ps = ps[:maxSARIFResults]
+		ps = ps[:limit]
 		ps.Sort()
 	}
 	seen := map[string]bool{}

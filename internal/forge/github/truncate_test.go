@@ -204,3 +204,13 @@ func TestLongMultibyteTextIsCutOnCharacters(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCapSummary cuts a 100,000-character summary of mixed text
+// (two-byte letters, emoji, combining accents) to GitHub's limit.
+func BenchmarkCapSummary(b *testing.B) {
+	s := strings.Repeat("aü😀e\u0301", 25000)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		_ = capSummary(s)
+	}
+}
