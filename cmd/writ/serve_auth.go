@@ -186,7 +186,7 @@ func newOIDC(o *config.OIDC, log *slog.Logger) (*auth.OIDC, error) {
 		clientIDs = append(clientIDs, id)
 	}
 	v, err := auth.NewOIDC(auth.OIDCOptions{Issuer: o.Issuer, Audience: o.Audience, ClientIDs: clientIDs, Algorithms: o.Algorithms, JWKSURL: o.JWKSURL,
-		UsernameClaim: o.UsernameClaim, RolesClaim: o.RolesClaim, RoleMap: roleMap, HTTPClient: client, Logger: log})
+		UsernameClaim: o.UsernameClaim, RolesClaim: o.RolesClaim, RoleMap: roleMap, AccessTokenType: o.TokenType(), HTTPClient: client, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("auth.oidc: %w", err)
 	}

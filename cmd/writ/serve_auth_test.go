@@ -79,7 +79,14 @@ func (p *ssoProvider) token(t *testing.T, groups ...string) string {
 // tokenFor is an ID token naming aud.
 func (p *ssoProvider) tokenFor(t *testing.T, aud string, groups ...string) string {
 	t.Helper()
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: p.key, KeyID: "k1"}}, (&jose.SignerOptions{}).WithType("JWT"))
+	return p.typedToken(t, "JWT", aud, groups...)
+}
+
+// typedToken is a token naming aud with the JOSE typ (at+jwt: an RFC
+// 9068 access token).
+func (p *ssoProvider) typedToken(t *testing.T, typ, aud string, groups ...string) string {
+	t.Helper()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: p.key, KeyID: "k1"}}, (&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,5 +541,30 @@ func TestSetupConsoleSignIn(t *testing.T) {
 	}
 	if _, err := setup(console, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "WRIT_CONSOLE_SECRET") {
 		t.Fatalf("an unset secret at start: %v", err)
+	}
+}
+
+// auth.oidc.accessTokenType rfc9068 reaches the verifier writ serve
+// builds: an ID token for the audience is refused, an RFC 9068 access
+// token and writ login's ID token are accepted.
+func TestNewOIDCAccessTokenType(t *testing.T) {
+	ctx := context.Background()
+	sso := newSSOProvider(t)
+	cfg, err := config.Parse("writ.yaml", []byte(fmt.Sprintf("apiVersion: writ/v1\nkind: ServerConfig\nauth:\n  oidc:\n    issuer: %s\n    audience: writ\n"+
+		"    rolesClaim: groups\n    caFile: %s\n    roles: {soc: [viewer]}\n    accessTokenType: rfc9068\n    cliClientID: writ-cli\n", sso.srv.URL, sso.caFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := newOIDC(cfg.AuthSettings().OIDC, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, sso.tokenFor(t, "writ", "soc")); err == nil || !strings.Contains(err.Error(), "not at+jwt") {
+		t.Fatalf("an ID token for the audience: %v", err)
+	}
+	for name, tok := range map[string]string{"access token": sso.typedToken(t, "at+jwt", "writ", "soc"), "writ login's ID token": sso.tokenFor(t, "writ-cli", "soc")} {
+		if p, err := v.Verify(ctx, tok); err != nil || p.Name != "oidc:u-77" {
+			t.Errorf("%s: %+v %v", name, p, err)
+		}
 	}
 }

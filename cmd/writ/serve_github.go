@@ -44,9 +44,13 @@ func setupGitHub(ctx context.Context, cfg *config.Config, rec *reconcile.Reconci
 	if err != nil {
 		return nil, err
 	}
+	consoleOrigin := ""
+	if c := cfg.Console; c != nil && !c.Disabled {
+		consoleOrigin = c.Origin // action_required checks link its pending page
+	}
 	svc, err := github.New(github.Options{
 		Repository: g.Repository, Client: client, Engine: rec, Source: src, Store: st,
-		WebhookSecret: []byte(secret.Value()), CheckName: g.CheckName, DetailsURL: g.DetailsURL,
+		WebhookSecret: []byte(secret.Value()), CheckName: g.CheckName, DetailsURL: g.DetailsURL, ConsoleOrigin: consoleOrigin,
 		RefreshInterval: cfg.GitHubRefreshInterval(), Logger: log,
 	})
 	if err != nil {

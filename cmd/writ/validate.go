@@ -40,7 +40,10 @@ playbooks/**/*.yaml and .writ/approvers.yaml; any other directory is walked
 for *.yaml and *.yml files, all read as playbooks. Default PATH: ".".
 
 Each problem is one line, path:line:col: message. --format sarif writes
-SARIF 2.1.0 for GitHub code scanning.
+SARIF 2.1.0 for GitHub code scanning: files are named relative to the
+root of the git work tree holding the current directory (%SRCROOT%; the
+current directory outside one), percent-encoded; a file outside it by its
+absolute file URI. Columns count Unicode code points.
 
 Exit status: 0 all valid, 1 anything invalid, 2 usage error.`,
 		Example: `  writ validate playbooks/
@@ -102,7 +105,11 @@ func runValidate(ctx context.Context, p validateParams, stdout, stderr io.Writer
 	case "json":
 		err = diag.WriteJSON(stdout, files, problems)
 	case "sarif":
-		err = diag.WriteSARIF(stdout, versionString(), problems)
+		var opts diag.SARIFOptions
+		opts, err = sarifOptions()
+		if err == nil {
+			err = diag.WriteSARIF(stdout, opts, problems)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "writ:", err)
@@ -112,6 +119,35 @@ func runValidate(ctx context.Context, p validateParams, stdout, stderr io.Writer
 		return exitFailure
 	}
 	return exitOK
+}
+
+// sarifOptions places SARIF paths: %SRCROOT% is the root of the git work
+// tree holding the current directory (what code scanning names files
+// relative to), or the current directory outside one.
+func sarifOptions() (diag.SARIFOptions, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return diag.SARIFOptions{}, fmt.Errorf("working directory: %w", err)
+	}
+	if r, err := filepath.EvalSymlinks(wd); err == nil {
+		wd = r
+	}
+	return diag.SARIFOptions{Version: versionString(), SrcRoot: workTreeRoot(wd), WorkDir: wd}, nil
+}
+
+// workTreeRoot is the nearest directory from dir up holding .git (a
+// directory, or the file of a linked worktree or submodule), else dir.
+func workTreeRoot(dir string) string {
+	for d := dir; ; {
+		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
+			return d
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return dir
+		}
+		d = parent
+	}
 }
 
 type validateResult struct {

@@ -2,10 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/writ-sec/writ/internal/diag/sariftest"
 )
 
 func TestValidateExamples(t *testing.T) {
@@ -187,4 +192,102 @@ func TestValidatePolicyDirectory(t *testing.T) {
 	if code != exitFailure || !strings.Contains(out, "policies/bad.rego:") {
 		t.Fatalf("broken policy: %d %q", code, out)
 	}
+}
+
+// TestValidateSARIFOddNames runs writ validate --format sarif in a git
+// repository whose playbooks have a space, #, % and non-ASCII letters in
+// their names: from the root, from a subdirectory (relative and absolute
+// arguments) and from outside the repository. Every log matches the SARIF
+// 2.1.0 schema; files are percent-encoded references relative to
+// %SRCROOT%, the work tree's root, whatever the current directory (or
+// absolute file URIs from outside it); columns count code points (the
+// second target sits after an emoji: column 18, where UTF-16 would say 19
+// and bytes 21). Not parallel: it changes the working directory.
+func TestValidateSARIFOddNames(t *testing.T) {
+	repo := t.TempDir()
+	if r, err := filepath.EvalSymlinks(repo); err == nil {
+		repo = r
+	}
+	if out, err := exec.Command("git", "init", "-q", repo).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	files := map[string]string{ // name -> its URI relative to %SRCROOT%
+		"a b.yaml":   "playbooks/a%20b.yaml",
+		"c#d.yaml":   "playbooks/c%23d.yaml",
+		"100%.yaml":  "playbooks/100%25.yaml",
+		"grüße.yaml": "playbooks/gr%C3%BC%C3%9Fe.yaml",
+	}
+	i := 0
+	for name := range files {
+		i++
+		pb := fmt.Sprintf("apiVersion: writ/v1\nkind: Playbook\nmetadata:\n  name: odd-%d\nspec:\n  action: block_ip\n"+
+			"  targets: [\"😀\", \"203.0.113.300\"]\n  justification: test\n  severity: high\n  environment: production\n", i)
+		writeFile(t, filepath.Join(repo, "playbooks", name), pb)
+	}
+	abs := func(name string) string { return filepath.Join(repo, "playbooks", name) }
+
+	type want struct{ uri, base string }
+	check := func(t *testing.T, dir, root string, args []string, expect map[string]want) {
+		t.Chdir(dir)
+		code, out, errOut := runCLI(t, append([]string{"validate", "--format", "sarif"}, args...)...)
+		if code != exitFailure {
+			t.Fatalf("exit %d\n%s%s", code, out, errOut)
+		}
+		log := sariftest.Check(t, []byte(out))
+		run := log.Runs[0]
+		if run.ColumnKind != "unicodeCodePoints" {
+			t.Errorf("columnKind %q", run.ColumnKind)
+		}
+		if got, want := run.OriginalURIBaseIDs["%SRCROOT%"].URI, (&url.URL{Scheme: "file", Path: root + "/"}).String(); got != want {
+			t.Errorf("%%SRCROOT%% is %q, want %q", got, want)
+		}
+		seen := map[string]int{}
+		for _, r := range run.Results {
+			loc := r.Locations[0].PhysicalLocation
+			a := loc.ArtifactLocation
+			seen[a.URI]++
+			if loc.Region.StartLine != 7 || (loc.Region.StartColumn != 13 && loc.Region.StartColumn != 18) {
+				t.Errorf("%s: region %+v", a.URI, loc.Region)
+			}
+			if strings.Contains(r.Message.Text, "203.0.113.300") && loc.Region.StartColumn != 18 {
+				t.Errorf("%s: the second target at column %d, want 18 (code points)", a.URI, loc.Region.StartColumn)
+			}
+			ok := false
+			for _, w := range expect {
+				if a.URI == w.uri && a.URIBaseID == w.base {
+					ok = true
+				}
+			}
+			if !ok {
+				t.Errorf("unexpected location %+v", a)
+			}
+		}
+		for _, w := range expect {
+			if seen[w.uri] != 2 {
+				t.Errorf("%s: %d results, want 2", w.uri, seen[w.uri])
+			}
+		}
+	}
+	all := map[string]want{}
+	for name, uri := range files {
+		all[name] = want{uri, "%SRCROOT%"}
+	}
+	t.Run("root", func(t *testing.T) { check(t, repo, repo, []string{"."}, all) })
+	t.Run("subdirectory", func(t *testing.T) {
+		check(t, filepath.Join(repo, "playbooks"), repo, []string{"a b.yaml", "c#d.yaml", abs("100%.yaml"), abs("grüße.yaml")}, all)
+	})
+	t.Run("absolute root from a subdirectory", func(t *testing.T) {
+		check(t, filepath.Join(repo, "playbooks"), repo, []string{repo}, all)
+	})
+	t.Run("outside the repository", func(t *testing.T) {
+		outside := t.TempDir()
+		if r, err := filepath.EvalSymlinks(outside); err == nil {
+			outside = r
+		}
+		ext := map[string]want{}
+		for name := range files {
+			ext[name] = want{(&url.URL{Scheme: "file", Path: abs(name)}).String(), ""}
+		}
+		check(t, outside, outside, []string{repo}, ext)
+	})
 }

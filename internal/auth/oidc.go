@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/time/rate"
 )
 
@@ -22,6 +23,12 @@ import (
 // accepted: an HMAC "signed" with the issuer's public key would otherwise
 // verify.
 var AllowedAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// Access token types (OIDCOptions.AccessTokenType).
+const (
+	AccessTokenAny     = "any"
+	AccessTokenRFC9068 = "rfc9068"
+)
 
 // DefaultAlgorithms are accepted when the configuration names none.
 var DefaultAlgorithms = []string{"RS256", "ES256"}
@@ -54,6 +61,13 @@ type OIDCOptions struct {
 	// RoleMap maps a claim value to writ roles. Values not in it grant
 	// nothing.
 	RoleMap map[string][]Role
+	// AccessTokenType says what the provider's access tokens are:
+	// AccessTokenAny (default) checks no JOSE typ; AccessTokenRFC9068
+	// requires a token naming Audience to be a JWT access token (typ
+	// at+jwt, RFC 9068 §2.1 and §4) and accepts ID tokens (any other typ)
+	// only for ClientIDs, writ's own login clients, never as access
+	// tokens for Audience.
+	AccessTokenType string
 	// HTTPClient fetches discovery and keys. Default: 10s timeout.
 	HTTPClient *http.Client
 	// KeyRefreshInterval bounds how often a token with an unknown key id
@@ -71,6 +85,9 @@ func (o *OIDCOptions) setDefaults() {
 	}
 	if o.UsernameClaim == "" {
 		o.UsernameClaim = "sub"
+	}
+	if o.AccessTokenType == "" {
+		o.AccessTokenType = AccessTokenAny
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
@@ -103,6 +120,14 @@ func (o *OIDCOptions) validate() error {
 	}
 	if o.RolesClaim == "" {
 		return errors.New("oidc: rolesClaim is required: roles come from it")
+	}
+	switch o.AccessTokenType {
+	case AccessTokenAny, AccessTokenRFC9068:
+	default:
+		return fmt.Errorf("oidc: accessTokenType %q is not %s or %s", o.AccessTokenType, AccessTokenAny, AccessTokenRFC9068)
+	}
+	if o.AccessTokenType == AccessTokenRFC9068 && slices.Contains(o.ClientIDs, o.Audience) {
+		return fmt.Errorf("oidc: with accessTokenType %s, a login client id must differ from the audience %q: its ID tokens would pass as access tokens", AccessTokenRFC9068, o.Audience)
 	}
 	for _, a := range o.Algorithms {
 		if !slices.Contains(AllowedAlgorithms, a) {
@@ -313,6 +338,11 @@ func (o *OIDC) verify(ctx context.Context, raw string) (*oidc.IDToken, *Principa
 	if !o.audienceOK(tok.Audience) {
 		return nil, nil, deny("invalid_token", "oidc: expected audience %q (or one of %q) got %q", o.opts.Audience, o.opts.ClientIDs, tok.Audience)
 	}
+	if o.opts.AccessTokenType == AccessTokenRFC9068 {
+		if err := o.checkTokenType(raw, tok.Audience); err != nil {
+			return nil, nil, err
+		}
+	}
 	var claims map[string]any
 	if err := tok.Claims(&claims); err != nil {
 		return nil, nil, deny("invalid_token", "claims: %v", err)
@@ -334,6 +364,45 @@ func (o *OIDC) verify(ctx context.Context, raw string) (*oidc.IDToken, *Principa
 		}
 	}
 	return tok, &Principal{Name: "oidc:" + name, Roles: roles, Method: MethodOIDC, ExpiresAt: tok.Expiry}, nil
+}
+
+// checkTokenType enforces RFC 9068 on a verified token: a JWT access
+// token (JOSE typ at+jwt or application/at+jwt, compared as media types:
+// without case, the application/ prefix optional) must name Audience; any
+// other token is an ID token, accepted only when it names one of writ's
+// login clients (ClientIDs), so that no ID token passes as an access
+// token for the API.
+func (o *OIDC) checkTokenType(raw string, aud []string) error {
+	jws, err := jose.ParseSigned(raw, algorithmsOf(o.opts.Algorithms))
+	if err != nil || len(jws.Signatures) != 1 {
+		return deny("invalid_token", "the token's header: %v", err)
+	}
+	typ, _ := jws.Signatures[0].Protected.ExtraHeaders[jose.HeaderType].(string)
+	if isAccessTokenType(typ) {
+		if !slices.Contains(aud, o.opts.Audience) {
+			return deny("invalid_token", "an access token (typ %q) for %q, not for writ's audience %q", typ, aud, o.opts.Audience)
+		}
+		return nil
+	}
+	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(o.opts.ClientIDs, a) }) {
+		return deny("invalid_token", "the token's typ is %q, not at+jwt: an ID token is not an access token (RFC 9068; auth.oidc.accessTokenType is rfc9068)", typ)
+	}
+	return nil
+}
+
+// isAccessTokenType reports whether a JOSE typ names a JWT access token
+// (RFC 9068 §2.1): at+jwt, as a media type.
+func isAccessTokenType(typ string) bool {
+	t := strings.ToLower(typ)
+	return strings.TrimPrefix(t, "application/") == "at+jwt"
+}
+
+func algorithmsOf(names []string) []jose.SignatureAlgorithm {
+	out := make([]jose.SignatureAlgorithm, len(names))
+	for i, n := range names {
+		out[i] = jose.SignatureAlgorithm(n)
+	}
+	return out
 }
 
 // maxOIDCName bounds the name taken from a token (audit actor ids are

@@ -311,3 +311,98 @@ func TestOIDCOptionsValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// signTyp signs claims with the provider's RSA key and JOSE typ (none
+// when empty).
+func (p *idp) signTyp(t testing.TB, typ string, claims map[string]any) string {
+	t.Helper()
+	so := &jose.SignerOptions{}
+	if typ != "" {
+		so = so.WithType(jose.ContentType(typ))
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: p.rsaKey, KeyID: "rsa-1"}}, so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(claims)
+	obj, err := s.Sign(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := obj.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// With accessTokenType rfc9068, a token for writ's audience must be a JWT
+// access token (typ at+jwt, RFC 9068): an ID token (typ JWT, or none)
+// presented as one is refused; ID tokens of writ's own login clients
+// still work. By default (any), typ is not looked at. Real tokens signed
+// by the test provider, verified through its discovery and JWKS over TLS.
+func TestOIDCAccessTokenType(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p := newIdP(t)
+	clock := &testClock{now: time.Now().Truncate(time.Second)}
+	now := clock.Now()
+	tok := func(typ string, aud any) string { return p.signTyp(t, typ, p.claims(now, map[string]any{"aud": aud})) }
+
+	anyType := newTestOIDC(t, p, clock, func(o *OIDCOptions) { o.ClientIDs = []string{"writ-cli"} })
+	strict := newTestOIDC(t, p, clock, func(o *OIDCOptions) {
+		o.ClientIDs = []string{"writ-cli"}
+		o.AccessTokenType = AccessTokenRFC9068
+	})
+	for _, tc := range []struct {
+		name         string
+		token        string
+		strictAccept bool
+	}{
+		{"access token", tok("at+jwt", "writ"), true},
+		{"access token, media type", tok("application/at+jwt", "writ"), true},
+		{"access token, upper case", tok("AT+JWT", []string{"writ", "grafana"}), true},
+		{"ID token for the audience", tok("JWT", "writ"), false},
+		{"token without typ for the audience", tok("", "writ"), false},
+		{"another typ", tok("dpop+jwt", "writ"), false},
+		{"writ login's ID token", tok("JWT", "writ-cli"), true},
+		{"writ login's ID token without typ", tok("", "writ-cli"), true},
+		{"ID token for the audience and writ login", tok("JWT", []string{"writ", "writ-cli"}), true},
+		{"access token for writ login's client", tok("at+jwt", "writ-cli"), false},
+	} {
+		if pr, err := anyType.Verify(ctx, tc.token); err != nil || pr.Name != "oidc:carol@example.com" {
+			t.Errorf("%s, accessTokenType any: %+v %v", tc.name, pr, err)
+		}
+		pr, err := strict.Verify(ctx, tc.token)
+		switch {
+		case tc.strictAccept && (err != nil || pr.Name != "oidc:carol@example.com"):
+			t.Errorf("%s, rfc9068: refused: %v", tc.name, err)
+		case !tc.strictAccept && deniedCode(err) != "invalid_token":
+			t.Errorf("%s, rfc9068: %+v %v; want invalid_token", tc.name, pr, err)
+		}
+	}
+	if _, err := strict.Verify(ctx, tok("JWT", "writ")); err == nil || !strings.Contains(err.Error(), `typ is "JWT", not at+jwt`) {
+		t.Errorf("refusal says why: %v", err)
+	}
+}
+
+func TestOIDCAccessTokenTypeOptions(t *testing.T) {
+	t.Parallel()
+	base := OIDCOptions{Issuer: "https://sso.example.com", Audience: "writ", RolesClaim: "groups"}
+	for _, tc := range []struct {
+		mod  func(o *OIDCOptions)
+		want string
+	}{
+		{func(o *OIDCOptions) {}, ""},
+		{func(o *OIDCOptions) { o.AccessTokenType = AccessTokenRFC9068; o.ClientIDs = []string{"writ-cli"} }, ""},
+		{func(o *OIDCOptions) { o.AccessTokenType = "jwt" }, `accessTokenType "jwt" is not any or rfc9068`},
+		{func(o *OIDCOptions) { o.AccessTokenType = AccessTokenRFC9068; o.ClientIDs = []string{"writ"} }, "must differ from the audience"},
+	} {
+		o := base
+		tc.mod(&o)
+		_, err := NewOIDC(o)
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: %v; want %q", o, err, tc.want)
+		}
+	}
+}

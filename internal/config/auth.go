@@ -95,6 +95,26 @@ type OIDC struct {
 	// ConsoleScopes are the scopes the console asks for (default
 	// DefaultConsoleScopes); openid is always asked for.
 	ConsoleScopes []string `yaml:"consoleScopes,omitempty"`
+	// AccessTokenType is what the provider's access tokens are: "any"
+	// (default: the JOSE typ is not checked) or "rfc9068" (JWT access
+	// tokens, typ at+jwt: a token for the audience must be one, and ID
+	// tokens are accepted only for cliClientID and consoleClientID, which
+	// must then differ from the audience).
+	AccessTokenType string `yaml:"accessTokenType,omitempty"`
+}
+
+// Access token types (auth.oidc.accessTokenType).
+const (
+	AccessTokenAny     = "any"
+	AccessTokenRFC9068 = "rfc9068"
+)
+
+// TokenType is AccessTokenType, defaulted to "any".
+func (o *OIDC) TokenType() string {
+	if o.AccessTokenType == "" {
+		return AccessTokenAny
+	}
+	return o.AccessTokenType
 }
 
 // DefaultConsoleScopes are what the console's sign-in asks for: an ID
@@ -216,6 +236,26 @@ func (c *Config) checkAuth(doc *yamldoc.Doc) diag.Problems {
 	}
 	if a.OIDC != nil {
 		out = append(out, checkConsoleLogin(doc, a.OIDC)...)
+		out = append(out, checkTokenType(doc, a.OIDC)...)
+	}
+	return out
+}
+
+// checkTokenType: with RFC 9068 access tokens, writ login's and the
+// console's ID tokens are told from access tokens by their audience, so
+// their client ids must differ from the audience.
+func checkTokenType(doc *yamldoc.Doc, o *OIDC) diag.Problems {
+	if o.TokenType() != AccessTokenRFC9068 {
+		return nil
+	}
+	var out diag.Problems
+	if o.LoginClientID() == o.Audience {
+		out = append(out, doc.Errorf("/auth/oidc/accessTokenType", "invalid-value",
+			"accessTokenType rfc9068 needs cliClientID, a client id other than the audience %q: writ login's ID tokens would name the audience, and an ID token is not accepted as an access token for it", o.Audience))
+	}
+	if o.ConsoleLogin() && o.ConsoleLoginClientID() == o.Audience {
+		out = append(out, doc.Errorf("/auth/oidc/accessTokenType", "invalid-value",
+			"accessTokenType rfc9068 needs consoleClientID, a client id other than the audience %q: the console's ID tokens would name the audience, and an ID token is not accepted as an access token for it", o.Audience))
 	}
 	return out
 }

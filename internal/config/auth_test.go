@@ -194,6 +194,12 @@ func TestBadAuthSections(t *testing.T) {
 		"console secret without redirect": {oidc + "    consoleClientSecretFile: /run/s\n", "c.yaml:9:30: auth.oidc.consoleClientSecretFile is set but consoleRedirectURL is not"},
 		"empty console id":                {oidc + "    consoleRedirectURL: https://w.example.com/cb\n    consoleClientID: \"\"\n", "consoleClientID"},
 		"space in console scope":          {oidc + "    consoleRedirectURL: https://w.example.com/cb\n    consoleScopes: [\"openid email\"]\n", "consoleScopes"},
+
+		"unknown token type":          {oidc + "    accessTokenType: jwt\n", "accessTokenType"},
+		"rfc9068 without a CLI id":    {oidc + "    accessTokenType: rfc9068\n", "c.yaml:9:22: accessTokenType rfc9068 needs cliClientID"},
+		"rfc9068 with the CLI as aud": {oidc + "    accessTokenType: rfc9068\n    cliClientID: writ\n", "needs cliClientID"},
+		"rfc9068 with the console as aud": {oidc + "    accessTokenType: rfc9068\n    cliClientID: writ-cli\n    consoleRedirectURL: https://w.example.com/cb\n",
+			"accessTokenType rfc9068 needs consoleClientID"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -202,5 +208,33 @@ func TestBadAuthSections(t *testing.T) {
 				t.Fatalf("error %v; want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// accessTokenType: any by default; rfc9068 with login clients other than
+// the audience.
+func TestOIDCAccessTokenType(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("c.yaml", []byte(`apiVersion: writ/v1
+kind: ServerConfig
+auth:
+  oidc:
+    issuer: https://sso.example.com
+    audience: writ
+    rolesClaim: groups
+    roles: {g: [viewer]}
+    accessTokenType: rfc9068
+    cliClientID: writ-cli
+    consoleRedirectURL: https://writ.example.com/login/callback
+    consoleClientID: writ-console
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.AuthSettings().OIDC.TokenType(); got != AccessTokenRFC9068 {
+		t.Fatalf("token type %q", got)
+	}
+	if got := (&OIDC{}).TokenType(); got != AccessTokenAny {
+		t.Fatalf("default token type %q", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -607,7 +608,8 @@ func mergeObjects(dst, src map[string]any, at []string) []string {
 func jsonErrPos(data []byte, err error) diag.Position {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return offsetPos(data, int(se.Offset))
+		// Offset counts the bytes read, the offending one included.
+		return offsetPos(data, int(se.Offset)-1)
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
@@ -620,5 +622,7 @@ func offsetPos(data []byte, off int) diag.Position {
 	off = min(max(off, 0), len(data))
 	line := 1 + bytes.Count(data[:off], []byte("\n"))
 	start := bytes.LastIndexByte(data[:off], '\n') + 1
-	return diag.Position{Line: line, Col: off - start + 1}
+	// Columns count Unicode code points, as the YAML decoder's and OPA's
+	// do (diag.ColumnKind).
+	return diag.Position{Line: line, Col: utf8.RuneCount(data[start:off]) + 1}
 }

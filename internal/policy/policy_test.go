@@ -851,3 +851,19 @@ func TestDefaultPoliciesFailClosedOnBadValues(t *testing.T) {
 		t.Fatalf("suspend_user with a bad allow-list: %+v", d)
 	}
 }
+
+// TestDataErrorColumnCountsCodePoints: the column of a JSON data file's
+// error counts Unicode code points like the YAML decoder's and OPA's
+// (diag.ColumnKind), and names the offending character.
+func TestDataErrorColumnCountsCodePoints(t *testing.T) {
+	t.Parallel()
+	fsys := fstest.MapFS{
+		"p/decision.rego": {Data: []byte("package writ\n\ndecision := {}\n")},
+		// x is the 9th character of line 2 (its 13th byte).
+		"p/data.json": {Data: []byte("{\n\"é😀\": 1 x}")},
+	}
+	_, err := policy.LoadFS(fsys, "p", policy.Options{})
+	if err == nil || !strings.Contains(err.Error(), "p/data.json:2:9: invalid JSON") {
+		t.Fatalf("want p/data.json:2:9: %v", err)
+	}
+}

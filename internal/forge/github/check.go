@@ -10,7 +10,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	gh "github.com/google/go-github/v88/github"
@@ -218,8 +221,8 @@ func (s *Service) writeCheck(ctx context.Context, p prInfo, rep report) error {
 		opts := gh.CreateCheckRunOptions{Name: s.opts.CheckName, HeadSHA: p.HeadSHA, Status: gh.Ptr("completed"),
 			Conclusion: gh.Ptr(rep.Conclusion), CompletedAt: now, Output: output(batches[0]),
 			ExternalID: gh.Ptr(fmt.Sprintf("%s#%d", s.opts.Repository, p.Number))}
-		if s.opts.DetailsURL != "" {
-			opts.DetailsURL = gh.Ptr(s.opts.DetailsURL)
+		if u := s.detailsURL(p, rep.Conclusion); u != "" {
+			opts.DetailsURL = gh.Ptr(u)
 		}
 		err := s.call(ctx, "create check run", func(ctx context.Context) (*gh.Response, error) {
 			run, resp, err := s.opts.Client.Checks.CreateCheckRun(ctx, s.owner, s.name, opts)
@@ -233,6 +236,9 @@ func (s *Service) writeCheck(ctx context.Context, p prInfo, rep report) error {
 	} else {
 		opts := gh.UpdateCheckRunOptions{Name: s.opts.CheckName, Status: gh.Ptr("completed"), Conclusion: gh.Ptr(rep.Conclusion),
 			CompletedAt: now, Output: output(batches[0])}
+		if u := s.detailsURL(p, rep.Conclusion); u != "" {
+			opts.DetailsURL = gh.Ptr(u)
+		}
 		err := s.call(ctx, "complete check run", func(ctx context.Context) (*gh.Response, error) {
 			_, resp, err := s.opts.Client.Checks.UpdateCheckRun(ctx, s.owner, s.name, id, opts)
 			return resp, err
@@ -265,4 +271,39 @@ func (s *Service) writeCheck(ctx context.Context, p prInfo, rep report) error {
 	return s.opts.Store.SaveGitHubCheckRun(ctx, store.GitHubCheckRun{Repository: s.opts.Repository, HeadSHA: p.HeadSHA,
 		Name: s.opts.CheckName, CheckRunID: id, PullRequest: p.Number, Conclusion: rep.Conclusion,
 		OutputDigest: outDigest, AnnotationsDigest: annDigest})
+}
+
+// detailsURL is the check run's details_url for a conclusion: DetailsURL
+// when configured; for action_required (GitHub asks for a page with the
+// details then) the console's queue of what waits for signatures, or,
+// without a console origin, the pull request's checks on GitHub, where
+// the summary lists what to sign; otherwise none.
+func (s *Service) detailsURL(p prInfo, conclusion string) string {
+	switch {
+	case s.opts.DetailsURL != "":
+		return s.opts.DetailsURL
+	case conclusion != ConclusionActionRequired:
+		return ""
+	case s.opts.ConsoleOrigin != "":
+		return strings.TrimSuffix(s.opts.ConsoleOrigin, "/") + "/pending"
+	}
+	return s.webURL().JoinPath(s.owner, s.name, "pull", strconv.Itoa(p.Number), "checks").String()
+}
+
+// webURL is the web address of the GitHub the client talks to: the API's
+// host without "api." (github.com), or without the /api/v3/ path
+// (Enterprise Server, and the fake).
+func (s *Service) webURL() *url.URL {
+	u, err := url.Parse(s.opts.Client.BaseURL())
+	if err != nil {
+		return &url.URL{Scheme: "https", Host: "github.com", Path: "/"}
+	}
+	u.RawQuery, u.Fragment = "", ""
+	if h, ok := strings.CutPrefix(u.Host, "api."); ok && u.Path == "/" {
+		u.Host = h
+		return u
+	}
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/api/v3") + "/"
+	u.RawPath = ""
+	return u
 }

@@ -69,8 +69,15 @@ type Options struct {
 	WebhookSecret []byte
 	// CheckName is the check run's name. Default "writ".
 	CheckName string
-	// DetailsURL, when set, is linked from the check run.
+	// DetailsURL, when set, is linked from every check run (details_url).
 	DetailsURL string
+	// ConsoleOrigin is the writ console's public origin
+	// (scheme://host[:port]). Without DetailsURL, a check run whose
+	// conclusion is action_required links the console's queue of what
+	// waits for signatures (ORIGIN/pending); without either, the pull
+	// request's checks on GitHub. GitHub asks for details_url with
+	// action_required.
+	ConsoleOrigin string
 	// MaxBodyBytes bounds a delivery. Default 10 MiB (GitHub caps payloads
 	// at 25 MB; writ's events are far smaller).
 	MaxBodyBytes int64

@@ -21,13 +21,9 @@ const (
 	ConclusionFailure        = "failure"
 )
 
-// Limits of a check run's output (GitHub's).
-const (
-	maxSummary          = 65535
-	maxTitle            = 255
-	maxAnnotationText   = 64 << 10
-	AnnotationsPerWrite = 50
-)
+// AnnotationsPerWrite is how many annotations GitHub takes in one request
+// (the text limits are in truncate.go).
+const AnnotationsPerWrite = 50
 
 // report is a pull request's check, ready to be written.
 type report struct {
@@ -141,10 +137,7 @@ func title(ev *reconcile.Evaluation, counts map[string]int) string {
 			t += "; policy/approver change needs admin approvals"
 		}
 	}
-	if len(t) > maxTitle {
-		t = t[:maxTitle-3] + "..."
-	}
-	return t
+	return fitChars(t, maxTitle, truncatedMark)
 }
 
 func plural(n int, noun string) string {
@@ -204,14 +197,12 @@ func summary(in reportInput, counts map[string]int) string {
 	return capSummary(b.String())
 }
 
-// capSummary keeps a summary within GitHub's limit.
-func capSummary(s string) string {
-	if len(s) > maxSummary {
-		cut := "\n\n… (truncated: the full evaluation is in writ's API and audit log)"
-		s = s[:maxSummary-len(cut)] + cut
-	}
-	return s
-}
+// summaryCut ends a summary cut to GitHub's limit.
+const summaryCut = "\n\n… (truncated: the full evaluation is in writ's API and audit log)"
+
+// capSummary keeps a summary within GitHub's limit, cut on a character
+// boundary.
+func capSummary(s string) string { return fitChars(s, maxSummary, summaryCut) }
 
 func short(sha string) string {
 	if len(sha) > 12 {
@@ -378,7 +369,8 @@ func annotations(ev *reconcile.Evaluation) []*gh.CheckRunAnnotation {
 	add := func(path string, line, col int, level, title, msg string) {
 		a := &gh.CheckRunAnnotation{
 			Path: gh.Ptr(path), StartLine: gh.Ptr(max(line, 1)), EndLine: gh.Ptr(max(line, 1)),
-			AnnotationLevel: gh.Ptr(level), Title: gh.Ptr(title), Message: gh.Ptr(truncate(msg, maxAnnotationText)),
+			AnnotationLevel: gh.Ptr(level), Title: gh.Ptr(fitChars(title, maxAnnotationTitle, truncatedMark)),
+			Message: gh.Ptr(fitBytes(msg, maxAnnotationMessage, truncatedMark)),
 		}
 		if col > 0 {
 			a.StartColumn, a.EndColumn = gh.Ptr(col), gh.Ptr(col)
@@ -417,13 +409,6 @@ func annotations(ev *reconcile.Evaluation) []*gh.CheckRunAnnotation {
 		}
 	}
 	return out
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }
 
 // reviewers are the GitHub logins of the people qualified to give a

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v4"
 )
@@ -399,7 +400,9 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}()
 	w = rec
 	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-	if err != nil {
+	if err != nil || !utf8.Valid(body) {
+		// JSON text is UTF-8 (RFC 8259 §8.1): GitHub cannot parse a body
+		// that is not, and answers as for any unparsable JSON.
 		writeError(w, http.StatusBadRequest, "Problems parsing JSON")
 		return
 	}
@@ -696,6 +699,26 @@ type checkRunBody struct {
 	} `json:"output"`
 }
 
+// GitHub's documented limits on a check run's text, as the fake enforces
+// them: output.summary and output.text at most 65535 characters (code
+// points, as GitHub's JSON Schema validation counts them); an
+// annotation's title at most 255 characters, its message and raw_details
+// at most 64 KB (read as 64 KiB of UTF-8).
+const (
+	MaxSummaryChars         = 65535
+	MaxAnnotationTitleChars = 255
+	MaxAnnotationBytes      = 64 << 10
+)
+
+// tooLong says, as GitHub does, that s has more than limit characters;
+// "" when it does not.
+func tooLong(s string, limit int) string {
+	if n := utf8.RuneCountInString(s); n > limit {
+		return fmt.Sprintf("Invalid request.\n\nOnly %d characters are allowed; %d were supplied.", limit, n)
+	}
+	return ""
+}
+
 var conclusions = []string{"action_required", "cancelled", "failure", "neutral", "success", "skipped", "stale", "timed_out"}
 
 // apply validates and applies a check run body as GitHub does.
@@ -722,12 +745,22 @@ func (f *Server) apply(run *CheckRun, in checkRunBody) (int, string) {
 	if in.DetailsURL != nil {
 		run.DetailsURL = *in.DetailsURL
 	}
+	if run.Conclusion == "action_required" && run.DetailsURL == "" {
+		// "When the conclusion is action_required, additional details
+		// should be provided on the site specified by details_url."
+		return http.StatusUnprocessableEntity, "details_url is required when the conclusion is action_required"
+	}
 	if o := in.Output; o != nil {
 		if o.Title == nil || o.Summary == nil {
 			return http.StatusUnprocessableEntity, "output needs a title and a summary"
 		}
-		if len(*o.Summary) > 65535 {
-			return http.StatusUnprocessableEntity, "output.summary is too long (maximum is 65535 characters)"
+		if msg := tooLong(*o.Summary, MaxSummaryChars); msg != "" {
+			return http.StatusUnprocessableEntity, msg
+		}
+		if o.Text != nil {
+			if msg := tooLong(*o.Text, MaxSummaryChars); msg != "" {
+				return http.StatusUnprocessableEntity, msg
+			}
 		}
 		if len(o.Annotations) > 50 {
 			return http.StatusUnprocessableEntity, "output.annotations: at most 50 per request"
@@ -736,6 +769,12 @@ func (f *Server) apply(run *CheckRun, in checkRunBody) (int, string) {
 			if a.Path == "" || a.StartLine < 1 || a.EndLine < a.StartLine || a.Message == "" ||
 				!slices.Contains([]string{"notice", "warning", "failure"}, a.AnnotationLevel) {
 				return http.StatusUnprocessableEntity, "output.annotations: invalid annotation"
+			}
+			if msg := tooLong(a.Title, MaxAnnotationTitleChars); msg != "" {
+				return http.StatusUnprocessableEntity, "output.annotations: title: " + msg
+			}
+			if len(a.Message) > MaxAnnotationBytes || len(a.RawDetails) > MaxAnnotationBytes {
+				return http.StatusUnprocessableEntity, "output.annotations: message and raw_details are at most 64 KB"
 			}
 			if (a.StartColumn != nil || a.EndColumn != nil) && a.StartLine != a.EndLine {
 				return http.StatusUnprocessableEntity, "output.annotations: columns need start_line == end_line"
