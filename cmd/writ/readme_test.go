@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -71,7 +70,7 @@ func TestReadmeQuickstart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run.Stdout = os.Stdout
+	run.Stdout = nil // make echoes its commands; serve logs to stderr
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +161,6 @@ func TestReadmeQuickstart(t *testing.T) {
 	if len(list.Playbooks) == 0 {
 		t.Fatalf("no playbooks listed from this repository's examples:\n%s", out)
 	}
-	fmt.Fprintf(os.Stderr, "quickstart: %d playbooks listed\n", len(list.Playbooks))
+	t.Logf("quickstart: %d playbooks listed", len(list.Playbooks))
 	stop()
 }
