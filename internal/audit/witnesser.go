@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/writ-sec/writ/internal/retry"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -211,15 +211,10 @@ func (w *Witnesser) loop(ctx context.Context, s *witnessState) {
 }
 
 // backoff is the wait after the n-th failure in a row: MinBackoff doubled
-// n-1 times, at most MaxBackoff, less up to a quarter at random so
-// replicas and witnesses do not fall into step.
+// n-1 times, at most MaxBackoff, jittered (internal/retry) so replicas and
+// witnesses do not fall into step.
 func (w *Witnesser) backoff(n int) time.Duration {
-	d := w.opts.MinBackoff
-	for i := 1; i < n && d < w.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, w.opts.MaxBackoff)
-	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+	return retry.Backoff{Initial: w.opts.MinBackoff, Max: w.opts.MaxBackoff}.Delay(n - 1)
 }
 
 // exchange sends the latest checkpoint to one witness, stores its

@@ -20,6 +20,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/metrics"
+	"github.com/writ-sec/writ/internal/retry"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -175,6 +176,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	defer f.update(func(s *Status) { s.Running = false })
 	defer f.opts.Destination.Reset()
 	wait := time.Duration(0)
+	failures := 0 // in a row, for the backoff
 	var st *state
 	defer func() { f.settle(ctx, st) }()
 	for {
@@ -191,7 +193,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		if st == nil {
 			c, err := f.opts.Store.SIEMCursor(ctx, f.name)
 			if err != nil {
-				wait = f.failed(ctx, err, wait)
+				wait = f.failed(ctx, err, &failures)
 				continue
 			}
 			st = &state{cursor: c, sent: c.Next, sentHash: c.LastHash}
@@ -209,11 +211,11 @@ func (f *Forwarder) Run(ctx context.Context) error {
 				continue
 			}
 			st.sent, st.sentHash = st.cursor.Next, st.cursor.LastHash
-			wait = f.failed(ctx, err, wait)
+			wait = f.failed(ctx, err, &failures)
 		case idle:
-			wait = f.opts.PollInterval
+			wait, failures = f.opts.PollInterval, 0
 		default:
-			wait = 0
+			wait, failures = 0, 0
 		}
 	}
 }
@@ -235,15 +237,15 @@ func (f *Forwarder) settle(ctx context.Context, st *state) {
 	}
 }
 
-// failed records an error and returns the next wait.
-func (f *Forwarder) failed(ctx context.Context, err error, wait time.Duration) time.Duration {
+// failed records an error and returns the next wait: RetryBase doubled
+// per failure in a row, at most RetryMax, jittered (internal/retry).
+func (f *Forwarder) failed(ctx context.Context, err error, failures *int) time.Duration {
 	f.log.WarnContext(ctx, "SIEM forwarding", slog.Any("error", err))
 	f.opts.Metrics.SIEMError(f.name)
 	f.update(func(s *Status) { s.LastError, s.LastErrorAt = err.Error(), time.Now() })
-	if wait < f.opts.RetryBase {
-		return f.opts.RetryBase
-	}
-	return min(2*wait, f.opts.RetryMax)
+	d := retry.Backoff{Initial: f.opts.RetryBase, Max: f.opts.RetryMax}.Delay(*failures)
+	*failures++
+	return d
 }
 
 // step reads and sends one batch, or, caught up, settles what is pending.
