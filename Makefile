@@ -25,7 +25,7 @@ policy-check: ## opa test and opa fmt --list --fail on policies/, with the stock
 	$(OPA) fmt --list --fail policies/
 
 test-go:
-	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+	$(GO) test -race -count=1 -timeout 50m $(PKGS)
 
 lint: ## gofmt and go vet
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
