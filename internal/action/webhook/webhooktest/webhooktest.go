@@ -33,7 +33,8 @@ type Receiver struct {
 	contained map[string]bool
 	failing   map[string]string // target: why the receiver fails it
 	gone      map[string]bool   // targets the receiver no longer knows
-	down      bool
+	down      bool // every request answers 503
+	busy      bool // apply and revert answer 503
 	// Sent lists the targets of every apply and revert request received,
 	// in order.
 	sent []Request
@@ -97,6 +98,14 @@ func (r *Receiver) Down(down bool) {
 	r.down = down
 }
 
+// Busy makes apply and revert requests answer 503 while the status
+// endpoint still answers (true), or serves them again (false).
+func (r *Receiver) Busy(busy bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.busy = busy
+}
+
 // Release releases a target behind writ's back.
 func (r *Receiver) Release(target string) {
 	r.mu.Lock()
@@ -152,7 +161,7 @@ func (r *Receiver) read(w http.ResponseWriter, req *http.Request) (*webhook.Requ
 		return nil, false
 	}
 	r.mu.Lock()
-	down := r.down
+	down := r.down || r.busy && req.URL.Path == "/actions"
 	r.mu.Unlock()
 	if down {
 		http.Error(w, "the EDR is down for maintenance", http.StatusServiceUnavailable)
