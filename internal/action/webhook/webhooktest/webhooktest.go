@@ -33,8 +33,8 @@ type Receiver struct {
 	contained map[string]bool
 	failing   map[string]string // target: why the receiver fails it
 	gone      map[string]bool   // targets the receiver no longer knows
-	down      bool // every request answers 503
-	busy      bool // apply and revert answer 503
+	down      bool              // every request answers 503
+	busy      bool              // apply and revert answer 503
 	// Sent lists the targets of every apply and revert request received,
 	// in order.
 	sent []Request
