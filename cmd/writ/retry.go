@@ -85,12 +85,14 @@ func runRetry(ctx context.Context, env *cliEnv, srv string, id int64, asJSON boo
 		return exitWith(exitFailure, err)
 	}
 	if resp.StatusCode != http.StatusAccepted {
-		hint := ""
-		switch resp.StatusCode {
-		case http.StatusUnauthorized:
-			hint = " (log in with writ login, or set WRIT_TOKEN)"
-		case http.StatusForbidden:
-			hint = " (retrying needs the executor or admin role)"
+		hint := retryHint(resp.StatusCode)
+		var p server.Problem
+		if json.Unmarshal(body, &p) == nil && p.Code != "" {
+			hint = " [" + safeText(p.Code)
+			if p.Changed != "" {
+				hint += ": " + safeText(p.Changed)
+			}
+			hint += "]" + retryHint(resp.StatusCode)
 		}
 		return exitWith(exitFailure, fmt.Errorf("%s answered %s: %s%s", shown, resp.Status, serverMessage(body), hint))
 	}
@@ -111,6 +113,17 @@ func runRetry(ctx context.Context, env *cliEnv, srv string, id int64, asJSON boo
 	writeTargets(env, e.Targets)
 	fmt.Fprintf(w, "it is checked at the moment of use before the backend is called; follow it with GET /api/v1/executions/%d\n", e.ID)
 	return nil
+}
+
+// retryHint is what to do about a refused retry.
+func retryHint(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return " (log in with writ login, or set WRIT_TOKEN)"
+	case http.StatusForbidden:
+		return " (retrying needs the executor or admin role)"
+	}
+	return ""
 }
 
 // writeTargets prints per-target results: applied (changed or

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/action/webhook/webhooktest"
@@ -378,6 +379,39 @@ func TestRetryCheckedAtTheMomentOfUse(t *testing.T) {
 		}
 		if len(edr.Sent()) != sent {
 			t.Fatalf("the backend was called under a hold: %+v", edr.Sent()[sent:])
+		}
+	})
+
+	t.Run("approvals expired since", func(t *testing.T) {
+		t.Parallel()
+		e, edr, name := edrEnv(t)
+		ex := partlyApplied(t, e, edr, name)
+		edr.Fail("fin-ws-13", "")
+		e.clock.Advance(25 * time.Hour) // past the approvals' maximum age
+		if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+			t.Fatal(err)
+		}
+		sent := len(edr.Sent())
+		e.pass()
+		got := e.execution(name, "apply")
+		if got.State != store.ExecWaiting || got.ReasonCode != "awaiting_approval" {
+			t.Fatalf("a retry with expired approvals: %s %s (%s)", got.State, got.ReasonCode, got.Reason)
+		}
+		if len(edr.Sent()) != sent {
+			t.Fatalf("the backend was called: %+v", edr.Sent()[sent:])
+		}
+		// Fresh signatures of the plan it would now run (fin-ws-12 already
+		// isolated) let it finish, still without a second apply of fin-ws-12.
+		e.approveVersion(name, "apply", map[string]string{"alice": "propose", "bob": "approve"})
+		e.pass()
+		if got := e.execution(name, "apply"); got.State != store.ExecCompleted {
+			t.Fatalf("after new approvals: %s (%s)", got.State, got.Reason)
+		}
+		if n := edr.Count(action.Apply, "fin-ws-12"); n != 1 {
+			t.Fatalf("fin-ws-12 was sent %d applies", n)
+		}
+		if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12", "fin-ws-13"}) {
+			t.Fatalf("contained %v", got)
 		}
 	})
 

@@ -58,6 +58,10 @@ func New(t testing.TB) *Receiver {
 	return r
 }
 
+// URL is the receiver's base URL: apply and revert at URL/actions, the
+// status endpoint at URL/status.
+func (r *Receiver) URL() string { return r.srv.URL }
+
 // Backend is writ's webhook backend for this receiver, named name.
 func (r *Receiver) Backend(name string) *webhook.Backend {
 	r.t.Helper()
