@@ -30,8 +30,9 @@ playbook on the branch is still this content, the policy set in force is
 the one that judged it, and live state read again is the approved plan
 (or what it becomes once the targets applied so far are applied). The
 server refuses otherwise (409 retry_changed, naming the content, the
-policy or the plan) and the operation needs a judgement of its own: change
-the playbook, or sign the new plan.
+policy or the plan): the approvals do not cover what would run, so change
+the playbook instead; its new version is judged and approved as an
+operation of its own.
 
 Like every attempt it is checked again right before the backend is
 called: a fresh policy decision, the approvals verified again (expired,

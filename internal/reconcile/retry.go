@@ -72,35 +72,9 @@ func (r *Reconciler) Retry(ctx context.Context, id int64, actor audit.Actor) (*s
 	if err != nil {
 		return nil, err
 	}
-	if e.State != store.ExecFailed {
-		return nil, notRetryable(e)
-	}
-	if err := r.executionHeld(ctx); err != nil {
+	if err := r.retryable(ctx, e); err != nil {
 		return nil, err
 	}
-	if err := r.contentInForce(ctx, e); err != nil {
-		return nil, err
-	}
-	t, err := r.currentTrust(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if d := t.Policies.Digest(); d != e.PolicyDigest {
-		return nil, &RetryChangedError{What: ChangedPolicy, Detail: fmt.Sprintf(
-			"the policy set in force is %.12s, its approvals bind %.12s; it needs a judgement under the policies in force (change the playbook to record a new operation)",
-			d, e.PolicyDigest)}
-	}
-	op, _, err := r.operation(ctx, e)
-	if errors.Is(err, errUnreadable) {
-		return nil, fmt.Errorf("execution %d: %w: %w", e.ID, ErrNotRetryable, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := r.planUnchanged(ctx, e, op); err != nil {
-		return nil, err
-	}
-
 	now := r.opts.Now()
 	var out *store.Execution
 	err = r.store(ctx, func(tx *store.Store) error {
@@ -147,6 +121,37 @@ func (r *Reconciler) Retry(ctx context.Context, id int64, actor audit.Actor) (*s
 	}
 	r.Nudge()
 	return out, nil
+}
+
+// retryable checks what a retry needs: a failed operation, no hold that
+// stops execution, and its content, policy set and plan unchanged.
+func (r *Reconciler) retryable(ctx context.Context, e *store.Execution) error {
+	if e.State != store.ExecFailed {
+		return notRetryable(e)
+	}
+	if err := r.executionHeld(ctx); err != nil {
+		return err
+	}
+	if err := r.contentInForce(ctx, e); err != nil {
+		return err
+	}
+	t, err := r.currentTrust(ctx)
+	if err != nil {
+		return err
+	}
+	if d := t.Policies.Digest(); d != e.PolicyDigest {
+		return &RetryChangedError{What: ChangedPolicy, Detail: fmt.Sprintf(
+			"the policy set in force is %.12s, its approvals bind %.12s; it needs a judgement under the policies in force (change the playbook to record a new operation)",
+			d, e.PolicyDigest)}
+	}
+	op, _, err := r.operation(ctx, e)
+	if errors.Is(err, errUnreadable) {
+		return fmt.Errorf("execution %d: %w: %w", e.ID, ErrNotRetryable, err)
+	}
+	if err != nil {
+		return err
+	}
+	return r.planUnchanged(ctx, e, op)
 }
 
 func notRetryable(e *store.Execution) error {
@@ -235,8 +240,8 @@ func (r *Reconciler) planUnchanged(ctx context.Context, e *store.Execution, op j
 		return nil
 	}
 	return &RetryChangedError{What: ChangedPlan, Detail: fmt.Sprintf(
-		"live state changed: the plan is now %.12s, not the approved %.12s%s; sign the new plan (writ approve op-%d) once it is judged again",
-		digest, e.PlanDigest, judgement.PlanDifference(approved, fresh), e.ID)}
+		"live state changed: the plan is now %.12s, not the approved %.12s%s; its approvals do not cover that plan: change the playbook (its new version is judged and approved as an operation of its own)",
+		digest, e.PlanDigest, judgement.PlanDifference(approved, fresh))}
 }
 
 // appliedResult reports whether a stored per-target result means the

@@ -254,7 +254,7 @@ func TestRetryRefusedWhenWhatWasApprovedChanged(t *testing.T) {
 		e.pass()
 		// Held, unadopted: the policy in force is still the one that
 		// judged it, so the retry is not refused for it.
-		if err := checkRetryable(e, ex); err != nil {
+		if err := e.rec.retryable(e.ctx, ex); err != nil {
 			t.Fatalf("a held (unadopted) policy change refused the retry: %v", err)
 		}
 		e.submit(e.signMeta("dave", "approve"))
@@ -293,29 +293,6 @@ func TestRetryRefusedWhenWhatWasApprovedChanged(t *testing.T) {
 			t.Fatalf("retry of no execution: %v", err)
 		}
 	})
-}
-
-// checkRetryable runs Retry's checks without requesting anything (a
-// retry that would be accepted is undone by failing its transaction).
-func checkRetryable(e *env, ex *store.Execution) error {
-	if err := e.rec.executionHeld(e.ctx); err != nil {
-		return err
-	}
-	if err := e.rec.contentInForce(e.ctx, ex); err != nil {
-		return err
-	}
-	t, err := e.rec.currentTrust(e.ctx)
-	if err != nil {
-		return err
-	}
-	if t.Policies.Digest() != ex.PolicyDigest {
-		return &RetryChangedError{What: ChangedPolicy}
-	}
-	op, _, err := e.rec.operation(e.ctx, ex)
-	if err != nil {
-		return err
-	}
-	return e.rec.planUnchanged(e.ctx, ex, op)
 }
 
 // A retry accepted is still judged again before the backend is called:
