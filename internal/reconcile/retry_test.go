@@ -38,7 +38,7 @@ var executor = audit.Actor{ID: "erin-oncall", Role: "executor"}
 // edrEnv is the test environment with isolate_host in production bound
 // to the EDR, and a playbook isolating two hosts merged, proposed and
 // approved; the first pass after it runs its apply.
-func edrEnv(t *testing.T, tune ...func(o *Options)) (*env, *webhooktest.Receiver, string) {
+func edrEnv(t testing.TB, tune ...func(o *Options)) (*env, *webhooktest.Receiver, string) {
 	t.Helper()
 	tune = append(tune, func(o *Options) { o.MaxAttempts = 1 }) // a transient error fails at once
 	e := newEnv(t, tune...)
@@ -56,7 +56,7 @@ func edrEnv(t *testing.T, tune ...func(o *Options)) (*env, *webhooktest.Receiver
 
 // partlyApplied runs the apply while the EDR fails fin-ws-13: fin-ws-12
 // is isolated, fin-ws-13 is not, and the execution failed.
-func partlyApplied(t *testing.T, e *env, edr *webhooktest.Receiver, name string) *store.Execution {
+func partlyApplied(t testing.TB, e *env, edr *webhooktest.Receiver, name string) *store.Execution {
 	t.Helper()
 	edr.Fail("fin-ws-13", "the EDR agent on fin-ws-13 is offline")
 	e.pass()
@@ -507,4 +507,27 @@ func auditOf(t *testing.T, e *env, event audit.Event) []audit.Entry {
 		out = append(out, d)
 	}
 	return out
+}
+
+// BenchmarkRetryRequest measures an executor's retry request of a partly
+// applied operation: the checks (holds, content, the trusted policy set,
+// a dry-run through the webhook backend against the EDR on loopback) and
+// the transaction that puts it back to pending with its audit entry. Each
+// iteration then fails it again outside the timer.
+func BenchmarkRetryRequest(b *testing.B) {
+	e, edr, name := edrEnv(b)
+	ex := partlyApplied(b, e, edr, name)
+	for b.Loop() {
+		if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if _, err := e.st.ClaimExecution(e.ctx, e.clock.Now()); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.st.FinishExecution(e.ctx, ex.ID, store.ExecFailed, "again", string(codeBackendError), "failed again"); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
 }
