@@ -94,6 +94,10 @@ const (
 	EventExecutionDenied      Event = "execution.denied"
 	EventExecutionRejected    Event = "execution.rejected"
 	EventExecutionCancelled   Event = "execution.cancelled"
+
+	// EventExecutionRetryRequested: an executor asked for a new attempt of
+	// a failed (or partly applied) operation with the statements it has.
+	EventExecutionRetryRequested Event = "execution.retry_requested"
 )
 
 // Housekeeping (internal/retention).
@@ -196,6 +200,8 @@ var catalogue = []EventSpec{
 	{EventExecutionIntended, "writ", "playbook", "an operation (apply or revert) was recorded, to be judged", executionFields},
 	{EventExecutionNotRepeated, "writ", "playbook", "an apply was not recorded again: this exact playbook content was already handled once", executionFields},
 	{EventExecutionManualStart, "the executor", "playbook", "an executor started a waiting operation by hand", executionFields},
+	{EventExecutionRetryRequested, "the executor", "playbook", "an executor asked for a new attempt of a failed (or partly applied) operation: its content, policy set and plan unchanged, its statements still count; only the targets not applied are attempted, after the check at the moment of use",
+		with(executionFields, "applied", "remaining")},
 	{EventExecutionStarted, "writ", "playbook", "an operation was claimed and is about to touch its backend", executionFields},
 	{EventExecutionResumed, "writ", "playbook", "an operation interrupted by a crash was claimed again", executionFields},
 	{EventExecutionRetry, "writ", "playbook", "a transient backend error: the operation is tried again later", executionFields},

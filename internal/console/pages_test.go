@@ -233,7 +233,7 @@ func (e *pagesEnv) seedPlaybooks() seeded {
 	}
 	if err := e.st.SaveTargetResults(e.ctx, s.failed.ID, []store.TargetResult{
 		{Target: "203.0.113.7", Planned: "add", Result: "failed", Detail: "firewall API answered 503: " + xss},
-		{Target: "203.0.113.8", Planned: "add", Result: "applied"},
+		{Target: "203.0.113.8", Planned: "add", Result: "changed"},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -310,8 +310,9 @@ func TestPlaybookPages(t *testing.T) {
 	// One execution.
 	ex := e.mustGet("viewer", "/executions/"+itoa(s.failed.ID), 200)
 	contains(t, "execution", ex, `<span class="state failed">failed</span>`, "backend_error", escaped("the backend failed "+xss),
-		"203.0.113.7", escaped("firewall API answered 503: "+xss), `<span class="state applied">applied</span>`,
-		escaped(`"203.0.113.7/32"`), `href="/playbooks/block-c2"`, "apply", "unknown_key")
+		"203.0.113.7", escaped("firewall API answered 503: "+xss), `<span class="state changed">changed</span>`,
+		escaped(`"203.0.113.7/32"`), `href="/playbooks/block-c2"`, "apply", "unknown_key",
+		"Partly applied: 1 applied, 1 failed, 0 pending.", "writ retry "+itoa(s.failed.ID), "remove the playbook from the branch")
 	lacks(t, "execution", ex, xss)
 	e.mustGet("viewer", "/executions/"+itoa(s.completed.ID), 200)
 	e.mustGet("viewer", "/executions/999999", 404)

@@ -281,11 +281,38 @@ func (c *Console) executionPage(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, "load the execution's targets", err)
 		return
 	}
+	targets = e.WithPending(targets)
 	var took string
 	if e.StartedAt != nil && e.FinishedAt != nil {
 		took = e.FinishedAt.Sub(*e.StartedAt).Round(time.Millisecond).String()
 	}
 	c.render(w, r, http.StatusOK, "execution.html", fmt.Sprintf("Execution %d", id), map[string]any{
-		"E": e, "Targets": targets, "Verdict": verdictOf(e), "Took": took,
+		"E": e, "Targets": targets, "Verdict": verdictOf(e), "Took": took, "Failed": failedOf(e, targets),
 	})
+}
+
+// failedView sums up a failed operation's targets and what can be done
+// about it: a retry (the targets not applied), or, for a partly applied
+// playbook, its removal from the branch (a revert of what it applied).
+type failedView struct {
+	Applied, Failed, Pending int
+	Apply                    bool
+}
+
+func failedOf(e *store.Execution, targets []store.TargetResult) *failedView {
+	if e.State != store.ExecFailed {
+		return nil
+	}
+	f := &failedView{Apply: e.Operation == "apply"}
+	for _, t := range targets {
+		switch t.Result {
+		case "changed", "unchanged":
+			f.Applied++
+		case "failed":
+			f.Failed++
+		default:
+			f.Pending++
+		}
+	}
+	return f
 }

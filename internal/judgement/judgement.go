@@ -298,7 +298,7 @@ func Judge(ctx context.Context, op Operation, t Trust, in Inputs) Judgement {
 		default:
 			j.Outcome = Waiting
 			j.Reason = Reason{CodePlanChanged, fmt.Sprintf("live state changed since it was judged: the plan is now %.12s, not the approved %.12s%s",
-				j.PlanDigest, a.PlanDigest, planDifference(a.Plan, j.Plan))}
+				j.PlanDigest, a.PlanDigest, PlanDifference(a.Plan, j.Plan))}
 		}
 	}
 	return j
@@ -346,8 +346,9 @@ func ReasonText(d policy.Decision) string {
 	return strings.Join(parts, "; ")
 }
 
-// planDifference names the first targets whose planned result changed.
-func planDifference(was, now *action.Plan) string {
+// PlanDifference names the first targets whose planned result changed, as
+// " (a would_block → already_blocked, …)", or "" when none did.
+func PlanDifference(was, now *action.Plan) string {
 	if was == nil || now == nil {
 		return ""
 	}

@@ -57,7 +57,7 @@ type Options struct {
 // DefaultEvents are the audit events that notify.
 var DefaultEvents = []string{
 	string(audit.EventExecutionWaiting), string(audit.EventExecutionCompleted), string(audit.EventExecutionFailed),
-	string(audit.EventExecutionStopped), string(audit.EventRepositoryHistoryRewritten), string(audit.EventPolicyChangeHeld),
+	string(audit.EventExecutionStopped), string(audit.EventExecutionRetryRequested), string(audit.EventRepositoryHistoryRewritten), string(audit.EventPolicyChangeHeld),
 	string(audit.EventPolicyChangeAdopted), string(audit.EventPolicyChangeDismissed), string(audit.EventCommitRefused),
 	string(audit.EventAuditRollbackHeld), string(audit.EventAuditRollbackAcknowledged),
 }
@@ -232,6 +232,7 @@ func Text(e audit.Entry) string {
 		Problem     string   `json:"problem"`
 		Path        string   `json:"path"`
 		Execution   int64    `json:"execution"`
+		Remaining   []string `json:"remaining"`
 		Hold        int64    `json:"hold"`
 		By          []string `json:"by"`
 		Malformed   *struct {
@@ -257,6 +258,12 @@ func Text(e audit.Entry) string {
 				p.Commit, slackEscape(m.Problem), slackEscape(fmt.Sprintf("%q", m.Path)))
 		}
 		return fmt.Sprintf(":warning: writ is holding: a change to policies/ or .writ/ at %.12s lacks its admin approvals; the last trusted version stays in force. Admins review and sign it: `writ approve trust-%d`", p.Commit, p.Hold)
+	case audit.EventExecutionRetryRequested:
+		left := ""
+		if len(p.Remaining) > 0 && len(p.Remaining) < len(p.Targets) {
+			left = "; only " + strings.Join(p.Remaining, ", ") + " (the others were applied)"
+		}
+		return fmt.Sprintf(":repeat: %s asked to retry %s: %s%s. It is checked at the moment of use before it runs.", e.Actor.ID, name, what, left)
 	case audit.EventExecutionStopped:
 		return fmt.Sprintf(":octagonal_sign: %s was stopped right before it ran: %s. %s", name, what, slackEscape(p.Reason))
 	case audit.EventPolicyChangeAdopted:

@@ -205,4 +205,14 @@ func TestTextOfMalformedContent(t *testing.T) {
 	if !strings.Contains(waiting, "Approval needed for block-a: revert block_ip on production") || !strings.Contains(waiting, "`writ approve op-12`") {
 		t.Fatalf("waiting: %s", waiting)
 	}
+	// An executor's retry of a partly applied playbook says what is left.
+	if !slices.Contains(DefaultEvents, "execution.retry_requested") {
+		t.Fatal("execution.retry_requested is not notified by default")
+	}
+	retried := Text(audit.Entry{Event: "execution.retry_requested", Actor: audit.Actor{ID: "erin", Role: "executor"}, Subject: audit.Subject{Name: "isolate-fin"},
+		Payload: audit.MustJSON(map[string]any{"execution": 9, "operation": "apply", "action": "isolate_host", "environment": "production",
+			"targets": []string{"fin-ws-12", "fin-ws-13"}, "applied": []string{"fin-ws-12"}, "remaining": []string{"fin-ws-13"}})})
+	if !strings.Contains(retried, "erin asked to retry isolate-fin: apply isolate_host on production (fin-ws-12, fin-ws-13); only fin-ws-13 (the others were applied)") {
+		t.Fatalf("retry: %s", retried)
+	}
 }

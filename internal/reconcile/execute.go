@@ -76,7 +76,7 @@ func (r *Reconciler) claim(ctx context.Context) (*store.Execution, error) {
 func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
 	op, held, err := r.operation(ctx, e)
 	if errors.Is(err, errUnreadable) {
-		return r.finish(ctx, e, nil, nil, err)
+		return r.finish(ctx, e, nil, nil, 0, err)
 	}
 	if err != nil {
 		return err
@@ -96,12 +96,23 @@ func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
 		return r.stop(ctx, e, j)
 	}
 	req := j.Request
+	// Exactly once per target: what an earlier attempt applied (a partly
+	// applied operation, retried) is not sent to the backend again.
+	before, err := r.appliedBefore(ctx, e)
+	if err != nil {
+		return err
+	}
+	earlier := 0
+	if len(before) > 0 {
+		req.Targets = slices.DeleteFunc(slices.Clone(req.Targets), func(t string) bool { return before[t] })
+		earlier = len(before)
+	}
 	if len(req.Targets) == 0 {
 		results := make([]action.TargetResult, 0, len(held))
 		for _, t := range held {
 			results = append(results, action.TargetResult{Target: t, Result: action.Unchanged, Detail: "still held by another playbook in force"})
 		}
-		return r.finish(ctx, e, j.Plan, results, nil)
+		return r.finish(ctx, e, j.Plan, results, earlier, nil)
 	}
 	results, err := r.opts.Backends.Execute(execCtx, req)
 	for _, t := range held {
@@ -110,7 +121,7 @@ func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
 	if err != nil {
 		log.WarnContext(ctx, "execution failed", slog.Any("error", err), slog.Int("attempt", e.Attempts))
 	}
-	return r.finish(ctx, e, j.Plan, results, err)
+	return r.finish(ctx, e, j.Plan, results, earlier, err)
 }
 
 // errUnreadable marks an operation whose stored playbook no longer parses.
@@ -182,8 +193,9 @@ func (r *Reconciler) stop(ctx context.Context, e *store.Execution, j judgement.J
 
 // finish records an operation's per-target results and its end (completed,
 // failed, or a retry after a transient error), with audit entries and the
-// version's status, in one transaction.
-func (r *Reconciler) finish(ctx context.Context, e *store.Execution, plan *action.Plan, results []action.TargetResult, runErr error) error {
+// version's status, in one transaction. earlier is how many of its targets
+// an earlier attempt applied (not sent to the backend again).
+func (r *Reconciler) finish(ctx context.Context, e *store.Execution, plan *action.Plan, results []action.TargetResult, earlier int, runErr error) error {
 	planned := map[string]string{}
 	if plan != nil {
 		for _, t := range plan.Targets {
@@ -227,7 +239,7 @@ func (r *Reconciler) finish(ctx context.Context, e *store.Execution, plan *actio
 					code = codeUnreadable
 				}
 			}
-			if err := tx.FinishExecution(ctx, e.ID, state, msg, string(code), outcome(e, results, runErr)); err != nil {
+			if err := tx.FinishExecution(ctx, e.ID, state, msg, string(code), outcome(e, results, earlier, runErr)); err != nil {
 				return err
 			}
 			ne, err := tx.ExecutionByID(ctx, e.ID)
@@ -279,7 +291,7 @@ func (r *Reconciler) finish(ctx context.Context, e *store.Execution, plan *actio
 }
 
 // outcome says in one line what an operation did.
-func outcome(e *store.Execution, results []action.TargetResult, runErr error) string {
+func outcome(e *store.Execution, results []action.TargetResult, earlier int, runErr error) string {
 	counts := map[string]int{}
 	for _, r := range results {
 		counts[r.Result]++
@@ -291,6 +303,9 @@ func outcome(e *store.Execution, results []action.TargetResult, runErr error) st
 	s := fmt.Sprintf("%s: %d changed, %d unchanged", verb, counts[action.Changed], counts[action.Unchanged])
 	if n := counts[action.Failed]; n > 0 {
 		s += fmt.Sprintf(", %d failed", n)
+	}
+	if earlier > 0 {
+		s += fmt.Sprintf(", %d by an earlier attempt", earlier)
 	}
 	if runErr != nil {
 		s = "failed: " + runErr.Error() + " (" + s + ")"

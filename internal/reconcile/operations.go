@@ -219,6 +219,10 @@ func (r *Reconciler) prepareApply(ctx context.Context, c gitsrc.Commit, w *work)
 // else those its content names.
 func (r *Reconciler) appliedTargets(ctx context.Context, v *store.PlaybookVersion) ([]string, error) {
 	applied, err := r.opts.Store.ExecutionByKey(ctx, v.Name, v.Digest, string(action.Apply))
+	if err == nil && applied.State == store.ExecFailed {
+		// A partly applied version holds only what its apply applied.
+		return r.partlyApplied(ctx, applied)
+	}
 	if err == nil {
 		return applied.Targets, nil
 	}
@@ -233,13 +237,29 @@ func (r *Reconciler) appliedTargets(ctx context.Context, v *store.PlaybookVersio
 }
 
 // prepareRevert lays out the revert of a playbook removed from the branch;
-// one never applied is not reverted (its waiting apply is cancelled).
+// one never applied is not reverted (its waiting apply is cancelled). A
+// partly applied one (its apply failed for some targets) is reverted on
+// exactly the targets it applied: removing it from the branch is how a
+// half-done playbook is rolled back, judged like any revert.
 func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work) error {
 	applied, err := r.opts.Store.ExecutionByKey(ctx, w.prev.Name, w.prev.Digest, string(action.Apply))
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if applied == nil || applied.State != store.ExecCompleted {
+	var targets []string
+	switch {
+	case applied != nil && applied.State == store.ExecCompleted:
+		targets = slices.Clone(applied.Targets)
+	case applied != nil && applied.State == store.ExecFailed:
+		if targets, err = r.partlyApplied(ctx, applied); err != nil {
+			return err
+		}
+		if len(targets) == 0 {
+			w.note = "removed; its failed apply applied none of its targets"
+			return nil
+		}
+	}
+	if targets == nil {
 		// Never applied: nothing to undo. A waiting apply is cancelled.
 		w.note = "removed before it was executed"
 		if applied != nil && (applied.State == store.ExecWaiting || applied.State == store.ExecPending) {
@@ -251,7 +271,7 @@ func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work
 	w.ops = append(w.ops, store.Execution{
 		VersionID: w.prev.ID, Name: w.prev.Name, Digest: w.prev.Digest, Path: w.prev.Path, Action: w.prev.Action,
 		Environment: w.prev.Environment, Operation: string(action.Revert), CommitSHA: c.SHA,
-		Targets: slices.Clone(applied.Targets), Trigger: string(judgement.Delete), ChangeType: "delete",
+		Targets: targets, Trigger: string(judgement.Delete), ChangeType: "delete",
 		State: store.ExecWaiting, ReasonCode: string(codeIntended), Reason: "recorded; judging",
 	})
 	return nil

@@ -22,6 +22,7 @@ type Engine interface {
 	Nudge()
 	Status() reconcile.Status
 	RunManual(ctx context.Context, id int64, actor audit.Actor) error
+	Retry(ctx context.Context, id int64, actor audit.Actor) (*store.Execution, error)
 	DryRun(ctx context.Context, path string, data []byte) (*reconcile.PlaybookEvaluation, error)
 	AcknowledgeHold(ctx context.Context, id int64, actor audit.Actor) error
 	Pending(ctx context.Context) ([]reconcile.Pending, error)
@@ -123,6 +124,7 @@ func (a *API) routes() []Route {
 		{Pattern: "GET /api/v1/executions", Roles: ReadRoles, Handler: h(a.listExecutions)},
 		{Pattern: "GET /api/v1/executions/{id}", Roles: ReadRoles, Handler: h(a.getExecution)},
 		{Pattern: "POST /api/v1/executions/{id}/run", Roles: ExecuteRoles, Handler: h(a.runExecution)},
+		{Pattern: "POST /api/v1/executions/{id}/retry", Roles: ExecuteRoles, Handler: h(a.retryExecution)},
 		// The envelope's body is the intake's to check (internal/approval
 		// parses it as strictly: one object, no unknown or repeated
 		// members), so that every refusal is audited and counted against
@@ -160,6 +162,9 @@ type Problem struct {
 	Pointer string `json:"pointer,omitempty"`
 	// Parameter is the query or path parameter a 400 refuses.
 	Parameter string `json:"parameter,omitempty"`
+	// Changed is what a refused retry found changed (409 retry_changed):
+	// content, policy or plan.
+	Changed string `json:"changed,omitempty"`
 }
 
 func writeProblem(w http.ResponseWriter, status int, code, format string, args ...any) {
@@ -170,6 +175,7 @@ func writeProblem(w http.ResponseWriter, status int, code, format string, args .
 // else as 500 (logged, never shown).
 func (a *API) fail(w http.ResponseWriter, r *http.Request, what string, err error) {
 	var tooBig *http.MaxBytesError
+	var changed *reconcile.RetryChangedError
 	switch {
 	case errors.As(err, &tooBig):
 		writeProblem(w, http.StatusRequestEntityTooLarge, "too_large", "the request body is larger than %d bytes", tooBig.Limit)
@@ -191,6 +197,14 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, what string, err erro
 		writeProblem(w, http.StatusConflict, "needs_signatures", "%v", err)
 	case errors.Is(err, reconcile.ErrNotRunnable):
 		writeProblem(w, http.StatusConflict, "not_runnable", "%v", err)
+	case errors.As(err, &changed):
+		writeJSON(w, http.StatusConflict, Problem{Error: err.Error(), Code: "retry_changed", Changed: changed.What})
+	case errors.Is(err, reconcile.ErrNotRetryable):
+		writeProblem(w, http.StatusConflict, "not_retryable", "%v", err)
+	case errors.Is(err, reconcile.ErrHeld):
+		writeProblem(w, http.StatusConflict, "held", "%v", err)
+	case errors.Is(err, reconcile.ErrRetryNoPlan):
+		writeProblem(w, http.StatusConflict, "no_plan", "%v", err)
 	case errors.Is(err, errBadRequest):
 		writeProblem(w, http.StatusBadRequest, "bad_request", "%v", err)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -19,6 +19,7 @@ func (a *API) executionDetail(ctx context.Context, e *store.Execution) (*Executi
 	if err != nil {
 		return nil, err
 	}
+	targets = e.WithPending(targets)
 	views := make([]TargetView, 0, len(targets))
 	for _, t := range targets {
 		views = append(views, TargetView{Target: t.Target, Planned: t.Planned, Result: t.Result, Detail: t.Detail, Attempts: t.Attempts})
@@ -118,6 +119,35 @@ func (a *API) runExecution(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"id": id, "status": "started"})
+}
+
+// retryExecution asks for a new attempt of a failed (or partly applied)
+// operation with the statements it has: the executor's decision, audited
+// with the caller. The reconciler refuses it unless the content, the
+// policy set and the plan its statements bind are unchanged; it runs
+// through the executor, checked at the moment of use, on the targets not
+// applied yet. The answer is the execution, pending again.
+func (a *API) retryExecution(w http.ResponseWriter, r *http.Request) {
+	e := a.engine(w)
+	if e == nil {
+		return
+	}
+	id, err := pathID(r, "id")
+	if err != nil {
+		a.fail(w, r, "retry execution", err)
+		return
+	}
+	ex, err := e.Retry(r.Context(), id, actor(r, ExecuteRoles))
+	if err != nil {
+		a.fail(w, r, "retry execution", err)
+		return
+	}
+	v, err := a.executionView(r.Context(), ex)
+	if err != nil {
+		a.fail(w, r, "retry execution", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, v)
 }
 
 // postApproval accepts a DSSE envelope. The signature is the authority, so

@@ -25,6 +25,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/action/blocklist"
+	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/auth"
 	"github.com/writ-sec/writ/internal/dbtest"
@@ -177,6 +178,11 @@ type harnessOptions struct {
 	// approver puts .writ/approvers.yaml in the repository, with alice
 	// (approver) and her key in harness.approver.
 	approver bool
+	// backends, when set, registers more backends (before the first pass).
+	backends func(reg *action.Registry)
+	// relaxProposal lets an operation the policies allow run without a
+	// signed proposal (approvals.requireProposal: false).
+	relaxProposal bool
 }
 
 const testPlaybook = `apiVersion: writ/v1
@@ -240,13 +246,16 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	reg.RegisterFactory("block_ip", func(environment string) (action.Backend, error) {
 		return blocklist.New(blocklist.Options{Path: filepath.Join(dir, environment+".txt"), Name: "blocklist:" + environment})
 	})
+	if ho.backends != nil {
+		ho.backends(reg)
+	}
 	h.refusals, err = reconcile.NewRefusalAuditor(audit.BoundedOptions{Log: h.alog, Store: h.st, Burst: orDefault(ho.refusalBurst, 100000),
 		Now: h.clock.Now, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.rec, err = reconcile.New(reconcile.Options{Source: src, Store: h.st, Audit: h.alog, Backends: reg, DefaultPolicies: policies.FS,
-		Refusals: h.refusals, Logger: log, Repository: "acme/secops"})
+		Refusals: h.refusals, Logger: log, Repository: "acme/secops", Approval: approval.Options{RelaxProposal: ho.relaxProposal}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,6 +170,9 @@ func TestOpenAPIContract(t *testing.T) {
 		{"GET", "/api/v1/executions/424242", viewer, "", "", true},
 		{"GET", "/api/v1/executions/x", viewer, "", "", false},
 		{"POST", "/api/v1/executions/" + execID + "/run", executor, "", "", true},
+		{"POST", "/api/v1/executions/" + execID + "/retry", executor, "", "", true},
+		{"POST", "/api/v1/executions/424242/retry", executor, "", "", true},
+		{"POST", "/api/v1/executions/" + execID + "/retry", viewer, "", "", true},
 		{"POST", "/api/v1/approvals", "", "application/vnd.dsse.envelope.v1+json", `{"payloadType":"x","payload":"","signatures":[]}`, true},
 		{"GET", "/api/v1/approvals", viewer, "", "", true},
 		{"GET", "/api/v1/approvals?approver=alice&decision=approve&digest=ab&repository=acme/secops&pull_request=7&withdrawn=true&limit=2&before=3", viewer, "", "", true},
@@ -254,8 +257,11 @@ func TestOpenAPIContract(t *testing.T) {
 // noSuccessHere are operations the harness cannot bring to success: a
 // signed approval, an execution marked manual, an open hold.
 var noSuccessHere = map[string]bool{
-	"POST /api/v1/approvals":              true,
-	"POST /api/v1/executions/{id}/run":    true,
+	"POST /api/v1/approvals":           true,
+	"POST /api/v1/executions/{id}/run": true,
+	// A failed execution: TestRetryPartialFailureAPI checks its 202
+	// against the document.
+	"POST /api/v1/executions/{id}/retry":  true,
 	"POST /api/v1/holds/{id}/acknowledge": true,
 }
 

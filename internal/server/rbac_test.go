@@ -46,6 +46,7 @@ var matrix = map[string]string{
 	"GET /api/v1/executions":                   "vapeA",
 	"GET /api/v1/executions/{id}":              "vapeA",
 	"POST /api/v1/executions/{id}/run":         "eA",
+	"POST /api/v1/executions/{id}/retry":       "eA",
 	"POST /api/v1/approvals":                   "public",
 	"GET /api/v1/approvals":                    "vapeA",
 	"GET /api/v1/holds":                        "vapeA",

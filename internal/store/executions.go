@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -420,6 +422,46 @@ func (s *Store) ExecutionTargets(ctx context.Context, id int64) ([]TargetResult,
 	return out, nil
 }
 
+// TargetPending is the result of a target no attempt has reached yet.
+const TargetPending = "pending"
+
+// WithPending completes an execution's stored per-target results with its
+// targets no attempt has a result for yet, as pending (planned as its
+// recorded plan says), once it has started: what a partly applied
+// operation still has to do. Sorted by target, like ExecutionTargets.
+func (e *Execution) WithPending(stored []TargetResult) []TargetResult {
+	if e.StartedAt == nil {
+		return stored
+	}
+	seen := make(map[string]bool, len(stored))
+	for _, t := range stored {
+		seen[t.Target] = true
+	}
+	var plan struct {
+		Targets []struct {
+			Target string `json:"target"`
+			Result string `json:"result"`
+		} `json:"targets"`
+	}
+	planned := map[string]string{}
+	if len(e.Plan) > 0 && json.Unmarshal(e.Plan, &plan) == nil {
+		for _, t := range plan.Targets {
+			planned[t.Target] = t.Result
+		}
+	}
+	out := slices.Clone(stored)
+	for _, t := range e.Targets {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, TargetResult{Target: t, Planned: planned[t], Result: TargetPending})
+		}
+	}
+	if len(out) != len(stored) {
+		slices.SortFunc(out, func(a, b TargetResult) int { return strings.Compare(a.Target, b.Target) })
+	}
+	return out
+}
+
 // FinishExecution ends an execution (completed or failed) with the code
 // and text of what it did.
 func (s *Store) FinishExecution(ctx context.Context, id int64, state ExecState, lastError, code, reason string) error {
@@ -445,6 +487,24 @@ func (s *Store) RetryExecution(ctx context.Context, id int64, notBefore time.Tim
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("store: execution %d is not executing: %w", id, ErrConflict)
+	}
+	return nil
+}
+
+// RequeueFailedExecution puts a failed execution back to pending for a new
+// attempt an executor asked for (POST /api/v1/executions/{id}/retry): it
+// runs from now, keeps its judgement (decision, plan, verdict), its
+// attempts and its per-target results, and is checked at the moment of use
+// like every attempt. ErrConflict when it is not failed.
+func (s *Store) RequeueFailedExecution(ctx context.Context, id int64, now time.Time, code, reason string) error {
+	tag, err := s.db.Exec(ctx, `UPDATE executions SET state = 'pending', not_before = $2, finished_at = NULL, updated_at = now(),
+		reason_code = $3, reason = $4
+		WHERE id = $1 AND state = 'failed'`, id, now, code, reason)
+	if err != nil {
+		return fmt.Errorf("store: retry failed execution %d: %w", id, translate(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: execution %d is not failed: %w", id, ErrConflict)
 	}
 	return nil
 }

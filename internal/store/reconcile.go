@@ -135,15 +135,24 @@ func (s *Store) RecordCommit(ctx context.Context, sha, parent, subject string, s
 
 // HeldTargets is the union of the targets other playbooks in force hold
 // for an action in an environment: versions still active on the branch
-// whose apply completed and that were not reverted or expired since.
-// Reverting one playbook must not release what another still wants.
+// whose apply completed and that were not reverted or expired since, and
+// the targets a partly applied version still on the branch did apply (its
+// apply failed for others, or is being tried again). Reverting one
+// playbook must not release what another still wants.
 func (s *Store) HeldTargets(ctx context.Context, action, environment string, exceptVersion int64) (map[string]bool, error) {
 	rows, err := s.db.Query(ctx, `
-		SELECT DISTINCT unnest(e.targets)
+		SELECT unnest(e.targets)
 		FROM active_playbooks a
 		JOIN playbook_versions v ON v.id = a.version_id
 		JOIN executions e ON e.version_id = v.id AND e.operation = 'apply' AND e.state = 'completed'
-		WHERE v.action = $1 AND v.environment = $2 AND v.id <> $3 AND v.status = 'completed'`,
+		WHERE v.action = $1 AND v.environment = $2 AND v.id <> $3 AND v.status = 'completed'
+		UNION
+		SELECT t.target
+		FROM active_playbooks a
+		JOIN playbook_versions v ON v.id = a.version_id
+		JOIN executions e ON e.version_id = v.id AND e.operation = 'apply' AND e.state IN ('failed', 'waiting', 'pending', 'executing')
+		JOIN execution_targets t ON t.execution_id = e.id AND t.result IN ('changed', 'unchanged')
+		WHERE v.action = $1 AND v.environment = $2 AND v.id <> $3`,
 		action, environment, exceptVersion)
 	if err != nil {
 		return nil, fmt.Errorf("store: held targets: %w", translate(err))

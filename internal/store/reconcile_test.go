@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -244,5 +246,65 @@ func TestHeldTargetsAndExpiries(t *testing.T) {
 	due, _ = st.DueExpiries(ctx, time.Now())
 	if len(due) != 0 {
 		t.Fatalf("an expiry with a revert queued is still due: %v", due)
+	}
+}
+
+// A failed execution goes back to pending for a retry (its results and
+// attempts kept, finished_at cleared), only from failed; its per-target
+// view lists the targets no attempt reached as pending, planned as its
+// plan says.
+func TestRequeueFailedExecutionAndPendingTargets(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dbtest.Store(t)
+	v, _, err := st.EnsurePlaybookVersion(ctx, newVersion("block-pair", "pair"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := st.CreateExecution(ctx, store.Execution{VersionID: v.ID, Name: v.Name, Digest: v.Digest, Operation: "apply",
+		Targets: []string{"192.0.2.9", "192.0.2.1", "192.0.2.5"}, Trigger: "merge", ChangeType: "create", State: store.ExecPending,
+		Plan: json.RawMessage(`{"targets":[{"target":"192.0.2.1","result":"would_block"},{"target":"192.0.2.5","result":"would_block"},{"target":"192.0.2.9","result":"would_block"}]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RequeueFailedExecution(ctx, e.ID, time.Now(), "retry_requested", "retry"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("requeue of a pending execution: %v", err)
+	}
+	if got := e.WithPending(nil); len(got) != 0 {
+		t.Fatalf("targets of an execution not started: %+v", got)
+	}
+	if _, err := st.ClaimExecution(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveTargetResults(ctx, e.ID, []store.TargetResult{{Target: "192.0.2.1", Planned: "would_block", Result: "changed"},
+		{Target: "192.0.2.9", Planned: "would_block", Result: "failed", Detail: "refused"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.FinishExecution(ctx, e.ID, store.ExecFailed, "refused", "backend_error", "failed"); err != nil {
+		t.Fatal(err)
+	}
+	failed, _ := st.ExecutionByID(ctx, e.ID)
+	stored, err := st.ExecutionTargets(ctx, e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := failed.WithPending(stored)
+	want := []store.TargetResult{
+		{Target: "192.0.2.1", Planned: "would_block", Result: "changed", Attempts: 1},
+		{Target: "192.0.2.5", Planned: "would_block", Result: store.TargetPending},
+		{Target: "192.0.2.9", Planned: "would_block", Result: "failed", Detail: "refused", Attempts: 1},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("targets %+v, want %+v", got, want)
+	}
+	if err := st.RequeueFailedExecution(ctx, e.ID, time.Now(), "retry_requested", "retry requested by oncall"); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := st.ExecutionByID(ctx, e.ID)
+	if again.State != store.ExecPending || again.Attempts != 1 || again.FinishedAt != nil || again.ReasonCode != "retry_requested" || again.PlanDigest != failed.PlanDigest {
+		t.Fatalf("requeued %+v", again)
+	}
+	if kept, _ := st.ExecutionTargets(ctx, e.ID); len(kept) != 2 {
+		t.Fatalf("results after the requeue %+v", kept)
 	}
 }

@@ -1,0 +1,533 @@
+package reconcile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/action/webhook/webhooktest"
+	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/store"
+	"github.com/writ-sec/writ/policies"
+)
+
+// Retries and partial failure, end to end: a real PostgreSQL, a real git
+// content repository, the real webhook backend against an EDR on
+// loopback that can fail one host and isolate another.
+
+const isolateTmpl = `apiVersion: writ/v1
+kind: Playbook
+metadata:
+  name: %s
+  ticket: %s
+spec:
+  action: isolate_host
+  targets: [%s]
+  justification: ransomware staging seen by EDR
+  severity: high
+  environment: production
+`
+
+var executor = audit.Actor{ID: "erin-oncall", Role: "executor"}
+
+// edrEnv is the test environment with isolate_host in production bound
+// to the EDR, and a playbook isolating two hosts merged, proposed and
+// approved; the first pass after it runs its apply.
+func edrEnv(t testing.TB, tune ...func(o *Options)) (*env, *webhooktest.Receiver, string) {
+	t.Helper()
+	tune = append(tune, func(o *Options) { o.MaxAttempts = 1 }) // a transient error fails at once
+	e := newEnv(t, tune...)
+	edr := webhooktest.New(t)
+	reg := action.NewRegistry()
+	reg.Register("isolate_host", "production", edr.Backend("webhook:edr"))
+	e.rec.opts.Backends = reg
+	e.pass()
+	name := "isolate-fin-ws"
+	e.merge("isolate", map[string]string{pbPath(name): fmt.Sprintf(isolateTmpl, name, "INC-77", "fin-ws-12, fin-ws-13")})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose", "bob": "approve"})
+	return e, edr, name
+}
+
+// partlyApplied runs the apply while the EDR fails fin-ws-13: fin-ws-12
+// is isolated, fin-ws-13 is not, and the execution failed.
+func partlyApplied(t testing.TB, e *env, edr *webhooktest.Receiver, name string) *store.Execution {
+	t.Helper()
+	edr.Fail("fin-ws-13", "the EDR agent on fin-ws-13 is offline")
+	e.pass()
+	ex := e.execution(name, "apply")
+	if ex.State != store.ExecFailed || ex.ReasonCode != string(codeBackendError) {
+		t.Fatalf("apply with one host failing: %s %s (%s)", ex.State, ex.ReasonCode, ex.Reason)
+	}
+	if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12"}) {
+		t.Fatalf("contained %v", got)
+	}
+	want := map[string]string{"fin-ws-12": action.Changed, "fin-ws-13": action.Failed}
+	targets, err := e.st.ExecutionTargets(e.ctx, ex.ID)
+	if err != nil || len(targets) != 2 {
+		t.Fatalf("targets %v %v", targets, err)
+	}
+	for _, tg := range targets {
+		if tg.Result != want[tg.Target] {
+			t.Fatalf("target %s: %s (%s)", tg.Target, tg.Result, tg.Detail)
+		}
+		if tg.Target == "fin-ws-13" && !strings.Contains(tg.Detail, "offline") {
+			t.Fatalf("the failed target does not carry the backend's error: %q", tg.Detail)
+		}
+	}
+	return ex
+}
+
+// approvalCount is how many statements the server holds.
+func approvalCount(t *testing.T, e *env) int {
+	t.Helper()
+	list, err := e.st.ListApprovals(e.ctx, store.ApprovalFilter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(list)
+}
+
+// A transient backend failure (the EDR is down) fails the apply; once it
+// is back, an executor's retry runs with the approvals collected before:
+// none is asked for or added.
+func TestRetryAfterTransientFailure(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	edr.Busy(true)
+	e.pass()
+	ex := e.execution(name, "apply")
+	if ex.State != store.ExecFailed || !strings.Contains(ex.LastError, "503") {
+		t.Fatalf("apply while the EDR is down: %s (%s) %q", ex.State, ex.Reason, ex.LastError)
+	}
+	signed := approvalCount(t, e)
+
+	// While it is down altogether the backend cannot plan it: refused,
+	// nothing changes.
+	edr.Down(true)
+	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); !errors.Is(err, ErrRetryNoPlan) {
+		t.Fatalf("retry while the EDR is down: %v", err)
+	}
+	if got := e.execution(name, "apply"); got.State != store.ExecFailed {
+		t.Fatalf("a refused retry changed the execution: %s", got.State)
+	}
+	edr.Down(false)
+	edr.Busy(false)
+	got, err := e.rec.Retry(e.ctx, ex.ID, executor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != store.ExecPending || got.ReasonCode != string(codeRetryRequested) || !strings.Contains(got.Reason, executor.ID) {
+		t.Fatalf("after the retry request: %s %s (%s)", got.State, got.ReasonCode, got.Reason)
+	}
+	if st, _ := e.status(name); st != store.StatusApproved {
+		t.Fatalf("version status after the retry request: %s", st)
+	}
+	e.pass()
+	done := e.execution(name, "apply")
+	if done.State != store.ExecCompleted {
+		t.Fatalf("after the retry: %s %s (%s)", done.State, done.ReasonCode, done.Reason)
+	}
+	if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12", "fin-ws-13"}) {
+		t.Fatalf("contained %v", got)
+	}
+	if n := approvalCount(t, e); n != signed {
+		t.Fatalf("statements %d, were %d: a retry needs none", n, signed)
+	}
+	if st, _ := e.status(name); st != store.StatusCompleted {
+		t.Fatalf("version status %s", st)
+	}
+	// Audited with the executor, with the execution's digests.
+	entries := auditOf(t, e, audit.EventExecutionRetryRequested)
+	if len(entries) != 1 || entries[0].Actor != executor || entries[0].Subject.Digest != ex.Digest {
+		t.Fatalf("retry_requested entries %+v", entries)
+	}
+	if !strings.Contains(string(entries[0].Payload), `"plan_digest":"`+ex.PlanDigest+`"`) {
+		t.Fatalf("the entry does not name the plan it runs with: %s", entries[0].Payload)
+	}
+	// A completed operation is not retried.
+	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); !errors.Is(err, ErrNotRetryable) || !strings.Contains(err.Error(), "at most once") {
+		t.Fatalf("retry of a completed execution: %v", err)
+	}
+	e.verifyAudit()
+}
+
+// A partly applied playbook (one host isolated, the other failed) is
+// finished by a retry that sends only the host not isolated: the EDR
+// never sees a second apply of fin-ws-12.
+func TestRetryFinishesPartlyAppliedPlaybook(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	ex := partlyApplied(t, e, edr, name)
+	if st, _ := e.status(name); st != store.StatusFailed {
+		t.Fatalf("version status %s", st)
+	}
+	edr.Fail("fin-ws-13", "")
+	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+		t.Fatal(err)
+	}
+	entry := auditOf(t, e, audit.EventExecutionRetryRequested)[0]
+	if !strings.Contains(string(entry.Payload), `"applied":["fin-ws-12"]`) || !strings.Contains(string(entry.Payload), `"remaining":["fin-ws-13"]`) {
+		t.Fatalf("the entry does not say what is left: %s", entry.Payload)
+	}
+	e.pass()
+	done := e.execution(name, "apply")
+	if done.State != store.ExecCompleted || !strings.Contains(done.Reason, "1 by an earlier attempt") {
+		t.Fatalf("after the retry: %s (%s)", done.State, done.Reason)
+	}
+	if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12", "fin-ws-13"}) {
+		t.Fatalf("contained %v", got)
+	}
+	if n := edr.Count(action.Apply, "fin-ws-12"); n != 1 {
+		t.Fatalf("fin-ws-12 was sent %d applies; want 1 (%+v)", n, edr.Sent())
+	}
+	if n := edr.Count(action.Apply, "fin-ws-13"); n != 2 {
+		t.Fatalf("fin-ws-13 was sent %d applies; want 2 (%+v)", n, edr.Sent())
+	}
+	targets, _ := e.st.ExecutionTargets(e.ctx, done.ID)
+	for _, tg := range targets {
+		if tg.Result != action.Changed {
+			t.Fatalf("target %s: %s", tg.Target, tg.Result)
+		}
+	}
+	// More passes send nothing.
+	e.pass()
+	if n := len(edr.Sent()); n != 2 {
+		t.Fatalf("requests %d after more passes", n)
+	}
+	e.verifyAudit()
+}
+
+// A retry is refused, with what changed, when the approvals no longer
+// bind what would run: the playbook changed, the policies changed, live
+// state moved; and while rewritten history is held.
+func TestRetryRefusedWhenWhatWasApprovedChanged(t *testing.T) {
+	t.Parallel()
+	changed := func(t *testing.T, err error, what string) {
+		t.Helper()
+		var rc *RetryChangedError
+		if !errors.As(err, &rc) || rc.What != what {
+			t.Fatalf("want a %s change, got %v", what, err)
+		}
+	}
+
+	t.Run("plan", func(t *testing.T) {
+		t.Parallel()
+		e, edr, name := edrEnv(t)
+		ex := partlyApplied(t, e, edr, name)
+		edr.Fail("fin-ws-13", "")
+		edr.Forget("fin-ws-13") // decommissioned: the plan is not the approved one
+		_, err := e.rec.Retry(e.ctx, ex.ID, executor)
+		changed(t, err, ChangedPlan)
+		if !strings.Contains(err.Error(), "fin-ws-13 would_isolate → not_found") {
+			t.Fatalf("the refusal does not say what moved: %v", err)
+		}
+		if got := e.execution(name, "apply"); got.State != store.ExecFailed {
+			t.Fatalf("a refused retry changed the execution: %s", got.State)
+		}
+	})
+
+	t.Run("content", func(t *testing.T) {
+		t.Parallel()
+		e, edr, name := edrEnv(t)
+		ex := partlyApplied(t, e, edr, name)
+		e.merge("ticket", map[string]string{pbPath(name): fmt.Sprintf(isolateTmpl, name, "INC-78", "fin-ws-12, fin-ws-13")})
+		e.pass()
+		_, err := e.rec.Retry(e.ctx, ex.ID, executor)
+		changed(t, err, ChangedContent)
+	})
+
+	t.Run("policy", func(t *testing.T) {
+		t.Parallel()
+		e, edr, name := edrEnv(t)
+		ex := partlyApplied(t, e, edr, name)
+		data, err := fs.ReadFile(policies.FS, "data.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.merge("policy", map[string]string{"policies/data.yaml": string(data) + "# reviewed for INC-77\n"})
+		e.pass()
+		// Held, unadopted: the policy in force is still the one that
+		// judged it, so the retry is not refused for it.
+		if err := e.rec.retryable(e.ctx, ex); err != nil {
+			t.Fatalf("a held (unadopted) policy change refused the retry: %v", err)
+		}
+		e.submit(e.signMeta("dave", "approve"))
+		e.submit(e.signMeta("erin", "approve"))
+		e.pass()
+		if st := e.rec.Status(); st.Adopted != st.Processed {
+			t.Fatalf("not adopted: %+v", st)
+		}
+		_, err = e.rec.Retry(e.ctx, ex.ID, executor)
+		changed(t, err, ChangedPolicy)
+	})
+
+	t.Run("held", func(t *testing.T) {
+		t.Parallel()
+		e, edr, name := edrEnv(t)
+		ex := partlyApplied(t, e, edr, name)
+		edr.Fail("fin-ws-13", "")
+		e.repo.Git("reset", "--quiet", "--hard", "HEAD~1")
+		e.repo.Write("README", "rewritten\n")
+		e.repo.Commit("rewritten")
+		e.repo.ForcePush()
+		e.pass()
+		if _, err := e.rec.Retry(e.ctx, ex.ID, executor); !errors.Is(err, ErrHeld) || !strings.Contains(err.Error(), "rewritten") {
+			t.Fatalf("retry under a history hold: %v", err)
+		}
+	})
+
+	t.Run("not failed", func(t *testing.T) {
+		t.Parallel()
+		e, _, name := edrEnv(t)
+		ex := e.execution(name, "apply") // pending: approved, not run yet
+		if _, err := e.rec.Retry(e.ctx, ex.ID, executor); !errors.Is(err, ErrNotRetryable) {
+			t.Fatalf("retry of a %s execution: %v", ex.State, err)
+		}
+		if _, err := e.rec.Retry(e.ctx, 999999, executor); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("retry of no execution: %v", err)
+		}
+	})
+}
+
+// A retry accepted is still judged again before the backend is called:
+// a host the adopted policies now protect is denied, a hold opened since
+// keeps it from running, and the approvals are verified again.
+func TestRetryCheckedAtTheMomentOfUse(t *testing.T) {
+	t.Parallel()
+
+	t.Run("protected since", func(t *testing.T) {
+		t.Parallel()
+		e, edr, name := edrEnv(t)
+		ex := partlyApplied(t, e, edr, name)
+		edr.Fail("fin-ws-13", "")
+		data, err := fs.ReadFile(policies.FS, "data.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stricter := strings.Replace(string(data), "    protected_hosts:\n", "    protected_hosts:\n      - fin-ws-13\n", 1)
+		if stricter == string(data) {
+			t.Fatal("data.yaml has no protected_hosts")
+		}
+		e.merge("protect", map[string]string{"policies/data.yaml": stricter})
+		e.pass() // held until the admins sign: the trusted policies stay in force
+		if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+			t.Fatalf("retry under the policies in force: %v", err)
+		}
+		// The admins' signatures arrive before the executor runs it.
+		e.submit(e.signMeta("dave", "approve"))
+		e.submit(e.signMeta("erin", "approve"))
+		sent := len(edr.Sent())
+		e.pass()
+		got := e.execution(name, "apply")
+		if got.State != store.ExecDenied || !strings.Contains(got.Reason, "fin-ws-13") {
+			t.Fatalf("retry of a host protected since: %s %s (%s)", got.State, got.ReasonCode, got.Reason)
+		}
+		if len(edr.Sent()) != sent {
+			t.Fatalf("the backend was called: %+v", edr.Sent()[sent:])
+		}
+		if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12"}) {
+			t.Fatalf("contained %v", got)
+		}
+	})
+
+	t.Run("hold opened since", func(t *testing.T) {
+		t.Parallel()
+		e, edr, name := edrEnv(t)
+		ex := partlyApplied(t, e, edr, name)
+		edr.Fail("fin-ws-13", "")
+		if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+			t.Fatal(err)
+		}
+		e.repo.Git("reset", "--quiet", "--hard", "HEAD~1")
+		e.repo.Write("README", "rewritten\n")
+		e.repo.Commit("rewritten")
+		e.repo.ForcePush()
+		sent := len(edr.Sent())
+		e.pass()
+		e.pass()
+		if got := e.execution(name, "apply"); got.State != store.ExecPending {
+			t.Fatalf("under the hold: %s (%s)", got.State, got.Reason)
+		}
+		if len(edr.Sent()) != sent {
+			t.Fatalf("the backend was called under a hold: %+v", edr.Sent()[sent:])
+		}
+	})
+
+	t.Run("approvals expired since", func(t *testing.T) {
+		t.Parallel()
+		e, edr, name := edrEnv(t)
+		ex := partlyApplied(t, e, edr, name)
+		edr.Fail("fin-ws-13", "")
+		e.clock.Advance(25 * time.Hour) // past the approvals' maximum age
+		if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+			t.Fatal(err)
+		}
+		sent := len(edr.Sent())
+		e.pass()
+		got := e.execution(name, "apply")
+		if got.State != store.ExecWaiting || got.ReasonCode != "awaiting_approval" {
+			t.Fatalf("a retry with expired approvals: %s %s (%s)", got.State, got.ReasonCode, got.Reason)
+		}
+		if len(edr.Sent()) != sent {
+			t.Fatalf("the backend was called: %+v", edr.Sent()[sent:])
+		}
+		// Fresh signatures of the plan it would now run (fin-ws-12 already
+		// isolated) let it finish, still without a second apply of fin-ws-12.
+		e.approveVersion(name, "apply", map[string]string{"alice": "propose", "bob": "approve"})
+		e.pass()
+		if got := e.execution(name, "apply"); got.State != store.ExecCompleted {
+			t.Fatalf("after new approvals: %s (%s)", got.State, got.Reason)
+		}
+		if n := edr.Count(action.Apply, "fin-ws-12"); n != 1 {
+			t.Fatalf("fin-ws-12 was sent %d applies", n)
+		}
+		if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12", "fin-ws-13"}) {
+			t.Fatalf("contained %v", got)
+		}
+	})
+
+	t.Run("rejected since", func(t *testing.T) {
+		t.Parallel()
+		e, edr, name := edrEnv(t)
+		ex := partlyApplied(t, e, edr, name)
+		edr.Fail("fin-ws-13", "")
+		if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+			t.Fatal(err)
+		}
+		e.approveVersion(name, "apply", map[string]string{"carol": "reject"})
+		sent := len(edr.Sent())
+		e.pass()
+		if got := e.execution(name, "apply"); got.State != store.ExecRejected {
+			t.Fatalf("after a rejection: %s (%s)", got.State, got.Reason)
+		}
+		if len(edr.Sent()) != sent {
+			t.Fatalf("the backend was called: %+v", edr.Sent()[sent:])
+		}
+	})
+}
+
+// A partly applied playbook is rolled back by removing it from the
+// branch: its revert releases exactly the host it isolated, judged like
+// any revert (its own proposal and approval), and the host that failed is
+// never sent.
+func TestPartlyAppliedPlaybookRevertedByRemoval(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	partlyApplied(t, e, edr, name)
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	rv := e.execution(name, "revert")
+	if !slices.Equal(rv.Targets, []string{"fin-ws-12"}) {
+		t.Fatalf("the revert's targets %v; want exactly the applied host", rv.Targets)
+	}
+	if rv.State != store.ExecWaiting || rv.ReasonCode != "awaiting_approval" {
+		t.Fatalf("the revert before its approvals: %s %s (%s)", rv.State, rv.ReasonCode, rv.Reason)
+	}
+	if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12"}) {
+		t.Fatalf("released before the revert was approved: %v", got)
+	}
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose", "bob": "approve"})
+	e.pass()
+	rv = e.execution(name, "revert")
+	if rv.State != store.ExecCompleted {
+		t.Fatalf("the revert: %s (%s)", rv.State, rv.Reason)
+	}
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("still contained %v", got)
+	}
+	if n := edr.Count(action.Revert, "fin-ws-13"); n != 0 {
+		t.Fatalf("the failed host was sent %d reverts", n)
+	}
+	if n := edr.Count(action.Revert, "fin-ws-12"); n != 1 {
+		t.Fatalf("the isolated host was sent %d reverts", n)
+	}
+	if st, _ := e.status(name); st != store.StatusReverted {
+		t.Fatalf("version status %s", st)
+	}
+	e.verifyAudit()
+}
+
+// A host a partly applied playbook isolated is held by it: another
+// playbook's revert does not release it.
+func TestPartlyAppliedPlaybookHoldsWhatItApplied(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	partlyApplied(t, e, edr, name)
+	other := "isolate-ws-12"
+	e.merge("other", map[string]string{pbPath(other): fmt.Sprintf(isolateTmpl, other, "INC-79", "fin-ws-12")})
+	e.pass()
+	e.approveVersion(other, "apply", map[string]string{"alice": "propose", "bob": "approve"})
+	e.pass()
+	if st, _ := e.status(other); st != store.StatusCompleted {
+		t.Fatalf("%s: %s", other, st)
+	}
+	// Removing the other playbook releases nothing: its only host is held
+	// by the partly applied one, so its revert has nothing to do (no
+	// approval needed, no backend call).
+	e.merge("remove-other", nil, pbPath(other))
+	e.pass()
+	rv := e.execution(other, "revert")
+	if rv.State != store.ExecCompleted {
+		t.Fatalf("%s's revert: %s (%s)", other, rv.State, rv.Reason)
+	}
+	targets, _ := e.st.ExecutionTargets(e.ctx, rv.ID)
+	if len(targets) != 1 || targets[0].Result != action.Unchanged || !strings.Contains(targets[0].Detail, "still held") {
+		t.Fatalf("%s's revert targets %+v", other, targets)
+	}
+	if n := edr.Count(action.Revert, "fin-ws-12"); n != 0 {
+		t.Fatalf("fin-ws-12 was sent %d reverts", n)
+	}
+	if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12"}) {
+		t.Fatalf("contained %v: the partly applied playbook still isolates fin-ws-12", got)
+	}
+}
+
+// auditOf decodes the audit entries of an event.
+func auditOf(t *testing.T, e *env, event audit.Event) []audit.Entry {
+	t.Helper()
+	rows, err := e.st.AuditEntries(e.ctx, 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []audit.Entry
+	for _, r := range rows {
+		if r.Event != string(event) {
+			continue
+		}
+		d, err := audit.Decode(r.Entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// BenchmarkRetryRequest measures an executor's retry request of a partly
+// applied operation: the checks (holds, content, the trusted policy set,
+// a dry-run through the webhook backend against the EDR on loopback) and
+// the transaction that puts it back to pending with its audit entry. Each
+// iteration then fails it again outside the timer.
+func BenchmarkRetryRequest(b *testing.B) {
+	e, edr, name := edrEnv(b)
+	ex := partlyApplied(b, e, edr, name)
+	for b.Loop() {
+		if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if _, err := e.st.ClaimExecution(e.ctx, e.clock.Now()); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.st.FinishExecution(e.ctx, ex.ID, store.ExecFailed, "again", string(codeBackendError), "failed again"); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
