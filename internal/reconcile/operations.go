@@ -9,6 +9,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/diag"
 	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/playbook"
@@ -115,7 +116,8 @@ func (r *Reconciler) prepareChanges(ctx context.Context, c gitsrc.Commit, change
 			w.problem = prob.String()
 			continue
 		}
-		pb, problems := playbook.Parse(ch.Path, data, playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names()})
+		// A targets file is read from the same commit's tree.
+		pb, problems := playbook.Parse(ch.Path, data, playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names(), Files: fsys})
 		if problems != nil {
 			w.problem = problems.Error()
 			continue
@@ -147,10 +149,20 @@ func (r *Reconciler) prepareChanges(ctx context.Context, c gitsrc.Commit, change
 }
 
 func versionOf(pb *playbook.Playbook, commit string) store.PlaybookVersion {
-	return store.PlaybookVersion{
+	v := store.PlaybookVersion{
 		Name: pb.Metadata.Name, Path: pb.Path, Digest: pb.Digest, Content: pb.Raw,
 		Action: pb.Spec.Action, Environment: pb.Spec.Environment, Severity: pb.Spec.Severity, CommitSHA: commit,
 	}
+	if pb.TargetsFile != nil {
+		v.TargetsPath, v.TargetsFile = pb.TargetsFile.Path, pb.TargetsFile.Raw
+	}
+	return v
+}
+
+// parseVersion parses a stored version: its playbook and the targets file
+// kept with it, never a later tree.
+func (r *Reconciler) parseVersion(v *store.PlaybookVersion) (*playbook.Playbook, diag.Problems) {
+	return playbook.ParseStored(v.Path, v.Content, v.TargetsFile, playbook.Options{Actions: r.opts.Catalog})
 }
 
 // prepareApply lays out the apply of a new or changed playbook and, for an
@@ -225,7 +237,7 @@ func (r *Reconciler) appliedTargets(ctx context.Context, v *store.PlaybookVersio
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	pb, problems := playbook.Parse(v.Path, v.Content, playbook.Options{Actions: r.opts.Catalog})
+	pb, problems := r.parseVersion(v)
 	if problems != nil {
 		return nil, nil
 	}
@@ -506,7 +518,7 @@ func (r *Reconciler) operationOf(ctx context.Context, e *store.Execution, v *sto
 			return judgement.Operation{}, nil, err
 		}
 	}
-	pb, problems := playbook.Parse(v.Path, v.Content, playbook.Options{Actions: r.opts.Catalog})
+	pb, problems := r.parseVersion(v)
 	if problems != nil {
 		return judgement.Operation{}, nil, fmt.Errorf("%w: stored playbook %s no longer parses (was an action removed from writ.yaml?): %w", errUnreadable, v.Name, problems)
 	}
@@ -538,7 +550,7 @@ func (r *Reconciler) versionPlaybook(ctx context.Context, e *store.Execution) (*
 	if err != nil {
 		return nil, err
 	}
-	pb, problems := playbook.Parse(v.Path, v.Content, playbook.Options{Actions: r.opts.Catalog})
+	pb, problems := r.parseVersion(v)
 	if problems != nil {
 		return nil, fmt.Errorf("stored playbook %s no longer parses: %w", v.Name, problems)
 	}
