@@ -2,6 +2,8 @@ package reconcile
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -395,9 +397,10 @@ func (r *Reconciler) writeWork(ctx context.Context, tx *store.Store, c gitsrc.Co
 func executionEntry(e *store.Execution, event audit.Event, reason string) audit.Entry {
 	payload := map[string]any{
 		"execution": e.ID, "operation": e.Operation, "state": e.State, "path": e.Path,
-		"action": e.Action, "environment": e.Environment, "targets": e.Targets, "trigger": e.Trigger,
+		"action": e.Action, "environment": e.Environment, "trigger": e.Trigger,
 		"attempts": e.Attempts,
 	}
+	auditTargets(payload, e.Targets)
 	if reason != "" {
 		payload["reason"] = reason
 	}
@@ -425,6 +428,54 @@ func executionEntry(e *store.Execution, event audit.Event, reason string) audit.
 		Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: e.Name, Digest: e.Digest},
 		Payload: audit.MustJSON(payload),
 	}
+}
+
+// maxAuditList is the longest list of targets, or of per-target results,
+// an audit entry carries whole. A longer one (a targets file holds up to
+// 100,000) is recorded as its first action.ShownTargets items, its length
+// and its sha256, so that an entry stays well under the log's 1 MiB: the
+// whole list is the execution's (GET /api/v1/executions/{id}), and the
+// digest in the entry proves it.
+const maxAuditList = 1000
+
+// auditTargets puts an operation's targets in an entry's payload:
+// targets, whole up to maxAuditList; beyond, the first ones with
+// targets_total and targets_sha256 (the hex sha256 of the targets in the
+// operation's order, each followed by a newline).
+func auditTargets(payload map[string]any, targets []string) {
+	if len(targets) <= maxAuditList {
+		payload["targets"] = targets
+		return
+	}
+	h := sha256.New()
+	for _, t := range targets {
+		h.Write([]byte(t))
+		h.Write([]byte{'\n'})
+	}
+	payload["targets"] = targets[:action.ShownTargets]
+	payload["targets_total"] = len(targets)
+	payload["targets_sha256"] = hex.EncodeToString(h.Sum(nil))
+}
+
+// auditResults puts per-target results in an entry's payload: results,
+// whole up to maxAuditList; beyond, the first ones with results_total,
+// results_counts (per result) and results_sha256 (the hex sha256 of one
+// line per result in order: target, result and detail separated by tabs).
+func auditResults(payload map[string]any, results []action.TargetResult) {
+	if len(results) <= maxAuditList {
+		payload["results"] = results
+		return
+	}
+	h := sha256.New()
+	counts := map[string]int{}
+	for _, r := range results {
+		fmt.Fprintf(h, "%s\t%s\t%s\n", r.Target, r.Result, r.Detail)
+		counts[r.Result]++
+	}
+	payload["results"] = results[:action.ShownTargets]
+	payload["results_total"] = len(results)
+	payload["results_counts"] = counts
+	payload["results_sha256"] = hex.EncodeToString(h.Sum(nil))
 }
 
 // statusFor maps an operation's state and reason code to its playbook
