@@ -7,11 +7,11 @@
 ALTER TABLE playbook_versions
     ADD COLUMN targets_path text CHECK (targets_path ~ '^indicators(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$' AND octet_length(targets_path) <= 512),
     ADD COLUMN targets_file bytea CHECK (octet_length(targets_file) <= 8388608),
-    ADD CONSTRAINT playbook_versions_targets_file_check CHECK ((targets_path IS NULL) = (targets_file IS NULL));
+    ADD CONSTRAINT playbook_versions_targets_pair_check CHECK ((targets_path IS NULL) = (targets_file IS NULL));
 CREATE INDEX playbook_versions_targets_path_idx ON playbook_versions (targets_path) WHERE targets_path IS NOT NULL;
 
 ---- create above / drop below ----
 
 DROP INDEX playbook_versions_targets_path_idx;
-ALTER TABLE playbook_versions DROP CONSTRAINT playbook_versions_targets_file_check,
+ALTER TABLE playbook_versions DROP CONSTRAINT playbook_versions_targets_pair_check,
     DROP COLUMN targets_file, DROP COLUMN targets_path;

@@ -93,8 +93,8 @@ func nullIfEmpty(s string) any {
 func (s *Store) EnsurePlaybookVersion(ctx context.Context, v PlaybookVersion) (_ *PlaybookVersion, created bool, err error) {
 	err = s.Tx(ctx, func(tx *Store) error {
 		row := tx.db.QueryRow(ctx, `
-			INSERT INTO playbook_versions (name, path, digest, content, coalesce(targets_path, ''), targets_file, action, environment, severity, commit_sha)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			INSERT INTO playbook_versions (name, path, digest, content, targets_path, targets_file, action, environment, severity, commit_sha)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (name, digest) DO NOTHING
 			RETURNING `+playbookColumns,
 			v.Name, v.Path, v.Digest, v.Content, nullIfEmpty(v.TargetsPath), v.TargetsFile, v.Action, v.Environment, v.Severity, nullIfEmpty(v.CommitSHA))
