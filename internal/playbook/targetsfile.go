@@ -88,7 +88,7 @@ func ReadTargetsFile(fsys fs.FS, name string) ([]byte, string, error) {
 		p := strings.Join(parts[:i], "/")
 		fi, err := fs.Lstat(fsys, p)
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Sprintf("%s does not exist in the repository", p), nil
+			return nil, fmt.Sprintf("%s does not exist in the repository", name), nil
 		}
 		if err != nil {
 			return nil, "", fmt.Errorf("read %s: %w", name, err)
