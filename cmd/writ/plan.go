@@ -91,6 +91,16 @@ type planEntry struct {
 	Plan              *action.Plan    `json:"plan"`
 	PlanDigest        string          `json:"plan_digest,omitempty"`
 	PlanError         string          `json:"plan_error,omitempty"`
+	// TargetsFile describes spec.targetsFile, when the playbook has one.
+	TargetsFile *targetsFileView `json:"targets_file,omitempty"`
+}
+
+// targetsFileView is a playbook's targets file as the plan shows it.
+type targetsFileView struct {
+	Path       string `json:"path"`
+	SHA256     string `json:"sha256"`
+	Targets    int    `json:"targets"`
+	Duplicates int    `json:"duplicates_merged"`
 }
 
 func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Writer) int {
@@ -207,6 +217,9 @@ func planPlaybook(ctx context.Context, set *policy.Set, envs policy.Environments
 		ApprovalsRequired: d.ApprovalsRequired,
 		ApproverRoles:     d.ApproverRoles,
 	}
+	if tf := pb.TargetsFile; tf != nil {
+		e.TargetsFile = &targetsFileView{Path: tf.Path, SHA256: tf.Digest, Targets: len(pb.Spec.Targets), Duplicates: tf.Duplicates}
+	}
 	switch {
 	case d.Outcome == policy.Deny:
 	case errors.Is(j.PlanError, action.ErrNoBackend):
@@ -243,17 +256,31 @@ func writePlanText(w io.Writer, entries []planEntry, source, digest string) erro
 			}
 		}
 		fmt.Fprintf(&b, "  digest: %s\n", e.Digest)
+		if tf := e.TargetsFile; tf != nil {
+			fmt.Fprintf(&b, "  targets file: %s, %s targets, sha256 %s", tf.Path, action.Thousands(tf.Targets), tf.SHA256)
+			if tf.Duplicates > 0 {
+				fmt.Fprintf(&b, " (%s repeated lines merged)", action.Thousands(tf.Duplicates))
+			}
+			b.WriteString("\n")
+		}
 		switch {
 		case e.PlanError != "":
 			fmt.Fprintf(&b, "  plan: failed: %s\n", e.PlanError)
 		case e.Plan != nil:
 			fmt.Fprintf(&b, "  plan: %s on %s, digest %s\n", e.Plan.Operation, e.Plan.Backend, e.PlanDigest)
-			for _, t := range e.Plan.Targets {
+			shown, more := e.Plan.Shown()
+			if more > 0 {
+				fmt.Fprintf(&b, "    %s targets: %s; the first %d:\n", action.Thousands(len(e.Plan.Targets)), e.Plan.CountsText(), len(shown))
+			}
+			for _, t := range shown {
 				detail := ""
 				if t.Detail != "" {
 					detail = " (" + t.Detail + ")"
 				}
 				fmt.Fprintf(&b, "    %s: %s%s\n", t.Target, t.Result, detail)
+			}
+			if more > 0 {
+				fmt.Fprintf(&b, "    … and %s more (--format json lists every target)\n", action.Thousands(more))
 			}
 		}
 	}

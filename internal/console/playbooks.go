@@ -87,9 +87,10 @@ func (c *Console) playbooksPage(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// targetCount is the number of targets a stored version names.
+// targetCount is the number of targets a stored version names (inline,
+// or in the targets file stored with it).
 func targetCount(v *store.PlaybookVersion) int {
-	p, problems := playbook.Parse(v.Path, v.Content, playbook.Options{})
+	p, problems := playbook.ParseStored(v.Path, v.Content, v.TargetsFile, playbook.Options{})
 	if problems != nil || p == nil {
 		return -1
 	}
@@ -286,6 +287,7 @@ func (c *Console) executionPage(w http.ResponseWriter, r *http.Request) {
 		took = e.FinishedAt.Sub(*e.StartedAt).Round(time.Millisecond).String()
 	}
 	c.render(w, r, http.StatusOK, "execution.html", fmt.Sprintf("Execution %d", id), map[string]any{
-		"E": e, "Targets": targets, "Verdict": verdictOf(e), "Took": took,
+		"E": e, "Targets": targets, "Results": viewResults(targets), "Named": viewTargets(e.Targets), "Plan": viewPlan(e.Plan),
+		"Verdict": verdictOf(e), "Took": took,
 	})
 }
