@@ -118,7 +118,7 @@ var (
 	executionFields = []string{"execution", "operation", "state", "path", "action", "environment", "targets",
 		"targets_total", "targets_sha256", "trigger", "attempts", "reason", "reason_code", "policy_digest", "plan_digest",
 		"decision", "approvals", "error"}
-	resultFields = []string{"results", "results_total", "results_counts", "results_sha256"}
+	resultFields  = []string{"results", "results_total", "results_counts", "results_sha256"}
 	summaryFields = []string{"window_start", "window_end", "audited_individually", "counted"}
 	userChange    = []string{"before/after: the account (username, display_name, roles, disabled, …)", "sessions_revoked", "unlocked"}
 )
