@@ -8,8 +8,8 @@
 #
 # A playbook may hold up to 100,000 targets (spec.targetsFile). writ then
 # gives the policies an index of them (input.target_index, see indexed
-# below) so that the checks here cost about the same at 100,000 targets as
-# at a few thousand; every helper gives the same answer with or without it.
+# below) so that the checks here decide on 100,000 targets in a fraction of
+# a second; every helper gives the same answer with or without it.
 package writ.lib.ip
 
 # targets are the playbook's targets when its action takes IP addresses or
@@ -64,8 +64,8 @@ overlaps(ranges) := pairs if {
 #   prefixes  the targets that are prefixes, by family ("ipv4", "ipv6")
 #             and number of network bits (as a string, e.g. "24")
 #
-# writ adds it to every decision whose targets are all addresses or
-# prefixes.
+# writ adds it to a decision of 1,000 targets or more (below, going through
+# every target is faster) whose targets are all addresses or prefixes.
 indexed if {
 	input.playbook.spec.action == "block_ip"
 	is_object(input.target_index.networks)

@@ -214,6 +214,9 @@ type Set struct {
 	// decisionAt is path:line:col of the first rule defining
 	// data.writ.decision.
 	decisionAt string
+	// indexMin is how many targets an input needs for its target index
+	// (indexMinTargets; tests lower it).
+	indexMin int
 }
 
 // Digest returns the policy set's digest (see DigestFS).
@@ -246,7 +249,7 @@ func (s *Set) Decide(ctx context.Context, in Input) Decision {
 		return s.fail(ctx, Reason{Kind: KindDeny, Rule: RuleEnvironment,
 			Message: fmt.Sprintf("environment %s is not one of the server's environments: writ does not act on unknown environments", env)})
 	}
-	value, err := inputValue(in)
+	value, err := inputValue(in, s.indexMin)
 	if err != nil {
 		return s.fail(ctx, Reason{Kind: KindDeny, Rule: RuleRuntime, Message: fmt.Sprintf("input is not JSON-compatible: %v", err)})
 	}
@@ -364,7 +367,7 @@ func capReasons(rs []Reason) []Reason {
 
 // inputValue builds input as an AST value directly, skipping a JSON round
 // trip on the hot path.
-func inputValue(in Input) (ast.Value, error) {
+func inputValue(in Input, indexMin int) (ast.Value, error) {
 	change := map[string]any{"type": in.Change.Type, "author": in.Change.Author}
 	if in.Change.PullRequest != 0 {
 		change["pullRequest"] = int64(in.Change.PullRequest)
@@ -383,7 +386,7 @@ func inputValue(in Input) (ast.Value, error) {
 		"change":      change,
 		"environment": in.Environment,
 	}
-	if spec, ok := playbook["spec"].(map[string]any); ok {
+	if spec, ok := playbook["spec"].(map[string]any); ok && targetCount(spec["targets"]) >= indexMin {
 		if index := targetIndex(spec["targets"]); index != nil {
 			input["target_index"] = index
 		}
