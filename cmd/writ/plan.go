@@ -53,10 +53,15 @@ else these two defaults. A playbook for an unknown environment is denied.
 PLAYBOOK is a file, a directory of playbooks or a repository root (its
 playbooks/); default ".".
 
+A playbook with spec.targetsFile reads it from the repository the playbook
+is in (the directory holding its playbooks/ directory). The text output
+shows a plan's counts per result and its first 20 targets.
+
 --format json writes an array with one object per playbook: path, name,
 digest, policy_digest, decision (allow, deny or require_approval), reasons,
 rules_fired, approvals_required, approver_roles, and plan (null when there
-is no dry-run), with plan_digest or plan_error.
+is no dry-run, else every target), with plan_digest or plan_error, and
+targets_file (path, sha256, targets, duplicates_merged) when it has one.
 
 Exit status: 0 nothing denied, 1 a playbook is denied (or its dry-run
 failed), 2 invalid input (a playbook, the environments file or the flags).`,

@@ -252,3 +252,26 @@ func TestHundredThousandTargetsThroughTheEngine(t *testing.T) {
 	}
 	e.verifyAudit()
 }
+
+// A playbook posted to the dry-run reads the targets file it names from
+// the branch as writ processed it.
+func TestDryRunReadsTheTargetsFileFromTheBranch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	feed := "203.0.113.7\n203.0.113.0/24\n"
+	e.merge("feed", map[string]string{feedPath: feed})
+	e.pass()
+	posted := bulkYAML("block-posted", "low", "staging")
+	pe, err := e.rec.DryRun(e.ctx, "playbooks/posted.yaml", []byte(posted))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pe.Outcome() == "invalid" || pe.Digest != playbook.BundleDigest([]byte(posted), []byte(feed)) || pe.Plan == nil || len(pe.Plan.Targets) != 2 {
+		t.Fatalf("dry-run: %s %+v", pe.Outcome(), pe.Problems)
+	}
+	missing := strings.Replace(posted, feedPath, "indicators/none.txt", 1)
+	pe, err = e.rec.DryRun(e.ctx, "playbooks/posted.yaml", []byte(missing))
+	if err != nil || pe.Outcome() != "invalid" || !strings.Contains(pe.Problems.Error(), "indicators/none.txt does not exist in the repository") {
+		t.Fatalf("dry-run of a missing file: %v %+v", err, pe)
+	}
+}
