@@ -122,7 +122,7 @@ const codeAwaitingApprovalCode = "awaiting_approval"
 
 // A targets file that no longer reads (a bad line, or deleted) makes its
 // playbook invalid at that commit, located file:line:col; the version in
-// force stays, nothing is reverted.
+// force stays, nothing is reverted until the playbook itself is deleted.
 func TestBrokenTargetsFileKeepsTheVersionInForce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -158,6 +158,18 @@ func TestBrokenTargetsFileKeepsTheVersionInForce(t *testing.T) {
 	if len(problems) != 2 || problems[0] != `indicators/feed.txt:3:3: "203.0.113.800" is not a valid IP address or CIDR prefix` ||
 		!strings.Contains(problems[1], "spec.targetsFile: indicators/feed.txt does not exist in the repository") {
 		t.Fatalf("playbook.invalid problems: %q", problems)
+	}
+	// Deleting the playbook reverts what its version in force applied,
+	// read from the version stored with its file: the tree has none.
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose"})
+	e.pass()
+	if st, reason := e.status(name); st != store.StatusReverted {
+		t.Fatalf("after deletion: %s (%s)", st, reason)
+	}
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("blocklist after the revert: %v", got)
 	}
 	e.verifyAudit()
 }
