@@ -1,5 +1,6 @@
 # Refuse playbooks that reach too far: prefixes wider than /16 (IPv4) or /48
-# (IPv6), more targets than the action's limit, or no targets at all.
+# (IPv6), more targets than the action's limit (or, from a targets file,
+# than max_file_targets), or no targets at all.
 # Limits live in data.writ.config.target_scope; the defaults below apply
 # when it is missing.
 package writ.checks.target_scope
@@ -27,25 +28,39 @@ max_targets := n if {
 
 deny contains msg if {
 	operation.apply
-	some target, n in ip.prefix_lengths
-	n < min_prefix_ipv4
-	not contains(target, ":")
+	some target in ip.broader_than("ipv4", min_prefix_ipv4)
 	msg := sprintf("%s is too broad: IPv4 prefixes must be /%d or narrower", [target, min_prefix_ipv4])
 }
 
 deny contains msg if {
 	operation.apply
-	some target, n in ip.prefix_lengths
-	n < min_prefix_ipv6
-	contains(target, ":")
+	some target in ip.broader_than("ipv6", min_prefix_ipv6)
 	msg := sprintf("%s is too broad: IPv6 prefixes must be /%d or narrower", [target, min_prefix_ipv6])
+}
+
+# A playbook that takes its targets from a file (spec.targetsFile, block_ip
+# only) may hold up to max_file_targets instead (default 100,000, the most
+# writ reads from one file).
+default max_file_targets := 100000
+
+max_file_targets := data.writ.config.target_scope.max_file_targets
+
+from_file if is_string(input.playbook.spec.targetsFile)
+
+deny contains msg if {
+	operation.apply
+	not from_file
+	n := count(input.playbook.spec.targets)
+	n > max_targets
+	msg := sprintf("%d targets is more than the limit of %d for %v: split the playbook", [n, max_targets, object.get(input.playbook.spec, "action", "(no action)")])
 }
 
 deny contains msg if {
 	operation.apply
+	from_file
 	n := count(input.playbook.spec.targets)
-	n > max_targets
-	msg := sprintf("%d targets is more than the limit of %d for %v: split the playbook", [n, max_targets, object.get(input.playbook.spec, "action", "(no action)")])
+	n > max_file_targets
+	msg := sprintf("%d targets is more than the limit of %d for a targets file (%s): split the list", [n, max_file_targets, input.playbook.spec.targetsFile])
 }
 
 deny contains "the playbook has no targets" if {

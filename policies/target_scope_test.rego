@@ -46,3 +46,18 @@ test_no_targets_are_denied if {
 	target_scope.deny == {"the playbook has no targets"} with input as {"playbook": {"spec": {"action": "isolate_host"}}}
 	target_scope.deny == {"101 targets is more than the limit of 100 for (no action): split the playbook"} with input as {"playbook": {"spec": {"targets": numbers.range(1, 101)}}}
 }
+
+from_file(targets) := object.union(block(targets), {"playbook": {"spec": {"targetsFile": "indicators/feed.txt"}}})
+
+test_a_targets_file_has_its_own_limit if {
+	addresses := [sprintf("203.0.113.%d", [i]) | some i in numbers.range(1, 150)]
+	count(target_scope.deny) == 0 with input as from_file(addresses)
+	target_scope.deny == {"150 targets is more than the limit of 120 for a targets file (indicators/feed.txt): split the list"} with input as from_file(addresses)
+		with data.writ.config.target_scope.max_file_targets as 120
+	count(target_scope.deny) == 0 with input as from_file(addresses)
+		with data.writ.config.target_scope as {}
+}
+
+test_prefixes_from_a_targets_file_are_checked_too if {
+	target_scope.deny == {"10.0.0.0/15 is too broad: IPv4 prefixes must be /16 or narrower"} with input as from_file(["203.0.113.7", "10.0.0.0/15"])
+}

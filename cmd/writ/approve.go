@@ -399,24 +399,30 @@ func playbookSubject(ctx context.Context, g *globals, stderr io.Writer, p approv
 		}
 		fmt.Fprintf(stderr, "writ: signing the playbooks as commit %.12s has them\n", sha)
 	}
-	var fromGit func(rel string) ([]byte, error)
+	var fromGit func(rel string) ([]byte, fs.FS, error)
 	if p.revert && tree == nil {
 		// A deleted playbook is no longer in the working tree: its revert
-		// is about the content the deletion removed.
-		fromGit = func(rel string) ([]byte, error) {
+		// is about the content the deletion removed (and its targets file
+		// as that commit has it).
+		fromGit = func(rel string) ([]byte, fs.FS, error) {
 			co, err := gitsrc.OpenCheckout(root)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			head, err := co.Resolve("HEAD")
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			data, at, err := co.LastContent(head, rel, 10000)
-			if err == nil {
-				fmt.Fprintf(stderr, "writ: %s is not in the working tree; signing its content at commit %.12s\n", rel, at)
+			if err != nil {
+				return nil, nil, err
 			}
-			return data, err
+			fsys, err := co.FS(at)
+			if err != nil {
+				return nil, nil, err
+			}
+			fmt.Fprintf(stderr, "writ: %s is not in the working tree; signing its content at commit %.12s\n", rel, at)
+			return data, fsys, nil
 		}
 	}
 	pbs, err := loadSubjectPlaybooks(root, p.playbooks, tree, fromGit)
@@ -592,7 +598,7 @@ func subjectRepoPath(root, file string) (string, error) {
 // loadSubjectPlaybooks reads and validates playbooks, naming each by its
 // repository path. Invalid playbooks end the command (exit 1) with their
 // problems.
-func loadSubjectPlaybooks(root string, files []string, tree fs.FS, fromGit func(rel string) ([]byte, error)) ([]*playbook.Playbook, error) {
+func loadSubjectPlaybooks(root string, files []string, tree fs.FS, fromGit func(rel string) ([]byte, fs.FS, error)) ([]*playbook.Playbook, error) {
 	fsys := tree
 	if fsys == nil {
 		fsys = os.DirFS(root)
@@ -609,9 +615,11 @@ func loadSubjectPlaybooks(root string, files []string, tree fs.FS, fromGit func(
 			return nil, usageError("%s is given twice", rel)
 		}
 		seen[rel] = true
+		// A targets file is read from the same tree as the playbook.
+		repo := fsys
 		data, prob, err := playbook.ReadFile(fsys, rel)
 		if errors.Is(err, os.ErrNotExist) && fromGit != nil {
-			data, err = fromGit(rel)
+			data, repo, err = fromGit(rel)
 			if err == nil && len(data) > playbook.MaxFileBytes {
 				err = fmt.Errorf("%s is larger than 1 MiB", rel)
 			}
@@ -626,7 +634,7 @@ func loadSubjectPlaybooks(root string, files []string, tree fs.FS, fromGit func(
 			problems = append(problems, *prob)
 			continue
 		}
-		pb, ps := playbook.Parse(rel, data, playbook.Options{})
+		pb, ps := playbook.Parse(rel, data, playbook.Options{Files: repo})
 		problems = append(problems, ps...)
 		if pb != nil {
 			pbs = append(pbs, pb)

@@ -174,7 +174,15 @@ func checkPending(ctx context.Context, d *reconcile.PendingDetail, decision stri
 	if s.Path != d.Content.Path || s.Path != d.Path {
 		return fmt.Errorf("the server names the subject %s but sent the content of %s", s.Path, d.Content.Path)
 	}
-	if got := playbook.Digest([]byte(d.Content.Content)); got != s.Digest {
+	got := playbook.Digest([]byte(d.Content.Content))
+	if d.TargetsFile != nil {
+		// The content is the playbook and its targets file together.
+		if !playbook.ValidTargetsFilePath(d.TargetsFile.Path) {
+			return fmt.Errorf("the server sent a targets file named %q, which is not under %s/", d.TargetsFile.Path, playbook.IndicatorsDir)
+		}
+		got = playbook.BundleDigest([]byte(d.Content.Content), []byte(d.TargetsFile.Content))
+	}
+	if got != s.Digest {
 		return fmt.Errorf("the content the server sent has sha256 %.12s…, not the subject's %.12s…", got, s.Digest)
 	}
 	var set string
@@ -319,7 +327,7 @@ func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver str
 	if d.Kind == reconcile.PendingApply || d.Kind == reconcile.PendingRevert {
 		fmt.Fprintf(w, "  playbook    %s (action %s, environment %s)\n", safeText(d.Playbook), safeText(d.Action), safeText(d.Environment))
 		if len(d.Targets) > 0 {
-			fmt.Fprintf(w, "  targets     %s\n", safeText(strings.Join(d.Targets, ", ")))
+			fmt.Fprintf(w, "  targets     %s\n", safeText(targetsText(d.Targets)))
 		}
 	}
 	fmt.Fprintf(w, "  waits for   %s\n", needsText(d.Needs))
@@ -363,27 +371,101 @@ func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver str
 	case d.Kind == reconcile.PendingRevert:
 		fmt.Fprintf(w, "  the revert undoes %s@%.12s…:\n", safeText(d.Path), d.Subjects[0].Digest)
 		writeDiff(w, "    ", d.Content.Content, "")
+		writeTargetsFileChange(w, d.TargetsFile, nil)
 	case d.Replaces != nil:
 		fmt.Fprintf(w, "  the change to %s:\n", safeText(d.Path))
 		writeDiff(w, "    ", d.Replaces.Content, d.Content.Content)
+		writeTargetsFileChange(w, d.TargetsFile, d.ReplacesTargetsFile)
 	default:
 		fmt.Fprintf(w, "  the new playbook %s:\n", safeText(d.Path))
 		writeDiff(w, "    ", "", d.Content.Content)
+		writeTargetsFileChange(w, d.TargetsFile, nil)
 	}
 	if len(d.Plan) > 0 && (d.Kind == reconcile.PendingApply || d.Kind == reconcile.PendingRevert) {
 		var plan action.Plan
 		if json.Unmarshal(d.Plan, &plan) == nil {
-			fmt.Fprintf(w, "  plan %.12s… (%s through %s):\n", d.PlanDigest, plan.Operation, safeText(plan.Backend))
-			for _, t := range plan.Targets {
+			fmt.Fprintf(w, "  plan %.12s… (%s through %s): %s\n", d.PlanDigest, plan.Operation, safeText(plan.Backend), plan.CountsText())
+			shown, more := plan.Shown()
+			for _, t := range shown {
 				line := t.Target + " " + t.Result
 				if t.Detail != "" {
 					line += ": " + t.Detail
 				}
 				fmt.Fprintf(w, "    %s\n", safeText(line))
 			}
+			if more > 0 {
+				fmt.Fprintf(w, "    … and %s more (GET /api/v1/pending/%s lists every target)\n", action.Thousands(more), d.ID)
+			}
 		}
 	}
 	fmt.Fprintf(w, "  you sign    %s as %s\n", decision, safeText(approver))
+}
+
+// targetsText lists the first targets of a list, and how many more.
+func targetsText(targets []string) string {
+	if len(targets) <= action.ShownTargets {
+		return strings.Join(targets, ", ")
+	}
+	return fmt.Sprintf("%s, … and %s more (%s in all)", strings.Join(targets[:action.ShownTargets], ", "),
+		action.Thousands(len(targets)-action.ShownTargets), action.Thousands(len(targets)))
+}
+
+// writeTargetsFileChange shows a playbook's targets file (what the
+// statement's content digest covers with the playbook): its size, and
+// against the version replaced, the targets added and removed (the first
+// of each, and how many).
+func writeTargetsFileChange(w io.Writer, now, was *reconcile.PendingFile) {
+	if now == nil {
+		return
+	}
+	targets, dups, problems := playbook.ParseTargetsFile(now.Path, []byte(now.Content))
+	if problems != nil {
+		fmt.Fprintf(w, "  targets file %s does not parse: %s\n", safeText(now.Path), safeText(problems[0].String()))
+		return
+	}
+	fmt.Fprintf(w, "  targets file %s (sha256 %.12s…): %s targets", safeText(now.Path), playbook.Digest([]byte(now.Content)), action.Thousands(len(targets)))
+	if dups > 0 {
+		fmt.Fprintf(w, ", %s repeated lines merged", action.Thousands(dups))
+	}
+	fmt.Fprintln(w)
+	if was == nil {
+		fmt.Fprintf(w, "    %s\n", safeText(targetsText(targets)))
+		return
+	}
+	before, _, _ := playbook.ParseTargetsFile(was.Path, []byte(was.Content))
+	added, removed := targetsDiff(before, targets)
+	fmt.Fprintf(w, "  against %s of the version replaced: %s added, %s removed\n", safeText(was.Path),
+		action.Thousands(len(added)), action.Thousands(len(removed)))
+	if len(added) > 0 {
+		fmt.Fprintf(w, "    + %s\n", safeText(targetsText(added)))
+	}
+	if len(removed) > 0 {
+		fmt.Fprintf(w, "    - %s\n", safeText(targetsText(removed)))
+	}
+}
+
+// targetsDiff lists the targets of now not in was, and of was not in now
+// (compared as written), each in its list's order.
+func targetsDiff(was, now []string) (added, removed []string) {
+	in := func(list []string) map[string]bool {
+		m := make(map[string]bool, len(list))
+		for _, t := range list {
+			m[t] = true
+		}
+		return m
+	}
+	old, cur := in(was), in(now)
+	for _, t := range now {
+		if !old[t] {
+			added = append(added, t)
+		}
+	}
+	for _, t := range was {
+		if !cur[t] {
+			removed = append(removed, t)
+		}
+	}
+	return added, removed
 }
 
 func filesByPath(files []reconcile.PendingFile) map[string]string {

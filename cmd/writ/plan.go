@@ -53,10 +53,15 @@ else these two defaults. A playbook for an unknown environment is denied.
 PLAYBOOK is a file, a directory of playbooks or a repository root (its
 playbooks/); default ".".
 
+A playbook with spec.targetsFile reads it from the repository the playbook
+is in (the directory holding its playbooks/ directory). The text output
+shows a plan's counts per result and its first 20 targets.
+
 --format json writes an array with one object per playbook: path, name,
 digest, policy_digest, decision (allow, deny or require_approval), reasons,
 rules_fired, approvals_required, approver_roles, and plan (null when there
-is no dry-run), with plan_digest or plan_error.
+is no dry-run, else every target), with plan_digest or plan_error, and
+targets_file (path, sha256, targets, duplicates_merged) when it has one.
 
 Exit status: 0 nothing denied, 1 a playbook is denied (or its dry-run
 failed), 2 invalid input (a playbook, the environments file or the flags).`,
@@ -91,6 +96,16 @@ type planEntry struct {
 	Plan              *action.Plan    `json:"plan"`
 	PlanDigest        string          `json:"plan_digest,omitempty"`
 	PlanError         string          `json:"plan_error,omitempty"`
+	// TargetsFile describes spec.targetsFile, when the playbook has one.
+	TargetsFile *targetsFileView `json:"targets_file,omitempty"`
+}
+
+// targetsFileView is a playbook's targets file as the plan shows it.
+type targetsFileView struct {
+	Path       string `json:"path"`
+	SHA256     string `json:"sha256"`
+	Targets    int    `json:"targets"`
+	Duplicates int    `json:"duplicates_merged"`
 }
 
 func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Writer) int {
@@ -207,6 +222,9 @@ func planPlaybook(ctx context.Context, set *policy.Set, envs policy.Environments
 		ApprovalsRequired: d.ApprovalsRequired,
 		ApproverRoles:     d.ApproverRoles,
 	}
+	if tf := pb.TargetsFile; tf != nil {
+		e.TargetsFile = &targetsFileView{Path: tf.Path, SHA256: tf.Digest, Targets: len(pb.Spec.Targets), Duplicates: tf.Duplicates}
+	}
 	switch {
 	case d.Outcome == policy.Deny:
 	case errors.Is(j.PlanError, action.ErrNoBackend):
@@ -243,17 +261,31 @@ func writePlanText(w io.Writer, entries []planEntry, source, digest string) erro
 			}
 		}
 		fmt.Fprintf(&b, "  digest: %s\n", e.Digest)
+		if tf := e.TargetsFile; tf != nil {
+			fmt.Fprintf(&b, "  targets file: %s, %s targets, sha256 %s", tf.Path, action.Thousands(tf.Targets), tf.SHA256)
+			if tf.Duplicates > 0 {
+				fmt.Fprintf(&b, " (%s repeated lines merged)", action.Thousands(tf.Duplicates))
+			}
+			b.WriteString("\n")
+		}
 		switch {
 		case e.PlanError != "":
 			fmt.Fprintf(&b, "  plan: failed: %s\n", e.PlanError)
 		case e.Plan != nil:
 			fmt.Fprintf(&b, "  plan: %s on %s, digest %s\n", e.Plan.Operation, e.Plan.Backend, e.PlanDigest)
-			for _, t := range e.Plan.Targets {
+			shown, more := e.Plan.Shown()
+			if more > 0 {
+				fmt.Fprintf(&b, "    %s targets: %s; the first %d:\n", action.Thousands(len(e.Plan.Targets)), e.Plan.CountsText(), len(shown))
+			}
+			for _, t := range shown {
 				detail := ""
 				if t.Detail != "" {
 					detail = " (" + t.Detail + ")"
 				}
 				fmt.Fprintf(&b, "    %s: %s%s\n", t.Target, t.Result, detail)
+			}
+			if more > 0 {
+				fmt.Fprintf(&b, "    … and %s more (--format json lists every target)\n", action.Thousands(more))
 			}
 		}
 	}

@@ -174,7 +174,7 @@ func validatePath(arg string) (validateResult, error) {
 			r.problems = validateApprovers(os.DirFS(dir), base, arg)
 			return r, nil
 		}
-		return r, checkPlaybookFile(os.DirFS(dir), base, arg, &r)
+		return r, checkPlaybookFile(os.DirFS(dir), base, arg, repoOf(dir), &r)
 	}
 	if clean := filepath.Clean(arg); filepath.Base(clean) == policyDir {
 		// A policy directory on its own: compile it; its data files are not
@@ -197,6 +197,13 @@ func validatePath(arg string) (validateResult, error) {
 		return filepath.ToSlash(filepath.Join(arg, rel))
 	}
 	root := isRepoRoot(fsys)
+	repo := repoOf(arg)
+	if root {
+		repo = repoFiles{fsys: fsys}
+		if arg != "." {
+			repo.shown = strings.TrimSuffix(filepath.ToSlash(filepath.Clean(arg)), "/") + "/"
+		}
+	}
 	walkRoot := "."
 	if root {
 		walkRoot = playbook.Dir
@@ -227,7 +234,7 @@ func validatePath(arg string) (validateResult, error) {
 			return nil
 		}
 		r.files++
-		return checkPlaybookFile(fsys, rel, display(rel), &r)
+		return checkPlaybookFile(fsys, rel, display(rel), repo, &r)
 	})
 	if err != nil {
 		return r, fmt.Errorf("validate %s: %w", arg, err)
@@ -244,7 +251,59 @@ func isRepoRoot(fsys fs.FS) bool {
 	return false
 }
 
-func checkPlaybookFile(fsys fs.FS, rel, shown string, r *validateResult) error {
+// repoFiles is the repository a playbook's targets file is read from
+// (spec.targetsFile is a path from its top), and how its top is shown in
+// problems ("" for the working directory, else a prefix ending in /).
+type repoFiles struct {
+	fsys  fs.FS
+	shown string
+}
+
+// repoOf finds the repository of playbooks in dir: the directory holding
+// the playbooks/ directory dir is in, else the git work tree dir is in,
+// else the working directory.
+func repoOf(dir string) repoFiles {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return repoFiles{fsys: os.DirFS(".")}
+	}
+	top := ""
+	for d := abs; ; d = filepath.Dir(d) {
+		if filepath.Base(d) == playbook.Dir {
+			top = filepath.Dir(d)
+			break
+		}
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if top == "" {
+		for d := abs; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, ".git")); err == nil {
+				top = d
+				break
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	if top == "" {
+		return repoFiles{fsys: os.DirFS(".")}
+	}
+	shown := top + string(filepath.Separator)
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, top); err == nil {
+			shown = filepath.ToSlash(rel) + "/"
+		}
+	}
+	if shown == "./" {
+		shown = ""
+	}
+	return repoFiles{fsys: os.DirFS(top), shown: shown}
+}
+
+func checkPlaybookFile(fsys fs.FS, rel, shown string, repo repoFiles, r *validateResult) error {
 	data, prob, err := playbook.ReadFile(fsys, rel)
 	if err != nil {
 		return err
@@ -254,7 +313,7 @@ func checkPlaybookFile(fsys fs.FS, rel, shown string, r *validateResult) error {
 		r.problems = append(r.problems, *prob)
 		return nil
 	}
-	p, ps := playbook.Parse(shown, data, playbook.Options{})
+	p, ps := playbook.Parse(shown, data, playbook.Options{Files: repo.fsys, FilesRoot: repo.shown})
 	r.problems = append(r.problems, ps...)
 	if p != nil {
 		r.playbooks = append(r.playbooks, p)

@@ -19,7 +19,7 @@ func TestValidateExamples(t *testing.T) {
 	if code != exitOK || out != "" {
 		t.Fatalf("code %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
-	if !strings.Contains(errOut, "4 files valid") {
+	if !strings.Contains(errOut, "5 files valid") {
 		t.Fatalf("stderr %q", errOut)
 	}
 }

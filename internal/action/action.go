@@ -107,6 +107,69 @@ func (p *Plan) Digest() string {
 	return hex.EncodeToString(h[:])
 }
 
+// ShownTargets is how many targets people are shown of one plan or list
+// of targets (the CLI's text, the pull request check, the console, writ
+// approve): the counts per result say the rest. JSON output and the API
+// keep every target.
+const ShownTargets = 20
+
+// ResultCount is how many targets of a plan have one result.
+type ResultCount struct {
+	Result string `json:"result"`
+	Count  int    `json:"count"`
+}
+
+// Counts counts the plan's targets per result, the most frequent first
+// (then by result).
+func (p *Plan) Counts() []ResultCount {
+	by := map[string]int{}
+	for _, t := range p.Targets {
+		by[t.Result]++
+	}
+	out := make([]ResultCount, 0, len(by))
+	for r, n := range by {
+		out = append(out, ResultCount{Result: r, Count: n})
+	}
+	slices.SortFunc(out, func(a, b ResultCount) int {
+		if a.Count != b.Count {
+			return b.Count - a.Count
+		}
+		return strings.Compare(a.Result, b.Result)
+	})
+	return out
+}
+
+// CountsText says the counts in words, e.g. "99,998 would_block,
+// 2 already_blocked".
+func (p *Plan) CountsText() string {
+	parts := make([]string, 0, 4)
+	for _, c := range p.Counts() {
+		parts = append(parts, fmt.Sprintf("%s %s", Thousands(c.Count), c.Result))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Shown returns the targets people are shown: the first ShownTargets in
+// the plan's order, and how many more there are.
+func (p *Plan) Shown() ([]TargetPlan, int) {
+	if len(p.Targets) <= ShownTargets {
+		return p.Targets, 0
+	}
+	return p.Targets[:ShownTargets], len(p.Targets) - ShownTargets
+}
+
+// Thousands writes n with comma thousands separators (100,000).
+func Thousands(n int) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return "-" + Thousands(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
 // Changes reports whether applying the plan would change live state.
 func (p *Plan) Changes() bool {
 	for _, t := range p.Targets {

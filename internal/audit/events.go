@@ -122,8 +122,10 @@ type EventSpec struct {
 
 // Payload fields shared by several events.
 var (
-	executionFields = []string{"execution", "operation", "state", "path", "action", "environment", "targets", "trigger",
-		"attempts", "reason", "reason_code", "policy_digest", "plan_digest", "decision", "approvals", "error"}
+	executionFields = []string{"execution", "operation", "state", "path", "action", "environment", "targets",
+		"targets_total", "targets_sha256", "trigger", "attempts", "reason", "reason_code", "policy_digest", "plan_digest",
+		"decision", "approvals", "error"}
+	resultFields  = []string{"results", "results_total", "results_counts", "results_sha256"}
 	summaryFields = []string{"window_start", "window_end", "audited_individually", "counted"}
 	userChange    = []string{"before/after: the account (username, display_name, roles, disabled, …)", "sessions_revoked", "unlocked"}
 )
@@ -204,12 +206,12 @@ var catalogue = []EventSpec{
 		with(executionFields, "applied", "remaining")},
 	{EventExecutionStarted, "writ", "playbook", "an operation was claimed and is about to touch its backend", executionFields},
 	{EventExecutionResumed, "writ", "playbook", "an operation interrupted by a crash was claimed again", executionFields},
-	{EventExecutionRetry, "writ", "playbook", "a transient backend error: the operation is tried again later", executionFields},
+	{EventExecutionRetry, "writ", "playbook", "a transient backend error: the operation is tried again later", with(executionFields, resultFields...)},
 	{EventExecutionStopped, "writ", "playbook", "the check at the moment of use stopped a claimed operation before its backend was called", executionFields},
 	{EventExecutionWaiting, "writ", "playbook", "an operation waits (for approvals, a runner, its time)", executionFields},
 	{EventExecutionPending, "writ", "playbook", "an operation is allowed and approved: it runs next", executionFields},
-	{EventExecutionCompleted, "writ", "playbook", "an operation completed", with(executionFields, "results")},
-	{EventExecutionFailed, "writ", "playbook", "an operation failed", with(executionFields, "results")},
+	{EventExecutionCompleted, "writ", "playbook", "an operation completed", with(executionFields, resultFields...)},
+	{EventExecutionFailed, "writ", "playbook", "an operation failed", with(executionFields, resultFields...)},
 	{EventExecutionDenied, "writ", "playbook", "policy denied an operation", executionFields},
 	{EventExecutionRejected, "writ", "playbook", "an approver rejected an operation", executionFields},
 	{EventExecutionCancelled, "writ", "playbook", "an operation was cancelled before it ran (superseded, or its playbook removed)", executionFields},

@@ -155,6 +155,9 @@ func (c *Console) pendingItemPage(w http.ResponseWriter, r *http.Request) {
 			old = d.Replaces.Content
 		}
 		diffs = append(diffs, fileDiff{Path: d.Content.Path, Lines: lineDiff(old, d.Content.Content)})
+		if d.TargetsFile != nil {
+			diffs = append(diffs, targetsFileDiff(d.TargetsFile, d.ReplacesTargetsFile))
+		}
 	}
 	if d.Kind == reconcile.PendingTrustChange {
 		trusted := map[string]string{}
@@ -187,6 +190,7 @@ func (c *Console) pendingItemPage(w http.ResponseWriter, r *http.Request) {
 	}
 	c.render(w, r, http.StatusOK, "pending_item.html", "Waiting: "+id, map[string]any{
 		"Item": d, "Diffs": diffs, "Signer": s, "Passkeys": c.passkeysUsable(r),
+		"Targets": viewTargets(d.Targets), "Plan": viewPlan(d.Plan),
 	})
 }
 

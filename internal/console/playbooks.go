@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/writ-sec/writ/internal/playbook"
@@ -87,14 +88,37 @@ func (c *Console) playbooksPage(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// targetCount is the number of targets a stored version names.
+// targetCount is the number of targets a stored version names (inline,
+// or in the targets file stored with it). A version's content never
+// changes, so the counts are kept by digest: a targets file of 100,000
+// lines is read once, not on every page.
 func targetCount(v *store.PlaybookVersion) int {
-	p, problems := playbook.Parse(v.Path, v.Content, playbook.Options{})
-	if problems != nil || p == nil {
-		return -1
+	counts.mu.Lock()
+	n, ok := counts.m[v.Digest]
+	counts.mu.Unlock()
+	if ok {
+		return n
 	}
-	return len(p.Spec.Targets)
+	n = -1
+	if p, problems := playbook.ParseStored(v.Path, v.Content, v.TargetsFile, playbook.Options{}); problems == nil && p != nil {
+		n = len(p.Spec.Targets)
+	}
+	counts.mu.Lock()
+	defer counts.mu.Unlock()
+	if len(counts.m) >= maxCounts {
+		clear(counts.m)
+	}
+	counts.m[v.Digest] = n
+	return n
 }
+
+// counts caches targetCount by content digest, up to maxCounts versions.
+var counts = struct {
+	mu sync.Mutex
+	m  map[string]int
+}{m: map[string]int{}}
+
+const maxCounts = 10000
 
 // verdictView is the part of an execution's verdict (reconcile's
 // verdictJSON) the pages show.
@@ -287,7 +311,8 @@ func (c *Console) executionPage(w http.ResponseWriter, r *http.Request) {
 		took = e.FinishedAt.Sub(*e.StartedAt).Round(time.Millisecond).String()
 	}
 	c.render(w, r, http.StatusOK, "execution.html", fmt.Sprintf("Execution %d", id), map[string]any{
-		"E": e, "Targets": targets, "Verdict": verdictOf(e), "Took": took, "Failed": failedOf(e, targets),
+		"E": e, "Targets": targets, "Results": viewResults(targets), "Named": viewTargets(e.Targets), "Plan": viewPlan(e.Plan),
+		"Verdict": verdictOf(e), "Took": took, "Failed": failedOf(e, targets),
 	})
 }
 

@@ -223,6 +223,7 @@ func Text(e audit.Entry) string {
 		Action      string   `json:"action"`
 		Environment string   `json:"environment"`
 		Targets     []string `json:"targets"`
+		Total       int      `json:"targets_total"`
 		Operation   string   `json:"operation"`
 		Error       string   `json:"error"`
 		Commit      string   `json:"commit"`
@@ -242,7 +243,13 @@ func Text(e audit.Entry) string {
 	}
 	_ = json.Unmarshal(e.Payload, &p)
 	name := e.Subject.Name
-	what := fmt.Sprintf("%s %s on %s (%s)", p.Operation, p.Action, p.Environment, strings.Join(p.Targets, ", "))
+	targets := strings.Join(p.Targets, ", ")
+	if p.Total > len(p.Targets) {
+		// A long list (a targets file) is recorded as its first targets
+		// and its length.
+		targets = fmt.Sprintf("%d targets: %s, …", p.Total, targets)
+	}
+	what := fmt.Sprintf("%s %s on %s (%s)", p.Operation, p.Action, p.Environment, targets)
 	switch e.Event {
 	case audit.EventExecutionWaiting:
 		return fmt.Sprintf(":writing_hand: Approval needed for %s: %s. %s Review and sign it: `writ approve op-%d`", name, what, p.Reason, p.Execution)

@@ -81,6 +81,9 @@ func LoadFS(fsys fs.FS, dir string, opts Options) ([]*Playbook, diag.Problems, e
 	if err != nil {
 		return nil, nil, fmt.Errorf("list playbooks under %s: %w", dir, err)
 	}
+	if opts.Files == nil {
+		opts.Files = fsys
+	}
 	var (
 		pbs      []*Playbook
 		problems diag.Problems

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 	"time"
@@ -36,10 +37,15 @@ type Playbook struct {
 
 	// Path is the file's path, relative to the repository root where known.
 	Path string `yaml:"-" json:"path"`
-	// Digest is the hex sha256 of the file's bytes.
+	// Digest is the content digest approvals sign: the hex sha256 of the
+	// file's bytes, or for a playbook with a targets file the BundleDigest
+	// of both files.
 	Digest string `yaml:"-" json:"digest"`
 	// Raw is the file's bytes.
 	Raw []byte `yaml:"-" json:"-"`
+	// TargetsFile is the file Spec.Targets were read from (spec.targetsFile),
+	// or nil when the targets are inline.
+	TargetsFile *TargetsFile `yaml:"-" json:"-"`
 
 	doc *yamldoc.Doc
 }
@@ -53,8 +59,11 @@ type Metadata struct {
 
 // Spec is the desired containment state.
 type Spec struct {
-	Action        string         `yaml:"action" json:"action"`
-	Targets       []string       `yaml:"targets" json:"targets"`
+	Action  string   `yaml:"action" json:"action"`
+	Targets []string `yaml:"targets" json:"targets"`
+	// TargetsFile names the file of the repository the targets are read
+	// from instead (block_ip only); Targets then holds what it lists.
+	TargetsFile   string         `yaml:"targetsFile,omitempty" json:"targetsFile,omitempty"`
 	Justification string         `yaml:"justification" json:"justification"`
 	Severity      string         `yaml:"severity" json:"severity"`
 	Environment   string         `yaml:"environment" json:"environment"`
@@ -126,6 +135,9 @@ func (p *Playbook) PolicyInput() map[string]any {
 	if p.Spec.ThreatType != "" {
 		spec["threatType"] = p.Spec.ThreatType
 	}
+	if p.Spec.TargetsFile != "" {
+		spec["targetsFile"] = p.Spec.TargetsFile
+	}
 	if p.Spec.ExpiresAfter != "" {
 		spec["expiresAfter"] = p.Spec.ExpiresAfter
 		if d, ok := p.Expiry(); ok {
@@ -160,6 +172,18 @@ type Options struct {
 	Actions Catalog
 	// Environments the server knows. Empty: any DNS label is accepted.
 	Environments []string
+	// Files is the repository the playbook belongs to, rooted at its top:
+	// spec.targetsFile is read from it (the tree of the playbook's commit,
+	// or a checkout for the CLI). LoadFS defaults it to the file system it
+	// loads from. Nil: a playbook that names a targets file is refused.
+	Files fs.FS
+	// FilesRoot prefixes a targets file's path in problems, e.g. "repo/"
+	// when the repository is not the working directory.
+	FilesRoot string
+
+	// stored is the targets file's bytes as kept with a stored version
+	// (ParseStored); it replaces Files.
+	stored *[]byte
 }
 
 var hints = yamldoc.Hints{
@@ -170,10 +194,20 @@ var hints = yamldoc.Hints{
 	"/spec/justification": "must say why, not just be blank",
 	"/spec/threatType":    "is not a threat type: lowercase letters, digits, '-' and '_'",
 	"/metadata/ticket":    "must not contain control characters",
+	"/spec/targetsFile":   "is not a path under indicators/: segments of letters, digits, '.', '_' and '-', not starting with '.'",
 }
 
-// Parse decodes and validates one playbook file. On any problem it returns
-// a nil playbook and every problem found, each located path:line:col.
+// ParseStored parses a stored version: the playbook's bytes and the bytes
+// of its targets file as they were read at its commit (nil when it has
+// none).
+func ParseStored(path string, data, targetsFile []byte, opts Options) (*Playbook, diag.Problems) {
+	opts.Files, opts.stored = nil, &targetsFile
+	return Parse(path, data, opts)
+}
+
+// Parse decodes and validates one playbook file, and the targets file it
+// names (read from opts.Files). On any problem it returns a nil playbook
+// and every problem found, each located path:line:col.
 func Parse(path string, data []byte, opts Options) (*Playbook, diag.Problems) {
 	doc, problems := yamldoc.Parse(path, data, yamldoc.Limits{MaxBytes: MaxFileBytes})
 	if problems != nil {
@@ -193,7 +227,49 @@ func Parse(path string, data []byte, opts Options) (*Playbook, diag.Problems) {
 	if problems := p.check(opts); problems != nil {
 		return nil, problems
 	}
+	if p.Spec.TargetsFile != "" {
+		if problems := p.readTargets(opts); problems != nil {
+			return nil, problems
+		}
+	}
 	return p, nil
+}
+
+// readTargets reads and checks the targets file, fills Spec.Targets with
+// its targets and makes Digest cover it.
+func (p *Playbook) readTargets(opts Options) diag.Problems {
+	name := p.Spec.TargetsFile
+	var data []byte
+	switch {
+	case opts.stored != nil:
+		if *opts.stored == nil {
+			return diag.Problems{p.Problemf("/spec/targetsFile", "file", "spec.targetsFile: the stored version has no copy of %s", name)}
+		}
+		data = *opts.stored
+	case opts.Files == nil:
+		return diag.Problems{p.Problemf("/spec/targetsFile", "file", "spec.targetsFile: %s cannot be read here: targets files are read from the playbook's repository", name)}
+	default:
+		var why string
+		var err error
+		data, why, err = ReadTargetsFile(opts.Files, name)
+		if err != nil {
+			return diag.Problems{p.Problemf("/spec/targetsFile", "file", "spec.targetsFile: %v", err)}
+		}
+		if why != "" {
+			return diag.Problems{p.Problemf("/spec/targetsFile", "file", "spec.targetsFile: %s", why)}
+		}
+	}
+	if len(data) > MaxTargetsFileBytes {
+		return diag.Problems{p.Problemf("/spec/targetsFile", "file", "spec.targetsFile: %s is larger than the limit of %d MiB", name, MaxTargetsFileBytes>>20)}
+	}
+	targets, dups, problems := ParseTargetsFile(opts.FilesRoot+name, data)
+	if problems != nil {
+		return problems
+	}
+	p.Spec.Targets = targets
+	p.TargetsFile = &TargetsFile{Path: name, Raw: data, Digest: Digest(data), Duplicates: dups}
+	p.Digest = BundleDigest(p.Raw, data)
+	return nil
 }
 
 func describeValue(v any) string {
@@ -216,6 +292,16 @@ func (p *Playbook) check(opts Options) diag.Problems {
 		actions = Builtin
 	}
 	kind, known := actions[p.Spec.Action]
+	switch {
+	case p.Spec.TargetsFile != "" && p.Spec.Targets != nil:
+		out = append(out, p.Problemf("/spec/targetsFile", "schema",
+			"spec.targets and spec.targetsFile exclude each other: list the targets inline or in the file, not both"))
+	case p.Spec.TargetsFile == "" && p.Spec.Targets == nil:
+		out = append(out, p.Problemf("/spec", "schema", `missing required field "targets" (or "targetsFile") in spec`))
+	case p.Spec.TargetsFile != "" && p.Spec.Action != TargetsFileAction:
+		out = append(out, p.Problemf("/spec/targetsFile", "schema",
+			"spec.targetsFile: only %s takes its targets from a file; list the targets of %s inline", TargetsFileAction, p.Spec.Action))
+	}
 	if !known {
 		out = append(out, p.Problemf("/spec/action", "unknown-action", "unknown action %q; known actions: %s",
 			p.Spec.Action, strings.Join(actions.Names(), ", ")))

@@ -25,12 +25,17 @@ func TestExamplePlaybooksAreValid(t *testing.T) {
 		t.Fatalf("example playbooks have problems:\n%v", problems)
 	}
 	actions := map[string]bool{}
-	critical := false
+	critical, bulk := false, false
 	for _, p := range pbs {
 		actions[p.Spec.Action] = true
 		critical = critical || p.Spec.Severity == "critical"
-		if len(p.Digest) != 64 || p.Digest != Digest(p.Raw) {
-			t.Errorf("%s: digest %q is not the sha256 of its bytes", p.Path, p.Digest)
+		want := Digest(p.Raw)
+		if p.TargetsFile != nil {
+			bulk = true
+			want = BundleDigest(p.Raw, p.TargetsFile.Raw)
+		}
+		if len(p.Digest) != 64 || p.Digest != want {
+			t.Errorf("%s: digest %q is not the sha256 of its bytes (and of its targets file's)", p.Path, p.Digest)
 		}
 	}
 	for _, a := range []string{"block_ip", "suspend_user", "isolate_host"} {
@@ -40,6 +45,9 @@ func TestExamplePlaybooksAreValid(t *testing.T) {
 	}
 	if !critical {
 		t.Error("no critical example playbook")
+	}
+	if !bulk {
+		t.Error("no example playbook with a targets file")
 	}
 }
 

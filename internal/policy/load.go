@@ -67,7 +67,7 @@ func IsTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego")
 // path:line:col) and the Set is fail-closed: every Decide is a DENY with
 // those problems as reasons.
 func LoadFS(fsys fs.FS, dir string, opts Options) (*Set, error) {
-	s := &Set{}
+	s := &Set{indexMin: indexMinTargets}
 	if err := opts.validate(); err != nil {
 		s.failed = []Reason{{Kind: KindDeny, Rule: RuleCompile, Message: err.Error()}}
 		return s, err

@@ -214,6 +214,9 @@ type Set struct {
 	// decisionAt is path:line:col of the first rule defining
 	// data.writ.decision.
 	decisionAt string
+	// indexMin is how many targets an input needs for its target index
+	// (indexMinTargets; tests lower it).
+	indexMin int
 }
 
 // Digest returns the policy set's digest (see DigestFS).
@@ -246,7 +249,7 @@ func (s *Set) Decide(ctx context.Context, in Input) Decision {
 		return s.fail(ctx, Reason{Kind: KindDeny, Rule: RuleEnvironment,
 			Message: fmt.Sprintf("environment %s is not one of the server's environments: writ does not act on unknown environments", env)})
 	}
-	value, err := inputValue(in)
+	value, err := inputValue(in, s.indexMin)
 	if err != nil {
 		return s.fail(ctx, Reason{Kind: KindDeny, Rule: RuleRuntime, Message: fmt.Sprintf("input is not JSON-compatible: %v", err)})
 	}
@@ -318,6 +321,7 @@ func finish(d Decision) Decision {
 		return cmp.Or(cmp.Compare(ka, kb), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Message, b.Message))
 	})
 	d.Reasons = slices.CompactFunc(d.Reasons, func(a, b Reason) bool { return a == b })
+	d.Reasons = capReasons(d.Reasons)
 	rules := make([]string, 0, len(d.Reasons))
 	for _, r := range d.Reasons {
 		rules = append(rules, r.Rule)
@@ -333,9 +337,37 @@ func finish(d Decision) Decision {
 	return d
 }
 
+// MaxReasonsPerRule is how many reasons of one kind a decision keeps per
+// rule: a check that fires on each of 100,000 targets says so with the
+// first ones and a count, so that the decision stays readable and fits
+// where it is recorded (an execution, its audit entries). The outcome,
+// the approvals and the roles are decided before: only the list is cut.
+const MaxReasonsPerRule = 20
+
+// capReasons keeps the first MaxReasonsPerRule reasons of each kind and
+// rule of a sorted list, and says how many more there were.
+func capReasons(rs []Reason) []Reason {
+	out := rs[:0:0]
+	for i := 0; i < len(rs); {
+		j := i
+		for j < len(rs) && rs[j].Kind == rs[i].Kind && rs[j].Rule == rs[i].Rule {
+			j++
+		}
+		if j-i <= MaxReasonsPerRule {
+			out = append(out, rs[i:j]...)
+		} else {
+			out = append(out, rs[i:i+MaxReasonsPerRule]...)
+			out = append(out, Reason{Kind: rs[i].Kind, Rule: rs[i].Rule, Location: rs[i].Location,
+				Message: fmt.Sprintf("… and %d more reasons of this rule (writ lists the first %d)", j-i-MaxReasonsPerRule, MaxReasonsPerRule)})
+		}
+		i = j
+	}
+	return out
+}
+
 // inputValue builds input as an AST value directly, skipping a JSON round
 // trip on the hot path.
-func inputValue(in Input) (ast.Value, error) {
+func inputValue(in Input, indexMin int) (ast.Value, error) {
 	change := map[string]any{"type": in.Change.Type, "author": in.Change.Author}
 	if in.Change.PullRequest != 0 {
 		change["pullRequest"] = int64(in.Change.PullRequest)
@@ -348,10 +380,16 @@ func inputValue(in Input) (ast.Value, error) {
 	if op == "" {
 		op = "apply"
 	}
-	return ast.InterfaceToValue(map[string]any{
+	input := map[string]any{
 		"operation":   op,
 		"playbook":    playbook,
 		"change":      change,
 		"environment": in.Environment,
-	})
+	}
+	if spec, ok := playbook["spec"].(map[string]any); ok && targetCount(spec["targets"]) >= indexMin {
+		if index := targetIndex(spec["targets"]); index != nil {
+			input["target_index"] = index
+		}
+	}
+	return ast.InterfaceToValue(input)
 }

@@ -66,6 +66,38 @@ func (r *Reconciler) treeAsChanges(ctx context.Context, sha string) ([]gitsrc.Ch
 	return out, nil
 }
 
+// withTargetsFiles adds to a commit's (or a change's) playbook changes the
+// playbooks in force whose targets file (spec.targetsFile, under
+// indicators/) it changes, as modified: their content digest covers the
+// file, so a new list of targets is new content, judged, proposed and
+// approved like an edit of the playbook itself. They come after the
+// playbooks the change touches itself.
+func (r *Reconciler) withTargetsFiles(ctx context.Context, changes, pbChanges []gitsrc.Change) ([]gitsrc.Change, error) {
+	var files []string
+	for _, ch := range changes {
+		if strings.HasPrefix(ch.Path, playbook.IndicatorsDir+"/") {
+			files = append(files, ch.Path)
+		}
+	}
+	if len(files) == 0 {
+		return pbChanges, nil
+	}
+	paths, err := r.opts.Store.ActiveNamingTargetsFiles(ctx, files)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(pbChanges))
+	for _, ch := range pbChanges {
+		seen[ch.Path] = true
+	}
+	for _, p := range paths {
+		if !seen[p] {
+			pbChanges = append(pbChanges, gitsrc.Change{Path: p, Type: gitsrc.Modified})
+		}
+	}
+	return pbChanges, nil
+}
+
 // stepCommits processes the commits between the processed one and the
 // head, oldest first, each in one transaction with its audit entries. A
 // malformed commit is refused on record and the next one is processed; an
@@ -112,7 +144,10 @@ func (r *Reconciler) processCommit(ctx context.Context, p *pass, c gitsrc.Commit
 				meta = true
 			}
 		}
-		work, err = r.prepareChanges(ctx, c, pbChanges, t, changes)
+		pbChanges, err = r.withTargetsFiles(ctx, changes, pbChanges)
+		if err == nil {
+			work, err = r.prepareChanges(ctx, c, pbChanges, t, changes)
+		}
 	}
 	var bad *gitsrc.MalformedError
 	if errors.As(err, &bad) {

@@ -146,30 +146,30 @@ func (r *Reconciler) evaluate(ctx context.Context, base, head string, pullReques
 		return nil, err
 	}
 	ev.PlaybookLimit = r.opts.MaxPlaybooksPerChange
-	n := 0
-	for _, ch := range changes {
-		if playbook.IsPlaybookPath(ch.Path) {
-			n++
-		}
-	}
-	if n > r.opts.MaxPlaybooksPerChange {
-		ev.TooManyPlaybooks = n
-	}
+	var pbChanges []gitsrc.Change
 	meta := false
 	for _, ch := range changes {
 		switch {
 		case playbook.IsPlaybookPath(ch.Path):
-			if ev.TooManyPlaybooks > 0 {
-				continue // not judged: the change fails as a whole
-			}
-			pe, err := r.evaluatePlaybook(ctx, ch, baseFS, headFS, t, pullRequest)
-			if err != nil {
-				return nil, err
-			}
-			ev.Playbooks = append(ev.Playbooks, *pe)
+			pbChanges = append(pbChanges, ch)
 		case ch.Path == policiesDir || strings.HasPrefix(ch.Path, policiesDir+"/") || strings.HasPrefix(ch.Path, writDir+"/"):
 			meta = true
 		}
+	}
+	// A changed targets file changes the playbooks in force that name it.
+	if pbChanges, err = r.withTargetsFiles(ctx, changes, pbChanges); err != nil {
+		return nil, err
+	}
+	if len(pbChanges) > r.opts.MaxPlaybooksPerChange {
+		ev.TooManyPlaybooks = len(pbChanges) // none is judged: the change fails as a whole
+		pbChanges = nil
+	}
+	for _, ch := range pbChanges {
+		pe, err := r.evaluatePlaybook(ctx, ch, baseFS, headFS, t, pullRequest)
+		if err != nil {
+			return nil, err
+		}
+		ev.Playbooks = append(ev.Playbooks, *pe)
 	}
 	if meta {
 		m, err := r.evaluateMeta(ctx, ev, t, head)
@@ -183,7 +183,7 @@ func (r *Reconciler) evaluate(ctx context.Context, base, head string, pullReques
 
 func (r *Reconciler) evaluatePlaybook(ctx context.Context, ch gitsrc.Change, baseFS, headFS fs.FS, t *trusted, pr int) (*PlaybookEvaluation, error) {
 	pe := &PlaybookEvaluation{Path: ch.Path, Change: ch.Type, Operation: action.Apply, ChangeType: "create"}
-	opts := playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names()}
+	opts := playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names(), Files: headFS}
 	op := judgement.Operation{Kind: action.Apply, Trigger: judgement.Proposed, ChangeType: "create", PullRequest: pr}
 	if ch.Type == gitsrc.Deleted {
 		// Judge the revert of what the base has at that path.
@@ -192,7 +192,9 @@ func (r *Reconciler) evaluatePlaybook(ctx context.Context, ch gitsrc.Change, bas
 		if err != nil || prob != nil {
 			return pe, nil // nothing valid was there: nothing to revert
 		}
-		old, problems := playbook.Parse(ch.Path, data, opts)
+		baseOpts := opts
+		baseOpts.Files = baseFS
+		old, problems := playbook.Parse(ch.Path, data, baseOpts)
 		if problems != nil {
 			return pe, nil
 		}
@@ -328,7 +330,8 @@ func (p PlaybookEvaluation) MarshalJSON() ([]byte, error) {
 // DryRun judges one playbook file that is not in the repository (posted to
 // the API) as the apply its merge would intend: validation, the decision of
 // the policies in force, the live plan, and the statements stored for its
-// digest. Nothing is written or executed.
+// digest. A targets file it names is read from the branch at the commit
+// writ processed last. Nothing is written or executed.
 func (r *Reconciler) DryRun(ctx context.Context, path string, data []byte) (*PlaybookEvaluation, error) {
 	st, err := r.opts.Store.RepoState(ctx)
 	if err != nil {
@@ -339,7 +342,13 @@ func (r *Reconciler) DryRun(ctx context.Context, path string, data []byte) (*Pla
 		return nil, err
 	}
 	pe := &PlaybookEvaluation{Path: path, Change: gitsrc.Added, Operation: action.Apply, ChangeType: "create"}
-	pb, problems := playbook.Parse(path, data, playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names()})
+	// A targets file the posted playbook names is read from the branch as
+	// writ last processed it.
+	tree, err := r.opts.Source.FS(st.ProcessedSHA)
+	if err != nil {
+		return nil, err
+	}
+	pb, problems := playbook.Parse(path, data, playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names(), Files: tree})
 	if problems != nil {
 		pe.Problems = problems
 		return pe, nil

@@ -318,7 +318,7 @@ func withResults(payload json.RawMessage, results []action.TargetResult) json.Ra
 	if err := json.Unmarshal(payload, &m); err != nil {
 		return payload
 	}
-	m["results"] = results
+	auditResults(m, results)
 	return audit.MustJSON(m)
 }
 

@@ -2,6 +2,8 @@ package reconcile
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/diag"
 	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/playbook"
@@ -115,7 +118,8 @@ func (r *Reconciler) prepareChanges(ctx context.Context, c gitsrc.Commit, change
 			w.problem = prob.String()
 			continue
 		}
-		pb, problems := playbook.Parse(ch.Path, data, playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names()})
+		// A targets file is read from the same commit's tree.
+		pb, problems := playbook.Parse(ch.Path, data, playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names(), Files: fsys})
 		if problems != nil {
 			w.problem = problems.Error()
 			continue
@@ -147,10 +151,20 @@ func (r *Reconciler) prepareChanges(ctx context.Context, c gitsrc.Commit, change
 }
 
 func versionOf(pb *playbook.Playbook, commit string) store.PlaybookVersion {
-	return store.PlaybookVersion{
+	v := store.PlaybookVersion{
 		Name: pb.Metadata.Name, Path: pb.Path, Digest: pb.Digest, Content: pb.Raw,
 		Action: pb.Spec.Action, Environment: pb.Spec.Environment, Severity: pb.Spec.Severity, CommitSHA: commit,
 	}
+	if pb.TargetsFile != nil {
+		v.TargetsPath, v.TargetsFile = pb.TargetsFile.Path, pb.TargetsFile.Raw
+	}
+	return v
+}
+
+// parseVersion parses a stored version: its playbook and the targets file
+// kept with it, never a later tree.
+func (r *Reconciler) parseVersion(v *store.PlaybookVersion) (*playbook.Playbook, diag.Problems) {
+	return playbook.ParseStored(v.Path, v.Content, v.TargetsFile, playbook.Options{Actions: r.opts.Catalog})
 }
 
 // prepareApply lays out the apply of a new or changed playbook and, for an
@@ -229,7 +243,7 @@ func (r *Reconciler) appliedTargets(ctx context.Context, v *store.PlaybookVersio
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	pb, problems := playbook.Parse(v.Path, v.Content, playbook.Options{Actions: r.opts.Catalog})
+	pb, problems := r.parseVersion(v)
 	if problems != nil {
 		return nil, nil
 	}
@@ -403,9 +417,10 @@ func (r *Reconciler) writeWork(ctx context.Context, tx *store.Store, c gitsrc.Co
 func executionEntry(e *store.Execution, event audit.Event, reason string) audit.Entry {
 	payload := map[string]any{
 		"execution": e.ID, "operation": e.Operation, "state": e.State, "path": e.Path,
-		"action": e.Action, "environment": e.Environment, "targets": e.Targets, "trigger": e.Trigger,
+		"action": e.Action, "environment": e.Environment, "trigger": e.Trigger,
 		"attempts": e.Attempts,
 	}
+	auditTargets(payload, e.Targets)
 	if reason != "" {
 		payload["reason"] = reason
 	}
@@ -433,6 +448,54 @@ func executionEntry(e *store.Execution, event audit.Event, reason string) audit.
 		Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: e.Name, Digest: e.Digest},
 		Payload: audit.MustJSON(payload),
 	}
+}
+
+// maxAuditList is the longest list of targets, or of per-target results,
+// an audit entry carries whole. A longer one (a targets file holds up to
+// 100,000) is recorded as its first action.ShownTargets items, its length
+// and its sha256, so that an entry stays well under the log's 1 MiB: the
+// whole list is the execution's (GET /api/v1/executions/{id}), and the
+// digest in the entry proves it.
+const maxAuditList = 1000
+
+// auditTargets puts an operation's targets in an entry's payload:
+// targets, whole up to maxAuditList; beyond, the first ones with
+// targets_total and targets_sha256 (the hex sha256 of the targets in the
+// operation's order, each followed by a newline).
+func auditTargets(payload map[string]any, targets []string) {
+	if len(targets) <= maxAuditList {
+		payload["targets"] = targets
+		return
+	}
+	h := sha256.New()
+	for _, t := range targets {
+		h.Write([]byte(t))
+		h.Write([]byte{'\n'})
+	}
+	payload["targets"] = targets[:action.ShownTargets]
+	payload["targets_total"] = len(targets)
+	payload["targets_sha256"] = hex.EncodeToString(h.Sum(nil))
+}
+
+// auditResults puts per-target results in an entry's payload: results,
+// whole up to maxAuditList; beyond, the first ones with results_total,
+// results_counts (per result) and results_sha256 (the hex sha256 of one
+// line per result in order: target, result and detail separated by tabs).
+func auditResults(payload map[string]any, results []action.TargetResult) {
+	if len(results) <= maxAuditList {
+		payload["results"] = results
+		return
+	}
+	h := sha256.New()
+	counts := map[string]int{}
+	for _, r := range results {
+		fmt.Fprintf(h, "%s\t%s\t%s\n", r.Target, r.Result, r.Detail)
+		counts[r.Result]++
+	}
+	payload["results"] = results[:action.ShownTargets]
+	payload["results_total"] = len(results)
+	payload["results_counts"] = counts
+	payload["results_sha256"] = hex.EncodeToString(h.Sum(nil))
 }
 
 // statusFor maps an operation's state and reason code to its playbook
@@ -526,7 +589,7 @@ func (r *Reconciler) operationOf(ctx context.Context, e *store.Execution, v *sto
 			return judgement.Operation{}, nil, err
 		}
 	}
-	pb, problems := playbook.Parse(v.Path, v.Content, playbook.Options{Actions: r.opts.Catalog})
+	pb, problems := r.parseVersion(v)
 	if problems != nil {
 		return judgement.Operation{}, nil, fmt.Errorf("%w: stored playbook %s no longer parses (was an action removed from writ.yaml?): %w", errUnreadable, v.Name, problems)
 	}
@@ -558,7 +621,7 @@ func (r *Reconciler) versionPlaybook(ctx context.Context, e *store.Execution) (*
 	if err != nil {
 		return nil, err
 	}
-	pb, problems := playbook.Parse(v.Path, v.Content, playbook.Options{Actions: r.opts.Catalog})
+	pb, problems := r.parseVersion(v)
 	if problems != nil {
 		return nil, fmt.Errorf("stored playbook %s no longer parses: %w", v.Name, problems)
 	}

@@ -146,6 +146,11 @@ type PendingDetail struct {
 	// Replaces the version it replaces (an update's apply), or nil.
 	Content  *PendingFile `json:"content,omitempty"`
 	Replaces *PendingFile `json:"replaces,omitempty"`
+	// TargetsFile is the targets file the playbook names (spec.targetsFile)
+	// as stored with its version, and ReplacesTargetsFile that of the
+	// version it replaces: the content digest covers it.
+	TargetsFile         *PendingFile `json:"targets_file,omitempty"`
+	ReplacesTargetsFile *PendingFile `json:"replaces_targets_file,omitempty"`
 	// Decision, Plan and Verdict are the operation's last judgement.
 	Decision json.RawMessage `json:"decision,omitempty"`
 	Plan     json.RawMessage `json:"plan,omitempty"`
@@ -158,6 +163,14 @@ type PendingDetail struct {
 	// DefaultPolicies says the trusted tree has no policies/: the
 	// built-in policies judge it.
 	DefaultPolicies bool `json:"default_policies,omitempty"`
+}
+
+// targetsFileOf is the targets file stored with a version, or nil.
+func targetsFileOf(v *store.PlaybookVersion) *PendingFile {
+	if v.TargetsFile == nil {
+		return nil
+	}
+	return &PendingFile{Path: v.TargetsPath, Content: string(v.TargetsFile)}
 }
 
 // maxPendingFiles bounds what an item sends of a tree.
@@ -312,11 +325,13 @@ func (r *Reconciler) PendingItem(ctx context.Context, id string) (*PendingDetail
 		return nil, err
 	}
 	d.Content = &PendingFile{Path: v.Path, Content: string(v.Content)}
+	d.TargetsFile = targetsFileOf(v)
 	if e.Operation == string(action.Apply) && e.ChangeType == "update" {
 		if prev, err := r.replacedVersion(ctx, v); err != nil {
 			return nil, err
 		} else if prev != nil {
 			d.Replaces = &PendingFile{Path: prev.Path, Content: string(prev.Content)}
+			d.ReplacesTargetsFile = targetsFileOf(prev)
 		}
 	}
 	tree, err := r.opts.Source.FS(t.Commit)

@@ -390,16 +390,30 @@ func (s *Store) SaveTargetResults(ctx context.Context, id int64, results []Targe
 	if len(results) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
-	for _, r := range results {
-		b.Queue(`INSERT INTO execution_targets (execution_id, target, planned, result, detail, attempts, updated_at)
-			VALUES ($1, $2, $3, $4, $5, 1, now())
-			ON CONFLICT (execution_id, target) DO UPDATE SET
-				planned = CASE WHEN $3 = '' THEN execution_targets.planned ELSE $3 END,
-				result = $4, detail = $5, attempts = execution_targets.attempts + 1, updated_at = now()`,
-			id, r.Target, r.Planned, r.Result, r.Detail)
+	// One statement for all of them (a targets file has up to 100,000): the
+	// columns as arrays, one row per target; a target given twice keeps its
+	// last result, as upserting them one by one did.
+	last := make(map[string]int, len(results))
+	for i, r := range results {
+		last[r.Target] = i
 	}
-	if err := s.db.SendBatch(ctx, b).Close(); err != nil {
+	n := len(last)
+	targets, planned, result, detail := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+	for i, r := range results {
+		if last[r.Target] != i {
+			continue
+		}
+		targets, planned = append(targets, r.Target), append(planned, r.Planned)
+		result, detail = append(result, r.Result), append(detail, r.Detail)
+	}
+	_, err := s.db.Exec(ctx, `INSERT INTO execution_targets (execution_id, target, planned, result, detail, attempts, updated_at)
+		SELECT $1::bigint, t.target, t.planned, t.result, t.detail, 1, now()
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS t(target, planned, result, detail)
+		ON CONFLICT (execution_id, target) DO UPDATE SET
+			planned = CASE WHEN excluded.planned = '' THEN execution_targets.planned ELSE excluded.planned END,
+			result = excluded.result, detail = excluded.detail, attempts = execution_targets.attempts + 1, updated_at = now()`,
+		id, targets, planned, result, detail)
+	if err != nil {
 		return fmt.Errorf("store: target results of execution %d: %w", id, translate(err))
 	}
 	return nil

@@ -27,11 +27,16 @@ const (
 
 // PlaybookVersion is one content version (name, digest) of a playbook.
 type PlaybookVersion struct {
-	ID           int64
-	Name         string
-	Path         string
-	Digest       string
-	Content      []byte
+	ID      int64
+	Name    string
+	Path    string
+	Digest  string
+	Content []byte
+	// TargetsPath is the targets file the playbook names (spec.targetsFile)
+	// and TargetsFile its bytes as read at its commit; "" and nil when it
+	// has none.
+	TargetsPath  string
+	TargetsFile  []byte
 	Action       string
 	Environment  string
 	Severity     string
@@ -56,14 +61,14 @@ type StatusChange struct {
 	At        time.Time
 }
 
-const playbookColumns = `id, name, path, digest, content, action, environment, severity,
+const playbookColumns = `id, name, path, digest, content, coalesce(targets_path, ''), targets_file, action, environment, severity,
 	coalesce(commit_sha, ''), status, status_reason, decision, coalesce(policy_digest, ''),
 	coalesce(plan_digest, ''), expires_at, created_at, updated_at, archived_at`
 
 func scanPlaybook(row pgx.Row) (*PlaybookVersion, error) {
 	var v PlaybookVersion
 	var decision []byte
-	err := row.Scan(&v.ID, &v.Name, &v.Path, &v.Digest, &v.Content, &v.Action, &v.Environment, &v.Severity,
+	err := row.Scan(&v.ID, &v.Name, &v.Path, &v.Digest, &v.Content, &v.TargetsPath, &v.TargetsFile, &v.Action, &v.Environment, &v.Severity,
 		&v.CommitSHA, &v.Status, &v.StatusReason, &decision, &v.PolicyDigest,
 		&v.PlanDigest, &v.ExpiresAt, &v.CreatedAt, &v.UpdatedAt, &v.ArchivedAt)
 	if err != nil {
@@ -88,11 +93,11 @@ func nullIfEmpty(s string) any {
 func (s *Store) EnsurePlaybookVersion(ctx context.Context, v PlaybookVersion) (_ *PlaybookVersion, created bool, err error) {
 	err = s.Tx(ctx, func(tx *Store) error {
 		row := tx.db.QueryRow(ctx, `
-			INSERT INTO playbook_versions (name, path, digest, content, action, environment, severity, commit_sha)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			INSERT INTO playbook_versions (name, path, digest, content, targets_path, targets_file, action, environment, severity, commit_sha)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (name, digest) DO NOTHING
 			RETURNING `+playbookColumns,
-			v.Name, v.Path, v.Digest, v.Content, v.Action, v.Environment, v.Severity, nullIfEmpty(v.CommitSHA))
+			v.Name, v.Path, v.Digest, v.Content, nullIfEmpty(v.TargetsPath), v.TargetsFile, v.Action, v.Environment, v.Severity, nullIfEmpty(v.CommitSHA))
 		got, err := scanPlaybook(row)
 		if err == nil {
 			created = true

@@ -88,6 +88,25 @@ func (s *Store) ActiveByPath(ctx context.Context, path string) (*ActivePlaybook,
 	return &a, nil
 }
 
+// ActiveNamingTargetsFiles lists the paths of the playbooks in force whose
+// version takes its targets from one of these files (spec.targetsFile), by
+// path: a commit that changes such a file changes those playbooks.
+func (s *Store) ActiveNamingTargetsFiles(ctx context.Context, files []string) ([]string, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.Query(ctx, `SELECT a.path FROM active_playbooks a JOIN playbook_versions v ON v.id = a.version_id
+		WHERE v.targets_path = ANY($1) ORDER BY a.path`, files)
+	if err != nil {
+		return nil, fmt.Errorf("store: playbooks naming %d targets files: %w", len(files), translate(err))
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: playbooks naming %d targets files: %w", len(files), translate(err))
+	}
+	return out, nil
+}
+
 // ActiveByName finds the playbook in force with a name.
 func (s *Store) ActiveByName(ctx context.Context, name string) (*ActivePlaybook, error) {
 	var a ActivePlaybook

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -132,24 +133,29 @@ func (b *Backend) Plan(ctx context.Context, req action.Request) (*action.Plan, e
 	if err != nil {
 		return nil, err
 	}
-	p := &action.Plan{Action: req.Action, Backend: b.Name(), Environment: req.Environment, Operation: req.Operation}
+	has := make(map[netip.Prefix]bool, len(entries))
+	for _, e := range entries {
+		has[e] = true
+	}
+	p := &action.Plan{Action: req.Action, Backend: b.Name(), Environment: req.Environment, Operation: req.Operation,
+		Targets: make([]action.TargetPlan, 0, len(req.Targets))}
 	for _, t := range req.Targets {
 		pfx, _ := playbook.ParseIPTarget(t)
 		tp := action.TargetPlan{Target: t}
 		switch req.Operation {
 		case action.Revert:
-			if slices.Contains(entries, pfx) {
+			if has[pfx] {
 				tp.Result = action.WouldUnblock
 			} else {
 				tp.Result = action.NotBlocked
 			}
 		default:
-			switch {
-			case slices.Contains(entries, pfx):
+			switch cover := coveredBy(has, pfx); {
+			case has[pfx]:
 				tp.Result = action.AlreadyBlocked
-			case coveredBy(entries, pfx).IsValid():
+			case cover.IsValid():
 				tp.Result = action.CoveredBy
-				tp.Detail = "inside " + format(coveredBy(entries, pfx))
+				tp.Detail = "inside " + format(cover)
 				// A covering entry may be reverted later: still add this
 				// one on Apply, so it outlives the broader block.
 			default:
@@ -161,11 +167,14 @@ func (b *Backend) Plan(ctx context.Context, req action.Request) (*action.Plan, e
 	return p, nil
 }
 
-// coveredBy returns an entry strictly containing p, or an invalid prefix.
-func coveredBy(entries []netip.Prefix, p netip.Prefix) netip.Prefix {
-	for _, e := range entries {
-		if e != p && e.Bits() < p.Bits() && e.Addr().Is4() == p.Addr().Is4() && e.Contains(p.Addr()) {
-			return e
+// coveredBy returns the widest entry strictly containing p (the first
+// the file lists, as it is written sorted), or an invalid prefix: one
+// lookup per shorter prefix length, so planning 100,000 targets against
+// 100,000 entries stays linear.
+func coveredBy(has map[netip.Prefix]bool, p netip.Prefix) netip.Prefix {
+	for bits := 0; bits < p.Bits(); bits++ {
+		if q, err := p.Addr().Prefix(bits); err == nil && has[q] {
+			return q
 		}
 	}
 	return netip.Prefix{}
@@ -196,20 +205,24 @@ func (b *Backend) change(ctx context.Context, req action.Request, add bool) ([]a
 	}
 	results := make([]action.TargetResult, 0, len(req.Targets))
 	var changed []string
+	has := make(map[netip.Prefix]bool, len(entries)+len(req.Targets))
+	for _, e := range entries {
+		has[e] = true
+	}
 	for _, t := range req.Targets {
 		pfx, err := playbook.ParseIPTarget(t)
 		if err != nil {
 			results = append(results, action.TargetResult{Target: t, Result: action.Failed, Detail: err.Error()})
 			continue
 		}
-		present := slices.Contains(entries, pfx)
+		present := has[pfx]
 		switch {
 		case add && !present:
-			entries = append(entries, pfx)
+			has[pfx] = true
 			results = append(results, action.TargetResult{Target: t, Result: action.Changed, Detail: "blocked"})
 			changed = append(changed, "block "+t)
 		case !add && present:
-			entries = slices.DeleteFunc(entries, func(e netip.Prefix) bool { return e == pfx })
+			delete(has, pfx)
 			results = append(results, action.TargetResult{Target: t, Result: action.Changed, Detail: "unblocked"})
 			changed = append(changed, "unblock "+t)
 		default:
@@ -222,7 +235,7 @@ func (b *Backend) change(ctx context.Context, req action.Request, add bool) ([]a
 		if err := b.journal(req, changed); err != nil {
 			return results, err
 		}
-		if err := b.write(entries); err != nil {
+		if err := b.write(slices.Collect(maps.Keys(has))); err != nil {
 			for i := range results {
 				if results[i].Result == action.Changed {
 					results[i] = action.TargetResult{Target: results[i].Target, Result: action.Failed, Detail: err.Error()}
@@ -253,6 +266,7 @@ func (b *Backend) read() ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("blocklist: read %s: %w", b.opts.Path, err)
 	}
 	var out []netip.Prefix
+	seen := map[netip.Prefix]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	line := 0
@@ -273,7 +287,8 @@ func (b *Backend) read() ([]netip.Prefix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("blocklist: %s:%d: %v", b.opts.Path, line, err)
 		}
-		if !slices.Contains(out, p) {
+		if !seen[p] {
+			seen[p] = true
 			out = append(out, p)
 		}
 	}

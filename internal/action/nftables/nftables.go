@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -389,14 +390,25 @@ func (b *Backend) Entries(ctx context.Context) ([]netip.Prefix, error) {
 	return b.readEntries(c, l)
 }
 
-// Plan reads writ's sets and says per target what would change.
+// Plan reads writ's sets and says per target what would change. Each
+// target is looked up in an index of the entries (catalog), so planning
+// 100,000 targets against 100,000 entries takes a fraction of a second.
 func (b *Backend) Plan(ctx context.Context, req action.Request) (*action.Plan, error) {
 	entries, err := b.Entries(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p := &action.Plan{Action: req.Action, Backend: b.Name(), Environment: req.Environment, Operation: req.Operation}
+	return b.planEntries(ctx, newCatalog(entries), req)
+}
+
+// planEntries plans a request against the entries of cat.
+func (b *Backend) planEntries(ctx context.Context, cat *catalog, req action.Request) (*action.Plan, error) {
+	p := &action.Plan{Action: req.Action, Backend: b.Name(), Environment: req.Environment, Operation: req.Operation,
+		Targets: make([]action.TargetPlan, 0, len(req.Targets))}
 	for _, t := range req.Targets {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		pfx, err := playbook.ParseIPTarget(t)
 		if err != nil {
 			return nil, err
@@ -404,28 +416,28 @@ func (b *Backend) Plan(ctx context.Context, req action.Request) (*action.Plan, e
 		tp := action.TargetPlan{Target: t}
 		if req.Operation == action.Revert {
 			tp.Result = action.NotBlocked
-			if slices.Contains(entries, pfx) {
+			if cat.has[pfx] {
 				tp.Result = action.WouldUnblock
-				if cover := covering(entries, pfx); cover.IsValid() {
+				if cover := cat.covering(pfx); cover.IsValid() {
 					tp.Detail = "stays blocked by " + format(cover)
 				}
 			}
 			p.Targets = append(p.Targets, tp)
 			continue
 		}
-		switch {
-		case slices.Contains(entries, pfx):
+		switch cover := cat.covering(pfx); {
+		case cat.has[pfx]:
 			tp.Result = action.AlreadyBlocked
-		case covering(entries, pfx).IsValid():
+		case cover.IsValid():
 			tp.Result = action.CoveredBy
-			tp.Detail = "inside " + format(covering(entries, pfx))
+			tp.Detail = "inside " + format(cover)
 		default:
 			tp.Result = action.WouldBlock
-			if inner := inside(entries, pfx); len(inner) > 0 {
+			if first, n := cat.inside(pfx); n > 0 {
 				tp.Result = Overlaps
-				tp.Detail = "would block; overlaps " + format(inner[0])
-				if len(inner) > 1 {
-					tp.Detail += fmt.Sprintf(" and %d more", len(inner)-1)
+				tp.Detail = "would block; overlaps " + format(first)
+				if n > 1 {
+					tp.Detail += fmt.Sprintf(" and %d more", n-1)
 				}
 			}
 		}
@@ -438,25 +450,50 @@ func (b *Backend) Plan(ctx context.Context, req action.Request) (*action.Plan, e
 // contains narrower entries already blocked.
 const Overlaps = "overlaps"
 
-// covering returns an entry strictly containing p, or an invalid prefix.
-func covering(entries []netip.Prefix, p netip.Prefix) netip.Prefix {
+// catalog indexes writ's exact entries: membership by prefix, and the
+// entries sorted by address then prefix length for what lies inside a
+// prefix.
+type catalog struct {
+	has    map[netip.Prefix]bool
+	sorted []netip.Prefix
+}
+
+func newCatalog(entries []netip.Prefix) *catalog {
+	c := &catalog{has: make(map[netip.Prefix]bool, len(entries)), sorted: slices.Clone(entries)}
 	for _, e := range entries {
-		if e != p && e.Addr().Is4() == p.Addr().Is4() && e.Bits() < p.Bits() && e.Contains(p.Addr()) {
-			return e
+		c.has[e] = true
+	}
+	slices.SortFunc(c.sorted, comparePrefix)
+	return c
+}
+
+// covering returns the widest entry strictly containing p (the first in
+// address order), or an invalid prefix.
+func (c *catalog) covering(p netip.Prefix) netip.Prefix {
+	for bits := 0; bits < p.Bits(); bits++ {
+		if q, err := p.Addr().Prefix(bits); err == nil && c.has[q] {
+			return q
 		}
 	}
 	return netip.Prefix{}
 }
 
-// inside returns the entries strictly inside p.
-func inside(entries []netip.Prefix, p netip.Prefix) []netip.Prefix {
-	var out []netip.Prefix
-	for _, e := range entries {
-		if e != p && e.Addr().Is4() == p.Addr().Is4() && e.Bits() > p.Bits() && p.Contains(e.Addr()) {
-			out = append(out, e)
+// inside returns the first entry (in address order) strictly inside p, and
+// how many there are.
+func (c *catalog) inside(p netip.Prefix) (netip.Prefix, int) {
+	start, end := p.Masked().Addr(), lastAddr(p)
+	i, _ := slices.BinarySearchFunc(c.sorted, start, func(e netip.Prefix, a netip.Addr) int { return e.Addr().Compare(a) })
+	var first netip.Prefix
+	n := 0
+	for ; i < len(c.sorted) && c.sorted[i].Addr().Compare(end) <= 0; i++ {
+		if e := c.sorted[i]; e.Bits() > p.Bits() {
+			if n == 0 {
+				first = e
+			}
+			n++
 		}
 	}
-	return out
+	return first, n
 }
 
 func format(p netip.Prefix) string {
@@ -466,7 +503,9 @@ func format(p netip.Prefix) string {
 	return p.String()
 }
 
-// Apply adds the targets to writ's sets, in one transaction.
+// Apply adds the targets to writ's sets, in one transaction: however many
+// there are (100,000 from a targets file), the sets change atomically or
+// not at all.
 func (b *Backend) Apply(ctx context.Context, req action.Request) ([]action.TargetResult, error) {
 	return b.change(ctx, req, true)
 }
@@ -500,20 +539,24 @@ func (b *Backend) change(ctx context.Context, req action.Request, add bool) ([]a
 	}
 	results := make([]action.TargetResult, 0, len(req.Targets))
 	changed := false
+	has := make(map[netip.Prefix]bool, len(entries)+len(req.Targets))
+	for _, e := range entries {
+		has[e] = true
+	}
 	for _, t := range req.Targets {
 		pfx, err := playbook.ParseIPTarget(t)
 		if err != nil {
 			results = append(results, action.TargetResult{Target: t, Result: action.Failed, Detail: err.Error()})
 			continue
 		}
-		present := slices.Contains(entries, pfx)
+		present := has[pfx]
 		switch {
 		case add && !present:
-			entries = append(entries, pfx)
+			has[pfx] = true
 			results = append(results, action.TargetResult{Target: t, Result: action.Changed, Detail: "blocked"})
 			changed = true
 		case !add && present:
-			entries = slices.DeleteFunc(entries, func(e netip.Prefix) bool { return e == pfx })
+			delete(has, pfx)
 			results = append(results, action.TargetResult{Target: t, Result: action.Changed, Detail: "unblocked"})
 			changed = true
 		default:
@@ -521,6 +564,7 @@ func (b *Backend) change(ctx context.Context, req action.Request, add bool) ([]a
 		}
 	}
 	if changed || !existed {
+		entries = slices.SortedFunc(maps.Keys(has), comparePrefix)
 		b.rewrite(c, l, entries)
 	}
 	if err := c.Flush(); err != nil {

@@ -1,12 +1,14 @@
 package github
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
 
 	gh "github.com/google/go-github/v88/github"
 
+	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/policy"
@@ -220,7 +222,11 @@ func playbookSection(b *strings.Builder, in reportInput, p *reconcile.PlaybookEv
 	fmt.Fprintf(b, "### %s%s: %s\n\n", code(p.Path), name, outcomeLabel[o])
 	if len(p.Problems) > 0 {
 		for _, pr := range p.Problems {
-			fmt.Fprintf(b, "- line %d, column %d: %s\n", max(pr.Line, 1), max(pr.Col, 1), md(pr.Message))
+			where := ""
+			if pr.Path != "" && pr.Path != p.Path {
+				where = code(pr.Path) + " " // a targets file's line
+			}
+			fmt.Fprintf(b, "- %sline %d, column %d: %s\n", where, max(pr.Line, 1), max(pr.Col, 1), md(pr.Message))
 		}
 		b.WriteString("\n")
 		return
@@ -230,6 +236,14 @@ func playbookSection(b *strings.Builder, in reportInput, p *reconcile.PlaybookEv
 		return
 	}
 	fmt.Fprintf(b, "- Operation: **%s** (%s)\n", p.Operation, p.ChangeType)
+	if pb := p.Playbook; pb != nil && pb.TargetsFile != nil {
+		tf := pb.TargetsFile
+		fmt.Fprintf(b, "- Targets file: %s, %s targets (sha256 %s)", code(tf.Path), action.Thousands(len(pb.Spec.Targets)), code(tf.Digest))
+		if tf.Duplicates > 0 {
+			fmt.Fprintf(b, ", %s repeated lines merged", action.Thousands(tf.Duplicates))
+		}
+		b.WriteString(": approvals cover it with the playbook\n")
+	}
 	if d := p.Decision; d != nil {
 		fmt.Fprintf(b, "- Decision: **%s**", d.Outcome)
 		if d.Outcome == policy.RequireApproval {
@@ -270,13 +284,23 @@ func playbookSection(b *strings.Builder, in reportInput, p *reconcile.PlaybookEv
 		fmt.Fprintf(b, "- Plan: cannot plan yet: %s\n", md(p.PlanError))
 	}
 	if pl := p.Plan; pl != nil {
-		fmt.Fprintf(b, "- Plan (%s with %s in %s):\n\n", pl.Operation, code(pl.Backend), code(pl.Environment))
+		fmt.Fprintf(b, "- Plan (%s with %s in %s)", pl.Operation, code(pl.Backend), code(pl.Environment))
+		shown, more := pl.Shown()
+		if more > 0 {
+			fmt.Fprintf(b, ", %s targets: %s; the first %d:", action.Thousands(len(pl.Targets)), md(pl.CountsText()), len(shown))
+		} else {
+			b.WriteString(":")
+		}
+		b.WriteString("\n\n")
 		if len(pl.Targets) == 0 {
 			b.WriteString("  nothing to change\n")
 		} else {
 			b.WriteString("  | target | result | detail |\n  |---|---|---|\n")
-			for _, t := range pl.Targets {
+			for _, t := range shown {
 				fmt.Fprintf(b, "  | %s | %s | %s |\n", code(t.Target), md(t.Result), md(t.Detail))
+			}
+			if more > 0 {
+				fmt.Fprintf(b, "\n  … and %s more: the whole plan is in writ's API (the dry-run and the operation's plan).\n", action.Thousands(more))
 			}
 		}
 		b.WriteString("\n")
@@ -388,7 +412,9 @@ func annotations(ev *reconcile.Evaluation) []*gh.CheckRunAnnotation {
 			if pr.Code != "" {
 				t = "invalid playbook: " + pr.Code
 			}
-			add(p.Path, pr.Line, pr.Col, level, t, pr.Message)
+			// A problem of a targets file is annotated on that file.
+			path := cmp.Or(pr.Path, p.Path)
+			add(path, pr.Line, pr.Col, level, t, pr.Message)
 		}
 		if p.Playbook == nil || p.Change == gitsrc.Deleted {
 			continue

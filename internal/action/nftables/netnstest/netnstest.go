@@ -6,6 +6,7 @@ package netnstest
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -160,4 +162,40 @@ func Reaches(t testing.TB, ns, src, dst string) bool {
 		}
 	})
 	return ok
+}
+
+// Generation reads the nftables ruleset generation of a namespace
+// (NFT_MSG_GETGEN): the kernel bumps it once per committed transaction,
+// so the difference across a change is how many transactions it took.
+func Generation(t testing.TB, name string) uint32 {
+	t.Helper()
+	f, err := os.Open(filepath.Join("/run/netns", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(f.Fd())})
+	if err != nil {
+		t.Fatalf("netlink in %s: %v", name, err)
+	}
+	defer c.Close()
+	msgs, err := c.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil || len(msgs) != 1 || len(msgs[0].Data) < 4 {
+		t.Fatalf("nftables generation in %s: %d messages, %v", name, len(msgs), err)
+	}
+	ad, err := netlink.NewAttributeDecoder(msgs[0].Data[4:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_GEN_ID {
+			return ad.Uint32()
+		}
+	}
+	t.Fatalf("nftables generation in %s: no NFTA_GEN_ID (%v)", name, ad.Err())
+	return 0
 }
