@@ -63,8 +63,9 @@ pgo: ## regenerate cmd/writ/default.pgo from the policy, playbook and approval b
 	  $(GO) tool pprof -proto "$$tmp/policy.pprof" "$$tmp/playbook.pprof" "$$tmp/approval.pprof" > $(PGO)
 	@echo "wrote $(PGO)"
 
-fuzz: ## fuzz the playbook and git tree decoders (FUZZTIME=5m each)
-	$(GO) test ./internal/playbook -run '^$$' -fuzz FuzzParse -fuzztime $(or $(FUZZTIME),1m)
+fuzz: ## fuzz the playbook, targets file and git tree decoders (FUZZTIME=5m each)
+	$(GO) test ./internal/playbook -run '^$$' -fuzz 'FuzzParse$$' -fuzztime $(or $(FUZZTIME),1m)
+	$(GO) test ./internal/playbook -run '^$$' -fuzz FuzzParseTargetsFile -fuzztime $(or $(FUZZTIME),1m)
 	$(GO) test ./internal/gitsrc -run '^$$' -fuzz FuzzParseTree -fuzztime $(or $(FUZZTIME),1m)
 	$(GO) test ./internal/gitsrc -run '^$$' -fuzz FuzzCheckName -fuzztime $(or $(FUZZTIME),1m)
 
