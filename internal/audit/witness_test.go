@@ -369,9 +369,20 @@ func closedURL(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr
+	// The port stays bound for the whole test (closing it would let another
+	// test's server take it and answer): every connection is accepted and
+	// closed at once, so each request fails at the transport.
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return "http://" + l.Addr().String()
 }
 
 // Run sends each recorded checkpoint in the background, woken by the
