@@ -46,13 +46,14 @@ const reservedPrefix = "audit."
 
 // Subject kinds.
 const (
-	SubjectPlaybook  = "playbook"
-	SubjectApproval  = "approval"
-	SubjectExecution = "execution"
-	SubjectConfig    = "config"
-	SubjectUser      = "user"
-	SubjectKey       = "key"
-	SubjectAuditLog  = "audit_log"
+	SubjectPlaybook    = "playbook"
+	SubjectApproval    = "approval"
+	SubjectExecution   = "execution"
+	SubjectConfig      = "config"
+	SubjectUser        = "user"
+	SubjectKey         = "key"
+	SubjectAuditLog    = "audit_log"
+	SubjectEnvironment = "environment"
 )
 
 // SystemActor is the actor of entries writ records on its own behalf.

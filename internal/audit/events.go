@@ -100,6 +100,31 @@ const (
 	EventExecutionRetryRequested Event = "execution.retry_requested"
 )
 
+// Drift: live state compared with the desired state of active playbooks
+// (internal/reconcile/drift.go).
+const (
+	// EventDriftDetected: live state differs from what active playbooks
+	// put in force (targets missing, unexpected or changed).
+	EventDriftDetected Event = "drift.detected"
+	// EventDriftResolved: live state matches the desired state again.
+	EventDriftResolved Event = "drift.resolved"
+)
+
+// Break-glass containment: an emergency playbook executed on one signed
+// statement by a holder of the break-glass role, which must gather its
+// normal quorum within a window or is reverted.
+const (
+	// EventBreakGlassInvoked: an emergency apply was allowed on a
+	// break-glass statement; its quorum is due by a deadline.
+	EventBreakGlassInvoked Event = "breakglass.invoked"
+	// EventBreakGlassConfirmed: the emergency apply gathered its normal
+	// quorum within the window; it stays in force.
+	EventBreakGlassConfirmed Event = "breakglass.confirmed"
+	// EventBreakGlassLapsed: the window passed without the quorum; the
+	// emergency apply is reverted.
+	EventBreakGlassLapsed Event = "breakglass.lapsed"
+)
+
 // Housekeeping (internal/retention).
 const (
 	EventRetentionRun Event = "retention.run"
@@ -215,6 +240,15 @@ var catalogue = []EventSpec{
 	{EventExecutionDenied, "writ", "playbook", "policy denied an operation", executionFields},
 	{EventExecutionRejected, "writ", "playbook", "an approver rejected an operation", executionFields},
 	{EventExecutionCancelled, "writ", "playbook", "an operation was cancelled before it ran (superseded, or its playbook removed)", executionFields},
+
+	{EventDriftDetected, "writ", "environment: the environment", "live state differs from the desired state of the active playbooks of an environment and backend (report or heal)",
+		[]string{"environment", "action", "backend", "mode", "missing", "unexpected", "changed", "counts", "playbooks", "heal"}},
+	{EventDriftResolved, "writ", "environment: the environment", "live state matches the desired state of an environment and backend again", []string{"environment", "action", "backend", "since"}},
+
+	{EventBreakGlassInvoked, "the break-glass signer", "playbook", "an emergency apply was allowed on one break-glass statement; its normal quorum is due by the deadline or it is reverted",
+		with(executionFields, "signer", "deadline", "window")},
+	{EventBreakGlassConfirmed, "writ", "playbook", "an emergency apply gathered its normal quorum within its window: it stays in force", with(executionFields, "deadline")},
+	{EventBreakGlassLapsed, "writ", "playbook", "an emergency apply's window passed without its normal quorum: its revert is scheduled", with(executionFields, "deadline", "revert")},
 
 	{EventRetentionRun, "writ", "config: retention", "the retention jobs ran (audit entries are never deleted)", []string{"sessions_deleted", "approvals_withdrawn", "playbooks_archived"}},
 }
