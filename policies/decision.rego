@@ -9,7 +9,8 @@
 #   approver_roles     approver_roles contains role if ...: roles whose
 #                      approvals count (none named: writ takes "approver")
 # To add a check, add a file with a new package under writ.checks (see
-# business_hours.rego): this file collects it. Checks see the operation
+# business_hours.rego): this file collects it. emergency says whether an
+# apply marked emergency may break glass (emergency.rego). Checks see the operation
 # judged in input.operation (apply or revert; see operation.rego): the
 # built-in deny checks guard what an apply may contain, and the checks
 # asking for approval ask it of reverts too (production, high-risk
@@ -26,6 +27,7 @@ decision := {
 	"require_approval": require_approval,
 	"approvals_required": approvals_required,
 	"approver_roles": approver_roles,
+	"emergency": data.writ.lib.emergency.allowed,
 }
 
 deny contains {"rule": name, "msg": msg} if {
@@ -34,10 +36,13 @@ deny contains {"rule": name, "msg": msg} if {
 }
 
 # A revert that expiresAfter scheduled was approved with its apply (the
-# expiry is part of the approved content): it needs no approval of its own.
-# Every other operation, apply or revert, asks every check.
+# expiry is part of the approved content): it needs no approval of its own;
+# nor does the revert of an emergency apply whose approvals did not come in
+# time (break-glass, emergency.rego). Every other operation, apply or
+# revert, asks every check.
 require_approval contains {"rule": name, "msg": msg} if {
 	not data.writ.lib.operation.scheduled_expiry
+	not data.writ.lib.operation.breakglass_lapsed
 	some name, msg
 	data.writ.checks[name].require_approval[msg]
 }

@@ -19,3 +19,12 @@ scheduled_expiry if {
 	revert
 	input.change.type == "expiry"
 }
+
+# breakglass_lapsed: the revert of an emergency apply whose normal quorum
+# did not come within the server's break-glass window (or that an approver
+# rejected meanwhile). It undoes what ran before its approvals, so it needs
+# none of its own.
+breakglass_lapsed if {
+	revert
+	input.change.type == "breakglass"
+}

@@ -19,3 +19,9 @@ test_a_scheduled_expiry if {
 	operation.scheduled_expiry with input as object.union(block(["203.0.113.7"]), {"operation": "revert", "change": {"type": "expiry"}})
 	not operation.scheduled_expiry with input as object.union(block(["203.0.113.7"]), {"change": {"type": "expiry"}})
 }
+
+test_a_lapsed_break_glass if {
+	operation.breakglass_lapsed with input as object.union(block(["203.0.113.7"]), {"operation": "revert", "change": {"type": "breakglass"}})
+	not operation.breakglass_lapsed with input as object.union(block(["203.0.113.7"]), {"change": {"type": "breakglass"}})
+	not operation.breakglass_lapsed with input as object.union(block(["203.0.113.7"]), {"operation": "revert", "change": {"type": "delete"}})
+}

@@ -23,10 +23,14 @@ const (
 	RoleApprover = "approver"
 	RoleExecutor = "executor"
 	RoleAdmin    = "admin"
+	// RoleBreakGlass may invoke break-glass: one signed statement of theirs
+	// lets an emergency apply run where the policies allow it, before its
+	// normal quorum (docs/design.md, Break-glass containment).
+	RoleBreakGlass = "break-glass"
 )
 
 // Roles lists every role.
-var Roles = []string{RoleViewer, RoleAnalyst, RoleApprover, RoleExecutor, RoleAdmin}
+var Roles = []string{RoleViewer, RoleAnalyst, RoleApprover, RoleExecutor, RoleAdmin, RoleBreakGlass}
 
 // KeyringPath is the keyring's place in a content repository.
 const KeyringPath = ".writ/approvers.yaml"

@@ -105,6 +105,12 @@ type Predicate struct {
 	// PlanDigest is the digest of the dry-run plan approved (empty for a
 	// change to policies/ or .writ/).
 	PlanDigest string `json:"planDigest,omitempty"`
+	// BreakGlass marks an approval that invokes break-glass: signed by a
+	// holder of the break-glass role, it alone lets an emergency apply run
+	// (where the policies allow emergencies), and it never counts toward
+	// the normal quorum the apply must still gather (docs/design.md,
+	// Break-glass containment). Only an approval of an apply may carry it.
+	BreakGlass bool `json:"breakGlass,omitempty"`
 	// Reason says why; rejections should always say.
 	Reason string `json:"reason,omitempty"`
 	// IssuedAt and ExpiresAt bound the statement's validity.
@@ -213,6 +219,16 @@ func (p *Predicate) validate() error {
 	case "", OperationApply, OperationRevert:
 	default:
 		return fmt.Errorf("predicate.operation %q is not apply or revert", p.Operation)
+	}
+	if p.BreakGlass {
+		switch {
+		case p.Decision != Approve:
+			return fmt.Errorf("predicate.breakGlass is for approvals; a %s never invokes break-glass", p.Decision)
+		case p.Transition != nil:
+			return errors.New("predicate.breakGlass is for playbook applies; a change to policies/ or .writ/ never breaks glass")
+		case p.Operation == OperationRevert:
+			return errors.New("predicate.breakGlass is for applies; a revert needs no break-glass")
+		}
 	}
 	if t := p.Transition; t != nil {
 		if p.Operation != "" {

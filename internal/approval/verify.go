@@ -36,6 +36,7 @@ const (
 	CodeRoleNotQualified     Code = "role_not_qualified"     // the signer holds no qualifying role
 	CodeOperationMismatch    Code = "operation_mismatch"     // about another operation (apply or revert) of the content
 	CodeTransitionMismatch   Code = "transition_mismatch"    // about another change of policies/ or .writ/, or not about one
+	CodeBreakGlassMismatch   Code = "break_glass_mismatch"   // a break-glass statement where the quorum is counted, or an ordinary one where break-glass is
 	CodeNotPending           Code = "not_pending"            // refused at the door: about an operation already done, or a superseded change
 )
 
@@ -269,6 +270,38 @@ func Verify(in Input) Verdict {
 	}.judge(in.Envelopes)
 }
 
+// VerifyBreakGlass judges whether the envelopes invoke break-glass for an
+// emergency apply: a valid approval marked breakGlass, about exactly this
+// content, policy set, plan, repository and operation, signed by a person
+// holding the break-glass role. One is enough, and it needs no proposal
+// (in an emergency the responder may be the author). Rejections are not
+// judged here: Verify's verdict, which sees every ordinary statement,
+// blocks on them. The caller asks only when the policies allow an
+// emergency for the operation; in.ApprovalsRequired and in.ApproverRoles
+// are ignored.
+func VerifyBreakGlass(in Input) Verdict {
+	in.ApprovalsRequired = 1
+	if err := in.validate(); err != nil {
+		return inputError(err, 1)
+	}
+	in.Options.setDefaults()
+	return rules{
+		subjects:      []Subject{in.Subject},
+		repository:    in.Repository,
+		operation:     cmp.Or(in.Operation, OperationApply),
+		required:      1,
+		approverRoles: []string{RoleBreakGlass},
+		proposerRoles: []string{RoleAnalyst},
+		policyDigest:  in.PolicyDigest,
+		planDigest:    in.PlanDigest,
+		breakGlass:    true,
+		keyring:       in.Keyring,
+		now:           in.Now,
+		maxAge:        in.Options.MaxAge,
+		skew:          in.Options.ClockSkew,
+	}.judge(in.Envelopes)
+}
+
 func inputError(err error, required int) Verdict {
 	return Verdict{Err: err, InputError: err.Error(), Required: required, Missing: max(required, 0)}
 }
@@ -342,9 +375,12 @@ type rules struct {
 	policyDigest    string
 	planDigest      string
 	requireProposal bool
-	keyring         *Keyring
-	now             time.Time
-	maxAge, skew    time.Duration
+	// breakGlass: only break-glass statements count (VerifyBreakGlass);
+	// otherwise they never do.
+	breakGlass   bool
+	keyring      *Keyring
+	now          time.Time
+	maxAge, skew time.Duration
 }
 
 // checked is one envelope after the per-envelope checks.
@@ -493,6 +529,14 @@ func (r rules) context(p *Predicate, st *Statement) (Code, string) {
 		}
 		if op := cmp.Or(p.Operation, OperationApply); op != r.operation {
 			return CodeOperationMismatch, fmt.Sprintf("a statement about the %s of this content, not its %s", op, r.operation)
+		}
+		switch {
+		case p.BreakGlass && !r.breakGlass:
+			return CodeBreakGlassMismatch, "a break-glass statement: it lets an emergency apply run, and never counts toward the quorum"
+		case !p.BreakGlass && r.breakGlass && p.Decision == Approve:
+			return CodeBreakGlassMismatch, "an ordinary approval: only a statement marked breakGlass invokes break-glass"
+		case !p.BreakGlass && r.breakGlass:
+			return CodeBreakGlassMismatch, "not a break-glass statement"
 		}
 		return "", ""
 	}

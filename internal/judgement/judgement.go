@@ -39,6 +39,10 @@ const (
 	Delete Trigger = "delete"
 	// Expiry: a playbook's expiresAfter passed; its revert.
 	Expiry Trigger = "expiry"
+	// BreakGlass: an emergency apply that ran on a break-glass statement
+	// did not gather its normal quorum within the window (or was rejected
+	// meanwhile); its revert.
+	BreakGlass Trigger = "breakglass"
 	// Proposed: a change judged before it is merged (a pull request, a
 	// dry-run, `writ plan`); nothing runs.
 	Proposed Trigger = "proposed"
@@ -96,10 +100,17 @@ func (o Operation) policyInput(envs policy.Environments) policy.Input {
 	env, _ := envs.Lookup(o.Playbook.Spec.Environment) // nil for an unknown one: Decide denies
 	return policy.Input{
 		Operation:   string(o.Kind),
+		Emergency:   o.emergency(),
 		Playbook:    pb,
 		Change:      policy.Change{Type: o.ChangeType, PullRequest: o.PullRequest},
 		Environment: env,
 	}
+}
+
+// emergency reports whether the operation asks for break-glass: the apply
+// of a playbook marked emergency.
+func (o Operation) emergency() bool {
+	return o.Kind == action.Apply && o.Playbook != nil && o.Playbook.Spec.Emergency
 }
 
 // Trust is what decides: the policy set and keyring of the trusted commit,
@@ -146,6 +157,10 @@ type Inputs struct {
 	// the fresh plan must be that plan (or, resuming, have progressed from
 	// it).
 	Approved *Approved
+	// NoBreakGlass judges the normal quorum only, even for an emergency
+	// apply the policies let break glass: the confirmation of an emergency
+	// apply that ran on a break-glass statement.
+	NoBreakGlass bool
 }
 
 // Outcome sums a judgement up.
@@ -170,6 +185,7 @@ type Code string
 const (
 	CodeAllowed          Code = "allowed"           // ready: the policies allow it, and it has its signed proposal
 	CodeApproved         Code = "approved"          // ready: the approval quorum is met
+	CodeBreakGlass       Code = "break_glass"       // ready: an emergency apply on a break-glass statement; its quorum is due within the window
 	CodeDenied           Code = "denied_by_policy"  // the policies refuse it
 	CodeRejected         Code = "rejected"          // a signed rejection blocks it
 	CodeAwaitingApproval Code = "awaiting_approval" // approvals or the signed proposal are missing
@@ -200,8 +216,12 @@ type Judgement struct {
 	PlanDigest string
 	// Verdict is nil when the operation is denied or could not be planned.
 	Verdict *approval.Verdict
-	Outcome Outcome
-	Reason  Reason
+	// BreakGlass is the break-glass verdict of an emergency apply the
+	// policies let break glass and whose quorum is not met; nil otherwise.
+	// When it is met, the outcome is Ready with CodeBreakGlass.
+	BreakGlass *approval.Verdict
+	Outcome    Outcome
+	Reason     Reason
 	// DecisionTime is how long the policy decision took (for metrics).
 	DecisionTime time.Duration
 }
@@ -273,6 +293,9 @@ func Judge(ctx context.Context, op Operation, t Trust, in Inputs) Judgement {
 	switch {
 	case len(v.Rejected) > 0:
 		j.Outcome, j.Reason = Rejected, Reason{CodeRejected, v.Summary()}
+	case !v.QuorumMet && j.breakGlass(t, in, cite):
+		j.Outcome, j.Reason = Ready, Reason{CodeBreakGlass, fmt.Sprintf("break-glass by %s: an emergency apply runs before its approvals, which are due within the break-glass window (%s)",
+			j.BreakGlass.Counted[0].Approver, v.Summary())}
 	case !v.QuorumMet:
 		text := "awaiting approval: " + v.Summary()
 		if t.Keyring == nil && t.KeyringErr != nil {
@@ -304,12 +327,38 @@ func Judge(ctx context.Context, op Operation, t Trust, in Inputs) Judgement {
 	return j
 }
 
+// breakGlass judges whether an emergency apply whose quorum is not met may
+// run on a break-glass statement: the policies allow an emergency for it
+// (the decision's emergency field, never with a denial) and a holder of the
+// break-glass role signed one, citing this content, policy set and plan.
+func (j *Judgement) breakGlass(t Trust, in Inputs, cite string) bool {
+	op := j.Operation
+	if in.NoBreakGlass || !op.emergency() || !j.Decision.Emergency || j.Decision.Outcome == policy.Deny {
+		return false
+	}
+	bv := approval.VerifyBreakGlass(approval.Input{
+		Subject:      approval.Subject{Path: op.Playbook.Path, Digest: op.Playbook.Digest},
+		Operation:    string(op.Kind),
+		Repository:   t.Repository,
+		PolicyDigest: t.Policies.Digest(),
+		PlanDigest:   cite,
+		Keyring:      t.Keyring,
+		Envelopes:    in.Envelopes,
+		Now:          in.Now,
+		Options:      t.Approval,
+	})
+	j.BreakGlass = &bv
+	return bv.QuorumMet && len(bv.Counted) > 0
+}
+
 // ApprovalOptions are the approval rules for one operation. A signed
 // proposal is the author's statement that the operation is intended; the
 // revert that expiresAfter scheduled was intended by the apply's signed
-// content, so when its policies ask no approval it needs no proposal.
+// content, and the revert of a lapsed break-glass apply undoes what ran
+// before its approvals, so when its policies ask no approval neither
+// needs a proposal.
 func ApprovalOptions(o approval.Options, op Operation, d policy.Decision) approval.Options {
-	if op.Trigger == Expiry && op.Kind == action.Revert && d.ApprovalsRequired == 0 {
+	if (op.Trigger == Expiry || op.Trigger == BreakGlass) && op.Kind == action.Revert && d.ApprovalsRequired == 0 {
 		o.RelaxProposal = true
 	}
 	return o

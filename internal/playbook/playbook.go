@@ -63,14 +63,19 @@ type Spec struct {
 	Targets []string `yaml:"targets" json:"targets"`
 	// TargetsFile names the file of the repository the targets are read
 	// from instead (block_ip only); Targets then holds what it lists.
-	TargetsFile   string         `yaml:"targetsFile,omitempty" json:"targetsFile,omitempty"`
-	Justification string         `yaml:"justification" json:"justification"`
-	Severity      string         `yaml:"severity" json:"severity"`
-	Environment   string         `yaml:"environment" json:"environment"`
-	ThreatType    string         `yaml:"threatType,omitempty" json:"threatType,omitempty"`
-	ExpiresAfter  string         `yaml:"expiresAfter,omitempty" json:"expiresAfter,omitempty"`
-	Execution     string         `yaml:"execution,omitempty" json:"execution,omitempty"`
-	Params        map[string]any `yaml:"params,omitempty" json:"params,omitempty"`
+	TargetsFile   string `yaml:"targetsFile,omitempty" json:"targetsFile,omitempty"`
+	Justification string `yaml:"justification" json:"justification"`
+	Severity      string `yaml:"severity" json:"severity"`
+	Environment   string `yaml:"environment" json:"environment"`
+	ThreatType    string `yaml:"threatType,omitempty" json:"threatType,omitempty"`
+	ExpiresAfter  string `yaml:"expiresAfter,omitempty" json:"expiresAfter,omitempty"`
+	Execution     string `yaml:"execution,omitempty" json:"execution,omitempty"`
+	// Emergency asks for break-glass: the apply may run on one signed
+	// break-glass statement where the policies allow it, and must gather
+	// its normal quorum within the server's window or is reverted
+	// (docs/design.md, Break-glass containment).
+	Emergency bool           `yaml:"emergency,omitempty" json:"emergency,omitempty"`
+	Params    map[string]any `yaml:"params,omitempty" json:"params,omitempty"`
 }
 
 // Digest returns the hex sha256 of b, the digest approvals cite.
@@ -131,6 +136,9 @@ func (p *Playbook) PolicyInput() map[string]any {
 		"environment":   p.Spec.Environment,
 		"execution":     cmpOr(p.Spec.Execution, "auto"),
 		"params":        params,
+	}
+	if p.Spec.Emergency {
+		spec["emergency"] = true
 	}
 	if p.Spec.ThreatType != "" {
 		spec["threatType"] = p.Spec.ThreatType

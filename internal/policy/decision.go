@@ -35,6 +35,7 @@ func parseDecision(v any) (Decision, []string) {
 	}
 	slices.Sort(keys)
 	approvals := 0
+	emergency := false
 	for _, k := range keys {
 		val := obj[k]
 		switch k {
@@ -60,8 +61,15 @@ func parseDecision(v any) (Decision, []string) {
 				continue
 			}
 			d.ApproverRoles = roles
+		case "emergency":
+			b, ok := val.(bool)
+			if !ok {
+				problems = append(problems, fmt.Sprintf("emergency must be true or false, not %s", describe(val)))
+				continue
+			}
+			emergency = b
 		default:
-			problems = append(problems, fmt.Sprintf("unknown field %q (known: deny, require_approval, approvals_required, approver_roles)", k))
+			problems = append(problems, fmt.Sprintf("unknown field %q (known: deny, require_approval, approvals_required, approver_roles, emergency)", k))
 		}
 	}
 	if len(problems) > 0 {
@@ -80,6 +88,7 @@ func parseDecision(v any) (Decision, []string) {
 		d.Outcome = Deny
 		d.ApprovalsRequired = 0
 		d.ApproverRoles = nil
+		emergency = false // a denial is never broken
 	case approve || approvals > 0:
 		d.Outcome = RequireApproval
 		if !approve {
@@ -96,6 +105,7 @@ func parseDecision(v any) (Decision, []string) {
 		d.ApprovalsRequired = 0
 		d.ApproverRoles = nil
 	}
+	d.Emergency = emergency
 	return finish(d), nil
 }
 

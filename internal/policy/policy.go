@@ -88,6 +88,10 @@ type Decision struct {
 	ApproverRoles []string `json:"approver_roles"`
 	// PolicyDigest identifies the policy set that decided.
 	PolicyDigest string `json:"policy_digest"`
+	// Emergency: the policies allow break-glass for this operation (the
+	// decision's emergency field; never with a denial). Only an apply of a
+	// playbook marked emergency asks (input.emergency).
+	Emergency bool `json:"emergency,omitempty"`
 }
 
 // ReasonsOf returns the reasons of one kind.
@@ -119,6 +123,10 @@ type Input struct {
 	// Playbook is input.playbook: playbook.Playbook.PolicyInput().
 	Playbook map[string]any
 	Change   Change
+	// Emergency is input.emergency: the operation asks for break-glass
+	// (the apply of a playbook marked emergency: true). The policies say
+	// whether they allow it in the decision's emergency field.
+	Emergency bool
 	// Environment is input.environment: the server's description of the
 	// playbook's environment, with its name (Environments.Lookup). Nil means
 	// the environment is unknown, and the decision is DENY.
@@ -385,6 +393,7 @@ func inputValue(in Input, indexMin int) (ast.Value, error) {
 		"playbook":    playbook,
 		"change":      change,
 		"environment": in.Environment,
+		"emergency":   in.Emergency,
 	}
 	if spec, ok := playbook["spec"].(map[string]any); ok && targetCount(spec["targets"]) >= indexMin {
 		if index := targetIndex(spec["targets"]); index != nil {
