@@ -318,7 +318,7 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		Source: src, Store: db.store, Audit: alog, Backends: reg, Refusals: refusals,
 		Catalog: cfg.Catalog(), Environments: environments(cfg), DefaultPolicies: policies.FS,
 		Approval:      approval.Options{MaxAge: cfg.ApprovalMaxAge(), ClockSkew: cfg.ClockSkew(), RelaxProposal: !cfg.RequireProposal()},
-		MetaApprovals: cfg.AdminApprovals(), Repository: repository, PollInterval: poll, Logger: log, Metrics: m,
+		MetaApprovals: cfg.AdminApprovals(), BreakGlassWindow: cfg.BreakGlassWindow(), Repository: repository, PollInterval: poll, Logger: log, Metrics: m,
 		MaxPlaybooksPerChange: maxPlaybooks, OnNudge: engine.forwardNudge, AuditWatch: watch,
 	})
 	if err != nil {

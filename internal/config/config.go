@@ -88,11 +88,15 @@ type Blocklist struct {
 
 // Approvals settings.
 type Approvals struct {
-	MaxAge          string    `yaml:"maxAge,omitempty"`
-	ClockSkew       string    `yaml:"clockSkew,omitempty"`
-	RequireProposal *bool     `yaml:"requireProposal,omitempty"`
-	AdminApprovals  int       `yaml:"adminApprovals,omitempty"`
-	Recovery        *Recovery `yaml:"recovery,omitempty"`
+	MaxAge          string `yaml:"maxAge,omitempty"`
+	ClockSkew       string `yaml:"clockSkew,omitempty"`
+	RequireProposal *bool  `yaml:"requireProposal,omitempty"`
+	AdminApprovals  int    `yaml:"adminApprovals,omitempty"`
+	// BreakGlassWindow is how long an emergency apply that ran on a
+	// break-glass statement has to gather its normal quorum before it is
+	// reverted (default 4h).
+	BreakGlassWindow string    `yaml:"breakGlassWindow,omitempty"`
+	Recovery         *Recovery `yaml:"recovery,omitempty"`
 }
 
 // Recovery is lost-key recovery: public keys the server's operator keeps
@@ -307,14 +311,15 @@ func Parse(path string, data []byte) (*Config, error) {
 func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 	var out diag.Problems
 	durations := map[string]string{
-		"/repository/pollInterval":  c.Repository.PollInterval,
-		"/approvals/maxAge":         c.Approvals.MaxAge,
-		"/approvals/clockSkew":      c.Approvals.ClockSkew,
-		"/audit/checkpointInterval": c.Audit.CheckpointInterval,
-		"/retention/sessions":       c.Retention.Sessions,
-		"/retention/approvals":      c.Retention.Approvals,
-		"/retention/playbooks":      c.Retention.Playbooks,
-		"/retention/interval":       c.Retention.Interval,
+		"/repository/pollInterval":    c.Repository.PollInterval,
+		"/approvals/maxAge":           c.Approvals.MaxAge,
+		"/approvals/clockSkew":        c.Approvals.ClockSkew,
+		"/approvals/breakGlassWindow": c.Approvals.BreakGlassWindow,
+		"/audit/checkpointInterval":   c.Audit.CheckpointInterval,
+		"/retention/sessions":         c.Retention.Sessions,
+		"/retention/approvals":        c.Retention.Approvals,
+		"/retention/playbooks":        c.Retention.Playbooks,
+		"/retention/interval":         c.Retention.Interval,
 	}
 	for ptr, v := range durations {
 		if v == "" {
@@ -507,6 +512,16 @@ func (c *Config) Branch() string {
 // PollInterval is how often the repository is fetched.
 func (c *Config) PollInterval() time.Duration {
 	return durationOr(c.Repository.PollInterval, DefaultPollInterval)
+}
+
+// DefaultBreakGlassWindow is how long an emergency apply has to gather its
+// quorum unless approvals.breakGlassWindow says otherwise.
+const DefaultBreakGlassWindow = 4 * time.Hour
+
+// BreakGlassWindow is how long an emergency apply that ran on a
+// break-glass statement has to gather its normal quorum.
+func (c *Config) BreakGlassWindow() time.Duration {
+	return durationOr(c.Approvals.BreakGlassWindow, DefaultBreakGlassWindow)
 }
 
 // ApprovalMaxAge is how long an approval is valid at most.

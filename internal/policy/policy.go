@@ -288,6 +288,9 @@ func (s *Set) Decide(ctx context.Context, in Input) Decision {
 		return s.fail(ctx, reasons...)
 	}
 	d.PolicyDigest = s.digest
+	// Only an operation that asks for break-glass may be let break it,
+	// whatever the policies answer for others.
+	d.Emergency = d.Emergency && in.Emergency
 	return d
 }
 

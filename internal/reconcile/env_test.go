@@ -114,6 +114,15 @@ var roster = []struct {
 // before it is made.
 func newEnv(t testing.TB, tune ...func(o *Options)) *env {
 	t.Helper()
+	return newEnvWith(t, roster, tune...)
+}
+
+// newEnvWith is newEnv with another approvers file.
+func newEnvWith(t testing.TB, people []struct {
+	id    string
+	roles []string
+}, tune ...func(o *Options)) *env {
+	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, ctx: ctx, clock: &clock{now: time.Now().UTC().Truncate(time.Second)}, dir: t.TempDir(), people: map[string]*person{}}
 	files := map[string]string{}
@@ -125,7 +134,7 @@ func newEnv(t testing.TB, tune ...func(o *Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files[".writ/approvers.yaml"] = e.approversFile(roster)
+	files[".writ/approvers.yaml"] = e.approversFile(people)
 	e.repo = gittest.New(t, files)
 	e.st = dbtest.Store(t)
 	key, err := keys.Generate(keys.Ed25519)

@@ -95,6 +95,12 @@ func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
 		log.WarnContext(ctx, "stopped at the moment of use", slog.String("reason_code", string(j.Reason.Code)), slog.String("reason", j.Reason.Text))
 		return r.stop(ctx, e, j)
 	}
+	if j.Reason.Code == judgement.CodeBreakGlass {
+		if err := r.invokeBreakGlass(ctx, e, j); err != nil {
+			return err
+		}
+		log.WarnContext(ctx, "break-glass: an emergency apply runs before its approvals", slog.String("reason", j.Reason.Text))
+	}
 	req := j.Request
 	// Exactly once per target: what an earlier attempt applied (a partly
 	// applied operation, retried) is not sent to the backend again.

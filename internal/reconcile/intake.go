@@ -174,6 +174,17 @@ func (r *Reconciler) stale(ctx context.Context, st *approval.Statement) (why, er
 		if !e.State.Done() {
 			return nil, nil // something it is about still waits
 		}
+		if op == approval.OperationApply && !p.BreakGlass {
+			// An emergency apply that ran on break-glass waits for its
+			// approvals until its deadline.
+			b, err := r.opts.Store.BreakGlassOf(ctx, e.ID)
+			if err == nil && b.State == store.BreakGlassOpen {
+				return nil, nil
+			}
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+		}
 		done = e
 	}
 	if done == nil {

@@ -189,6 +189,7 @@ func (r *Reconciler) judgement(ctx context.Context, e *store.Execution, v *store
 func (r *Reconciler) judgeOp(ctx context.Context, e *store.Execution, op judgement.Operation, t *trusted, envs []approval.Submitted) judgement.Judgement {
 	j := judgement.Judge(ctx, op, r.judging(t), judgement.Inputs{
 		Planner: r.opts.Backends, Envelopes: envs, Now: r.opts.Now(), Approved: approvedOf(e),
+		NoBreakGlass: r.noBreakGlass(ctx, e, op),
 	})
 	if j.DecisionTime > 0 {
 		r.opts.Metrics.PolicyDecision(j.DecisionTime)

@@ -128,6 +128,25 @@ type Pending struct {
 	Since      time.Time    `json:"since"`
 	// Command is the command that signs it.
 	Command string `json:"command"`
+	// BreakGlass is set for an emergency apply the policies let break
+	// glass: who may, and, once invoked, by whom and until when its
+	// approvals are due.
+	BreakGlass *PendingBreakGlass `json:"break_glass,omitempty"`
+}
+
+// PendingBreakGlass says how an emergency apply may break, or broke, glass
+// (docs/design.md, Break-glass containment).
+type PendingBreakGlass struct {
+	// Eligible are the holders of the break-glass role, who may sign the
+	// one statement that lets it run before its approvals (Command).
+	Eligible []PendingSigner `json:"eligible"`
+	// Command signs the break-glass statement; empty once invoked.
+	Command string `json:"command,omitempty"`
+	// Signer, InvokedAt and Deadline are set once it ran on break-glass:
+	// its approvals (Needs) are due by Deadline, or it is reverted.
+	Signer    string     `json:"signer,omitempty"`
+	InvokedAt *time.Time `json:"invoked_at,omitempty"`
+	Deadline  *time.Time `json:"deadline,omitempty"`
 }
 
 // PendingFile is a file's content at one side of a change ("" and
@@ -199,6 +218,17 @@ func (r *Reconciler) Pending(ctx context.Context) ([]Pending, error) {
 		}
 		for _, e := range ops {
 			out = append(out, r.pendingOp(e, t, byDigest[e.Digest]))
+		}
+	}
+	confirm, err := r.pendingBreakGlass(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range confirm {
+		if i := slices.IndexFunc(out, func(p Pending) bool { return p.ID == d.ID }); i >= 0 {
+			out[i] = d.Pending // invoked, stopped and waiting again: its deadline shows
+		} else {
+			out = append(out, d.Pending)
 		}
 	}
 	tc, err := r.pendingTrust(ctx, false)
@@ -307,6 +337,11 @@ func (r *Reconciler) PendingItem(ctx context.Context, id string) (*PendingDetail
 	if err != nil {
 		return nil, err
 	}
+	if b, err := r.opts.Store.BreakGlassOf(ctx, e.ID); err == nil && b.State == store.BreakGlassOpen {
+		return r.breakGlassItem(ctx, e, b, true)
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
 	if e.State != store.ExecWaiting || (e.ReasonCode != string(judgement.CodeAwaitingApproval) && e.ReasonCode != string(judgement.CodePlanChanged)) {
 		return nil, fmt.Errorf("%w: the %s of %s (%s@%.12s) waits for no signature: it is %s (%s)", ErrNotPending,
 			e.Operation, e.Path, e.Name, e.Digest, e.State, cmp.Or(e.Reason, e.ReasonCode))
@@ -319,7 +354,13 @@ func (r *Reconciler) PendingItem(ctx context.Context, id string) (*PendingDetail
 	if err != nil {
 		return nil, err
 	}
-	d := &PendingDetail{Pending: r.pendingOp(e, t, approvals), Decision: e.Decision, Plan: e.Plan}
+	return r.opDetail(ctx, e, t, r.pendingOp(e, t, approvals))
+}
+
+// opDetail adds to a playbook operation's item what a reviewer reads and
+// the approver's writ recomputes the digests from.
+func (r *Reconciler) opDetail(ctx context.Context, e *store.Execution, t *trusted, p Pending) (*PendingDetail, error) {
+	d := &PendingDetail{Pending: p, Decision: e.Decision, Plan: e.Plan}
 	v, err := r.opts.Store.PlaybookVersionByID(ctx, e.VersionID)
 	if err != nil {
 		return nil, err
@@ -404,7 +445,80 @@ func (r *Reconciler) pendingOp(e *store.Execution, t *trusted, approvals []*stor
 		roles = []string{approval.RoleApprover}
 	}
 	p.Needs = needsOf(v, t.Keyring, roles, []string{approval.RoleAnalyst}, d.ApprovalsRequired)
+	if d.Emergency && e.Operation == string(action.Apply) && !v.QuorumMet {
+		p.BreakGlass = &PendingBreakGlass{Eligible: breakGlassHolders(t.Keyring), Command: "writ approve " + id + " --break-glass"}
+	}
 	return p
+}
+
+// breakGlassHolders are the people of the keyring who may invoke
+// break-glass.
+func breakGlassHolders(kr *approval.Keyring) []PendingSigner {
+	out := []PendingSigner{}
+	if kr == nil {
+		return out
+	}
+	for _, p := range kr.People() {
+		if p.Disabled || !p.Has(approval.RoleBreakGlass) {
+			continue
+		}
+		var keyIDs []string
+		for _, k := range p.Keys {
+			keyIDs = append(keyIDs, k.DSSEKeyID)
+		}
+		out = append(out, PendingSigner{ID: p.ID, Name: p.Name, Roles: p.Roles, Decision: approval.Approve, KeyIDs: keyIDs})
+	}
+	return out
+}
+
+// pendingBreakGlass lists the emergency applies that ran on break-glass
+// and wait for their normal quorum (stepBreakGlass confirms or reverts
+// them).
+func (r *Reconciler) pendingBreakGlass(ctx context.Context) ([]*PendingDetail, error) {
+	open, err := r.opts.Store.OpenBreakGlass(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*PendingDetail, 0, len(open))
+	for _, b := range open {
+		e, err := r.opts.Store.ExecutionByID(ctx, b.ExecutionID)
+		if err != nil {
+			return nil, err
+		}
+		d, err := r.breakGlassItem(ctx, e, b, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// breakGlassItem is the item of an emergency apply that ran on
+// break-glass: its approvals are signed under the trust in force now (the
+// policy digest stepBreakGlass judges them with) for the plan that ran.
+func (r *Reconciler) breakGlassItem(ctx context.Context, e *store.Execution, b *store.BreakGlass, files bool) (*PendingDetail, error) {
+	t, err := r.currentTrust(ctx)
+	if err != nil {
+		return nil, err
+	}
+	approvals, err := r.opts.Store.ApprovalsForDigest(ctx, e.Digest)
+	if err != nil {
+		return nil, err
+	}
+	c := *e
+	c.PolicyDigest = t.PolicyDigest
+	p := r.pendingOp(&c, t, approvals)
+	p.ReasonCode = string(judgement.CodeBreakGlass)
+	p.Reason = fmt.Sprintf("ran on break-glass by %s at %s (%s); its approvals are due by %s, or it is reverted: %s",
+		b.Signer, b.InvokedAt.UTC().Format(time.RFC3339), e.State, b.Deadline.UTC().Format(time.RFC3339), p.Needs.Summary)
+	invoked, deadline := b.InvokedAt, b.Deadline
+	p.BreakGlass = &PendingBreakGlass{Eligible: []PendingSigner{}, Signer: b.Signer, InvokedAt: &invoked, Deadline: &deadline}
+	p.Since = b.InvokedAt
+	if !files {
+		return &PendingDetail{Pending: p}, nil
+	}
+	return r.opDetail(ctx, &c, t, p)
 }
 
 // pendingTrust describes the change to what decides the branch holds (an
@@ -584,6 +698,8 @@ func decidingFiles(tree fs.FS, writ bool) (files []PendingFile, noPolicies bool,
 // policy digest, and the operation and plan digest, or the transition); an
 // approval of a playbook operation binds its plan digest too. `writ
 // approve ID` and the console sign exactly this.
+//
+// BreakGlassStatement is the approval that invokes break-glass instead.
 func (p *Pending) Statement(decision, approver, reason string, now time.Time, validity time.Duration) (approval.Statement, error) {
 	now = now.UTC().Truncate(time.Second)
 	pred := approval.Predicate{
@@ -603,6 +719,29 @@ func (p *Pending) Statement(decision, approver, reason string, now time.Time, va
 		subjects = append(subjects, approval.Subject{Path: s.Path, Digest: s.Digest})
 	}
 	st := approval.NewStatement(subjects, pred)
+	if err := st.Validate(); err != nil {
+		return approval.Statement{}, fmt.Errorf("statement for %s: %w", p.ID, err)
+	}
+	return st, nil
+}
+
+// BreakGlassStatement is the approval by approver, a holder of the
+// break-glass role, that lets an emergency apply run before its normal
+// approvals. It binds what an approval binds (content, repository,
+// operation, policy and plan digests) and is marked breakGlass, so it
+// never counts toward the quorum.
+func (p *Pending) BreakGlassStatement(approver, reason string, now time.Time, validity time.Duration) (approval.Statement, error) {
+	switch {
+	case p.BreakGlass == nil:
+		return approval.Statement{}, fmt.Errorf("%s cannot break glass: the policies allow no emergency for it (only an apply of a playbook marked emergency: true, where emergency.rego allows it)", p.ID)
+	case p.BreakGlass.InvokedAt != nil:
+		return approval.Statement{}, fmt.Errorf("%s already ran on break-glass by %s: it needs its approvals now", p.ID, p.BreakGlass.Signer)
+	}
+	st, err := p.Statement(approval.Approve, approver, reason, now, validity)
+	if err != nil {
+		return st, err
+	}
+	st.Predicate.BreakGlass = true
 	if err := st.Validate(); err != nil {
 		return approval.Statement{}, fmt.Errorf("statement for %s: %w", p.ID, err)
 	}

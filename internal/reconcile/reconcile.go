@@ -69,6 +69,10 @@ type Options struct {
 	// RetryMax. Defaults 2s and 5m.
 	RetryBase time.Duration
 	RetryMax  time.Duration
+	// BreakGlassWindow is how long an emergency apply that ran on a
+	// break-glass statement has to gather its normal quorum before it is
+	// reverted. Default 4h.
+	BreakGlassWindow time.Duration
 	// MaxCommitsPerPass bounds one pass. Default 1000.
 	MaxCommitsPerPass int
 	// JudgeInterval between full re-judgements of every waiting operation
@@ -124,6 +128,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.RetryBase == 0 {
 		o.RetryBase = 2 * time.Second
+	}
+	if o.BreakGlassWindow == 0 {
+		o.BreakGlassWindow = 4 * time.Hour
 	}
 	if o.RetryMax == 0 {
 		o.RetryMax = 5 * time.Minute
@@ -304,6 +311,9 @@ func (r *Reconciler) nextDue(ctx context.Context) time.Duration {
 	if t, err := r.opts.Store.NextExpiry(ctx); err == nil {
 		consider(t)
 	}
+	if t, err := r.opts.Store.NextBreakGlassDeadline(ctx); err == nil {
+		consider(t)
+	}
 	return next
 }
 
@@ -369,6 +379,7 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (err error) {
 		{"commits", r.stepCommits, true, goOn},
 		{"meta", r.stepMetaOrHold, true, goOn},
 		{"judge", r.stepJudge, false, goOn},
+		{"breakglass", r.stepBreakGlass, false, goOn},
 		{"expire", r.stepExpire, false, goOn},
 		{"execute", r.stepExecute, false, goOn},
 	}

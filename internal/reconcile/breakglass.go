@@ -1,0 +1,241 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/judgement"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+// Break-glass containment (docs/design.md, Break-glass containment).
+//
+// An apply of a playbook marked emergency, which the policies allow to
+// break glass, may run on one signed break-glass statement by a holder of
+// the break-glass role (judgement.Judge, reason break_glass). The
+// reconciler records the invocation, with the deadline of its normal
+// quorum, in the transaction that audits it and before the backend is
+// called (invokeBreakGlass). Every pass then judges each open invocation's
+// normal quorum, without break-glass, against the plan that ran
+// (stepBreakGlass): met, it is confirmed and stays in force; rejected,
+// denied by the trust in force now, or not met by the deadline, it lapses:
+// its revert (trigger breakglass) is recorded and judged like any
+// operation, and the default policies let it run without approvals of its
+// own. A lapsed invocation never lets the apply run on its break-glass
+// statement again.
+
+// codeBreakGlassLapsed: an emergency apply that had not run when its
+// break-glass lapsed is cancelled: only its normal quorum could have let it
+// run, and its revert is already recorded.
+const codeBreakGlassLapsed judgement.Code = "breakglass_lapsed"
+
+// noBreakGlass reports whether an emergency apply may no longer run on a
+// break-glass statement: its invocation lapsed.
+func (r *Reconciler) noBreakGlass(ctx context.Context, e *store.Execution, op judgement.Operation) bool {
+	if op.Kind != action.Apply || op.Playbook == nil || !op.Playbook.Spec.Emergency {
+		return false
+	}
+	b, err := r.opts.Store.BreakGlassOf(ctx, e.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false
+	}
+	// Unknown (the database failed): judge without break-glass, which can
+	// only keep the apply waiting.
+	return err != nil || b.State == store.BreakGlassLapsed
+}
+
+// invokeBreakGlass records that an emergency apply is about to run on a
+// break-glass statement, with its deadline, audited, before its backend is
+// called. A resumed or retried attempt keeps the first deadline.
+func (r *Reconciler) invokeBreakGlass(ctx context.Context, e *store.Execution, j judgement.Judgement) error {
+	if j.BreakGlass == nil || len(j.BreakGlass.Counted) == 0 {
+		return fmt.Errorf("execution %d: break-glass judgement without its statement", e.ID)
+	}
+	signer := j.BreakGlass.Counted[0].Approver
+	now := r.opts.Now()
+	deadline := now.Add(r.opts.BreakGlassWindow)
+	return r.store(context.WithoutCancel(ctx), func(tx *store.Store) error {
+		b, created, err := tx.InvokeBreakGlass(ctx, store.BreakGlass{ExecutionID: e.ID, Name: e.Name, Digest: e.Digest,
+			Environment: e.Environment, Signer: signer, InvokedAt: now, Deadline: deadline})
+		if err != nil || !created {
+			return err
+		}
+		entry := executionEntry(e, audit.EventBreakGlassInvoked, j.Reason.Text)
+		entry.Actor = audit.Actor{ID: signer, Role: approval.RoleBreakGlass}
+		entry.Payload = withFields(entry.Payload, map[string]any{
+			"signer": signer, "deadline": b.Deadline.UTC().Format(time.RFC3339), "window": r.opts.BreakGlassWindow.String(),
+			"plan_digest": j.PlanDigest, "policy_digest": j.Decision.PolicyDigest,
+		})
+		_, err = r.appendAudit(ctx, tx, entry)
+		return err
+	})
+}
+
+// stepBreakGlass judges every open break-glass invocation's normal quorum:
+// confirmed when met, lapsed (and its revert recorded) when rejected,
+// denied now, or past its deadline.
+func (r *Reconciler) stepBreakGlass(ctx context.Context, p *pass) error {
+	if p.holding {
+		return nil
+	}
+	open, err := r.opts.Store.OpenBreakGlass(ctx)
+	if err != nil || len(open) == 0 {
+		return err
+	}
+	t, err := r.currentTrust(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, b := range open {
+		if err := r.settleBreakGlass(ctx, b, t); err != nil {
+			errs = append(errs, fmt.Errorf("break-glass of execution %d (%s): %w", b.ExecutionID, b.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Reconciler) settleBreakGlass(ctx context.Context, b *store.BreakGlass, t *trusted) error {
+	e, err := r.opts.Store.ExecutionByID(ctx, b.ExecutionID)
+	if err != nil {
+		return err
+	}
+	if e.State == store.ExecExecuting {
+		return nil // an interrupted attempt: settled once it has finished
+	}
+	op, _, err := r.operation(ctx, e)
+	if err != nil {
+		return err
+	}
+	envs, err := r.envelopesFor(ctx, e.Digest)
+	if err != nil {
+		return err
+	}
+	// The normal quorum, without break-glass, for the plan that ran (or,
+	// for an apply not run yet, the plan it was judged with).
+	j := judgement.Judge(ctx, op, r.judging(t), judgement.Inputs{
+		PlanDigest: e.PlanDigest, Envelopes: envs, Now: r.opts.Now(), NoBreakGlass: true,
+	})
+	now := r.opts.Now()
+	switch {
+	case j.Outcome == judgement.Ready:
+		return r.confirmBreakGlass(ctx, b, e, j)
+	case j.Outcome == judgement.Rejected, j.Outcome == judgement.Denied:
+		return r.lapseBreakGlass(ctx, b, e, j.Reason.Text)
+	case !now.Before(b.Deadline):
+		return r.lapseBreakGlass(ctx, b, e, fmt.Sprintf("its approvals did not come by %s: %s", b.Deadline.UTC().Format(time.RFC3339), j.Reason.Text))
+	}
+	return nil
+}
+
+func (r *Reconciler) confirmBreakGlass(ctx context.Context, b *store.BreakGlass, e *store.Execution, j judgement.Judgement) error {
+	var who []string
+	if j.Verdict != nil {
+		for _, c := range j.Verdict.Counted {
+			who = append(who, c.Approver)
+		}
+	}
+	resolution := "confirmed: " + j.Reason.Text
+	err := r.store(ctx, func(tx *store.Store) error {
+		if err := tx.ResolveBreakGlass(ctx, b.ExecutionID, store.BreakGlassConfirmed, resolution, r.opts.Now(), nil); err != nil {
+			return err
+		}
+		entry := executionEntry(e, audit.EventBreakGlassConfirmed, resolution)
+		fields := map[string]any{"deadline": b.Deadline.UTC().Format(time.RFC3339), "approvers": who}
+		if j.Verdict != nil {
+			fields["approvals"] = verdictJSON(*j.Verdict)
+		}
+		entry.Payload = withFields(entry.Payload, fields)
+		_, err := r.appendAudit(ctx, tx, entry)
+		return err
+	})
+	if err == nil {
+		r.log.InfoContext(ctx, "break-glass confirmed", slog.Int64("execution", e.ID), slog.String("playbook", e.Name),
+			slog.String("approvers", strings.Join(who, ", ")))
+	}
+	return err
+}
+
+// lapseBreakGlass ends an invocation whose quorum did not come: what the
+// apply applied is reverted (trigger breakglass), and an apply that has
+// not run is cancelled.
+func (r *Reconciler) lapseBreakGlass(ctx context.Context, b *store.BreakGlass, e *store.Execution, why string) error {
+	var targets []string
+	switch e.State {
+	case store.ExecCompleted, store.ExecFailed:
+		var err error
+		if targets, err = r.partlyApplied(ctx, e); err != nil {
+			return err
+		}
+	}
+	var revertID int64
+	err := r.store(ctx, func(tx *store.Store) error {
+		revertID = 0
+		var entries []audit.Entry
+		var ref *int64
+		if len(targets) > 0 {
+			v, err := tx.PlaybookVersionByID(ctx, e.VersionID)
+			if err != nil {
+				return err
+			}
+			rv, created, err := tx.CreateExecution(ctx, store.Execution{
+				VersionID: v.ID, Name: v.Name, Digest: v.Digest, Path: v.Path, Action: v.Action, Environment: v.Environment,
+				Operation: string(action.Revert), CommitSHA: v.CommitSHA, Targets: targets,
+				Trigger: string(judgement.BreakGlass), ChangeType: string(judgement.BreakGlass), State: store.ExecWaiting,
+				ReasonCode: string(codeIntended), Reason: "break-glass lapsed: " + why,
+			})
+			if err != nil {
+				return err
+			}
+			ref = &rv.ID
+			if created {
+				revertID = rv.ID
+				entries = append(entries, executionEntry(rv, eventIntended, rv.Reason))
+			}
+		}
+		if e.State == store.ExecWaiting || e.State == store.ExecPending {
+			err := tx.SetExecutionState(ctx, e.ID, []store.ExecState{store.ExecWaiting, store.ExecPending}, store.ExecCancelled,
+				string(codeBreakGlassLapsed), "cancelled: its break-glass lapsed before it ran ("+why+")", nil)
+			if err != nil {
+				return err
+			}
+			ne, err := tx.ExecutionByID(ctx, e.ID)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, executionEntry(ne, eventFor(ne.State), ne.Reason))
+			es, err := r.syncVersionStatus(ctx, tx, ne, ne.CommitSHA)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, es...)
+		}
+		if err := tx.ResolveBreakGlass(ctx, b.ExecutionID, store.BreakGlassLapsed, why, r.opts.Now(), ref); err != nil {
+			return err
+		}
+		entry := executionEntry(e, audit.EventBreakGlassLapsed, why)
+		fields := map[string]any{"deadline": b.Deadline.UTC().Format(time.RFC3339)}
+		if ref != nil {
+			fields["revert"] = *ref
+		}
+		entry.Payload = withFields(entry.Payload, fields)
+		entry.Success = false
+		_, err := r.appendAudit(ctx, tx, append([]audit.Entry{entry}, entries...)...)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.log.WarnContext(ctx, "break-glass lapsed", slog.Int64("execution", e.ID), slog.String("playbook", e.Name), slog.String("why", why))
+	if revertID != 0 {
+		return r.judgeByID(ctx, revertID)
+	}
+	return nil
+}

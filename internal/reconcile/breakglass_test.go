@@ -1,0 +1,292 @@
+package reconcile
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/judgement"
+	"github.com/writ-sec/writ/internal/keys"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+// The approvers of the break-glass tests: the usual roster, and frank, who
+// holds only the break-glass role (the on-call responder).
+var breakGlassRoster = append(slices.Clone(roster), struct {
+	id    string
+	roles []string
+}{"frank", []string{"break-glass"}})
+
+// emergencyPlaybook is a production block marked emergency: it needs one
+// approval (production) and a signed proposal.
+func emergencyPlaybook(name, targets string) string {
+	return playbookYAML(name, "INC-911", targets, "high", "production", "  emergency: true\n")
+}
+
+// signItem signs a pending item's statement as `writ approve ID` would.
+func (e *env) signItem(who string, st approval.Statement) []byte {
+	e.t.Helper()
+	s, err := keys.Signer(e.people[who].signer)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	raw, err := approval.Sign(s, st)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return raw
+}
+
+// pendingItem is the pending item of a playbook's apply.
+func (e *env) pendingItem(name string) *PendingDetail {
+	e.t.Helper()
+	ex := e.execution(name, "apply")
+	d, err := e.rec.PendingItem(e.ctx, fmt.Sprintf("op-%d", ex.ID))
+	if err != nil {
+		e.t.Fatalf("pending item of %s: %v", name, err)
+	}
+	return d
+}
+
+// breakGlass has frank invoke break-glass on a playbook's apply through its
+// pending item.
+func (e *env) breakGlass(name, who string) {
+	e.t.Helper()
+	d := e.pendingItem(name)
+	if d.BreakGlass == nil || d.BreakGlass.Command == "" {
+		e.t.Fatalf("%s offers no break-glass: %+v", d.ID, d.Pending)
+	}
+	st, err := d.BreakGlassStatement(who, "active intrusion: block now", e.clock.Now(), 4*time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.submit(e.signItem(who, st))
+}
+
+// sign the item's statement of decision by who, and submit it.
+func (e *env) signPending(name, who, decision string) {
+	e.t.Helper()
+	d := e.pendingItem(name)
+	st, err := d.Statement(decision, who, decision+" in test", e.clock.Now(), 24*time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.submit(e.signItem(who, st))
+}
+
+func (e *env) breakGlassOf(name string) *store.BreakGlass {
+	e.t.Helper()
+	b, err := e.st.BreakGlassOf(e.ctx, e.execution(name, "apply").ID)
+	if err != nil {
+		e.t.Fatalf("break-glass of %s: %v", name, err)
+	}
+	return b
+}
+
+// An emergency block runs on frank's one break-glass statement, before its
+// approval; when its quorum never comes, it is reverted at the deadline,
+// every step audited.
+func TestBreakGlassRevertedWhenQuorumNeverComes(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, breakGlassRoster, func(o *Options) { o.BreakGlassWindow = 2 * time.Hour })
+	e.pass()
+	name := "contain-intruder"
+	e.merge("intrusion", map[string]string{pbPath(name): emergencyPlaybook(name, "203.0.113.66")})
+	e.pass()
+	if st, reason := e.status(name); st != store.StatusAwaitingApproval {
+		t.Fatalf("before break-glass: %s (%s)", st, reason)
+	}
+	d := e.pendingItem(name)
+	if d.BreakGlass == nil || len(d.BreakGlass.Eligible) != 1 || d.BreakGlass.Eligible[0].ID != "frank" ||
+		d.BreakGlass.Command != d.Command+" --break-glass" {
+		t.Fatalf("pending item's break-glass: %+v", d.BreakGlass)
+	}
+
+	// bob is an approver, not a break-glass holder: his break-glass
+	// statement lets nothing run, and does not count as his approval.
+	e.breakGlass(name, "bob")
+	e.pass()
+	if got := e.blocked("production"); len(got) != 0 {
+		t.Fatalf("a break-glass statement by a non-holder ran it: %v", got)
+	}
+	if ex := e.execution(name, "apply"); ex.State != store.ExecWaiting {
+		t.Fatalf("after bob's break-glass: %s (%s)", ex.State, ex.Reason)
+	}
+
+	invokedAt := e.clock.Now()
+	e.breakGlass(name, "frank")
+	e.pass()
+	if got := e.blocked("production"); !slices.Equal(got, []string{"203.0.113.66"}) {
+		t.Fatalf("after frank's break-glass: blocklist %v", got)
+	}
+	b := e.breakGlassOf(name)
+	if b.State != store.BreakGlassOpen || b.Signer != "frank" || !b.Deadline.Equal(invokedAt.Add(2*time.Hour)) {
+		t.Fatalf("break-glass record %+v (invoked at %s)", b, invokedAt)
+	}
+	if n := e.countEvents(audit.EventBreakGlassInvoked); n != 1 {
+		t.Fatalf("%d breakglass.invoked entries", n)
+	}
+	// The item now asks for the approvals that are due.
+	d = e.pendingItem(name)
+	if d.ReasonCode != string(judgement.CodeBreakGlass) || d.BreakGlass.Deadline == nil || d.BreakGlass.Command != "" ||
+		!strings.Contains(d.Reason, "due by") {
+		t.Fatalf("item after break-glass: %s %q %+v", d.ReasonCode, d.Reason, d.BreakGlass)
+	}
+	if _, err := d.BreakGlassStatement("frank", "again", e.clock.Now(), time.Hour); err == nil {
+		t.Fatal("a second break-glass statement was offered")
+	}
+
+	// Within the window nothing is reverted.
+	e.clock.Advance(time.Hour)
+	e.pass()
+	if got := e.blocked("production"); len(got) != 1 {
+		t.Fatalf("reverted before the deadline: %v", got)
+	}
+	// Past the deadline without approvals: lapsed, reverted with no
+	// approval of its own.
+	e.clock.Advance(time.Hour + time.Second)
+	e.pass()
+	if got := e.blocked("production"); len(got) != 0 {
+		t.Fatalf("not reverted after the deadline: %v", got)
+	}
+	b = e.breakGlassOf(name)
+	if b.State != store.BreakGlassLapsed || b.RevertID == nil || !strings.Contains(b.Resolution, "did not come") {
+		t.Fatalf("after the deadline: %+v", b)
+	}
+	rv, err := e.st.ExecutionByID(e.ctx, *b.RevertID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv.State != store.ExecCompleted || rv.Trigger != string(judgement.BreakGlass) || rv.ChangeType != "breakglass" {
+		t.Fatalf("revert %+v", rv)
+	}
+	if n := e.countEvents(audit.EventBreakGlassLapsed); n != 1 {
+		t.Fatalf("%d breakglass.lapsed entries", n)
+	}
+	// Late approvals are refused at the door: nothing is pending any more.
+	st, err := d.Statement(approval.Approve, "bob", "late", e.clock.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rec.SubmitApproval(e.ctx, e.signItem("bob", st), approval.Submitted{Source: "api"}); err == nil {
+		t.Fatal("an approval after the lapse was taken")
+	}
+	e.verifyAudit()
+}
+
+// When the normal quorum arrives within the window, the block stays in
+// force past the deadline; frank's statement never counted toward it.
+func TestBreakGlassKeptWhenQuorumComes(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, breakGlassRoster)
+	e.pass()
+	name := "contain-beacon"
+	e.merge("beacon", map[string]string{pbPath(name): emergencyPlaybook(name, "198.51.100.23")})
+	e.pass()
+	e.breakGlass(name, "frank")
+	e.pass()
+	if got := e.blocked("production"); len(got) != 1 {
+		t.Fatalf("after break-glass: %v", got)
+	}
+	if b := e.breakGlassOf(name); !b.Deadline.Equal(b.InvokedAt.Add(4 * time.Hour)) {
+		t.Fatalf("default window: %+v", b)
+	}
+	// The proposal alone is not the quorum.
+	e.signPending(name, "alice", approval.Propose)
+	e.pass()
+	if b := e.breakGlassOf(name); b.State != store.BreakGlassOpen {
+		t.Fatalf("confirmed without an approval: %+v", b)
+	}
+	e.clock.Advance(3 * time.Hour)
+	e.signPending(name, "bob", approval.Approve)
+	e.pass()
+	b := e.breakGlassOf(name)
+	if b.State != store.BreakGlassConfirmed || !strings.Contains(b.Resolution, "bob") {
+		t.Fatalf("after bob's approval: %+v", b)
+	}
+	if n := e.countEvents(audit.EventBreakGlassConfirmed); n != 1 {
+		t.Fatalf("%d breakglass.confirmed entries", n)
+	}
+	e.clock.Advance(2 * time.Hour)
+	e.pass()
+	if got := e.blocked("production"); len(got) != 1 {
+		t.Fatalf("a confirmed break-glass block was reverted: %v", got)
+	}
+	if st, _ := e.status(name); st != store.StatusCompleted {
+		t.Fatalf("status %s", st)
+	}
+	e.verifyAudit()
+}
+
+// A rejection within the window reverts at once.
+func TestBreakGlassRejectedRevertsAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, breakGlassRoster)
+	e.pass()
+	name := "contain-cdn"
+	e.merge("cdn", map[string]string{pbPath(name): emergencyPlaybook(name, "192.0.2.80")})
+	e.pass()
+	e.breakGlass(name, "frank")
+	e.pass()
+	if got := e.blocked("production"); len(got) != 1 {
+		t.Fatalf("after break-glass: %v", got)
+	}
+	e.signPending(name, "carol", approval.Reject)
+	e.pass()
+	if got := e.blocked("production"); len(got) != 0 {
+		t.Fatalf("a rejected break-glass block stays: %v", got)
+	}
+	if b := e.breakGlassOf(name); b.State != store.BreakGlassLapsed || !strings.Contains(b.Resolution, "rejected by carol") {
+		t.Fatalf("after the rejection: %+v", b)
+	}
+	e.verifyAudit()
+}
+
+// Break-glass breaks the approval requirement only: a denial stays a
+// denial, a playbook not marked emergency waits for its quorum whatever
+// frank signs, and frank's ordinary approval counts for nothing.
+func TestBreakGlassNeverBreaksADenialOrAnOrdinaryPlaybook(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, breakGlassRoster)
+	e.pass()
+	e.merge("denied", map[string]string{
+		pbPath("reserved"): emergencyPlaybook("reserved", "127.0.0.1"),
+		pbPath("ordinary"): playbookYAML("ordinary", "INC-1", "203.0.113.90", "high", "production", ""),
+	})
+	e.pass()
+	if ex := e.execution("reserved", "apply"); ex.State != store.ExecDenied {
+		t.Fatalf("reserved: %s (%s)", ex.State, ex.Reason)
+	}
+	// Signed anyway (by hand, as the pending item offers none), it is
+	// refused: the apply is final.
+	ex := e.execution("reserved", "apply")
+	raw := e.signWith("frank", approval.Predicate{Decision: approval.Approve, BreakGlass: true, PolicyDigest: ex.PolicyDigest, PlanDigest: ex.PlanDigest},
+		[]approval.Subject{{Path: ex.Path, Digest: ex.Digest}})
+	if _, err := e.rec.SubmitApproval(e.ctx, raw, approval.Submitted{Source: "api"}); err == nil {
+		t.Fatal("a break-glass statement for a denied apply was taken")
+	}
+
+	if d := e.pendingItem("ordinary"); d.BreakGlass != nil {
+		t.Fatalf("an ordinary playbook offers break-glass: %+v", d.BreakGlass)
+	}
+	ord := e.execution("ordinary", "apply")
+	e.submit(e.signWith("frank", approval.Predicate{Decision: approval.Approve, BreakGlass: true, PolicyDigest: ord.PolicyDigest, PlanDigest: ord.PlanDigest},
+		[]approval.Subject{{Path: ord.Path, Digest: ord.Digest}}))
+	e.signPending("ordinary", "alice", approval.Propose)
+	e.signPending("ordinary", "frank", approval.Approve) // frank is no approver
+	e.pass()
+	if got := e.blocked("production"); len(got) != 0 {
+		t.Fatalf("ran without its quorum: %v", got)
+	}
+	ord = e.execution("ordinary", "apply")
+	if ord.State != store.ExecWaiting || ord.ReasonCode != string(judgement.CodeAwaitingApproval) {
+		t.Fatalf("ordinary: %s %s (%s)", ord.State, ord.ReasonCode, ord.Reason)
+	}
+	if !strings.Contains(string(ord.Verdict), string(approval.CodeBreakGlassMismatch)) {
+		t.Fatalf("frank's break-glass statement is not reported as not counting: %s", ord.Verdict)
+	}
+}
