@@ -36,6 +36,8 @@ func init() { register(newApproveCmd) }
 const (
 	defaultApprovalValidity = 24 * time.Hour
 	defaultProposalValidity = 30 * 24 * time.Hour
+	// A break-glass statement is for now, not for a later emergency.
+	defaultBreakGlassValidity = 4 * time.Hour
 )
 
 // envelopeContentType is what `writ approve --server` posts.
@@ -64,6 +66,7 @@ type approveParams struct {
 	server      string
 	github      bool
 	githubURL   string
+	breakGlass  bool
 	playbooks   []string
 }
 
@@ -171,6 +174,7 @@ Validity (--expires): 24h for approvals, 30d for proposals and rejections.`,
 	f.BoolVarP(&p.yes, "yes", "y", false, "with a pending ID: sign without asking for confirmation")
 	f.BoolVar(&p.propose, "propose", false, "sign a proposal (authorship) instead of an approval")
 	f.BoolVar(&p.reject, "reject", false, "sign a rejection instead of an approval")
+	f.BoolVar(&p.breakGlass, "break-glass", false, "with a pending ID of an emergency apply: sign the break-glass statement that lets it run before its approvals (break-glass role; valid 4h unless --expires; its approvals are due within the server's window or it is reverted)")
 	f.BoolVar(&p.revert, "revert", false, "the statement is about the revert of the playbooks (deletion, or targets an update drops)")
 	f.StringVar(&p.at, "at", "", "read the playbooks as this commit has them (a revision), e.g. the version an update replaced, whose dropped targets --revert releases")
 	f.BoolVar(&p.trustChange, "trust-change", false, "sign the change to policies/ and .writ/ from the trusted commit to HEAD (admins)")
@@ -227,6 +231,8 @@ func runApprove(ctx context.Context, g *globals, env *cliEnv, p approveParams) e
 		return err
 	}
 	switch {
+	case p.breakGlass:
+		return usageError("--break-glass signs a pending emergency apply: give its ID as writ pending lists it (writ approve op-N --break-glass)")
 	case p.approver == "":
 		return usageError("--approver is required: your person id in .writ/approvers.yaml")
 	case p.trustChange && (len(p.playbooks) > 0 || p.revert || p.planDigest != "" || p.policies != "" || p.at != ""):

@@ -59,6 +59,13 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 		return usageError("%s names a pending item: the server says what it binds (operation, content, digests, repository); drop --revert, --at, --trust-change, --trusted-commit, --plan-digest, --policies, --repo, --pr, --head, --repo-root and --github", id)
 	case decision == approval.Reject && strings.TrimSpace(p.reason) == "":
 		return usageError("--reject needs --reason: say why")
+	case p.breakGlass && decision != approval.Approve:
+		return usageError("--break-glass signs an approval that invokes break-glass: drop --propose and --reject")
+	case p.breakGlass && strings.TrimSpace(p.reason) == "":
+		return usageError("--break-glass needs --reason: say why this cannot wait for approvals (it is audited and notified)")
+	}
+	if p.breakGlass && p.expires == "" {
+		validity = defaultBreakGlassValidity
 	}
 	server, err := resolveServer(env, p.server)
 	if err != nil {
@@ -83,15 +90,32 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 	if err := checkPending(ctx, item, decision); err != nil {
 		return exitWith(exitFailure, fmt.Errorf("%s: %w; nothing signed", id, err))
 	}
+	if p.breakGlass {
+		switch {
+		case item.BreakGlass == nil:
+			return exitWith(exitFailure, fmt.Errorf("%s cannot break glass: the policies allow no emergency for it (only the apply of a playbook marked emergency: true, where the policies allow emergencies); nothing signed", id))
+		case item.BreakGlass.InvokedAt != nil:
+			return exitWith(exitFailure, fmt.Errorf("%s already ran on break-glass by %s: it needs its approvals now (writ approve %s); nothing signed", id, safeText(item.BreakGlass.Signer), id))
+		}
+	}
 	approver := p.approver
 	if approver == "" {
-		if approver, err = approverFor(item, keyID, decision); err != nil {
+		if p.breakGlass {
+			approver, err = breakGlassSignerFor(item, keyID)
+		} else {
+			approver, err = approverFor(item, keyID, decision)
+		}
+		if err != nil {
 			return usageError("%v", err)
 		}
 	}
-	showPending(env.stdout, item, decision, approver)
+	what := decision
+	if p.breakGlass {
+		what = "break-glass"
+	}
+	showPending(env.stdout, item, what, approver)
 	if !p.yes {
-		ok, err := confirm(env, fmt.Sprintf("Sign %s of %s as %s? [y/N] ", decision, describePending(item), approver))
+		ok, err := confirm(env, fmt.Sprintf("Sign %s of %s as %s? [y/N] ", what, describePending(item), approver))
 		if err != nil {
 			return exitWith(exitFailure, err)
 		}
@@ -100,7 +124,12 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 		}
 	}
 
-	st, err := item.Statement(decision, approver, p.reason, time.Now(), validity)
+	var st approval.Statement
+	if p.breakGlass {
+		st, err = item.BreakGlassStatement(approver, p.reason, time.Now(), validity)
+	} else {
+		st, err = item.Statement(decision, approver, p.reason, time.Now(), validity)
+	}
 	if err != nil {
 		return exitWith(exitFailure, fmt.Errorf("%s: %w; nothing signed", id, err))
 	}
@@ -114,7 +143,7 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 		}
 		fmt.Fprintf(env.stderr, "envelope written to %s\n", p.out)
 	}
-	fmt.Fprintf(env.stderr, "signed %s of %s by %s, valid until %s\n", decision, describePending(item), approver, st.Predicate.ExpiresAt.Format(time.RFC3339))
+	fmt.Fprintf(env.stderr, "signed %s of %s by %s, valid until %s\n", what, describePending(item), approver, st.Predicate.ExpiresAt.Format(time.RFC3339))
 	return postEnvelope(ctx, env, server, envelope)
 }
 
@@ -286,6 +315,22 @@ func approverFor(d *reconcile.PendingDetail, keyID, decision string) (string, er
 		return "", fmt.Errorf("your key %s is not among those who may sign %s, and nobody else's is either (%s): pass --approver to sign anyway", keyID, d.ID, d.Needs.Summary)
 	}
 	return "", fmt.Errorf("your key %s belongs to none of those who may sign %s now (%s); pass --approver ID to sign anyway", keyID, d.ID, strings.Join(may, ", "))
+}
+
+// breakGlassSignerFor is the holder of the break-glass role whose key is
+// keyID.
+func breakGlassSignerFor(d *reconcile.PendingDetail, keyID string) (string, error) {
+	var may []string
+	for _, e := range d.BreakGlass.Eligible {
+		if slices.Contains(e.KeyIDs, keyID) {
+			return e.ID, nil
+		}
+		may = append(may, e.ID)
+	}
+	if len(may) == 0 {
+		return "", fmt.Errorf("nobody holds the break-glass role in the approvers file in force, so %s cannot break glass", d.ID)
+	}
+	return "", fmt.Errorf("your key %s belongs to none of the break-glass holders (%s); pass --approver ID to sign anyway", keyID, strings.Join(may, ", "))
 }
 
 // describePending names an item in one line.

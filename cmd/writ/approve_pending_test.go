@@ -9,8 +9,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/policy"
@@ -185,5 +187,67 @@ func TestApprovePendingRefusals(t *testing.T) {
 	code, _, errOut := runCLIInput(t, map[string]string{"WRIT_SERVER": url}, "", "approve", "op-7", "--key", other, "--approver", "bob", "--yes")
 	if code != exitOK || posted.Load() != 1 {
 		t.Fatalf("--approver: %d %s", code, errOut)
+	}
+}
+
+// writ approve ID --break-glass signs the one statement that lets an
+// emergency apply run: an approval marked breakGlass, by the holder of
+// the break-glass role its key belongs to; it refuses an item the
+// policies let break no glass, one already broken, and a missing reason.
+func TestApprovePendingBreakGlass(t *testing.T) {
+	t.Parallel()
+	key, keyID := bobKey(t)
+	emergency := func() *reconcile.PendingDetail {
+		item := honestItem(t, "SHA256:someone-else")
+		item.BreakGlass = &reconcile.PendingBreakGlass{Command: "writ approve op-7 --break-glass",
+			Eligible: []reconcile.PendingSigner{{ID: "frank", Roles: []string{"break-glass"}, Decision: "approve", KeyIDs: []string{keyID}}}}
+		return item
+	}
+	item := emergency()
+	url, posted := pendingServer(t, item)
+	out := filepath.Join(t.TempDir(), "bg.json")
+	code, stdout, errOut := runCLIInput(t, nil, "", "approve", "op-7", "--break-glass", "--reason", "ransomware spreading", "--key", key,
+		"--server", url, "--out", out, "--yes")
+	if code != exitOK || posted.Load() != 1 || !strings.Contains(errOut, "signed break-glass of op-7") || !strings.Contains(stdout, "break-glass as frank") {
+		t.Fatalf("break-glass: %d %d\n%s\n%s", code, posted.Load(), stdout, errOut)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := approval.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := env.Statement.Predicate
+	if !p.BreakGlass || p.Decision != approval.Approve || p.Approver != "frank" || p.PlanDigest != item.PlanDigest ||
+		p.ExpiresAt.Sub(p.IssuedAt) != 4*time.Hour || p.Reason != "ransomware spreading" {
+		t.Fatalf("predicate %+v", p)
+	}
+
+	refusals := []struct {
+		name string
+		item func() *reconcile.PendingDetail
+		args []string
+		code int
+		want string
+	}{
+		{"no emergency", func() *reconcile.PendingDetail { return honestItem(t, keyID) }, []string{"--reason", "x"}, exitFailure, "cannot break glass"},
+		{"already broken", func() *reconcile.PendingDetail {
+			d := emergency()
+			now := time.Now()
+			d.BreakGlass.InvokedAt, d.BreakGlass.Signer, d.BreakGlass.Command = &now, "frank", ""
+			return d
+		}, []string{"--reason", "x"}, exitFailure, "already ran on break-glass"},
+		{"no reason", emergency, nil, exitUsage, "--break-glass needs --reason"},
+		{"reject", emergency, []string{"--reason", "x", "--reject"}, exitUsage, "drop --propose and --reject"},
+	}
+	for _, c := range refusals {
+		url, posted := pendingServer(t, c.item())
+		args := append([]string{"approve", "op-7", "--break-glass", "--key", key, "--server", url, "--yes"}, c.args...)
+		code, _, errOut := runCLIInput(t, nil, "", args...)
+		if code != c.code || !strings.Contains(errOut, c.want) || posted.Load() != 0 {
+			t.Errorf("%s: %d %d %s", c.name, code, posted.Load(), errOut)
+		}
 	}
 }
