@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/policy"
 	"github.com/writ-sec/writ/internal/trust"
@@ -130,6 +131,22 @@ func (r *Reconciler) currentTrust(ctx context.Context) (*trusted, error) {
 		return nil, err
 	}
 	return r.trustAt(ctx, st.AdoptedSHA)
+}
+
+// KeyringInForce is the approvers file in force (the adopted commit's):
+// whom notifications reach. A file that does not load is its error.
+func (r *Reconciler) KeyringInForce(ctx context.Context) (*approval.Keyring, error) {
+	t, err := r.currentTrust(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if t.Keyring == nil {
+		if t.KeyringErr != nil {
+			return nil, t.KeyringErr
+		}
+		return nil, errors.New("no approvers file in force")
+	}
+	return t.Keyring, nil
 }
 
 // judging is the trust a judgement runs under.
