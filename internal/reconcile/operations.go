@@ -55,7 +55,7 @@ type work struct {
 	// problems are problem's located findings, kept for the API until a
 	// later commit fixes or deletes the file.
 	problems diag.Problems
-	pb      *playbook.Playbook
+	pb       *playbook.Playbook
 	// version stored for pb (apply) or for the removed playbook (delete).
 	version store.PlaybookVersion
 	// prev is the version this change replaces or removes, if any.

@@ -134,17 +134,13 @@ func (r *Reconciler) currentTrust(ctx context.Context) (*trusted, error) {
 }
 
 // KeyringInForce is the approvers file in force (the adopted commit's):
-// whom notifications reach. A file that does not load is its error.
+// whom notifications reach. It is nil, without error, when that file does
+// not load (nobody can approve either); an error is a failure to read it
+// (the database, the repository), worth trying again.
 func (r *Reconciler) KeyringInForce(ctx context.Context) (*approval.Keyring, error) {
 	t, err := r.currentTrust(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if t.Keyring == nil {
-		if t.KeyringErr != nil {
-			return nil, t.KeyringErr
-		}
-		return nil, errors.New("no approvers file in force")
 	}
 	return t.Keyring, nil
 }
