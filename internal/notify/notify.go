@@ -133,10 +133,27 @@ func New(opts Options) (*Notifier, error) {
 	if opts.Store == nil {
 		return nil, errors.New("notify: a store is required")
 	}
+	chans, err := buildChannels(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Notifier{opts: opts, channels: chans}, nil
+}
+
+// Check builds the channels as writ serve would (secrets resolved, CA
+// files read), for writ config check; nothing is sent.
+func Check(channels []config.NotificationChannel, routes []config.NotificationRoute, getenv func(string) string) error {
+	opts := Options{Channels: channels, Routes: routes, Getenv: getenv}
+	opts.setDefaults()
+	_, err := buildChannels(opts)
+	return err
+}
+
+func buildChannels(opts Options) ([]*channel, error) {
 	if len(opts.Channels) == 0 {
 		return nil, errors.New("notify: no channel")
 	}
-	n := &Notifier{opts: opts}
+	var out []*channel
 	for _, c := range opts.Channels {
 		ch := &channel{name: c.Name, kind: c.Kind()}
 		var err error
@@ -158,9 +175,9 @@ func New(opts Options) (*Notifier, error) {
 				ch.routes = append(ch.routes, r)
 			}
 		}
-		n.channels = append(n.channels, ch)
+		out = append(out, ch)
 	}
-	return n, nil
+	return out, nil
 }
 
 // Run delivers notifications until ctx is done, each channel from its own
