@@ -14,8 +14,8 @@ import (
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/config"
-	"github.com/writ-sec/writ/internal/notify"
 	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/notify"
 )
 
 func init() { register(newConfigCmd) }

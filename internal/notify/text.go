@@ -119,7 +119,7 @@ func Describe(e audit.Entry, consoleURL string, esc func(string) string) Descrip
 			why = []string{t(p.Reason)}
 		}
 		return Description{":no_entry:", fmt.Sprintf("Policy denied %s: %s", name, what), why,
-			"Nothing runs. Change the playbook so the policies allow it (`writ dry-run` shows their decision) and merge again, or remove it; policies change only with the admins' approvals."}
+			"Nothing runs. Change the playbook so the policies allow it (`writ plan PLAYBOOK` shows their decision) and merge again, or remove it; policies change only with the admins' approvals."}
 	case audit.EventPlaybookInvalid:
 		return Description{":warning:", fmt.Sprintf("%s on the branch is not a valid playbook", t(firstNonEmpty(p.Path, e.Subject.Name))), lines(t(p.Problems)),
 			fmt.Sprintf("Nothing of it runs. Fix or delete it in a new commit (`writ validate %s` shows the problems); GET /api/v1/playbooks lists it until then.", t(firstNonEmpty(p.Path, e.Subject.Name)))}

@@ -59,10 +59,10 @@ type Server struct {
 	CAFile string // PEM of the CA that issued the server's certificate
 	tls    *tls.Config
 
-	mu   sync.Mutex
-	got  []Mail
-	srv  *smtp.Server
-	l    net.Listener
+	mu  sync.Mutex
+	got []Mail
+	srv *smtp.Server
+	l   net.Listener
 }
 
 // Start runs a server on a free loopback port until the test ends.
