@@ -1,8 +1,10 @@
 -- Notifications go to named channels (notifications.channels in
 -- writ.yaml), each with its own position in the audit log, so that a
--- failing mail server delays its own channel and no other. A channel seen
--- for the first time starts where the single notifier of earlier versions
--- stood (notification_cursor), so an upgrade neither resends nor skips.
+-- failing mail server delays its own channel and no other. Channels seen
+-- for the first time start where the furthest existing channel stands or,
+-- before any, where the single notifier of earlier versions stood
+-- (notification_cursor): an upgrade neither resends nor skips, and a
+-- channel added later starts from then instead of replaying the log.
 -- Bookkeeping, not evidence: rows are updated in place; a row of a
 -- channel no longer configured is left alone.
 CREATE TABLE notification_channel_cursors (

@@ -206,6 +206,15 @@ func (n *Notifier) Run(ctx context.Context) error {
 // returns when the log is read to its end, or with the error that stopped
 // it (the cursor stays before the message not delivered).
 func (n *Notifier) once(ctx context.Context, ch *channel) error {
+	// Every configured channel's cursor is made at once, so that channels
+	// configured together start together.
+	names := make([]string, len(n.channels))
+	for i, c := range n.channels {
+		names[i] = c.name
+	}
+	if err := n.opts.Store.EnsureChannelCursors(ctx, names); err != nil {
+		return err
+	}
 	cursor, err := n.opts.Store.ChannelCursor(ctx, ch.name)
 	if err != nil {
 		return err

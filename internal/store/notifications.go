@@ -7,21 +7,30 @@ import (
 	"time"
 )
 
-// ChannelCursor is the next audit seq a notification channel reads. A
-// channel seen for the first time starts where the single notifier of
-// earlier versions stood.
+// EnsureChannelCursors makes the cursors of channels seen for the first
+// time, all at once: they start where the furthest existing channel
+// stands, or, before any, where the single notifier of earlier versions
+// stood. An added (or renamed) channel therefore starts from now and does
+// not replay the log; channels configured together start together.
+func (s *Store) EnsureChannelCursors(ctx context.Context, channels []string) error {
+	if _, err := s.db.Exec(ctx, `INSERT INTO notification_channel_cursors (channel, next_seq)
+		SELECT c, greatest((SELECT next_seq FROM notification_cursor WHERE id = 1),
+			coalesce((SELECT max(next_seq) FROM notification_channel_cursors), 0))
+		FROM unnest($1::text[]) AS c
+		ON CONFLICT (channel) DO NOTHING`, channels); err != nil {
+		return fmt.Errorf("store: notification channel cursors: %w", translate(err))
+	}
+	return nil
+}
+
+// ChannelCursor is the next audit seq a notification channel reads (made
+// as EnsureChannelCursors does when the channel is new).
 func (s *Store) ChannelCursor(ctx context.Context, channel string) (int64, error) {
+	if err := s.EnsureChannelCursors(ctx, []string{channel}); err != nil {
+		return 0, err
+	}
 	var next int64
-	err := s.db.QueryRow(ctx, `WITH ins AS (
-			INSERT INTO notification_channel_cursors (channel, next_seq)
-			SELECT $1, next_seq FROM notification_cursor WHERE id = 1
-			ON CONFLICT (channel) DO NOTHING
-			RETURNING next_seq)
-		SELECT next_seq FROM ins
-		UNION ALL
-		SELECT next_seq FROM notification_channel_cursors WHERE channel = $1
-		LIMIT 1`, channel).Scan(&next)
-	if err != nil {
+	if err := s.db.QueryRow(ctx, `SELECT next_seq FROM notification_channel_cursors WHERE channel = $1`, channel).Scan(&next); err != nil {
 		return 0, fmt.Errorf("store: notification channel cursor %s: %w", channel, translate(err))
 	}
 	return next, nil
