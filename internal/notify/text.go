@@ -128,7 +128,7 @@ func Describe(e audit.Entry, consoleURL string, esc func(string) string) Descrip
 			[]string{t(p.Reason)}, "None of its playbook changes was processed. Fix or remove the file in a new commit on the branch."}
 	case audit.EventExecutionFailed:
 		return Description{":x:", fmt.Sprintf("%s failed: %s", name, what), []string{t(firstNonEmpty(p.Error, p.Reason))},
-			fmt.Sprintf("Once the cause is fixed, an executor retries it without new approvals: `writ retry %d`.", p.Execution)}
+			fmt.Sprintf("Once the cause is fixed, an executor retries it without new approvals: `writ retry %d`%s.", p.Execution, link(fmt.Sprintf("/executions/%d", p.Execution)))}
 	case audit.EventExecutionCompleted:
 		return Description{":white_check_mark:", fmt.Sprintf("%s executed: %s", name, what), []string{t(p.Reason)}, ""}
 	case audit.EventExecutionStopped:
@@ -143,7 +143,7 @@ func Describe(e audit.Entry, consoleURL string, esc func(string) string) Descrip
 			"It is checked at the moment of use before it runs."}
 	case audit.EventRepositoryHistoryRewritten:
 		return Description{":warning:", fmt.Sprintf("writ is holding (hold %d): the branch history was rewritten (head %.12s)", p.Hold, p.Head), nil,
-			fmt.Sprintf("Nothing runs until an admin checks the new history and acknowledges the hold: POST /api/v1/holds/%d/acknowledge%s.", p.Hold, link("/holds"))}
+			fmt.Sprintf("Nothing runs until an admin checks the new history and acknowledges the hold: POST /api/v1/holds/%d/acknowledge.", p.Hold)}
 	case audit.EventPolicyChangeHeld:
 		if m := p.Malformed; m != nil {
 			return Description{":warning:", fmt.Sprintf("writ is holding: policies/ or .writ/ at %.12s is malformed (%s at %s) and cannot be adopted", p.Commit, t(m.Problem), t(fmt.Sprintf("%q", m.Path))),
