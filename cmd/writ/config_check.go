@@ -15,6 +15,7 @@ import (
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/notify"
 )
 
 func init() { register(newConfigCmd) }
@@ -114,8 +115,8 @@ func runConfigCheck(path string, g *globals, getenv func(string) string, stdout,
 		secret("console client secret", a.OIDC.ConsoleClientSecretEnv, a.OIDC.ConsoleClientSecretFile)
 	}
 	if n := cfg.Notifications; n != nil {
-		secret("notifications url", n.URLEnv, "")
-		secret("notifications secret", n.SecretEnv, n.SecretFile)
+		chans, routes := n.Normalized(notify.DefaultEvents)
+		check("notifications", notify.Check(chans, routes, getenv))
 	}
 	_, err := siemDestinations(cfg, nil, getenv)
 	check("audit.siem", err)

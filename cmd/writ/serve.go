@@ -334,8 +334,8 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		return nil, err
 	}
 	var notifier *notify.Notifier
-	if n := cfg.Notifications; n != nil {
-		if notifier, err = newNotifier(n, db.store, log, m, env.getenv); err != nil {
+	if cfg.Notifications != nil {
+		if notifier, err = newNotifier(cfg, db.store, api.KeyringInForce, log, m, env.getenv); err != nil {
 			return nil, err
 		}
 	}
@@ -545,21 +545,20 @@ func (e *engineFacade) Status() reconcile.Status {
 	return s
 }
 
-func newNotifier(n *config.Notifications, st *store.Store, log *slog.Logger, m *metrics.Metrics, getenv func(string) string) (*notify.Notifier, error) {
-	url := n.URL
-	if n.URLEnv != "" {
-		u, err := config.ResolveSecret(getenv, n.URLEnv, "")
-		if err != nil {
-			return nil, fmt.Errorf("notifications url: %w", err)
-		}
-		url = u.Value()
+// newNotifier builds the notifier of the notifications section: its
+// channels and routes (the single-webhook shorthand as channel "default"),
+// people and roles resolved against the approvers file in force, links to
+// the console at notifications.consoleURL or console.origin.
+func newNotifier(cfg *config.Config, st *store.Store, keyring func(context.Context) (*approval.Keyring, error), log *slog.Logger, m *metrics.Metrics,
+	getenv func(string) string) (*notify.Notifier, error) {
+	n := cfg.Notifications
+	chans, routes := n.Normalized(notify.DefaultEvents)
+	consoleURL := n.ConsoleURL
+	if consoleURL == "" && cfg.Console != nil && !cfg.Console.Disabled {
+		consoleURL = cfg.Console.Origin
 	}
-	secret, err := config.ResolveSecret(getenv, n.SecretEnv, n.SecretFile)
-	if err != nil {
-		return nil, fmt.Errorf("notifications secret: %w", err)
-	}
-	return notify.New(notify.Options{Store: st, URL: url, Secret: secret.Value(), CAFile: n.CAFile,
-		AllowHTTP: n.AllowInsecureHTTP, Events: n.Events, Logger: log, Metrics: m})
+	return notify.New(notify.Options{Store: st, Channels: chans, Routes: routes, Getenv: getenv, Keyring: keyring,
+		ConsoleURL: consoleURL, Logger: log, Metrics: m})
 }
 
 // auditKey loads the configured audit signing key, or the one writ keeps in

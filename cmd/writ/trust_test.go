@@ -34,7 +34,10 @@ type trustRig struct {
 	// sshLines are the OpenSSH public key lines of people who sign with
 	// SSH keys (id -> line).
 	sshLines map[string]string
-	base     string // the server's URL
+	// emails are people's email addresses in the approvers file (id ->
+	// address).
+	emails map[string]string
+	base   string // the server's URL
 }
 
 func newTrustRig(t *testing.T) *trustRig {
@@ -52,7 +55,14 @@ func newTrustRigWith(t testing.TB, people map[string][]string, serveArgs ...stri
 // that OpenSSH public key line in the approvers file instead of a PEM key.
 func newTrustRigSSH(t testing.TB, people map[string][]string, sshLines map[string]string, serveArgs ...string) *trustRig {
 	t.Helper()
-	r := &trustRig{t: t, keyDir: t.TempDir(), dataDir: filepath.Join(traversableTempDir(t), "state"), people: people, sshLines: sshLines}
+	return newTrustRigEmails(t, people, sshLines, nil, serveArgs...)
+}
+
+// newTrustRigEmails is newTrustRigSSH where the people in emails have that
+// email address in the approvers file.
+func newTrustRigEmails(t testing.TB, people map[string][]string, sshLines, emails map[string]string, serveArgs ...string) *trustRig {
+	t.Helper()
+	r := &trustRig{t: t, keyDir: t.TempDir(), dataDir: filepath.Join(traversableTempDir(t), "state"), people: people, sshLines: sshLines, emails: emails}
 	files := map[string]string{".writ/approvers.yaml": r.approvers(nil)}
 	seed, err := policies.Files(true)
 	for p, c := range seed {
@@ -114,7 +124,11 @@ func (r *trustRig) approvers(extra map[string][]string) string {
 		} else if err != nil {
 			r.t.Fatal(err)
 		}
-		fmt.Fprintf(&b, "  - id: %s\n    roles: [%s]\n    keys:\n      - |\n", id, strings.Join(roles, ", "))
+		fmt.Fprintf(&b, "  - id: %s\n", id)
+		if e := r.emails[id]; e != "" {
+			fmt.Fprintf(&b, "    email: %s\n", e)
+		}
+		fmt.Fprintf(&b, "    roles: [%s]\n    keys:\n      - |\n", strings.Join(roles, ", "))
 		for _, l := range strings.Split(strings.TrimSpace(string(pubPEM)), "\n") {
 			b.WriteString("        " + l + "\n")
 		}

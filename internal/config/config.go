@@ -113,15 +113,119 @@ type RecoveryKey struct {
 	KeyFile string `yaml:"keyFile"`
 }
 
-// Notifications configures outbound notifications.
+// Notifications configures outbound notifications (docs/notifications.md):
+// named channels and routes. The fields before Channels are the shorthand
+// of earlier versions, one signed webhook; Normalized turns it into a
+// channel named "default" and its route.
 type Notifications struct {
-	URL               string   `yaml:"url"`
+	URL               string   `yaml:"url,omitempty"`
 	URLEnv            string   `yaml:"urlEnv,omitempty"` // the URL itself is a secret (Slack), from the environment
 	SecretEnv         string   `yaml:"secretEnv,omitempty"`
 	SecretFile        string   `yaml:"secretFile,omitempty"`
 	CAFile            string   `yaml:"caFile,omitempty"`
 	AllowInsecureHTTP bool     `yaml:"allowInsecureHTTP,omitempty"`
 	Events            []string `yaml:"events,omitempty"`
+
+	// ConsoleURL is the console as people reach it, for links (default
+	// console.origin).
+	ConsoleURL string                `yaml:"consoleURL,omitempty"`
+	Channels   []NotificationChannel `yaml:"channels,omitempty"`
+	Routes     []NotificationRoute   `yaml:"routes,omitempty"`
+}
+
+// NotificationChannel is one place notifications go: a name and one of
+// Webhook, Slack or Email.
+type NotificationChannel struct {
+	Name    string          `yaml:"name"`
+	Webhook *WebhookChannel `yaml:"webhook,omitempty"`
+	Slack   *SlackChannel   `yaml:"slack,omitempty"`
+	Email   *EmailChannel   `yaml:"email,omitempty"`
+}
+
+// Kind is the channel's kind: webhook, slack or email.
+func (c NotificationChannel) Kind() string {
+	switch {
+	case c.Webhook != nil:
+		return "webhook"
+	case c.Slack != nil:
+		return "slack"
+	case c.Email != nil:
+		return "email"
+	}
+	return ""
+}
+
+// WebhookChannel is writ's signed outbound webhook.
+type WebhookChannel struct {
+	URL               string `yaml:"url,omitempty"`
+	URLEnv            string `yaml:"urlEnv,omitempty"`
+	SecretEnv         string `yaml:"secretEnv,omitempty"`
+	SecretFile        string `yaml:"secretFile,omitempty"`
+	CAFile            string `yaml:"caFile,omitempty"`
+	AllowInsecureHTTP bool   `yaml:"allowInsecureHTTP,omitempty"`
+}
+
+// SlackChannel is a Slack-compatible incoming webhook; its URL is a
+// credential, by reference only.
+type SlackChannel struct {
+	URLEnv            string `yaml:"urlEnv,omitempty"`
+	URLFile           string `yaml:"urlFile,omitempty"`
+	CAFile            string `yaml:"caFile,omitempty"`
+	AllowInsecureHTTP bool   `yaml:"allowInsecureHTTP,omitempty"`
+}
+
+// EmailChannel is an SMTP server: STARTTLS unless AllowPlaintext (loopback
+// only), AUTH PLAIN when Username is set.
+type EmailChannel struct {
+	Address        string `yaml:"address"`
+	From           string `yaml:"from"`
+	Username       string `yaml:"username,omitempty"`
+	PasswordEnv    string `yaml:"passwordEnv,omitempty"`
+	PasswordFile   string `yaml:"passwordFile,omitempty"`
+	CAFile         string `yaml:"caFile,omitempty"`
+	ServerName     string `yaml:"serverName,omitempty"`
+	AllowPlaintext bool   `yaml:"allowPlaintext,omitempty"`
+}
+
+// NotificationRoute sends events (names or groups) to channels and, for
+// email channels, to recipients.
+type NotificationRoute struct {
+	Events   []string    `yaml:"events"`
+	Channels []string    `yaml:"channels"`
+	To       *Recipients `yaml:"to,omitempty"`
+}
+
+// Recipients of an email route: addresses, people of the approvers file in
+// force by id, holders of roles, and MustAct, the people who must act next
+// on the event.
+type Recipients struct {
+	Addresses []string `yaml:"addresses,omitempty"`
+	People    []string `yaml:"people,omitempty"`
+	Roles     []string `yaml:"roles,omitempty"`
+	MustAct   bool     `yaml:"mustAct,omitempty"`
+}
+
+// DefaultNotificationChannel names the channel of the shorthand form.
+const DefaultNotificationChannel = "default"
+
+// Shorthand reports whether the section is the single-webhook form of
+// earlier versions.
+func (n *Notifications) Shorthand() bool { return n.URL != "" || n.URLEnv != "" }
+
+// Normalized is the section as channels and routes: the shorthand becomes
+// a webhook channel named "default" sent its events (defaultEvents when it
+// names none).
+func (n *Notifications) Normalized(defaultEvents []string) ([]NotificationChannel, []NotificationRoute) {
+	if !n.Shorthand() {
+		return n.Channels, n.Routes
+	}
+	events := n.Events
+	if len(events) == 0 {
+		events = defaultEvents
+	}
+	return []NotificationChannel{{Name: DefaultNotificationChannel, Webhook: &WebhookChannel{
+			URL: n.URL, URLEnv: n.URLEnv, SecretEnv: n.SecretEnv, SecretFile: n.SecretFile, CAFile: n.CAFile, AllowInsecureHTTP: n.AllowInsecureHTTP}}},
+		[]NotificationRoute{{Events: events, Channels: []string{DefaultNotificationChannel}}}
 }
 
 // Retention configures the clean-up jobs (durations like 24h, 90d).
@@ -329,14 +433,7 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 			out = append(out, doc.Errorf(ptr, "invalid-value", "%s: %q is not a duration", yamldoc.FieldName(ptr), v))
 		}
 	}
-	if n := c.Notifications; n != nil {
-		if (n.URL == "") == (n.URLEnv == "") {
-			out = append(out, doc.Errorf("/notifications", "invalid-value", "notifications need url or urlEnv (one of them)"))
-		}
-		if n.SecretEnv != "" && n.SecretFile != "" {
-			out = append(out, doc.Errorf("/notifications/secretFile", "invalid-value", "give secretEnv or secretFile, not both"))
-		}
-	}
+	out = append(out, c.checkNotifications(doc)...)
 	witnesses := map[string]bool{}
 	for i, w := range c.Audit.Witnesses {
 		ptr := fmt.Sprintf("/audit/witnesses/%d", i)

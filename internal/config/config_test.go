@@ -95,6 +95,30 @@ func TestBadConfigurations(t *testing.T) {
 		"siem http":          {"audit:\n  siem:\n    - {name: a, webhook: {url: 'http://h/x', secretEnv: S}}\n", "is not an https URL"},
 		"siem unsigned":      {"audit:\n  siem:\n    - {name: a, webhook: {url: 'https://h/x'}}\n", "give secretEnv or secretFile"},
 		"siem inline secret": {"audit:\n  siem:\n    - {name: a, webhook: {url: 'https://h/x', secret: hunter2}}\n", "unknown field \"secret\""},
+		"notify mixed": {"notifications:\n  urlEnv: HOOK\n  channels: [{name: a, slack: {urlEnv: S}}]\n  routes: [{events: [waiting], channels: [a]}]\n",
+			"c.yaml:4:3: notifications: give channels and routes, or the single-webhook shorthand"},
+		"notify empty":         {"notifications: {}\n", "notifications need channels and routes"},
+		"notify unknown event": {"notifications:\n  url: https://h/x\n  events: [execution.waited]\n", "c.yaml:5:12: \"execution.waited\" is not an audit event"},
+		"notify two kinds": {"notifications:\n  channels:\n    - {name: a, slack: {urlEnv: S}, webhook: {url: 'https://h/x'}}\n  routes: [{events: [waiting], channels: [a]}]\n",
+			"c.yaml:5:7: notification channel \"a\" needs webhook, slack or email (one of them)"},
+		"notify unknown channel": {"notifications:\n  channels: [{name: a, slack: {urlEnv: S}}]\n  routes:\n    - {events: [waiting], channels: [a, b]}\n",
+			"c.yaml:6:41: no notification channel is named \"b\""},
+		"notify unknown group": {"notifications:\n  channels: [{name: a, slack: {urlEnv: S}}]\n  routes:\n    - {events: [waitng], channels: [a]}\n",
+			"\"waitng\" is neither a group (breakglass, denied, drift, failed, hold, invalid_merge, override, rejected, waiting) nor an audit event"},
+		"notify unused channel": {"notifications:\n  channels: [{name: a, slack: {urlEnv: S}}, {name: b, slack: {urlEnv: T}}]\n  routes: [{events: [waiting], channels: [a]}]\n",
+			"notification channel \"b\" is in no route"},
+		"notify slack inline url": {"notifications:\n  channels: [{name: a, slack: {url: 'https://hooks.slack.com/x'}}]\n  routes: [{events: [waiting], channels: [a]}]\n",
+			"unknown field \"url\""},
+		"notify email no recipients": {"notifications:\n  channels: [{name: m, email: {address: 'smtp.example.com:587', from: w@example.com}}]\n  routes: [{events: [waiting], channels: [m]}]\n",
+			"a route to an email channel needs recipients"},
+		"notify recipients without email": {"notifications:\n  channels: [{name: a, slack: {urlEnv: S}}]\n  routes: [{events: [waiting], channels: [a], to: {roles: [admin]}}]\n",
+			"recipients (to) are for email channels"},
+		"notify plaintext remote": {"notifications:\n  channels:\n    - name: m\n      email: {address: 'smtp.example.com:25', from: w@example.com, allowPlaintext: true}\n  routes: [{events: [waiting], channels: [m], to: {mustAct: true}}]\n",
+			"c.yaml:6:84: allowPlaintext sends mail (and any password) in the clear: only a server on loopback"},
+		"notify password without user": {"notifications:\n  channels: [{name: m, email: {address: 'h:25', from: w@example.com, passwordEnv: P}}]\n  routes: [{events: [waiting], channels: [m], to: {mustAct: true}}]\n",
+			"AUTH needs username and passwordEnv or passwordFile"},
+		"notify bad from": {"notifications:\n  channels: [{name: m, email: {address: 'h:25', from: writ}}]\n  routes: [{events: [waiting], channels: [m], to: {mustAct: true}}]\n",
+			"email.from"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -103,6 +127,32 @@ func TestBadConfigurations(t *testing.T) {
 				t.Fatalf("err = %v; want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The notifications section: channels and routes, and the shorthand of
+// earlier versions as a "default" webhook channel.
+func TestNotifications(t *testing.T) {
+	t.Parallel()
+	c, err := Load("../../testdata/config/writ.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chans, routes := c.Notifications.Normalized(nil)
+	if len(chans) != 3 || chans[2].Kind() != "email" || chans[2].Email.Address != "smtp.example.com:587" || len(routes) != 3 || !routes[0].To.MustAct {
+		t.Fatalf("channels %+v routes %+v", chans, routes)
+	}
+	c, err = Parse("c.yaml", []byte("apiVersion: writ/v1\nkind: ServerConfig\nnotifications: {urlEnv: HOOK, secretEnv: SECRET}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chans, routes = c.Notifications.Normalized([]string{"execution.failed"})
+	if len(chans) != 1 || chans[0].Name != "default" || chans[0].Webhook.URLEnv != "HOOK" || chans[0].Webhook.SecretEnv != "SECRET" ||
+		len(routes) != 1 || routes[0].Events[0] != "execution.failed" || routes[0].Channels[0] != "default" {
+		t.Fatalf("shorthand: %+v %+v", chans, routes)
+	}
+	if _, err := Parse("c.yaml", []byte("apiVersion: writ/v1\nkind: ServerConfig\nnotifications:\n  channels: [{name: m, email: {address: '127.0.0.1:25', from: w@example.com, allowPlaintext: true}}]\n  routes: [{events: [drift, breakglass.lapsed], channels: [m], to: {people: [dave]}}]\n")); err != nil {
+		t.Fatalf("plaintext to a loopback relay: %v", err)
 	}
 }
 

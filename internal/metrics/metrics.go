@@ -28,6 +28,7 @@ type Metrics struct {
 	leading          prometheus.Gauge
 	holds            prometheus.Gauge
 	notifyDelivered  *prometheus.CounterVec
+	notifyFailing    *prometheus.GaugeVec
 	timeOfUse        *prometheus.HistogramVec
 	sinkUp           *prometheus.GaugeVec
 	sinkNotContained *prometheus.GaugeVec
@@ -80,7 +81,11 @@ func New() *Metrics {
 	m.holds = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "writ", Name: "holds",
 		Help: "Open holds: rewritten history, or policy changes without their admin approvals."})
 	m.notifyDelivered = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "writ", Name: "notifications_total",
-		Help: "Outbound notifications, by outcome (delivered, failed)."}, []string{"outcome"})
+		Help: "Outbound notifications, by channel and outcome (delivered; retried: a failed attempt, tried again; failed: given up after a permanent refusal; no_recipients)."},
+		[]string{"channel", "outcome"})
+	m.notifyFailing = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "notification_channel_failing",
+		Help: "1 while a notification channel's current message keeps failing (it is retried; later messages of the channel wait), 0 once delivered."},
+		[]string{"channel"})
 	m.sinkUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "audit_checkpoint_sink_up",
 		Help: "1 when the checkpoint sink holds the last checkpoint offered to it, 0 when that failed (set once this replica offered one)."}, []string{"sink"})
 	m.sinkNotContained = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "audit_checkpoint_sink_not_contained",
@@ -111,7 +116,7 @@ func New() *Metrics {
 		Help: "When a SIEM destination last acknowledged entries (Unix time)."}, []string{"destination"})
 	m.reg.MustRegister(m.siemForwarded, m.siemLag, m.siemErrors, m.siemRewinds, m.siemLastAck)
 	m.reg.MustRegister(m.passSeconds, m.passErrors, m.lagSeconds, m.executions, m.policySeconds, m.auditSeconds,
-		m.auditEntries, m.httpSeconds, m.leading, m.holds, m.notifyDelivered, m.timeOfUse,
+		m.auditEntries, m.httpSeconds, m.leading, m.holds, m.notifyDelivered, m.notifyFailing, m.timeOfUse,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -216,12 +221,25 @@ func (m *Metrics) Holds(n int) {
 	m.holds.Set(float64(n))
 }
 
-// Notified records one notification's outcome.
-func (m *Metrics) Notified(outcome string) {
+// Notified records one notification's outcome on a channel.
+func (m *Metrics) Notified(channel, outcome string) {
 	if m == nil {
 		return
 	}
-	m.notifyDelivered.WithLabelValues(outcome).Inc()
+	m.notifyDelivered.WithLabelValues(channel, outcome).Inc()
+}
+
+// NotificationFailing records whether a channel's current message keeps
+// failing.
+func (m *Metrics) NotificationFailing(channel string, failing bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if failing {
+		v = 1
+	}
+	m.notifyFailing.WithLabelValues(channel).Set(v)
 }
 
 // AuditWitness records a witness's state: whether a checkpoint was sent

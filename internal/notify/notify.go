@@ -1,31 +1,29 @@
-// Package notify sends outbound notifications — approval needed, executed,
-// failed, holding — as Slack-compatible JSON to a configured webhook,
-// signed with HMAC-SHA256. Notifications are read from the audit log with a
-// cursor kept in the database, so they survive restarts, never block the
-// reconciler, and a failing receiver only delays them.
+// Package notify tells people what happened and what to do next: audit
+// events (an operation waiting for approvals, a rejection, a denial, an
+// invalid merge, a failure, drift, a hold, break-glass, an override) are
+// routed to named channels — writ's signed webhook, Slack-compatible
+// incoming webhooks, email over SMTP — and, for email, to recipients
+// resolved against the approvers file in force (docs/notifications.md).
+//
+// Each channel reads the audit log from a cursor of its own kept in the
+// database: delivery survives restarts, is at least once (a message is
+// retried until its channel takes it; only a permanent refusal gives it
+// up), never blocks the reconciler, and a failing channel delays only its
+// own messages.
 package notify
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/url"
-	"os"
-	"strconv"
-	"strings"
+	"slices"
+	"sync"
 	"time"
 
+	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/metrics"
 	"github.com/writ-sec/writ/internal/retry"
 	"github.com/writ-sec/writ/internal/store"
@@ -34,27 +32,33 @@ import (
 // Options configures a notifier.
 type Options struct {
 	Store *store.Store
-	// URL receives the notifications (https, or http when AllowHTTP).
-	URL string
-	// Secret signs each body (HMAC-SHA256); empty: unsigned.
-	Secret    string
-	CAFile    string
-	AllowHTTP bool
-	// Events to send; default DefaultEvents.
-	Events []string
+	// Channels and Routes, as config.Notifications.Normalized gives them.
+	Channels []config.NotificationChannel
+	Routes   []config.NotificationRoute
+	// Getenv resolves secret references (default: none set).
+	Getenv func(string) string
+	// Keyring is the approvers file in force, whom people and roles
+	// resolve against (reconcile.Reconciler.KeyringInForce). A nil
+	// keyring resolves nobody.
+	Keyring func(context.Context) (*approval.Keyring, error)
+	// ConsoleURL links the console in messages ("": no links).
+	ConsoleURL string
 	// PollInterval between reads of the audit log. Default 2s.
 	PollInterval time.Duration
-	// Attempts per notification before it is given up (logged, counted).
-	// Default 5.
+	// Attempts before a message a channel refuses for good (HTTP 4xx, SMTP
+	// 5xx) is given up (logged, counted). Default 5. Unreachable channels
+	// are retried without limit: nothing is lost.
 	Attempts  int
 	RetryBase time.Duration // default 1s, doubling
-	Timeout   time.Duration // per request; default 10s
-	Client    *http.Client  // tests
+	RetryMax  time.Duration // default 5m
+	Timeout   time.Duration // per attempt; default 30s
 	Logger    *slog.Logger
 	Metrics   *metrics.Metrics
+	// HTTP transport settings for tests: extra root CAs come from caFile.
 }
 
-// DefaultEvents are the audit events that notify.
+// DefaultEvents are what the single-webhook shorthand sends when it names
+// no events.
 var DefaultEvents = []string{
 	string(audit.EventExecutionWaiting), string(audit.EventExecutionCompleted), string(audit.EventExecutionFailed),
 	string(audit.EventExecutionStopped), string(audit.EventExecutionRetryRequested), string(audit.EventRepositoryHistoryRewritten), string(audit.EventPolicyChangeHeld),
@@ -63,9 +67,6 @@ var DefaultEvents = []string{
 }
 
 func (o *Options) setDefaults() {
-	if len(o.Events) == 0 {
-		o.Events = DefaultEvents
-	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 2 * time.Second
 	}
@@ -75,106 +76,146 @@ func (o *Options) setDefaults() {
 	if o.RetryBase == 0 {
 		o.RetryBase = time.Second
 	}
+	if o.RetryMax == 0 {
+		o.RetryMax = 5 * time.Minute
+	}
 	if o.Timeout == 0 {
-		o.Timeout = 10 * time.Second
+		o.Timeout = 30 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Getenv == nil {
+		o.Getenv = func(string) string { return "" }
+	}
 }
 
-func (o *Options) validate() error {
-	if o.Store == nil {
-		return errors.New("notify: a store is required")
+// Notifier delivers notifications, one loop per channel.
+type Notifier struct {
+	opts     Options
+	channels []*channel
+}
+
+// channel is one configured channel and the routes that reach it.
+type channel struct {
+	name   string
+	kind   string
+	sender sender
+	routes []config.NotificationRoute
+}
+
+// sender delivers one message. A *permanentError is a refusal retrying
+// cannot change.
+type sender interface {
+	send(ctx context.Context, m *outgoing) error
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+func permanent(err error) error { return &permanentError{err} }
+
+// outgoing is one message for one channel.
+type outgoing struct {
+	entry   audit.Entry
+	channel string
+	desc    Description // unescaped for Slack (email)
+	slack   string      // Slack text
+	to      []string    // email recipients
+}
+
+// New checks the options, resolves the channels' secrets and builds their
+// senders (TLS verification always on).
+func New(opts Options) (*Notifier, error) {
+	opts.setDefaults()
+	if opts.Store == nil {
+		return nil, errors.New("notify: a store is required")
 	}
-	u, err := url.Parse(o.URL)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("notify: %q is not a URL", o.URL)
+	chans, err := buildChannels(opts)
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && o.AllowHTTP:
-	default:
-		return fmt.Errorf("notify: %s: https only (or allow http explicitly)", u.Redacted())
+	return &Notifier{opts: opts, channels: chans}, nil
+}
+
+// Check builds the channels as writ serve would (secrets resolved, CA
+// files read), for writ config check; nothing is sent.
+func Check(channels []config.NotificationChannel, routes []config.NotificationRoute, getenv func(string) string) error {
+	opts := Options{Channels: channels, Routes: routes, Getenv: getenv}
+	opts.setDefaults()
+	_, err := buildChannels(opts)
+	return err
+}
+
+func buildChannels(opts Options) ([]*channel, error) {
+	if len(opts.Channels) == 0 {
+		return nil, errors.New("notify: no channel")
 	}
+	var out []*channel
+	for _, c := range opts.Channels {
+		ch := &channel{name: c.Name, kind: c.Kind()}
+		var err error
+		switch {
+		case c.Webhook != nil:
+			ch.sender, err = newWebhook(c.Webhook, opts)
+		case c.Slack != nil:
+			ch.sender, err = newSlack(c.Slack, opts)
+		case c.Email != nil:
+			ch.sender, err = newEmail(c.Email, opts)
+		default:
+			err = errors.New("needs webhook, slack or email")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("notify: channel %s: %w", c.Name, err)
+		}
+		for _, r := range opts.Routes {
+			if slices.Contains(r.Channels, c.Name) {
+				ch.routes = append(ch.routes, r)
+			}
+		}
+		out = append(out, ch)
+	}
+	return out, nil
+}
+
+// Run delivers notifications until ctx is done, each channel from its own
+// loop.
+func (n *Notifier) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, ch := range n.channels {
+		wg.Go(func() {
+			for {
+				if err := n.once(ctx, ch); err != nil && ctx.Err() == nil {
+					n.opts.Logger.WarnContext(ctx, "notifications", slog.String("channel", ch.name), slog.Any("error", err))
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(n.opts.PollInterval):
+				}
+			}
+		})
+	}
+	wg.Wait()
 	return nil
 }
 
-// Notifier delivers notifications.
-type Notifier struct {
-	opts   Options
-	client *http.Client
-	events map[string]bool
-}
-
-// New checks the options and builds the HTTP client (TLS verification
-// always on; redirects refused).
-func New(opts Options) (*Notifier, error) {
-	opts.setDefaults()
-	if err := opts.validate(); err != nil {
-		return nil, err
+// once delivers what the audit log holds past the channel's cursor. It
+// returns when the log is read to its end, or with the error that stopped
+// it (the cursor stays before the message not delivered).
+func (n *Notifier) once(ctx context.Context, ch *channel) error {
+	// Every configured channel's cursor is made at once, so that channels
+	// configured together start together.
+	names := make([]string, len(n.channels))
+	for i, c := range n.channels {
+		names[i] = c.name
 	}
-	n := &Notifier{opts: opts, events: map[string]bool{}}
-	for _, e := range opts.Events {
-		n.events[e] = true
+	if err := n.opts.Store.EnsureChannelCursors(ctx, names); err != nil {
+		return err
 	}
-	n.client = opts.Client
-	if n.client == nil {
-		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if opts.CAFile != "" {
-			pem, err := os.ReadFile(opts.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("notify: CA file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("notify: CA file %s holds no certificate", opts.CAFile)
-			}
-			tlsCfg.RootCAs = pool
-		}
-		n.client = &http.Client{
-			Timeout:       opts.Timeout,
-			Transport:     &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-	}
-	return n, nil
-}
-
-// Message is what a receiver gets: Slack's "text" plus the event, for
-// receivers that want structure.
-type Message struct {
-	Text string `json:"text"`
-	Writ Event  `json:"writ"`
-}
-
-// Event is the audit entry a notification reports.
-type Event struct {
-	Seq     uint64          `json:"seq"`
-	Time    time.Time       `json:"time"`
-	Event   string          `json:"event"`
-	Subject audit.Subject   `json:"subject"`
-	Success bool            `json:"success"`
-	Payload json.RawMessage `json:"payload,omitempty"`
-}
-
-// Run delivers notifications until ctx is done.
-func (n *Notifier) Run(ctx context.Context) error {
-	for {
-		if err := n.once(ctx); err != nil && ctx.Err() == nil {
-			n.opts.Logger.WarnContext(ctx, "notifications", slog.Any("error", err))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(n.opts.PollInterval):
-		}
-	}
-}
-
-// once delivers what the audit log holds past the cursor.
-func (n *Notifier) once(ctx context.Context) error {
-	cursor, err := n.opts.Store.NotificationCursor(ctx)
+	cursor, err := n.opts.Store.ChannelCursor(ctx, ch.name)
 	if err != nil {
 		return err
 	}
@@ -191,185 +232,180 @@ func (n *Notifier) once(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("notify: decode audit entry %d: %w", se.Seq, err)
 			}
-			if n.events[string(e.Event)] && n.wanted(e) {
-				n.deliver(ctx, e)
+			m, err := n.compose(ctx, ch, e)
+			if err != nil {
+				return err
+			}
+			if m != nil {
+				if err := n.deliver(ctx, ch, m); err != nil {
+					return err
+				}
 			}
 			cursor = se.Seq + 1
-			if err := n.opts.Store.SetNotificationCursor(ctx, cursor); err != nil {
+			if err := n.opts.Store.SetChannelCursor(ctx, ch.name, cursor); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// wanted filters events down to what people act on: a waiting execution
-// notifies only when it waits for approvals (by its reason code, never its
-// text).
-func (n *Notifier) wanted(e audit.Entry) bool {
-	if e.Event != audit.EventExecutionWaiting {
-		return true
+// compose is the channel's message for an entry, or nil when no route of
+// the channel takes it (or an email has nobody to go to).
+func (n *Notifier) compose(ctx context.Context, ch *channel, e audit.Entry) (*outgoing, error) {
+	var matched []config.NotificationRoute
+	for _, r := range ch.routes {
+		if routeTakes(r, e) {
+			matched = append(matched, r)
+		}
 	}
-	var p struct {
-		ReasonCode string `json:"reason_code"`
+	if len(matched) == 0 {
+		return nil, nil
 	}
-	_ = json.Unmarshal(e.Payload, &p)
-	return p.ReasonCode == "awaiting_approval" || p.ReasonCode == "plan_changed"
+	m := &outgoing{entry: e, channel: ch.name, desc: Describe(e, n.opts.ConsoleURL, nil)}
+	m.slack = slackText(Describe(e, n.opts.ConsoleURL, slackEscape))
+	if ch.kind != "email" {
+		return m, nil
+	}
+	var err error
+	if m.to, err = n.recipients(ctx, matched, e); err != nil {
+		return nil, err
+	}
+	if len(m.to) == 0 {
+		n.opts.Metrics.Notified(ch.name, "no_recipients")
+		n.opts.Logger.WarnContext(ctx, "notification has no recipient with an email address", slog.String("channel", ch.name),
+			slog.Uint64("seq", e.Seq), slog.String("event", string(e.Event)))
+		return nil, nil
+	}
+	return m, nil
 }
 
-// Text is the one-line message of an event.
-func Text(e audit.Entry) string {
-	var p struct {
-		Reason      string   `json:"reason"`
-		Action      string   `json:"action"`
-		Environment string   `json:"environment"`
-		Targets     []string `json:"targets"`
-		Total       int      `json:"targets_total"`
-		Operation   string   `json:"operation"`
-		Error       string   `json:"error"`
-		Commit      string   `json:"commit"`
-		Head        string   `json:"head"`
-		How         string   `json:"how"`
-		Recovery    bool     `json:"recovery"`
-		Problem     string   `json:"problem"`
-		Path        string   `json:"path"`
-		Execution   int64    `json:"execution"`
-		Remaining   []string `json:"remaining"`
-		Hold        int64    `json:"hold"`
-		By          []string `json:"by"`
-		Malformed   *struct {
-			Problem string `json:"problem"`
-			Path    string `json:"path"`
-		} `json:"malformed"`
+// routeTakes reports whether a route sends an entry: by its event name or
+// a group. An operation waiting notifies only when it waits for
+// approvals (by its reason code, never its text); the override group takes
+// an adoption only when the recovery keys made it.
+func routeTakes(r config.NotificationRoute, e audit.Entry) bool {
+	if e.Event == audit.EventExecutionWaiting {
+		code := payloadOf(e).ReasonCode
+		if code != "awaiting_approval" && code != "plan_changed" {
+			return false
+		}
 	}
-	_ = json.Unmarshal(e.Payload, &p)
-	name := e.Subject.Name
-	targets := strings.Join(p.Targets, ", ")
-	if p.Total > len(p.Targets) {
-		// A long list (a targets file) is recorded as its first targets
-		// and its length.
-		targets = fmt.Sprintf("%d targets: %s, …", p.Total, targets)
+	for _, name := range r.Events {
+		if name == string(e.Event) {
+			return true
+		}
+		if slices.Contains(config.NotificationGroups[name], e.Event) {
+			if name == "override" && e.Event == audit.EventPolicyChangeAdopted && !payloadOf(e).Recovery {
+				continue
+			}
+			return true
+		}
 	}
-	what := fmt.Sprintf("%s %s on %s (%s)", p.Operation, p.Action, p.Environment, targets)
+	return false
+}
+
+// mustAct are the roles of the people who must act next on an entry.
+func mustAct(e audit.Entry) []string {
 	switch e.Event {
-	case audit.EventExecutionWaiting:
-		return fmt.Sprintf(":writing_hand: Approval needed for %s: %s. %s Review and sign it: `writ approve op-%d`", name, what, p.Reason, p.Execution)
-	case audit.EventExecutionCompleted:
-		return fmt.Sprintf(":white_check_mark: %s executed: %s. %s", name, what, p.Reason)
-	case audit.EventExecutionFailed:
-		return fmt.Sprintf(":x: %s failed: %s. %s", name, what, firstNonEmpty(p.Error, p.Reason))
-	case audit.EventRepositoryHistoryRewritten:
-		return fmt.Sprintf(":warning: writ is holding: the branch history was rewritten (head %.12s). Nothing runs until an admin acknowledges it.", p.Head)
-	case audit.EventPolicyChangeHeld:
-		if m := p.Malformed; m != nil {
-			return fmt.Sprintf(":warning: writ is holding: policies/ or .writ/ at %.12s is malformed (%s at %s) and cannot be adopted; the last trusted version stays in force.",
-				p.Commit, slackEscape(m.Problem), slackEscape(fmt.Sprintf("%q", m.Path)))
-		}
-		return fmt.Sprintf(":warning: writ is holding: a change to policies/ or .writ/ at %.12s lacks its admin approvals; the last trusted version stays in force. Admins review and sign it: `writ approve trust-%d`", p.Commit, p.Hold)
-	case audit.EventExecutionRetryRequested:
-		left := ""
-		if len(p.Remaining) > 0 && len(p.Remaining) < len(p.Targets) {
-			left = "; only " + strings.Join(p.Remaining, ", ") + " (the others were applied)"
-		}
-		return fmt.Sprintf(":repeat: %s asked to retry %s: %s%s. It is checked at the moment of use before it runs.", e.Actor.ID, name, what, left)
-	case audit.EventExecutionStopped:
-		return fmt.Sprintf(":octagonal_sign: %s was stopped right before it ran: %s. %s", name, what, slackEscape(p.Reason))
-	case audit.EventPolicyChangeAdopted:
-		if p.Recovery {
-			return fmt.Sprintf(":rotating_light: writ adopted the change to policies/ or .writ/ at %.12s with the server's RECOVERY keys (%s). Review it.", p.Commit, p.How)
-		}
-		return fmt.Sprintf(":scroll: writ adopted the change to policies/ or .writ/ at %.12s (%s).", p.Commit, p.How)
-	case audit.EventPolicyChangeDismissed:
-		return fmt.Sprintf(":no_entry: %s dismissed the unapproved change to policies/ or .writ/ at %.12s: it stays unadopted.", e.Actor.ID, p.Commit)
-	case audit.EventAuditRollbackHeld:
-		return fmt.Sprintf(":rotating_light: writ is holding (hold %d): %s. Nothing executes until a quorum of admins signs its acknowledgement.", p.Hold, slackEscape(p.Reason))
-	case audit.EventAuditRollbackAcknowledged:
-		return fmt.Sprintf(":scroll: the audit log rollback hold %d was acknowledged with signed statements (%s): the log as it is now is the one writ expects.", p.Hold, slackEscape(p.How))
-	case audit.EventCommitRefused:
-		return fmt.Sprintf(":no_entry: writ refused commit %.12s: its tree is malformed (%s at %s: %s); none of its playbook changes was processed.",
-			p.Commit, slackEscape(p.Problem), slackEscape(fmt.Sprintf("%q", p.Path)), slackEscape(p.Reason))
-	}
-	return fmt.Sprintf("%s: %s", e.Event, name)
-}
-
-// slackEscape keeps text a pusher wrote (a file name) from being read as
-// Slack markup: a mention such as <!channel>, or a link.
-func slackEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
-
-func firstNonEmpty(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
-}
-
-// deliver posts one notification, retrying with backoff; after the last
-// attempt it is logged and counted as failed, and the cursor moves on.
-func (n *Notifier) deliver(ctx context.Context, e audit.Entry) {
-	body, _ := json.Marshal(Message{Text: Text(e), Writ: Event{Seq: e.Seq, Time: e.Time, Event: string(e.Event), Subject: e.Subject, Success: e.Success, Payload: e.Payload}})
-	pause := retry.Backoff{Initial: n.opts.RetryBase, Max: 5 * time.Minute}
-	var last error
-	for attempt := 1; attempt <= n.opts.Attempts; attempt++ {
-		if last = n.post(ctx, body, e.Seq); last == nil {
-			n.opts.Metrics.Notified("delivered")
-			return
-		}
-		if attempt == n.opts.Attempts || ctx.Err() != nil {
-			break
-		}
-		if !pause.Sleep(ctx, attempt-1) {
-			break
-		}
-	}
-	n.opts.Metrics.Notified("failed")
-	n.opts.Logger.WarnContext(ctx, "notification not delivered", slog.Uint64("seq", e.Seq), slog.String("event", string(e.Event)), slog.Any("error", last))
-}
-
-// Sign computes the signature header value of a body at a timestamp.
-func Sign(secret string, ts int64, body []byte) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	fmt.Fprintf(mac, "%d.", ts)
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
-}
-
-func (n *Notifier) post(ctx context.Context, body []byte, seq uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, n.opts.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.opts.URL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	ts := time.Now().Unix()
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "writ-notify")
-	req.Header.Set("X-Writ-Timestamp", strconv.FormatInt(ts, 10))
-	req.Header.Set("Idempotency-Key", fmt.Sprintf("writ-audit-%d", seq))
-	if n.opts.Secret != "" {
-		req.Header.Set("X-Writ-Signature-256", Sign(n.opts.Secret, ts, body))
-	}
-	resp, err := n.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("post notification: %w", redact(err, n.opts.URL))
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("post notification: HTTP %d", resp.StatusCode)
+	case audit.EventExecutionWaiting, audit.EventBreakGlassInvoked:
+		return payloadOf(e).approverRoles()
+	case audit.EventPolicyChangeHeld, audit.EventRepositoryHistoryRewritten, audit.EventAuditRollbackHeld,
+		audit.EventPolicyChangeAdopted, audit.EventAuditRollbackAcknowledged, audit.EventRepositoryHoldAcknowledged, audit.EventPolicyChangeDismissed:
+		return []string{"admin"}
+	case audit.EventExecutionFailed, audit.EventBreakGlassLapsed, audit.EventDriftDetected:
+		return []string{"executor"}
+	case audit.EventExecutionRejected, audit.EventExecutionDenied, audit.EventPlaybookInvalid, audit.EventCommitRefused:
+		return []string{"analyst"}
 	}
 	return nil
 }
 
-// redact keeps a webhook URL's secret path (Slack puts the credential in
-// it) out of errors.
-func redact(err error, raw string) error {
-	u, perr := url.Parse(raw)
-	if perr != nil {
-		return err
+// recipients resolves the matched routes' recipients to addresses, in
+// order, each once. People and roles resolve against the approvers file in
+// force (none when it does not load); disabled people and people without
+// an email address are skipped. An error reading it is returned: the
+// message is tried again.
+func (n *Notifier) recipients(ctx context.Context, routes []config.NotificationRoute, e audit.Entry) ([]string, error) {
+	var out []string
+	add := func(a string) {
+		if a != "" && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
 	}
-	short := u.Scheme + "://" + u.Host + "/…"
-	return errors.New(strings.ReplaceAll(err.Error(), raw, short))
+	var kr *approval.Keyring
+	needPeople := false
+	for _, r := range routes {
+		if r.To != nil && (len(r.To.People) > 0 || len(r.To.Roles) > 0 || r.To.MustAct) {
+			needPeople = true
+		}
+	}
+	if needPeople && n.opts.Keyring != nil {
+		var err error
+		if kr, err = n.opts.Keyring(ctx); err != nil {
+			return nil, fmt.Errorf("notify: the approvers file in force: %w", err)
+		}
+		if kr == nil {
+			n.opts.Logger.WarnContext(ctx, "notifications: the approvers file in force does not load; people and roles reach nobody")
+		}
+	}
+	for _, r := range routes {
+		if r.To == nil {
+			continue
+		}
+		for _, a := range r.To.Addresses {
+			add(a)
+		}
+		if kr == nil {
+			continue
+		}
+		roles := slices.Clone(r.To.Roles)
+		if r.To.MustAct {
+			roles = append(roles, mustAct(e)...)
+		}
+		for _, p := range kr.People() {
+			if p.Disabled || p.Email == "" {
+				continue
+			}
+			if slices.Contains(r.To.People, p.ID) || slices.ContainsFunc(roles, p.Has) {
+				add(p.Email)
+			}
+		}
+	}
+	return out, nil
+}
+
+// deliver sends one message, retrying with backoff: without limit while
+// the channel is unreachable or answers "try later", up to Attempts when
+// it refuses the message for good (then logged, counted, and the cursor
+// moves on). It returns an error only when ctx ends first.
+func (n *Notifier) deliver(ctx context.Context, ch *channel, m *outgoing) error {
+	pause := retry.Backoff{Initial: n.opts.RetryBase, Max: n.opts.RetryMax}
+	refusals := 0
+	defer n.opts.Metrics.NotificationFailing(ch.name, false)
+	for attempt := 0; ; attempt++ {
+		err := ch.sender.send(ctx, m)
+		if err == nil {
+			n.opts.Metrics.Notified(ch.name, "delivered")
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			if refusals++; refusals >= n.opts.Attempts {
+				n.opts.Metrics.Notified(ch.name, "failed")
+				n.opts.Logger.WarnContext(ctx, "notification refused: given up", slog.String("channel", ch.name),
+					slog.Uint64("seq", m.entry.Seq), slog.String("event", string(m.entry.Event)), slog.Any("error", err))
+				return nil
+			}
+		}
+		n.opts.Metrics.Notified(ch.name, "retried")
+		n.opts.Metrics.NotificationFailing(ch.name, true)
+		n.opts.Logger.WarnContext(ctx, "notification not delivered yet: retrying", slog.String("channel", ch.name),
+			slog.Uint64("seq", m.entry.Seq), slog.String("event", string(m.entry.Event)), slog.Int("attempt", attempt+1), slog.Any("error", err))
+		if !pause.Sleep(ctx, attempt) {
+			return ctx.Err()
+		}
+	}
 }

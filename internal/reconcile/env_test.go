@@ -206,7 +206,7 @@ func (e *env) approversFile(people []struct {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		fmt.Fprintf(&b, "  - id: %s\n    roles: [%s]\n    keys:\n      - |\n", p.id, strings.Join(p.roles, ", "))
+		fmt.Fprintf(&b, "  - id: %s\n    email: %s@soc.example\n    roles: [%s]\n    keys:\n      - |\n", p.id, p.id, strings.Join(p.roles, ", "))
 		for _, line := range strings.Split(strings.TrimSpace(string(pub)), "\n") {
 			fmt.Fprintf(&b, "        %s\n", line)
 		}

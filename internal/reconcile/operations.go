@@ -52,7 +52,10 @@ const (
 type work struct {
 	change  gitsrc.Change
 	problem string // the file is not a valid playbook: recorded, nothing runs
-	pb      *playbook.Playbook
+	// problems are problem's located findings, kept for the API until a
+	// later commit fixes or deletes the file.
+	problems diag.Problems
+	pb       *playbook.Playbook
 	// version stored for pb (apply) or for the removed playbook (delete).
 	version store.PlaybookVersion
 	// prev is the version this change replaces or removes, if any.
@@ -115,21 +118,21 @@ func (r *Reconciler) prepareChanges(ctx context.Context, c gitsrc.Commit, change
 			return nil, err
 		}
 		if prob != nil {
-			w.problem = prob.String()
+			w.problem, w.problems = prob.String(), diag.Problems{*prob}
 			continue
 		}
 		// A targets file is read from the same commit's tree.
 		pb, problems := playbook.Parse(ch.Path, data, playbook.Options{Actions: r.opts.Catalog, Environments: r.opts.Environments.Names(), Files: fsys})
 		if problems != nil {
-			w.problem = problems.Error()
+			w.problem, w.problems = problems.Error(), problems
 			continue
 		}
 		if other, dup := names[pb.Metadata.Name]; dup {
-			w.problem = fmt.Sprintf("%s: metadata.name %q is already used by %s", ch.Path, pb.Metadata.Name, other)
+			w.duplicate(ch.Path, pb.Metadata.Name, other)
 			continue
 		}
 		if a, err := r.opts.Store.ActiveByName(ctx, pb.Metadata.Name); err == nil && a.Path != ch.Path && !deleted[a.Path] {
-			w.problem = fmt.Sprintf("%s: metadata.name %q is already used by %s", ch.Path, pb.Metadata.Name, a.Path)
+			w.duplicate(ch.Path, pb.Metadata.Name, a.Path)
 			continue
 		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, err
@@ -149,6 +152,15 @@ func (r *Reconciler) prepareChanges(ctx context.Context, c gitsrc.Commit, change
 	}
 	return out, nil
 }
+
+// duplicate records that the playbook at path takes a name other uses.
+func (w *work) duplicate(path, name, other string) {
+	p := diag.Errorf(path, diag.Position{}, "duplicate-name", "metadata.name %q is already used by %s", name, other)
+	w.problem, w.problems = fmt.Sprintf("%s: metadata.name %q is already used by %s", path, name, other), diag.Problems{p}
+}
+
+// maxInvalidProblems bounds the problems kept for an invalid playbook file.
+const maxInvalidProblems = 100
 
 func versionOf(pb *playbook.Playbook, commit string) store.PlaybookVersion {
 	v := store.PlaybookVersion{
@@ -331,11 +343,29 @@ func (r *Reconciler) commitWork(ctx context.Context, c gitsrc.Commit, works []*w
 // returns its audit entries and the ids of operations to judge.
 func (r *Reconciler) writeWork(ctx context.Context, tx *store.Store, c gitsrc.Commit, w *work) ([]audit.Entry, []int64, error) {
 	if w.problem != "" {
+		shown := w.problems
+		if len(shown) > maxInvalidProblems {
+			shown = shown[:maxInvalidProblems]
+		}
+		if shown == nil {
+			shown = diag.Problems{diag.Errorf(w.change.Path, diag.Position{}, "invalid", "%s", w.problem)}
+		}
+		raw, err := json.Marshal(shown)
+		if err != nil {
+			return nil, nil, fmt.Errorf("invalid playbook %s: %w", w.change.Path, err)
+		}
+		if err := tx.SetInvalidPlaybook(ctx, w.change.Path, c.SHA, raw); err != nil {
+			return nil, nil, err
+		}
 		return []audit.Entry{{
 			Actor: audit.SystemActor, Event: audit.EventPlaybookInvalid, Success: false,
 			Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: w.change.Path},
 			Payload: audit.MustJSON(map[string]any{"commit": c.SHA, "path": w.change.Path, "problems": w.problem}),
 		}}, nil, nil
+	}
+	// A valid or deleted file is no longer an invalid one.
+	if err := tx.ClearInvalidPlaybook(ctx, w.change.Path); err != nil {
+		return nil, nil, err
 	}
 	var entries []audit.Entry
 	var judge []int64

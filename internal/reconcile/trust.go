@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/policy"
 	"github.com/writ-sec/writ/internal/trust"
@@ -130,6 +131,18 @@ func (r *Reconciler) currentTrust(ctx context.Context) (*trusted, error) {
 		return nil, err
 	}
 	return r.trustAt(ctx, st.AdoptedSHA)
+}
+
+// KeyringInForce is the approvers file in force (the adopted commit's):
+// whom notifications reach. It is nil, without error, when that file does
+// not load (nobody can approve either); an error is a failure to read it
+// (the database, the repository), worth trying again.
+func (r *Reconciler) KeyringInForce(ctx context.Context) (*approval.Keyring, error) {
+	t, err := r.currentTrust(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return t.Keyring, nil
 }
 
 // judging is the trust a judgement runs under.

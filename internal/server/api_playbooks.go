@@ -38,6 +38,35 @@ func summarize(v *store.PlaybookVersion) PlaybookSummary {
 	}
 }
 
+// StatusInvalid is the status of a playbook file on the branch that is not
+// a valid playbook: nothing of it runs until a commit fixes or deletes it.
+const StatusInvalid = "invalid"
+
+// InvalidPlaybook is a file on the branch that is not a valid playbook.
+type InvalidPlaybook struct {
+	Path     string            `json:"path"`
+	Status   string            `json:"status"`
+	Commit   string            `json:"commit"`
+	Since    time.Time         `json:"since"`
+	Problems []PlaybookProblem `json:"problems"`
+}
+
+// PlaybookProblem is one located problem of an invalid playbook file (line
+// and col 0: not known).
+type PlaybookProblem struct {
+	Path    string `json:"path"`
+	Line    int    `json:"line"`
+	Col     int    `json:"col"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message"`
+}
+
+func invalidOf(b store.InvalidPlaybook) InvalidPlaybook {
+	out := InvalidPlaybook{Path: b.Path, Status: StatusInvalid, Commit: b.CommitSHA, Since: b.Since, Problems: []PlaybookProblem{}}
+	_ = json.Unmarshal(b.Problems, &out.Problems)
+	return out
+}
+
 func (a *API) listPlaybooks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := store.PlaybookFilter{Status: q.Get("status")}
@@ -65,10 +94,25 @@ func (a *API) listPlaybooks(w http.ResponseWriter, r *http.Request) {
 	}
 	out := struct {
 		Playbooks []PlaybookSummary `json:"playbooks"`
+		Invalid   []InvalidPlaybook `json:"invalid,omitempty"`
 		Next      string            `json:"next,omitempty"`
 	}{Playbooks: []PlaybookSummary{}}
 	for _, v := range list {
 		out.Playbooks = append(out.Playbooks, summarize(v))
+	}
+	// The first page also lists the files on the branch that are not
+	// valid playbooks, with their problems (status invalid).
+	if f.AfterID == 0 && (f.Status == "" || f.Status == StatusInvalid) {
+		bad, err := a.opts.Store.InvalidPlaybooks(r.Context())
+		if err != nil {
+			a.log.ErrorContext(r.Context(), "list invalid playbooks", slog.Any("error", err))
+			writeProblem(w, http.StatusInternalServerError, "internal", "could not list playbooks")
+			return
+		}
+		out.Invalid = []InvalidPlaybook{}
+		for _, b := range bad {
+			out.Invalid = append(out.Invalid, invalidOf(b))
+		}
 	}
 	if len(list) > 0 && len(list) == max(f.Limit, 1) {
 		out.Next = fmt.Sprintf("/api/v1/playbooks?before=%d&limit=%d", list[len(list)-1].ID, f.Limit)

@@ -132,6 +132,10 @@ func TestOpenAPIContract(t *testing.T) {
 	if err := h.st.SaveTargetResults(h.ctx, execs[0].ID, []store.TargetResult{{Target: "203.0.113.7", Planned: "would_block", Result: "changed", Detail: "d"}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := h.st.SetInvalidPlaybook(h.ctx, "playbooks/network/broken.yaml", strings.Repeat("a", 40),
+		[]byte(`[{"path":"playbooks/network/broken.yaml","line":3,"col":5,"severity":"error","code":"schema","message":"unknown field"}]`)); err != nil {
+		t.Fatal(err)
+	}
 	json := "application/json"
 	yaml := "application/yaml"
 	type call struct {

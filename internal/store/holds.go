@@ -194,13 +194,16 @@ func (s *Store) LockMetaChange(ctx context.Context, metaKey string) (dismissed b
 	return dismissed, nil
 }
 
-// RewindNotificationCursor moves the notifier's cursor back to next when it
-// is past it: after the audit log was rolled back, the entries appended
-// since (the hold's first) have sequence numbers the notifier already
-// passed.
+// RewindNotificationCursor moves the notifier's cursors (each channel's)
+// back to next when they are past it: after the audit log was rolled back,
+// the entries appended since (the hold's first) have sequence numbers the
+// notifier already passed.
 func (s *Store) RewindNotificationCursor(ctx context.Context, next int64) error {
 	if _, err := s.db.Exec(ctx, `UPDATE notification_cursor SET next_seq = least(next_seq, $1) WHERE id = 1`, next); err != nil {
 		return fmt.Errorf("store: notification cursor: %w", translate(err))
+	}
+	if _, err := s.db.Exec(ctx, `UPDATE notification_channel_cursors SET next_seq = least(next_seq, $1), updated_at = now()`, next); err != nil {
+		return fmt.Errorf("store: notification channel cursors: %w", translate(err))
 	}
 	return nil
 }
