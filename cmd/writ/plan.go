@@ -28,7 +28,9 @@ type planParams struct {
 	policies     string
 	environments string
 	format       string
-	paths        []string
+	// jobs is how many playbooks are judged at once (0: one per core).
+	jobs  int
+	paths []string
 }
 
 func newPlanCmd(env *cliEnv, g *globals) *cobra.Command {
@@ -52,6 +54,9 @@ when there is one, else the default policies built into writ. Environments
 else these two defaults. A playbook for an unknown environment is denied.
 PLAYBOOK is a file, a directory of playbooks or a repository root (its
 playbooks/); default ".".
+
+Playbooks are read and judged on every core (--jobs); the output lists
+them in path order whatever the number of workers.
 
 A playbook with spec.targetsFile reads it from the repository the playbook
 is in (the directory holding its playbooks/ directory). The text output
@@ -78,6 +83,7 @@ failed), 2 invalid input (a playbook, the environments file or the flags).`,
 	cmd.Flags().StringVar(&p.policies, "policies", "", "directory of the policy set (default: ./policies, else the built-in defaults)")
 	cmd.Flags().StringVar(&p.environments, "environment", "", "YAML file describing the environments (default: production and staging)")
 	cmd.Flags().StringVar(&p.format, "format", "text", "output format: text or json")
+	cmd.Flags().IntVar(&p.jobs, "jobs", 0, "playbooks read and judged at once (default: one per core); the output is the same whatever the number")
 	return cmd
 }
 
@@ -144,7 +150,7 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 		problems diag.Problems
 	)
 	for _, arg := range p.paths {
-		r, err := validatePath(arg)
+		r, err := validatePath(arg, validateOptions{skipPolicies: true, jobs: p.jobs})
 		if err != nil {
 			fmt.Fprintln(stderr, "writ:", err)
 			if errors.Is(err, fs.ErrNotExist) {
@@ -175,13 +181,17 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 		fmt.Fprintln(stderr, "writ: action backends:", err)
 		return exitFailure
 	}
-	entries := make([]planEntry, 0, len(pbs))
+	// Each playbook is judged on its own, on every core; the entries keep
+	// the playbooks' order.
+	entries := make([]planEntry, len(pbs))
+	_ = parallel(len(pbs), p.jobs, func(i int) error {
+		entries[i] = planPlaybook(ctx, set, envs, reg, pbs[i])
+		return nil
+	})
 	denied, planFailed := false, false
-	for _, pb := range pbs {
-		e := planPlaybook(ctx, set, envs, reg, pb)
+	for _, e := range entries {
 		denied = denied || e.Decision == policy.Deny
 		planFailed = planFailed || e.PlanError != ""
-		entries = append(entries, e)
 	}
 
 	var werr error

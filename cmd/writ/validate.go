@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -80,7 +83,7 @@ func runValidate(ctx context.Context, p validateParams, stdout, stderr io.Writer
 			fmt.Fprintln(stderr, "writ:", err)
 			return exitFailure
 		}
-		r, err := validatePath(arg)
+		r, err := validatePath(arg, validateOptions{})
 		if err != nil {
 			fmt.Fprintln(stderr, "writ:", err)
 			if errors.Is(err, fs.ErrNotExist) {
@@ -156,9 +159,20 @@ type validateResult struct {
 	files     int
 }
 
+// validateOptions tune validatePath.
+type validateOptions struct {
+	// skipPolicies: a repository root's policies/ is not compiled (writ
+	// plan loads the policy set on its own, once).
+	skipPolicies bool
+	// jobs is how many playbook files are parsed at once (0: one per core).
+	jobs int
+}
+
 // validatePath checks one command-line path: a file, a repository root, or
 // a directory of playbooks. Reported paths keep the form the user gave.
-func validatePath(arg string) (validateResult, error) {
+// Playbook files are parsed on every core; what is reported is in the
+// order of the walk, whatever the number of workers.
+func validatePath(arg string, opts validateOptions) (validateResult, error) {
 	var r validateResult
 	fi, err := os.Stat(arg)
 	if err != nil {
@@ -211,12 +225,13 @@ func validatePath(arg string) (validateResult, error) {
 			r.files++
 			r.problems = append(r.problems, validateApprovers(fsys, approversPath, display(approversPath))...)
 		}
-		if fi, err := fs.Stat(fsys, policyDir); err == nil && fi.IsDir() {
+		if fi, err := fs.Stat(fsys, policyDir); err == nil && fi.IsDir() && !opts.skipPolicies {
 			ps, n := validatePolicies(fsys, display)
 			r.files += n
 			r.problems = append(r.problems, ps...)
 		}
 	}
+	var files []string
 	err = fs.WalkDir(fsys, walkRoot, func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && rel == walkRoot && root {
@@ -233,13 +248,64 @@ func validatePath(arg string) (validateResult, error) {
 		if !playbook.IsYAMLName(rel) {
 			return nil
 		}
-		r.files++
-		return checkPlaybookFile(fsys, rel, display(rel), repo, &r)
+		files = append(files, rel)
+		return nil
 	})
 	if err != nil {
 		return r, fmt.Errorf("validate %s: %w", arg, err)
 	}
+	r.files += len(files)
+	each := make([]validateResult, len(files))
+	err = parallel(len(files), opts.jobs, func(i int) error {
+		return checkPlaybookFile(fsys, files[i], display(files[i]), repo, &each[i])
+	})
+	if err != nil {
+		return r, fmt.Errorf("validate %s: %w", arg, err)
+	}
+	for _, e := range each {
+		r.playbooks = append(r.playbooks, e.playbooks...)
+		r.problems = append(r.problems, e.problems...)
+	}
 	return r, nil
+}
+
+// parallel runs fn(0) … fn(n-1) on jobs goroutines (0: one per core) and
+// returns the error of the lowest index that failed. Callers write each
+// result to its own index, so the output never depends on scheduling.
+func parallel(n, jobs int, fn func(i int) error) error {
+	if jobs <= 0 {
+		jobs = runtime.GOMAXPROCS(0)
+	}
+	jobs = min(jobs, n)
+	if jobs <= 1 {
+		for i := range n {
+			if err := fn(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range jobs {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				errs[i] = fn(i)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func isRepoRoot(fsys fs.FS) bool {
