@@ -196,9 +196,7 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 
 	var werr error
 	if p.format == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		werr = enc.Encode(entries)
+		werr = writePlanJSON(stdout, entries, p.jobs)
 	} else {
 		werr = writePlanText(stdout, entries, source, set.Digest())
 	}
@@ -246,6 +244,41 @@ func planPlaybook(ctx context.Context, set *policy.Set, envs policy.Environments
 		e.PlanDigest = j.PlanDigest
 	}
 	return e
+}
+
+// writePlanJSON writes entries as json.Encoder with a two-space indent
+// would, byte for byte, each entry encoded on its own core.
+func writePlanJSON(w io.Writer, entries []planEntry, jobs int) error {
+	if len(entries) == 0 {
+		_, err := io.WriteString(w, "[]\n")
+		return err
+	}
+	parts := make([][]byte, len(entries))
+	err := parallel(len(entries), jobs, func(i int) error {
+		var err error
+		parts[i], err = json.MarshalIndent(entries[i], "  ", "  ")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	size := 4
+	for _, b := range parts {
+		size += len(b) + 4
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, "[\n"...)
+	for i, b := range parts {
+		buf = append(buf, "  "...)
+		buf = append(buf, b...)
+		if i < len(parts)-1 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, '\n')
+	}
+	buf = append(buf, "]\n"...)
+	_, err = w.Write(buf)
+	return err
 }
 
 func writePlanText(w io.Writer, entries []planEntry, source, digest string) error {

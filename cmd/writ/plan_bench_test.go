@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -71,6 +72,22 @@ func TestPlanParallelMatchesSerial(t *testing.T) {
 		parallel, code2 := planOnce(t, dir, format, max(4, runtime.GOMAXPROCS(0)))
 		if code1 != code2 || !bytes.Equal(serial, parallel) {
 			t.Fatalf("%s: serial (%d, %d bytes) and parallel (%d, %d bytes) plans differ", format, code1, len(serial), code2, len(parallel))
+		}
+		if format == "json" {
+			// Byte for byte what json.Encoder with a two-space indent writes.
+			var entries []planEntry
+			if err := json.Unmarshal(serial, &entries); err != nil {
+				t.Fatal(err)
+			}
+			var want bytes.Buffer
+			enc := json.NewEncoder(&want)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(entries); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(want.Bytes(), serial) {
+				t.Fatalf("the JSON differs from json.Encoder's (%d and %d bytes)", want.Len(), len(serial))
+			}
 		}
 		if format == "json" && (bytes.Count(serial, []byte(`"decision": "deny"`)) != 200 || bytes.Count(serial, []byte(`"decision": "allow"`)) != 100) {
 			t.Fatalf("the corpus was not decided as generated: %d denied, %d allowed", bytes.Count(serial, []byte(`"decision": "deny"`)),
