@@ -1,7 +1,12 @@
 package reconcile
 
 import (
+	"context"
+	"encoding/pem"
 	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +14,9 @@ import (
 
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/config"
+	"github.com/writ-sec/writ/internal/notify"
+	"github.com/writ-sec/writ/internal/notify/mailtest"
 	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/store"
@@ -288,5 +296,84 @@ func TestBreakGlassNeverBreaksADenialOrAnOrdinaryPlaybook(t *testing.T) {
 	}
 	if !strings.Contains(string(ord.Verdict), string(approval.CodeBreakGlassMismatch)) {
 		t.Fatalf("frank's break-glass statement is not reported as not counting: %s", ord.Verdict)
+	}
+}
+
+// Every break-glass step reaches people: the invocation mails the
+// approvers in force with the command that signs the quorum due and the
+// deadline; the lapse goes to the webhook with what to do next.
+func TestBreakGlassNotified(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, breakGlassRoster, func(o *Options) { o.BreakGlassWindow = time.Hour })
+	e.pass()
+	name := "contain-wiper"
+	e.merge("wiper", map[string]string{pbPath(name): emergencyPlaybook(name, "203.0.113.200")})
+	e.pass()
+	e.breakGlass(name, "frank")
+	e.pass()
+	e.clock.Advance(time.Hour + time.Second)
+	e.pass()
+	if b := e.breakGlassOf(name); b.State != store.BreakGlassLapsed {
+		t.Fatalf("not lapsed: %+v", b)
+	}
+
+	mail := mailtest.Start(t, mailtest.Options{Users: map[string]string{"writ": "pw"}})
+	hook := &signedReceiver{secret: "hook-secret"}
+	srv := httptest.NewTLSServer(hook)
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]string{"SMTP_PW": "pw", "HOOK_SECRET": "hook-secret"}
+	n, err := notify.New(notify.Options{Store: e.st, Getenv: func(k string) string { return secrets[k] }, Keyring: e.rec.KeyringInForce,
+		PollInterval: 10 * time.Millisecond, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond,
+		Channels: []config.NotificationChannel{
+			{Name: "mail", Email: &config.EmailChannel{Address: mail.Addr, From: "writ@soc.example", Username: "writ", PasswordEnv: "SMTP_PW", CAFile: mail.CAFile}},
+			{Name: "soc-hook", Webhook: &config.WebhookChannel{URL: srv.URL + "/writ", SecretEnv: "HOOK_SECRET", CAFile: ca}},
+		},
+		Routes: []config.NotificationRoute{
+			{Events: []string{"breakglass"}, Channels: []string{"mail"}, To: &config.Recipients{MustAct: true}},
+			{Events: []string{"breakglass"}, Channels: []string{"soc-hook"}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan struct{})
+	go func() { _ = n.Run(ctx); close(done) }()
+	for t0 := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		ev := hook.events()
+		if len(ev[string(audit.EventBreakGlassInvoked)]) == 1 && len(ev[string(audit.EventBreakGlassLapsed)]) == 1 && len(mail.Messages()) >= 1 {
+			break
+		}
+		if time.Since(t0) > time.Minute {
+			t.Fatalf("notifications did not arrive: hook %v, %d mails", hook.events(), len(mail.Messages()))
+		}
+	}
+	cancel()
+	<-done
+
+	op := fmt.Sprintf("op-%d", e.execution(name, "apply").ID)
+	var to []string
+	for _, m := range mail.Messages() {
+		if m.Header.Get("X-Writ-Event") != string(audit.EventBreakGlassInvoked) {
+			continue
+		}
+		to = append(to, m.To...)
+		if !strings.Contains(m.Body, "writ approve "+op) || !strings.Contains(m.Body, "frank") {
+			t.Fatalf("break-glass mail %q:\n%s", m.Subject, m.Body)
+		}
+	}
+	slices.Sort(to)
+	if !slices.Equal(slices.Compact(to), []string{"bob@soc.example", "carol@soc.example"}) {
+		t.Fatalf("the invocation was mailed to %v, not the approvers in force", to)
+	}
+	ev := hook.events()
+	if l := ev[string(audit.EventBreakGlassLapsed)][0]; !strings.Contains(l.Text, name) || l.Writ.Next == "" {
+		t.Fatalf("lapsed: %+v", l)
+	}
+	if hook.badSigs != 0 {
+		t.Fatalf("%d bad signatures", hook.badSigs)
 	}
 }
