@@ -472,3 +472,19 @@ func (b *Backend) journal(req action.Request, changes []string) error {
 	}
 	return f.Close()
 }
+
+var _ action.Inventory = (*Backend)(nil)
+
+// Inventory lists the file's entries, spelled as playbook targets are: what
+// a drift check compares with the targets of the playbooks in force.
+func (b *Backend) Inventory(ctx context.Context) ([]string, error) {
+	entries, err := b.read()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = format(e)
+	}
+	return out, nil
+}

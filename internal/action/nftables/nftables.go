@@ -623,3 +623,21 @@ const elementsPerMessage = 1024
 func transient(err error) error {
 	return fmt.Errorf("%w: %w", action.ErrTransient, err)
 }
+
+var _ action.Inventory = (*Backend)(nil)
+
+// Inventory lists writ's exact entries, spelled as playbook targets are
+// (an address without its /32 or /128): what a drift check compares with
+// the targets of the playbooks in force. One netlink dump of the entry
+// sets; an absent table holds nothing.
+func (b *Backend) Inventory(ctx context.Context) ([]string, error) {
+	entries, err := b.Entries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = format(e)
+	}
+	return out, nil
+}
