@@ -7,16 +7,26 @@ import (
 	"strings"
 )
 
-// Inventory is implemented by backends that can list everything they hold
-// live (the nftables sets, the blocklist file): a drift check then finds
-// what nobody asked for (unexpected) as well as what is missing, and reads
-// live state once instead of per target. Backends that cannot enumerate
-// (a SCIM provider, a webhook receiver) are checked per target through
-// Plan.
+// Inventory is implemented by backends that can read everything they hold
+// live in one go (the nftables drop sets, the blocklist file): a drift
+// check then finds what nobody asked for (unexpected) as well as what is
+// missing, and reads live state once instead of per target. Backends that
+// cannot enumerate (a SCIM provider, a webhook receiver) are checked per
+// target through Plan.
 type Inventory interface {
-	// Inventory lists the targets contained live, each spelled as
-	// RequestFor spells a target (canonical addresses and prefixes).
-	Inventory(ctx context.Context) ([]string, error)
+	// Inventory reads what the backend holds live now.
+	Inventory(ctx context.Context) (Live, error)
+}
+
+// Live is what a backend holds live, as one Inventory read it.
+type Live interface {
+	// Contains reports whether the target (spelled as RequestFor spells
+	// it) is contained live.
+	Contains(target string) bool
+	// Beyond lists what is contained live beyond the given targets (an
+	// address or range no playbook asked for), each spelled as a target
+	// or, for a range that is not one, FIRST-LAST.
+	Beyond(targets []string) []string
 }
 
 // Kinds of drift.
@@ -67,25 +77,19 @@ var missingResults = map[string]bool{WouldBlock: true, WouldSuspend: true, Would
 func CheckDrift(ctx context.Context, b Backend, held []Request, expected map[string]bool) ([]DriftFinding, error) {
 	var findings []DriftFinding
 	inv, enumerates := b.(Inventory)
-	var live map[string]bool
+	var live Live
 	if enumerates {
-		list, err := inv.Inventory(ctx)
-		if err != nil {
+		var err error
+		if live, err = inv.Inventory(ctx); err != nil {
 			return nil, fmt.Errorf("inventory of %s: %w", b.Name(), err)
 		}
-		live = make(map[string]bool, len(list))
-		for _, t := range list {
-			live[t] = true
-		}
 	}
-	holders := map[string]bool{}
+	var wanted []string
 	for _, req := range held {
-		for _, t := range req.Targets {
-			holders[t] = true
-		}
+		wanted = append(wanted, req.Targets...)
 		ask := req.Targets
 		if enumerates {
-			ask = slices.DeleteFunc(slices.Clone(req.Targets), func(t string) bool { return live[t] })
+			ask = slices.DeleteFunc(slices.Clone(req.Targets), live.Contains)
 		}
 		if len(ask) == 0 {
 			continue
@@ -106,6 +110,9 @@ func CheckDrift(ctx context.Context, b Backend, held []Request, expected map[str
 				continue
 			case missingResults[tp.Result]:
 				f.Kind, f.Detail = DriftMissing, "not contained: plans as "+tp.Result
+				if tp.Detail != "" {
+					f.Detail += " (" + tp.Detail + ")"
+				}
 			case tp.Result == CoveredBy:
 				f.Kind, f.Detail = DriftChanged, "its own entry is gone; still blocked "+tp.Detail
 			default:
@@ -117,8 +124,11 @@ func CheckDrift(ctx context.Context, b Backend, held []Request, expected map[str
 			findings = append(findings, f)
 		}
 	}
-	for t := range live {
-		if !holders[t] && !expected[t] {
+	if enumerates {
+		for t := range expected {
+			wanted = append(wanted, t)
+		}
+		for _, t := range live.Beyond(wanted) {
 			findings = append(findings, DriftFinding{Target: t, Kind: DriftUnexpected, Detail: "contained live; no playbook writ applied holds it"})
 		}
 	}
