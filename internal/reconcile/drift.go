@@ -357,7 +357,7 @@ func (r *Reconciler) checkGroup(ctx context.Context, g *driftGroup, before map[s
 		gr.Counts.add(f.Kind)
 	}
 	gr.FindingsTotal = len(findings)
-	gr.Findings = findings[:min(len(findings), maxDriftFindings)]
+	gr.Findings = append([]action.DriftFinding{}, findings[:min(len(findings), maxDriftFindings)]...)
 	fingerprint := ""
 	if len(findings) > 0 {
 		fingerprint = digestJSON(findings)
