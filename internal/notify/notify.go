@@ -60,6 +60,7 @@ var DefaultEvents = []string{
 	string(audit.EventExecutionStopped), string(audit.EventExecutionRetryRequested), string(audit.EventRepositoryHistoryRewritten), string(audit.EventPolicyChangeHeld),
 	string(audit.EventPolicyChangeAdopted), string(audit.EventPolicyChangeDismissed), string(audit.EventCommitRefused),
 	string(audit.EventAuditRollbackHeld), string(audit.EventAuditRollbackAcknowledged),
+	string(audit.EventDriftDetected), string(audit.EventDriftResolved),
 }
 
 func (o *Options) setDefaults() {
@@ -284,6 +285,8 @@ func Text(e audit.Entry) string {
 		return fmt.Sprintf(":rotating_light: writ is holding (hold %d): %s. Nothing executes until a quorum of admins signs its acknowledgement.", p.Hold, slackEscape(p.Reason))
 	case audit.EventAuditRollbackAcknowledged:
 		return fmt.Sprintf(":scroll: the audit log rollback hold %d was acknowledged with signed statements (%s): the log as it is now is the one writ expects.", p.Hold, slackEscape(p.How))
+	case audit.EventDriftDetected, audit.EventDriftResolved:
+		return driftText(e)
 	case audit.EventCommitRefused:
 		return fmt.Sprintf(":no_entry: writ refused commit %.12s: its tree is malformed (%s at %s: %s); none of its playbook changes was processed.",
 			p.Commit, slackEscape(p.Problem), slackEscape(fmt.Sprintf("%q", p.Path)), slackEscape(p.Reason))
