@@ -29,6 +29,14 @@ type Live interface {
 	Beyond(targets []string) []string
 }
 
+// Blind is implemented by backends that may be unable to read live state
+// (a webhook receiver without a status endpoint): when Blind reports
+// true, a drift check finds nothing there, rather than every target
+// missing.
+type Blind interface {
+	Blind() bool
+}
+
 // Kinds of drift.
 const (
 	// DriftMissing: a playbook in force holds the target, and live state
@@ -76,6 +84,9 @@ var missingResults = map[string]bool{WouldBlock: true, WouldSuspend: true, Would
 // from it; findings are sorted by kind, then target.
 func CheckDrift(ctx context.Context, b Backend, held []Request, expected map[string]bool) ([]DriftFinding, error) {
 	var findings []DriftFinding
+	if bl, ok := b.(Blind); ok && bl.Blind() {
+		return nil, nil
+	}
 	inv, enumerates := b.(Inventory)
 	var live Live
 	if enumerates {
