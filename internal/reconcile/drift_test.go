@@ -285,3 +285,79 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 func keysSigner(e *env, who string) (signature.Signer, error) {
 	return keys.Signer(e.people[who].signer)
 }
+
+// A heal that has not run when its drift goes away (the line put back by
+// hand) is cancelled, and the incident is over: drift that comes back is
+// a new incident with a heal of its own, whose statements are not the
+// first one's. Where the policies ask no approval, the heal still needs
+// its own signed proposal, then runs.
+func TestDriftHealCancelledWhenResolvedAndNewIncident(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.Drift = DriftOptions{Modes: map[string]string{"staging": DriftModeHeal}} })
+	e.pass()
+	name := "block-scanner"
+	e.merge("scan", map[string]string{pbPath(name): playbookYAML(name, "INC-9", "203.0.113.20, 203.0.113.21", "low", "staging", "")})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	file := filepath.Join(e.dir, "blocklist", "staging.txt")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := func() {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(strings.Replace(string(data), "203.0.113.20\n", "", 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drop()
+	g := e.checkDrift().Groups
+	if len(g) != 1 || g[0].Environment != "staging" || len(g[0].Heals) != 1 {
+		t.Fatalf("groups: %+v", g)
+	}
+	first := e.execution(name, "heal")
+	if first.State != store.ExecWaiting || first.ReasonCode != "awaiting_approval" {
+		t.Fatalf("first heal: %s %s (%s)", first.State, first.ReasonCode, first.Reason)
+	}
+	// Its proposal is signed, and the line put back by hand before it ran:
+	// the heal is cancelled.
+	e.signHeal(first, first.Incident, map[string]string{"alice": approval.Propose})
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep := e.checkDrift(); !rep.InSync {
+		t.Fatalf("after the line came back: %+v", rep)
+	}
+	if h := e.execution(name, "heal"); h.State != store.ExecCancelled || h.ReasonCode != string(codeDriftResolved) {
+		t.Fatalf("first heal after the drift went away: %s %s", h.State, h.ReasonCode)
+	}
+	// A statement about it now is refused at the door; the proposal it
+	// had does not count for the next incident's heal.
+	late := e.signWith("mallory", approval.Predicate{Decision: approval.Propose, Operation: approval.OperationHeal, Incident: first.Incident,
+		PolicyDigest: first.PolicyDigest}, []approval.Subject{{Path: first.Path, Digest: first.Digest}})
+	if _, err := e.rec.SubmitApproval(e.ctx, late, approval.Submitted{Source: "api"}); err == nil || !strings.Contains(err.Error(), "no longer pending") {
+		t.Fatalf("a statement about the cancelled heal: %v", err)
+	}
+	drop()
+	g = e.checkDrift().Groups
+	if len(g[0].Heals) != 1 || g[0].Heals[0].Incident == first.Incident || g[0].Heals[0].State != string(store.ExecWaiting) {
+		t.Fatalf("second incident: %+v", g[0].Heals)
+	}
+	second, err := e.st.ExecutionByID(e.ctx, g[0].Heals[0].Execution)
+	if err != nil || second.ReasonCode != "awaiting_approval" {
+		t.Fatalf("second heal: %+v %v", second, err)
+	}
+	e.signHeal(second, second.Incident, map[string]string{"alice": approval.Propose})
+	e.pass()
+	if h, _ := e.st.ExecutionByID(e.ctx, second.ID); h.State != store.ExecCompleted {
+		t.Fatalf("second heal: %s %s (%s)", h.State, h.ReasonCode, h.Reason)
+	}
+	if got := e.blocked("staging"); strings.Join(got, ",") != "203.0.113.20,203.0.113.21" {
+		t.Fatalf("after the heal: %v", got)
+	}
+	if rep := e.checkDrift(); !rep.InSync {
+		t.Fatalf("after the heal: %+v", rep)
+	}
+	e.verifyAudit()
+}
