@@ -52,10 +52,10 @@ ALTER TABLE executions ADD CONSTRAINT executions_operation_check
     CHECK (operation IN ('apply', 'revert', 'heal') AND (operation = 'heal') = (incident > 0));
 ALTER TABLE executions DROP CONSTRAINT executions_trigger_check;
 ALTER TABLE executions ADD CONSTRAINT executions_trigger_check
-    CHECK (trigger IN ('merge', 'update', 'delete', 'expiry', 'manual', 'drift'));
+    CHECK (trigger IN ('merge', 'update', 'delete', 'expiry', 'manual', 'breakglass', 'drift'));
 ALTER TABLE executions DROP CONSTRAINT executions_change_type_check;
 ALTER TABLE executions ADD CONSTRAINT executions_change_type_check
-    CHECK (change_type IN ('create', 'update', 'delete', 'expiry', 'drift'));
+    CHECK (change_type IN ('create', 'update', 'delete', 'expiry', 'breakglass', 'drift'));
 -- At most once: an apply and a revert per version (incident 0), a heal per
 -- incident.
 ALTER TABLE executions DROP CONSTRAINT executions_name_digest_operation_key;
@@ -69,10 +69,10 @@ ALTER TABLE executions DROP CONSTRAINT executions_once_key;
 ALTER TABLE executions ADD CONSTRAINT executions_name_digest_operation_key UNIQUE (name, digest, operation);
 ALTER TABLE executions DROP CONSTRAINT executions_change_type_check;
 ALTER TABLE executions ADD CONSTRAINT executions_change_type_check
-    CHECK (change_type IN ('create', 'update', 'delete', 'expiry'));
+    CHECK (change_type IN ('create', 'update', 'delete', 'expiry', 'breakglass'));
 ALTER TABLE executions DROP CONSTRAINT executions_trigger_check;
 ALTER TABLE executions ADD CONSTRAINT executions_trigger_check
-    CHECK (trigger IN ('merge', 'update', 'delete', 'expiry', 'manual'));
+    CHECK (trigger IN ('merge', 'update', 'delete', 'expiry', 'manual', 'breakglass'));
 ALTER TABLE executions DROP CONSTRAINT executions_operation_check;
 ALTER TABLE executions ADD CONSTRAINT executions_operation_check CHECK (operation IN ('apply', 'revert'));
 ALTER TABLE executions DROP COLUMN incident;
