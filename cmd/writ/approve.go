@@ -75,7 +75,7 @@ func newApproveCmd(env *cliEnv, g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "approve (ID | [--approver ID] [--revert | --trust-change] [PLAYBOOK...]) (--key FILE | --ssh-key FILE) [--propose | --reject] [flags]",
 		Short: "Sign a proposal, approval or rejection of a pending item, of playbooks or of a policy/approver change",
-		Long: `With an ID from writ pending (op-N: a playbook's apply or revert; trust-N:
+		Long: `With an ID from writ pending (op-N: a playbook's apply, revert or heal; trust-N:
 a change to policies/ and .writ/), approve signs that item in one step: it
 fetches from the server (--server, else WRIT_SERVER, else the server you
 logged in to) everything the statement binds, recomputes the content,

@@ -193,8 +193,11 @@ func checkPending(ctx context.Context, d *reconcile.PendingDetail, decision stri
 	if d.Kind == reconcile.PendingAuditRollback {
 		return checkAuditAck(d, decision)
 	}
-	if d.Kind != reconcile.PendingApply && d.Kind != reconcile.PendingRevert || d.Operation != d.Kind {
+	if d.Kind != reconcile.PendingApply && d.Kind != reconcile.PendingRevert && d.Kind != reconcile.PendingHeal || d.Operation != d.Kind {
 		return fmt.Errorf("the server sent an item of kind %q, operation %q", d.Kind, d.Operation)
+	}
+	if (d.Kind == reconcile.PendingHeal) != (d.Incident > 0) {
+		return fmt.Errorf("the server sent a %s naming drift incident %d: a heal, and only a heal, names its incident", d.Kind, d.Incident)
 	}
 	if len(d.Subjects) != 1 || d.Content == nil {
 		return errors.New("the server sent a playbook operation without exactly one subject and its content")
@@ -345,6 +348,9 @@ func describePending(d *reconcile.PendingDetail) string {
 		}
 		return fmt.Sprintf("%s (change to %s from trusted commit %.12s)", d.ID, strings.Join(paths, ", "), d.Transition.TrustedCommit)
 	}
+	if d.Kind == reconcile.PendingHeal {
+		return fmt.Sprintf("%s (heal of drift incident %d: re-apply %s, %s)", d.ID, d.Incident, d.Path, d.Environment)
+	}
 	return fmt.Sprintf("%s (%s of %s, %s)", d.ID, d.Operation, d.Path, d.Environment)
 }
 
@@ -369,7 +375,7 @@ func needsText(n reconcile.PendingNeeds) string {
 func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver string) {
 	fmt.Fprintf(w, "%s\n", safeText(describePending(d)))
 	fmt.Fprintf(w, "  repository  %s at commit %.12s\n", safeText(d.Repository), safeText(d.Commit))
-	if d.Kind == reconcile.PendingApply || d.Kind == reconcile.PendingRevert {
+	if d.Kind == reconcile.PendingApply || d.Kind == reconcile.PendingRevert || d.Kind == reconcile.PendingHeal {
 		fmt.Fprintf(w, "  playbook    %s (action %s, environment %s)\n", safeText(d.Playbook), safeText(d.Action), safeText(d.Environment))
 		if len(d.Targets) > 0 {
 			fmt.Fprintf(w, "  targets     %s\n", safeText(targetsText(d.Targets)))
@@ -413,6 +419,9 @@ func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver str
 			fmt.Fprintf(w, "  %s\n", safeText(p))
 			writeDiff(w, "    ", old[p], changed[p])
 		}
+	case d.Kind == reconcile.PendingHeal:
+		fmt.Fprintf(w, "  the heal re-applies, from %s@%.12s… in force, the targets drift removed from live state (incident %d):\n", safeText(d.Path), d.Subjects[0].Digest, d.Incident)
+		writeDiff(w, "    ", d.Content.Content, d.Content.Content)
 	case d.Kind == reconcile.PendingRevert:
 		fmt.Fprintf(w, "  the revert undoes %s@%.12s…:\n", safeText(d.Path), d.Subjects[0].Digest)
 		writeDiff(w, "    ", d.Content.Content, "")
@@ -426,7 +435,7 @@ func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver str
 		writeDiff(w, "    ", "", d.Content.Content)
 		writeTargetsFileChange(w, d.TargetsFile, nil)
 	}
-	if len(d.Plan) > 0 && (d.Kind == reconcile.PendingApply || d.Kind == reconcile.PendingRevert) {
+	if len(d.Plan) > 0 && (d.Kind == reconcile.PendingApply || d.Kind == reconcile.PendingRevert || d.Kind == reconcile.PendingHeal) {
 		var plan action.Plan
 		if json.Unmarshal(d.Plan, &plan) == nil {
 			fmt.Fprintf(w, "  plan %.12s… (%s through %s): %s\n", d.PlanDigest, plan.Operation, safeText(plan.Backend), plan.CountsText())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -187,6 +188,60 @@ func TestApprovePendingRefusals(t *testing.T) {
 	code, _, errOut := runCLIInput(t, map[string]string{"WRIT_SERVER": url}, "", "approve", "op-7", "--key", other, "--approver", "bob", "--yes")
 	if code != exitOK || posted.Load() != 1 {
 		t.Fatalf("--approver: %d %s", code, errOut)
+	}
+}
+
+// writ approve op-N signs a heal as it signs an apply: the statement names
+// the heal and its drift incident (so it never counts for another
+// incident's heal, nor for the apply); an item claiming a heal without an
+// incident, or an apply with one, is refused before anything is signed.
+func TestApprovePendingSignsAHeal(t *testing.T) {
+	t.Parallel()
+	key, keyID := bobKey(t)
+	heal := func() *reconcile.PendingDetail {
+		item := honestItem(t, keyID)
+		item.Kind, item.Operation, item.Incident, item.Trigger = "heal", "heal", 12, "drift"
+		return item
+	}
+	var body atomic.Value
+	item := heal()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/pending/op-7":
+			_ = json.NewEncoder(w).Encode(item)
+		case r.Method == http.MethodPost && r.URL.Path == "/api/v1/approvals":
+			b, _ := io.ReadAll(r.Body)
+			body.Store(b)
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"id":1}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	code, out, errOut := runCLIInput(t, nil, "", "approve", "op-7", "--key", key, "--server", srv.URL, "--yes")
+	if code != exitOK || !strings.Contains(out, "heal of drift incident 12") {
+		t.Fatalf("signing a heal: %d\n%s\n%s", code, out, errOut)
+	}
+	raw, _ := body.Load().([]byte)
+	env, err := approval.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := env.Statement.Predicate; p.Operation != "heal" || p.Incident != 12 || p.PlanDigest != item.PlanDigest {
+		t.Fatalf("signed predicate: %+v", p)
+	}
+	for name, tamper := range map[string]func(d *reconcile.PendingDetail){
+		"heal without incident": func(d *reconcile.PendingDetail) { d.Incident = 0 },
+		"apply with incident":   func(d *reconcile.PendingDetail) { d.Kind, d.Operation = "apply", "apply" },
+	} {
+		bad := heal()
+		tamper(bad)
+		url, posted := pendingServer(t, bad)
+		code, _, errOut := runCLIInput(t, nil, "", "approve", "op-7", "--key", key, "--server", url, "--yes")
+		if code != exitFailure || !strings.Contains(errOut, "names its incident") || posted.Load() != 0 {
+			t.Errorf("%s: %d %d %s", name, code, posted.Load(), errOut)
+		}
 	}
 }
 

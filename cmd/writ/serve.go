@@ -320,6 +320,7 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 		Approval:      approval.Options{MaxAge: cfg.ApprovalMaxAge(), ClockSkew: cfg.ClockSkew(), RelaxProposal: !cfg.RequireProposal()},
 		MetaApprovals: cfg.AdminApprovals(), BreakGlassWindow: cfg.BreakGlassWindow(), Repository: repository, PollInterval: poll, Logger: log, Metrics: m,
 		MaxPlaybooksPerChange: maxPlaybooks, OnNudge: engine.forwardNudge, AuditWatch: watch,
+		Drift: reconcile.DriftOptions{Interval: cfg.DriftInterval(), Modes: cfg.DriftModes()},
 	})
 	if err != nil {
 		return nil, err
@@ -495,6 +496,16 @@ func (e *engineFacade) Checkpoint(ctx context.Context) (*audit.Checkpoint, error
 		rec.AuditWatch().Observe(audit.TreeHead{Size: c.Size, Root: c.Root})
 	}
 	return c, err
+}
+
+// CheckDrift checks drift now when this replica leads
+// (POST /api/v1/drift/check); the report is read on any replica.
+func (e *engineFacade) CheckDrift(ctx context.Context) (*reconcile.DriftReport, error) {
+	rec, _ := e.local()
+	if rec == nil {
+		return nil, fmt.Errorf("%w: the leader checks drift (periodically, or on a request that reaches it)", server.ErrNotLeader)
+	}
+	return rec.CheckDrift(ctx)
 }
 
 func (e *engineFacade) local() (*reconcile.Reconciler, int64) {

@@ -95,7 +95,8 @@ func setupAuthAPI(ctx context.Context, cfg *config.Config, engine server.Engine,
 	if o := s.OIDC; o != nil {
 		oidcLogin = &server.OIDCLogin{Issuer: o.Issuer, ClientID: o.LoginClientID(), Scopes: o.LoginScopes()}
 	}
-	api, err := server.NewAPIWith(server.APIOptions{Store: db.store, Engine: engine, Auth: a, TrustedKeys: trusted, Checkpointer: cp,
+	drift, _ := engine.(server.Drift)
+	api, err := server.NewAPIWith(server.APIOptions{Store: db.store, Engine: engine, Drift: drift, Auth: a, TrustedKeys: trusted, Checkpointer: cp,
 		OIDCLogin: oidcLogin, Audit: alog, Logger: log})
 	if err != nil {
 		return nil, err

@@ -60,6 +60,10 @@ const (
 const (
 	OperationApply  = "apply"
 	OperationRevert = "revert"
+	// OperationHeal re-applies what drift removed from live state
+	// (docs/design.md, Drift): a statement about a heal names its
+	// incident, and counts for that incident's heal only.
+	OperationHeal = "heal"
 )
 
 // Transition is what a statement about a change to policies/ or .writ/
@@ -89,6 +93,9 @@ type Predicate struct {
 	// Operation is apply or revert for a statement about playbooks (empty
 	// means apply); empty for a change to policies/ or .writ/.
 	Operation string `json:"operation,omitempty"`
+	// Incident is the drift incident a heal answers: set exactly when
+	// Operation is heal.
+	Incident int64 `json:"incident,omitempty"`
 	// Transition is set exactly when the statement is about a change to
 	// policies/ or .writ/.
 	Transition *Transition `json:"transition,omitempty"`
@@ -217,8 +224,15 @@ func (p *Predicate) validate() error {
 	}
 	switch p.Operation {
 	case "", OperationApply, OperationRevert:
+		if p.Incident != 0 {
+			return errors.New("predicate.incident names a drift incident: it is for a heal only")
+		}
+	case OperationHeal:
+		if p.Incident <= 0 {
+			return errors.New("predicate.incident is missing: a statement about a heal names the drift incident it answers")
+		}
 	default:
-		return fmt.Errorf("predicate.operation %q is not apply or revert", p.Operation)
+		return fmt.Errorf("predicate.operation %q is not apply, revert or heal", p.Operation)
 	}
 	if p.BreakGlass {
 		switch {
@@ -226,8 +240,8 @@ func (p *Predicate) validate() error {
 			return fmt.Errorf("predicate.breakGlass is for approvals; a %s never invokes break-glass", p.Decision)
 		case p.Transition != nil:
 			return errors.New("predicate.breakGlass is for playbook applies; a change to policies/ or .writ/ never breaks glass")
-		case p.Operation == OperationRevert:
-			return errors.New("predicate.breakGlass is for applies; a revert needs no break-glass")
+		case p.Operation != "" && p.Operation != OperationApply:
+			return fmt.Errorf("predicate.breakGlass is for applies; a %s never breaks glass", p.Operation)
 		}
 	}
 	if t := p.Transition; t != nil {

@@ -101,6 +101,9 @@ type Input struct {
 	// Operation is what is judged: OperationApply or OperationRevert
 	// (empty: apply). Statements count only for the operation they name.
 	Operation string
+	// Incident is the drift incident a heal answers (Operation heal only):
+	// statements count only for the incident they name.
+	Incident int64
 	// Repository is OWNER/NAME of the content repository, always known.
 	// Statements count only when they name it.
 	Repository string
@@ -257,6 +260,7 @@ func Verify(in Input) Verdict {
 		subjects:        []Subject{in.Subject},
 		repository:      in.Repository,
 		operation:       cmp.Or(in.Operation, OperationApply),
+		incident:        in.Incident,
 		required:        in.ApprovalsRequired,
 		approverRoles:   roles,
 		proposerRoles:   []string{RoleAnalyst},
@@ -318,8 +322,12 @@ func (in *Input) validate() error {
 	}
 	switch in.Operation {
 	case "", OperationApply, OperationRevert:
+	case OperationHeal:
+		if in.Incident <= 0 {
+			return errors.New("a heal is judged for its drift incident: none given")
+		}
 	default:
-		return fmt.Errorf("operation %q is not apply or revert", in.Operation)
+		return fmt.Errorf("operation %q is not apply, revert or heal", in.Operation)
 	}
 	if in.ApprovalsRequired < 0 {
 		return fmt.Errorf("approvals required %d is negative", in.ApprovalsRequired)
@@ -368,6 +376,7 @@ type rules struct {
 	// operation is the playbook operation judged (apply or revert); empty
 	// for a change to policies/ or .writ/, which transition describes.
 	operation       string
+	incident        int64
 	transition      *Transition
 	required        int
 	approverRoles   []string
@@ -529,6 +538,9 @@ func (r rules) context(p *Predicate, st *Statement) (Code, string) {
 		}
 		if op := cmp.Or(p.Operation, OperationApply); op != r.operation {
 			return CodeOperationMismatch, fmt.Sprintf("a statement about the %s of this content, not its %s", op, r.operation)
+		}
+		if p.Incident != r.incident {
+			return CodeOperationMismatch, fmt.Sprintf("a statement about the heal of drift incident %d, not of incident %d", p.Incident, r.incident)
 		}
 		switch {
 		case p.BreakGlass && !r.breakGlass:

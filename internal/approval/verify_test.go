@@ -521,6 +521,49 @@ func TestOperationBinding(t *testing.T) {
 	}
 }
 
+// A heal is judged on statements naming it and its drift incident: the
+// apply's statements never count for it, nor do those of another
+// incident's heal; and a statement names an incident exactly when it is
+// about a heal.
+func TestHealBinding(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testPeople)
+	heal := func(who, decision string, incident int64) []byte {
+		p := pred(who, decision)
+		p.Operation, p.Incident = OperationHeal, incident
+		return f.sign(t, who, p)
+	}
+	judge := func(incident int64, envs ...[]byte) Verdict {
+		in := baseInput(f, submitted(envs...))
+		in.ApprovalsRequired, in.Operation, in.Incident = 1, OperationHeal, incident
+		return Verify(in)
+	}
+	if v := judge(7, heal("alice", Propose, 7), heal("bob", Approve, 7)); !v.QuorumMet || v.Proposer != "alice" {
+		t.Fatalf("heal with its own statements: %+v", v)
+	}
+	v := judge(8, heal("alice", Propose, 7), heal("bob", Approve, 7))
+	if v.QuorumMet || !v.ProposalMissing {
+		t.Fatalf("heal with another incident's statements: %+v", v)
+	}
+	if c, msg := codeOf(v, 0); c != CodeOperationMismatch || !strings.Contains(msg, "incident 7, not of incident 8") {
+		t.Fatalf("another incident: %q %q", c, msg)
+	}
+	if v := judge(7, f.propose(t, "alice"), f.approve(t, "bob")); v.QuorumMet || !v.ProposalMissing {
+		t.Fatalf("heal with the apply's statements: %+v", v)
+	}
+	p := pred("alice", Propose)
+	p.Operation = OperationHeal
+	st := stmt(p)
+	if err := st.Validate(); err == nil || !strings.Contains(err.Error(), "incident") {
+		t.Fatalf("a heal statement without its incident: %v", err)
+	}
+	p.Operation, p.Incident = OperationApply, 3
+	st = stmt(p)
+	if err := st.Validate(); err == nil || !strings.Contains(err.Error(), "heal only") {
+		t.Fatalf("an apply statement naming an incident: %v", err)
+	}
+}
+
 func TestVerifyInputErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, testPeople[:2])
@@ -533,7 +576,8 @@ func TestVerifyInputErrors(t *testing.T) {
 		{"no subject path", func(in *Input) { in.Subject.Path = "" }, "no path"},
 		{"no repository", func(in *Input) { in.Repository = "" }, "no repository identity"},
 		{"bad repository", func(in *Input) { in.Repository = "not a repo" }, "OWNER/NAME"},
-		{"bad operation", func(in *Input) { in.Operation = "delete" }, "not apply or revert"},
+		{"bad operation", func(in *Input) { in.Operation = "delete" }, "not apply, revert or heal"},
+		{"heal without incident", func(in *Input) { in.Operation = OperationHeal }, "drift incident"},
 		{"bad subject digest", func(in *Input) { in.Subject.Digest = "abc" }, "digest"},
 		{"negative quorum", func(in *Input) { in.ApprovalsRequired = -1 }, "negative"},
 		{"unknown role", func(in *Input) { in.ApproverRoles = []string{"root"} }, "root"},

@@ -242,8 +242,8 @@ var catalogue = []EventSpec{
 	{EventExecutionCancelled, "writ", "playbook", "an operation was cancelled before it ran (superseded, or its playbook removed)", executionFields},
 
 	{EventDriftDetected, "writ", "environment: the environment", "live state differs from the desired state of the active playbooks of an environment and backend (report or heal)",
-		[]string{"environment", "action", "backend", "mode", "missing", "unexpected", "changed", "counts", "playbooks", "heal"}},
-	{EventDriftResolved, "writ", "environment: the environment", "live state matches the desired state of an environment and backend again", []string{"environment", "action", "backend", "since"}},
+		[]string{"environment", "action", "backend", "mode", "missing", "unexpected", "changed", "counts", "playbooks", "heal", "findings_sha256"}},
+	{EventDriftResolved, "writ", "environment: the environment", "live state matches the desired state of an environment and backend again", []string{"environment", "action", "backend", "since", "reason"}},
 
 	{EventBreakGlassInvoked, "the break-glass signer", "playbook", "an emergency apply was allowed on one break-glass statement; its normal quorum is due by the deadline or it is reverted",
 		with(executionFields, "signer", "deadline", "window")},

@@ -37,6 +37,7 @@ type Config struct {
 	Audit         Audit                     `yaml:"audit,omitempty"`
 	Notifications *Notifications            `yaml:"notifications,omitempty"`
 	Retention     Retention                 `yaml:"retention,omitempty"`
+	Drift         Drift                     `yaml:"drift,omitempty"`
 	TLS           *TLS                      `yaml:"tls,omitempty"`
 	Console       *Console                  `yaml:"console,omitempty"`
 	Auth          *Auth                     `yaml:"auth,omitempty"`
@@ -234,6 +235,38 @@ type Retention struct {
 	Approvals string `yaml:"approvals,omitempty"`
 	Playbooks string `yaml:"playbooks,omitempty"`
 	Interval  string `yaml:"interval,omitempty"`
+}
+
+// Drift configures drift detection: how often live state is compared with
+// what the active playbooks put in force. Whether drift is only reported
+// or also healed is per environment: environments.NAME.drift (report, the
+// default, or heal).
+type Drift struct {
+	// Interval between checks; default DefaultDriftInterval, "0s": only on
+	// demand (POST /api/v1/drift/check, writ drift --check).
+	Interval string `yaml:"interval,omitempty"`
+}
+
+// DefaultDriftInterval is how often drift is checked by default.
+const DefaultDriftInterval = 5 * time.Minute
+
+// DriftInterval is the time between drift checks (0: on demand only).
+func (c *Config) DriftInterval() time.Duration {
+	return durationOr(c.Drift.Interval, DefaultDriftInterval)
+}
+
+// DriftModes maps each environment to its drift mode: report (the
+// default) or heal (environments.NAME.drift).
+func (c *Config) DriftModes() map[string]string {
+	out := map[string]string{}
+	for name, env := range c.EnvironmentMap() {
+		mode, _ := env["drift"].(string)
+		if mode != "heal" {
+			mode = "report"
+		}
+		out[name] = mode
+	}
+	return out
 }
 
 // RetentionDurations parses the retention settings (zero: default).

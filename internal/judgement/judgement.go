@@ -46,7 +46,15 @@ const (
 	// Proposed: a change judged before it is merged (a pull request, a
 	// dry-run, `writ plan`); nothing runs.
 	Proposed Trigger = "proposed"
+	// Drift: a drift check found targets of a playbook in force missing
+	// from live state; their heal re-applies them (an apply, judged as
+	// one, whose statements name the heal and its incident).
+	Drift Trigger = "drift"
 )
+
+// OperationHeal is the operation of a heal as executions record it and
+// statements name it (approval.OperationHeal).
+const OperationHeal = approval.OperationHeal
 
 // Operation is one thing writ may do to a live system.
 type Operation struct {
@@ -66,6 +74,21 @@ type Operation struct {
 	Targets []string
 	// PullRequest, when not 0, is passed to policies.
 	PullRequest int
+	// Incident is the drift incident a heal (Trigger Drift) answers.
+	Incident int64
+}
+
+// Heal reports whether the operation re-applies drifted targets.
+func (o Operation) Heal() bool { return o.Trigger == Drift && o.Kind == action.Apply }
+
+// Signed is the operation statements must name: apply, revert, or heal
+// for the heal of a drift incident (whose statements also name the
+// incident), so that the statements of an apply never authorise a heal.
+func (o Operation) Signed() string {
+	if o.Heal() {
+		return OperationHeal
+	}
+	return string(o.Kind)
 }
 
 // Request is the backend request of the operation.
@@ -75,6 +98,11 @@ func (o Operation) Request() action.Request {
 		req.Targets = slices.Clone(o.Targets)
 	}
 	req.IdempotencyKey = fmt.Sprintf("writ:%s:%s:%s", req.Playbook, req.Digest, req.Operation)
+	if o.Heal() {
+		// A receiver answers a repeated key without acting: a heal is a
+		// new request, one per incident.
+		req.IdempotencyKey = fmt.Sprintf("writ:%s:%s:%s:%d", req.Playbook, req.Digest, OperationHeal, o.Incident)
+	}
 	return req
 }
 
@@ -278,7 +306,8 @@ func Judge(ctx context.Context, op Operation, t Trust, in Inputs) Judgement {
 	}
 	v := approval.Verify(approval.Input{
 		Subject:           approval.Subject{Path: op.Playbook.Path, Digest: op.Playbook.Digest},
-		Operation:         string(op.Kind),
+		Operation:         op.Signed(),
+		Incident:          op.Incident,
 		Repository:        t.Repository,
 		ApprovalsRequired: j.Decision.ApprovalsRequired,
 		ApproverRoles:     j.Decision.ApproverRoles,

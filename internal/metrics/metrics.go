@@ -43,6 +43,7 @@ type Metrics struct {
 	siemErrors       *prometheus.CounterVec
 	siemRewinds      *prometheus.CounterVec
 	siemLastAck      *prometheus.GaugeVec
+	drift            drift
 }
 
 // New makes the collectors and registers them, with the Go runtime and
@@ -115,6 +116,7 @@ func New() *Metrics {
 	m.siemLastAck = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "writ", Name: "siem_last_ack_timestamp_seconds",
 		Help: "When a SIEM destination last acknowledged entries (Unix time)."}, []string{"destination"})
 	m.reg.MustRegister(m.siemForwarded, m.siemLag, m.siemErrors, m.siemRewinds, m.siemLastAck)
+	m.drift.register(m.reg)
 	m.reg.MustRegister(m.passSeconds, m.passErrors, m.lagSeconds, m.executions, m.policySeconds, m.auditSeconds,
 		m.auditEntries, m.httpSeconds, m.leading, m.holds, m.notifyDelivered, m.notifyFailing, m.timeOfUse,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -64,6 +64,9 @@ var DefaultEvents = []string{
 	string(audit.EventExecutionStopped), string(audit.EventExecutionRetryRequested), string(audit.EventRepositoryHistoryRewritten), string(audit.EventPolicyChangeHeld),
 	string(audit.EventPolicyChangeAdopted), string(audit.EventPolicyChangeDismissed), string(audit.EventCommitRefused),
 	string(audit.EventAuditRollbackHeld), string(audit.EventAuditRollbackAcknowledged),
+	string(audit.EventExecutionDenied), string(audit.EventExecutionRejected), string(audit.EventPlaybookInvalid),
+	string(audit.EventDriftDetected), string(audit.EventDriftResolved),
+	string(audit.EventBreakGlassInvoked), string(audit.EventBreakGlassConfirmed), string(audit.EventBreakGlassLapsed),
 }
 
 func (o *Options) setDefaults() {

@@ -382,7 +382,7 @@ func TestEmailRoutingToPeopleAndRoles(t *testing.T) {
 		events = append(events, strings.SplitN(m.Text, " ", 2)[0])
 	}
 	got := slack.messages()
-	if len(got) != 7 || !strings.Contains(got[4].Text, "Drift on production (block_ip via edge-nft)") ||
+	if len(got) != 7 || !strings.Contains(got[4].Text, "Drift on block_ip in production (edge-nft)") ||
 		!strings.Contains(got[5].Text, "sign its normal quorum before 2026-12-06T18:00:00Z or it is reverted: `writ approve op-30`") ||
 		!strings.Contains(got[6].Text, "RECOVERY keys") {
 		t.Fatalf("slack: %d messages %v\n%+v", len(got), events, got)

@@ -155,15 +155,8 @@ func Describe(e audit.Entry, consoleURL string, esc func(string) string) Descrip
 	case audit.EventAuditRollbackHeld:
 		return Description{":rotating_light:", fmt.Sprintf("writ is holding (hold %d): %s", p.Hold, t(p.Reason)), nil,
 			fmt.Sprintf("Nothing executes until a quorum of admins, having checked the log, signs its acknowledgement: `writ approve audit-%d`.", p.Hold)}
-	case audit.EventDriftDetected:
-		next := "Review it: re-apply by merging the playbook again, or remove the playbook if the change by hand is meant to stay."
-		if p.Mode == "heal" {
-			next = "writ re-applies it as a judged operation: approve it when it asks (`writ pending`)."
-		}
-		return Description{":mag:", fmt.Sprintf("Drift on %s (%s via %s): live state differs from the playbooks in force", t(p.Environment), t(p.Action), t(p.Backend)),
-			[]string{t(compactJSON(p.Counts))}, next}
-	case audit.EventDriftResolved:
-		return Description{":white_check_mark:", fmt.Sprintf("Drift on %s (%s via %s) is resolved: live state matches again", t(p.Environment), t(p.Action), t(p.Backend)), nil, ""}
+	case audit.EventDriftDetected, audit.EventDriftResolved:
+		return driftDescription(e, t)
 	case audit.EventBreakGlassInvoked:
 		return Description{":fire_engine:", fmt.Sprintf("Break-glass: %s applied %s on one emergency statement: %s", t(firstNonEmpty(p.Signer, e.Actor.ID)), name, what), nil,
 			fmt.Sprintf("Approvers (roles: %s) sign its normal quorum before %s or it is reverted: `writ approve %s`%s",

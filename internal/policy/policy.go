@@ -109,7 +109,8 @@ func (d Decision) ReasonsOf(kind ReasonKind) []Reason {
 type Change struct {
 	// Type is create or update (an apply), delete (the revert of a deleted
 	// playbook), update (also the revert of the targets an update drops)
-	// or expiry (the revert expiresAfter scheduled).
+	// or expiry (the revert expiresAfter scheduled); drift for a heal (an
+	// apply re-applying targets a drift check found missing).
 	Type        string `json:"type"`
 	Author      string `json:"author"`
 	PullRequest int    `json:"pullRequest,omitempty"`

@@ -15,10 +15,10 @@ import (
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/config"
-	"github.com/writ-sec/writ/internal/notify"
-	"github.com/writ-sec/writ/internal/notify/mailtest"
 	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/keys"
+	"github.com/writ-sec/writ/internal/notify"
+	"github.com/writ-sec/writ/internal/notify/mailtest"
 	"github.com/writ-sec/writ/internal/store"
 )
 

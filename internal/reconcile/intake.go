@@ -168,7 +168,7 @@ func (r *Reconciler) stale(ctx context.Context, st *approval.Statement) (why, er
 	}
 	var done *store.Execution
 	for _, e := range ops {
-		if e.Operation != op {
+		if e.Operation != op || e.Incident != p.Incident {
 			continue
 		}
 		if !e.State.Done() {

@@ -531,6 +531,9 @@ func auditResults(payload map[string]any, results []action.TargetResult) {
 // statusFor maps an operation's state and reason code to its playbook
 // version's status.
 func statusFor(e *store.Execution) (string, bool) {
+	if e.Operation == judgement.OperationHeal {
+		return "", false // a heal restores what the completed apply did: the version stays completed
+	}
 	if e.Operation == string(action.Revert) {
 		switch e.State {
 		case store.ExecCompleted:
@@ -622,6 +625,9 @@ func (r *Reconciler) operationOf(ctx context.Context, e *store.Execution, v *sto
 	pb, problems := r.parseVersion(v)
 	if problems != nil {
 		return judgement.Operation{}, nil, fmt.Errorf("%w: stored playbook %s no longer parses (was an action removed from writ.yaml?): %w", errUnreadable, v.Name, problems)
+	}
+	if e.Operation == judgement.OperationHeal {
+		return healOperation(e, pb), nil, nil
 	}
 	op := judgement.Operation{Kind: action.Operation(e.Operation), Trigger: judgement.Trigger(e.Trigger), ChangeType: e.ChangeType, Playbook: pb}
 	if op.Kind == action.Apply {

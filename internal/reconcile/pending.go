@@ -33,8 +33,11 @@ import (
 
 // Kinds of pending items.
 const (
-	PendingApply       = "apply"
-	PendingRevert      = "revert"
+	PendingApply  = "apply"
+	PendingRevert = "revert"
+	// PendingHeal is the heal of a drift incident (drift.go): signed like
+	// an apply, naming the heal and its incident.
+	PendingHeal        = "heal"
 	PendingTrustChange = "trust_change"
 	// PendingAuditRollback is the acknowledgement of an audit rollback
 	// hold (audithold.go): signed like a change to what decides.
@@ -114,7 +117,9 @@ type Pending struct {
 	Targets     []string `json:"targets,omitempty"`
 	Trigger     string   `json:"trigger,omitempty"`
 	// What a statement binds.
-	Operation    string               `json:"operation,omitempty"`
+	Operation string `json:"operation,omitempty"`
+	// Incident is the drift incident a heal answers (kind heal).
+	Incident     int64                `json:"incident,omitempty"`
 	Subjects     []PendingSubject     `json:"subjects"`
 	Transition   *approval.Transition `json:"transition,omitempty"`
 	Repository   string               `json:"repository"`
@@ -422,7 +427,7 @@ func (r *Reconciler) pendingOp(e *store.Execution, t *trusted, approvals []*stor
 	id := fmt.Sprintf("op-%d", e.ID)
 	p := Pending{
 		ID: id, Kind: e.Operation, Playbook: e.Name, Path: e.Path, Action: e.Action, Environment: e.Environment,
-		Targets: e.Targets, Trigger: e.Trigger, Operation: e.Operation,
+		Targets: e.Targets, Trigger: e.Trigger, Operation: e.Operation, Incident: e.Incident,
 		Subjects:   []PendingSubject{{Path: e.Path, Digest: e.Digest}},
 		Repository: r.opts.Repository, Commit: e.CommitSHA, PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest,
 		ReasonCode: e.ReasonCode, Reason: e.Reason, Since: e.UpdatedAt, Command: "writ approve " + id,
@@ -435,7 +440,7 @@ func (r *Reconciler) pendingOp(e *store.Execution, t *trusted, approvals []*stor
 	}
 	op := judgement.Operation{Kind: action.Operation(e.Operation), Trigger: judgement.Trigger(e.Trigger), ChangeType: e.ChangeType}
 	v := approval.Verify(approval.Input{
-		Subject: approval.Subject{Path: e.Path, Digest: e.Digest}, Operation: e.Operation, Repository: r.opts.Repository,
+		Subject: approval.Subject{Path: e.Path, Digest: e.Digest}, Operation: e.Operation, Incident: e.Incident, Repository: r.opts.Repository,
 		ApprovalsRequired: d.ApprovalsRequired, ApproverRoles: d.ApproverRoles,
 		PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest, Keyring: t.Keyring, Envelopes: envs, Now: r.opts.Now(),
 		Options: judgement.ApprovalOptions(r.opts.Approval, op, d),
@@ -709,7 +714,7 @@ func (p *Pending) Statement(decision, approver, reason string, now time.Time, va
 	if p.Transition != nil {
 		pred.Transition = p.Transition
 	} else {
-		pred.Operation = p.Operation
+		pred.Operation, pred.Incident = p.Operation, p.Incident
 		if decision == approval.Approve {
 			pred.PlanDigest = p.PlanDigest
 		}

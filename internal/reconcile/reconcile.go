@@ -100,6 +100,9 @@ type Options struct {
 	// AuditWatch, when set, is the leader's guard against a rolled-back
 	// audit log (CheckAuditLog): while it holds, no pass runs.
 	AuditWatch *audit.RollbackWatch
+	// Drift configures drift detection (drift.go): how often, and per
+	// environment whether drift is reported or healed.
+	Drift DriftOptions
 	// OnNudge, when set, is called by Nudge too: a replica that does not
 	// run the loop forwards nudges to the one that does.
 	OnNudge func()
@@ -189,6 +192,7 @@ type Reconciler struct {
 	lastSweep     time.Time
 	sweptTrust    string
 	approvalsSeen time.Time
+	lastDrift     time.Time
 	// passMu serializes passes (the loop, tests, a nudge).
 	passMu sync.Mutex
 }
@@ -381,6 +385,7 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (err error) {
 		{"judge", r.stepJudge, false, goOn},
 		{"breakglass", r.stepBreakGlass, false, goOn},
 		{"expire", r.stepExpire, false, goOn},
+		{"drift", r.stepDrift, false, goOn},
 		{"execute", r.stepExecute, false, goOn},
 	}
 	var errs []error

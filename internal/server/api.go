@@ -59,6 +59,9 @@ type APIOptions struct {
 	// Checkpointer makes checkpoints on demand; nil: that route answers
 	// 503 (the leader makes them periodically).
 	Checkpointer Checkpointer
+	// Drift checks drift on demand and reads the latest report; nil: the
+	// drift routes answer 503.
+	Drift Drift
 	// VerifyConcurrency bounds simultaneous audit verifications. Default 1.
 	VerifyConcurrency int
 	Logger            *slog.Logger
@@ -135,6 +138,8 @@ func (a *API) routes() []Route {
 		{Pattern: "GET /api/v1/pending", Roles: ReadRoles, Handler: h(a.listPending)},
 		{Pattern: "GET /api/v1/pending/{id}", Roles: ReadRoles, Handler: h(a.getPending)},
 		{Pattern: "POST /api/v1/holds/{id}/acknowledge", Roles: AdminRoles, Handler: h(a.acknowledgeHold)},
+		{Pattern: "GET /api/v1/drift", Roles: ReadRoles, Handler: h(a.getDrift)},
+		{Pattern: "POST /api/v1/drift/check", Roles: ExecuteRoles, Handler: h(a.checkDrift)},
 
 		{Pattern: "GET /api/v1/audit/export", Roles: AdminRoles, Handler: h(a.auditExport)},
 		{Pattern: "POST /api/v1/audit/verify", Roles: AdminRoles, MaxBody: 1 << 20, Handler: h(a.auditVerify)},

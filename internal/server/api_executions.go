@@ -25,7 +25,7 @@ func (a *API) executionDetail(ctx context.Context, e *store.Execution) (*Executi
 		views = append(views, TargetView{Target: t.Target, Planned: t.Planned, Result: t.Result, Detail: t.Detail, Attempts: t.Attempts})
 	}
 	return &ExecutionDetail{
-		ID: e.ID, Digest: e.Digest, Operation: e.Operation, State: string(e.State), ReasonCode: e.ReasonCode, Reason: e.Reason, Trigger: e.Trigger,
+		ID: e.ID, Digest: e.Digest, Operation: e.Operation, Incident: e.Incident, State: string(e.State), ReasonCode: e.ReasonCode, Reason: e.Reason, Trigger: e.Trigger,
 		Attempts: e.Attempts, LastError: e.LastError, PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest,
 		Plan: e.Plan, Approvals: e.Verdict, Targets: views, StartedAt: e.StartedAt, FinishedAt: e.FinishedAt,
 	}, nil

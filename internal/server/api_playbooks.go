@@ -146,6 +146,7 @@ type ExecutionDetail struct {
 	ID           int64           `json:"id"`
 	Digest       string          `json:"digest"`
 	Operation    string          `json:"operation"`
+	Incident     int64           `json:"incident,omitempty"`
 	State        string          `json:"state"`
 	ReasonCode   string          `json:"reason_code,omitempty"`
 	Reason       string          `json:"reason,omitempty"`

@@ -301,7 +301,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.api, err = NewAPIWith(APIOptions{Store: h.st, Engine: h.rec, Auth: h.auth, TrustedKeys: audit.NewKeySet(pub), Checkpointer: cp, Audit: h.alog, Logger: log,
+	h.api, err = NewAPIWith(APIOptions{Store: h.st, Engine: h.rec, Drift: h.rec, Auth: h.auth, TrustedKeys: audit.NewKeySet(pub), Checkpointer: cp, Audit: h.alog, Logger: log,
 		OIDCLogin: &OIDCLogin{Issuer: h.idp.srv.URL, ClientID: "writ-cli", Scopes: []string{"openid", "email", "offline_access"}}})
 	if err != nil {
 		t.Fatal(err)

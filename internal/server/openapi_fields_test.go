@@ -8,6 +8,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
+	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/auth"
 	"github.com/writ-sec/writ/internal/reconcile"
 )
@@ -51,6 +52,11 @@ func TestOpenAPISchemasCoverTypes(t *testing.T) {
 		"VerifyRequest":        verifyRequest{},
 		"Pending":              reconcile.Pending{},
 		"PendingDetail":        reconcile.PendingDetail{},
+		"DriftReport":          reconcile.DriftReport{},
+		"DriftGroup":           reconcile.DriftGroupReport{},
+		"DriftFinding":         action.DriftFinding{},
+		"DriftHeal":            reconcile.DriftHeal{},
+		"DriftCounts":          reconcile.DriftCounts{},
 	} {
 		ref := doc.Components.Schemas[name]
 		if ref == nil {

@@ -51,6 +51,8 @@ var matrix = map[string]string{
 	"GET /api/v1/approvals":                    "vapeA",
 	"GET /api/v1/holds":                        "vapeA",
 	"POST /api/v1/holds/{id}/acknowledge":      "A",
+	"GET /api/v1/drift":                        "vapeA",
+	"POST /api/v1/drift/check":                 "eA",
 	"GET /api/v1/pending":                      "vapeA",
 	"GET /api/v1/pending/{id}":                 "vapeA",
 	"GET /api/v1/audit/export":                 "A",

@@ -43,21 +43,24 @@ func (s ExecState) Done() bool {
 
 // Execution is one intended operation on a playbook version.
 type Execution struct {
-	ID           int64
-	VersionID    int64
-	Name         string
-	Digest       string
-	Path         string
-	Action       string
-	Environment  string
-	Operation    string // apply | revert
+	ID          int64
+	VersionID   int64
+	Name        string
+	Digest      string
+	Path        string
+	Action      string
+	Environment string
+	Operation   string // apply | revert | heal
+	// Incident is the drift incident a heal answers (0 for an apply or a
+	// revert): a heal is (name, digest, heal, incident), once per incident.
+	Incident     int64
 	State        ExecState
 	Attempts     int
 	LastError    string
 	CommitSHA    string
 	Targets      []string
-	Trigger      string // merge | update | delete | expiry
-	ChangeType   string // create | update | delete | expiry (what policies see)
+	Trigger      string // merge | update | delete | expiry | drift
+	ChangeType   string // create | update | delete | expiry | drift (what policies see)
 	Decision     json.RawMessage
 	PolicyDigest string
 	PlanDigest   string
@@ -77,14 +80,14 @@ type Execution struct {
 
 const executionColumns = `id, version_id, name, digest, path, action, environment, operation, state, attempts,
 	last_error, coalesce(commit_sha, ''), targets, trigger, change_type, decision, policy_digest, plan_digest,
-	plan, verdict, reason_code, reason, manual, not_before, started_at, finished_at, created_at, updated_at`
+	plan, verdict, reason_code, reason, manual, not_before, started_at, finished_at, created_at, updated_at, incident`
 
 func scanExecution(row pgx.Row) (*Execution, error) {
 	var e Execution
 	var decision, plan, verdict []byte
 	err := row.Scan(&e.ID, &e.VersionID, &e.Name, &e.Digest, &e.Path, &e.Action, &e.Environment, &e.Operation, &e.State, &e.Attempts,
 		&e.LastError, &e.CommitSHA, &e.Targets, &e.Trigger, &e.ChangeType, &decision, &e.PolicyDigest, &e.PlanDigest,
-		&plan, &verdict, &e.ReasonCode, &e.Reason, &e.Manual, &e.NotBefore, &e.StartedAt, &e.FinishedAt, &e.CreatedAt, &e.UpdatedAt)
+		&plan, &verdict, &e.ReasonCode, &e.Reason, &e.Manual, &e.NotBefore, &e.StartedAt, &e.FinishedAt, &e.CreatedAt, &e.UpdatedAt, &e.Incident)
 	if err != nil {
 		return nil, translate(err)
 	}
@@ -123,8 +126,9 @@ func rawOrNil(b json.RawMessage) any {
 }
 
 // CreateExecution records an intended operation. The (name, digest,
-// operation) key makes it happen at most once: when the row exists, it is
-// returned with created false and nothing changes.
+// operation, incident) key makes it happen at most once (incident is 0 but
+// for a heal): when the row exists, it is returned with created false and
+// nothing changes.
 func (s *Store) CreateExecution(ctx context.Context, e Execution) (*Execution, bool, error) {
 	if e.State == "" {
 		e.State = ExecWaiting
@@ -134,30 +138,35 @@ func (s *Store) CreateExecution(ctx context.Context, e Execution) (*Execution, b
 	}
 	got, err := scanExecution(s.db.QueryRow(ctx, `
 		INSERT INTO executions (version_id, name, digest, path, action, environment, operation, state, commit_sha,
-			targets, trigger, change_type, decision, policy_digest, plan_digest, plan, verdict, reason, manual, not_before, reason_code)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, coalesce($20, now()), $21)
-		ON CONFLICT (name, digest, operation) DO NOTHING
+			targets, trigger, change_type, decision, policy_digest, plan_digest, plan, verdict, reason, manual, not_before, reason_code, incident)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, coalesce($20, now()), $21, $22)
+		ON CONFLICT (name, digest, operation, incident) DO NOTHING
 		RETURNING `+executionColumns,
 		e.VersionID, e.Name, e.Digest, e.Path, e.Action, e.Environment, e.Operation, e.State, nullIfEmpty(e.CommitSHA),
 		e.Targets, e.Trigger, e.ChangeType, rawOrNil(e.Decision), e.PolicyDigest, e.PlanDigest, rawOrNil(e.Plan),
-		rawOrNil(e.Verdict), e.Reason, e.Manual, notBeforeArg(e.NotBefore), e.ReasonCode))
+		rawOrNil(e.Verdict), e.Reason, e.Manual, notBeforeArg(e.NotBefore), e.ReasonCode, e.Incident))
 	if err == nil {
 		return got, true, nil
 	}
 	if !errors.Is(err, ErrNotFound) {
 		return nil, false, fmt.Errorf("store: create execution %s/%s: %w", e.Name, e.Operation, err)
 	}
-	got, err = s.ExecutionByKey(ctx, e.Name, e.Digest, e.Operation)
+	got, err = s.executionByKey(ctx, e.Name, e.Digest, e.Operation, e.Incident)
 	if err != nil {
 		return nil, false, err
 	}
 	return got, false, nil
 }
 
-// ExecutionByKey loads the execution of (name, digest, operation).
+// ExecutionByKey loads the execution of (name, digest, operation): an
+// apply or a revert (a heal is one per incident: HealExecution).
 func (s *Store) ExecutionByKey(ctx context.Context, name, digest, op string) (*Execution, error) {
-	e, err := scanExecution(s.db.QueryRow(ctx, `SELECT `+executionColumns+` FROM executions WHERE name = $1 AND digest = $2 AND operation = $3`,
-		name, digest, op))
+	return s.executionByKey(ctx, name, digest, op, 0)
+}
+
+func (s *Store) executionByKey(ctx context.Context, name, digest, op string, incident int64) (*Execution, error) {
+	e, err := scanExecution(s.db.QueryRow(ctx, `SELECT `+executionColumns+` FROM executions WHERE name = $1 AND digest = $2 AND operation = $3 AND incident = $4`,
+		name, digest, op, incident))
 	if err != nil {
 		return nil, fmt.Errorf("store: execution %s@%.12s/%s: %w", name, digest, op, err)
 	}

@@ -472,3 +472,38 @@ func (b *Backend) journal(req action.Request, changes []string) error {
 	}
 	return f.Close()
 }
+
+var _ action.Inventory = (*Backend)(nil)
+
+// Inventory reads the file: a target is contained when the file lists it
+// exactly (one inside a listed range plans as covered_by: changed).
+func (b *Backend) Inventory(ctx context.Context) (action.Live, error) {
+	entries, err := b.read()
+	if err != nil {
+		return nil, err
+	}
+	l := listed{}
+	for _, e := range entries {
+		l[format(e)] = true
+	}
+	return l, nil
+}
+
+// listed is the file's entries, spelled as targets are.
+type listed map[string]bool
+
+func (l listed) Contains(target string) bool { return l[target] }
+
+func (l listed) Beyond(targets []string) []string {
+	want := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		want[t] = true
+	}
+	var out []string
+	for t := range l {
+		if !want[t] {
+			out = append(out, t)
+		}
+	}
+	return out
+}

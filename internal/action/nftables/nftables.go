@@ -394,11 +394,27 @@ func (b *Backend) Entries(ctx context.Context) ([]netip.Prefix, error) {
 // target is looked up in an index of the entries (catalog), so planning
 // 100,000 targets against 100,000 entries takes a fraction of a second.
 func (b *Backend) Plan(ctx context.Context, req action.Request) (*action.Plan, error) {
+	var blocked [][2]netip.Addr
+	var blockedErr error
+	var wg sync.WaitGroup
+	if req.Operation == action.Apply {
+		// An entry its drop set no longer blocks (edited by hand) would be
+		// blocked again: the drop sets are read beside the entries.
+		wg.Go(func() { blocked, blockedErr = b.blocked() })
+	}
 	entries, err := b.Entries(ctx)
+	wg.Wait()
 	if err != nil {
 		return nil, err
 	}
-	return b.planEntries(ctx, newCatalog(entries), req)
+	if blockedErr != nil {
+		return nil, blockedErr
+	}
+	cat := newCatalog(entries)
+	if req.Operation == action.Apply {
+		cat.unenforced, _ = enforcedEntries(blocked, entries)
+	}
+	return b.planEntries(ctx, cat, req)
 }
 
 // planEntries plans a request against the entries of cat.
@@ -426,9 +442,12 @@ func (b *Backend) planEntries(ctx context.Context, cat *catalog, req action.Requ
 			continue
 		}
 		switch cover := cat.covering(pfx); {
-		case cat.has[pfx]:
+		case cat.has[pfx] && !cat.unenforced[pfx]:
 			tp.Result = action.AlreadyBlocked
-		case cover.IsValid():
+		case cat.has[pfx]:
+			tp.Result = action.WouldBlock
+			tp.Detail = "listed in writ's entries, but its drop set no longer blocks it (edited by hand)"
+		case cover.IsValid() && !cat.unenforced[cover]:
 			tp.Result = action.CoveredBy
 			tp.Detail = "inside " + format(cover)
 		default:
@@ -456,6 +475,8 @@ const Overlaps = "overlaps"
 type catalog struct {
 	has    map[netip.Prefix]bool
 	sorted []netip.Prefix
+	// unenforced are entries the drop sets do not block (nil: not read).
+	unenforced map[netip.Prefix]bool
 }
 
 func newCatalog(entries []netip.Prefix) *catalog {
@@ -532,10 +553,19 @@ func (b *Backend) change(ctx context.Context, req action.Request, add bool) ([]a
 		return nil, err
 	}
 	var entries []netip.Prefix
+	var unenforced map[netip.Prefix]bool
+	var extra [][2]netip.Addr
 	if existed {
 		if entries, err = b.readEntries(c, l); err != nil {
 			return nil, err
 		}
+		// What the drop sets lack (deleted by hand) is blocked again; what
+		// they hold beyond the entries (added by hand) is kept.
+		blocked, err := b.readBlocked(c, l)
+		if err != nil {
+			return nil, err
+		}
+		unenforced, extra = enforcedEntries(blocked, entries)
 	}
 	results := make([]action.TargetResult, 0, len(req.Targets))
 	changed := false
@@ -555,6 +585,10 @@ func (b *Backend) change(ctx context.Context, req action.Request, add bool) ([]a
 			has[pfx] = true
 			results = append(results, action.TargetResult{Target: t, Result: action.Changed, Detail: "blocked"})
 			changed = true
+		case add && unenforced[pfx]:
+			delete(unenforced, pfx)
+			results = append(results, action.TargetResult{Target: t, Result: action.Changed, Detail: "blocked again: its drop set no longer blocked it"})
+			changed = true
 		case !add && present:
 			delete(has, pfx)
 			results = append(results, action.TargetResult{Target: t, Result: action.Changed, Detail: "unblocked"})
@@ -565,7 +599,7 @@ func (b *Backend) change(ctx context.Context, req action.Request, add bool) ([]a
 	}
 	if changed || !existed {
 		entries = slices.SortedFunc(maps.Keys(has), comparePrefix)
-		b.rewrite(c, l, entries)
+		b.rewrite(c, l, entries, extra)
 	}
 	if err := c.Flush(); err != nil {
 		for i := range results {
@@ -585,7 +619,7 @@ func (b *Backend) change(ctx context.Context, req action.Request, add bool) ([]a
 
 // rewrite replaces the content of writ's four sets in c's batch: flush and
 // refill, applied atomically when the batch is flushed.
-func (b *Backend) rewrite(c *nft.Conn, l *layout, entries []netip.Prefix) {
+func (b *Backend) rewrite(c *nft.Conn, l *layout, entries []netip.Prefix, extra [][2]netip.Addr) {
 	var v4, v6 []netip.Prefix
 	var e4, e6 []nft.SetElement
 	for _, p := range entries {
@@ -609,8 +643,16 @@ func (b *Backend) rewrite(c *nft.Conn, l *layout, entries []netip.Prefix) {
 			_ = c.SetAddElements(s, chunk)
 		}
 	}
-	add(l.blocked4, intervalElements(ranges(v4)))
-	add(l.blocked6, intervalElements(ranges(v6)))
+	r4, r6 := ranges(v4), ranges(v6)
+	for _, r := range extra {
+		if r[0].Is4() {
+			r4 = append(r4, r)
+		} else {
+			r6 = append(r6, r)
+		}
+	}
+	add(l.blocked4, intervalElements(mergeRanges(r4)))
+	add(l.blocked6, intervalElements(mergeRanges(r6)))
 	add(l.entries4, e4)
 	add(l.entries6, e6)
 }

@@ -565,3 +565,9 @@ type redacted struct {
 
 func (r *redacted) Error() string { return r.msg }
 func (r *redacted) Unwrap() error { return r.kind }
+
+var _ action.Blind = (*Backend)(nil)
+
+// Blind reports whether the backend cannot read live state (no statusURL):
+// drift checks then find nothing here.
+func (b *Backend) Blind() bool { return b.opts.StatusURL == "" }
