@@ -195,9 +195,22 @@ func (r *Reconciler) lapseBreakGlass(ctx context.Context, b *store.BreakGlass, e
 				return err
 			}
 			ref = &rv.ID
-			if created {
+			switch {
+			case created:
 				revertID = rv.ID
 				entries = append(entries, executionEntry(rv, eventIntended, rv.Reason))
+			case rv.Trigger != string(judgement.BreakGlass) && (rv.State == store.ExecWaiting || rv.State == store.ExecPending) && rv.Attempts == 0:
+				// The playbook was deleted or updated inside the window: its
+				// revert waits for statements of its own. The emergency apply
+				// never had its quorum, so that revert becomes the lapse's,
+				// releasing everything the apply applied: otherwise a push
+				// inside the window would keep the block in force unapproved.
+				ne, err := tx.RetriggerRevertForBreakGlass(ctx, rv.ID, targets, "break-glass lapsed: "+why)
+				if err != nil {
+					return err
+				}
+				revertID = ne.ID
+				entries = append(entries, executionEntry(ne, eventIntended, ne.Reason))
 			}
 		}
 		if e.State == store.ExecWaiting || e.State == store.ExecPending {

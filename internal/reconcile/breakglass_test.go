@@ -377,3 +377,43 @@ func TestBreakGlassNotified(t *testing.T) {
 		t.Fatalf("%d bad signatures", hook.badSigs)
 	}
 }
+
+// A push inside the window does not keep an emergency block in force
+// unapproved: deleted before its quorum came, its deletion's revert (which
+// waits for statements of its own) becomes the lapse's at the deadline,
+// and releases the block with no approval.
+func TestBreakGlassDeletedInsideTheWindowStillLapses(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, breakGlassRoster, func(o *Options) { o.BreakGlassWindow = time.Hour })
+	e.pass()
+	name := "contain-then-delete"
+	e.merge("glass", map[string]string{pbPath(name): emergencyPlaybook(name, "203.0.113.140, 203.0.113.141")})
+	e.pass()
+	e.breakGlass(name, "frank")
+	e.pass()
+	if got := e.blocked("production"); len(got) != 2 {
+		t.Fatalf("after break-glass: %v", got)
+	}
+	e.merge("delete", nil, pbPath(name))
+	e.pass()
+	rv := e.execution(name, "revert")
+	if rv.State != store.ExecWaiting || rv.Trigger != "delete" {
+		t.Fatalf("the deletion's revert: %s %s (%s)", rv.State, rv.Trigger, rv.Reason)
+	}
+	if got := e.blocked("production"); len(got) != 2 {
+		t.Fatalf("the deletion ran without its statements: %v", got)
+	}
+	e.clock.Advance(time.Hour + time.Second)
+	e.pass()
+	if got := e.blocked("production"); len(got) != 0 {
+		t.Fatalf("the emergency block outlived its window: %v", got)
+	}
+	b := e.breakGlassOf(name)
+	if b.State != store.BreakGlassLapsed || b.RevertID == nil || *b.RevertID != rv.ID {
+		t.Fatalf("lapse %+v (revert %d)", b, rv.ID)
+	}
+	if rv = e.execution(name, "revert"); rv.State != store.ExecCompleted || rv.Trigger != "breakglass" {
+		t.Fatalf("revert after the lapse: %s %s (%s)", rv.State, rv.Trigger, rv.Reason)
+	}
+	e.verifyAudit()
+}

@@ -127,3 +127,25 @@ func (s *Store) ResolveBreakGlass(ctx context.Context, executionID int64, state,
 	}
 	return nil
 }
+
+// RetriggerRevertForBreakGlass turns a revert that has not started (a
+// deletion's or an update's, waiting for its own statements) into the
+// revert of a lapsed break-glass apply: trigger and change type
+// breakglass, the targets the apply applied, back to waiting to be judged
+// afresh (its earlier judgement no longer applies). ErrConflict when it
+// has started or ended.
+func (s *Store) RetriggerRevertForBreakGlass(ctx context.Context, id int64, targets []string, reason string) (*Execution, error) {
+	e, err := scanExecution(s.db.QueryRow(ctx, `
+		UPDATE executions SET trigger = 'breakglass', change_type = 'breakglass', targets = $2, state = 'waiting',
+			reason_code = 'intended', reason = $3, decision = NULL, policy_digest = '', plan_digest = '', plan = NULL, verdict = NULL,
+			updated_at = now()
+		WHERE id = $1 AND operation = 'revert' AND state IN ('waiting', 'pending') AND attempts = 0
+		RETURNING `+executionColumns, id, targets, reason))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("store: revert %d has started or ended: %w", id, ErrConflict)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: retrigger revert %d: %w", id, err)
+	}
+	return e, nil
+}
