@@ -393,8 +393,16 @@ func TestWitnesserRunsInBackground(t *testing.T) {
 	defer cancel()
 	wl := newWitnessedLog(t, newKey(t), 5)
 	ref := witnesstest.Start(t, "witness.test/d", witnesstest.Log{Origin: wl.origin, VKey: wl.vkey})
+	// The unreachable witness has a key of its own, as every witness does:
+	// with d's key, the cosignatures d stored would read as its own, and
+	// it could find every checkpoint cosigned before it ever sent one
+	// (CI run 36).
+	_, downVKey, err := note.GenerateKey(rand.Reader, "witness.test/down")
+	if err != nil {
+		t.Fatal(err)
+	}
 	wr, err := NewWitnesser(WitnesserOptions{Log: wl.l, Poll: time.Hour, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
-		Witnesses: []*Witness{newWitness(t, "d", ref.URL, ref.VKey), newWitness(t, "down", closedURL(t), ref.VKey)}})
+		Witnesses: []*Witness{newWitness(t, "d", ref.URL, ref.VKey), newWitness(t, "down", closedURL(t), downVKey)}})
 	if err != nil {
 		t.Fatal(err)
 	}
