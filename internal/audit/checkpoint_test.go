@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -226,4 +227,73 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestAcknowledgedRollbackRetiresCheckpoints: once the admins acknowledge
+// a rollback, the directory's per-size checkpoints of the log that was
+// (not only its newest) are kept under rolled-back/hold-ID, and the
+// accepted log publishes its own checkpoints of those sizes instead of
+// being refused as a fork.
+func TestAcknowledgedRollbackRetiresCheckpoints(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tl := newTamperLog(t, 50)
+	backupURL := copyDatabase(t, tl)
+	dir := t.TempDir()
+	c, _ := NewCheckpointer(CheckpointerOptions{Log: tl.l, Sinks: []Sink{DirSink{Dir: dir}}})
+	var old [][]byte
+	for range 2 {
+		appendN(t, tl.l, 10, 10)
+		cp, err := c.Checkpoint(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, cp.Note)
+	}
+
+	restored := openStore(t, backupURL)
+	l2, _ := NewLog(LogOptions{Store: restored, Key: tl.l.Key()})
+	watch := NewRollbackWatch(restored, dir)
+	rb, err := watch.Check(ctx)
+	if err != nil || rb == nil || rb.Expected.Size != 70 || rb.Log.Size != 50 {
+		t.Fatalf("check of the restored log: %+v %v", rb, err)
+	}
+	if err := watch.Acknowledge(rb, rb.Log, 7, []string{"dave", "erin"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for i, size := range []string{"60", "70"} {
+		if got := mustRead(t, filepath.Join(dir, RetiredDir, "hold-7", "checkpoint."+size)); !bytes.Equal(got, old[i]) {
+			t.Fatalf("retired checkpoint.%s is not the old one", size)
+		}
+	}
+	ack := string(mustRead(t, filepath.Join(dir, AckFile)))
+	if !strings.Contains(ack, `"retired":["rolled-back/hold-7/checkpoint.60","rolled-back/hold-7/checkpoint.70"]`) {
+		t.Fatalf("acknowledgement record: %s", ack)
+	}
+
+	// The accepted log grows back to 60, then past 70: both published,
+	// nothing proves a fork, and latest follows once it is larger.
+	health := NewSinkMonitor(nil)
+	c2, _ := NewCheckpointer(CheckpointerOptions{Log: l2, Sinks: []Sink{DirSink{Dir: dir}}, Health: health, Superseded: watch.Superseded})
+	appendN(t, l2, 10, 10)
+	cp, err := c2.Checkpoint(ctx)
+	if err != nil || cp.Size != 60 || bytes.Equal(cp.Note, old[0]) {
+		t.Fatalf("checkpoint of the accepted log at 60: %v %v", cp, err)
+	}
+	if got := mustRead(t, filepath.Join(dir, "checkpoint.60")); !bytes.Equal(got, cp.Note) {
+		t.Fatal("checkpoint.60 is not the accepted log's")
+	}
+	if _, err := health.Readiness(); err != nil {
+		t.Fatalf("readiness after the acknowledgement: %v", err)
+	}
+	if rb, err := watch.Check(ctx); rb != nil || err != nil {
+		t.Fatalf("check after the acknowledgement: %+v %v", rb, err)
+	}
+	appendN(t, l2, 20, 10)
+	if cp, err = c2.Checkpoint(ctx); err != nil || cp.Size != 80 {
+		t.Fatalf("checkpoint at 80: %v %v", cp, err)
+	}
+	if got := mustRead(t, filepath.Join(dir, LatestFile)); !bytes.Equal(got, cp.Note) {
+		t.Fatal("latest is not the accepted log's newest checkpoint")
+	}
 }

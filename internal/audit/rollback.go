@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,7 +124,16 @@ type AckRecord struct {
 	// Finding is, for a log found tampered, the verification finding the
 	// admins accepted: the same finding does not hold the server again.
 	Finding string `json:"finding,omitempty"`
+	// Retired are the directory's per-size checkpoints of the log that
+	// was, moved (kept, not deleted) under RetiredDir so the accepted log
+	// can publish its own checkpoints of those sizes.
+	Retired []string `json:"retired,omitempty"`
 }
+
+// RetiredDir is the subdirectory of the checkpoint directory where an
+// acknowledgement keeps the per-size checkpoints of the log that was:
+// RetiredDir/hold-ID/checkpoint.SIZE.
+const RetiredDir = "rolled-back"
 
 // RollbackWatch keeps what the server knows of the log and checks the
 // database against it. Safe for concurrent use.
@@ -343,7 +354,11 @@ func (w *RollbackWatch) Acknowledge(r *Rollback, base TreeHead, hold int64, by [
 		} else if t != nil {
 			replaced = *t
 		}
-		rec := AckRecord{Replaced: replaced, Missing: r.Expected, Base: base, Hold: hold, By: by, At: at.UTC(), Finding: r.Finding}
+		retired, err := w.retire(base, hold)
+		if err != nil {
+			return fmt.Errorf("audit: acknowledgement: %w", err)
+		}
+		rec := AckRecord{Replaced: replaced, Missing: r.Expected, Base: base, Hold: hold, By: by, At: at.UTC(), Finding: r.Finding, Retired: retired}
 		line, err := json.Marshal(rec)
 		if err != nil {
 			return fmt.Errorf("audit: acknowledgement: %w", err)
@@ -373,6 +388,59 @@ func (w *RollbackWatch) Acknowledge(r *Rollback, base TreeHead, hold int64, by [
 		w.accepted[r.Finding] = true
 	}
 	return nil
+}
+
+// retire moves the directory's checkpoint.SIZE files that the accepted
+// log base cannot hold (every size from base's on, but base's own tree)
+// to RetiredDir/hold-ID: they describe the log that was, and left in
+// place they would refuse the checkpoints the accepted log publishes at
+// those sizes, as proof of a fork. Moving, not deleting, keeps them as
+// the evidence of the rollback. Run before the acknowledgement is
+// recorded, so a failure leaves nothing half done that a retry cannot
+// finish.
+func (w *RollbackWatch) retire(base TreeHead, hold int64) ([]string, error) {
+	entries, err := os.ReadDir(w.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	to := filepath.Join(w.dir, RetiredDir, fmt.Sprintf("hold-%d", hold))
+	var moved []string
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "checkpoint.")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		size, err := strconv.ParseUint(rest, 10, 64)
+		if err != nil || size < base.Size {
+			continue
+		}
+		from := filepath.Join(w.dir, e.Name())
+		if size == base.Size {
+			b, err := readCheckpointFile(from)
+			if err != nil {
+				return nil, err
+			}
+			if body, err := unverifiedCheckpoint(b); err == nil && bytes.Equal(body.Hash, base.Root) {
+				continue
+			}
+		}
+		if err := os.MkdirAll(to, 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(from, filepath.Join(to, e.Name())); err != nil {
+			return nil, err
+		}
+		moved = append(moved, filepath.Join(RetiredDir, filepath.Base(to), e.Name()))
+	}
+	if len(moved) > 0 {
+		if err := errors.Join(syncDir(to), syncDir(w.dir)); err != nil {
+			return nil, err
+		}
+	}
+	return moved, nil
 }
 
 // Superseded reports whether the admins acknowledged t as rolled back: it
