@@ -22,6 +22,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/display"
 	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/policy"
@@ -95,7 +96,7 @@ func runApprovePending(ctx context.Context, env *cliEnv, p approveParams, id str
 		case item.BreakGlass == nil:
 			return exitWith(exitFailure, fmt.Errorf("%s cannot break glass: the policies allow no emergency for it (only the apply of a playbook marked emergency: true, where the policies allow emergencies); nothing signed", id))
 		case item.BreakGlass.InvokedAt != nil:
-			return exitWith(exitFailure, fmt.Errorf("%s already ran on break-glass by %s: it needs its approvals now (writ approve %s); nothing signed", id, safeText(item.BreakGlass.Signer), id))
+			return exitWith(exitFailure, fmt.Errorf("%s already ran on break-glass by %s: it needs its approvals now (writ approve %s); nothing signed", id, display.Safe(item.BreakGlass.Signer), id))
 		}
 	}
 	approver := p.approver
@@ -373,12 +374,12 @@ func needsText(n reconcile.PendingNeeds) string {
 // waits, what the policies said, the change (a diff against what it
 // replaces) and the plan.
 func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver string) {
-	fmt.Fprintf(w, "%s\n", safeText(describePending(d)))
-	fmt.Fprintf(w, "  repository  %s at commit %.12s\n", safeText(d.Repository), safeText(d.Commit))
+	fmt.Fprintf(w, "%s\n", display.Safe(describePending(d)))
+	fmt.Fprintf(w, "  repository  %s at commit %.12s\n", display.Safe(d.Repository), display.Safe(d.Commit))
 	if d.Kind == reconcile.PendingApply || d.Kind == reconcile.PendingRevert || d.Kind == reconcile.PendingHeal {
-		fmt.Fprintf(w, "  playbook    %s (action %s, environment %s)\n", safeText(d.Playbook), safeText(d.Action), safeText(d.Environment))
+		fmt.Fprintf(w, "  playbook    %s (action %s, environment %s)\n", display.Safe(d.Playbook), display.Safe(d.Action), display.Safe(d.Environment))
 		if len(d.Targets) > 0 {
-			fmt.Fprintf(w, "  targets     %s\n", safeText(targetsText(d.Targets)))
+			fmt.Fprintf(w, "  targets     %s\n", display.Safe(targetsText(d.Targets)))
 		}
 	}
 	fmt.Fprintf(w, "  waits for   %s\n", needsText(d.Needs))
@@ -387,23 +388,23 @@ func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver str
 		if !s.Counted {
 			state = "does not count: " + s.Note
 		}
-		fmt.Fprintf(w, "  signed      %s %s (%s)\n", safeText(s.Approver), s.Decision, safeText(state))
+		fmt.Fprintf(w, "  signed      %s %s (%s)\n", display.Safe(s.Approver), s.Decision, display.Safe(state))
 	}
 	if len(d.Decision) > 0 {
 		var dec policy.Decision
 		if json.Unmarshal(d.Decision, &dec) == nil {
 			fmt.Fprintf(w, "  policies    %s (policy set %.12s…)\n", dec.Outcome, d.PolicyDigest)
 			for _, r := range dec.Reasons {
-				fmt.Fprintf(w, "    %s: %s\n", r.Kind, safeText(r.Message))
+				fmt.Fprintf(w, "    %s: %s\n", r.Kind, display.Safe(r.Message))
 			}
 		}
 	}
 	switch {
 	case d.Kind == reconcile.PendingAuditRollback:
-		fmt.Fprintf(w, "  the hold    %s\n", safeText(d.Reason))
+		fmt.Fprintf(w, "  the hold    %s\n", display.Safe(d.Reason))
 		fmt.Fprintf(w, "  signing accepts the audit log as it is now as the one writ expects; the missing tree stays on record (the checkpoints keep it)\n")
 	case d.Kind == reconcile.PendingTrustChange:
-		fmt.Fprintf(w, "  the change (trusted commit %.12s → %.12s):\n", safeText(d.Transition.TrustedCommit), safeText(d.Commit))
+		fmt.Fprintf(w, "  the change (trusted commit %.12s → %.12s):\n", display.Safe(d.Transition.TrustedCommit), display.Safe(d.Commit))
 		old, changed := filesByPath(d.TrustedFiles), filesByPath(d.ChangedFiles)
 		paths := slices.Sorted(maps.Keys(old))
 		for p := range changed {
@@ -416,43 +417,43 @@ func showPending(w io.Writer, d *reconcile.PendingDetail, decision, approver str
 			if old[p] == changed[p] {
 				continue
 			}
-			fmt.Fprintf(w, "  %s\n", safeText(p))
+			fmt.Fprintf(w, "  %s\n", display.Safe(p))
 			writeDiff(w, "    ", old[p], changed[p])
 		}
 	case d.Kind == reconcile.PendingHeal:
-		fmt.Fprintf(w, "  the heal re-applies, from %s@%.12s… in force, the targets drift removed from live state (incident %d):\n", safeText(d.Path), d.Subjects[0].Digest, d.Incident)
+		fmt.Fprintf(w, "  the heal re-applies, from %s@%.12s… in force, the targets drift removed from live state (incident %d):\n", display.Safe(d.Path), d.Subjects[0].Digest, d.Incident)
 		writeDiff(w, "    ", d.Content.Content, d.Content.Content)
 	case d.Kind == reconcile.PendingRevert:
-		fmt.Fprintf(w, "  the revert undoes %s@%.12s…:\n", safeText(d.Path), d.Subjects[0].Digest)
+		fmt.Fprintf(w, "  the revert undoes %s@%.12s…:\n", display.Safe(d.Path), d.Subjects[0].Digest)
 		writeDiff(w, "    ", d.Content.Content, "")
 		writeTargetsFileChange(w, d.TargetsFile, nil)
 	case d.Replaces != nil:
-		fmt.Fprintf(w, "  the change to %s:\n", safeText(d.Path))
+		fmt.Fprintf(w, "  the change to %s:\n", display.Safe(d.Path))
 		writeDiff(w, "    ", d.Replaces.Content, d.Content.Content)
 		writeTargetsFileChange(w, d.TargetsFile, d.ReplacesTargetsFile)
 	default:
-		fmt.Fprintf(w, "  the new playbook %s:\n", safeText(d.Path))
+		fmt.Fprintf(w, "  the new playbook %s:\n", display.Safe(d.Path))
 		writeDiff(w, "    ", "", d.Content.Content)
 		writeTargetsFileChange(w, d.TargetsFile, nil)
 	}
 	if len(d.Plan) > 0 && (d.Kind == reconcile.PendingApply || d.Kind == reconcile.PendingRevert || d.Kind == reconcile.PendingHeal) {
 		var plan action.Plan
 		if json.Unmarshal(d.Plan, &plan) == nil {
-			fmt.Fprintf(w, "  plan %.12s… (%s through %s): %s\n", d.PlanDigest, plan.Operation, safeText(plan.Backend), plan.CountsText())
+			fmt.Fprintf(w, "  plan %.12s… (%s through %s): %s\n", d.PlanDigest, plan.Operation, display.Safe(plan.Backend), plan.CountsText())
 			shown, more := plan.Shown()
 			for _, t := range shown {
 				line := t.Target + " " + t.Result
 				if t.Detail != "" {
 					line += ": " + t.Detail
 				}
-				fmt.Fprintf(w, "    %s\n", safeText(line))
+				fmt.Fprintf(w, "    %s\n", display.Safe(line))
 			}
 			if more > 0 {
 				fmt.Fprintf(w, "    … and %s more (GET /api/v1/pending/%s lists every target)\n", action.Thousands(more), d.ID)
 			}
 		}
 	}
-	fmt.Fprintf(w, "  you sign    %s as %s\n", decision, safeText(approver))
+	fmt.Fprintf(w, "  you sign    %s as %s\n", decision, display.Safe(approver))
 }
 
 // targetsText lists the first targets of a list, and how many more.
@@ -474,27 +475,27 @@ func writeTargetsFileChange(w io.Writer, now, was *reconcile.PendingFile) {
 	}
 	targets, dups, problems := playbook.ParseTargetsFile(now.Path, []byte(now.Content))
 	if problems != nil {
-		fmt.Fprintf(w, "  targets file %s does not parse: %s\n", safeText(now.Path), safeText(problems[0].String()))
+		fmt.Fprintf(w, "  targets file %s does not parse: %s\n", display.Safe(now.Path), display.Safe(problems[0].String()))
 		return
 	}
-	fmt.Fprintf(w, "  targets file %s (sha256 %.12s…): %s targets", safeText(now.Path), playbook.Digest([]byte(now.Content)), action.Thousands(len(targets)))
+	fmt.Fprintf(w, "  targets file %s (sha256 %.12s…): %s targets", display.Safe(now.Path), playbook.Digest([]byte(now.Content)), action.Thousands(len(targets)))
 	if dups > 0 {
 		fmt.Fprintf(w, ", %s repeated lines merged", action.Thousands(dups))
 	}
 	fmt.Fprintln(w)
 	if was == nil {
-		fmt.Fprintf(w, "    %s\n", safeText(targetsText(targets)))
+		fmt.Fprintf(w, "    %s\n", display.Safe(targetsText(targets)))
 		return
 	}
 	before, _, _ := playbook.ParseTargetsFile(was.Path, []byte(was.Content))
 	added, removed := targetsDiff(before, targets)
-	fmt.Fprintf(w, "  against %s of the version replaced: %s added, %s removed\n", safeText(was.Path),
+	fmt.Fprintf(w, "  against %s of the version replaced: %s added, %s removed\n", display.Safe(was.Path),
 		action.Thousands(len(added)), action.Thousands(len(removed)))
 	if len(added) > 0 {
-		fmt.Fprintf(w, "    + %s\n", safeText(targetsText(added)))
+		fmt.Fprintf(w, "    + %s\n", display.Safe(targetsText(added)))
 	}
 	if len(removed) > 0 {
-		fmt.Fprintf(w, "    - %s\n", safeText(targetsText(removed)))
+		fmt.Fprintf(w, "    - %s\n", display.Safe(targetsText(removed)))
 	}
 }
 

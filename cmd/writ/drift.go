@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/writ-sec/writ/internal/display"
 	"github.com/writ-sec/writ/internal/reconcile"
 )
 
@@ -98,7 +99,7 @@ func writeDrift(env *cliEnv, rep *reconcile.DriftReport) {
 	}
 	fmt.Fprintf(w, "checked %s: %s\n", rep.CheckedAt.Local().Format(time.RFC3339), state)
 	for _, g := range rep.Groups {
-		line := fmt.Sprintf("%s %s on %s (%s): %s", safeText(g.Environment), safeText(g.Action), safeText(g.Backend), g.Mode, g.Status)
+		line := fmt.Sprintf("%s %s on %s (%s): %s", display.Safe(g.Environment), display.Safe(g.Action), display.Safe(g.Backend), g.Mode, g.Status)
 		if g.Status == reconcile.DriftFound {
 			line += fmt.Sprintf(", %d missing, %d unexpected, %d changed", g.Counts.Missing, g.Counts.Unexpected, g.Counts.Changed)
 			if g.Since != nil {
@@ -106,7 +107,7 @@ func writeDrift(env *cliEnv, rep *reconcile.DriftReport) {
 			}
 		}
 		if g.Error != "" {
-			line += ": " + safeText(flattenText(g.Error, 200))
+			line += ": " + display.Safe(flattenText(g.Error, 200))
 		}
 		fmt.Fprintln(w, line)
 		for i, f := range g.Findings {
@@ -114,17 +115,17 @@ func writeDrift(env *cliEnv, rep *reconcile.DriftReport) {
 				fmt.Fprintf(w, "  … and %d more (--json lists up to 1,000)\n", g.FindingsTotal-i)
 				break
 			}
-			text := fmt.Sprintf("  %-10s %-40s", f.Kind, safeText(f.Target))
+			text := fmt.Sprintf("  %-10s %-40s", f.Kind, display.Safe(f.Target))
 			if f.Playbook != "" {
-				text += " " + safeText(f.Playbook)
+				text += " " + display.Safe(f.Playbook)
 			}
 			if f.Detail != "" {
-				text += ": " + safeText(flattenText(f.Detail, 160))
+				text += ": " + display.Safe(flattenText(f.Detail, 160))
 			}
 			fmt.Fprintln(w, text)
 		}
 		for _, h := range g.Heals {
-			fmt.Fprintf(w, "  heal of incident %d (%s, %d targets): op-%d is %s", h.Incident, safeText(h.Playbook), h.Targets, h.Execution, h.State)
+			fmt.Fprintf(w, "  heal of incident %d (%s, %d targets): op-%d is %s", h.Incident, display.Safe(h.Playbook), h.Targets, h.Execution, h.State)
 			if h.State == "waiting" {
 				fmt.Fprintf(w, "; sign it with writ approve op-%d", h.Execution)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/writ-sec/writ/internal/display"
 	"github.com/writ-sec/writ/internal/reconcile"
 )
 
@@ -103,7 +104,7 @@ func runPending(ctx context.Context, env *cliEnv, server, approver string, asJSO
 	}
 	if len(list) == 0 {
 		if approver != "" {
-			fmt.Fprintf(env.stdout, "nothing waits for %s's signature\n", safeText(approver))
+			fmt.Fprintf(env.stdout, "nothing waits for %s's signature\n", display.Safe(approver))
 		} else {
 			fmt.Fprintln(env.stdout, "nothing waits for signatures")
 		}
@@ -122,33 +123,33 @@ func runPending(ctx context.Context, env *cliEnv, server, approver string, asJSO
 func writePendingItem(env *cliEnv, p reconcile.Pending, now time.Time) {
 	w := env.stdout
 	if p.Kind == reconcile.PendingAuditRollback {
-		fmt.Fprintf(w, "%s  acknowledge the audit log rollback hold: %s\n", p.ID, safeText(p.Reason))
+		fmt.Fprintf(w, "%s  acknowledge the audit log rollback hold: %s\n", p.ID, display.Safe(p.Reason))
 	} else if p.Kind == reconcile.PendingTrustChange {
 		var paths []string
 		for _, s := range p.Subjects {
 			paths = append(paths, s.Path)
 		}
-		fmt.Fprintf(w, "%s  change to %s (trusted commit %.12s → %.12s)\n", p.ID, safeText(strings.Join(paths, ", ")),
-			safeText(p.Transition.TrustedCommit), safeText(p.Commit))
+		fmt.Fprintf(w, "%s  change to %s (trusted commit %.12s → %.12s)\n", p.ID, display.Safe(strings.Join(paths, ", ")),
+			display.Safe(p.Transition.TrustedCommit), display.Safe(p.Commit))
 	} else {
-		fmt.Fprintf(w, "%s  %s of %s (%s, %s)\n", p.ID, p.Operation, safeText(p.Path), safeText(p.Environment), safeText(p.Action))
+		fmt.Fprintf(w, "%s  %s of %s (%s, %s)\n", p.ID, p.Operation, display.Safe(p.Path), display.Safe(p.Environment), display.Safe(p.Action))
 	}
 	fmt.Fprintf(w, "  needs     %s, waiting %s\n", needsText(p.Needs), now.Sub(p.Since).Round(time.Second))
 	for _, s := range p.Needs.Signed {
-		line := fmt.Sprintf("%s %s", safeText(s.Approver), s.Decision)
+		line := fmt.Sprintf("%s %s", display.Safe(s.Approver), s.Decision)
 		switch {
 		case s.Counted && s.ValidUntil != nil:
 			line += fmt.Sprintf(", counts until %s", s.ValidUntil.UTC().Format(time.RFC3339))
 		case s.Counted:
 			line += ", counts"
 		default:
-			line += ", does not count: " + safeText(s.Note)
+			line += ", does not count: " + display.Safe(s.Note)
 		}
 		fmt.Fprintf(w, "  signed    %s\n", line)
 	}
 	var who []string
 	for _, e := range p.Needs.Eligible {
-		who = append(who, fmt.Sprintf("%s (%s)", safeText(e.ID), e.Decision))
+		who = append(who, fmt.Sprintf("%s (%s)", display.Safe(e.ID), e.Decision))
 	}
 	if len(who) > 0 {
 		fmt.Fprintf(w, "  may sign  %s\n", strings.Join(who, ", "))

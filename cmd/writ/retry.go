@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/writ-sec/writ/internal/display"
 	"github.com/writ-sec/writ/internal/server"
 )
 
@@ -89,9 +90,9 @@ func runRetry(ctx context.Context, env *cliEnv, srv string, id int64, asJSON boo
 		hint := retryHint(resp.StatusCode)
 		var p server.Problem
 		if json.Unmarshal(body, &p) == nil && p.Code != "" {
-			hint = " [" + safeText(p.Code)
+			hint = " [" + display.Safe(p.Code)
 			if p.Changed != "" {
-				hint += ": " + safeText(p.Changed)
+				hint += ": " + display.Safe(p.Changed)
 			}
 			hint += "]" + retryHint(resp.StatusCode)
 		}
@@ -109,8 +110,8 @@ func runRetry(ctx context.Context, env *cliEnv, srv string, id int64, asJSON boo
 		return exitWith(exitFailure, fmt.Errorf("%s: the answer is not an execution: %w", shown, err))
 	}
 	w := env.stdout
-	fmt.Fprintf(w, "execution %d (%s of %s, %s in %s) is %s again: %s\n", e.ID, e.Operation, safeText(e.Path), safeText(e.Action),
-		safeText(e.Environment), e.State, safeText(e.Reason))
+	fmt.Fprintf(w, "execution %d (%s of %s, %s in %s) is %s again: %s\n", e.ID, e.Operation, display.Safe(e.Path), display.Safe(e.Action),
+		display.Safe(e.Environment), e.State, display.Safe(e.Reason))
 	writeTargets(env, e.Targets)
 	fmt.Fprintf(w, "it is checked at the moment of use before the backend is called; follow it with GET /api/v1/executions/%d\n", e.ID)
 	return nil
@@ -138,9 +139,9 @@ func writeTargets(env *cliEnv, targets []server.TargetView) {
 		case "failed":
 			state = "failed, to attempt again"
 		}
-		line := fmt.Sprintf("  %-40s %s", safeText(t.Target), state)
+		line := fmt.Sprintf("  %-40s %s", display.Safe(t.Target), state)
 		if t.Detail != "" {
-			line += ": " + safeText(flattenText(t.Detail, 200))
+			line += ": " + display.Safe(flattenText(t.Detail, 200))
 		}
 		fmt.Fprintln(env.stdout, line)
 	}

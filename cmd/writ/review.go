@@ -4,47 +4,24 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"unicode"
 
 	"github.com/sergi/go-diff/diffmatchpatch"
+
+	"github.com/writ-sec/writ/internal/display"
 )
 
 // What a reviewer reads before signing: server-sent text made safe for a
 // terminal, and line diffs.
-
-// safeText makes text from a server (content of a pull request, in the
-// end) safe to print on a terminal: control characters other than
-// newline and tab, and the invisible and bidirectional formatting
-// characters that can make a line read differently from what it is
-// (Trojan Source), are shown as \u escapes instead of acting on the
-// terminal or the reader.
-func safeText(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		switch {
-		case r == '\n' || r == '\t':
-			b.WriteRune(r)
-		case r == unicode.ReplacementChar:
-			b.WriteString(`\ufffd`)
-		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
 
 // diffContext is how many unchanged lines a diff shows around a change.
 const diffContext = 3
 
 // writeDiff writes a line diff of old → new with diffContext lines of
 // context, each line prefixed "-", "+" or " " and indented by indent.
-// Both sides are made safe with safeText first.
+// Both sides are made safe with display.Safe first.
 func writeDiff(w io.Writer, indent, old, new string) {
 	dmp := diffmatchpatch.New()
-	a, b, lines := dmp.DiffLinesToChars(safeText(old), safeText(new))
+	a, b, lines := dmp.DiffLinesToChars(display.Safe(old), display.Safe(new))
 	diffs := dmp.DiffCharsToLines(dmp.DiffMain(a, b, false), lines)
 	type line struct {
 		op   diffmatchpatch.Operation

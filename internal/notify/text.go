@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"unicode"
 
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/display"
 )
 
 // Description is what a notification says: what happened (Summary, one
@@ -81,7 +81,7 @@ func Describe(e audit.Entry, consoleURL string, esc func(string) string) Descrip
 	if esc == nil {
 		esc = func(s string) string { return s }
 	}
-	t := func(s string) string { return esc(Safe(s)) }
+	t := func(s string) string { return esc(display.Safe(s)) }
 	p := payloadOf(e)
 	name := t(e.Subject.Name)
 	targets := strings.Join(p.Targets, ", ")
@@ -221,32 +221,9 @@ func plainText(d Description) string {
 	return b.String()
 }
 
-// Safe makes text from a repository or a person safe to show: control
-// characters other than newline and tab, and the invisible and
-// bidirectional formatting characters that can make a line read
-// differently from what it is (Trojan Source), become \u escapes (as writ
-// shows them on a terminal).
-func Safe(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	for _, r := range s {
-		switch {
-		case r == '\n' || r == '\t':
-			b.WriteRune(r)
-		case r == unicode.ReplacementChar:
-			b.WriteString(`\ufffd`)
-		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Zl, r) || unicode.Is(unicode.Zp, r):
-			fmt.Fprintf(&b, `\u%04x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
 // oneLine is s on one line (a mail header).
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.NewReplacer("\n", " ", "\t", " ").Replace(Safe(s))), " ")
+	return strings.Join(strings.Fields(strings.NewReplacer("\n", " ", "\t", " ").Replace(display.Safe(s))), " ")
 }
 
 // slackEscape keeps text a pusher wrote (a file name) from being read as
