@@ -303,7 +303,7 @@ func appendPerson(file string, data []byte, id, login string, found []githubKey,
 	if _, ok := kr.Person(id); ok {
 		return refuse("person %q is already there", id)
 	}
-	if p, ok := kr.PersonByGitHub(login); ok {
+	if p, ok := kr.PersonByLogin(approval.ForgeGitHub, login); ok {
 		return refuse("GitHub login %s already belongs to %q", login, p.ID)
 	}
 	for _, k := range found {

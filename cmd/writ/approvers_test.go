@@ -99,7 +99,7 @@ func TestApproversAddGitHubPrints(t *testing.T) {
 	if problems != nil {
 		t.Fatal(problems)
 	}
-	p, ok := kr.PersonByGitHub("octo-cat")
+	p, ok := kr.PersonByLogin(approval.ForgeGitHub, "octo-cat")
 	if !ok || p.ID != "octo-cat" || p.Name != "The Octocat" || len(p.Keys) != 2 || p.Keys[0].SSH == nil {
 		t.Fatalf("person %+v", p)
 	}

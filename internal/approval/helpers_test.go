@@ -33,6 +33,7 @@ var (
 type testPerson struct {
 	id       string
 	github   string
+	gitlab   string
 	roles    []string
 	disabled bool
 	alg      string
@@ -46,7 +47,7 @@ type testPerson struct {
 
 // testPeople: alice the analyst (who may also approve), bob and carol
 // approvers, dave and erin admins, frank a viewer, gina a disabled approver,
-// hank an approver with a GitHub login.
+// hank an approver with a GitHub and a GitLab login.
 var testPeople = []testPerson{
 	{id: "alice", github: "alice-gh", roles: []string{RoleAnalyst, RoleApprover}},
 	{id: "bob", roles: []string{RoleApprover}},
@@ -55,7 +56,7 @@ var testPeople = []testPerson{
 	{id: "erin", roles: []string{RoleAdmin}},
 	{id: "frank", roles: []string{RoleViewer}},
 	{id: "gina", roles: []string{RoleApprover}, disabled: true},
-	{id: "hank", github: "Hank-GH", roles: []string{RoleApprover}},
+	{id: "hank", github: "Hank-GH", gitlab: "hank.lab", roles: []string{RoleApprover}},
 	{id: "ivan", roles: []string{RoleAnalyst}},
 }
 
@@ -92,6 +93,9 @@ func newFixture(t testing.TB, people []testPerson) *fixture {
 		fmt.Fprintf(&b, "  - id: %s\n", p.id)
 		if p.github != "" {
 			fmt.Fprintf(&b, "    github: %s\n", p.github)
+		}
+		if p.gitlab != "" {
+			fmt.Fprintf(&b, "    logins: {gitlab: %s}\n", p.gitlab)
 		}
 		fmt.Fprintf(&b, "    roles: [%s]\n", strings.Join(p.roles, ", "))
 		if p.disabled {

@@ -3,6 +3,7 @@ package approval
 import (
 	"crypto"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -40,14 +41,26 @@ const MaxKeyringBytes = 4 << 20
 
 // Person is one entry of the approvers file.
 type Person struct {
-	ID       string
-	Name     string
-	Email    string
-	GitHub   string // forge login; "" when none
+	ID    string
+	Name  string
+	Email string
+	// Logins are the person's accounts on forges (ForgeGitHub,
+	// ForgeGitLab): a statement a forge delivers counts only when the
+	// account that submitted it is the signer's login on that forge.
+	Logins   map[string]string
 	Roles    []string
 	Keys     []*Key
 	Disabled bool
 }
+
+// Forges whose logins the approvers file names (logins.NAME).
+const (
+	ForgeGitHub = "github"
+	ForgeGitLab = "gitlab"
+)
+
+// Login is the person's account on a forge, "" when none.
+func (p *Person) Login(forge string) string { return p.Logins[forge] }
 
 // Has reports whether the person holds a role.
 func (p *Person) Has(role string) bool { return slices.Contains(p.Roles, role) }
@@ -91,7 +104,7 @@ type Key struct {
 type Keyring struct {
 	people  []*Person
 	byID    map[string]*Person
-	byLogin map[string]*Person // lowercased GitHub login
+	byLogin map[string]*Person // forge + "\x00" + lowercased login
 	byKey   map[string]*Key    // by Key.ID and by Key.DSSEKeyID
 	keys    []*Key
 }
@@ -105,12 +118,14 @@ func (k *Keyring) Person(id string) (*Person, bool) {
 	return p, ok
 }
 
-// PersonByGitHub looks a person up by GitHub login (case-insensitive, as
-// GitHub logins are).
-func (k *Keyring) PersonByGitHub(login string) (*Person, bool) {
-	p, ok := k.byLogin[strings.ToLower(login)]
+// PersonByLogin looks a person up by their login on a forge
+// (case-insensitive, as GitHub and GitLab logins are).
+func (k *Keyring) PersonByLogin(forge, login string) (*Person, bool) {
+	p, ok := k.byLogin[loginKey(forge, login)]
 	return p, ok
 }
+
+func loginKey(forge, login string) string { return forge + "\x00" + strings.ToLower(login) }
 
 // Key looks a key up by writ's key id (hex sha256 of the PKIX DER) or by
 // its DSSE key id (SHA256:... fingerprint, or webauthn:... for a passkey).
@@ -130,6 +145,17 @@ func (k *Keyring) KeysOf(personID string) []*Key {
 	return slices.Clone(p.Keys)
 }
 
+// forgeName is how messages name a forge.
+func forgeName(forge string) string {
+	switch forge {
+	case ForgeGitHub:
+		return "GitHub"
+	case ForgeGitLab:
+		return "GitLab"
+	}
+	return forge
+}
+
 // keyringFile is the approvers file's shape (after schema validation).
 type keyringFile struct {
 	APIVersion string       `yaml:"apiVersion"`
@@ -138,20 +164,23 @@ type keyringFile struct {
 }
 
 type personFile struct {
-	ID       string   `yaml:"id"`
-	Name     string   `yaml:"name"`
-	Email    string   `yaml:"email"`
-	GitHub   string   `yaml:"github"`
-	Roles    []string `yaml:"roles"`
-	Keys     []string `yaml:"keys"`
-	Disabled bool     `yaml:"disabled"`
+	ID       string            `yaml:"id"`
+	Name     string            `yaml:"name"`
+	Email    string            `yaml:"email"`
+	GitHub   string            `yaml:"github"`
+	Logins   map[string]string `yaml:"logins"`
+	Roles    []string          `yaml:"roles"`
+	Keys     []string          `yaml:"keys"`
+	Disabled bool              `yaml:"disabled"`
 }
 
 var keyringHints = yamldoc.Hints{
-	"/people/*/id":     "is not a person id: lowercase letters, digits and . _ -",
-	"/people/*/keys/*": "is not a PEM public key (-----BEGIN PUBLIC KEY-----) or an OpenSSH public key line (ssh-ed25519, sk-ssh-ed25519@openssh.com or ecdsa-sha2-nistp256, then the base64 key data and an optional comment), nor a passkey line (webauthn rp=… origin=… cred=… key=… and an optional comment)",
-	"/people/*/github": "is not a GitHub login: letters, digits and single hyphens",
-	"/people/*/email":  "is not an e-mail address",
+	"/people/*/id":            "is not a person id: lowercase letters, digits and . _ -",
+	"/people/*/keys/*":        "is not a PEM public key (-----BEGIN PUBLIC KEY-----) or an OpenSSH public key line (ssh-ed25519, sk-ssh-ed25519@openssh.com or ecdsa-sha2-nistp256, then the base64 key data and an optional comment), nor a passkey line (webauthn rp=… origin=… cred=… key=… and an optional comment)",
+	"/people/*/github":        "is not a GitHub login: letters, digits and single hyphens",
+	"/people/*/logins/github": "is not a GitHub login: letters, digits and single hyphens",
+	"/people/*/logins/gitlab": "is not a GitLab username: letters, digits, _ . and -, not starting or ending with . or -",
+	"/people/*/email":         "is not an e-mail address",
 }
 
 // ParseKeyring reads an approvers file (.writ/approvers.yaml) strictly:
@@ -183,19 +212,34 @@ func ParseKeyring(path string, data []byte) (*Keyring, diag.Problems) {
 	byMaterial := make(map[string]*Key, len(f.People))
 	for i, pf := range f.People {
 		ptr := fmt.Sprintf("/people/%d", i)
-		p := &Person{ID: pf.ID, Name: pf.Name, Email: pf.Email, GitHub: pf.GitHub,
+		p := &Person{ID: pf.ID, Name: pf.Name, Email: pf.Email, Logins: map[string]string{},
 			Roles: slices.Clone(pf.Roles), Disabled: pf.Disabled}
+		for forge, login := range pf.Logins {
+			p.Logins[forge] = login
+		}
+		if pf.GitHub != "" {
+			if l, both := pf.Logins[ForgeGitHub]; both && !strings.EqualFold(l, pf.GitHub) {
+				problems = append(problems, doc.Errorf(ptr+"/github", "conflicting-login",
+					"github %q and logins.github %q name two accounts: keep one", pf.GitHub, l))
+			}
+			p.Logins[ForgeGitHub] = pf.GitHub
+		}
 		if prev, dup := k.byID[p.ID]; dup {
 			problems = append(problems, doc.Errorf(ptr+"/id", "duplicate-person",
 				"person id %q is already used at %s", p.ID, at(doc, personIndex(k.people, prev))))
 			continue
 		}
-		if p.GitHub != "" {
-			if prev, dup := k.byLogin[strings.ToLower(p.GitHub)]; dup {
-				problems = append(problems, doc.Errorf(ptr+"/github", "duplicate-login",
-					"GitHub login %q already belongs to %q", p.GitHub, prev.ID))
+		for _, forge := range slices.Sorted(maps.Keys(p.Logins)) {
+			login := p.Logins[forge]
+			lptr := ptr + "/logins/" + forge
+			if forge == ForgeGitHub && pf.GitHub != "" {
+				lptr = ptr + "/github"
+			}
+			if prev, dup := k.byLogin[loginKey(forge, login)]; dup {
+				problems = append(problems, doc.Errorf(lptr, "duplicate-login",
+					"%s login %q already belongs to %q", forgeName(forge), login, prev.ID))
 			} else {
-				k.byLogin[strings.ToLower(p.GitHub)] = p
+				k.byLogin[loginKey(forge, login)] = p
 			}
 		}
 		for j, text := range pf.Keys {

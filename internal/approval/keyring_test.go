@@ -37,10 +37,10 @@ func TestParseKeyringValid(t *testing.T) {
 	if !ok || alice.Name != "Alice Analyst" || alice.Email != "alice@example.com" || !alice.Has(RoleAnalyst) || alice.Has(RoleApprover) {
 		t.Fatalf("alice = %+v", alice)
 	}
-	if p, ok := kr.PersonByGitHub("Alice-GH"); !ok || p != alice {
+	if p, ok := kr.PersonByLogin(ForgeGitHub, "Alice-GH"); !ok || p != alice {
 		t.Fatalf("lookup by GitHub login (case-insensitive): %v %v", p, ok)
 	}
-	if _, ok := kr.PersonByGitHub("bob"); ok {
+	if _, ok := kr.PersonByLogin(ForgeGitHub, "bob"); ok {
 		t.Fatal("bob has no GitHub login")
 	}
 	bob, _ := kr.Person("bob")

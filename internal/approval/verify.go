@@ -42,15 +42,33 @@ const (
 
 // Submitted is one envelope as it reached writ, with where it came from.
 // The channel is never trusted; it only narrows: when SourceLogin is set
-// (a GitHub review), the signer's github login must be that login.
+// (a GitHub review, a GitLab note), Source is the forge, and the signer's
+// login on that forge (the approvers file's logins) must be SourceLogin.
 type Submitted struct {
 	Envelope    []byte
-	Source      string // api, cli, github, import
+	Source      string // api, cli, console, import, or a forge: github, gitlab
 	SourceRef   string // e.g. the GitHub review id
 	SourceLogin string // the forge account that submitted it, when any
 	// Remote is the client address it came from (the API), for the audit
 	// of refusals only; it never affects a verdict.
 	Remote string
+}
+
+// LoginMismatch says why a statement a forge delivered cannot count for
+// p: it was submitted by an account that is not p's login on that forge.
+// "" when it can (or no forge account submitted it).
+func (sub Submitted) LoginMismatch(p *Person) string {
+	if sub.SourceLogin == "" {
+		return ""
+	}
+	login := p.Login(sub.Source)
+	switch {
+	case login == "":
+		return fmt.Sprintf("submitted by %s user %q, but %q has no %s login in the approvers file", forgeName(sub.Source), sub.SourceLogin, p.ID, sub.Source)
+	case !strings.EqualFold(login, sub.SourceLogin):
+		return fmt.Sprintf("submitted by %s user %q, but %q is %s user %q", forgeName(sub.Source), sub.SourceLogin, p.ID, forgeName(sub.Source), login)
+	}
+	return ""
 }
 
 // Options tune the rules; the zero value is the default.
@@ -467,11 +485,8 @@ func (r rules) check(i int, sub Submitted) checked {
 	if key.Person.Disabled {
 		return fail(CodePersonDisabled, "%q is disabled in the approvers file", key.Person.ID)
 	}
-	if sub.SourceLogin != "" && !strings.EqualFold(key.Person.GitHub, sub.SourceLogin) {
-		if key.Person.GitHub == "" {
-			return fail(CodeLoginMismatch, "submitted by GitHub user %q, but %q has no github login in the approvers file", sub.SourceLogin, key.Person.ID)
-		}
-		return fail(CodeLoginMismatch, "submitted by GitHub user %q, but %q is GitHub user %q", sub.SourceLogin, key.Person.ID, key.Person.GitHub)
+	if msg := sub.LoginMismatch(key.Person); msg != "" {
+		return fail(CodeLoginMismatch, "%s", msg)
 	}
 	if msg := r.coverage(&env.Statement); msg != "" {
 		return fail(CodeSubjectMismatch, "%s", msg)

@@ -2,6 +2,7 @@ package approval
 
 import (
 	"bytes"
+	"cmp"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,7 @@ func TestVerifyReasons(t *testing.T) {
 		name  string
 		env   func(t *testing.T) []byte
 		login string // SourceLogin
+		forge string // Source when login is set; default github
 		edit  func(in *Input)
 		want  Code // "" means counted
 		msg   string
@@ -150,6 +152,10 @@ func TestVerifyReasons(t *testing.T) {
 		{name: "forge login of the signer", env: approval("hank"), login: "hank-gh"},
 		{name: "forge login of someone else", env: approval("hank"), login: "mallory", want: CodeLoginMismatch, msg: `"Hank-GH"`},
 		{name: "forge login for a person without one", env: approval("bob"), login: "bob", want: CodeLoginMismatch, msg: "no github login"},
+		{name: "gitlab login of the signer", env: approval("hank"), forge: "gitlab", login: "Hank.Lab"},
+		{name: "gitlab note by the signer's github login", env: approval("hank"), forge: "gitlab", login: "hank-gh", want: CodeLoginMismatch, msg: `is GitLab user "hank.lab"`},
+		{name: "github review by the signer's gitlab login", env: approval("hank"), login: "hank.lab", want: CodeLoginMismatch, msg: `is GitHub user "Hank-GH"`},
+		{name: "gitlab login for a person with only a github one", env: approval("alice"), forge: "gitlab", login: "alice-gh", want: CodeLoginMismatch, msg: "no gitlab login"},
 
 		// content binding
 		{name: "other content", env: func(t *testing.T) []byte {
@@ -210,6 +216,9 @@ func TestVerifyReasons(t *testing.T) {
 			t.Parallel()
 			subs := submitted(f.propose(t, "alice"), tc.env(t))
 			subs[1].SourceLogin = tc.login
+			if tc.login != "" {
+				subs[1].Source = cmp.Or(tc.forge, ForgeGitHub)
+			}
 			in := baseInput(f, subs)
 			in.ApprovalsRequired = 1
 			if tc.edit != nil {

@@ -84,9 +84,8 @@ func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval
 	if repo := env.Statement.Predicate.Repository; !strings.EqualFold(repo, r.opts.Repository) {
 		return nil, r.refuse(ctx, ch, key.Person.ID, approval.CodeRepositoryMismatch, fmt.Errorf("the statement names repository %q; this is %s", repo, r.opts.Repository))
 	}
-	if ch.SourceLogin != "" && !strings.EqualFold(key.Person.GitHub, ch.SourceLogin) {
-		return nil, r.refuse(ctx, ch, key.Person.ID, approval.CodeLoginMismatch,
-			fmt.Errorf("submitted by %s, but the signer %s's GitHub login is %q", ch.SourceLogin, key.Person.ID, key.Person.GitHub))
+	if msg := ch.LoginMismatch(key.Person); msg != "" {
+		return nil, r.refuse(ctx, ch, key.Person.ID, approval.CodeLoginMismatch, errors.New(msg))
 	}
 	if why, err := r.stale(ctx, &env.Statement); err != nil {
 		return nil, err

@@ -186,7 +186,7 @@ func TestSignedReviewsApproveAndMergeExecutes(t *testing.T) {
 	if run.Conclusion != ConclusionActionRequired || !strings.Contains(run.Summary, "0 of 2 approvals") {
 		t.Fatalf("after reviews that must not count: %s\n%s", run.Conclusion, run.Summary)
 	}
-	for _, want := range []string{"counts for nothing", "review 1004 by @bob-gh: refused: approval refused: not signed by a key", "submitted by mallory-gh, but the signer carol's github login"} {
+	for _, want := range []string{"counts for nothing", "review 1004 by @bob-gh: refused: approval refused: not signed by a key", "submitted by GitHub user \"mallory-gh\", but \"carol\" is GitHub user \"carol-gh\""} {
 		if !strings.Contains(strings.ToLower(run.Summary), strings.ToLower(want)) {
 			t.Errorf("summary lacks %q:\n%s", want, run.Summary)
 		}

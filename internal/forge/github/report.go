@@ -462,7 +462,7 @@ func reviewers(in reportInput) []string {
 			return
 		}
 		for _, person := range in.Keyring.People() {
-			if person.Disabled || person.GitHub == "" {
+			if person.Disabled || person.Login(approval.ForgeGitHub) == "" {
 				continue
 			}
 			if slices.ContainsFunc(roles, person.Has) {
@@ -490,10 +490,10 @@ func reviewers(in reportInput) []string {
 			continue
 		}
 		person, _ := in.Keyring.Person(id)
-		if strings.EqualFold(person.GitHub, in.PR.Author) {
+		if strings.EqualFold(person.Login(approval.ForgeGitHub), in.PR.Author) {
 			continue
 		}
-		out = append(out, person.GitHub)
+		out = append(out, person.Login(approval.ForgeGitHub))
 	}
 	slices.Sort(out)
 	return out
