@@ -56,15 +56,8 @@ func setupGitHub(ctx context.Context, cfg *config.Config, rec *reconcile.Reconci
 	if err != nil {
 		return nil, err
 	}
-	svc.Register(srv)
-	srv.AddCheck("github", func(ctx context.Context) (string, error) {
-		counts, err := st.DeliveryCounts(ctx)
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("webhook deliveries: %d queued, %d done, %d failed",
-			counts[store.DeliveryQueued], counts[store.DeliveryDone], counts[store.DeliveryFailed]), nil
-	})
+	srv.Handle("POST "+svc.WebhookPath(), svc.Handler())
+	srv.AddCheck(svc.Name(), svc.Readiness)
 	log.InfoContext(ctx, "GitHub integration ready", slog.String("repository", g.Repository), slog.Any("api", co),
 		slog.String("webhook", github.WebhookPath))
 	return svc.Run, nil

@@ -24,7 +24,7 @@ func TestGitHubDeliveryQueue(t *testing.T) {
 	at := func(d time.Duration) *time.Time { t := t0.Add(d); return &t }
 	ids := map[string]int64{}
 	for _, guid := range []string{"a-1", "b-2", "c-3"} {
-		id, created, err := st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: guid, Event: "push", Payload: []byte(`{}`),
+		id, created, err := st.InsertDelivery(ctx, at(0), store.Delivery{Forge: "github", DeliveryID: guid, Event: "push", Payload: []byte(`{}`),
 			BodySHA256: digestOf("body of " + guid)})
 		if err != nil || !created {
 			t.Fatalf("insert %s: %v %v", guid, created, err)
@@ -33,41 +33,41 @@ func TestGitHubDeliveryQueue(t *testing.T) {
 	}
 	// A redelivery (the same delivery id) is stored once and returns the
 	// stored id, whatever its body.
-	id, created, err := st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: "b-2", Event: "push", Payload: []byte(`{"other":1}`),
+	id, created, err := st.InsertDelivery(ctx, at(0), store.Delivery{Forge: "github", DeliveryID: "b-2", Event: "push", Payload: []byte(`{"other":1}`),
 		BodySHA256: digestOf("body of b-2")})
 	if err != nil || created || id != ids["b-2"] {
 		t.Fatalf("redelivery: %d %v %v", id, created, err)
 	}
 	// A body stored before under a new delivery id is a replay: refused,
 	// not stored, naming the row that holds the body.
-	id, created, err = st.InsertDelivery(ctx, at(0), store.GitHubDelivery{DeliveryID: "d-4", Event: "push", Payload: []byte(`{}`),
+	id, created, err = st.InsertDelivery(ctx, at(0), store.Delivery{Forge: "github", DeliveryID: "d-4", Event: "push", Payload: []byte(`{}`),
 		BodySHA256: digestOf("body of b-2")})
 	if !errors.Is(err, store.ErrDeliveryReplayed) || !errors.Is(err, store.ErrConflict) || created || id != ids["b-2"] {
 		t.Fatalf("replay under a new delivery id: %d %v %v", id, created, err)
 	}
-	if _, err := st.DeliveryByGUID(ctx, "d-4"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.DeliveryByGUID(ctx, "github", "d-4"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the replay was stored: %v", err)
 	}
 	// Invalid ids, events and digests are refused by the schema.
-	for _, d := range []store.GitHubDelivery{
-		{DeliveryID: "../x", Event: "push", Payload: []byte(`{}`), BodySHA256: digestOf("x")},
-		{DeliveryID: "e-5", Event: "push", Payload: []byte(`{}`)},
-		{DeliveryID: "e-6", Event: "push", Payload: []byte(`{}`), BodySHA256: "not a digest"},
+	for _, d := range []store.Delivery{
+		{Forge: "github", DeliveryID: "../x", Event: "push", Payload: []byte(`{}`), BodySHA256: digestOf("x")},
+		{Forge: "github", DeliveryID: "e-5", Event: "push", Payload: []byte(`{}`)},
+		{Forge: "github", DeliveryID: "e-6", Event: "push", Payload: []byte(`{}`), BodySHA256: "not a digest"},
 	} {
 		if _, _, err := st.InsertDelivery(ctx, at(0), d); err == nil {
 			t.Fatalf("stored an invalid delivery %+v", d)
 		}
 	}
-	if d, err := st.DeliveryByGUID(ctx, "a-1"); err != nil || d.BodySHA256 != digestOf("body of a-1") {
+	if d, err := st.DeliveryByGUID(ctx, "github", "a-1"); err != nil || d.BodySHA256 != digestOf("body of a-1") {
 		t.Fatalf("stored digest: %+v %v", d, err)
 	}
 
 	// Oldest first; a claimed delivery is leased.
-	d1, err := st.ClaimDelivery(ctx, at(0), time.Hour)
+	d1, err := st.ClaimDelivery(ctx, "github", at(0), time.Hour)
 	if err != nil || d1.DeliveryID != "a-1" || d1.Attempts != 1 {
 		t.Fatalf("first claim: %+v %v", d1, err)
 	}
-	d2, err := st.ClaimDelivery(ctx, at(0), time.Hour)
+	d2, err := st.ClaimDelivery(ctx, "github", at(0), time.Hour)
 	if err != nil || d2.DeliveryID != "b-2" || string(d2.Payload) != `{}` {
 		t.Fatalf("second claim: %+v %v", d2, err)
 	}
@@ -79,11 +79,11 @@ func TestGitHubDeliveryQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Just before a-1's retry is due, the next claim skips it for c-3.
-	d3, err := st.ClaimDelivery(ctx, at(time.Second-time.Millisecond), 10*time.Second)
+	d3, err := st.ClaimDelivery(ctx, "github", at(time.Second-time.Millisecond), 10*time.Second)
 	if err != nil || d3.DeliveryID != "c-3" || d3.Attempts != 1 {
 		t.Fatalf("claim before the retry is due: %+v %v", d3, err)
 	}
-	d4, err := st.ClaimDelivery(ctx, at(time.Second), time.Hour)
+	d4, err := st.ClaimDelivery(ctx, "github", at(time.Second), time.Hour)
 	if err != nil || d4.DeliveryID != "a-1" || d4.Attempts != 2 || d4.LastError != "boom" {
 		t.Fatalf("retried claim: %+v %v", d4, err)
 	}
@@ -91,18 +91,18 @@ func TestGitHubDeliveryQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	// c-3 is leased until 11s-1ms: nobody takes it before.
-	if d, err := st.ClaimDelivery(ctx, at(11*time.Second-2*time.Millisecond), time.Hour); !errors.Is(err, store.ErrNotFound) {
+	if d, err := st.ClaimDelivery(ctx, "github", at(11*time.Second-2*time.Millisecond), time.Hour); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a leased delivery was claimed: %+v %v", d, err)
 	}
 	// c-3's lease ran out: claimed again.
-	d5, err := st.ClaimDelivery(ctx, at(11*time.Second), time.Hour)
+	d5, err := st.ClaimDelivery(ctx, "github", at(11*time.Second), time.Hour)
 	if err != nil || d5.DeliveryID != "c-3" || d5.Attempts != 2 {
 		t.Fatalf("claim after the lease: %+v %v", d5, err)
 	}
-	if _, err := st.ClaimDelivery(ctx, at(time.Minute), time.Hour); !errors.Is(err, store.ErrNotFound) {
+	if _, err := st.ClaimDelivery(ctx, "github", at(time.Minute), time.Hour); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("nothing due: %v", err)
 	}
-	counts, err := st.DeliveryCounts(ctx)
+	counts, err := st.DeliveryCounts(ctx, "github")
 	if err != nil || counts[store.DeliveryDone] != 1 || counts[store.DeliveryFailed] != 1 || counts[store.DeliveryQueued] != 1 {
 		t.Fatalf("counts: %v %v", counts, err)
 	}
@@ -217,21 +217,63 @@ func TestMigrationDigestsStoredDeliveries(t *testing.T) {
 	if err := m.MigrateTo(ctx, 8); err != nil {
 		t.Fatal(err)
 	}
+	// On to the current schema (deliveries are forge_deliveries from 021).
+	if err := m.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
 	st, err := store.Open(ctx, store.Options{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	for guid, want := range map[string]string{"old-1": digestOf(`{"n":1}`), "old-2": digestOf(`{"n":2}`), "replay-of-1": ""} {
-		if d, err := st.DeliveryByGUID(ctx, guid); err != nil || d.BodySHA256 != want {
+		if d, err := st.DeliveryByGUID(ctx, "github", guid); err != nil || d.BodySHA256 != want {
 			t.Fatalf("%s after the migration: %+v %v; want digest %q", guid, d, err, want)
 		}
 	}
-	if _, _, err := st.InsertDelivery(ctx, nil, store.GitHubDelivery{DeliveryID: "new-1", Event: "push", Payload: []byte(`{"n":2}`),
+	if _, _, err := st.InsertDelivery(ctx, nil, store.Delivery{Forge: "github", DeliveryID: "new-1", Event: "push", Payload: []byte(`{"n":2}`),
 		BodySHA256: digestOf(`{"n":2}`)}); !errors.Is(err, store.ErrDeliveryReplayed) {
 		t.Fatalf("a body stored before the migration, under a new delivery id: %v", err)
 	}
 	if err := m.MigrateTo(ctx, 7); err != nil {
 		t.Fatalf("down: %v", err)
+	}
+}
+
+// TestDeliveriesPerForge: forges share the inbox but not their ids,
+// bodies or queues: GitLab's delivery with GitHub's id and body is its
+// own, each forge claims only its own, and a replay is caught per forge.
+func TestDeliveriesPerForge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dbtest.Store(t)
+	body := digestOf(`{"object_kind":"merge_request"}`)
+	gh, created, err := st.InsertDelivery(ctx, nil, store.Delivery{Forge: "github", DeliveryID: "same-id", Event: "push", Payload: []byte(`{}`), BodySHA256: body})
+	if err != nil || !created {
+		t.Fatalf("github delivery: %v %v", created, err)
+	}
+	gl, created, err := st.InsertDelivery(ctx, nil, store.Delivery{Forge: "gitlab", DeliveryID: "same-id", Event: "merge_request", Payload: []byte(`{}`), BodySHA256: body})
+	if err != nil || !created || gl == gh {
+		t.Fatalf("gitlab delivery with github's id and body: %d %v %v", gl, created, err)
+	}
+	if _, _, err := st.InsertDelivery(ctx, nil, store.Delivery{Forge: "gitlab", DeliveryID: "other-id", Event: "merge_request", Payload: []byte(`{}`), BodySHA256: body}); !errors.Is(err, store.ErrDeliveryReplayed) {
+		t.Fatalf("gitlab replay under a new id: %v", err)
+	}
+	if _, _, err := st.InsertDelivery(ctx, nil, store.Delivery{Forge: "GitLab!", DeliveryID: "x", Event: "push", Payload: []byte(`{}`), BodySHA256: digestOf("x")}); err == nil {
+		t.Fatal("a forge name the schema refuses was stored")
+	}
+	d, err := st.ClaimDelivery(ctx, "gitlab", nil, time.Hour)
+	if err != nil || d.ID != gl || d.Forge != "gitlab" || d.Event != "merge_request" {
+		t.Fatalf("gitlab claim: %+v %v", d, err)
+	}
+	if _, err := st.ClaimDelivery(ctx, "gitlab", nil, time.Hour); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("gitlab claimed another forge's delivery: %v", err)
+	}
+	if d, err := st.DeliveryByGUID(ctx, "github", "same-id"); err != nil || d.ID != gh {
+		t.Fatalf("github's delivery by id: %+v %v", d, err)
+	}
+	counts, err := st.DeliveryCounts(ctx, "github")
+	if err != nil || counts[store.DeliveryQueued] != 1 {
+		t.Fatalf("github counts: %v %v", counts, err)
 	}
 }

@@ -95,7 +95,7 @@ func BenchmarkWebhookAccept(b *testing.B) {
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()
-	counts, err := e.st.DeliveryCounts(e.ctx)
+	counts, err := e.st.DeliveryCounts(e.ctx, "github")
 	if err != nil {
 		b.Fatal(err)
 	}

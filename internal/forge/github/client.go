@@ -137,9 +137,6 @@ func redactURL(raw string) string {
 	return u.String()
 }
 
-// errPermanent marks an API failure that retrying will not fix.
-var errPermanent = errors.New("permanent")
-
 // call runs one API call with the service's rules: a deadline per attempt;
 // on the primary rate limit, wait until it resets; on a secondary rate
 // limit, wait Retry-After (or SecondaryWait); on 5xx, 429 or a network

@@ -365,7 +365,7 @@ func (e *env) process() {
 	if _, err := e.svc.ProcessPending(e.ctx); err != nil {
 		e.t.Fatalf("process: %v", err)
 	}
-	counts, err := e.st.DeliveryCounts(e.ctx)
+	counts, err := e.st.DeliveryCounts(e.ctx, "github")
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -117,7 +117,7 @@ func TestCheckRerequested(t *testing.T) {
 	if len(runs) == 0 || runs[len(runs)-1].Summary == first.Summary {
 		t.Fatalf("the rerequested check was not re-judged: %d runs", len(runs))
 	}
-	d, _ := e.st.DeliveryCounts(e.ctx)
+	d, _ := e.st.DeliveryCounts(e.ctx, "github")
 	if d["done"] != 2 {
 		t.Fatalf("deliveries: %v", d)
 	}

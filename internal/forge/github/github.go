@@ -28,9 +28,9 @@ import (
 	gh "github.com/google/go-github/v88/github"
 
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/forge/inbox"
 	"github.com/writ-sec/writ/internal/reconcile"
 	"github.com/writ-sec/writ/internal/retry"
-	"github.com/writ-sec/writ/internal/server"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -199,19 +199,9 @@ type Service struct {
 	log   *slog.Logger
 	owner string
 	name  string
-	wake  chan struct{}
+	inbox *inbox.Inbox
 	// sleep waits between attempts (replaced in tests of rate limits).
 	sleep func(ctx context.Context, d time.Duration) error
-}
-
-// queueNow is the time the delivery queue is read at (nil: the database's
-// clock).
-func (s *Service) queueNow() *time.Time {
-	if s.opts.Now == nil {
-		return nil
-	}
-	t := s.opts.Now()
-	return &t
 }
 
 // New checks the options and makes the service.
@@ -221,16 +211,23 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	owner, name, _ := strings.Cut(opts.Repository, "/")
-	return &Service{
-		opts: opts, log: opts.Logger.With(slog.String("forge", "github"), slog.String("repository", opts.Repository)),
-		owner: owner, name: name, wake: make(chan struct{}, 1), sleep: sleepCtx,
-	}, nil
+	log := opts.Logger.With(slog.String("forge", approval.ForgeGitHub), slog.String("repository", opts.Repository))
+	in, err := inbox.New(inbox.Options{Forge: approval.ForgeGitHub, Store: opts.Store, Lease: opts.Lease, MaxAttempts: opts.MaxAttempts,
+		RetryBase: opts.RetryBase, RetryMax: opts.RetryMax, Now: opts.Now, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("github: %w", err)
+	}
+	return &Service{opts: opts, log: log, owner: owner, name: name, inbox: in, sleep: sleepCtx}, nil
 }
 
-// Register mounts the webhook receiver on a server.
-func (s *Service) Register(srv *server.Server) {
-	srv.Handle("POST "+WebhookPath, s.Handler())
-}
+// Name is the forge's name (approval sources, deliveries, logins).
+func (s *Service) Name() string { return approval.ForgeGitHub }
+
+// WebhookPath is where the forge delivers webhooks: Handler's path.
+func (s *Service) WebhookPath() string { return WebhookPath }
+
+// Readiness is the /readyz detail of the integration: its deliveries.
+func (s *Service) Readiness(ctx context.Context) (string, error) { return s.inbox.Readiness(ctx) }
 
 // Repository is OWNER/NAME.
 func (s *Service) Repository() string { return s.opts.Repository }

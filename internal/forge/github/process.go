@@ -2,7 +2,6 @@ package github
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	gh "github.com/google/go-github/v88/github"
 
+	"github.com/writ-sec/writ/internal/forge/inbox"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -34,7 +34,7 @@ func (s *Service) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-s.wake:
+		case <-s.inbox.Woken():
 		case <-poll.C:
 		case <-refresh:
 			if err := s.RefreshOpen(ctx); err != nil && ctx.Err() == nil {
@@ -45,63 +45,16 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // ProcessPending processes every delivery that is due, oldest first, and
-// returns how many it finished. A delivery that fails stays queued and is
-// tried again after a growing delay (after MaxAttempts it is marked
-// failed); a crash leaves it claimed until its lease runs out, then it is
-// processed again.
+// returns how many it finished (inbox.ProcessPending).
 func (s *Service) ProcessPending(ctx context.Context) (int, error) {
-	n := 0
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		d, err := s.opts.Store.ClaimDelivery(ctx, s.queueNow(), s.opts.Lease)
-		if errors.Is(err, store.ErrNotFound) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-		log := s.log.With(slog.String("delivery", d.DeliveryID), slog.String("event", d.Event), slog.String("action", d.Action),
-			slog.Int("attempt", d.Attempts))
-		// Processing must end within the lease: past it another processor
-		// may claim the delivery, and two must not work on one.
-		pctx, cancel := context.WithTimeout(ctx, s.opts.Lease-s.opts.Lease/10)
-		outcome, perr := s.process(pctx, d)
-		if perr != nil && pctx.Err() != nil && ctx.Err() == nil {
-			perr = fmt.Errorf("processing ran past its lease of %s: %w", s.opts.Lease, perr)
-		}
-		cancel()
-		if perr == nil {
-			if err := s.opts.Store.FinishDelivery(ctx, d.ID, outcome); err != nil {
-				return n, err
-			}
-			log.InfoContext(ctx, "webhook delivery processed", slog.String("outcome", outcome))
-			n++
-			continue
-		}
-		if ctx.Err() != nil {
-			// Stopping: the lease brings it back.
-			return n, ctx.Err()
-		}
-		giveUp := d.Attempts >= s.opts.MaxAttempts || errors.Is(perr, errPermanent)
-		delay := backoff(s.opts.RetryBase, s.opts.RetryMax, d.Attempts)
-		if err := s.opts.Store.RetryDelivery(ctx, s.queueNow(), d.ID, oneLine(perr.Error(), 2000), delay, giveUp); err != nil {
-			return n, err
-		}
-		if giveUp {
-			log.ErrorContext(ctx, "webhook delivery failed for good", slog.Any("error", perr))
-		} else {
-			log.WarnContext(ctx, "webhook delivery failed; it will be retried", slog.Duration("after", delay), slog.Any("error", perr))
-		}
-	}
+	return s.inbox.ProcessPending(ctx, s.process)
 }
 
 // process handles one delivery and says what came of it.
-func (s *Service) process(ctx context.Context, d *store.GitHubDelivery) (string, error) {
+func (s *Service) process(ctx context.Context, d *store.Delivery) (string, error) {
 	ev, err := gh.ParseWebHook(d.Event, d.Payload)
 	if err != nil {
-		return "", fmt.Errorf("%w: decode %s payload: %w", errPermanent, d.Event, err)
+		return "", fmt.Errorf("%w: decode %s payload: %w", inbox.ErrPermanent, d.Event, err)
 	}
 	switch e := ev.(type) {
 	case *gh.PullRequestEvent:

@@ -1,7 +1,6 @@
 package github
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -18,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/writ-sec/writ/internal/forge/inbox"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -40,11 +40,7 @@ var (
 )
 
 // Answer is the JSON body of every webhook response.
-type Answer struct {
-	Status string `json:"status"` // queued, duplicate, ignored, pong, or an error code (replayed_delivery, unauthorized, ...)
-	ID     int64  `json:"id,omitempty"`
-	Reason string `json:"reason,omitempty"`
-}
+type Answer = inbox.Answer
 
 // Handler is the webhook receiver (POST /webhooks/github).
 //
@@ -122,7 +118,7 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	digest := sha256.Sum256(body)
-	id, created, err := s.opts.Store.InsertDelivery(ctx, s.queueNow(), store.GitHubDelivery{DeliveryID: guid, Event: event, Action: m.Action,
+	id, created, err := s.inbox.Put(ctx, store.Delivery{DeliveryID: guid, Event: event, Action: m.Action,
 		Payload: payload, BodySHA256: hex.EncodeToString(digest[:])})
 	if errors.Is(err, store.ErrDeliveryReplayed) {
 		s.log.WarnContext(ctx, "webhook delivery refused: a body delivered before, under a new delivery id", slog.String("delivery", guid),
@@ -142,17 +138,11 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.DebugContext(ctx, "webhook delivery queued", slog.String("delivery", guid), slog.String("event", event),
 		slog.String("action", m.Action), slog.Int64("id", id))
-	s.Wake()
 	answer(w, http.StatusAccepted, Answer{Status: "queued", ID: id})
 }
 
 // Wake asks the processor to look for deliveries now. It never blocks.
-func (s *Service) Wake() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
+func (s *Service) Wake() { s.inbox.Wake() }
 
 // validSignature checks X-Hub-Signature-256 in constant time.
 func (s *Service) validSignature(header string, body []byte) bool {
@@ -223,11 +213,4 @@ func decodeMeta(payload []byte) (meta, error) {
 	return m, nil
 }
 
-func answer(w http.ResponseWriter, code int, a Answer) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	var b bytes.Buffer
-	_ = json.NewEncoder(&b).Encode(a)
-	_, _ = w.Write(b.Bytes())
-}
+func answer(w http.ResponseWriter, code int, a Answer) { inbox.Reply(w, code, a) }

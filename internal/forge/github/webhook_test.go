@@ -71,12 +71,12 @@ func TestWebhookReceiver(t *testing.T) {
 		if a.Status != c.status || !strings.Contains(a.Body, `"status":"`+c.answer+`"`) {
 			t.Errorf("%s: answered %d %s; want %d %s", c.name, a.Status, a.Body, c.status, c.answer)
 		}
-		_, err = e.st.DeliveryByGUID(e.ctx, c.guid)
+		_, err = e.st.DeliveryByGUID(e.ctx, "github", c.guid)
 		if stored := err == nil; stored != c.stored {
 			t.Errorf("%s: stored = %v; want %v (%v)", c.name, stored, c.stored, err)
 		}
 	}
-	counts, err := e.st.DeliveryCounts(e.ctx)
+	counts, err := e.st.DeliveryCounts(e.ctx, "github")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestWebhookReceiver(t *testing.T) {
 	if account, action, err := e.st.GitHubInstallation(e.ctx, 2); err != nil || account != "octocat" || action != "created" {
 		t.Fatalf("installation: %q %q %v", account, action, err)
 	}
-	d, err := e.st.DeliveryByGUID(e.ctx, "guid-valid-1")
+	d, err := e.st.DeliveryByGUID(e.ctx, "github", "guid-valid-1")
 	if err != nil || d.State != store.DeliveryDone || d.Attempts != 1 {
 		t.Fatalf("delivery: %+v %v", d, err)
 	}
@@ -97,7 +97,7 @@ func TestWebhookReceiver(t *testing.T) {
 	if err != nil || a.Status != http.StatusOK {
 		t.Fatalf("replay after processing: %d %v", a.Status, err)
 	}
-	if d2, _ := e.st.DeliveryByGUID(e.ctx, "guid-valid-1"); d2.Attempts != 1 || d2.State != store.DeliveryDone {
+	if d2, _ := e.st.DeliveryByGUID(e.ctx, "github", "guid-valid-1"); d2.Attempts != 1 || d2.State != store.DeliveryDone {
 		t.Fatalf("replayed delivery was processed again: %+v", d2)
 	}
 }
@@ -161,14 +161,14 @@ func TestWebhookReplayUnderNewDeliveryID(t *testing.T) {
 		t.Fatalf("installation after the replay: %q %v; want suspend", action, err)
 	}
 	for _, guid := range []string{"guid-forged-1", "guid-forged-2"} {
-		if _, err := e.st.DeliveryByGUID(e.ctx, guid); !errors.Is(err, store.ErrNotFound) {
+		if _, err := e.st.DeliveryByGUID(e.ctx, "github", guid); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("replay %s was stored: %v", guid, err)
 		}
 	}
-	if d, err := e.st.DeliveryByGUID(e.ctx, "guid-created"); err != nil || d.Attempts != 1 || d.State != store.DeliveryDone {
+	if d, err := e.st.DeliveryByGUID(e.ctx, "github", "guid-created"); err != nil || d.Attempts != 1 || d.State != store.DeliveryDone {
 		t.Fatalf("the original delivery: %+v %v; want processed once", d, err)
 	}
-	counts, err := e.st.DeliveryCounts(e.ctx)
+	counts, err := e.st.DeliveryCounts(e.ctx, "github")
 	if err != nil || counts[store.DeliveryDone] != 2 || counts[store.DeliveryQueued] != 0 || counts[store.DeliveryFailed] != 0 {
 		t.Fatalf("deliveries %v %v; want the two genuine ones, done", counts, err)
 	}
@@ -226,7 +226,7 @@ func TestWebhookFormEncoded(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	d, err := e.st.DeliveryByGUID(e.ctx, "form-1")
+	d, err := e.st.DeliveryByGUID(e.ctx, "github", "form-1")
 	if err != nil || !json.Valid(d.Payload) || d.Action != "created" {
 		t.Fatalf("stored: %+v %v", d, err)
 	}
@@ -256,7 +256,7 @@ func TestDeliverySurvivesCrash(t *testing.T) {
 	// while its lease holds; after, the next processor does.
 	e.deliverPR(p, "synchronize")
 	now := e.clock.Now()
-	claimed, err := e.st.ClaimDelivery(e.ctx, &now, time.Minute)
+	claimed, err := e.st.ClaimDelivery(e.ctx, "github", &now, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestDeliverySurvivesCrash(t *testing.T) {
 	if n, err := again.ProcessPending(e.ctx); err != nil || n != 1 {
 		t.Fatalf("after the lease: %d %v", n, err)
 	}
-	d, err := e.st.DeliveryByGUID(e.ctx, claimed.DeliveryID)
+	d, err := e.st.DeliveryByGUID(e.ctx, "github", claimed.DeliveryID)
 	if err != nil || d.State != store.DeliveryDone || d.Attempts != 2 {
 		t.Fatalf("delivery after the crash: %+v %v", d, err)
 	}
@@ -291,7 +291,7 @@ func TestProcessingEndsWithinTheLease(t *testing.T) {
 	if n, err := e.svc.ProcessPending(e.ctx); err != nil || n != 0 {
 		t.Fatalf("processed %d, %v while GitHub stalls", n, err)
 	}
-	d, err := e.st.DeliveryByGUID(e.ctx, p.opened)
+	d, err := e.st.DeliveryByGUID(e.ctx, "github", p.opened)
 	if err != nil || d.State != store.DeliveryQueued || d.Attempts != 1 || !strings.Contains(d.LastError, "processing ran past its lease of 1s") {
 		t.Fatalf("delivery after the stall: %+v %v", d, err)
 	}
@@ -307,7 +307,7 @@ func TestProcessingEndsWithinTheLease(t *testing.T) {
 	if n, err := e.svc.ProcessPending(e.ctx); err != nil || n != 1 {
 		t.Fatalf("processed %d, %v after GitHub answers again", n, err)
 	}
-	if d, err = e.st.DeliveryByGUID(e.ctx, p.opened); err != nil || d.State != store.DeliveryDone || d.Attempts != 2 {
+	if d, err = e.st.DeliveryByGUID(e.ctx, "github", p.opened); err != nil || d.State != store.DeliveryDone || d.Attempts != 2 {
 		t.Fatalf("delivery after GitHub answers again: %+v %v", d, err)
 	}
 	if run := e.check(p.head); run.Status != "completed" {
@@ -343,7 +343,7 @@ func TestFailedDeliveryIsRetried(t *testing.T) {
 	if _, err := e.svc.ProcessPending(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	counts, _ := e.st.DeliveryCounts(e.ctx)
+	counts, _ := e.st.DeliveryCounts(e.ctx, "github")
 	if counts[store.DeliveryQueued] != 1 {
 		t.Fatalf("after a failed write: %v; want it queued", counts)
 	}
@@ -368,7 +368,7 @@ func TestFailedDeliveryIsRetried(t *testing.T) {
 		}
 		e.clock.Advance(time.Second) // the retry delay
 	}
-	counts, _ = e.st.DeliveryCounts(e.ctx)
+	counts, _ = e.st.DeliveryCounts(e.ctx, "github")
 	if counts[store.DeliveryFailed] == 0 {
 		t.Fatalf("deliveries: %v; want one failed after 3 attempts", counts)
 	}

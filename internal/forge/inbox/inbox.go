@@ -1,0 +1,226 @@
+// Package inbox is the durable delivery inbox every forge shares: a
+// webhook delivery is stored in PostgreSQL (forge_deliveries) before the
+// forge is answered, deduplicated by its delivery id and by its body, and
+// processed from there in order, under a lease, with retries and a final
+// failure. A forge package (internal/forge/github, internal/forge/gitlab)
+// authenticates and filters deliveries, then calls Put; its processor runs
+// ProcessPending with the function that handles one delivery. The inbox
+// knows nothing of any forge's payloads.
+package inbox
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/writ-sec/writ/internal/retry"
+	"github.com/writ-sec/writ/internal/store"
+)
+
+// ErrPermanent marks a failure that retrying will not fix (a payload that
+// cannot be decoded, an API refusal): the delivery is marked failed at
+// once. Wrap it: fmt.Errorf("%w: ...", inbox.ErrPermanent).
+var ErrPermanent = errors.New("permanent")
+
+// Options configures an Inbox.
+type Options struct {
+	// Forge names the forge whose deliveries this inbox holds (github,
+	// gitlab). Required.
+	Forge string
+	// Store holds the deliveries. Required.
+	Store *store.Store
+	// Lease is how long a claimed delivery is left to its processor before
+	// another may claim it again. Default 5m.
+	Lease time.Duration
+	// MaxAttempts per delivery before it is marked failed. Default 10.
+	MaxAttempts int
+	// RetryBase and RetryMax bound the delay before a failed delivery is
+	// tried again (doubling). Defaults 2s and 5m.
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// Now, when set, is the clock the queue is read with (when a delivery
+	// is due, when its lease ends). Nil: the database's clock, shared by
+	// every replica. Tests set it so that leases and retry delays never
+	// depend on the machine's speed.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+var forgeRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+
+// Inbox is one forge's view of the shared inbox. Safe for concurrent use.
+type Inbox struct {
+	opts Options
+	wake chan struct{}
+}
+
+// New checks the options and makes the inbox.
+func New(opts Options) (*Inbox, error) {
+	if opts.Lease == 0 {
+		opts.Lease = 5 * time.Minute
+	}
+	if opts.MaxAttempts == 0 {
+		opts.MaxAttempts = 10
+	}
+	if opts.RetryBase == 0 {
+		opts.RetryBase = 2 * time.Second
+	}
+	if opts.RetryMax == 0 {
+		opts.RetryMax = 5 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case !forgeRE.MatchString(opts.Forge):
+		return nil, fmt.Errorf("inbox: forge %q is not a name", opts.Forge)
+	case opts.Store == nil:
+		return nil, errors.New("inbox: a store is required")
+	case opts.Lease < time.Second:
+		return nil, fmt.Errorf("inbox: lease %s is too short", opts.Lease)
+	case opts.MaxAttempts < 1:
+		return nil, errors.New("inbox: attempts must be at least 1")
+	}
+	return &Inbox{opts: opts, wake: make(chan struct{}, 1)}, nil
+}
+
+// Forge is the forge whose deliveries the inbox holds.
+func (in *Inbox) Forge() string { return in.opts.Forge }
+
+// Lease is how long one delivery may be processed.
+func (in *Inbox) Lease() time.Duration { return in.opts.Lease }
+
+// now is the time the queue is read at (nil: the database's clock).
+func (in *Inbox) now() *time.Time {
+	if in.opts.Now == nil {
+		return nil
+	}
+	t := in.opts.Now()
+	return &t
+}
+
+// Put stores a delivery (its Forge is the inbox's) and wakes the
+// processor. created is false for a delivery id stored before (a
+// redelivery: id is the stored row's); a body stored before under another
+// delivery id is refused with store.ErrDeliveryReplayed. When Put returns
+// without error the delivery is committed: the forge may be answered.
+func (in *Inbox) Put(ctx context.Context, d store.Delivery) (id int64, created bool, err error) {
+	d.Forge = in.opts.Forge
+	id, created, err = in.opts.Store.InsertDelivery(ctx, in.now(), d)
+	if err == nil && created {
+		in.Wake()
+	}
+	return id, created, err
+}
+
+// Wake asks the processor to look for deliveries now. It never blocks.
+func (in *Inbox) Wake() {
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Woken receives when Put stored a delivery or Wake was called.
+func (in *Inbox) Woken() <-chan struct{} { return in.wake }
+
+// Handle processes one delivery and says what came of it (the outcome
+// recorded with it). An error keeps it queued for a retry, unless it is
+// ErrPermanent or the attempts are spent.
+type Handle func(ctx context.Context, d *store.Delivery) (outcome string, err error)
+
+// ProcessPending processes every delivery of the forge that is due, oldest
+// first, and returns how many it finished. A delivery that fails stays
+// queued and is tried again after a growing delay (after MaxAttempts, or
+// at once for ErrPermanent, it is marked failed); a crash leaves it
+// claimed until its lease runs out, then it is processed again. handle
+// gets a context that ends before the lease does: past it another
+// processor may claim the delivery, and two must not work on one.
+func (in *Inbox) ProcessPending(ctx context.Context, handle Handle) (int, error) {
+	n := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		d, err := in.opts.Store.ClaimDelivery(ctx, in.opts.Forge, in.now(), in.opts.Lease)
+		if errors.Is(err, store.ErrNotFound) {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		log := in.opts.Logger.With(slog.String("delivery", d.DeliveryID), slog.String("event", d.Event), slog.String("action", d.Action),
+			slog.Int("attempt", d.Attempts))
+		pctx, cancel := context.WithTimeout(ctx, in.opts.Lease-in.opts.Lease/10)
+		outcome, perr := handle(pctx, d)
+		if perr != nil && pctx.Err() != nil && ctx.Err() == nil {
+			perr = fmt.Errorf("processing ran past its lease of %s: %w", in.opts.Lease, perr)
+		}
+		cancel()
+		if perr == nil {
+			if err := in.opts.Store.FinishDelivery(ctx, d.ID, outcome); err != nil {
+				return n, err
+			}
+			log.InfoContext(ctx, "webhook delivery processed", slog.String("outcome", outcome))
+			n++
+			continue
+		}
+		if ctx.Err() != nil {
+			// Stopping: the lease brings it back.
+			return n, ctx.Err()
+		}
+		giveUp := d.Attempts >= in.opts.MaxAttempts || errors.Is(perr, ErrPermanent)
+		delay := retry.Backoff{Initial: in.opts.RetryBase, Max: in.opts.RetryMax}.Delay(d.Attempts - 1)
+		if err := in.opts.Store.RetryDelivery(ctx, in.now(), d.ID, clip(perr.Error(), 2000), delay, giveUp); err != nil {
+			return n, err
+		}
+		if giveUp {
+			log.ErrorContext(ctx, "webhook delivery failed for good", slog.Any("error", perr))
+		} else {
+			log.WarnContext(ctx, "webhook delivery failed; it will be retried", slog.Duration("after", delay), slog.Any("error", perr))
+		}
+	}
+}
+
+// Readiness is the /readyz detail of the forge's deliveries.
+func (in *Inbox) Readiness(ctx context.Context) (string, error) {
+	counts, err := in.opts.Store.DeliveryCounts(ctx, in.opts.Forge)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("webhook deliveries: %d queued, %d done, %d failed",
+		counts[store.DeliveryQueued], counts[store.DeliveryDone], counts[store.DeliveryFailed]), nil
+}
+
+// clip is s on one line, at most limit bytes.
+func clip(s string, limit int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > limit {
+		s = s[:limit] + "…"
+	}
+	return s
+}
+
+// Answer is the JSON body of every webhook response.
+type Answer struct {
+	Status string `json:"status"` // queued, duplicate, ignored, pong, or an error code (replayed_delivery, unauthorized, ...)
+	ID     int64  `json:"id,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Reply writes a webhook response.
+func Reply(w http.ResponseWriter, code int, a Answer) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	var b bytes.Buffer
+	_ = json.NewEncoder(&b).Encode(a)
+	_, _ = w.Write(b.Bytes())
+}
