@@ -16,6 +16,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/policy"
@@ -163,7 +164,7 @@ func runApprovalsVerify(ctx context.Context, g *globals, env *cliEnv, p approval
 		now = t
 	}
 
-	krData, err := readFileLimited(p.approvers, approval.MaxKeyringBytes)
+	krData, err := config.ReadFile(p.approvers, approval.MaxKeyringBytes)
 	if err != nil {
 		return 0, usageError("--approvers: %v", err)
 	}

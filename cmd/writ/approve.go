@@ -727,23 +727,6 @@ func writeOutputFile(path string, data []byte) error {
 	return f.Close()
 }
 
-// readFileLimited reads a regular file of at most limit bytes.
-func readFileLimited(file string, limit int64) ([]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", file, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", file, limit)
-	}
-	return data, nil
-}
-
 var ghRepoRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`)
 
 // checkGitHubParams checks --github and its companions before anything is

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/forge/github"
 	"github.com/writ-sec/writ/internal/keys"
 )
@@ -124,7 +125,7 @@ func runAddGitHub(ctx context.Context, env *cliEnv, p addGitHubParams) error {
 	if p.file != "" {
 		// Read (and judge) the file before asking GitHub anything.
 		var err error
-		if data, err = readFileLimited(p.file, approval.MaxKeyringBytes); err != nil {
+		if data, err = config.ReadFile(p.file, approval.MaxKeyringBytes); err != nil {
 			return usageError("--file: %v", err)
 		}
 		if _, problems := approval.ParseKeyring(p.file, data); problems != nil {

@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/config"
+	"github.com/writ-sec/writ/internal/engine"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -119,7 +121,7 @@ func runAuditVerify(cmd *cobra.Command, env *cliEnv, g *globals, p auditVerifyPa
 		opts.Trusted = ks
 	}
 	for _, path := range p.checkpoints {
-		b, err := readLimited(path, audit.MaxCheckpointSize)
+		b, err := config.ReadFile(path, audit.MaxCheckpointSize)
 		if err != nil {
 			return usageError("--checkpoint: %v", err)
 		}
@@ -268,7 +270,7 @@ func readWitnessKeys(args []string) ([]string, error) {
 	for _, a := range args {
 		lines := []string{a}
 		if path, ok := strings.CutPrefix(a, "@"); ok {
-			b, err := readLimited(path, 64<<10)
+			b, err := config.ReadFile(path, 64<<10)
 			if err != nil {
 				return nil, usageError("--witness: %v", err)
 			}
@@ -327,23 +329,6 @@ func witnessCheck(ctx context.Context, env *cliEnv, st *store.Store, cpNote []by
 	return nil, nil
 }
 
-// readLimited reads a file of at most max bytes.
-func readLimited(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
-	}
-	return b, nil
-}
-
 // foundCheckpoint is a checkpoint the log must contain, and where it came
 // from.
 type foundCheckpoint struct {
@@ -364,10 +349,10 @@ func publishedCheckpoints(ctx context.Context, g *globals, repo string) ([]found
 		name string
 		sink audit.Sink
 	}
-	dir := checkpointDir(g, cfg)
+	dir := engine.CheckpointDir(g.dataDir, cfg)
 	places := []place{{filepath.Join(dir, audit.LatestFile), audit.DirSink{Dir: dir}}}
 	explicitRepo := repo != ""
-	if u := cfg.Repository.URL; repo == "" && u != "" && !strings.Contains(u, "://") && !isSCPLike(u) {
+	if u := cfg.Repository.URL; repo == "" && u != "" && !strings.Contains(u, "://") && !engine.IsSCPLike(u) {
 		repo = u
 	}
 	if repo != "" {

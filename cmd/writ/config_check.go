@@ -15,6 +15,7 @@ import (
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/engine"
 	"github.com/writ-sec/writ/internal/notify"
 )
 
@@ -118,11 +119,11 @@ func runConfigCheck(path string, g *globals, getenv func(string) string, stdout,
 		chans, routes := n.Normalized(notify.DefaultEvents)
 		check("notifications", notify.Check(chans, routes, getenv))
 	}
-	_, err := siemDestinations(cfg, nil, getenv)
+	_, err := engine.SIEMDestinations(cfg, nil, getenv)
 	check("audit.siem", err)
 	reg, err := buildRegistry(cfg, g.dataDir, getenv, nil)
 	check("backends", err)
-	recovery, recoveryApprovals, err := recoveryKeyring(cfg)
+	recovery, recoveryApprovals, err := engine.RecoveryKeyring(cfg)
 	check("approvals.recovery", err)
 
 	source := "the embedded defaults"

@@ -11,7 +11,6 @@ import (
 	"github.com/writ-sec/writ/internal/action/blocklist"
 	"github.com/writ-sec/writ/internal/action/nftables"
 	"github.com/writ-sec/writ/internal/config"
-	"github.com/writ-sec/writ/internal/policy"
 )
 
 // loadConfig reads --config, or returns the embedded defaults.
@@ -24,21 +23,6 @@ func (g *globals) loadConfig() (*config.Config, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-// environments turns the configuration's environments into what policies
-// see. An environment that does not say production: false is left as it
-// is: the default policies then treat it as production (the safe reading).
-func environments(c *config.Config) policy.Environments {
-	out := policy.Environments{}
-	for name, desc := range c.EnvironmentMap() {
-		d := map[string]any{}
-		for k, v := range desc {
-			d[k] = v
-		}
-		out[name] = d
-	}
-	return out
 }
 
 var envNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

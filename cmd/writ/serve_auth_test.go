@@ -29,6 +29,7 @@ import (
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/dbtest"
+	"github.com/writ-sec/writ/internal/engine"
 	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/gitsrc/gittest"
 	"github.com/writ-sec/writ/internal/reconcile"
@@ -182,10 +183,12 @@ func newAPIRig(t *testing.T, sso *ssoProvider) *apiRig {
 		t.Fatal(err)
 	}
 	env := &cliEnv{stdin: strings.NewReader(""), stdout: io.Discard, stderr: r.stderr, getenv: func(string) string { return "" }}
-	run, err := setupAPI(ctx, cfg, rec, &database{store: st}, alog, cp, srv, log, env)
+	mounted, err := engine.MountAPI(ctx, engine.APIParams{Config: cfg, Engine: rec, Store: st, Audit: alog, Checkpointer: cp, Server: srv, Logger: log,
+		Getenv: env.getenv, Stderr: env.stderr})
 	if err != nil {
 		t.Fatal(err)
 	}
+	run := mounted.Run
 	done := make(chan struct{}, 2)
 	go func() { _ = srv.Run(ctx); done <- struct{}{} }()
 	go func() { _ = run(ctx); done <- struct{}{} }()
@@ -434,7 +437,7 @@ func TestSetupAPIFirstAdminOnce(t *testing.T) {
 	var stderr bytes.Buffer
 	env := &cliEnv{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr, getenv: func(string) string { return "" }}
 	cfg, _ := config.Parse("writ.yaml", []byte("apiVersion: writ/v1\nkind: ServerConfig\n"))
-	if _, err := setupAPI(ctx, cfg, nil, &database{store: st}, alog, nil, srv, slog.New(slog.DiscardHandler), env); err != nil {
+	if _, err := engine.MountAPI(ctx, engine.APIParams{Config: cfg, Store: st, Audit: alog, Server: srv, Getenv: env.getenv, Stderr: env.stderr}); err != nil {
 		t.Fatal(err)
 	}
 	if stderr.Len() != 0 {
@@ -450,7 +453,7 @@ func TestSetupAPIFirstAdminOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv2, _ := server.New(server.Options{Listen: "127.0.0.1:0"})
-	if _, err := setupAPI(ctx, bad, nil, &database{store: st}, alog, nil, srv2, slog.New(slog.DiscardHandler), env); err == nil || !strings.Contains(err.Error(), "caFile") {
+	if _, err := engine.MountAPI(ctx, engine.APIParams{Config: bad, Store: st, Audit: alog, Server: srv2, Getenv: env.getenv, Stderr: env.stderr}); err == nil || !strings.Contains(err.Error(), "caFile") {
 		t.Fatalf("missing CA file: %v", err)
 	}
 }
@@ -471,7 +474,7 @@ func TestSetupConsoleSignIn(t *testing.T) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	o := cfg.AuthSettings().OIDC
-	v, err := newOIDC(o, log)
+	v, err := engine.NewOIDC(o, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +485,7 @@ func TestSetupConsoleSignIn(t *testing.T) {
 		t.Fatal("a token of another client was accepted")
 	}
 	getenv := func(k string) string { return map[string]string{"WRIT_CONSOLE_SECRET": "console-s3cret"}[k] }
-	w, err := newWebLogin(o, v, getenv)
+	w, err := engine.NewWebLogin(o, v, getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,11 +501,11 @@ func TestSetupConsoleSignIn(t *testing.T) {
 		strings.Contains(start.URL, "console-s3cret") {
 		t.Fatalf("authorization URL %s", start.URL)
 	}
-	if _, err := newWebLogin(o, v, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "WRIT_CONSOLE_SECRET") {
+	if _, err := engine.NewWebLogin(o, v, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "WRIT_CONSOLE_SECRET") {
 		t.Fatalf("an unset secret: %v", err)
 	}
 
-	// Through setupAuthAPI, as writ serve does.
+	// Through engine.MountAPI, as writ serve does.
 	st, err := store.Open(ctx, store.Options{URL: dbtest.URL(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -516,7 +519,7 @@ func TestSetupConsoleSignIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setup := func(yaml string, getenv func(string) string) (*apiSetup, error) {
+	setup := func(yaml string, getenv func(string) string) (*engine.API, error) {
 		t.Helper()
 		cfg, err := config.Parse("writ.yaml", []byte(yaml))
 		if err != nil {
@@ -526,8 +529,7 @@ func TestSetupConsoleSignIn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		env := &cliEnv{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: getenv}
-		return setupAuthAPI(ctx, cfg, nil, &database{store: st}, alog, nil, srv, log, env)
+		return engine.MountAPI(ctx, engine.APIParams{Config: cfg, Store: st, Audit: alog, Server: srv, Logger: log, Getenv: getenv, Stderr: io.Discard})
 	}
 	a, err := setup(console, getenv)
 	if err != nil {
@@ -555,7 +557,7 @@ func TestNewOIDCAccessTokenType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := newOIDC(cfg.AuthSettings().OIDC, slog.New(slog.DiscardHandler))
+	v, err := engine.NewOIDC(cfg.AuthSettings().OIDC, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

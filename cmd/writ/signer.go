@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/keys"
 )
 
@@ -52,7 +53,7 @@ func openApprovalSigner(ctx context.Context, env *cliEnv, keyFile, sshKey string
 		}
 		return es, nil
 	}
-	data, err := readFileLimited(sshKey, 1<<20)
+	data, err := config.ReadFile(sshKey, 1<<20)
 	if err != nil {
 		return nil, usageError("--ssh-key: %v", err)
 	}
@@ -123,7 +124,7 @@ func parseSSHPrivateKey(env *cliEnv, path string, data []byte) (ssh.Signer, erro
 // loadApprovalSigner reads a private key, asking for its password when it
 // is encrypted.
 func loadApprovalSigner(env *cliEnv, file string) (signature.Signer, crypto.PublicKey, error) {
-	data, err := readFileLimited(file, 1<<20)
+	data, err := config.ReadFile(file, 1<<20)
 	if err != nil {
 		return nil, nil, usageError("--key: %v", err)
 	}

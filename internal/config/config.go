@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -783,4 +784,23 @@ func (c *Config) GitHubRefreshInterval() time.Duration {
 		return 0
 	}
 	return durationOr(c.GitHub.RefreshInterval, 5*time.Minute)
+}
+
+// ReadFile reads a file writ.yaml or a flag names (a key, a CA, a
+// recovery key) of at most limit bytes: a larger one is refused rather
+// than read whole.
+func ReadFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
 }

@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -18,27 +19,29 @@ import (
 	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/console"
 	"github.com/writ-sec/writ/internal/server"
+	"github.com/writ-sec/writ/internal/store"
 )
 
-// setupAPI builds authentication from the auth section of writ.yaml
-// (local accounts with lockout and sessions, API tokens, an OIDC provider),
-// makes the first admin account when there is none (its one-time password
-// printed once, to stderr, never logged), installs the guard every
-// protected route goes through, and mounts the REST API. engine may be nil
-// (no repository: its routes answer 503); cp may be nil (this replica does
-// not make checkpoints on demand). It returns the function that flushes
-// the audit of refused requests; run it on every replica until ctx ends.
-func setupAPI(ctx context.Context, cfg *config.Config, engine server.Engine, db *database, alog *audit.Log, cp server.Checkpointer,
-	srv *server.Server, log *slog.Logger, env *cliEnv) (run func(context.Context) error, err error) {
-	a, err := setupAuthAPI(ctx, cfg, engine, db, alog, cp, srv, log, env)
-	if err != nil {
-		return nil, err
-	}
-	return a.Run, nil
+// APIParams is what MountAPI mounts the API for.
+type APIParams struct {
+	Config *config.Config
+	// Engine may be nil (no repository: its routes answer 503).
+	Engine server.Engine
+	Store  *store.Store
+	Audit  *audit.Log
+	// Checkpointer may be nil (this replica does not make checkpoints on
+	// demand).
+	Checkpointer server.Checkpointer
+	Server       *server.Server
+	Logger       *slog.Logger
+	// Getenv resolves secret references; Stderr receives the first
+	// admin's one-time password.
+	Getenv func(string) string
+	Stderr io.Writer
 }
 
-// apiSetup is what setupAuthAPI built.
-type apiSetup struct {
+// API is what MountAPI built.
+type API struct {
 	// Run flushes the audit of refused requests; run it on every replica
 	// until ctx ends.
 	Run func(context.Context) error
@@ -47,9 +50,16 @@ type apiSetup struct {
 	WebLogin *auth.WebLogin
 }
 
-// setupAuthAPI is setupAPI, also returning the console's SSO sign-in.
-func setupAuthAPI(ctx context.Context, cfg *config.Config, engine server.Engine, db *database, alog *audit.Log, cp server.Checkpointer,
-	srv *server.Server, log *slog.Logger, env *cliEnv) (*apiSetup, error) {
+// MountAPI builds authentication from the auth section of writ.yaml
+// (local accounts with lockout and sessions, API tokens, an OIDC provider),
+// makes the first admin account when there is none (its one-time password
+// printed once, to Stderr, never logged), installs the guard every
+// protected route goes through, and mounts the REST API and the console.
+func MountAPI(ctx context.Context, p APIParams) (*API, error) {
+	cfg, engine, log, srv, alog, cp := p.Config, p.Engine, p.Logger, p.Server, p.Audit, p.Checkpointer
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	s := cfg.AuthSettings()
 	var (
 		oidcV *auth.OIDC
@@ -57,16 +67,16 @@ func setupAuthAPI(ctx context.Context, cfg *config.Config, engine server.Engine,
 		err   error
 	)
 	if o := s.OIDC; o != nil {
-		if oidcV, err = newOIDC(o, log); err != nil {
+		if oidcV, err = NewOIDC(o, log); err != nil {
 			return nil, err
 		}
 		if o.ConsoleLogin() {
-			if web, err = newWebLogin(o, oidcV, env.getenv); err != nil {
+			if web, err = NewWebLogin(o, oidcV, p.Getenv); err != nil {
 				return nil, err
 			}
 		}
 	}
-	a, err := auth.New(auth.Options{Store: db.store, Audit: alog, OIDC: oidcV, SessionTTL: s.SessionTTL,
+	a, err := auth.New(auth.Options{Store: p.Store, Audit: alog, OIDC: oidcV, SessionTTL: s.SessionTTL,
 		LockoutThreshold: s.LockoutThreshold, LockoutDuration: s.LockoutDuration, Logger: log})
 	if err != nil {
 		return nil, err
@@ -76,10 +86,10 @@ func setupAuthAPI(ctx context.Context, cfg *config.Config, engine server.Engine,
 		return nil, fmt.Errorf("first admin account: %w", err)
 	}
 	if created {
-		printFirstAdmin(env, name, password, srv.Addr())
+		printFirstAdmin(p.Stderr, name, password, srv.Addr())
 		log.InfoContext(ctx, "made the first admin account; its one-time password was printed to stderr", slog.String("user", name))
 	}
-	denials, err := server.NewDenialAuditor(server.DenialOptions{Log: alog, Store: db.store, Logger: log})
+	denials, err := server.NewDenialAuditor(server.DenialOptions{Log: alog, Store: p.Store, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -96,13 +106,13 @@ func setupAuthAPI(ctx context.Context, cfg *config.Config, engine server.Engine,
 		oidcLogin = &server.OIDCLogin{Issuer: o.Issuer, ClientID: o.LoginClientID(), Scopes: o.LoginScopes()}
 	}
 	drift, _ := engine.(server.Drift)
-	api, err := server.NewAPIWith(server.APIOptions{Store: db.store, Engine: engine, Drift: drift, Auth: a, TrustedKeys: trusted, Checkpointer: cp,
+	api, err := server.NewAPIWith(server.APIOptions{Store: p.Store, Engine: engine, Drift: drift, Auth: a, TrustedKeys: trusted, Checkpointer: cp,
 		OIDCLogin: oidcLogin, Audit: alog, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	api.Register(srv)
-	if err := setupConsole(cfg, engine, db, a, web, trusted, alog, cp, srv, log); err != nil {
+	if err := setupConsole(cfg, engine, p.Store, a, web, trusted, alog, cp, srv, log); err != nil {
 		return nil, err
 	}
 	issuer := ""
@@ -112,14 +122,17 @@ func setupAuthAPI(ctx context.Context, cfg *config.Config, engine server.Engine,
 	log.InfoContext(ctx, "API ready", slog.Duration("session_ttl", s.SessionTTL), slog.Int("lockout_threshold", s.LockoutThreshold),
 		slog.Int("login_per_minute", s.LoginPerMinute), slog.String("oidc_issuer", issuer), slog.Bool("console_sso", web != nil),
 		slog.Int("trusted_audit_keys", trusted.Len()))
-	return &apiSetup{Run: denials.Run, WebLogin: web}, nil
+	return &API{Run: denials.Run, WebLogin: web}, nil
 }
 
 // printFirstAdmin shows the first admin's one-time password, once. It goes
 // to stderr as plain text, not through the logger, so log shipping never
 // carries it.
-func printFirstAdmin(env *cliEnv, name, password, addr string) {
-	fmt.Fprintf(env.stderr, `
+func printFirstAdmin(w io.Writer, name, password, addr string) {
+	if w == nil {
+		w = os.Stderr
+	}
+	fmt.Fprintf(w, `
 writ: there was no account, so writ made the administrator %q.
       Its one-time password is shown this once (it is stored only as an argon2id hash):
 
@@ -151,8 +164,8 @@ func trustedAuditKeys(cfg *config.Config, alog *audit.Log) (*audit.KeySet, error
 	return ks, nil
 }
 
-// newOIDC builds the verifier of SSO bearer tokens.
-func newOIDC(o *config.OIDC, log *slog.Logger) (*auth.OIDC, error) {
+// NewOIDC builds the verifier of SSO bearer tokens.
+func NewOIDC(o *config.OIDC, log *slog.Logger) (*auth.OIDC, error) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
@@ -194,10 +207,10 @@ func newOIDC(o *config.OIDC, log *slog.Logger) (*auth.OIDC, error) {
 	return v, nil
 }
 
-// newWebLogin builds the console's SSO sign-in on the verifier of SSO
+// NewWebLogin builds the console's SSO sign-in on the verifier of SSO
 // tokens (same provider, HTTP client and CA), its client secret resolved
 // from its reference.
-func newWebLogin(o *config.OIDC, v *auth.OIDC, getenv func(string) string) (*auth.WebLogin, error) {
+func NewWebLogin(o *config.OIDC, v *auth.OIDC, getenv func(string) string) (*auth.WebLogin, error) {
 	secret, err := o.ConsoleClientSecret(getenv)
 	if err != nil {
 		return nil, err
@@ -213,7 +226,7 @@ func newWebLogin(o *config.OIDC, v *auth.OIDC, getenv func(string) string) (*aut
 // setupConsole mounts the web console at / (unless console.disabled):
 // the API's store, authenticator, engine and audit keys, the origin
 // browsers reach it at.
-func setupConsole(cfg *config.Config, engine server.Engine, db *database, a *auth.Authenticator, web *auth.WebLogin, trusted *audit.KeySet, alog *audit.Log, cp server.Checkpointer,
+func setupConsole(cfg *config.Config, engine server.Engine, st *store.Store, a *auth.Authenticator, web *auth.WebLogin, trusted *audit.KeySet, alog *audit.Log, cp server.Checkpointer,
 	srv *server.Server, log *slog.Logger) error {
 	origin := ""
 	if c := cfg.Console; c != nil {
@@ -227,7 +240,7 @@ func setupConsole(cfg *config.Config, engine server.Engine, db *database, a *aut
 	if len(envs) == 0 {
 		envs = config.DefaultEnvironments()
 	}
-	con, err := console.New(console.Options{Store: db.store, Auth: a, Engine: engine, WebLogin: web, Origin: origin, TrustedKeys: trusted, Audit: alog,
+	con, err := console.New(console.Options{Store: st, Auth: a, Engine: engine, WebLogin: web, Origin: origin, TrustedKeys: trusted, Audit: alog,
 		Checkpointer: cp, Environments: slices.Sorted(maps.Keys(envs)), Logger: log})
 	if err != nil {
 		return fmt.Errorf("console: %w", err)

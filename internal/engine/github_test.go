@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"context"
@@ -24,9 +24,9 @@ import (
 
 func TestSetupGitHubWithoutSection(t *testing.T) {
 	t.Parallel()
-	run, err := setupGitHub(context.Background(), config.Default(), nil, nil, nil, nil, slog.New(slog.DiscardHandler), func(string) string { return "" })
-	if run != nil || err != nil {
-		t.Fatalf("no github section: %v %v", run != nil, err)
+	forges, err := newForges(context.Background(), config.Default(), nil, nil, nil, slog.New(slog.DiscardHandler), func(string) string { return "" }, "test")
+	if len(forges) != 0 || err != nil {
+		t.Fatalf("no github section: %v %v", forges, err)
 	}
 }
 
@@ -88,15 +88,16 @@ func TestSetupGitHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	if _, err := setupGitHub(ctx, cfg, rec, src, st, srv, log, func(k string) string { return map[string]string{"GH_TOKEN": "tok"}[k] }); err == nil ||
+	if _, err := newForges(ctx, cfg, rec, src, st, log, func(k string) string { return map[string]string{"GH_TOKEN": "tok"}[k] }, "test"); err == nil ||
 		!strings.Contains(err.Error(), "HOOK_SECRET") {
 		t.Fatalf("without the webhook secret: %v", err)
 	}
 	env := map[string]string{"GH_TOKEN": "tok", "HOOK_SECRET": "s3cret"}
-	run, err := setupGitHub(ctx, cfg, rec, src, st, srv, log, func(k string) string { return env[k] })
-	if err != nil || run == nil {
-		t.Fatalf("setup: %v", err)
+	forges, err := newForges(ctx, cfg, rec, src, st, log, func(k string) string { return env[k] }, "test")
+	if err != nil || len(forges) != 1 || forges[0].Name() != "github" || forges[0].WebhookPath() != github.WebhookPath {
+		t.Fatalf("setup: %v %v", forges, err)
 	}
+	mountForges(srv, forges)
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 	a, err := githubfake.Deliver(ctx, nil, hs.URL+github.WebhookPath, []byte("s3cret"), githubfake.Delivery{Event: "ping", Payload: []byte(`{"zen":"x"}`)})
@@ -123,7 +124,7 @@ func TestSetupGitHub(t *testing.T) {
 	gh := *cfg.GitHub
 	gh.TokenEnv, gh.App = "", &config.GitHubApp{AppID: 1, InstallationID: 2, PrivateKeyFile: filepath.Join(t.TempDir(), "missing.pem")}
 	appCfg.GitHub = &gh
-	if _, err := setupGitHub(ctx, &appCfg, rec, src, st, srv, log, func(k string) string { return env[k] }); err == nil ||
+	if _, err := newForges(ctx, &appCfg, rec, src, st, log, func(k string) string { return env[k] }, "test"); err == nil ||
 		!strings.Contains(err.Error(), "github app private key") {
 		t.Fatalf("missing app key: %v", err)
 	}

@@ -1,10 +1,11 @@
-package main
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 
 	"github.com/writ-sec/writ/internal/config"
@@ -18,13 +19,48 @@ import (
 // maxAppKeyBytes bounds a GitHub App private key file.
 const maxAppKeyBytes = 64 << 10
 
-// setupGitHub builds the GitHub integration from the github section of
+// Forge is a code host writ follows pull or merge requests on: it
+// receives the forge's webhooks (Handler, at WebhookPath), stores them in
+// the durable inbox and processes them (Run, on the leader), and says how
+// its deliveries stand (Readiness).
+type Forge interface {
+	Name() string
+	WebhookPath() string
+	Handler() http.Handler
+	Run(ctx context.Context) error
+	Readiness(ctx context.Context) (string, error)
+}
+
+// newForges builds the forges of writ.yaml's forge sections (github:):
+// none without a section.
+func newForges(ctx context.Context, cfg *config.Config, rec *reconcile.Reconciler, src *gitsrc.Source, st *store.Store,
+	log *slog.Logger, getenv func(string) string, version string) ([]Forge, error) {
+	var out []Forge
+	gh, err := newGitHub(ctx, cfg, rec, src, st, log, getenv, version)
+	if err != nil {
+		return nil, err
+	}
+	if gh != nil {
+		out = append(out, gh)
+	}
+	return out, nil
+}
+
+// mountForges puts each forge's webhook receiver and readiness check on
+// the server (every replica accepts webhooks; the leader processes them).
+func mountForges(srv *server.Server, forges []Forge) {
+	for _, f := range forges {
+		srv.Handle("POST "+f.WebhookPath(), f.Handler())
+		srv.AddCheck(f.Name(), f.Readiness)
+	}
+}
+
+// newGitHub builds the GitHub integration from the github section of
 // writ.yaml: the API client (a token, or a GitHub App installation; an
-// Enterprise Server through baseURL), the webhook receiver at POST
-// /webhooks/github and a readiness check. It returns the processor's run
-// function, or nil when the configuration has no github section.
-func setupGitHub(ctx context.Context, cfg *config.Config, rec *reconcile.Reconciler, src *gitsrc.Source, st *store.Store,
-	srv *server.Server, log *slog.Logger, getenv func(string) string) (run func(ctx context.Context) error, err error) {
+// Enterprise Server through baseURL) and the webhook receiver. Nil when
+// the configuration has no github section.
+func newGitHub(ctx context.Context, cfg *config.Config, rec *reconcile.Reconciler, src *gitsrc.Source, st *store.Store,
+	log *slog.Logger, getenv func(string) string, version string) (*github.Service, error) {
 	g := cfg.GitHub
 	if g == nil {
 		return nil, nil
@@ -36,7 +72,7 @@ func setupGitHub(ctx context.Context, cfg *config.Config, rec *reconcile.Reconci
 	if secret.Value() == "" {
 		return nil, errors.New("github webhook secret: set webhookSecretEnv or webhookSecretFile")
 	}
-	co, err := githubClientOptions(g, getenv)
+	co, err := githubClientOptions(g, getenv, version)
 	if err != nil {
 		return nil, err
 	}
@@ -56,18 +92,16 @@ func setupGitHub(ctx context.Context, cfg *config.Config, rec *reconcile.Reconci
 	if err != nil {
 		return nil, err
 	}
-	srv.Handle("POST "+svc.WebhookPath(), svc.Handler())
-	srv.AddCheck(svc.Name(), svc.Readiness)
 	log.InfoContext(ctx, "GitHub integration ready", slog.String("repository", g.Repository), slog.Any("api", co),
 		slog.String("webhook", github.WebhookPath))
-	return svc.Run, nil
+	return svc, nil
 }
 
 // githubClientOptions reads the github section's credentials.
-func githubClientOptions(g *config.GitHub, getenv func(string) string) (github.ClientOptions, error) {
-	co := github.ClientOptions{BaseURL: g.BaseURL, UserAgent: "writ/" + versionString()}
+func githubClientOptions(g *config.GitHub, getenv func(string) string, version string) (github.ClientOptions, error) {
+	co := github.ClientOptions{BaseURL: g.BaseURL, UserAgent: "writ/" + version}
 	if g.App != nil {
-		key, err := readFileLimited(g.App.PrivateKeyFile, maxAppKeyBytes)
+		key, err := config.ReadFile(g.App.PrivateKeyFile, maxAppKeyBytes)
 		if err != nil {
 			return co, fmt.Errorf("github app private key: %w", err)
 		}
@@ -85,12 +119,12 @@ func githubClientOptions(g *config.GitHub, getenv func(string) string) (github.C
 // repositoryTokens is how writ fetches an HTTPS repository on GitHub when
 // no repository password is configured: with the github section's token, or
 // with installation tokens of its App (they expire hourly and are renewed).
-func repositoryTokens(cfg *config.Config, repoURL string, getenv func(string) string) (func(ctx context.Context) (string, error), error) {
+func repositoryTokens(cfg *config.Config, repoURL string, getenv func(string) string, version string) (func(ctx context.Context) (string, error), error) {
 	g := cfg.GitHub
 	if g == nil || !strings.HasPrefix(repoURL, "https://") || cfg.Repository.PasswordEnv != "" || cfg.Repository.PasswordFile != "" {
 		return nil, nil
 	}
-	co, err := githubClientOptions(g, getenv)
+	co, err := githubClientOptions(g, getenv, version)
 	if err != nil {
 		return nil, err
 	}

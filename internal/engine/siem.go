@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 // say how far each destination is.
 func setupSIEM(cfg *config.Config, st *store.Store, srv *server.Server, log *slog.Logger, m *metrics.Metrics,
 	getenv func(string) string) ([]*siem.Forwarder, error) {
-	dests, err := siemDestinations(cfg, log, getenv)
+	dests, err := SIEMDestinations(cfg, log, getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -41,9 +41,9 @@ func setupSIEM(cfg *config.Config, st *store.Store, srv *server.Server, log *slo
 	return fs, nil
 }
 
-// siemDestinations builds the audit.siem destinations: secrets resolved,
+// SIEMDestinations builds the audit.siem destinations: secrets resolved,
 // TLS files read, nothing connected (writ config check runs it too).
-func siemDestinations(cfg *config.Config, log *slog.Logger, getenv func(string) string) ([]siem.Destination, error) {
+func SIEMDestinations(cfg *config.Config, log *slog.Logger, getenv func(string) string) ([]siem.Destination, error) {
 	var out []siem.Destination
 	for _, d := range cfg.Audit.SIEM {
 		switch {
