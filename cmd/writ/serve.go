@@ -282,7 +282,7 @@ func startEngine(ctx context.Context, g *globals, cfg *config.Config, p servePar
 	if err != nil {
 		return nil, err
 	}
-	reg, err := buildRegistry(cfg, g.dataDir, env.getenv, log)
+	reg, err := buildBackends(ctx, g, cfg, env.getenv, log)
 	if err != nil {
 		return nil, err
 	}
