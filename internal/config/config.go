@@ -406,17 +406,17 @@ func Default() *Config {
 }
 
 var hints = yamldoc.Hints{
-	"/repository/pollInterval":                   "is not a duration such as 30s or 5m",
-	"/approvals/maxAge":                          "is not a duration such as 24h",
-	"/approvals/clockSkew":                       "is not a duration such as 5m",
-	"/audit/checkpointInterval":                  "is not a duration such as 10m",
-	"/audit/siem/*/name":                         "is not a destination name: lowercase letters, digits and '-'",
-	"/audit/siem/*/syslog/address":               "is not host:port",
-	"/audit/siem/*/webhook/url":                  "is not an https URL",
-	"/audit/siem/*/webhook/secretEnv":            "is not an environment variable name (A-Z, 0-9, _)",
-	"/repository/passwordEnv":                    "is not an environment variable name (A-Z, 0-9, _)",
-	"/repository/passwordFile":                   "must be an absolute path",
-	"/backends/*/name":                           "is not a backend name: lowercase letters, digits and '-'",
+	"/repository/pollInterval":        "is not a duration such as 30s or 5m",
+	"/approvals/maxAge":               "is not a duration such as 24h",
+	"/approvals/clockSkew":            "is not a duration such as 5m",
+	"/audit/checkpointInterval":       "is not a duration such as 10m",
+	"/audit/siem/*/name":              "is not a destination name: lowercase letters, digits and '-'",
+	"/audit/siem/*/syslog/address":    "is not host:port",
+	"/audit/siem/*/webhook/url":       "is not an https URL",
+	"/audit/siem/*/webhook/secretEnv": "is not an environment variable name (A-Z, 0-9, _)",
+	"/repository/passwordEnv":         "is not an environment variable name (A-Z, 0-9, _)",
+	"/repository/passwordFile":        "must be an absolute path",
+	"/backends/*/name":                "is not a backend name: lowercase letters, digits and '-'",
 }
 
 // Load reads and checks a configuration file. Every problem is located
