@@ -227,3 +227,28 @@ func TestTeamDefinedActions(t *testing.T) {
 		t.Fatalf("an identity target: %v", err)
 	}
 }
+
+// docs/backends.md documents every setting of every registered type.
+func TestSettingsDocumented(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../../docs/backends.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ty := range Types() {
+		var schema struct {
+			Properties map[string]any `json:"properties"`
+		}
+		if err := json.Unmarshal(ty.Schema, &schema); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(doc), "type: "+ty.Name) {
+			t.Errorf("docs/backends.md has no example of type %s", ty.Name)
+		}
+		for key := range schema.Properties {
+			if !strings.Contains(string(doc), "| `"+key+"`") && !strings.Contains(string(doc), "`, `"+key+"` |") {
+				t.Errorf("docs/backends.md has no settings row for %s's %q", ty.Name, key)
+			}
+		}
+	}
+}
