@@ -692,7 +692,7 @@ func policySetDigest(root, given string) (digest, shown string, err error) {
 
 // localPlanDigest dry-runs a playbook's operation with the local backends.
 func localPlanDigest(ctx context.Context, g *globals, pb *playbook.Playbook, op action.Operation) (string, error) {
-	reg, err := backendRegistry(g)
+	reg, err := backendRegistry(ctx, g)
 	if err != nil {
 		return "", err
 	}

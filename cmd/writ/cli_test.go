@@ -6,12 +6,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
-	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/dbtest"
 )
 
@@ -20,53 +18,12 @@ import (
 // as a separate process (writ demo, crash tests) without building it.
 func TestMain(m *testing.M) {
 	if os.Getenv("WRIT_TEST_MAIN") == "1" {
-		if g := os.Getenv("WRIT_TEST_APPLY_GATE"); g != "" {
-			mode, dir, _ := strings.Cut(g, ":")
-			wrapBackend = func(b action.Backend) action.Backend { return gatedApply{Backend: b, mode: mode, dir: dir} }
-		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := run(ctx, os.Args[1:], &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
 		stop()
 		os.Exit(code)
 	}
 	os.Exit(dbtest.Run(m))
-}
-
-// gatedApply stops its backend's Apply at a known point and says so with
-// a file in dir, so that the crash test kills writ exactly there rather
-// than at a moment it hopes is right: mode "before" stops before the
-// backend changed anything, mode "after" once it has, but before writ
-// recorded that. It then waits for the kill (or the execution's deadline).
-// Requests whose idempotency keys are listed in dir/pass go through, so
-// that the operations stopped by earlier runs finish and the kills spread
-// over many executions.
-type gatedApply struct {
-	action.Backend
-	mode string // before | after
-	dir  string
-}
-
-func (g gatedApply) Apply(ctx context.Context, req action.Request) ([]action.TargetResult, error) {
-	if pass, err := os.ReadFile(filepath.Join(g.dir, "pass")); err == nil && slices.Contains(strings.Fields(string(pass)), req.IdempotencyKey) {
-		return g.Backend.Apply(ctx, req)
-	}
-	var res []action.TargetResult
-	var err error
-	if g.mode == "after" {
-		res, err = g.Backend.Apply(ctx, req)
-	}
-	marker := filepath.Join(g.dir, g.mode)
-	if werr := os.WriteFile(marker+".tmp", []byte(req.IdempotencyKey+"\n"), 0o644); werr != nil {
-		return nil, werr
-	}
-	if werr := os.Rename(marker+".tmp", marker); werr != nil {
-		return nil, werr
-	}
-	<-ctx.Done()
-	if g.mode == "after" {
-		return res, err
-	}
-	return nil, ctx.Err()
 }
 
 // runCLI runs writ with args and returns the exit code, stdout and stderr.

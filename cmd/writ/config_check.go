@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/writ-sec/writ/internal/action/backends"
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/config"
@@ -44,7 +46,7 @@ Exit status: 0 usable, 1 problems, 2 usage error.`,
 			if len(args) == 1 {
 				path = args[0]
 			}
-			if code := runConfigCheck(path, g, env.getenv, env.stdout, env.stderr); code != exitOK {
+			if code := runConfigCheck(cmd.Context(), path, g, env.getenv, env.stdout, env.stderr); code != exitOK {
 				return exitWith(code, nil)
 			}
 			return nil
@@ -53,7 +55,7 @@ Exit status: 0 usable, 1 problems, 2 usage error.`,
 	return cmd
 }
 
-func runConfigCheck(path string, g *globals, getenv func(string) string, stdout, stderr io.Writer) int {
+func runConfigCheck(ctx context.Context, path string, g *globals, getenv func(string) string, stdout, stderr io.Writer) int {
 	cfg := config.Default()
 	if path != "" {
 		c, err := config.Load(path)
@@ -70,6 +72,16 @@ func runConfigCheck(path string, g *globals, getenv func(string) string, stdout,
 			return exitFailure
 		}
 		cfg = c
+	}
+	// Backend settings are checked against their types' schemas, located
+	// like the rest of the file; deprecated forms are warned about.
+	problems := slices.Concat(cfg.Warnings, backends.Check(cfg))
+	if len(problems) > 0 {
+		problems.Sort()
+		_ = diag.WriteText(stdout, problems)
+		if problems.HasErrors() {
+			return exitFailure
+		}
 	}
 	var failed []string
 	check := func(what string, err error) {
@@ -121,7 +133,7 @@ func runConfigCheck(path string, g *globals, getenv func(string) string, stdout,
 	}
 	_, err := engine.SIEMDestinations(cfg, nil, getenv)
 	check("audit.siem", err)
-	reg, err := buildRegistry(cfg, g.dataDir, getenv, nil)
+	reg, err := buildBackends(ctx, g, cfg, getenv, nil)
 	check("backends", err)
 	recovery, recoveryApprovals, err := engine.RecoveryKeyring(cfg)
 	check("approvals.recovery", err)

@@ -53,3 +53,39 @@ func TestConfigCheck(t *testing.T) {
 		t.Fatalf("missing file: %d", code)
 	}
 }
+
+// writ config check locates backend settings problems (checked against
+// each type's schema) and warns about the deprecated blocklist section,
+// which still builds its backend.
+func TestConfigCheckBackendSettings(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, backend string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("apiVersion: writ/v1\nkind: ServerConfig\nbackends:\n  - name: edge\n"+backend), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	list := filepath.Join(dir, "deny.conf")
+	old := write("old.yaml", "    type: blocklist\n    actions: [block_ip]\n    blocklist: {path: "+list+", format: nginx}\n")
+	code, out, errOut := runCLI(t, "config", "check", old)
+	if code != exitOK || !strings.Contains(out, "old.yaml:7:5: warning: backends[0].blocklist: the blocklist section is deprecated: write the same keys under settings") ||
+		!strings.Contains(out, "block_ip       production: blocklist:edge, staging: blocklist:edge") {
+		t.Fatalf("deprecated form: %d\n%s%s", code, out, errOut)
+	}
+	cur := write("new.yaml", "    type: blocklist\n    actions: [block_ip]\n    settings: {path: "+list+", format: nginx}\n")
+	if code, out, _ := runCLI(t, "config", "check", cur); code != exitOK || strings.Contains(out, "warning") {
+		t.Fatalf("settings: %d\n%s", code, out)
+	}
+	bad := write("bad.yaml", "    type: nftables\n    actions: [block_ip]\n    settings: {tabel: writ}\n")
+	if code, out, _ := runCLI(t, "config", "check", bad); code != exitFailure || !strings.Contains(out, `bad.yaml:7:16: unknown field "tabel" in backends[0].settings`) {
+		t.Fatalf("unknown setting: %d\n%s", code, out)
+	}
+	unknown := write("type.yaml", "    type: pagerduty\n    actions: [block_ip]\n")
+	if code, out, _ := runCLI(t, "config", "check", unknown); code != exitFailure ||
+		!strings.Contains(out, `type.yaml:5:11: backend "edge": type "pagerduty" is not a backend type of this build (blocklist, nftables, scim, webhook)`) {
+		t.Fatalf("unknown type: %d\n%s", code, out)
+	}
+}

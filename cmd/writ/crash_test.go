@@ -16,8 +16,10 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/action/blocklist"
+	"github.com/writ-sec/writ/internal/action/webhook"
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/dbtest"
 	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/gitsrc/gittest"
@@ -44,6 +46,9 @@ type crashRig struct {
 	// identity is the repository identity writ serve derives from the
 	// bare repository's path: statements must name it.
 	identity string
+	// hook, when set, is the backend instead of the blocklist file: a
+	// webhook receiver the test controls (newCrashRigHook).
+	hook *crashHook
 }
 
 func newCrashRig(t *testing.T) *crashRig {
@@ -100,6 +105,55 @@ backends:
 	return r
 }
 
+// newCrashRigHook is a crash rig whose backend is a webhook receiver in
+// the test process (crashHook) rather than the blocklist file, so that the
+// test can stop an execution inside the backend.
+func newCrashRigHook(t *testing.T) *crashRig {
+	t.Helper()
+	r := newCrashRig(t)
+	r.hook = newCrashHook(t)
+	cfg := fmt.Sprintf(`apiVersion: writ/v1
+kind: ServerConfig
+backends:
+  - name: staging-hook
+    type: webhook
+    actions: [block_ip]
+    environments: ["*"]
+    settings:
+      url: %[1]s/actions
+      statusURL: %[1]s/status
+      secretEnv: %[2]s
+      allowInsecureHTTP: true
+      timeout: 5m
+`, r.hook.srv.URL, crashHookSecretEnv)
+	if err := os.WriteFile(r.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// backend is the rig's backend as the server builds it, for plans.
+func (r *crashRig) backend() action.Backend {
+	r.t.Helper()
+	if r.hook == nil {
+		b, err := blocklist.New(blocklist.Options{Path: filepath.Join(r.t.TempDir(), "empty.txt"), Name: "blocklist:staging-list"})
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		return b
+	}
+	secret, err := config.ResolveSecret(func(string) string { return crashHookSecret }, crashHookSecretEnv, "")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	b, err := webhook.New(webhook.Options{Name: "webhook:staging-hook", URL: r.hook.srv.URL + "/actions", StatusURL: r.hook.srv.URL + "/status",
+		Secret: secret, AllowHTTP: true})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return b
+}
+
 // addPlaybook merges an allowed playbook and stores its analyst's signed
 // proposal (the digests are those the server will compute).
 func (r *crashRig) addPlaybook(i int) (name string, targets []string) {
@@ -116,9 +170,8 @@ func (r *crashRig) addPlaybook(i int) (name string, targets []string) {
 	if problems != nil {
 		r.t.Fatal(problems)
 	}
-	// The plan on an empty blocklist: every target would be blocked.
-	empty, _ := blocklist.New(blocklist.Options{Path: filepath.Join(r.t.TempDir(), "empty.txt"), Name: "blocklist:staging-list"})
-	plan, err := empty.Plan(context.Background(), action.RequestFor(pb, action.Apply))
+	// The plan before anything ran: every target would be blocked.
+	plan, err := r.backend().Plan(context.Background(), action.RequestFor(pb, action.Apply))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -145,10 +198,7 @@ func (r *crashRig) addPlaybook(i int) (name string, targets []string) {
 }
 
 // start runs writ serve as a child process (this test binary as writ).
-// With a gate ("before:DIR" or "after:DIR"), its backend stops inside the
-// first Apply it is asked for and says so with a file in DIR (see
-// gatedApply).
-func (r *crashRig) start(gate string) *exec.Cmd {
+func (r *crashRig) start() *exec.Cmd {
 	r.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -159,10 +209,7 @@ func (r *crashRig) start(gate string) *exec.Cmd {
 	self, _ := os.Executable()
 	cmd := exec.Command(self, "serve", "--repo", r.repo.Bare, "--database", r.dbURL, "--data-dir", r.dataDir,
 		"--config", r.config, "--listen", addr, "--poll-interval", "50ms", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "WRIT_TEST_MAIN=1")
-	if gate != "" {
-		cmd.Env = append(cmd.Env, "WRIT_TEST_APPLY_GATE="+gate)
-	}
+	cmd.Env = append(os.Environ(), "WRIT_TEST_MAIN=1", crashHookSecretEnv+"="+crashHookSecret)
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
@@ -191,35 +238,29 @@ func (r *crashRig) unfinished(names map[string][]string) map[string]string {
 	return out
 }
 
-// waitGate waits until the gated backend of cmd has stopped inside an
-// Apply, and returns the idempotency key of the request it stopped. exited
-// is closed when cmd has exited.
-func (r *crashRig) waitGate(cmd *exec.Cmd, exited <-chan struct{}, marker string) string {
+// waitGate waits until the armed receiver holds an apply request of cmd,
+// and returns the request's idempotency key. exited is closed when cmd
+// has exited.
+func (r *crashRig) waitGate(cmd *exec.Cmd, exited <-chan struct{}, held <-chan string, mode string) string {
 	r.t.Helper()
-	deadline := time.Now().Add(crashWait)
-	for {
-		if b, err := os.ReadFile(marker); err == nil {
-			return strings.TrimSpace(string(b))
-		}
-		select {
-		case <-exited:
-			r.t.Fatalf("writ serve exited before its backend reached %s", marker)
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			r.t.Fatalf("no execution reached the backend's Apply (%s) within %s", filepath.Base(marker), crashWait)
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case key := <-held:
+		return key
+	case <-exited:
+		r.t.Fatalf("writ serve exited before its backend held a request (%s)", mode)
+	case <-time.After(crashWait):
+		_ = cmd.Process.Kill()
+		r.t.Fatalf("no execution reached the backend's apply (%s) within %s", mode, crashWait)
 	}
+	return ""
 }
 
 // Killing writ with SIGKILL at random points, 50 times, while playbooks
 // are merged and executed: afterwards every playbook was applied exactly
-// once (counted in the backend's journal), every execution finished, and
-// the audit chain verifies.
+// once (counted by the webhook receiver that is the backend), every
+// execution finished, and the audit chain verifies.
 func TestCrashDuringExecutions(t *testing.T) {
-	r := newCrashRig(t)
+	r := newCrashRigHook(t)
 	want := map[string][]string{}
 	next := 0
 	add := func(n int) {
@@ -235,14 +276,15 @@ func TestCrashDuringExecutions(t *testing.T) {
 	for kills < 50 {
 		if kills%2 == 0 {
 			// Kill at a random moment: during start-up, a pass, an execution.
-			cmd := r.start("")
+			cmd := r.start()
 			time.Sleep(time.Duration(20+rand.IntN(400)) * time.Millisecond)
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			_ = cmd.Wait()
 		} else {
 			// Kill inside an execution, at a point the backend reports:
 			// before it applied anything, or after it applied everything
-			// and before writ recorded that. Operations stopped before go
+			// and before writ recorded that (the receiver holds the
+			// request). Operations stopped before go
 			// through (they are resumed and finish), so that every such
 			// kill lands in an execution of its own; make sure there is
 			// one.
@@ -259,20 +301,18 @@ func TestCrashDuringExecutions(t *testing.T) {
 			if kills%4 == 3 {
 				mode = "after"
 			}
-			dir := r.t.TempDir()
-			var pass strings.Builder
+			pass := map[string]bool{}
 			for key := range stopped {
-				pass.WriteString(key + "\n")
+				pass[key] = true
 			}
-			if err := os.WriteFile(filepath.Join(dir, "pass"), []byte(pass.String()), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cmd := r.start(mode + ":" + dir)
+			held := r.hook.arm(mode, pass)
+			cmd := r.start()
 			exited := make(chan struct{})
 			go func() { _ = cmd.Wait(); close(exited) }()
-			key := r.waitGate(cmd, exited, filepath.Join(dir, mode))
+			key := r.waitGate(cmd, exited, held, mode)
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			<-exited
+			r.hook.disarm()
 			stopped[key]++
 			inFlight++
 		}
@@ -282,7 +322,7 @@ func TestCrashDuringExecutions(t *testing.T) {
 		}
 	}
 	// A last, undisturbed run finishes everything.
-	cmd := r.start("")
+	cmd := r.start()
 	ctx := context.Background()
 	deadline := time.Now().Add(crashWait)
 	for {
@@ -302,26 +342,14 @@ func TestCrashDuringExecutions(t *testing.T) {
 	}
 
 	// Exactly once at the backend.
-	journal, err := os.ReadFile(r.journal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	count := map[string]int{}
-	for _, l := range strings.Split(strings.TrimSpace(string(journal)), "\n") {
-		f := strings.Fields(l)
-		if len(f) == 4 {
-			name := strings.Split(f[1], ":")[1]
-			count[name+" "+f[2]+" "+f[3]]++
-		}
-	}
-	list, _ := os.ReadFile(r.list)
+	count, blocked := r.hook.counts()
 	for name, targets := range want {
 		for _, tg := range targets {
 			if n := count[name+" block "+tg]; n != 1 {
 				t.Errorf("%s: %s blocked %d times at the backend; want exactly once", name, tg, n)
 			}
-			if !strings.Contains(string(list), tg+"\n") {
-				t.Errorf("%s: %s is not in the blocklist", name, tg)
+			if !blocked[tg] {
+				t.Errorf("%s: %s is not blocked at the backend", name, tg)
 			}
 		}
 	}
@@ -361,6 +389,6 @@ func TestCrashDuringExecutions(t *testing.T) {
 	if inFlight != 25 || len(stopped) != inFlight || resumptions < inFlight {
 		t.Errorf("%d kills inside an execution but %d resumptions: the crash path was not exercised", inFlight, resumptions)
 	}
-	t.Logf("%d kills (%d inside an execution, in %d executions); %d playbooks; %d resumptions of %d executions; %d audit entries; %d journal lines",
+	t.Logf("%d kills (%d inside an execution, in %d executions); %d playbooks; %d resumptions of %d executions; %d audit entries; %d actions at the backend",
 		kills, inFlight, len(stopped), len(want), resumptions, resumed, rep.Entries, len(count))
 }

@@ -176,7 +176,7 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 	}
 	slices.SortFunc(pbs, func(a, b *playbook.Playbook) int { return cmp.Compare(a.Path, b.Path) })
 
-	reg, err := backendRegistry(g)
+	reg, err := backendRegistry(ctx, g)
 	if err != nil {
 		fmt.Fprintln(stderr, "writ: action backends:", err)
 		return exitFailure

@@ -90,8 +90,8 @@ func runServe(ctx context.Context, g *globals, p serveParams, env *cliEnv) error
 	return engine.Run(ctx, engine.Options{
 		Config: cfg, DataDir: g.dataDir, Repository: p.repo, Branch: p.branch, PollInterval: p.pollInterval, Listen: p.listen,
 		Getenv: env.getenv, Stderr: env.stderr, Version: versionString(), Logger: log,
-		Backends: func(cfg *config.Config, log *slog.Logger) (*action.Registry, error) {
-			return buildRegistry(cfg, g.dataDir, env.getenv, log)
+		Backends: func(ctx context.Context, cfg *config.Config, log *slog.Logger) (*action.Registry, error) {
+			return buildBackends(ctx, g, cfg, env.getenv, log)
 		},
 		OpenDatabase: func(ctx context.Context) (*engine.Database, error) {
 			db, err := openDatabaseWith(ctx, g, log, false)

@@ -46,6 +46,21 @@ type Config struct {
 
 	// Path is where the configuration was read from ("" for defaults).
 	Path string `yaml:"-"`
+	// Warnings are what is accepted but should change (deprecated forms),
+	// located; writ config check prints them.
+	Warnings diag.Problems `yaml:"-"`
+
+	doc *yamldoc.Doc
+}
+
+// Doc is the document the configuration was parsed from, to locate
+// problems found after parsing (backend settings); a configuration made
+// in code has an empty one (problems at line 1 of Path).
+func (c *Config) Doc() *yamldoc.Doc {
+	if c.doc == nil {
+		return &yamldoc.Doc{Path: c.Path}
+	}
+	return c.doc
 }
 
 // Repository is the content repository writ follows.
@@ -70,22 +85,18 @@ type ActionDef struct {
 	RevertWith string `yaml:"revertWith,omitempty"`
 }
 
-// Backend binds a backend to actions in environments.
+// Backend binds a backend of a type (internal/action/backends) to actions
+// in environments. Its settings are its type's: internal/action/backends
+// checks them against the type's schema and builds the backend.
 type Backend struct {
 	Name         string         `yaml:"name"`
 	Type         string         `yaml:"type"`
 	Actions      []string       `yaml:"actions"`
 	Environments []string       `yaml:"environments,omitempty"`
-	Blocklist    *Blocklist     `yaml:"blocklist,omitempty"`
 	Settings     map[string]any `yaml:"settings,omitempty"`
-}
-
-// Blocklist settings.
-type Blocklist struct {
-	Path    string `yaml:"path"`
-	Format  string `yaml:"format,omitempty"`
-	SetName string `yaml:"setName,omitempty"`
-	Journal string `yaml:"journal,omitempty"`
+	// Blocklist is the deprecated name of settings for type blocklist
+	// (earlier versions): read as its settings, with a warning.
+	Blocklist map[string]any `yaml:"blocklist,omitempty"`
 }
 
 // Approvals settings.
@@ -396,24 +407,17 @@ func Default() *Config {
 }
 
 var hints = yamldoc.Hints{
-	"/repository/pollInterval":                   "is not a duration such as 30s or 5m",
-	"/approvals/maxAge":                          "is not a duration such as 24h",
-	"/approvals/clockSkew":                       "is not a duration such as 5m",
-	"/audit/checkpointInterval":                  "is not a duration such as 10m",
-	"/audit/siem/*/name":                         "is not a destination name: lowercase letters, digits and '-'",
-	"/audit/siem/*/syslog/address":               "is not host:port",
-	"/audit/siem/*/webhook/url":                  "is not an https URL",
-	"/audit/siem/*/webhook/secretEnv":            "is not an environment variable name (A-Z, 0-9, _)",
-	"/repository/passwordEnv":                    "is not an environment variable name (A-Z, 0-9, _)",
-	"/repository/passwordFile":                   "must be an absolute path",
-	"/backends/*/name":                           "is not a backend name: lowercase letters, digits and '-'",
-	"/backends/*/blocklist/path":                 "must be an absolute path",
-	"/backends/*/settings/url":                   "is not an http(s) URL",
-	"/backends/*/settings/statusURL":             "is not an http(s) URL",
-	"/backends/*/settings/oauth/tokenURL":        "is not an http(s) URL",
-	"/backends/*/settings/tokenEnv":              "is not an environment variable name (A-Z, 0-9, _)",
-	"/backends/*/settings/secretEnv":             "is not an environment variable name (A-Z, 0-9, _)",
-	"/backends/*/settings/oauth/clientSecretEnv": "is not an environment variable name (A-Z, 0-9, _)",
+	"/repository/pollInterval":        "is not a duration such as 30s or 5m",
+	"/approvals/maxAge":               "is not a duration such as 24h",
+	"/approvals/clockSkew":            "is not a duration such as 5m",
+	"/audit/checkpointInterval":       "is not a duration such as 10m",
+	"/audit/siem/*/name":              "is not a destination name: lowercase letters, digits and '-'",
+	"/audit/siem/*/syslog/address":    "is not host:port",
+	"/audit/siem/*/webhook/url":       "is not an https URL",
+	"/audit/siem/*/webhook/secretEnv": "is not an environment variable name (A-Z, 0-9, _)",
+	"/repository/passwordEnv":         "is not an environment variable name (A-Z, 0-9, _)",
+	"/repository/passwordFile":        "must be an absolute path",
+	"/backends/*/name":                "is not a backend name: lowercase letters, digits and '-'",
 }
 
 // Load reads and checks a configuration file. Every problem is located
@@ -435,7 +439,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	if problems := doc.Validate(schemas.Must(schemas.Config), hints); problems != nil {
 		return nil, problems
 	}
-	c := &Config{Path: path}
+	c := &Config{Path: path, doc: doc}
 	if err := doc.Decode(c); err != nil {
 		return nil, err
 	}
@@ -517,11 +521,18 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 			out = append(out, doc.Errorf(ptr+"/name", "invalid-value", "backend name %q is used twice", b.Name))
 		}
 		names[b.Name] = true
-		if b.Type == "blocklist" && b.Blocklist == nil {
-			out = append(out, doc.Errorf(ptr, "invalid-value", "backend %q of type blocklist needs a blocklist section", b.Name))
-		}
-		if b.Type != "blocklist" && b.Blocklist != nil {
-			out = append(out, doc.Errorf(ptr+"/blocklist", "invalid-value", "a blocklist section belongs to type blocklist, not %s", b.Type))
+		if b.Blocklist != nil {
+			switch {
+			case b.Type != "blocklist":
+				out = append(out, doc.Errorf(ptr+"/blocklist", "invalid-value", "a blocklist section belongs to type blocklist, not %s: write settings", b.Type))
+			case b.Settings != nil:
+				out = append(out, doc.Errorf(ptr+"/blocklist", "invalid-value", "give settings or the deprecated blocklist section, not both"))
+			default:
+				w := diag.Errorf(doc.Path, doc.KeyPos(ptr+"/blocklist"), "deprecated",
+					"%s: the blocklist section is deprecated: write the same keys under settings", yamldoc.FieldName(ptr+"/blocklist"))
+				w.Severity = diag.Warning
+				c.Warnings = append(c.Warnings, w)
+			}
 		}
 		envs := b.Environments
 		if len(envs) == 0 {

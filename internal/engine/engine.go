@@ -57,7 +57,7 @@ type Options struct {
 	// once the listener is bound (a taken port fails first). Required.
 	OpenDatabase func(ctx context.Context) (*Database, error)
 	// Backends builds the action backends. Required.
-	Backends func(cfg *config.Config, log *slog.Logger) (*action.Registry, error)
+	Backends func(ctx context.Context, cfg *config.Config, log *slog.Logger) (*action.Registry, error)
 	// Getenv resolves secret references (…Env). Default os.Getenv.
 	Getenv func(string) string
 	// Stderr receives the first admin's one-time password, once. Default
@@ -272,7 +272,7 @@ func startEngine(ctx context.Context, o Options, repoURL string, st *store.Store
 	if err != nil {
 		return nil, err
 	}
-	reg, err := o.Backends(cfg, log)
+	reg, err := o.Backends(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}

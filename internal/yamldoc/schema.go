@@ -24,7 +24,16 @@ type Hints map[string]string
 // Validate checks the document against a JSON Schema and returns one
 // located problem per failed leaf keyword.
 func (d *Doc) Validate(s *jsonschema.Schema, hints Hints) diag.Problems {
-	err := s.Validate(d.Value)
+	return d.ValidateAt("", d.Value, s, hints)
+}
+
+// ValidateAt checks v, the value found at the JSON pointer at, against a
+// JSON Schema of its own, e.g. one backend's settings against that
+// backend's schema: problems are located and named as parts of the whole
+// document (backends[0].settings.url at its line and column). Hints are
+// keyed by pointers relative to v ("/url").
+func (d *Doc) ValidateAt(at string, v any, s *jsonschema.Schema, hints Hints) diag.Problems {
+	err := s.Validate(v)
 	if err == nil {
 		return nil
 	}
@@ -42,7 +51,7 @@ func (d *Doc) Validate(s *jsonschema.Schema, hints Hints) diag.Problems {
 			}
 			return
 		}
-		for _, p := range d.describe(e, hints) {
+		for _, p := range d.describe(at, e, hints) {
 			k := p.String()
 			if !seen[k] {
 				seen[k] = true
@@ -55,8 +64,8 @@ func (d *Doc) Validate(s *jsonschema.Schema, hints Hints) diag.Problems {
 	return out
 }
 
-func (d *Doc) describe(e *jsonschema.ValidationError, hints Hints) []diag.Problem {
-	ptr := ""
+func (d *Doc) describe(at string, e *jsonschema.ValidationError, hints Hints) []diag.Problem {
+	ptr := at
 	for _, tok := range e.InstanceLocation {
 		ptr += "/" + escapePtr(tok)
 	}

@@ -213,6 +213,34 @@ func (d *Doc) Pos(ptr string) diag.Position {
 	}
 }
 
+// ValueAt returns the JSON-compatible value at a JSON pointer.
+func (d *Doc) ValueAt(ptr string) (any, bool) {
+	v := d.Value
+	if ptr == "" {
+		return v, true
+	}
+	for _, tok := range strings.Split(ptr[1:], "/") {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		switch x := v.(type) {
+		case map[string]any:
+			c, ok := x[tok]
+			if !ok {
+				return nil, false
+			}
+			v = c
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(x) {
+				return nil, false
+			}
+			v = x[i]
+		default:
+			return nil, false
+		}
+	}
+	return v, true
+}
+
 // KeyPos returns the position of the key of the object member at ptr, or
 // Pos(ptr) when ptr is not an object member.
 func (d *Doc) KeyPos(ptr string) diag.Position {

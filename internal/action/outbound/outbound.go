@@ -133,3 +133,49 @@ func Clean(s string) string {
 	}
 	return strings.TrimSpace(s)
 }
+
+// Settings are the transport settings every backend calling an HTTP
+// service takes in writ.yaml; backends embed them in their own settings.
+type Settings struct {
+	CAFile            string `json:"caFile"`
+	AllowInsecureHTTP bool   `json:"allowInsecureHTTP"`
+	Timeout           string `json:"timeout"`
+	Retries           *int   `json:"retries"`
+	MaxRetryWait      string `json:"maxRetryWait"`
+	MaxResponseBytes  int64  `json:"maxResponseBytes"`
+}
+
+// Durations parses timeout and maxRetryWait (zero when absent: the
+// backend's default).
+func (s Settings) Durations() (timeout, maxRetryWait time.Duration, err error) {
+	if timeout, err = positiveDuration("timeout", s.Timeout); err != nil {
+		return 0, 0, err
+	}
+	if maxRetryWait, err = positiveDuration("maxRetryWait", s.MaxRetryWait); err != nil {
+		return 0, 0, err
+	}
+	return timeout, maxRetryWait, nil
+}
+
+// RetriesOption maps settings.retries (absent: the default, 0: none) onto
+// the options' convention (0: the default, -1: none).
+func (s Settings) RetriesOption() int {
+	switch {
+	case s.Retries == nil:
+		return 0
+	case *s.Retries == 0:
+		return -1
+	}
+	return *s.Retries
+}
+
+func positiveDuration(name, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("settings.%s: %q is not a positive duration such as 10s", name, v)
+	}
+	return d, nil
+}
