@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/writ-sec/writ/internal/diag"
+	"github.com/writ-sec/writ/internal/display"
 	"github.com/writ-sec/writ/internal/policy"
 )
 
@@ -145,7 +146,7 @@ func writeTestReport(w io.Writer, rep *policy.TestReport, verbose bool) {
 		case policy.TestFail:
 			fmt.Fprintf(w, "%s: %s: FAIL\n", r.Location(), name)
 		case policy.TestError:
-			fmt.Fprintf(w, "%s: %s: ERROR: %s\n", r.Location(), name, oneLine(r.Message))
+			fmt.Fprintf(w, "%s: %s: ERROR: %s\n", r.Location(), name, display.Line(r.Message, 0))
 		case policy.TestSkip:
 			if verbose {
 				fmt.Fprintf(w, "%s: %s: SKIPPED\n", r.Location(), name)
@@ -190,8 +191,6 @@ func uncovered(ranges [][2]int) string {
 	}
 	return " (not covered: lines " + strings.Join(parts, ", ") + ")"
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // validatePolicies compiles the policy set of a repository root for
 // `writ validate`: Rego errors become problems path:line:col (code

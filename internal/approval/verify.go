@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/writ-sec/writ/internal/display"
 )
 
 // Code says why an envelope did not count. Codes are stable: the API, PR
@@ -220,7 +222,7 @@ func (v *Verdict) Summary() string {
 	case len(v.Rejected) > 0:
 		var rs []string
 		for _, r := range v.Rejected {
-			rs = append(rs, fmt.Sprintf("%s (%s)", r.Approver, oneLine(r.Reason, 200)))
+			rs = append(rs, fmt.Sprintf("%s (%s)", r.Approver, display.Line(r.Reason, 200)))
 		}
 		fmt.Fprintf(&b, "rejected by %s", strings.Join(rs, ", "))
 	case v.QuorumMet && v.Required == 0:
@@ -250,15 +252,6 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
-}
-
-// oneLine flattens text for a one-line summary.
-func oneLine(s string, limit int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > limit {
-		s = s[:limit] + "…"
-	}
-	return s
 }
 
 // Verify judges the envelopes submitted for one playbook: which are valid

@@ -12,6 +12,8 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/protocol/webauthncose"
 	ssldsse "github.com/secure-systems-lab/go-securesystemslib/dsse"
+
+	"github.com/writ-sec/writ/internal/display"
 )
 
 // WebAuthn signatures (docs/approvals.md, Passkeys (WebAuthn)): for a key
@@ -266,7 +268,7 @@ func explainAssertion(par *protocol.ParsedCredentialAssertionData, w *WebAuthnKe
 	case cd.Challenge != challenge:
 		return errors.New("the WebAuthn assertion is over another challenge: it was made for another statement, or the payload was altered")
 	case !protocol.IsOriginInHaystack(cd.Origin, []string{w.Origin}):
-		return fmt.Errorf("the WebAuthn assertion was made at origin %q; the passkey is registered for origin %s", oneLine(cd.Origin, 200), w.Origin)
+		return fmt.Errorf("the WebAuthn assertion was made at origin %q; the passkey is registered for origin %s", display.Line(cd.Origin, 200), w.Origin)
 	case cd.CrossOrigin:
 		return errors.New("the WebAuthn assertion was made in a cross-origin frame (crossOrigin is true)")
 	case cd.TopOrigin != "":
@@ -302,7 +304,7 @@ func protocolErr(err error) string {
 			msg += ": " + ce.DevInfo
 		}
 	}
-	return oneLine(msg, 300)
+	return display.Line(msg, 300)
 }
 
 // coseErr is protocolErr for errors of the COSE key parser.

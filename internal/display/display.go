@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Safe returns s with control characters other than newline and tab, and
@@ -28,4 +29,20 @@ func Safe(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// Line is s on one line (runs of white space, newlines included, become
+// one space) and at most limit bytes, cut at a character boundary and
+// marked with "…" when cut; limit <= 0 keeps it whole. For summaries,
+// log attributes and stored error texts.
+func Line(s string, limit int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if limit <= 0 || len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

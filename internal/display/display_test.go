@@ -17,3 +17,21 @@ func TestSafe(t *testing.T) {
 		}
 	}
 }
+
+func TestLine(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		limit int
+		want  string
+	}{
+		{"refused:\n\tnot signed  by a key", 0, "refused: not signed by a key"},
+		{"abcdef", 3, "abc…"},
+		{"abc", 3, "abc"},
+		{"ab東京", 4, "ab…"}, // never half a character
+		{"  ", 5, ""},
+	} {
+		if got := Line(tc.in, tc.limit); got != tc.want {
+			t.Errorf("Line(%q, %d) = %q, want %q", tc.in, tc.limit, got, tc.want)
+		}
+	}
+}

@@ -223,7 +223,7 @@ func plainText(d Description) string {
 
 // oneLine is s on one line (a mail header).
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.NewReplacer("\n", " ", "\t", " ").Replace(display.Safe(s))), " ")
+	return display.Line(display.Safe(s), 0)
 }
 
 // slackEscape keeps text a pusher wrote (a file name) from being read as

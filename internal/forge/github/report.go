@@ -10,6 +10,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/display"
 	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/policy"
 	"github.com/writ-sec/writ/internal/reconcile"
@@ -337,7 +338,7 @@ func metaSection(b *strings.Builder, in reportInput) {
 		fmt.Fprintf(b, "  - not counted: %s — %s: %s\n", md(n.Approver), n.Code, md(n.Message))
 	}
 	if m.ShadowError != "" {
-		fmt.Fprintf(b, "- ❌ The changed policies do not load: %s\n", md(oneLine(m.ShadowError, 2000)))
+		fmt.Fprintf(b, "- ❌ The changed policies do not load: %s\n", md(display.Line(m.ShadowError, 2000)))
 	}
 	if !m.Verdict.QuorumMet {
 		fmt.Fprintf(b, "\nAn admin signs this change (it stays valid for the merge of this pull request while nothing else changes what decides):\n\n"+

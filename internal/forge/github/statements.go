@@ -14,6 +14,7 @@ import (
 	gh "github.com/google/go-github/v88/github"
 
 	"github.com/writ-sec/writ/internal/approval"
+	"github.com/writ-sec/writ/internal/display"
 	"github.com/writ-sec/writ/internal/reconcile"
 	"github.com/writ-sec/writ/internal/store"
 )
@@ -230,7 +231,7 @@ func (s *Service) submit(ctx context.Context, t text, raw []byte) (msg string, o
 		Source: store.ApprovalSourceGitHub, SourceRef: t.sourceRef(), SourceLogin: t.login,
 	})
 	if errors.Is(err, reconcile.ErrRefused) {
-		return "refused: " + oneLine(err.Error(), 500), false, nil
+		return "refused: " + display.Line(err.Error(), 500), false, nil
 	}
 	if err != nil {
 		return "", false, fmt.Errorf("submit the statement of %s: %w", t.describe(), err)
@@ -322,12 +323,4 @@ func (s *Service) syncComments(ctx context.Context, pr int) error {
 		}
 		opt.Page = resp.NextPage
 	}
-}
-
-func oneLine(s string, limit int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > limit {
-		s = s[:limit] + "…"
-	}
-	return s
 }

@@ -17,9 +17,9 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
-	"strings"
 	"time"
 
+	"github.com/writ-sec/writ/internal/display"
 	"github.com/writ-sec/writ/internal/retry"
 	"github.com/writ-sec/writ/internal/store"
 )
@@ -178,7 +178,7 @@ func (in *Inbox) ProcessPending(ctx context.Context, handle Handle) (int, error)
 		}
 		giveUp := d.Attempts >= in.opts.MaxAttempts || errors.Is(perr, ErrPermanent)
 		delay := retry.Backoff{Initial: in.opts.RetryBase, Max: in.opts.RetryMax}.Delay(d.Attempts - 1)
-		if err := in.opts.Store.RetryDelivery(ctx, in.now(), d.ID, clip(perr.Error(), 2000), delay, giveUp); err != nil {
+		if err := in.opts.Store.RetryDelivery(ctx, in.now(), d.ID, display.Line(perr.Error(), 2000), delay, giveUp); err != nil {
 			return n, err
 		}
 		if giveUp {
@@ -197,15 +197,6 @@ func (in *Inbox) Readiness(ctx context.Context) (string, error) {
 	}
 	return fmt.Sprintf("webhook deliveries: %d queued, %d done, %d failed",
 		counts[store.DeliveryQueued], counts[store.DeliveryDone], counts[store.DeliveryFailed]), nil
-}
-
-// clip is s on one line, at most limit bytes.
-func clip(s string, limit int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > limit {
-		s = s[:limit] + "…"
-	}
-	return s
 }
 
 // Answer is the JSON body of every webhook response.
