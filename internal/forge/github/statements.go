@@ -14,6 +14,7 @@ import (
 	gh "github.com/google/go-github/v88/github"
 
 	"github.com/writ-sec/writ/internal/approval"
+	fr "github.com/writ-sec/writ/internal/forge/report"
 	"github.com/writ-sec/writ/internal/reconcile"
 	"github.com/writ-sec/writ/internal/store"
 )
@@ -324,10 +325,4 @@ func (s *Service) syncComments(ctx context.Context, pr int) error {
 	}
 }
 
-func oneLine(s string, limit int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > limit {
-		s = s[:limit] + "…"
-	}
-	return s
-}
+func oneLine(s string, limit int) string { return fr.OneLine(s, limit) }
