@@ -126,14 +126,14 @@ type Options struct {
 }
 
 var (
-	projectPathRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,255}(/[A-Za-z0-9_.-]{1,255}){1,20}$`)
+	projectPathRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`)
 	projectIDRE   = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 )
 
 // ValidProject reports whether p is a project path with namespace or a
 // numeric id.
 func ValidProject(p string) bool {
-	return (projectPathRE.MatchString(p) && !strings.Contains(p, "..")) || projectIDRE.MatchString(p)
+	return (len(p) <= 1024 && projectPathRE.MatchString(p) && !strings.Contains(p, "..") && strings.Count(p, "/") <= 20) || projectIDRE.MatchString(p)
 }
 
 func (o *Options) setDefaults() {

@@ -54,7 +54,16 @@ func (s *Service) ProcessPending(ctx context.Context) (int, error) {
 // and notes) comes from the API, so an event missed, reordered or
 // resent changes nothing.
 func (s *Service) process(ctx context.Context, d *store.Delivery) (string, error) {
-	ev, err := gl.ParseWebhook(gl.EventType(d.Event), d.Payload)
+	var event gl.EventType
+	for e, kind := range objectKinds {
+		if kind == d.Event {
+			event = e
+		}
+	}
+	if event == "" {
+		return "", fmt.Errorf("%w: a stored delivery of an unknown event %q", inbox.ErrPermanent, d.Event)
+	}
+	ev, err := gl.ParseWebhook(event, d.Payload)
 	if err != nil {
 		return "", fmt.Errorf("%w: decode %s payload: %w", inbox.ErrPermanent, d.Event, err)
 	}

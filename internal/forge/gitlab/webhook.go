@@ -31,7 +31,8 @@ var handled = map[gl.EventType][]string{
 	gl.EventTypePush:         nil, // pushes have no action
 }
 
-// objectKinds is the object_kind each handled event's payload carries.
+// objectKinds is the object_kind each handled event's payload carries,
+// and the event name its deliveries are stored under.
 var objectKinds = map[gl.EventType]string{
 	gl.EventTypeMergeRequest: "merge_request",
 	gl.EventTypeNote:         "note",
@@ -130,7 +131,9 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	digest := sha256.Sum256(body)
-	id, created, err := s.inbox.Put(ctx, store.Delivery{DeliveryID: strings.ToLower(uuid), Event: string(event), Action: action,
+	// Stored under the payload's object_kind (merge_request, note, push):
+	// forge_deliveries' event names are lower-case words.
+	id, created, err := s.inbox.Put(ctx, store.Delivery{DeliveryID: strings.ToLower(uuid), Event: objectKinds[event], Action: action,
 		Payload: body, BodySHA256: hex.EncodeToString(digest[:])})
 	if errors.Is(err, store.ErrDeliveryReplayed) {
 		s.log.WarnContext(ctx, "webhook delivery refused: a body delivered before, under a new delivery id", slog.String("delivery", uuid),
