@@ -40,7 +40,9 @@ func TestMergeRequestFlow(t *testing.T) {
 		}
 	}
 	subject := []approval.Subject{{Path: path, Digest: pe.Digest}}
-	approve := func(who string) []byte { return e.sign(who, approval.Approve, subject, ev.PolicyDigest, pe.PlanDigest, 7) }
+	approve := func(who string) []byte {
+		return e.sign(who, approval.Approve, subject, ev.PolicyDigest, pe.PlanDigest, 7)
+	}
 	later := func() { e.clock.Advance(2 * time.Second) }
 	// step processes what was delivered and expects the status's state and
 	// a phrase of the report note.
