@@ -21,6 +21,7 @@ import (
 func TestMergeRequestFlow(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	e.gl.SetMaxPerPage(2) // notes span pages (X-Next-Page)
 	path := pbPath("block-c2")
 	target := "203.0.113.77"
 	m := e.openMR(7, "alice.gl", "Blocking the C2 server.", map[string]string{path: playbookYAML("block-c2", "INC-7", target, "critical", "production")})
@@ -132,6 +133,15 @@ func TestMergeRequestFlow(t *testing.T) {
 	}
 	if len(execs) != 1 {
 		t.Fatalf("%d executions; want exactly one", len(execs))
+	}
+	paged := false
+	for _, r := range e.gl.Requests() {
+		if strings.HasSuffix(r.Path, "/merge_requests/7/notes") && r.Method == http.MethodGet && strings.Contains(r.Query, "page=4") {
+			paged = true
+		}
+	}
+	if !paged {
+		t.Fatal("the notes' fourth page was never read")
 	}
 	if mr, err := e.st.GitLabMergeRequestByIID(e.ctx, testProject, 7); err != nil || mr.State != "merged" {
 		t.Fatalf("merge request after the merge: %+v %v", mr, err)

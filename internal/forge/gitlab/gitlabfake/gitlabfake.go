@@ -44,14 +44,16 @@ type Server struct {
 	Path string
 	ID   int64
 
-	mu       sync.Mutex
-	tokens   map[string]string // token -> username
-	users    map[string]int64  // username -> id
-	mrs      map[int64]*MergeRequest
-	commits  map[string][]int64 // commit sha -> merge request iids
-	statuses []*Status
-	nextID   int64
-	requests []Request
+	mu sync.Mutex
+	// maxPerPage caps per_page (GitLab's is 100); see SetMaxPerPage.
+	maxPerPage int
+	tokens     map[string]string // token -> username
+	users      map[string]int64  // username -> id
+	mrs        map[int64]*MergeRequest
+	commits    map[string][]int64 // commit sha -> merge request iids
+	statuses   []*Status
+	nextID     int64
+	requests   []Request
 	// limited requests are answered 429 with retryAfter seconds.
 	limited    int
 	retryAfter int
@@ -108,7 +110,7 @@ type Status struct {
 // New starts the fake for one project.
 func New(t testing.TB, path string, id int64) *Server {
 	s := &Server{t: t, Path: path, ID: id, tokens: map[string]string{}, users: map[string]int64{},
-		mrs: map[int64]*MergeRequest{}, commits: map[string][]int64{}, nextID: 1000}
+		mrs: map[int64]*MergeRequest{}, commits: map[string][]int64{}, nextID: 1000, maxPerPage: MaxPerPage}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.srv.Close)
 	return s
@@ -303,6 +305,14 @@ func (s *Server) LatestStatus(sha, name string) (Status, bool) {
 	return Status{}, false
 }
 
+// SetMaxPerPage caps per_page lower than GitLab's 100, so that short
+// lists span pages.
+func (s *Server) SetMaxPerPage(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxPerPage = max(n, 1)
+}
+
 // RateLimit answers the next n requests 429, asking to retry after
 // retryAfter seconds.
 func (s *Server) RateLimit(n, retryAfter int) {
@@ -464,7 +474,7 @@ func (s *Server) listNotes(w http.ResponseWriter, r *http.Request, iid int64) {
 	if perPage <= 0 {
 		perPage = 20
 	}
-	perPage = min(perPage, MaxPerPage)
+	perPage = min(perPage, s.maxPerPage)
 	var live []*Note
 	for _, n := range mr.Notes {
 		if !n.Deleted {
