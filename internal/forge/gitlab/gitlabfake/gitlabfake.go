@@ -201,6 +201,15 @@ func (s *Server) Merge(iid int64, mergeSHA string, commits ...string) {
 	}
 }
 
+// SetHead moves a merge request's head (a push to its source branch).
+func (s *Server) SetHead(iid int64, sha string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.mustMR(iid)
+	m.SHA, m.Updated = sha, time.Now().UTC()
+	s.commits[sha] = append(s.commits[sha], iid)
+}
+
 // AddNote adds a note by a user, as the web interface does.
 func (s *Server) AddNote(iid int64, author, body string) *Note {
 	s.mu.Lock()
