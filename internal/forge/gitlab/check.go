@@ -1,6 +1,7 @@
 package gitlab
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -93,7 +94,7 @@ func (s *Service) Check(ctx context.Context, m mrInfo) (string, error) {
 func (s *Service) words(iid int64) fr.Forge {
 	return fr.Forge{
 		Change: "merge request", Ref: "!",
-		Sign:          fmt.Sprintf("--repo %s --pr %d --out statement.json", s.opts.Project, iid),
+		Sign:          fmt.Sprintf("--repo %s --pr %d --out statement.json", cmp.Or(s.opts.Repository, "OWNER/NAME"), iid),
 		ProposalWhere: "in the description or a note by its author",
 		StatementsNote: "A note counts only through the signed writ statement in its body (a ```writ block holding the envelope `writ approve --out` wrote), " +
 			"verified with the approvers file in force; the note's author must be the signer's `gitlab` login. " +

@@ -79,9 +79,13 @@ type Options struct {
 	// Project is the content repository's project: its path with
 	// namespace (group/sub/project) or its numeric id.
 	Project string
-	Engine  Engine
-	Source  Source
-	Store   *store.Store
+	// Repository is the identity signed statements name (OWNER/NAME, the
+	// reconciler's Repository), shown in the commands the report gives.
+	// Default: Project when it has that shape.
+	Repository string
+	Engine     Engine
+	Source     Source
+	Store      *store.Store
 	// WebhookSecret is the webhook's secret token (X-Gitlab-Token).
 	WebhookSecret []byte
 	// StatusName is the commit status's name. Default "writ".
@@ -137,6 +141,9 @@ func ValidProject(p string) bool {
 }
 
 func (o *Options) setDefaults() {
+	if o.Repository == "" && strings.Count(o.Project, "/") == 1 {
+		o.Repository = o.Project
+	}
 	if o.BaseURL == "" {
 		o.BaseURL = DefaultBaseURL
 	}
