@@ -187,6 +187,13 @@ func (s *Service) syncNotes(ctx context.Context, iid int64) error {
 		}
 		opt.Page = resp.NextPage
 	}
+	if reportNote != 0 && !listed[reportNote] {
+		// Someone deleted writ's report note: the next check writes it anew.
+		s.log.WarnContext(ctx, "the report note was deleted", slog.Int64("merge_request", iid), slog.Int64("note", reportNote))
+		if err := s.opts.Store.SaveGitLabReportNote(ctx, s.opts.Project, iid, 0, ""); err != nil {
+			return err
+		}
+	}
 	stmts, err := s.opts.Store.GitLabStatementsForMR(ctx, s.opts.Project, iid)
 	if err != nil {
 		return err
