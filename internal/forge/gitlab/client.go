@@ -27,6 +27,9 @@ func newClient(o Options) (*gl.Client, error) {
 		gl.WithCustomBackoff(o.backoff),
 		gl.WithCustomRetryWaitMinMax(o.APIBackoff, 32*o.APIBackoff),
 	}
+	if o.UserAgent != "" {
+		opts = append(opts, gl.WithUserAgent(o.UserAgent))
+	}
 	if o.HTTPClient != nil {
 		opts = append(opts, gl.WithHTTPClient(o.HTTPClient))
 	}

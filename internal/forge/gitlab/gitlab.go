@@ -15,6 +15,20 @@
 // The channel is never trusted: a note counts only through the signed
 // envelope it carries, verified with the trusted approvers file, whose
 // `logins.gitlab` must also be the note's author.
+//
+// Wiring (writ serve, as for the GitHub forge), from the gitlab section of
+// writ.yaml (internal/config.GitLab):
+//
+//	svc, err := gitlab.New(gitlab.Options{
+//		BaseURL: g.BaseURL, Token: <tokenEnv|tokenFile>, Project: g.Project,
+//		Repository: cfg.RepositoryName() (or the identity writ serve derived),
+//		Engine: rec, Source: src, Store: st, WebhookSecret: <webhookSecretEnv|File>,
+//		StatusName: g.StatusName, DetailsURL: g.DetailsURL, ConsoleOrigin: <console origin unless disabled>,
+//		RefreshInterval: cfg.GitLabRefreshInterval(), UserAgent: "writ/" + version, Logger: log,
+//	})
+//	srv.Handle("POST "+svc.WebhookPath(), svc.Handler()) // declared in internal/server/routes.go
+//	srv.AddCheck(svc.Name(), svc.Readiness)
+//	// and svc.Run(ctx) where the GitHub forge's Run runs (the leader).
 package gitlab
 
 import (
@@ -120,6 +134,9 @@ type Options struct {
 	RefreshInterval time.Duration
 	// CallTimeout bounds one API call. Default 30s.
 	CallTimeout time.Duration
+	// UserAgent, when set, is the API requests' User-Agent
+	// (writ/VERSION).
+	UserAgent string
 	// HTTPClient, when set, is the API's HTTP client (its Transport is
 	// used; tests, proxies).
 	HTTPClient *http.Client
