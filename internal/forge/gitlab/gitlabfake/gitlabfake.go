@@ -201,6 +201,14 @@ func (s *Server) Merge(iid int64, mergeSHA string, commits ...string) {
 	}
 }
 
+// SetDescription edits a merge request's description.
+func (s *Server) SetDescription(iid int64, description string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.mustMR(iid)
+	m.Description, m.Updated = description, time.Now().UTC()
+}
+
 // SetHead moves a merge request's head (a push to its source branch).
 func (s *Server) SetHead(iid int64, sha string) {
 	s.mu.Lock()
