@@ -19,9 +19,9 @@ import (
 	"github.com/writ-sec/writ/internal/store"
 )
 
-// GitLab's documented limits: a note's body at most 1,000,000 characters;
-// a commit status's description is kept to 255 characters (GitLab stores
-// it in a varchar(255)).
+// Limits: GitLab documents a note's body as at most 1,000,000 characters;
+// writ keeps a commit status's description, a short text GitLab shows
+// beside the status, to 255 characters (gitlabfake refuses longer ones).
 const (
 	MaxNoteBody          = 1_000_000
 	MaxStatusDescription = 255

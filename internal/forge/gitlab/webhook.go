@@ -85,7 +85,7 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusUnauthorized, Answer{Status: "unauthorized", Reason: "missing or wrong X-Gitlab-Token"})
 		return
 	}
-	event := gl.EventType(r.Header.Get("X-Gitlab-Event"))
+	event := gl.HookEventType(r) // X-Gitlab-Event
 	if event == "" || len(event) > 64 || !uuidRE.MatchString(uuid) {
 		answer(w, http.StatusBadRequest, Answer{Status: "bad_request", Reason: "missing or invalid X-Gitlab-Event or X-Gitlab-Event-UUID"})
 		return
