@@ -205,3 +205,26 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+// A GitLab outage longer than one call's attempts fails the delivery for
+// now: it stays queued and is processed when it comes due again.
+func TestOutageRetriedByTheInbox(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.gl.Fail(6) // the 6 attempts of the first call
+	m := e.openMR(10, "alice.gl", "", map[string]string{pbPath("z"): playbookYAML("z", "INC-10", "203.0.113.10", "low", "staging")})
+	if n, err := e.svc.ProcessPending(e.ctx); err != nil || n != 0 {
+		t.Fatalf("during the outage: %d processed, %v", n, err)
+	}
+	if c, _ := e.st.DeliveryCounts(e.ctx, "gitlab"); c[store.DeliveryQueued] != 1 {
+		t.Fatalf("the delivery is not queued for a retry: %v", c)
+	}
+	if _, ok := e.gl.LatestStatus(m.head, DefaultStatusName); ok {
+		t.Fatal("a status was set during the outage")
+	}
+	e.clock.Advance(time.Second) // past the retry delay
+	e.process()
+	if st := e.status(m.head); st.State == "pending" {
+		t.Fatalf("status after the outage: %+v", st)
+	}
+}

@@ -54,6 +54,8 @@ type Server struct {
 	statuses   []*Status
 	nextID     int64
 	requests   []Request
+	// failing requests are answered 502.
+	failing int
 	// limited requests are answered 429 with retryAfter seconds.
 	limited    int
 	retryAfter int
@@ -339,6 +341,13 @@ func (s *Server) RateLimit(n, retryAfter int) {
 	s.resetAt = time.Now().Add(time.Duration(retryAfter) * time.Second)
 }
 
+// Fail answers the next n requests 502 Bad Gateway.
+func (s *Server) Fail(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failing = n
+}
+
 // Requests lists the requests served.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
@@ -391,6 +400,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	user, ok := s.tokens[r.Header.Get("Private-Token")]
 	if !ok {
 		jsonError(w, http.StatusUnauthorized, "401 Unauthorized")
+		return
+	}
+	if s.failing > 0 {
+		s.failing--
+		jsonError(w, http.StatusBadGateway, "502 Bad Gateway")
 		return
 	}
 	w.Header().Set("RateLimit-Limit", "2000")
