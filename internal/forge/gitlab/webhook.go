@@ -115,6 +115,11 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 			answer(w, http.StatusAccepted, Answer{Status: "ignored", Reason: "writ reads notes on merge requests only"})
 			return
 		}
+		if strings.HasPrefix(m.ObjectAttributes.Note, reportMarker) {
+			// writ's own report note, written or edited: nothing to read.
+			answer(w, http.StatusAccepted, Answer{Status: "ignored", Reason: "writ's report note"})
+			return
+		}
 		if action == "" { // GitLab before 16.x sends no action: a new note
 			action = "create"
 		}
@@ -183,6 +188,7 @@ type meta struct {
 	ObjectAttributes struct {
 		Action       string `json:"action"`
 		NoteableType string `json:"noteable_type"`
+		Note         string `json:"note"`
 	} `json:"object_attributes"`
 }
 

@@ -96,6 +96,11 @@ func TestWebhookReceiver(t *testing.T) {
 	if a := e.send(gitlabfake.Delivery{Event: gitlabfake.EventNote, Payload: issueNote}); a.Status != http.StatusAccepted || !strings.Contains(a.Body, "ignored") {
 		t.Fatalf("note on an issue: %d %s", a.Status, a.Body)
 	}
+	// writ's own report note, as GitLab reports its creation: not stored.
+	n := e.gl.AddNote(3, botLogin, reportMarker+"\n## writ")
+	if a := e.send(gitlabfake.Delivery{Event: gitlabfake.EventNote, Payload: e.gl.NoteHook(3, n.ID, "create")}); a.Status != http.StatusAccepted || !strings.Contains(a.Body, "report note") {
+		t.Fatalf("writ's report note: %d %s", a.Status, a.Body)
+	}
 	if a := e.send(gitlabfake.Delivery{Event: gitlabfake.EventMergeRequest, Payload: open}); a.Status != http.StatusConflict {
 		t.Fatalf("second replay: %d %s", a.Status, a.Body)
 	}
