@@ -124,6 +124,10 @@ func runConfigCheck(ctx context.Context, path string, g *globals, getenv func(st
 			check("github app private key", err)
 		}
 	}
+	if gl := cfg.GitLab; gl != nil {
+		secret("gitlab webhook secret", gl.WebhookSecretEnv, gl.WebhookSecretFile)
+		secret("gitlab token", gl.TokenEnv, gl.TokenFile)
+	}
 	if a := cfg.Auth; a != nil && a.OIDC != nil && a.OIDC.ConsoleLogin() {
 		secret("console client secret", a.OIDC.ConsoleClientSecretEnv, a.OIDC.ConsoleClientSecretFile)
 	}

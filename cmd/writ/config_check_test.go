@@ -49,6 +49,18 @@ func TestConfigCheck(t *testing.T) {
 	if code, out, _ = runCLIEnv(t, map[string]string{"WRIT_TEST_SIEM": "siem-secret-value"}, "config", "check", siem); code != exitOK || strings.Contains(out, "siem-secret-value") {
 		t.Fatalf("SIEM webhook with its secret: %d\n%s", code, out)
 	}
+	gitlab := filepath.Join(dir, "gitlab.yaml")
+	if err := os.WriteFile(gitlab, []byte("apiVersion: writ/v1\nkind: ServerConfig\ngitlab: {project: secops/content, tokenEnv: WRIT_TEST_GL_TOKEN, webhookSecretEnv: WRIT_TEST_GL_HOOK}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ = runCLIEnv(t, map[string]string{"WRIT_TEST_GL_TOKEN": "glpat-secret-value"}, "config", "check", gitlab); code != exitFailure ||
+		!strings.Contains(out, "gitlab webhook secret") || strings.Contains(out, "glpat-secret-value") {
+		t.Fatalf("GitLab without its webhook secret: %d\n%s", code, out)
+	}
+	if code, out, _ = runCLIEnv(t, map[string]string{"WRIT_TEST_GL_TOKEN": "glpat-secret-value", "WRIT_TEST_GL_HOOK": "hook-secret-value"}, "config", "check", gitlab); code != exitOK ||
+		strings.Contains(out, "glpat-secret-value") || strings.Contains(out, "hook-secret-value") {
+		t.Fatalf("GitLab with its secrets: %d\n%s", code, out)
+	}
 	if code, _, _ := runCLI(t, "config", "check", filepath.Join(dir, "none.yaml")); code != exitUsage {
 		t.Fatalf("missing file: %d", code)
 	}

@@ -54,6 +54,7 @@ connects to --database), applies migrations, and runs:
       POST /api/v1/holds/ID/acknowledge  move past a hold (admin)
       GET  /api/v1/audit/export       the audit log (admin)
       POST /webhooks/github           GitHub deliveries (HMAC), when configured
+      POST /webhooks/gitlab           GitLab deliveries (secret token), when configured
   - the web console at / on the same listener (docs/console.md): what is
     contained now, what waits for signatures, playbooks, executions, the
     audit log; approvers sign with a passkey. Set console.origin in

@@ -43,6 +43,7 @@ type Config struct {
 	Console       *Console                  `yaml:"console,omitempty"`
 	Auth          *Auth                     `yaml:"auth,omitempty"`
 	GitHub        *GitHub                   `yaml:"github,omitempty"`
+	GitLab        *GitLab                   `yaml:"gitlab,omitempty"`
 
 	// Path is where the configuration was read from ("" for defaults).
 	Path string `yaml:"-"`
@@ -322,6 +323,22 @@ type GitHub struct {
 	MaxPlaybooks int `yaml:"maxPlaybooksPerPullRequest,omitempty"`
 }
 
+// GitLab is the GitLab integration (merge request statuses and report
+// notes, signed notes, webhooks). Secrets only by reference.
+type GitLab struct {
+	// BaseURL is the instance without /api/v4 (default https://gitlab.com).
+	BaseURL string `yaml:"baseURL,omitempty"`
+	// Project is the project's path with namespace or its numeric id.
+	Project           string `yaml:"project"`
+	TokenEnv          string `yaml:"tokenEnv,omitempty"`
+	TokenFile         string `yaml:"tokenFile,omitempty"`
+	WebhookSecretEnv  string `yaml:"webhookSecretEnv,omitempty"`
+	WebhookSecretFile string `yaml:"webhookSecretFile,omitempty"`
+	StatusName        string `yaml:"statusName,omitempty"`
+	DetailsURL        string `yaml:"detailsURL,omitempty"`
+	RefreshInterval   string `yaml:"refreshInterval,omitempty"`
+}
+
 // GitHubApp authenticates writ as a GitHub App installation.
 type GitHubApp struct {
 	AppID          int64  `yaml:"appId"`
@@ -557,6 +574,7 @@ func (c *Config) check(doc *yamldoc.Doc) diag.Problems {
 	}
 	out = append(out, c.checkAuth(doc)...)
 	out = append(out, c.checkGitHub(doc)...)
+	out = append(out, c.checkGitLab(doc)...)
 	if len(out) == 0 {
 		return nil
 	}
@@ -787,6 +805,40 @@ func (c *Config) checkGitHub(doc *yamldoc.Doc) diag.Problems {
 		}
 	}
 	return out
+}
+
+// checkGitLab checks the gitlab section: one webhook secret reference and
+// one token reference.
+func (c *Config) checkGitLab(doc *yamldoc.Doc) diag.Problems {
+	g := c.GitLab
+	if g == nil {
+		return nil
+	}
+	var out diag.Problems
+	if (g.WebhookSecretEnv == "") == (g.WebhookSecretFile == "") {
+		out = append(out, doc.Errorf("/gitlab", "invalid-value", "give webhookSecretEnv or webhookSecretFile (one of them): deliveries are authenticated with it"))
+	}
+	if (g.TokenEnv == "") == (g.TokenFile == "") {
+		out = append(out, doc.Errorf("/gitlab", "invalid-value", "give tokenEnv or tokenFile (one of them): writ sets commit statuses and writes notes with it"))
+	}
+	if strings.Contains(g.Project, "..") {
+		out = append(out, doc.Errorf("/gitlab/project", "invalid-value", "project %q is not a path with namespace", g.Project))
+	}
+	if g.RefreshInterval != "" {
+		if _, err := time.ParseDuration(expandDays(g.RefreshInterval)); err != nil {
+			out = append(out, doc.Errorf("/gitlab/refreshInterval", "invalid-value", "refreshInterval: %q is not a duration", g.RefreshInterval))
+		}
+	}
+	return out
+}
+
+// GitLabRefreshInterval is how often open merge requests are re-read and
+// re-checked.
+func (c *Config) GitLabRefreshInterval() time.Duration {
+	if c.GitLab == nil {
+		return 0
+	}
+	return durationOr(c.GitLab.RefreshInterval, 5*time.Minute)
 }
 
 // GitHubRefreshInterval is how often open pull requests are re-checked.

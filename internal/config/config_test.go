@@ -45,6 +45,48 @@ func TestGitHubPlaybookLimit(t *testing.T) {
 	}
 }
 
+func TestGitLab(t *testing.T) {
+	t.Parallel()
+	head := "apiVersion: writ/v1\nkind: ServerConfig\n"
+	c, err := Parse("c.yaml", []byte(head+"gitlab:\n  baseURL: https://gitlab.example.com/gitlab\n  project: secops/sub/content\n"+
+		"  tokenFile: /run/secrets/gitlab-token\n  webhookSecretEnv: WRIT_GITLAB_WEBHOOK_SECRET\n  statusName: writ/judge\n"+
+		"  detailsURL: https://writ.example.com/pending\n  refreshInterval: 2m\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := c.GitLab
+	if g.BaseURL != "https://gitlab.example.com/gitlab" || g.Project != "secops/sub/content" || g.TokenFile != "/run/secrets/gitlab-token" ||
+		g.WebhookSecretEnv != "WRIT_GITLAB_WEBHOOK_SECRET" || g.StatusName != "writ/judge" || c.GitLabRefreshInterval() != 2*time.Minute {
+		t.Fatalf("gitlab %+v", g)
+	}
+	c, err = Parse("c.yaml", []byte(head+"gitlab: {project: '1234', tokenEnv: GITLAB_TOKEN, webhookSecretFile: /run/secrets/hook}\n"))
+	if err != nil || c.GitLab.Project != "1234" || c.GitLabRefreshInterval() != 5*time.Minute {
+		t.Fatalf("numeric project: %+v %v", c, err)
+	}
+	if Default().GitLabRefreshInterval() != 0 {
+		t.Fatal("a refresh interval without a gitlab section")
+	}
+	ok := "  tokenEnv: GITLAB_TOKEN\n  webhookSecretEnv: HOOK\n"
+	for name, tc := range map[string]struct{ body, want string }{
+		"no project":       {"gitlab:\n" + ok, "project"},
+		"no namespace":     {"gitlab:\n  project: content\n" + ok, "gitlab.project"},
+		"dot-dot":          {"gitlab:\n  project: a/../b\n" + ok, "is not a path with namespace"},
+		"no token":         {"gitlab:\n  project: a/b\n  webhookSecretEnv: HOOK\n", "give tokenEnv or tokenFile"},
+		"two tokens":       {"gitlab:\n  project: a/b\n  tokenEnv: T\n  tokenFile: /t\n  webhookSecretEnv: HOOK\n", "give tokenEnv or tokenFile"},
+		"no secret":        {"gitlab:\n  project: a/b\n  tokenEnv: T\n", "give webhookSecretEnv or webhookSecretFile"},
+		"inline token":     {"gitlab:\n  project: a/b\n  token: glpat-x\n" + ok, "unknown field \"token\""},
+		"relative secret":  {"gitlab:\n  project: a/b\n  tokenEnv: T\n  webhookSecretFile: hook\n", "gitlab.webhookSecretFile"},
+		"URL credentials":  {"gitlab:\n  project: a/b\n  baseURL: https://u:p@gitlab.example.com\n" + ok, "gitlab.baseURL"},
+		"bad interval":     {"gitlab:\n  project: a/b\n  refreshInterval: often\n" + ok, "gitlab.refreshInterval"},
+		"status over line": {"gitlab:\n  project: a/b\n  statusName: \"a\\nb\"\n" + ok, "gitlab.statusName"},
+	} {
+		_, err := Parse("c.yaml", []byte(head+tc.body))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", name, err, tc.want)
+		}
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	t.Parallel()
 	c := Default()

@@ -320,7 +320,7 @@ func startEngine(ctx context.Context, o Options, repoURL string, st *store.Store
 	if err != nil {
 		return nil, err
 	}
-	forges, err := newForges(ctx, cfg, api, src, st, log, o.Getenv, o.Version)
+	forges, err := newForges(ctx, cfg, api, src, st, log, o.Getenv, o.Version, repository)
 	if err != nil {
 		return nil, err
 	}

@@ -5,55 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 
 	"github.com/writ-sec/writ/internal/config"
 	"github.com/writ-sec/writ/internal/forge/github"
 	"github.com/writ-sec/writ/internal/gitsrc"
 	"github.com/writ-sec/writ/internal/reconcile"
-	"github.com/writ-sec/writ/internal/server"
 	"github.com/writ-sec/writ/internal/store"
 )
 
 // maxAppKeyBytes bounds a GitHub App private key file.
 const maxAppKeyBytes = 64 << 10
-
-// Forge is a code host writ follows pull or merge requests on: it
-// receives the forge's webhooks (Handler, at WebhookPath), stores them in
-// the durable inbox and processes them (Run, on the leader), and says how
-// its deliveries stand (Readiness).
-type Forge interface {
-	Name() string
-	WebhookPath() string
-	Handler() http.Handler
-	Run(ctx context.Context) error
-	Readiness(ctx context.Context) (string, error)
-}
-
-// newForges builds the forges of writ.yaml's forge sections (github:):
-// none without a section.
-func newForges(ctx context.Context, cfg *config.Config, rec *reconcile.Reconciler, src *gitsrc.Source, st *store.Store,
-	log *slog.Logger, getenv func(string) string, version string) ([]Forge, error) {
-	var out []Forge
-	gh, err := newGitHub(ctx, cfg, rec, src, st, log, getenv, version)
-	if err != nil {
-		return nil, err
-	}
-	if gh != nil {
-		out = append(out, gh)
-	}
-	return out, nil
-}
-
-// mountForges puts each forge's webhook receiver and readiness check on
-// the server (every replica accepts webhooks; the leader processes them).
-func mountForges(srv *server.Server, forges []Forge) {
-	for _, f := range forges {
-		srv.Handle("POST "+f.WebhookPath(), f.Handler())
-		srv.AddCheck(f.Name(), f.Readiness)
-	}
-}
 
 // newGitHub builds the GitHub integration from the github section of
 // writ.yaml: the API client (a token, or a GitHub App installation; an
@@ -80,13 +42,9 @@ func newGitHub(ctx context.Context, cfg *config.Config, rec *reconcile.Reconcile
 	if err != nil {
 		return nil, err
 	}
-	consoleOrigin := ""
-	if c := cfg.Console; c != nil && !c.Disabled {
-		consoleOrigin = c.Origin // action_required checks link its pending page
-	}
 	svc, err := github.New(github.Options{
 		Repository: g.Repository, Client: client, Engine: rec, Source: src, Store: st,
-		WebhookSecret: []byte(secret.Value()), CheckName: g.CheckName, DetailsURL: g.DetailsURL, ConsoleOrigin: consoleOrigin,
+		WebhookSecret: []byte(secret.Value()), CheckName: g.CheckName, DetailsURL: g.DetailsURL, ConsoleOrigin: consoleOrigin(cfg), // action_required checks link its pending page
 		RefreshInterval: cfg.GitHubRefreshInterval(), Logger: log,
 	})
 	if err != nil {

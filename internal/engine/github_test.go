@@ -24,7 +24,7 @@ import (
 
 func TestSetupGitHubWithoutSection(t *testing.T) {
 	t.Parallel()
-	forges, err := newForges(context.Background(), config.Default(), nil, nil, nil, slog.New(slog.DiscardHandler), func(string) string { return "" }, "test")
+	forges, err := newForges(context.Background(), config.Default(), nil, nil, nil, slog.New(slog.DiscardHandler), func(string) string { return "" }, "test", "acme/secops")
 	if len(forges) != 0 || err != nil {
 		t.Fatalf("no github section: %v %v", forges, err)
 	}
@@ -88,12 +88,12 @@ func TestSetupGitHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	if _, err := newForges(ctx, cfg, rec, src, st, log, func(k string) string { return map[string]string{"GH_TOKEN": "tok"}[k] }, "test"); err == nil ||
+	if _, err := newForges(ctx, cfg, rec, src, st, log, func(k string) string { return map[string]string{"GH_TOKEN": "tok"}[k] }, "test", "acme/secops"); err == nil ||
 		!strings.Contains(err.Error(), "HOOK_SECRET") {
 		t.Fatalf("without the webhook secret: %v", err)
 	}
 	env := map[string]string{"GH_TOKEN": "tok", "HOOK_SECRET": "s3cret"}
-	forges, err := newForges(ctx, cfg, rec, src, st, log, func(k string) string { return env[k] }, "test")
+	forges, err := newForges(ctx, cfg, rec, src, st, log, func(k string) string { return env[k] }, "test", "acme/secops")
 	if err != nil || len(forges) != 1 || forges[0].Name() != "github" || forges[0].WebhookPath() != github.WebhookPath {
 		t.Fatalf("setup: %v %v", forges, err)
 	}
@@ -124,7 +124,7 @@ func TestSetupGitHub(t *testing.T) {
 	gh := *cfg.GitHub
 	gh.TokenEnv, gh.App = "", &config.GitHubApp{AppID: 1, InstallationID: 2, PrivateKeyFile: filepath.Join(t.TempDir(), "missing.pem")}
 	appCfg.GitHub = &gh
-	if _, err := newForges(ctx, &appCfg, rec, src, st, log, func(k string) string { return env[k] }, "test"); err == nil ||
+	if _, err := newForges(ctx, &appCfg, rec, src, st, log, func(k string) string { return env[k] }, "test", "acme/secops"); err == nil ||
 		!strings.Contains(err.Error(), "github app private key") {
 		t.Fatalf("missing app key: %v", err)
 	}

@@ -310,6 +310,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	// The routes other packages mount, with stand-in handlers: their
 	// access comes from the declared table under test.
 	h.srv.Handle("POST /webhooks/github", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) }))
+	h.srv.Handle("POST /webhooks/gitlab", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) }))
 	h.srv.Handle("GET /metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "writ_up 1\n") }))
 	h.http = httptest.NewServer(h.srv.Handler())
 	t.Cleanup(h.http.Close)

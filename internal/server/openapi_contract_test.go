@@ -243,11 +243,11 @@ func TestOpenAPIContract(t *testing.T) {
 		}
 	}
 	// Every operation was called, and answered 2xx at least once (the
-	// webhook is the GitHub package's, tested there).
+	// webhooks are the forge packages', tested there).
 	for path, item := range c.doc.Paths.Map() {
 		for method := range item.Operations() {
 			key := method + " " + path
-			if key == "POST /webhooks/github" {
+			if key == "POST /webhooks/github" || key == "POST /webhooks/gitlab" {
 				continue
 			}
 			statuses, ok := seen[key]

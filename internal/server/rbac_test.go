@@ -32,6 +32,7 @@ var matrix = map[string]string{
 	"GET /readyz":                              "public",
 	"GET /metrics":                             "vapeA",
 	"POST /webhooks/github":                    "public",
+	"POST /webhooks/gitlab":                    "public",
 	"GET /api/v1/openapi.json":                 "public",
 	"GET /api/v1/auth/methods":                 "public",
 	"POST /api/v1/auth/login":                  "public",
@@ -100,7 +101,7 @@ func (h *harness) request(pattern string) (method, path string, body any) {
 		body = map[string]string{"username": "nobody", "password": "not a password"}
 	case "POST /api/v1/auth/password":
 		body = map[string]string{"current_password": "x", "new_password": "a new long password"}
-	case "POST /api/v1/approvals", "POST /webhooks/github":
+	case "POST /api/v1/approvals", "POST /webhooks/github", "POST /webhooks/gitlab":
 		body = "{}"
 	case "POST /api/v1/dry-run":
 		body = testPlaybook

@@ -94,6 +94,7 @@ type Access struct {
 // AdminRoles: an undeclared route is never open by accident.
 var declared = map[string]Route{
 	"POST /webhooks/github": {Public: "the delivery's HMAC-SHA256 signature (X-Hub-Signature-256)", MaxBody: -1},
+	"POST /webhooks/gitlab": {Public: "the X-Gitlab-Token secret", MaxBody: -1},
 	"GET /metrics":          {Roles: ReadRoles},
 }
 

@@ -1,7 +1,6 @@
 package github
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,91 +14,28 @@ import (
 
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/display"
+	"github.com/writ-sec/writ/internal/forge/envelope"
 	"github.com/writ-sec/writ/internal/reconcile"
 	"github.com/writ-sec/writ/internal/store"
 )
 
 // Fence is the info string of the fenced code block that carries a signed
-// writ statement in a review body, a pull request description or a
-// comment:
-//
-//	```writ
-//	{"payloadType":"application/vnd.in-toto+json","payload":"…","signatures":[…]}
-//	```
-//
-// The opening line is exactly three backticks and "writ" (up to three
-// spaces of indentation, trailing spaces allowed); the block ends at the
-// next line of three or more backticks. A body may carry several blocks.
-const Fence = "writ"
+// writ statement (internal/forge/envelope).
+const Fence = envelope.Fence
 
 // MaxEnvelopesPerBody bounds how many envelopes one body may carry.
-const MaxEnvelopesPerBody = 10
+const MaxEnvelopesPerBody = envelope.MaxPerBody
 
 // ErrTooManyEnvelopes is returned for a body with more than
 // MaxEnvelopesPerBody blocks.
-var ErrTooManyEnvelopes = fmt.Errorf("more than %d writ blocks in one body", MaxEnvelopesPerBody)
+var ErrTooManyEnvelopes = envelope.ErrTooMany
 
 // ExtractEnvelopes returns the contents of the ```writ blocks of a
-// Markdown body, trimmed; an unterminated block is an error.
-func ExtractEnvelopes(body string) ([][]byte, error) {
-	var out [][]byte
-	lines := strings.Split(strings.ReplaceAll(body, "\r\n", "\n"), "\n")
-	for i := 0; i < len(lines); i++ {
-		if !isOpening(lines[i]) {
-			continue
-		}
-		start := i + 1
-		end := -1
-		for j := start; j < len(lines); j++ {
-			if isClosing(lines[j]) {
-				end = j
-				break
-			}
-		}
-		if end < 0 {
-			return out, fmt.Errorf("the ```%s block opened at line %d is not closed", Fence, i+1)
-		}
-		if len(out) == MaxEnvelopesPerBody {
-			return out, ErrTooManyEnvelopes
-		}
-		content := bytes.TrimSpace([]byte(strings.Join(lines[start:end], "\n")))
-		out = append(out, content)
-		i = end
-	}
-	return out, nil
-}
+// Markdown body (envelope.Extract).
+func ExtractEnvelopes(body string) ([][]byte, error) { return envelope.Extract(body) }
 
-func isOpening(line string) bool {
-	l := strings.TrimRight(line, " \t")
-	trimmed := strings.TrimLeft(l, " ")
-	if len(l)-len(trimmed) > 3 {
-		return false
-	}
-	return trimmed == "```"+Fence
-}
-
-func isClosing(line string) bool {
-	l := strings.TrimRight(line, " \t")
-	trimmed := strings.TrimLeft(l, " ")
-	if len(l)-len(trimmed) > 3 || len(trimmed) < 3 {
-		return false
-	}
-	return strings.Trim(trimmed, "`") == ""
-}
-
-// FormatEnvelope is the Markdown writ posts: a line saying what it is and
-// the envelope in a ```writ block.
-func FormatEnvelope(intro string, envelope []byte) string {
-	var b strings.Builder
-	if intro != "" {
-		b.WriteString(intro)
-		b.WriteString("\n\n")
-	}
-	b.WriteString("```" + Fence + "\n")
-	b.Write(bytes.TrimSpace(envelope))
-	b.WriteString("\n```\n")
-	return b.String()
-}
+// FormatEnvelope is the Markdown writ posts (envelope.Format).
+func FormatEnvelope(intro string, env []byte) string { return envelope.Format(intro, env) }
 
 // text is one GitHub text that may carry signed statements.
 type text struct {
