@@ -132,8 +132,36 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 		envs = e
 	}
 
-	// No logger: every reason of a failed decision is in the output.
-	set, source, usage, err := loadPolicySet(p.policies, policy.Options{}, policies.FS)
+	// The policies compile on one core while the playbooks are read and
+	// validated on the others; what each reports is printed after, in
+	// this order. No logger: every reason of a failed decision is in the
+	// output.
+	type loaded struct {
+		set    *policy.Set
+		source string
+		usage  bool
+		err    error
+	}
+	policyDone := make(chan loaded, 1)
+	go func() {
+		var l loaded
+		l.set, l.source, l.usage, l.err = loadPolicySet(p.policies, policy.Options{}, policies.FS)
+		policyDone <- l
+	}()
+	type validated struct {
+		r   validateResult
+		err error
+	}
+	results := make([]validated, 0, len(p.paths))
+	for _, arg := range p.paths {
+		r, err := validatePath(arg, validateOptions{skipPolicies: true, jobs: p.jobs})
+		results = append(results, validated{r, err})
+		if err != nil {
+			break
+		}
+	}
+	l := <-policyDone
+	set, source, usage, err := l.set, l.source, l.usage, l.err
 	if usage {
 		fmt.Fprintln(stderr, "writ:", err)
 		return exitUsage
@@ -149,8 +177,8 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 		pbs      []*playbook.Playbook
 		problems diag.Problems
 	)
-	for _, arg := range p.paths {
-		r, err := validatePath(arg, validateOptions{skipPolicies: true, jobs: p.jobs})
+	for _, v := range results {
+		r, err := v.r, v.err
 		if err != nil {
 			fmt.Fprintln(stderr, "writ:", err)
 			if errors.Is(err, fs.ErrNotExist) {

@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // Query is what writ evaluates.
@@ -303,7 +305,14 @@ func (s *Set) eval(ctx context.Context, value ast.Value) (rs rego.ResultSet, err
 			rs, err = nil, fmt.Errorf("OPA panicked: %v", p)
 		}
 	}()
-	return s.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(s.opts.Clock()))
+	// OPA cancels on ctx's deadline through a cancel of writ's own,
+	// registered with context.AfterFunc, rather than a goroutine per
+	// evaluation; metrics are not collected.
+	cancel := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, cancel.Cancel)
+	defer stop()
+	return s.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(s.opts.Clock()),
+		rego.EvalExternalCancel(cancel), rego.EvalMetrics(metrics.NoOp()))
 }
 
 // fail logs and returns a DENY for reasons.
