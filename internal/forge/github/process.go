@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	gh "github.com/google/go-github/v88/github"
 
@@ -19,29 +18,7 @@ import (
 // RefreshInterval.
 func (s *Service) Run(ctx context.Context) error {
 	s.log.InfoContext(ctx, "GitHub integration started", slog.String("check", s.opts.CheckName), slog.String("branch", s.opts.Source.Branch()))
-	poll := time.NewTicker(s.opts.PollInterval)
-	defer poll.Stop()
-	var refresh <-chan time.Time
-	if s.opts.RefreshInterval > 0 {
-		t := time.NewTicker(s.opts.RefreshInterval)
-		defer t.Stop()
-		refresh = t.C
-	}
-	for {
-		if _, err := s.ProcessPending(ctx); err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "process webhook deliveries", slog.Any("error", err))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.inbox.Woken():
-		case <-poll.C:
-		case <-refresh:
-			if err := s.RefreshOpen(ctx); err != nil && ctx.Err() == nil {
-				s.log.ErrorContext(ctx, "refresh open pull requests", slog.Any("error", err))
-			}
-		}
-	}
+	return s.inbox.Serve(ctx, s.process, s.opts.PollInterval, s.opts.RefreshInterval, s.RefreshOpen)
 }
 
 // ProcessPending processes every delivery that is due, oldest first, and

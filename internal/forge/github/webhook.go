@@ -1,13 +1,11 @@
 package github
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -15,7 +13,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/writ-sec/writ/internal/forge/inbox"
 	"github.com/writ-sec/writ/internal/store"
@@ -65,16 +62,8 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusMethodNotAllowed, Answer{Status: "method_not_allowed"})
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		s.log.WarnContext(r.Context(), "webhook delivery refused: body too large", slog.Int64("limit", s.opts.MaxBodyBytes),
-			slog.String("delivery", r.Header.Get("X-GitHub-Delivery")))
-		answer(w, http.StatusRequestEntityTooLarge, Answer{Status: "too_large", Reason: "the body exceeds the configured limit"})
-		return
-	}
-	if err != nil {
-		answer(w, http.StatusBadRequest, Answer{Status: "bad_request", Reason: "the body could not be read"})
+	body, ok := s.inbox.ReadBody(w, r, s.opts.MaxBodyBytes, r.Header.Get("X-GitHub-Delivery"))
+	if !ok {
 		return
 	}
 	if !s.validSignature(r.Header.Get("X-Hub-Signature-256"), body) {
@@ -115,30 +104,9 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusAccepted, Answer{Status: "ignored", Reason: "writ does not handle " + event + "." + m.Action})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	digest := sha256.Sum256(body)
-	id, created, err := s.inbox.Put(ctx, store.Delivery{DeliveryID: guid, Event: event, Action: m.Action,
-		Payload: payload, BodySHA256: hex.EncodeToString(digest[:])})
-	if errors.Is(err, store.ErrDeliveryReplayed) {
-		s.log.WarnContext(ctx, "webhook delivery refused: a body delivered before, under a new delivery id", slog.String("delivery", guid),
-			slog.String("event", event), slog.String("remote", r.RemoteAddr), slog.Int64("stored_id", id), slog.Any("error", err))
-		answer(w, http.StatusConflict, Answer{Status: "replayed_delivery",
-			Reason: "this body was delivered before under another delivery id: a replay is not processed"})
-		return
-	}
-	if err != nil {
-		s.log.ErrorContext(ctx, "store webhook delivery", slog.String("delivery", guid), slog.Any("error", err))
-		answer(w, http.StatusServiceUnavailable, Answer{Status: "unavailable", Reason: "the delivery could not be stored; redeliver it"})
-		return
-	}
-	if !created {
-		answer(w, http.StatusOK, Answer{Status: "duplicate", ID: id, Reason: "this delivery was received before"})
-		return
-	}
-	s.log.DebugContext(ctx, "webhook delivery queued", slog.String("delivery", guid), slog.String("event", event),
-		slog.String("action", m.Action), slog.Int64("id", id))
-	answer(w, http.StatusAccepted, Answer{Status: "queued", ID: id})
+	// The digest is of the signed body (a form-encoded delivery's payload
+	// is what it carries).
+	s.inbox.Accept(w, r, store.Delivery{DeliveryID: guid, Event: event, Action: m.Action, Payload: payload}, body)
 }
 
 // Wake asks the processor to look for deliveries now. It never blocks.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	gl "gitlab.com/gitlab-org/api/client-go/v2"
 
@@ -18,29 +17,7 @@ import (
 // RefreshInterval.
 func (s *Service) Run(ctx context.Context) error {
 	s.log.InfoContext(ctx, "GitLab integration started", slog.String("status", s.opts.StatusName), slog.String("branch", s.opts.Source.Branch()))
-	poll := time.NewTicker(s.opts.PollInterval)
-	defer poll.Stop()
-	var refresh <-chan time.Time
-	if s.opts.RefreshInterval > 0 {
-		t := time.NewTicker(s.opts.RefreshInterval)
-		defer t.Stop()
-		refresh = t.C
-	}
-	for {
-		if _, err := s.ProcessPending(ctx); err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "process webhook deliveries", slog.Any("error", err))
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.inbox.Woken():
-		case <-poll.C:
-		case <-refresh:
-			if err := s.RefreshOpen(ctx); err != nil && ctx.Err() == nil {
-				s.log.ErrorContext(ctx, "refresh open merge requests", slog.Any("error", err))
-			}
-		}
-	}
+	return s.inbox.Serve(ctx, s.process, s.opts.PollInterval, s.opts.RefreshInterval, s.RefreshOpen)
 }
 
 // ProcessPending processes every delivery that is due, oldest first, and

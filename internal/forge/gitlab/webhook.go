@@ -1,20 +1,16 @@
 package gitlab
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	gl "gitlab.com/gitlab-org/api/client-go/v2"
 
@@ -67,16 +63,8 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	uuid := r.Header.Get("X-Gitlab-Event-UUID")
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		s.log.WarnContext(r.Context(), "webhook delivery refused: body too large", slog.Int64("limit", s.opts.MaxBodyBytes),
-			slog.String("delivery", logSafe(uuid)))
-		answer(w, http.StatusRequestEntityTooLarge, Answer{Status: "too_large", Reason: "the body exceeds the configured limit"})
-		return
-	}
-	if err != nil {
-		answer(w, http.StatusBadRequest, Answer{Status: "bad_request", Reason: "the body could not be read"})
+	body, ok := s.inbox.ReadBody(w, r, s.opts.MaxBodyBytes, logSafe(uuid))
+	if !ok {
 		return
 	}
 	if !ValidToken(s.opts.WebhookSecret, r.Header.Get("X-Gitlab-Token")) {
@@ -133,32 +121,9 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusAccepted, Answer{Status: "ignored", Reason: "writ does not handle " + logSafe(string(event)) + " " + logSafe(action)})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	digest := sha256.Sum256(body)
 	// Stored under the payload's object_kind (merge_request, note, push):
 	// forge_deliveries' event names are lower-case words.
-	id, created, err := s.inbox.Put(ctx, store.Delivery{DeliveryID: strings.ToLower(uuid), Event: objectKinds[event], Action: action,
-		Payload: body, BodySHA256: hex.EncodeToString(digest[:])})
-	if errors.Is(err, store.ErrDeliveryReplayed) {
-		s.log.WarnContext(ctx, "webhook delivery refused: a body delivered before, under a new delivery id", slog.String("delivery", uuid),
-			slog.String("event", string(event)), slog.String("remote", r.RemoteAddr), slog.Int64("stored_id", id))
-		answer(w, http.StatusConflict, Answer{Status: "replayed_delivery",
-			Reason: "this body was delivered before under another delivery id: a replay is not processed"})
-		return
-	}
-	if err != nil {
-		s.log.ErrorContext(ctx, "store webhook delivery", slog.String("delivery", uuid), slog.Any("error", err))
-		answer(w, http.StatusServiceUnavailable, Answer{Status: "unavailable", Reason: "the delivery could not be stored; resend it"})
-		return
-	}
-	if !created {
-		answer(w, http.StatusOK, Answer{Status: "duplicate", ID: id, Reason: "this delivery was received before"})
-		return
-	}
-	s.log.DebugContext(ctx, "webhook delivery queued", slog.String("delivery", uuid), slog.String("event", string(event)),
-		slog.String("action", action), slog.Int64("id", id))
-	answer(w, http.StatusAccepted, Answer{Status: "queued", ID: id})
+	s.inbox.Accept(w, r, store.Delivery{DeliveryID: strings.ToLower(uuid), Event: objectKinds[event], Action: action, Payload: body}, body)
 }
 
 // Wake asks the processor to look for deliveries now. It never blocks.

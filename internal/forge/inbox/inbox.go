@@ -11,9 +11,12 @@ package inbox
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -214,4 +217,83 @@ func Reply(w http.ResponseWriter, code int, a Answer) {
 	var b bytes.Buffer
 	_ = json.NewEncoder(&b).Encode(a)
 	_, _ = w.Write(b.Bytes())
+}
+
+// ReadBody reads a webhook's body of at most limit bytes. When it cannot,
+// it answers (413 for a larger body, 400 otherwise) and returns false.
+// deliveryID only names the delivery in the log.
+func (in *Inbox) ReadBody(w http.ResponseWriter, r *http.Request, limit int64, deliveryID string) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		in.opts.Logger.WarnContext(r.Context(), "webhook delivery refused: body too large", slog.Int64("limit", limit),
+			slog.String("delivery", display.Line(display.Safe(deliveryID), 128)))
+		Reply(w, http.StatusRequestEntityTooLarge, Answer{Status: "too_large", Reason: "the body exceeds the configured limit"})
+		return nil, false
+	}
+	if err != nil {
+		Reply(w, http.StatusBadRequest, Answer{Status: "bad_request", Reason: "the body could not be read"})
+		return nil, false
+	}
+	return body, true
+}
+
+// Accept stores an authenticated delivery (Put) and answers the forge:
+// 202 queued once it is committed, 200 for a delivery id stored before
+// (a redelivery), 409 replayed_delivery for body (the bytes the forge
+// authenticated) stored before under another delivery id, 503 when it
+// could not be stored (the forge delivers it again). d.BodySHA256 is set
+// from body.
+func (in *Inbox) Accept(w http.ResponseWriter, r *http.Request, d store.Delivery, body []byte) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	digest := sha256.Sum256(body)
+	d.BodySHA256 = hex.EncodeToString(digest[:])
+	log := in.opts.Logger.With(slog.String("delivery", d.DeliveryID), slog.String("event", d.Event))
+	id, created, err := in.Put(ctx, d)
+	switch {
+	case errors.Is(err, store.ErrDeliveryReplayed):
+		log.WarnContext(ctx, "webhook delivery refused: a body delivered before, under a new delivery id",
+			slog.String("remote", r.RemoteAddr), slog.Int64("stored_id", id), slog.Any("error", err))
+		Reply(w, http.StatusConflict, Answer{Status: "replayed_delivery",
+			Reason: "this body was delivered before under another delivery id: a replay is not processed"})
+	case err != nil:
+		log.ErrorContext(ctx, "store webhook delivery", slog.Any("error", err))
+		Reply(w, http.StatusServiceUnavailable, Answer{Status: "unavailable", Reason: "the delivery could not be stored; redeliver it"})
+	case !created:
+		Reply(w, http.StatusOK, Answer{Status: "duplicate", ID: id, Reason: "this delivery was received before"})
+	default:
+		log.DebugContext(ctx, "webhook delivery queued", slog.String("action", d.Action), slog.Int64("id", id))
+		Reply(w, http.StatusAccepted, Answer{Status: "queued", ID: id})
+	}
+}
+
+// Serve processes the inbox's deliveries with handle until ctx ends: at
+// once, whenever Put stores one, and every poll (deliveries stored by
+// other replicas, retries coming due). With every > 0 it also calls
+// refresh that often (a forge re-checking its open requests).
+func (in *Inbox) Serve(ctx context.Context, handle Handle, poll, every time.Duration, refresh func(context.Context) error) error {
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	var again <-chan time.Time
+	if every > 0 && refresh != nil {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		again = t.C
+	}
+	for {
+		if _, err := in.ProcessPending(ctx, handle); err != nil && ctx.Err() == nil {
+			in.opts.Logger.ErrorContext(ctx, "process webhook deliveries", slog.Any("error", err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-in.wake:
+		case <-tick.C:
+		case <-again:
+			if err := refresh(ctx); err != nil && ctx.Err() == nil {
+				in.opts.Logger.ErrorContext(ctx, "refresh open requests", slog.Any("error", err))
+			}
+		}
+	}
 }
