@@ -20,6 +20,7 @@ import (
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/reconcile"
 	"github.com/writ-sec/writ/internal/server"
+	"github.com/writ-sec/writ/internal/store"
 )
 
 func TestSetupGitHubWithoutSection(t *testing.T) {
@@ -67,22 +68,7 @@ func TestSetupGitHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo := gittest.New(t, nil)
-	src, err := gitsrc.Open(ctx, gitsrc.Options{URL: repo.Bare})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := dbtest.Store(t)
-	key, _ := keys.Generate(keys.Ed25519)
-	sk, _ := audit.NewSigningKey(key)
-	alog, err := audit.NewLog(audit.LogOptions{Store: st, Key: sk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := reconcile.New(reconcile.Options{Source: src, Store: st, Audit: alog, Backends: action.NewRegistry(), Repository: "acme/secops"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, src, st := newForgeRig(t, "acme/secops")
 	srv, err := server.New(server.Options{Listen: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -128,4 +114,27 @@ func TestSetupGitHub(t *testing.T) {
 		!strings.Contains(err.Error(), "github app private key") {
 		t.Fatalf("missing app key: %v", err)
 	}
+}
+
+// newForgeRig is what a forge is built on in writ serve: a reconciler
+// following a real git repository, on a fresh database, with an audit log.
+func newForgeRig(t *testing.T, repository string) (*reconcile.Reconciler, *gitsrc.Source, *store.Store) {
+	t.Helper()
+	repo := gittest.New(t, nil)
+	src, err := gitsrc.Open(context.Background(), gitsrc.Options{URL: repo.Bare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := dbtest.Store(t)
+	key, _ := keys.Generate(keys.Ed25519)
+	sk, _ := audit.NewSigningKey(key)
+	alog, err := audit.NewLog(audit.LogOptions{Store: st, Key: sk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := reconcile.New(reconcile.Options{Source: src, Store: st, Audit: alog, Backends: action.NewRegistry(), Repository: repository})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, src, st
 }

@@ -9,15 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/writ-sec/writ/internal/action"
-	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/config"
-	"github.com/writ-sec/writ/internal/dbtest"
 	"github.com/writ-sec/writ/internal/forge/gitlab/gitlabfake"
-	"github.com/writ-sec/writ/internal/gitsrc"
-	"github.com/writ-sec/writ/internal/gitsrc/gittest"
-	"github.com/writ-sec/writ/internal/keys"
-	"github.com/writ-sec/writ/internal/reconcile"
 	"github.com/writ-sec/writ/internal/server"
 )
 
@@ -34,22 +27,7 @@ func TestSetupGitLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repo := gittest.New(t, nil)
-	src, err := gitsrc.Open(ctx, gitsrc.Options{URL: repo.Bare})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := dbtest.Store(t)
-	key, _ := keys.Generate(keys.Ed25519)
-	sk, _ := audit.NewSigningKey(key)
-	alog, err := audit.NewLog(audit.LogOptions{Store: st, Key: sk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := reconcile.New(reconcile.Options{Source: src, Store: st, Audit: alog, Backends: action.NewRegistry(), Repository: "secops/content"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec, src, st := newForgeRig(t, "secops/content")
 	log := slog.New(slog.DiscardHandler)
 	for _, env := range []map[string]string{{"GL_TOKEN": "glpat-test"}, {"HOOK_SECRET": "s3cret"}} {
 		if _, err := newForges(ctx, cfg, rec, src, st, log, func(k string) string { return env[k] }, "test", "secops/content"); err == nil {
