@@ -128,6 +128,7 @@ func LoadFS(fsys fs.FS, dir string, opts Options) (*Set, error) {
 	}
 	s.query = pq
 	s.compiler = c.compiler
+	s.constants = constantRules(ctx, c.compiler, c.store)
 	return s, nil
 }
 

@@ -222,6 +222,9 @@ type Set struct {
 	failed   []Reason
 	query    rego.PreparedEvalQuery
 	compiler *ast.Compiler
+	// constants are the values of the rules that depend on the set
+	// alone, evaluated when it loaded (constants.go).
+	constants constants
 	// decisionAt is path:line:col of the first rule defining
 	// data.writ.decision.
 	decisionAt string
@@ -312,7 +315,8 @@ func (s *Set) eval(ctx context.Context, value ast.Value) (rs rego.ResultSet, err
 	stop := context.AfterFunc(ctx, cancel.Cancel)
 	defer stop()
 	return s.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(s.opts.Clock()),
-		rego.EvalExternalCancel(cancel), rego.EvalMetrics(metrics.NoOp()))
+		rego.EvalExternalCancel(cancel), rego.EvalMetrics(metrics.NoOp()),
+		rego.EvalVirtualCache(newConstantCache(s.constants)))
 }
 
 // fail logs and returns a DENY for reasons.

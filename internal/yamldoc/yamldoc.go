@@ -43,8 +43,6 @@ type Doc struct {
 	Path  string
 	Root  *yaml.Node // the document's top node (not the DocumentNode)
 	Value any        // JSON-compatible: map[string]any, []any, string, int64, float64, bool, nil
-	pos   map[string]diag.Position
-	key   map[string]diag.Position // position of the key of an object member
 }
 
 // Parse reads data as one strict YAML document. It returns nil and the
@@ -88,9 +86,9 @@ func Parse(path string, data []byte, lim Limits) (*Doc, diag.Problems) {
 		}
 		root = root.Content[0]
 	}
-	d := &Doc{Path: path, Root: root, pos: map[string]diag.Position{}, key: map[string]diag.Position{}}
+	d := &Doc{Path: path, Root: root}
 	var problems diag.Problems
-	d.Value = d.convert(root, "", 1, lim.MaxDepth, &problems)
+	d.Value = d.convert(root, 1, lim.MaxDepth, &problems)
 	if len(problems) > 0 {
 		return nil, problems
 	}
@@ -99,16 +97,16 @@ func Parse(path string, data []byte, lim Limits) (*Doc, diag.Problems) {
 
 func nodePos(n *yaml.Node) diag.Position { return diag.Position{Line: n.Line, Col: n.Column} }
 
-// convert walks n, refusing what strict mode forbids, recording positions
-// and building the JSON-compatible value.
-func (d *Doc) convert(n *yaml.Node, ptr string, depth, maxDepth int, problems *diag.Problems) any {
+// convert walks n, refusing what strict mode forbids, and builds the
+// JSON-compatible value. Positions are looked up in the node tree when a
+// problem needs one (Pos, KeyPos), not recorded for every node.
+func (d *Doc) convert(n *yaml.Node, depth, maxDepth int, problems *diag.Problems) any {
 	report := func(n *yaml.Node, code, format string, args ...any) {
 		*problems = append(*problems, diag.Errorf(d.Path, nodePos(n), code, format, args...))
 	}
 	if len(*problems) >= maxProblems {
 		return nil
 	}
-	d.pos[ptr] = nodePos(n)
 	if depth > maxDepth {
 		report(n, "yaml-strict", "nested deeper than %d levels", maxDepth)
 		return nil
@@ -148,9 +146,7 @@ func (d *Doc) convert(n *yaml.Node, ptr string, depth, maxDepth int, problems *d
 				continue
 			}
 			seen[k.Value] = k
-			child := ptr + "/" + escapePtr(k.Value)
-			d.key[child] = nodePos(k)
-			m[k.Value] = d.convert(v, child, depth+1, maxDepth, problems)
+			m[k.Value] = d.convert(v, depth+1, maxDepth, problems)
 		}
 		return m
 	case yaml.SequenceNode:
@@ -159,8 +155,8 @@ func (d *Doc) convert(n *yaml.Node, ptr string, depth, maxDepth int, problems *d
 			return nil
 		}
 		s := make([]any, 0, len(n.Content))
-		for i, c := range n.Content {
-			s = append(s, d.convert(c, ptr+"/"+strconv.Itoa(i), depth+1, maxDepth, problems))
+		for _, c := range n.Content {
+			s = append(s, d.convert(c, depth+1, maxDepth, problems))
 		}
 		return s
 	case yaml.ScalarNode:
@@ -201,16 +197,48 @@ func escapePtr(s string) string {
 // Pos returns the position of the value at a JSON pointer, or of its nearest
 // ancestor that exists.
 func (d *Doc) Pos(ptr string) diag.Position {
-	for {
-		if p, ok := d.pos[ptr]; ok {
-			return p
-		}
-		i := strings.LastIndexByte(ptr, '/')
-		if i < 0 {
-			return diag.Position{Line: 1, Col: 1}
-		}
-		ptr = ptr[:i]
+	_, n := d.lookup(ptr)
+	if n == nil {
+		return diag.Position{Line: 1, Col: 1}
 	}
+	return nodePos(n)
+}
+
+// lookup follows a JSON pointer through the node tree: it returns the
+// node of the nearest existing ancestor of ptr (or of ptr itself), and
+// the key node naming it when ptr itself is an object member. The node is
+// nil when ptr is not a JSON pointer.
+func (d *Doc) lookup(ptr string) (key, n *yaml.Node) {
+	if d.Root == nil || ptr != "" && ptr[0] != '/' {
+		return nil, nil
+	}
+	n = d.Root
+	if ptr == "" {
+		return nil, n
+	}
+	for tok := range strings.SplitSeq(ptr[1:], "/") {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		var next *yaml.Node
+		key = nil
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == tok {
+					key, next = n.Content[i], n.Content[i+1]
+					break
+				}
+			}
+		case yaml.SequenceNode:
+			if i, err := strconv.Atoi(tok); err == nil && i >= 0 && i < len(n.Content) && strconv.Itoa(i) == tok {
+				next = n.Content[i]
+			}
+		}
+		if next == nil {
+			return nil, n
+		}
+		n = next
+	}
+	return key, n
 }
 
 // ValueAt returns the JSON-compatible value at a JSON pointer.
@@ -244,8 +272,8 @@ func (d *Doc) ValueAt(ptr string) (any, bool) {
 // KeyPos returns the position of the key of the object member at ptr, or
 // Pos(ptr) when ptr is not an object member.
 func (d *Doc) KeyPos(ptr string) diag.Position {
-	if p, ok := d.key[ptr]; ok {
-		return p
+	if k, _ := d.lookup(ptr); k != nil {
+		return nodePos(k)
 	}
 	return d.Pos(ptr)
 }

@@ -1,0 +1,130 @@
+package policy_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/writ-sec/writ/internal/policy"
+)
+
+// The default set's rules that depend on the set alone are evaluated when
+// it loads; none that reads input or the clock is.
+func TestDefaultConstantRules(t *testing.T) {
+	got := policy.ConstantRules(loadDefaults(t))
+	for _, want := range []string{
+		"data.writ.checks.reserved_addresses.refused",
+		"data.writ.checks.reserved_addresses.include_documentation",
+		"data.writ.checks.private_targets.ranges",
+		"data.writ.checks.allowlisted_networks.entries",
+		"data.writ.checks.target_scope.min_prefix_ipv4",
+		"data.writ.checks.business_hours.weekdays",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("%s is not among the constant rules %v", want, got)
+		}
+	}
+	for _, never := range []string{
+		"data.writ.lib.ip.targets",                            // input
+		"data.writ.checks.target_scope.max_targets",           // input, through an else
+		"data.writ.checks.business_hours.within_business_hours", // the clock
+		"data.writ.lib.operation.apply",                       // input, with a default
+		"data.writ.decision",                                  // everything
+	} {
+		if slices.Contains(got, never) {
+			t.Errorf("%s is taken for a constant rule", never)
+		}
+	}
+}
+
+// A constant rule's value is what evaluating it in the decision gave
+// (through other rules and functions, and undefined); a rule that uses
+// `with`, reads input or the clock, or depends on one that does, is
+// evaluated in each decision; under `with`, every rule is.
+func TestConstantRulesDecideAsBefore(t *testing.T) {
+	const rego = `package writ
+
+limit := data.cfg.limit
+
+double(x) := 2 * x
+
+doubled := double(limit)
+
+replaced := x if {
+	x := limit with data.cfg.limit as 7
+}
+
+now_s := floor(time.now_ns() / 1000000000)
+
+later := now_s + limit
+
+seen := input.playbook.spec.targets[0]
+
+seen_twice := [seen, seen]
+
+undefined_rule if data.cfg.missing == true
+
+failing := to_number("not a number") if input.playbook.spec.action == "fail"
+
+msgs contains sprintf("limit=%v doubled=%v replaced=%v later=%v seen=%v undefined=%v", [limit, doubled, replaced, later, seen_twice, undefined_or_no])
+
+msgs contains failing
+
+decision := {
+	"deny": msgs,
+	"require_approval": set(),
+	"approvals_required": 0,
+}
+
+default undefined_or_no := "no"
+
+undefined_or_no := "yes" if undefined_rule
+`
+	fsys := fstest.MapFS{"p/decision.rego": {Data: []byte(rego)}, "p/data.yaml": {Data: []byte("cfg:\n  limit: 3\n")}}
+	now := time.Unix(1000, 0)
+	set, err := policy.LoadFS(fsys, "p", policy.Options{Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	constants := policy.ConstantRules(set)
+	for _, want := range []string{"data.writ.limit", "data.writ.doubled", "data.writ.undefined_or_no", "data.writ.undefined_rule"} {
+		if !slices.Contains(constants, want) {
+			t.Errorf("%s is not among the constant rules %v", want, constants)
+		}
+	}
+	for _, never := range []string{"data.writ.replaced", "data.writ.now_s", "data.writ.later", "data.writ.seen", "data.writ.seen_twice", "data.writ.failing", "data.writ.decision"} {
+		if slices.Contains(constants, never) {
+			t.Errorf("%s is taken for a constant rule", never)
+		}
+	}
+	env, _ := policy.DefaultEnvironments().Lookup("staging")
+	decide := func(target, action string) policy.Decision {
+		return set.Decide(context.Background(), policy.Input{
+			Playbook:    map[string]any{"spec": map[string]any{"action": action, "targets": []any{target}}},
+			Change:      policy.Change{Type: "create"},
+			Environment: env,
+		})
+	}
+	for i, c := range []struct {
+		at             time.Time
+		target, action string
+		want           string
+	}{
+		{time.Unix(1000, 0), "a", "block_ip", `limit=3 doubled=6 replaced=7 later=1003 seen=["a", "a"] undefined=no`},
+		{time.Unix(2000, 0), "b", "block_ip", `limit=3 doubled=6 replaced=7 later=2003 seen=["b", "b"] undefined=no`},
+	} {
+		now = c.at
+		d := decide(c.target, c.action)
+		if d.Outcome != policy.Deny || len(d.Reasons) != 1 || d.Reasons[0].Message != c.want {
+			t.Errorf("decision %d: %+v, want one reason %q", i, d, c.want)
+		}
+	}
+	// An error stays the decision's: the rule that fails is evaluated in it.
+	d := decide("c", "fail")
+	if d.Outcome != policy.Deny || len(d.Reasons) != 1 || !strings.Contains(d.Reasons[0].Message, "to_number") {
+		t.Errorf("a failing rule: %+v", d)
+	}
+}
