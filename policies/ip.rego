@@ -52,7 +52,10 @@ overlaps(ranges) := pairs if {
 		some t in overlapping(network, ranges[r])
 	}
 } else := pairs if {
-	pairs := {[targets[i], r] | some [r, i] in net.cidr_contains_matches(ranges, targets)} | {[t, r] | some [t, r] in net.cidr_contains_matches(prefixes, ranges)}
+	# The built-in names each match by its index in each operand: an
+	# array index, or the element of a set, so the pairs of prefixes (a
+	# set) inside ranges are already [target, range].
+	pairs := {[targets[i], r] | some [r, i] in net.cidr_contains_matches(ranges, targets)} | net.cidr_contains_matches(prefixes, ranges)
 }
 
 # indexed holds when the input carries writ's index of the IP targets,
