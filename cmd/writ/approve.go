@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -727,7 +728,7 @@ func writeOutputFile(path string, data []byte) error {
 	return f.Close()
 }
 
-var ghRepoRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`)
+var ghRepoRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`) })
 
 // checkGitHubParams checks --github and its companions before anything is
 // signed.
@@ -741,7 +742,7 @@ func checkGitHubParams(env *cliEnv, p approveParams) error {
 	switch {
 	case p.server != "":
 		return usageError("--github and --server exclude each other: a review's envelope must arrive through the review, so that dismissing it withdraws it")
-	case !ghRepoRE.MatchString(p.repo):
+	case !ghRepoRE().MatchString(p.repo):
 		return usageError("--github needs --repo OWNER/NAME")
 	case p.pr <= 0:
 		return usageError("--github needs --pr, the pull request number")

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 
 	gh "github.com/google/go-github/v88/github"
@@ -48,8 +49,8 @@ type addGitHubParams struct {
 const maxGitHubKeyPages = 10
 
 var (
-	ghLoginRE  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,37}[A-Za-z0-9])?$`)
-	personIDRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`)
+	ghLoginRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,37}[A-Za-z0-9])?$`) })
+	personIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`) })
 )
 
 func newApproversAddGitHubCmd(env *cliEnv) *cobra.Command {
@@ -102,10 +103,10 @@ type githubKey struct {
 }
 
 func runAddGitHub(ctx context.Context, env *cliEnv, p addGitHubParams) error {
-	if !ghLoginRE.MatchString(p.login) {
+	if !ghLoginRE().MatchString(p.login) {
 		return usageError("%q is not a GitHub login: letters, digits and single hyphens", p.login)
 	}
-	if p.id != "" && !personIDRE.MatchString(p.id) {
+	if p.id != "" && !personIDRE().MatchString(p.id) {
 		return usageError("--id %q is not a person id: lowercase letters, digits and . _ -", p.id)
 	}
 	if len(p.roles) == 0 {

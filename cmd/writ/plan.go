@@ -154,7 +154,7 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 	}
 	results := make([]validated, 0, len(p.paths))
 	for _, arg := range p.paths {
-		r, err := validatePath(arg, validateOptions{skipPolicies: true, jobs: p.jobs})
+		r, err := validatePath(arg, validateOptions{skipPolicies: true, jobs: p.jobs, release: true})
 		results = append(results, validated{r, err})
 		if err != nil {
 			break

@@ -166,6 +166,10 @@ type validateOptions struct {
 	skipPolicies bool
 	// jobs is how many playbook files are parsed at once (0: one per core).
 	jobs int
+	// release drops each playbook's parsed document once it is checked
+	// (playbook.Release): writ plan needs none of its positions but that
+	// of metadata.name.
+	release bool
 }
 
 // validatePath checks one command-line path: a file, a repository root, or
@@ -188,7 +192,7 @@ func validatePath(arg string, opts validateOptions) (validateResult, error) {
 			r.problems = validateApprovers(os.DirFS(dir), base, arg)
 			return r, nil
 		}
-		return r, checkPlaybookFile(os.DirFS(dir), base, arg, repoOf(dir), &r)
+		return r, checkPlaybookFile(os.DirFS(dir), base, arg, repoOf(dir), opts.release, &r)
 	}
 	if clean := filepath.Clean(arg); filepath.Base(clean) == policyDir {
 		// A policy directory on its own: compile it; its data files are not
@@ -257,7 +261,7 @@ func validatePath(arg string, opts validateOptions) (validateResult, error) {
 	r.files += len(files)
 	each := make([]validateResult, len(files))
 	err = parallel(len(files), opts.jobs, func(i int) error {
-		return checkPlaybookFile(fsys, files[i], display(files[i]), repo, &each[i])
+		return checkPlaybookFile(fsys, files[i], display(files[i]), repo, opts.release, &each[i])
 	})
 	if err != nil {
 		return r, fmt.Errorf("validate %s: %w", arg, err)
@@ -369,7 +373,7 @@ func repoOf(dir string) repoFiles {
 	return repoFiles{fsys: os.DirFS(top), shown: shown}
 }
 
-func checkPlaybookFile(fsys fs.FS, rel, shown string, repo repoFiles, r *validateResult) error {
+func checkPlaybookFile(fsys fs.FS, rel, shown string, repo repoFiles, release bool, r *validateResult) error {
 	data, prob, err := playbook.ReadFile(fsys, rel)
 	if err != nil {
 		return err
@@ -382,6 +386,9 @@ func checkPlaybookFile(fsys fs.FS, rel, shown string, repo repoFiles, r *validat
 	p, ps := playbook.Parse(shown, data, playbook.Options{Files: repo.fsys, FilesRoot: repo.shown})
 	r.problems = append(r.problems, ps...)
 	if p != nil {
+		if release {
+			p.Release()
+		}
 		r.playbooks = append(r.playbooks, p)
 	}
 	return nil

@@ -22,6 +22,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -161,12 +162,12 @@ func NewStatement(subjects []Subject, p Predicate) Statement {
 
 var (
 	personIDRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`)
-	repositoryRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`)
+	repositoryRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`) })
 	commitRE     = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 	sha256RE     = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	// Policy digests are written by package policy; accept a hex digest
 	// with an optional algorithm prefix.
-	policyDigestRE = regexp.MustCompile(`^([a-z0-9]{1,16}:)?[0-9a-f]{32,128}$`)
+	policyDigestRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([a-z0-9]{1,16}:)?[0-9a-f]{32,128}$`) })
 )
 
 // Validate checks a statement is well formed: the statement type, subjects
@@ -219,7 +220,7 @@ func (p *Predicate) validate() error {
 	if !personIDRE.MatchString(p.Approver) {
 		return fmt.Errorf("predicate.approver %q is not a person id", p.Approver)
 	}
-	if p.Repository != "" && !repositoryRE.MatchString(p.Repository) {
+	if p.Repository != "" && !repositoryRE().MatchString(p.Repository) {
 		return fmt.Errorf("predicate.repository %q is not OWNER/NAME", p.Repository)
 	}
 	switch p.Operation {
@@ -272,7 +273,7 @@ func (p *Predicate) validate() error {
 	if p.HeadCommit != "" && !commitRE.MatchString(p.HeadCommit) {
 		return fmt.Errorf("predicate.headCommit %q is not a lowercase hex commit id", p.HeadCommit)
 	}
-	if p.PolicyDigest != "" && !policyDigestRE.MatchString(p.PolicyDigest) {
+	if p.PolicyDigest != "" && !policyDigestRE().MatchString(p.PolicyDigest) {
 		return fmt.Errorf("predicate.policyDigest %q is not a digest", p.PolicyDigest)
 	}
 	if p.PlanDigest != "" && !sha256RE.MatchString(p.PlanDigest) {

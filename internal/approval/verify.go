@@ -364,7 +364,7 @@ func validateRepository(repo string) error {
 	if repo == "" {
 		return errors.New("no repository identity: statements count only in the repository they name")
 	}
-	if !repositoryRE.MatchString(repo) {
+	if !repositoryRE().MatchString(repo) {
 		return fmt.Errorf("repository %q is not OWNER/NAME", repo)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 
 	"github.com/go-webauthn/webauthn/protocol/webauthncose"
@@ -240,7 +241,7 @@ func decodeField(name, value string, limit int) ([]byte, error) {
 
 // hostLabelRE is one label of a host name, lowercase ASCII (an IDN in its
 // xn-- form).
-var hostLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+var hostLabelRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`) })
 
 // checkRPID accepts a lowercase DNS host name (localhost included) or the
 // IPv4 loopback 127.0.0.1; other IP addresses, and names whose last label
@@ -257,7 +258,7 @@ func checkRPID(rp string) error {
 	}
 	labels := strings.Split(rp, ".")
 	for _, l := range labels {
-		if !hostLabelRE.MatchString(l) {
+		if !hostLabelRE().MatchString(l) {
 			return fmt.Errorf("rp=%s is not a host name (lowercase letters, digits and hyphens, in labels separated by dots)", rp)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -14,8 +15,8 @@ import (
 )
 
 var (
-	usernameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$`)
-	tokenNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+	usernameRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$`) })
+	tokenNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`) })
 )
 
 // FirstAdmin is the username of the account made when there is none.
@@ -65,7 +66,7 @@ func (v User) auditJSON() map[string]any {
 // CreateUser makes an account, audited as actor. It returns the one-time
 // password when it made one (shown once, never stored or logged).
 func (a *Authenticator) CreateUser(ctx context.Context, actor audit.Actor, nu NewUser) (*User, string, error) {
-	if !usernameRE.MatchString(nu.Username) {
+	if !usernameRE().MatchString(nu.Username) {
 		return nil, "", fmt.Errorf("%w: username %q: letters, digits and . _ @ - (up to 128), starting with a letter or digit", ErrInvalid, nu.Username)
 	}
 	if err := checkDisplayName(nu.DisplayName); err != nil {
@@ -343,7 +344,7 @@ func TokenView(t *store.APIToken) Token {
 // CreateToken makes an API token for an account. It returns the secret,
 // shown once: only its sha256 is stored.
 func (a *Authenticator) CreateToken(ctx context.Context, actor audit.Actor, nt NewToken) (*Token, string, error) {
-	if !tokenNameRE.MatchString(nt.Name) {
+	if !tokenNameRE().MatchString(nt.Name) {
 		return nil, "", fmt.Errorf("%w: token name %q: letters, digits and . _ - (up to 100), starting with a letter or digit", ErrInvalid, nt.Name)
 	}
 	ttl := nt.TTL

@@ -27,7 +27,7 @@ var playbookStatuses = []string{
 }
 
 // dnsLabel is the shape of playbook and environment names.
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+var dnsLabel = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`) })
 
 // badQuery answers a query parameter the page cannot use: 400, naming it.
 func (c *Console) badQuery(w http.ResponseWriter, r *http.Request, name, problem string) {
@@ -59,7 +59,7 @@ func (c *Console) playbooksPage(w http.ResponseWriter, r *http.Request) {
 		c.badQuery(w, r, "environment", err.Error())
 		return
 	}
-	if env != "" && !dnsLabel.MatchString(env) {
+	if env != "" && !dnsLabel().MatchString(env) {
 		c.badQuery(w, r, "environment", fmt.Sprintf("%q is not an environment name (lowercase letters, digits and '-')", env))
 		return
 	}
@@ -189,7 +189,7 @@ const maxVersionsShown = 50
 
 func (c *Console) playbookPage(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if !dnsLabel.MatchString(name) {
+	if !dnsLabel().MatchString(name) {
 		c.errorPage(w, r, http.StatusNotFound, fmt.Sprintf("There is no playbook named %q: a playbook name is a DNS label.", name))
 		return
 	}

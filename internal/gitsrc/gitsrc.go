@@ -81,13 +81,13 @@ func (o *Options) setDefaults() {
 	}
 }
 
-var branchRE = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,200}$`)
+var branchRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._/-]{1,200}$`) })
 
 func (o *Options) validate() error {
 	if o.URL == "" {
 		return errors.New("gitsrc: repository URL or path is required")
 	}
-	if !branchRE.MatchString(o.Branch) || strings.Contains(o.Branch, "..") || strings.HasPrefix(o.Branch, "-") {
+	if !branchRE().MatchString(o.Branch) || strings.Contains(o.Branch, "..") || strings.HasPrefix(o.Branch, "-") {
 		return fmt.Errorf("gitsrc: invalid branch name %q", o.Branch)
 	}
 	if !o.local() && o.CacheDir == "" {
@@ -255,7 +255,7 @@ func (s *Source) head() (string, error) {
 // refs/writ/fetched/..., and returns the commit it points to. For a local
 // repository it resolves the ref in place.
 func (s *Source) FetchRef(ctx context.Context, name string) (string, error) {
-	if !strings.HasPrefix(name, "refs/") || !branchRE.MatchString(strings.TrimPrefix(name, "refs/")) || strings.Contains(name, "..") {
+	if !strings.HasPrefix(name, "refs/") || !branchRE().MatchString(strings.TrimPrefix(name, "refs/")) || strings.Contains(name, "..") {
 		return "", fmt.Errorf("gitsrc: invalid ref %q", name)
 	}
 	s.mu.Lock()

@@ -7,16 +7,17 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // identityRE is the shape of a repository identity: OWNER/NAME, as forges
 // name repositories and as signed statements name the repository they are
 // about.
-var identityRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`)
+var identityRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`) })
 
 // ValidIdentity reports whether id has the shape OWNER/NAME.
 func ValidIdentity(id string) bool {
-	return identityRE.MatchString(id) && !strings.Contains(id, "..")
+	return identityRE().MatchString(id) && !strings.Contains(id, "..")
 }
 
 // Identity derives a repository's identity (OWNER/NAME) from its URL or

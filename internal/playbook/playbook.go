@@ -48,6 +48,8 @@ type Playbook struct {
 	TargetsFile *TargetsFile `yaml:"-" json:"-"`
 
 	doc *yamldoc.Doc
+	// namePos is where metadata.name is, kept when doc is released.
+	namePos diag.Position
 }
 
 // Metadata identifies a playbook.
@@ -100,10 +102,20 @@ func (p *Playbook) Manual() bool { return p.Spec.Execution == "manual" }
 // "/spec/targets/2", or of its nearest ancestor.
 func (p *Playbook) Pos(ptr string) diag.Position {
 	if p.doc == nil {
+		if ptr == "/metadata/name" && p.namePos.Line > 0 {
+			return p.namePos
+		}
 		return diag.Position{Line: 1, Col: 1}
 	}
 	return p.doc.Pos(ptr)
 }
+
+// Release drops the parsed document positions are read from, keeping the
+// position of metadata.name (CheckUniqueNames reports it); Pos gives 1:1
+// for anything else after it. writ plan releases each playbook once it is
+// parsed, so that thousands of documents are not kept while they are
+// judged.
+func (p *Playbook) Release() { p.doc = nil }
 
 // TargetPos returns the position of the i-th target.
 func (p *Playbook) TargetPos(i int) diag.Position { return p.Pos(fmt.Sprintf("/spec/targets/%d", i)) }
@@ -228,7 +240,7 @@ func Parse(path string, data []byte, opts Options) (*Playbook, diag.Problems) {
 	if problems := doc.Validate(schemas.Must(schemas.Playbook), hints); problems != nil {
 		return nil, problems
 	}
-	p := &Playbook{Path: path, Digest: Digest(data), Raw: data, doc: doc}
+	p := &Playbook{Path: path, Digest: Digest(data), Raw: data, doc: doc, namePos: doc.Pos("/metadata/name")}
 	if err := doc.Decode(p); err != nil {
 		return nil, diag.Problems{doc.Errorf("", "schema", "%v", err)}
 	}

@@ -55,10 +55,34 @@ func (c Catalog) With(more Catalog) Catalog {
 	return out
 }
 
-var (
-	identityRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._%+@-]{0,255}$`)
-	hostRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$`)
+// Identities and host names: a letter or digit, then letters, digits and
+// a few marks, at most 256 (identities) or 255 (hosts) characters in all.
+// As regular expressions, ^[A-Za-z0-9][A-Za-z0-9._%+@-]{0,255}$ and
+// ^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$; checked by hand, because Go
+// compiles a counted repetition into as many copies, which cost every
+// start of the binary several milliseconds.
+const (
+	identityMarks = "._%+@-"
+	hostMarks     = "._:-"
 )
+
+func isName(s, marks string, maxLen int) bool {
+	if len(s) == 0 || len(s) > maxLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || strings.IndexByte(marks, c) < 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func isIdentity(s string) bool { return isName(s, identityMarks, 256) }
+
+func isHost(s string) bool { return isName(s, hostMarks, 255) }
 
 // ParseTarget checks one target for a kind and returns its canonical form
 // (used to find repeats; e.g. IPv6 addresses are compressed).
@@ -70,12 +94,12 @@ func ParseTarget(kind TargetKind, s string) (string, error) {
 	case TargetIP:
 		return parseIPTarget(s)
 	case TargetIdentity:
-		if !identityRE.MatchString(s) {
+		if !isIdentity(s) {
 			return "", fmt.Errorf("%q is not a user name, e-mail address or id (letters, digits and . _ %% + @ - only)", s)
 		}
 		return strings.ToLower(s), nil
 	case TargetHost:
-		if !hostRE.MatchString(s) {
+		if !isHost(s) {
 			return "", fmt.Errorf("%q is not a host name or host id (letters, digits and . _ : - only)", s)
 		}
 		return strings.ToLower(s), nil

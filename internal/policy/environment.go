@@ -31,7 +31,7 @@ var environmentsSchemaJSON []byte
 // MaxEnvironmentsBytes bounds an environments file.
 const MaxEnvironmentsBytes = 1 << 20
 
-var environmentNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+var environmentNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`) })
 
 // DefaultEnvironments are production (production: true) and staging
 // (production: false), used when the server is given no environments file.
@@ -87,7 +87,7 @@ func ParseEnvironments(path string, data []byte) (Environments, error) {
 	for _, name := range slices.Sorted(maps.Keys(root)) {
 		ptr := "/environments/" + name
 		desc := root[name].(map[string]any)
-		if !environmentNameRE.MatchString(name) {
+		if !environmentNameRE().MatchString(name) {
 			problems = append(problems, diag.Errorf(path, doc.KeyPos(ptr), "schema",
 				"environment name %q is not a DNS label: lowercase letters, digits and '-', as in a playbook's spec.environment", name))
 			continue

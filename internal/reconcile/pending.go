@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/writ-sec/writ/internal/action"
@@ -48,11 +49,11 @@ const (
 // more): the error says what became of it.
 var ErrNotPending = errors.New("not pending")
 
-var pendingIDRE = regexp.MustCompile(`^(op|trust|audit)-([1-9][0-9]{0,18})$`)
+var pendingIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(op|trust|audit)-([1-9][0-9]{0,18})$`) })
 
 // ValidPendingID reports whether s has the form of a pending item's id:
 // op-N (a playbook operation) or trust-N (a change to what decides).
-func ValidPendingID(s string) bool { return pendingIDRE.MatchString(s) }
+func ValidPendingID(s string) bool { return pendingIDRE().MatchString(s) }
 
 // PendingSubject is one subject a statement names.
 type PendingSubject struct {
@@ -305,7 +306,7 @@ func (r *Reconciler) pendingAudit(ctx context.Context) ([]*PendingDetail, error)
 // nothing pending gives an error wrapping ErrNotPending that says what
 // became of it.
 func (r *Reconciler) PendingItem(ctx context.Context, id string) (*PendingDetail, error) {
-	m := pendingIDRE.FindStringSubmatch(id)
+	m := pendingIDRE().FindStringSubmatch(id)
 	if m == nil {
 		return nil, fmt.Errorf("%w: %q is not a pending item's id (op-N or trust-N, as writ pending lists them)", ErrNotPending, id)
 	}

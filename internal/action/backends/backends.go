@@ -155,7 +155,7 @@ func jsonValue(m map[string]any) (any, error) {
 	return jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 }
 
-var envNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+var envNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`) })
 
 // Build checks and builds the configured backends and binds each to its
 // actions in its environments. Settings problems come back as
@@ -205,7 +205,7 @@ func Build(ctx context.Context, cfg *config.Config, d action.Deps) (*action.Regi
 	if !hasBlock {
 		dir := filepath.Join(d.DataDir, "blocklist")
 		reg.RegisterFactory("block_ip", func(env string) (action.Backend, error) {
-			if !envNameRE.MatchString(env) {
+			if !envNameRE().MatchString(env) {
 				return nil, fmt.Errorf("environment %q is not a name", env)
 			}
 			b, err := blocklist.New(blocklist.Options{Path: filepath.Join(dir, env+".txt"), Name: "blocklist:" + env})

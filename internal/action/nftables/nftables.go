@@ -56,7 +56,7 @@ type Options struct {
 	Name string
 }
 
-var tableRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,30}$`)
+var tableRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,30}$`) })
 
 func (o *Options) setDefaults() {
 	if o.Table == "" {
@@ -71,10 +71,10 @@ func (o *Options) setDefaults() {
 }
 
 func (o *Options) validate() error {
-	if !tableRE.MatchString(o.Table) {
+	if !tableRE().MatchString(o.Table) {
 		return fmt.Errorf("nftables: table name %q: a letter, then letters, digits, _ or - (at most 31)", o.Table)
 	}
-	if o.NetNS != "" && !tableRE.MatchString(o.NetNS) {
+	if o.NetNS != "" && !tableRE().MatchString(o.NetNS) {
 		return fmt.Errorf("nftables: network namespace name %q is not a plain name", o.NetNS)
 	}
 	return nil

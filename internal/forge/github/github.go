@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	gh "github.com/google/go-github/v88/github"
@@ -119,7 +120,7 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-var repoRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`)
+var repoRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`) })
 
 func (o *Options) setDefaults() {
 	if o.CheckName == "" {
@@ -168,7 +169,7 @@ func (o *Options) setDefaults() {
 
 func (o *Options) validate() error {
 	switch {
-	case !repoRE.MatchString(o.Repository):
+	case !repoRE().MatchString(o.Repository):
 		return fmt.Errorf("github: repository %q is not OWNER/NAME", o.Repository)
 	case o.Client == nil:
 		return errors.New("github: an API client is required")

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/writ-sec/writ/internal/forge/inbox"
 	"github.com/writ-sec/writ/internal/store"
@@ -32,8 +33,8 @@ var handled = map[string][]string{
 }
 
 var (
-	eventRE    = regexp.MustCompile(`^[a-z_]{1,64}$`)
-	deliveryRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+	eventRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_]{1,64}$`) })
+	deliveryRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`) })
 )
 
 // Answer is the JSON body of every webhook response.
@@ -73,7 +74,7 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	event, guid := r.Header.Get("X-GitHub-Event"), r.Header.Get("X-GitHub-Delivery")
-	if !eventRE.MatchString(event) || !deliveryRE.MatchString(guid) {
+	if !eventRE().MatchString(event) || !deliveryRE().MatchString(guid) {
 		answer(w, http.StatusBadRequest, Answer{Status: "bad_request", Reason: "missing or invalid X-GitHub-Event or X-GitHub-Delivery"})
 		return
 	}

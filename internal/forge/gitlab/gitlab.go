@@ -31,6 +31,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	gl "gitlab.com/gitlab-org/api/client-go/v2"
@@ -137,13 +138,13 @@ type Options struct {
 
 var (
 	projectPathRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`)
-	projectIDRE   = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
+	projectIDRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[1-9][0-9]{0,18}$`) })
 )
 
 // ValidProject reports whether p is a project path with namespace or a
 // numeric id.
 func ValidProject(p string) bool {
-	return (len(p) <= 1024 && projectPathRE.MatchString(p) && !strings.Contains(p, "..") && strings.Count(p, "/") <= 20) || projectIDRE.MatchString(p)
+	return (len(p) <= 1024 && projectPathRE.MatchString(p) && !strings.Contains(p, "..") && strings.Count(p, "/") <= 20) || projectIDRE().MatchString(p)
 }
 
 func (o *Options) setDefaults() {

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/writ-sec/writ/internal/display"
@@ -56,7 +57,7 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-var forgeRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+var forgeRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`) })
 
 // Inbox is one forge's view of the shared inbox. Safe for concurrent use.
 type Inbox struct {
@@ -82,7 +83,7 @@ func New(opts Options) (*Inbox, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	switch {
-	case !forgeRE.MatchString(opts.Forge):
+	case !forgeRE().MatchString(opts.Forge):
 		return nil, fmt.Errorf("inbox: forge %q is not a name", opts.Forge)
 	case opts.Store == nil:
 		return nil, errors.New("inbox: a store is required")
