@@ -51,16 +51,18 @@ PGO := $(CURDIR)/cmd/writ/default.pgo
 bench: ## run the benchmarks (built with the binary's PGO profile)
 	$(GO) test -pgo=$(PGO) -run '^$$' -bench . -benchmem $(PKGS)
 
-# Regenerate the PGO profile from the CPU-heavy work of a running server:
-# policy decisions, playbook validation and approval verification. Rerun
+# Regenerate the PGO profile from the CPU-heavy work of a running server
+# and of writ plan: policy decisions, playbook validation, approval
+# verification and planning 1,000 playbooks. Rerun
 # after large changes to those paths; a stale profile still builds, it
 # just helps less.
-pgo: ## regenerate cmd/writ/default.pgo from the policy, playbook and approval benchmarks
+pgo: ## regenerate cmd/writ/default.pgo from the policy, playbook, approval and plan benchmarks
 	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
 	  $(GO) test -pgo=off ./internal/policy -run '^$$' -bench 'BenchmarkDecide' -benchtime 5s -cpuprofile "$$tmp/policy.pprof" -o "$$tmp/policy.test" && \
 	  $(GO) test -pgo=off ./internal/playbook -run '^$$' -bench 'BenchmarkValidate10000' -benchtime 3s -cpuprofile "$$tmp/playbook.pprof" -o "$$tmp/playbook.test" && \
 	  $(GO) test -pgo=off ./internal/approval -run '^$$' -bench 'BenchmarkVerify1000' -benchtime 3s -cpuprofile "$$tmp/approval.pprof" -o "$$tmp/approval.test" && \
-	  $(GO) tool pprof -proto "$$tmp/policy.pprof" "$$tmp/playbook.pprof" "$$tmp/approval.pprof" > $(PGO)
+	  $(GO) test -pgo=off ./cmd/writ -run '^$$' -bench 'BenchmarkPlan1000$$' -benchtime 30x -cpuprofile "$$tmp/plan.pprof" -o "$$tmp/writ.test" && \
+	  $(GO) tool pprof -proto "$$tmp/policy.pprof" "$$tmp/playbook.pprof" "$$tmp/approval.pprof" "$$tmp/plan.pprof" > $(PGO)
 	@echo "wrote $(PGO)"
 
 fuzz: ## fuzz the playbook, targets file and git tree decoders (FUZZTIME=5m each)

@@ -32,6 +32,17 @@ func backendRegistry(ctx context.Context, g *globals) (*action.Registry, error) 
 	return buildBackends(ctx, g, c, os.Getenv, nil)
 }
 
+// planRegistry is backendRegistry for a command that only plans (writ
+// plan): backends may read their live state once for every playbook
+// (action.Deps.PlanOnly).
+func planRegistry(ctx context.Context, g *globals) (*action.Registry, error) {
+	c, err := g.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	return backends.Build(ctx, c, action.Deps{Getenv: os.Getenv, DataDir: g.dataDir, PlanOnly: true})
+}
+
 // buildBackends builds the configured backends with internal/action's
 // builder: getenv resolves their secrets, log (nil: discarded) receives
 // their records. With no backend for block_ip, the embedded default

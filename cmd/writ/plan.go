@@ -204,7 +204,7 @@ func runPlan(ctx context.Context, g *globals, p planParams, stdout, stderr io.Wr
 	}
 	slices.SortFunc(pbs, func(a, b *playbook.Playbook) int { return cmp.Compare(a.Path, b.Path) })
 
-	reg, err := backendRegistry(ctx, g)
+	reg, err := planRegistry(ctx, g)
 	if err != nil {
 		fmt.Fprintln(stderr, "writ: action backends:", err)
 		return exitFailure

@@ -89,6 +89,10 @@ type Deps struct {
 	// RevertWith names the revert command of each team-defined action
 	// that declares one (actions.NAME.revertWith).
 	RevertWith map[string]string
+	// PlanOnly says the backends are built for a command that only plans
+	// (writ plan): a backend may read the live state once and answer every
+	// Plan from that read, instead of reading it again per playbook.
+	PlanOnly bool
 }
 
 // Logger is d.Log, or a logger that discards.

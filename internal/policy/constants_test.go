@@ -28,11 +28,11 @@ func TestDefaultConstantRules(t *testing.T) {
 		}
 	}
 	for _, never := range []string{
-		"data.writ.lib.ip.targets",                            // input
-		"data.writ.checks.target_scope.max_targets",           // input, through an else
+		"data.writ.lib.ip.targets",                              // input
+		"data.writ.checks.target_scope.max_targets",             // input, through an else
 		"data.writ.checks.business_hours.within_business_hours", // the clock
-		"data.writ.lib.operation.apply",                       // input, with a default
-		"data.writ.decision",                                  // everything
+		"data.writ.lib.operation.apply",                         // input, with a default
+		"data.writ.decision",                                    // everything
 	} {
 		if slices.Contains(got, never) {
 			t.Errorf("%s is taken for a constant rule", never)

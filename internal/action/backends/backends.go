@@ -208,7 +208,7 @@ func Build(ctx context.Context, cfg *config.Config, d action.Deps) (*action.Regi
 			if !envNameRE().MatchString(env) {
 				return nil, fmt.Errorf("environment %q is not a name", env)
 			}
-			b, err := blocklist.New(blocklist.Options{Path: filepath.Join(dir, env+".txt"), Name: "blocklist:" + env})
+			b, err := blocklist.New(blocklist.Options{Path: filepath.Join(dir, env+".txt"), Name: "blocklist:" + env, ReadOnce: d.PlanOnly})
 			if err != nil {
 				return nil, err
 			}

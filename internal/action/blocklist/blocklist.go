@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,6 +49,11 @@ type Options struct {
 	Journal string
 	// Name identifies the backend in plans, e.g. "blocklist:production".
 	Name string
+	// ReadOnce makes Plan read the file once and answer every later Plan
+	// from that read: for writ plan, which plans thousands of playbooks
+	// against a file that does not change under it (action.Deps.PlanOnly).
+	// Off, each Plan reads the file as it is then.
+	ReadOnce bool
 }
 
 func (o *Options) setDefaults() {
@@ -85,6 +91,11 @@ func (o *Options) validate() error {
 // Backend is a blocklist file.
 type Backend struct {
 	opts Options
+
+	// The file's entries as Plan read them the first time (ReadOnce).
+	once    sync.Once
+	onceHas map[netip.Prefix]bool
+	onceErr error
 }
 
 var _ action.Backend = (*Backend)(nil)
@@ -129,13 +140,16 @@ func (b *Backend) Validate(req action.Request) error {
 
 // Plan reads the file and says per target what would change.
 func (b *Backend) Plan(ctx context.Context, req action.Request) (*action.Plan, error) {
-	entries, err := b.read()
+	var has map[netip.Prefix]bool
+	var err error
+	if b.opts.ReadOnce {
+		b.once.Do(func() { b.onceHas, b.onceErr = b.entrySet() })
+		has, err = b.onceHas, b.onceErr
+	} else {
+		has, err = b.entrySet()
+	}
 	if err != nil {
 		return nil, err
-	}
-	has := make(map[netip.Prefix]bool, len(entries))
-	for _, e := range entries {
-		has[e] = true
 	}
 	p := &action.Plan{Action: req.Action, Backend: b.Name(), Environment: req.Environment, Operation: req.Operation,
 		Targets: make([]action.TargetPlan, 0, len(req.Targets))}
@@ -165,6 +179,19 @@ func (b *Backend) Plan(ctx context.Context, req action.Request) (*action.Plan, e
 		p.Targets = append(p.Targets, tp)
 	}
 	return p, nil
+}
+
+// entrySet reads the file's entries as a set.
+func (b *Backend) entrySet() (map[netip.Prefix]bool, error) {
+	entries, err := b.read()
+	if err != nil {
+		return nil, err
+	}
+	has := make(map[netip.Prefix]bool, len(entries))
+	for _, e := range entries {
+		has[e] = true
+	}
+	return has, nil
 }
 
 // coveredBy returns the widest entry strictly containing p (the first

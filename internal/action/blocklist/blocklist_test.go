@@ -191,3 +191,39 @@ func TestPlanDigestIsStable(t *testing.T) {
 		t.Fatal("digest ignores a changed result")
 	}
 }
+
+// With ReadOnce, every Plan answers from the file as the first Plan read
+// it (writ plan: one read for thousands of playbooks); without, each Plan
+// reads the file as it is.
+func TestPlanReadOnce(t *testing.T) {
+	ctx := context.Background()
+	for _, once := range []bool{false, true} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "blocklist.txt")
+		if err := os.WriteFile(path, []byte("203.0.113.7\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b, err := New(Options{Path: path, ReadOnce: once})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := b.Plan(ctx, req(action.Apply, "203.0.113.7", "198.51.100.9"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("203.0.113.7\n198.51.100.9\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		second, err := b.Plan(ctx, req(action.Apply, "203.0.113.7", "198.51.100.9"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "203.0.113.7=already_blocked 198.51.100.9=already_blocked"
+		if once {
+			want = "203.0.113.7=already_blocked 198.51.100.9=would_block"
+		}
+		if planString(first) != "203.0.113.7=already_blocked 198.51.100.9=would_block" || planString(second) != want {
+			t.Errorf("ReadOnce %v: plans %q then %q, want the second %q", once, planString(first), planString(second), want)
+		}
+	}
+}

@@ -29,12 +29,12 @@ var Type = action.BackendType{
 		"/journal": "must be an absolute path",
 		"/setName": "is not an ipset name: letters, digits, - and _, at most 30",
 	},
-	New: func(_ context.Context, s action.Settings, _ action.Deps) (action.Backend, error) {
+	New: func(_ context.Context, s action.Settings, d action.Deps) (action.Backend, error) {
 		var o settings
 		if err := s.Decode(&o); err != nil {
 			return nil, err
 		}
-		b, err := New(Options{Path: o.Path, Format: Format(o.Format), SetName: o.SetName, Journal: o.Journal, Name: "blocklist:" + s.Name})
+		b, err := New(Options{Path: o.Path, Format: Format(o.Format), SetName: o.SetName, Journal: o.Journal, Name: "blocklist:" + s.Name, ReadOnce: d.PlanOnly})
 		if err != nil {
 			return nil, err
 		}
