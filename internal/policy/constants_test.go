@@ -2,8 +2,11 @@ package policy_test
 
 import (
 	"context"
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -126,5 +129,51 @@ undefined_or_no := "yes" if undefined_rule
 	d := decide("c", "fail")
 	if d.Outcome != policy.Deny || len(d.Reasons) != 1 || !strings.Contains(d.Reasons[0].Message, "to_number") {
 		t.Errorf("a failing rule: %+v", d)
+	}
+}
+
+// Decisions made at once share the set's constant values and parsed
+// ranges: they decide what one at a time decides (run with -race).
+func TestDecideAtOnceWithConstants(t *testing.T) {
+	set := loadDefaults(t)
+	env, _ := policy.DefaultEnvironments().Lookup("production")
+	inputs := make([]policy.Input, 40)
+	for i := range inputs {
+		targets := []string{fmt.Sprintf("203.0.%d.%d", i, i+1), "198.51.100.0/24"}
+		switch i % 4 {
+		case 1:
+			targets = []string{"10.1.2.3"}
+		case 2:
+			targets = []string{"127.0.0.1", "fe80::1"}
+		case 3:
+			targets = []string{"8.8.8.8", "2001:db8::/32"}
+		}
+		inputs[i] = policy.Input{Playbook: parsePlaybook(t, "block_ip", targets, "high", "production"),
+			Change: policy.Change{Type: "create"}, Environment: env}
+	}
+	want := make([]policy.Decision, len(inputs))
+	for i, in := range inputs {
+		want[i] = set.Decide(context.Background(), in)
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for r := range 10 {
+				for i, in := range inputs {
+					if got := set.Decide(context.Background(), in); !reflect.DeepEqual(got, want[i]) {
+						t.Errorf("worker %d, round %d, input %d: %+v, one at a time %+v", w, r, i, got, want[i])
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	outcomes := map[policy.Outcome]int{}
+	for _, d := range want {
+		outcomes[d.Outcome]++
+	}
+	if outcomes[policy.Deny] == 0 || outcomes[policy.RequireApproval] == 0 {
+		t.Fatalf("the inputs miss outcomes: %v", outcomes)
 	}
 }
