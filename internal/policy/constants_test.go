@@ -64,6 +64,8 @@ now_s := floor(time.now_ns() / 1000000000)
 
 later := now_s + limit
 
+token_valid := io.jwt.decode_verify("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE1MDB9.x", {"secret": "s"})
+
 seen := input.playbook.spec.targets[0]
 
 seen_twice := [seen, seen]
@@ -98,7 +100,7 @@ undefined_or_no := "yes" if undefined_rule
 			t.Errorf("%s is not among the constant rules %v", want, constants)
 		}
 	}
-	for _, never := range []string{"data.writ.replaced", "data.writ.now_s", "data.writ.later", "data.writ.seen", "data.writ.seen_twice", "data.writ.failing", "data.writ.decision"} {
+	for _, never := range []string{"data.writ.replaced", "data.writ.token_valid", "data.writ.now_s", "data.writ.later", "data.writ.seen", "data.writ.seen_twice", "data.writ.failing", "data.writ.decision"} {
 		if slices.Contains(constants, never) {
 			t.Errorf("%s is taken for a constant rule", never)
 		}
