@@ -22,8 +22,8 @@ import (
 // dependency graph, which covers calls and every rule a ref with
 // variables may reach) mentions input, calls a built-in whose result may
 // differ from one call to the next (time.now_ns, rand.intn, http.send,
-// ...: OPA marks them non-deterministic; and those that read the clock
-// unmarked, io.jwt.decode_verify and crypto.x509's verifications) or
+// ...: OPA marks them non-deterministic; and crypto.x509's
+// verifications, which read the clock unmarked) or
 // print or trace, or uses `with`. Only complete rules (one value, no arguments) are kept, and
 // only those that evaluate without error: an error stays the decision's
 // to report, as before.
@@ -174,11 +174,11 @@ func variesCall(op *ast.Term) bool {
 	case ast.Print.Name, ast.Trace.Name, ast.InternalPrint.Name:
 		return true
 	}
-	// Built-ins that read the clock without being marked so: a token's
-	// validity (io.jwt.decode_verify checks exp and nbf against the
-	// evaluation's time) and a certificate chain's (crypto/x509 verifies
-	// against the current time). Every io.jwt and crypto.x509 verification
-	// is taken to vary, to be safe.
+	// Built-ins that read the clock: OPA marks io.jwt.decode_verify (exp
+	// and nbf against the evaluation's time) non-deterministic, but not
+	// crypto.x509's chain verifications (against the current time). Every
+	// io.jwt built-in and crypto.x509 verification is taken to vary, to be
+	// safe whatever a later OPA marks.
 	if strings.HasPrefix(name, "io.jwt.") || strings.HasPrefix(name, "crypto.x509.parse_and_verify") {
 		return true
 	}

@@ -64,7 +64,11 @@ now_s := floor(time.now_ns() / 1000000000)
 
 later := now_s + limit
 
-token_valid := io.jwt.decode_verify("eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE1MDB9.x", {"secret": "s"})
+# A token that expires at 1500 s: valid at the decision's time (1000 s,
+# then 2000 s: not), whatever the time the set loaded.
+token_valid := v if {
+	[v, _, _] := io.jwt.decode_verify("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE1MDB9.ItJ7yCTsjyYt_Lj4h_ng8bdEMvngByjQ5nlf43NRwDE", {"secret": "s"})
+}
 
 seen := input.playbook.spec.targets[0]
 
@@ -74,7 +78,7 @@ undefined_rule if data.cfg.missing == true
 
 failing := to_number("not a number") if input.playbook.spec.action == "fail"
 
-msgs contains sprintf("limit=%v doubled=%v replaced=%v later=%v seen=%v undefined=%v", [limit, doubled, replaced, later, seen_twice, undefined_or_no])
+msgs contains sprintf("limit=%v doubled=%v replaced=%v later=%v seen=%v undefined=%v token=%v", [limit, doubled, replaced, later, seen_twice, undefined_or_no, token_valid])
 
 msgs contains failing
 
@@ -118,8 +122,8 @@ undefined_or_no := "yes" if undefined_rule
 		target, action string
 		want           string
 	}{
-		{time.Unix(1000, 0), "a", "block_ip", `limit=3 doubled=6 replaced=7 later=1003 seen=["a", "a"] undefined=no`},
-		{time.Unix(2000, 0), "b", "block_ip", `limit=3 doubled=6 replaced=7 later=2003 seen=["b", "b"] undefined=no`},
+		{time.Unix(1000, 0), "a", "block_ip", `limit=3 doubled=6 replaced=7 later=1003 seen=["a", "a"] undefined=no token=true`},
+		{time.Unix(2000, 0), "b", "block_ip", `limit=3 doubled=6 replaced=7 later=2003 seen=["b", "b"] undefined=no token=false`},
 	} {
 		now = c.at
 		d := decide(c.target, c.action)
