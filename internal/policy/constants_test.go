@@ -164,7 +164,7 @@ func TestDecideAtOnceWithConstants(t *testing.T) {
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
-			for r := range 10 {
+			for r := range 3 {
 				for i, in := range inputs {
 					if got := set.Decide(context.Background(), in); !reflect.DeepEqual(got, want[i]) {
 						t.Errorf("worker %d, round %d, input %d: %+v, one at a time %+v", w, r, i, got, want[i])
