@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,20 +19,20 @@ import (
 // each rule the first time. A decision that evaluates `refused` then finds
 // the value it would have computed, at the cost of a lookup.
 //
-// A rule is constant when neither it nor any rule it depends on (OPA's
-// dependency graph, which covers calls and every rule a ref with
-// variables may reach) mentions input, calls a built-in whose result may
-// differ from one call to the next (time.now_ns, rand.intn, http.send,
-// ...: OPA marks them non-deterministic; and crypto.x509's
-// verifications, which read the clock unmarked) or
-// print or trace, or uses `with`. Only complete rules (one value, no arguments) are kept, and
-// only those that evaluate without error: an error stays the decision's
-// to report, as before.
+// A rule is constant when neither it, nor any rule that may also define
+// its value, nor any rule they depend on (OPA's dependency graph, which
+// covers calls and every rule a ref with variables may reach) mentions
+// input, calls a built-in whose result may differ from one call to the
+// next (OPA marks them non-deterministic: time.now_ns, rand.intn,
+// http.send, ...; crypto.x509's verifications read the clock unmarked),
+// print or trace, or uses `with`. Only complete rules (one value, no
+// arguments) are kept, and only those that evaluate without error: an
+// error stays the decision's to report, as before.
 
 // constantBudget bounds the time a set spends evaluating its constant
 // rules when it loads; the rules not evaluated by then are evaluated in
 // each decision, as any other.
-const constantBudget = 2 * time.Second
+const constantBudget = 500 * time.Millisecond
 
 // constantValue is the value of a constant rule, or undefined.
 type constantValue struct {
@@ -97,12 +98,35 @@ func constantRules(ctx context.Context, compiler *ast.Compiler, store storage.St
 		memo[r] = ok
 		return ok
 	}
+	// Only the rules a decision may evaluate: those data.writ.decision
+	// depends on, directly or not. Others cost nothing at load.
+	reachable := map[*ast.Rule]bool{}
+	var reach func(r *ast.Rule)
+	reach = func(r *ast.Rule) {
+		if reachable[r] {
+			return
+		}
+		reachable[r] = true
+		for dep := range compiler.Graph.Dependencies(r) {
+			if d, ok := dep.(*ast.Rule); ok {
+				reach(d)
+			}
+		}
+	}
+	for _, r := range compiler.GetRules(ast.MustParseRef(Query)) {
+		for n := r; n != nil; n = n.Else {
+			reach(n)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, constantBudget)
 	defer cancel()
 	out := constants{}
 	for _, p := range paths {
-		rules := compiler.GetRulesExact(p)
-		ok := len(rules) > 0
+		// Every rule that may give the ref a value: its own, and rules
+		// with variables in their heads that may define it (p[x] := …
+		// beside p.a := …).
+		rules := compiler.GetRules(p)
+		ok := slices.ContainsFunc(rules, func(r *ast.Rule) bool { return reachable[r] })
 		for _, r := range rules {
 			for n := r; ok && n != nil; n = n.Else {
 				ok = constant(n)

@@ -72,13 +72,23 @@ token_valid := v if {
 
 seen := input.playbook.spec.targets[0]
 
+# shared.fixed is one value, but shared[k] may define the same key from
+# input (a conflict when it does): shared.fixed is not a constant.
+shared.fixed := 1
+
+shared[k] := 2 if k := input.playbook.spec.key
+
+# Nothing a decision evaluates refers to unused: it is not evaluated at
+# load.
+unused := 42
+
 seen_twice := [seen, seen]
 
 undefined_rule if data.cfg.missing == true
 
 failing := to_number("not a number") if input.playbook.spec.action == "fail"
 
-msgs contains sprintf("limit=%v doubled=%v replaced=%v later=%v seen=%v undefined=%v token=%v", [limit, doubled, replaced, later, seen_twice, undefined_or_no, token_valid])
+msgs contains sprintf("limit=%v doubled=%v replaced=%v later=%v seen=%v undefined=%v token=%v fixed=%v", [limit, doubled, replaced, later, seen_twice, undefined_or_no, token_valid, shared.fixed])
 
 msgs contains failing
 
@@ -104,7 +114,7 @@ undefined_or_no := "yes" if undefined_rule
 			t.Errorf("%s is not among the constant rules %v", want, constants)
 		}
 	}
-	for _, never := range []string{"data.writ.replaced", "data.writ.token_valid", "data.writ.now_s", "data.writ.later", "data.writ.seen", "data.writ.seen_twice", "data.writ.failing", "data.writ.decision"} {
+	for _, never := range []string{"data.writ.replaced", "data.writ.shared.fixed", "data.writ.unused", "data.writ.token_valid", "data.writ.now_s", "data.writ.later", "data.writ.seen", "data.writ.seen_twice", "data.writ.failing", "data.writ.decision"} {
 		if slices.Contains(constants, never) {
 			t.Errorf("%s is taken for a constant rule", never)
 		}
@@ -122,8 +132,8 @@ undefined_or_no := "yes" if undefined_rule
 		target, action string
 		want           string
 	}{
-		{time.Unix(1000, 0), "a", "block_ip", `limit=3 doubled=6 replaced=7 later=1003 seen=["a", "a"] undefined=no token=true`},
-		{time.Unix(2000, 0), "b", "block_ip", `limit=3 doubled=6 replaced=7 later=2003 seen=["b", "b"] undefined=no token=false`},
+		{time.Unix(1000, 0), "a", "block_ip", `limit=3 doubled=6 replaced=7 later=1003 seen=["a", "a"] undefined=no token=true fixed=1`},
+		{time.Unix(2000, 0), "b", "block_ip", `limit=3 doubled=6 replaced=7 later=2003 seen=["b", "b"] undefined=no token=false fixed=1`},
 	} {
 		now = c.at
 		d := decide(c.target, c.action)
