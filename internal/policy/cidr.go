@@ -109,25 +109,30 @@ type cidrTarget struct {
 
 // parsedCIDRs keeps what strings parsed to, for the ranges that every
 // decision compares (the policies' lists) not to be parsed in each. It
-// holds at most maxParsedCIDRs strings, the first ones seen: the lists
-// are compared in every decision, so they are among them; targets seen
-// later are parsed in each call, as before.
+// holds the first maxParsedCIDRs strings seen that parse, so the lists
+// compared in every decision are among them; strings seen later (or a
+// repository's targets that filled it first) are parsed in each call, as
+// before: slower, never different.
 var (
 	parsedCIDRs    sync.Map // string -> cidrTarget
 	parsedCIDRsLen atomic.Int64
 )
 
-const maxParsedCIDRs = 4096
+const (
+	maxParsedCIDRs   = 4096
+	maxParsedCIDRLen = 64 // the longest address or prefix, with leading zeros, is 49
+)
 
 // parseCIDRCached is parseCIDRTarget through parsedCIDRs. The values
 // are shared: nothing modifies a parsed address or network.
 func parseCIDRCached(s string) (cidrTarget, bool) {
 	if v, ok := parsedCIDRs.Load(s); ok {
-		t := v.(cidrTarget)
-		return t, t.ip != nil || t.net != nil
+		return v.(cidrTarget), true
 	}
 	t, ok := parseCIDRTarget(s)
-	if parsedCIDRsLen.Load() < maxParsedCIDRs {
+	// Only what parsed is kept: an address or prefix is short, while a
+	// string that is neither may be as long as a playbook.
+	if ok && len(s) <= maxParsedCIDRLen && parsedCIDRsLen.Load() < maxParsedCIDRs {
 		if _, loaded := parsedCIDRs.LoadOrStore(s, t); !loaded {
 			parsedCIDRsLen.Add(1)
 		}
