@@ -44,58 +44,83 @@ type cidrEntry struct {
 	index *ast.Term
 }
 
-// cidrEntries lists an operand's entries as OPA's evalNetCIDRContainsMatchesOperand
-// visits them (a string; an array, set or object of strings or of
-// non-empty arrays whose first element is the string). ok is false when
-// an entry is not a string: only OPA's implementation says what then.
-func cidrEntries(t *ast.Term) (entries []cidrEntry, ok bool) {
-	entry := func(x *ast.Term) (string, bool) {
-		switch v := x.Value.(type) {
-		case ast.String:
-			return string(v), true
-		case *ast.Array:
-			if v.Len() == 0 {
-				return "", false
-			}
-			s, ok := v.Elem(0).Value.(ast.String)
-			return string(s), ok
+// cidrEntryText is the string an element of an operand names: the
+// element itself, or the first element of an array. ok is false for
+// anything else, which only OPA's implementation answers.
+func cidrEntryText(x *ast.Term) (string, bool) {
+	switch v := x.Value.(type) {
+	case ast.String:
+		return string(v), true
+	case *ast.Array:
+		if v.Len() == 0 {
+			return "", false
 		}
-		return "", false
+		s, ok := v.Elem(0).Value.(ast.String)
+		return string(s), ok
 	}
+	return "", false
+}
+
+// appendCIDREntries appends an operand's entries to dst as OPA's
+// evalNetCIDRContainsMatchesOperand visits them (a string; an array, set
+// or object of strings or of non-empty arrays whose first element is the
+// string). ok is false when an entry is not a string: only OPA's
+// implementation says what then.
+func appendCIDREntries(dst []cidrEntry, t *ast.Term) (entries []cidrEntry, ok bool) {
 	switch v := t.Value.(type) {
 	case ast.String:
-		return []cidrEntry{{string(v), t}}, true
+		return append(dst, cidrEntry{string(v), t}), true
 	case *ast.Array:
-		entries = make([]cidrEntry, 0, v.Len())
 		for i := range v.Len() {
-			s, ok := entry(v.Elem(i))
+			s, ok := cidrEntryText(v.Elem(i))
 			if !ok {
-				return nil, false
+				return dst, false
 			}
-			entries = append(entries, cidrEntry{s, ast.InternedTerm(i)})
+			dst = append(dst, cidrEntry{s, ast.InternedTerm(i)})
 		}
-		return entries, true
+		return dst, true
 	case ast.Set:
-		entries = make([]cidrEntry, 0, v.Len())
-		ok = true
-		v.Foreach(func(x *ast.Term) {
-			s, good := entry(x)
-			ok = ok && good
-			entries = append(entries, cidrEntry{s, x})
-		})
-		return entries, ok
+		for _, x := range v.Slice() {
+			s, ok := cidrEntryText(x)
+			if !ok {
+				return dst, false
+			}
+			dst = append(dst, cidrEntry{s, x})
+		}
+		return dst, true
 	case ast.Object:
-		entries = make([]cidrEntry, 0, v.Len())
 		ok = true
 		v.Foreach(func(k, x *ast.Term) {
-			s, good := entry(x)
+			s, good := cidrEntryText(x)
 			ok = ok && good
-			entries = append(entries, cidrEntry{s, k})
+			dst = append(dst, cidrEntry{s, k})
 		})
-		return entries, ok
+		return dst, ok
 	}
 	// OPA iterates nothing of any other value: no pair, no error.
-	return nil, true
+	return dst, true
+}
+
+// cidrScratch holds a call's entries and parsed targets; calls reuse
+// them (cidrScratchPool) instead of allocating them in every decision.
+type cidrScratch struct {
+	ranges, targets []cidrEntry
+	parsed          []cidrTarget
+}
+
+var cidrScratchPool = sync.Pool{New: func() any { return new(cidrScratch) }}
+
+// release clears what the scratch points to and returns it to the pool,
+// unless a call of many targets grew it: those are not kept.
+func (sc *cidrScratch) release() {
+	if cap(sc.targets) > 4096 || cap(sc.ranges) > 4096 {
+		return
+	}
+	clear(sc.ranges)
+	clear(sc.targets)
+	clear(sc.parsed)
+	sc.ranges, sc.targets, sc.parsed = sc.ranges[:0], sc.targets[:0], sc.parsed[:0]
+	cidrScratchPool.Put(sc)
 }
 
 // cidrTarget is a parsed entry of the second operand: an address, or a
@@ -183,34 +208,46 @@ func (b cidrTarget) containedIn(a *net.IPNet, aPlain6 bool) bool {
 // the set of [i, j] where entry i of the first operand contains entry j
 // of the second.
 func cidrContainsMatches(bctx topdown.BuiltinContext, operands []*ast.Term, iter func(*ast.Term) error) error {
-	ranges, ok1 := cidrEntries(operands[0])
-	targets, ok2 := cidrEntries(operands[1])
-	if !ok1 || !ok2 {
+	result, ok := cidrMatches(operands)
+	if !ok {
 		return stockCIDRContainsMatches(bctx, operands, iter)
 	}
-	result := ast.NewSet()
-	if len(ranges) == 0 || len(targets) == 0 {
-		return iter(ast.NewTerm(result))
+	return iter(ast.NewTerm(result))
+}
+
+// cidrMatches computes the result, or says that only OPA's
+// implementation may answer these operands.
+func cidrMatches(operands []*ast.Term) (ast.Set, bool) {
+	sc := cidrScratchPool.Get().(*cidrScratch)
+	defer sc.release()
+	var ok1, ok2 bool
+	sc.ranges, ok1 = appendCIDREntries(sc.ranges[:0], operands[0])
+	sc.targets, ok2 = appendCIDREntries(sc.targets[:0], operands[1])
+	if !ok1 || !ok2 {
+		return nil, false
 	}
-	parsed := make([]cidrTarget, len(targets))
-	for j, t := range targets {
+	result := ast.NewSet()
+	if len(sc.ranges) == 0 || len(sc.targets) == 0 {
+		return result, true
+	}
+	for _, t := range sc.targets {
 		p, ok := parseCIDRCached(t.text)
 		if !ok {
-			return stockCIDRContainsMatches(bctx, operands, iter)
+			return nil, false
 		}
-		parsed[j] = p
+		sc.parsed = append(sc.parsed, p)
 	}
-	for _, r := range ranges {
+	for _, r := range sc.ranges {
 		// The first operand is read as a prefix only (net.ParseCIDR).
 		rp, ok := parseCIDRCached(r.text)
 		if !ok || rp.net == nil {
-			return stockCIDRContainsMatches(bctx, operands, iter)
+			return nil, false
 		}
-		for j, t := range parsed {
+		for j, t := range sc.parsed {
 			if t.containedIn(rp.net, rp.plain6) {
-				result.Add(ast.ArrayTerm(r.index, targets[j].index))
+				result.Add(ast.ArrayTerm(r.index, sc.targets[j].index))
 			}
 		}
 	}
-	return iter(ast.NewTerm(result))
+	return result, true
 }
