@@ -55,6 +55,7 @@ func BenchmarkDecide(b *testing.B) {
 	in := exampleInput(b)
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, 1<<16)
+	cpu := readCPU(b)
 	start := time.Now()
 	for b.Loop() {
 		t0 := time.Now()
@@ -65,6 +66,7 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 	reportLatency(b, lat, time.Since(start))
+	reportCPU(b, cpu, len(lat))
 }
 
 // BenchmarkDecideManyTargets is the same with 100 targets (the default
@@ -121,6 +123,7 @@ func BenchmarkDecideParallel(b *testing.B) {
 	in := exampleInput(b)
 	ctx := context.Background()
 	b.ResetTimer()
+	cpu := readCPU(b)
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -131,6 +134,7 @@ func BenchmarkDecideParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "decisions/s")
+	reportCPU(b, cpu, b.N)
 }
 
 // policySet200 is the default policy set plus generated checks: 200 .rego
