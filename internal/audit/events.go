@@ -213,7 +213,7 @@ var catalogue = []EventSpec{
 	{EventPlaybookMerged, "writ", "playbook", "a new playbook version reached the branch", []string{"commit", "path", "action", "environment", "severity", "change"}},
 	{EventPlaybookInvalid, "writ", "playbook: the path", "a playbook file on the branch is not a valid playbook; nothing runs", []string{"commit", "path", "problems"}},
 	{EventPlaybookStatus, "writ", "playbook", "a playbook version's status changed", []string{"before/after: status, reason"}},
-	{EventPlaybookExpiryScheduled, "writ", "playbook", "a completed playbook's expiry (its revert) was scheduled", []string{"expires_at", "after"}},
+	{EventPlaybookExpiryScheduled, "writ", "playbook", "a playbook's expiry (its revert) was scheduled, when its apply first acted: completed, or failed after applying some targets (partly_applied)", []string{"expires_at", "after", "partly_applied"}},
 
 	{EventApprovalReceived, "the signer", "approval: the decision, envelope sha256", "a signed approval envelope was accepted and stored",
 		[]string{"id", "key_id", "decision", "subjects", "policy_digest", "plan_digest", "source", "source_ref", "source_login", "issued_at", "expires_at"}},

@@ -260,13 +260,22 @@ func (r *Reconciler) finish(ctx context.Context, e *store.Execution, plan *actio
 				return err
 			}
 			entries = append(entries, es...)
-			if state == store.ExecCompleted && ne.Operation == string(action.Apply) {
+			switch {
+			case state == store.ExecCompleted && ne.Operation == string(action.Apply):
 				es, ids, err := r.afterApply(ctx, tx, ne)
 				if err != nil {
 					return err
 				}
 				entries = append(entries, es...)
 				next = append(next, ids...)
+			case state == store.ExecFailed && ne.Operation == string(action.Apply) && (earlier > 0 || slices.ContainsFunc(results, func(r action.TargetResult) bool { return appliedResult(r.Result) })):
+				// A partly applied playbook holds what it applied: its
+				// expiry releases that on time, retried or not.
+				es, err := r.scheduleExpiry(ctx, tx, ne, true)
+				if err != nil {
+					return err
+				}
+				entries = append(entries, es...)
 			}
 		}
 		_, err := r.appendAudit(ctx, tx, entries...)
@@ -331,22 +340,10 @@ func withResults(payload json.RawMessage, results []action.TargetResult) json.Ra
 // afterApply schedules what a completed apply starts: its expiry; and it
 // returns the update's reverts waiting for it, to be judged.
 func (r *Reconciler) afterApply(ctx context.Context, tx *store.Store, e *store.Execution) ([]audit.Entry, []int64, error) {
-	var entries []audit.Entry
 	var ids []int64
-	pb, err := r.versionPlaybook(ctx, e)
+	entries, err := r.scheduleExpiry(ctx, tx, e, false)
 	if err != nil {
 		return nil, nil, err
-	}
-	if d, ok := pb.Expiry(); ok {
-		at := r.opts.Now().Add(d)
-		if err := tx.SetPlaybookExpiry(ctx, e.VersionID, &at); err != nil {
-			return nil, nil, err
-		}
-		entries = append(entries, audit.Entry{
-			Actor: audit.SystemActor, Event: audit.EventPlaybookExpiryScheduled, Success: true,
-			Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: e.Name, Digest: e.Digest},
-			Payload: audit.MustJSON(map[string]any{"expires_at": at.UTC().Format(time.RFC3339), "after": pb.Spec.ExpiresAfter}),
-		})
 	}
 	waiting, err := tx.WaitingExecutions(ctx)
 	if err != nil {
@@ -358,6 +355,43 @@ func (r *Reconciler) afterApply(ctx context.Context, tx *store.Store, e *store.E
 		}
 	}
 	return entries, ids, nil
+}
+
+// scheduleExpiry sets the expiry of an apply's version when its playbook
+// has expiresAfter: the approved duration counts from the first attempt
+// that acted on live systems, so an expiry already set (by an attempt
+// that applied part of the targets and failed) stays, and a retry that
+// finishes the apply later does not extend it. partly says the apply
+// failed after applying some targets.
+func (r *Reconciler) scheduleExpiry(ctx context.Context, tx *store.Store, e *store.Execution, partly bool) ([]audit.Entry, error) {
+	pb, err := r.versionPlaybook(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	d, ok := pb.Expiry()
+	if !ok {
+		return nil, nil
+	}
+	v, err := tx.PlaybookVersionByID(ctx, e.VersionID)
+	if err != nil {
+		return nil, err
+	}
+	if v.ExpiresAt != nil {
+		return nil, nil
+	}
+	at := r.opts.Now().Add(d)
+	if err := tx.SetPlaybookExpiry(ctx, e.VersionID, &at); err != nil {
+		return nil, err
+	}
+	payload := map[string]any{"expires_at": at.UTC().Format(time.RFC3339), "after": pb.Spec.ExpiresAfter}
+	if partly {
+		payload["partly_applied"] = true
+	}
+	return []audit.Entry{{
+		Actor: audit.SystemActor, Event: audit.EventPlaybookExpiryScheduled, Success: true,
+		Subject: audit.Subject{Kind: audit.SubjectPlaybook, Name: e.Name, Digest: e.Digest},
+		Payload: audit.MustJSON(payload),
+	}}, nil
 }
 
 // backoff is the pause before an execution's next attempt (1-based
@@ -381,7 +415,9 @@ func (r *Reconciler) stepExpire(ctx context.Context, p *pass) error {
 		return err
 	}
 	for _, v := range due {
-		applied, err := r.opts.Store.ExecutionByKey(ctx, v.Name, v.Digest, string(action.Apply))
+		// What the version holds: every target of a completed apply,
+		// those a partly applied one applied.
+		targets, err := r.appliedTargets(ctx, v)
 		if err != nil {
 			return err
 		}
@@ -390,7 +426,7 @@ func (r *Reconciler) stepExpire(ctx context.Context, p *pass) error {
 			reason := fmt.Sprintf("expiresAfter %s has passed", v.ExpiresAt.UTC().Format(time.RFC3339))
 			e, created, err := tx.CreateExecution(ctx, store.Execution{
 				VersionID: v.ID, Name: v.Name, Digest: v.Digest, Path: v.Path, Action: v.Action, Environment: v.Environment,
-				Operation: string(action.Revert), CommitSHA: v.CommitSHA, Targets: slices.Clone(applied.Targets),
+				Operation: string(action.Revert), CommitSHA: v.CommitSHA, Targets: slices.Clone(targets),
 				Trigger: string(judgement.Expiry), ChangeType: "expiry", State: store.ExecWaiting,
 				ReasonCode: string(codeIntended), Reason: reason,
 			})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/audit"
@@ -135,6 +136,9 @@ func (r *Reconciler) retryable(ctx context.Context, e *store.Execution) error {
 	if err := r.contentInForce(ctx, e); err != nil {
 		return err
 	}
+	if err := r.notExpired(ctx, e); err != nil {
+		return err
+	}
 	t, err := r.currentTrust(ctx)
 	if err != nil {
 		return err
@@ -212,6 +216,24 @@ func (r *Reconciler) contentInForce(ctx context.Context, e *store.Execution) err
 			"the content this operation releases (%s@%.12s) is on the branch again", e.Name, e.Digest)}
 	}
 	return nil
+}
+
+// notExpired refuses to apply again a playbook whose expiresAfter has
+// passed: its time, part of what was approved, counts from the first
+// attempt that acted, and its expiry releases what that attempt applied.
+func (r *Reconciler) notExpired(ctx context.Context, e *store.Execution) error {
+	if e.Operation != string(action.Apply) {
+		return nil
+	}
+	v, err := r.opts.Store.PlaybookVersionByID(ctx, e.VersionID)
+	if err != nil {
+		return err
+	}
+	if v.ExpiresAt == nil || r.opts.Now().Before(*v.ExpiresAt) {
+		return nil
+	}
+	return fmt.Errorf("execution %d: %w: playbook %s expired at %s (its expiresAfter counts from the attempt that first applied part of it); its expiry releases what was applied, and an expired playbook is not applied again: to act again, change the playbook",
+		e.ID, ErrNotRetryable, e.Name, v.ExpiresAt.UTC().Format(time.RFC3339))
 }
 
 // planUnchanged reads live state through the backend's dry-run and checks

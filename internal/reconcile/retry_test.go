@@ -40,6 +40,13 @@ var executor = audit.Actor{ID: "erin-oncall", Role: "executor"}
 // approved; the first pass after it runs its apply.
 func edrEnv(t testing.TB, tune ...func(o *Options)) (*env, *webhooktest.Receiver, string) {
 	t.Helper()
+	return edrEnvSpec(t, "", tune...)
+}
+
+// edrEnvSpec is edrEnv with more spec lines in the playbook (indented,
+// each ending in a newline).
+func edrEnvSpec(t testing.TB, moreSpec string, tune ...func(o *Options)) (*env, *webhooktest.Receiver, string) {
+	t.Helper()
 	tune = append(tune, func(o *Options) { o.MaxAttempts = 1 }) // a transient error fails at once
 	e := newEnv(t, tune...)
 	edr := webhooktest.New(t)
@@ -48,7 +55,7 @@ func edrEnv(t testing.TB, tune ...func(o *Options)) (*env, *webhooktest.Receiver
 	e.rec.opts.Backends = reg
 	e.pass()
 	name := "isolate-fin-ws"
-	e.merge("isolate", map[string]string{pbPath(name): fmt.Sprintf(isolateTmpl, name, "INC-77", "fin-ws-12, fin-ws-13")})
+	e.merge("isolate", map[string]string{pbPath(name): fmt.Sprintf(isolateTmpl, name, "INC-77", "fin-ws-12, fin-ws-13") + moreSpec})
 	e.pass()
 	e.approveVersion(name, "apply", map[string]string{"alice": "propose", "bob": "approve"})
 	return e, edr, name
@@ -449,6 +456,121 @@ func TestPartlyAppliedPlaybookRevertedByRemoval(t *testing.T) {
 	}
 	if st, _ := e.status(name); st != store.StatusReverted {
 		t.Fatalf("version status %s", st)
+	}
+	e.verifyAudit()
+}
+
+// A partly applied playbook expires on time: its expiresAfter counts from
+// the attempt that applied part of it, its expiry releases exactly what
+// was applied (no approval, as for any scheduled expiry), and the failed
+// apply can no longer be retried.
+func TestPartlyAppliedPlaybookExpires(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnvSpec(t, "  expiresAfter: 2h\n")
+	ex := partlyApplied(t, e, edr, name)
+	scheduled := auditOf(t, e, audit.EventPlaybookExpiryScheduled)
+	if len(scheduled) != 1 || !strings.Contains(string(scheduled[0].Payload), `"partly_applied":true`) {
+		t.Fatalf("expiry entries %+v", scheduled)
+	}
+	edr.Fail("fin-ws-13", "")
+	e.clock.Advance(time.Hour)
+	e.pass()
+	if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12"}) {
+		t.Fatalf("contained before the expiry %v", got)
+	}
+	if _, err := e.st.ExecutionByKey(e.ctx, name, ex.Digest, string(action.Revert)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a revert before the expiry: %v", err)
+	}
+	e.clock.Advance(61 * time.Minute)
+	e.pass()
+	rv := e.execution(name, "revert")
+	if rv.Trigger != "expiry" || !slices.Equal(rv.Targets, []string{"fin-ws-12"}) || rv.State != store.ExecCompleted {
+		t.Fatalf("the expiry's revert: %s %v %s (%s)", rv.Trigger, rv.Targets, rv.State, rv.Reason)
+	}
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("still contained after the expiry %v", got)
+	}
+	if n := edr.Count(action.Revert, "fin-ws-13"); n != 0 {
+		t.Fatalf("the host never isolated was sent %d reverts", n)
+	}
+	if st, _ := e.status(name); st != store.StatusExpired {
+		t.Fatalf("version status %s", st)
+	}
+	_, err := e.rec.Retry(e.ctx, ex.ID, executor)
+	if !errors.Is(err, ErrNotRetryable) || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("retry of the expired apply: %v", err)
+	}
+	e.pass()
+	if n := edr.Count(action.Apply, "fin-ws-13"); n != 1 {
+		t.Fatalf("fin-ws-13 was sent %d applies after the expiry; want the first only", n)
+	}
+	if due, err := e.st.NextExpiry(e.ctx); err != nil || due != nil {
+		t.Fatalf("an expiry still pending: %v %v", due, err)
+	}
+	e.verifyAudit()
+}
+
+// An expiry whose revert failed is not due again (the revert is an
+// operation of its own, retried by an executor), and the reconciler does
+// not wake for it.
+func TestFailedExpiryIsNotDueAgain(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnvSpec(t, "  expiresAfter: 2h\n")
+	partlyApplied(t, e, edr, name)
+	edr.Fail("fin-ws-12", "the EDR agent on fin-ws-12 is offline")
+	e.clock.Advance(121 * time.Minute)
+	e.pass()
+	rv := e.execution(name, "revert")
+	if rv.Trigger != "expiry" || rv.State != store.ExecFailed {
+		t.Fatalf("the expiry's revert: %s %s (%s)", rv.Trigger, rv.State, rv.Reason)
+	}
+	if due, err := e.st.NextExpiry(e.ctx); err != nil || due != nil {
+		t.Fatalf("the failed expiry is still pending at %v (%v): the reconciler would wake for it at once, again and again", due, err)
+	}
+	if due, err := e.st.DueExpiries(e.ctx, e.clock.Now()); err != nil || len(due) != 0 {
+		t.Fatalf("due expiries %v %v", due, err)
+	}
+	e.pass()
+	if n := edr.Count(action.Revert, "fin-ws-12"); n != 1 {
+		t.Fatalf("fin-ws-12 was sent %d reverts; want 1", n)
+	}
+	e.verifyAudit()
+}
+
+// A retry that finishes a partly applied playbook does not extend its
+// expiry: the time counts from the attempt that first acted.
+func TestRetryKeepsTheExpiry(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnvSpec(t, "  expiresAfter: 2h\n")
+	ex := partlyApplied(t, e, edr, name)
+	first, err := e.st.PlaybookVersionByID(e.ctx, ex.VersionID)
+	if err != nil || first.ExpiresAt == nil {
+		t.Fatalf("no expiry after the partial apply: %v", err)
+	}
+	e.clock.Advance(time.Hour)
+	edr.Fail("fin-ws-13", "")
+	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+		t.Fatal(err)
+	}
+	e.pass()
+	if done := e.execution(name, "apply"); done.State != store.ExecCompleted {
+		t.Fatalf("after the retry: %s (%s)", done.State, done.Reason)
+	}
+	v, err := e.st.PlaybookVersionByID(e.ctx, ex.VersionID)
+	if err != nil || v.ExpiresAt == nil || !v.ExpiresAt.Equal(*first.ExpiresAt) {
+		t.Fatalf("expiry moved from %v to %v (%v)", first.ExpiresAt, v.ExpiresAt, err)
+	}
+	if n := len(auditOf(t, e, audit.EventPlaybookExpiryScheduled)); n != 1 {
+		t.Fatalf("%d expiry entries; want the first only", n)
+	}
+	e.clock.Advance(61 * time.Minute)
+	e.pass()
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("still contained after the expiry %v", got)
+	}
+	rv := e.execution(name, "revert")
+	if !slices.Equal(rv.Targets, []string{"fin-ws-12", "fin-ws-13"}) || rv.State != store.ExecCompleted {
+		t.Fatalf("the expiry's revert: %v %s (%s)", rv.Targets, rv.State, rv.Reason)
 	}
 	e.verifyAudit()
 }

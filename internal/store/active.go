@@ -140,11 +140,13 @@ func (s *Store) SetPlaybookExpiry(ctx context.Context, id int64, at *time.Time) 
 	return nil
 }
 
-// DueExpiries lists completed versions whose expiry has come and that have
-// no revert yet.
+// DueExpiries lists versions whose expiry has come and that have no revert
+// yet: completed ones, and failed ones whose apply acted on some targets
+// (only those have an expiry; a version whose failed apply is being
+// retried is neither until the retry ends).
 func (s *Store) DueExpiries(ctx context.Context, now time.Time) ([]*PlaybookVersion, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+playbookColumns+` FROM playbook_versions v
-		WHERE v.status = 'completed' AND v.expires_at IS NOT NULL AND v.expires_at <= $1 AND v.archived_at IS NULL
+		WHERE v.status IN ('completed', 'failed') AND v.expires_at IS NOT NULL AND v.expires_at <= $1 AND v.archived_at IS NULL
 		AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.name = v.name AND e.digest = v.digest AND e.operation = 'revert')
 		ORDER BY v.expires_at`, now)
 	if err != nil {
@@ -162,10 +164,15 @@ func (s *Store) DueExpiries(ctx context.Context, now time.Time) ([]*PlaybookVers
 	return out, translate(rows.Err())
 }
 
-// NextExpiry is the earliest pending expiry, or nil.
+// NextExpiry is the earliest pending expiry, or nil: of the versions
+// DueExpiries would list once it comes (one whose revert exists, waiting
+// for approval say, is not pending any more, or the reconciler would wake
+// for it at once, again and again).
 func (s *Store) NextExpiry(ctx context.Context) (*time.Time, error) {
 	var t *time.Time
-	err := s.db.QueryRow(ctx, `SELECT min(expires_at) FROM playbook_versions WHERE status = 'completed' AND expires_at IS NOT NULL AND archived_at IS NULL`).Scan(&t)
+	err := s.db.QueryRow(ctx, `SELECT min(v.expires_at) FROM playbook_versions v
+		WHERE v.status IN ('completed', 'failed') AND v.expires_at IS NOT NULL AND v.archived_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.name = v.name AND e.digest = v.digest AND e.operation = 'revert')`).Scan(&t)
 	if err != nil {
 		return nil, fmt.Errorf("store: next expiry: %w", translate(err))
 	}
