@@ -240,12 +240,35 @@ func TestHeldTargetsAndExpiries(t *testing.T) {
 	if err != nil || len(due) != 1 || due[0].ID != a.ID {
 		t.Fatalf("due %v %v", due, err)
 	}
+	if next, err := st.NextExpiry(ctx); err != nil || next == nil || !next.Equal(past.Truncate(time.Microsecond)) {
+		t.Fatalf("next expiry %v %v; want %v", next, err, past)
+	}
 	if _, _, err := st.CreateExecution(ctx, store.Execution{VersionID: a.ID, Name: a.Name, Digest: a.Digest, Operation: "revert", Trigger: "expiry", ChangeType: "delete"}); err != nil {
 		t.Fatal(err)
 	}
 	due, _ = st.DueExpiries(ctx, time.Now())
 	if len(due) != 0 {
 		t.Fatalf("an expiry with a revert queued is still due: %v", due)
+	}
+	// Nor pending: the reconciler would wake for it at once, again and
+	// again, while its revert waits for approval.
+	if next, err := st.NextExpiry(ctx); err != nil || next != nil {
+		t.Fatalf("next expiry with its revert queued: %v %v", next, err)
+	}
+
+	// A version whose apply failed after applying part of it has an
+	// expiry too (the reconciler sets one only then): due like a
+	// completed one.
+	c := done("block-c", "c", []string{"192.0.2.9"})
+	if err := st.SetPlaybookStatus(ctx, c.ID, store.StatusFailed, "partly applied", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetPlaybookExpiry(ctx, c.ID, &past); err != nil {
+		t.Fatal(err)
+	}
+	due, err = st.DueExpiries(ctx, time.Now())
+	if err != nil || len(due) != 1 || due[0].ID != c.ID {
+		t.Fatalf("due with a failed version %v %v", due, err)
 	}
 }
 
