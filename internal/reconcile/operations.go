@@ -202,20 +202,32 @@ func (r *Reconciler) prepareApply(ctx context.Context, c gitsrc.Commit, w *work)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if prevApply != nil && (prevApply.State == store.ExecWaiting || prevApply.State == store.ExecPending) {
-		// The version it replaces never ran: it is superseded, never run
-		// later (its statements cannot bring it back), and there is
-		// nothing of it to revert.
-		w.ops = append(w.ops, store.Execution{ID: prevApply.ID, State: store.ExecCancelled, ReasonCode: string(codeSuperseded),
-			Reason: fmt.Sprintf("superseded by %s@%.12s at commit %.12s before it ran", w.pb.Metadata.Name, w.pb.Digest, c.SHA)})
-		return nil
-	}
-	if prevApply != nil && (prevApply.State == store.ExecDenied || prevApply.State == store.ExecRejected || prevApply.State == store.ExecCancelled) {
+	var prevTargets []string
+	switch {
+	case prevApply != nil && (prevApply.State == store.ExecWaiting || prevApply.State == store.ExecPending):
+		// The version it replaces has not run (again): it is superseded,
+		// never run later (its statements cannot bring it back). What an
+		// earlier attempt of it applied (a partly applied apply whose
+		// retry had not run yet) is released like any dropped target;
+		// otherwise there is nothing of it to revert.
+		if prevTargets, err = r.partlyApplied(ctx, prevApply); err != nil {
+			return err
+		}
+		reason := fmt.Sprintf("superseded by %s@%.12s at commit %.12s before it ran", w.pb.Metadata.Name, w.pb.Digest, c.SHA)
+		if len(prevTargets) > 0 {
+			reason = fmt.Sprintf("superseded by %s@%.12s at commit %.12s before its retry ran; %d of its targets an earlier attempt applied are released where the new version drops them",
+				w.pb.Metadata.Name, w.pb.Digest, c.SHA, len(prevTargets))
+		}
+		w.ops = append(w.ops, store.Execution{ID: prevApply.ID, State: store.ExecCancelled, ReasonCode: string(codeSuperseded), Reason: reason})
+		if len(prevTargets) == 0 {
+			return nil
+		}
+	case prevApply != nil && (prevApply.State == store.ExecDenied || prevApply.State == store.ExecRejected || prevApply.State == store.ExecCancelled):
 		return nil // it never ran: nothing to revert
-	}
-	prevTargets, err := r.appliedTargets(ctx, w.prev)
-	if err != nil {
-		return err
+	default:
+		if prevTargets, err = r.appliedTargets(ctx, w.prev); err != nil {
+			return err
+		}
 	}
 	keep := map[string]bool{}
 	for _, tg := range req.Targets {
@@ -273,6 +285,7 @@ func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work
 		return err
 	}
 	var targets []string
+	waiting := applied != nil && (applied.State == store.ExecWaiting || applied.State == store.ExecPending)
 	switch {
 	case applied != nil && applied.State == store.ExecCompleted:
 		targets = slices.Clone(applied.Targets)
@@ -284,15 +297,26 @@ func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work
 			w.note = "removed; its failed apply applied none of its targets"
 			return nil
 		}
+	case waiting:
+		// A partly applied apply retried, whose new attempt has not run:
+		// what the earlier attempt applied is released like any partly
+		// applied playbook's.
+		if targets, err = r.partlyApplied(ctx, applied); err != nil {
+			return err
+		}
 	}
-	if targets == nil {
+	if len(targets) == 0 {
 		// Never applied: nothing to undo. A waiting apply is cancelled.
 		w.note = "removed before it was executed"
-		if applied != nil && (applied.State == store.ExecWaiting || applied.State == store.ExecPending) {
+		if waiting {
 			w.ops = append(w.ops, store.Execution{ID: applied.ID, State: store.ExecCancelled, ReasonCode: string(codeRemoved),
 				Reason: "the playbook was removed from the branch before it ran"})
 		}
 		return nil
+	}
+	if waiting {
+		w.ops = append(w.ops, store.Execution{ID: applied.ID, State: store.ExecCancelled, ReasonCode: string(codeRemoved),
+			Reason: fmt.Sprintf("the playbook was removed from the branch before its retry ran; its revert releases the %d targets an earlier attempt applied", len(targets))})
 	}
 	w.ops = append(w.ops, store.Execution{
 		VersionID: w.prev.ID, Name: w.prev.Name, Digest: w.prev.Digest, Path: w.prev.Path, Action: w.prev.Action,

@@ -460,6 +460,80 @@ func TestPartlyAppliedPlaybookRevertedByRemoval(t *testing.T) {
 	e.verifyAudit()
 }
 
+// A partly applied playbook removed from the branch while its retry waits
+// to run: the retry is cancelled and never runs, and the revert releases
+// what the earlier attempt applied, judged like any revert.
+func TestRemovalBeforeRetryRevertsWhatWasApplied(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	ex := partlyApplied(t, e, edr, name)
+	edr.Fail("fin-ws-13", "")
+	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+		t.Fatal(err)
+	}
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	ap := e.execution(name, "apply")
+	if ap.State != store.ExecCancelled || !strings.Contains(ap.Reason, "before its retry ran") {
+		t.Fatalf("the retried apply: %s (%s)", ap.State, ap.Reason)
+	}
+	if n := edr.Count(action.Apply, "fin-ws-13"); n != 1 {
+		t.Fatalf("fin-ws-13 was sent %d applies; the cancelled retry ran", n)
+	}
+	rv := e.execution(name, "revert")
+	if !slices.Equal(rv.Targets, []string{"fin-ws-12"}) || rv.Trigger != "delete" {
+		t.Fatalf("the revert: %s %v; want exactly the applied host", rv.Trigger, rv.Targets)
+	}
+	if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12"}) {
+		t.Fatalf("released before the revert was approved: %v", got)
+	}
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose", "bob": "approve"})
+	e.pass()
+	if rv = e.execution(name, "revert"); rv.State != store.ExecCompleted {
+		t.Fatalf("the revert: %s (%s)", rv.State, rv.Reason)
+	}
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("still contained %v", got)
+	}
+	if st, _ := e.status(name); st != store.StatusReverted {
+		t.Fatalf("version status %s", st)
+	}
+	e.verifyAudit()
+}
+
+// An update merged while a partly applied version's retry waits: the
+// retry is superseded, and the targets the earlier attempt applied that
+// the new version drops are released by the update's revert.
+func TestUpdateBeforeRetryReleasesDroppedTargets(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	ex := partlyApplied(t, e, edr, name)
+	edr.Fail("fin-ws-13", "")
+	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+		t.Fatal(err)
+	}
+	e.merge("narrow", map[string]string{pbPath(name): fmt.Sprintf(isolateTmpl, name, "INC-78", "fin-ws-13")})
+	e.pass()
+	old, err := e.st.ExecutionByID(e.ctx, ex.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.State != store.ExecCancelled || !strings.Contains(old.Reason, "before its retry ran") {
+		t.Fatalf("the superseded retry: %s (%s)", old.State, old.Reason)
+	}
+	rv, err := e.st.ExecutionByKey(e.ctx, name, ex.Digest, string(action.Revert))
+	if err != nil {
+		t.Fatalf("no revert of the old version: %v", err)
+	}
+	if !slices.Equal(rv.Targets, []string{"fin-ws-12"}) || rv.Trigger != "update" {
+		t.Fatalf("the update's revert of the old version: %s %v", rv.Trigger, rv.Targets)
+	}
+	if n := edr.Count(action.Apply, "fin-ws-13"); n != 1 {
+		t.Fatalf("fin-ws-13 was sent %d applies; the superseded retry ran", n)
+	}
+	e.verifyAudit()
+}
+
 // A partly applied playbook expires on time: its expiresAfter counts from
 // the attempt that applied part of it, its expiry releases exactly what
 // was applied (no approval, as for any scheduled expiry), and the failed
