@@ -87,6 +87,16 @@ func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
 	execCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
 
+	// An apply runs only while its version is the one in force: one
+	// removed or replaced while it was executing (a crash left it so, and
+	// this is its resumption) is cancelled, and the removal's or update's
+	// revert releases what it may have applied.
+	if code, why, err := r.notInForce(ctx, e); err != nil {
+		return err
+	} else if why != "" {
+		log.WarnContext(ctx, "cancelled at the moment of use", slog.String("reason", why))
+		return r.cancelAtUse(ctx, e, code, why)
+	}
 	j, err := r.checkAtUse(execCtx, e, op)
 	if err != nil {
 		return err
@@ -184,6 +194,52 @@ func (r *Reconciler) stop(ctx context.Context, e *store.Execution, j judgement.J
 			return err
 		}
 		entries := []audit.Entry{executionEntry(ne, eventStopped, ne.Reason)}
+		es, err := r.syncVersionStatus(ctx, tx, ne, ne.CommitSHA)
+		if err != nil {
+			return err
+		}
+		_, err = r.appendAudit(ctx, tx, append(entries, es...)...)
+		return err
+	})
+	if err == nil {
+		r.opts.Metrics.Executed(e.Operation, "stopped")
+	}
+	return err
+}
+
+// notInForce says why an apply may no longer run: its playbook left the
+// branch, or another version of it replaced this one ("" when it is the
+// version in force, and for every other operation).
+func (r *Reconciler) notInForce(ctx context.Context, e *store.Execution) (judgement.Code, string, error) {
+	if e.Operation != string(action.Apply) {
+		return "", "", nil
+	}
+	a, err := r.opts.Store.ActiveByName(ctx, e.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return codeRemoved, "the playbook was removed from the branch before this attempt ran; the removal's revert releases what an earlier, interrupted attempt may have applied", nil
+	case err != nil:
+		return "", "", err
+	case a.VersionID != e.VersionID:
+		return codeSuperseded, fmt.Sprintf("playbook %s on the branch is another version now; this one was superseded before this attempt ran, and the update's revert releases what an earlier, interrupted attempt may have applied that the new version drops", e.Name), nil
+	}
+	return "", "", nil
+}
+
+// cancelAtUse cancels a claimed operation that may no longer run, with
+// its audit entry and its version's status.
+func (r *Reconciler) cancelAtUse(ctx context.Context, e *store.Execution, code judgement.Code, why string) error {
+	ctx = context.WithoutCancel(ctx)
+	err := r.store(ctx, func(tx *store.Store) error {
+		if err := tx.StopExecution(ctx, e.ID, store.Judged{State: store.ExecCancelled, ReasonCode: string(code), Reason: why,
+			PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest, Decision: e.Decision, Plan: e.Plan, Verdict: e.Verdict}); err != nil {
+			return err
+		}
+		ne, err := tx.ExecutionByID(ctx, e.ID)
+		if err != nil {
+			return err
+		}
+		entries := []audit.Entry{executionEntry(ne, eventStopped, why)}
 		es, err := r.syncVersionStatus(ctx, tx, ne, ne.CommitSHA)
 		if err != nil {
 			return err

@@ -297,6 +297,14 @@ func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work
 			w.note = "removed; its failed apply applied none of its targets"
 			return nil
 		}
+	case applied != nil && applied.State == store.ExecExecuting:
+		// An apply executing: an attempt interrupted (a crash) and not
+		// resumed yet, which the check at the moment of use now cancels.
+		// What it applied is not recorded: the revert releases every
+		// target it may have applied (releasing one it did not is a
+		// no-op).
+		targets = slices.Clone(applied.Targets)
+		w.note = "removed while its apply was executing; the revert releases every target it may have applied"
 	case waiting:
 		// A partly applied apply retried, whose new attempt has not run:
 		// what the earlier attempt applied is released like any partly

@@ -534,6 +534,54 @@ func TestUpdateBeforeRetryReleasesDroppedTargets(t *testing.T) {
 	e.verifyAudit()
 }
 
+// A playbook removed from the branch while its apply was executing (the
+// process stopped mid-apply and the removal was merged before it came
+// back): the resumed apply is cancelled at the moment of use and never
+// runs, and the removal's revert releases every target the interrupted
+// attempt may have applied.
+func TestRemovalWhileApplyExecuting(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	// Judged ready and claimed, and no further: the process stopped there.
+	if err := e.rec.judgeByID(e.ctx, e.execution(name, "apply").ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.ClaimExecution(e.ctx, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if ap := e.execution(name, "apply"); ap.State != store.ExecExecuting {
+		t.Fatalf("the apply after the claim: %s (%s)", ap.State, ap.Reason)
+	}
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	ap := e.execution(name, "apply")
+	if ap.State != store.ExecCancelled || ap.ReasonCode != "removed" {
+		t.Fatalf("the interrupted apply after the removal: %s %s (%s)", ap.State, ap.ReasonCode, ap.Reason)
+	}
+	if n := len(edr.Sent()); n != 0 {
+		t.Fatalf("the backend was sent %d requests after the removal: %+v", n, edr.Sent())
+	}
+	rv := e.execution(name, "revert")
+	if !slices.Equal(rv.Targets, []string{"fin-ws-12", "fin-ws-13"}) || rv.Trigger != "delete" {
+		t.Fatalf("the revert: %s %v; want every target the apply may have applied", rv.Trigger, rv.Targets)
+	}
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose", "bob": "approve"})
+	e.pass()
+	if rv = e.execution(name, "revert"); rv.State != store.ExecCompleted {
+		t.Fatalf("the revert: %s (%s)", rv.State, rv.Reason)
+	}
+	if n := edr.Count(action.Apply, "fin-ws-12") + edr.Count(action.Apply, "fin-ws-13"); n != 0 {
+		t.Fatalf("%d applies sent after the removal", n)
+	}
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("still contained %v", got)
+	}
+	if st, _ := e.status(name); st != store.StatusReverted {
+		t.Fatalf("version status %s", st)
+	}
+	e.verifyAudit()
+}
+
 // A partly applied playbook expires on time: its expiresAfter counts from
 // the attempt that applied part of it, its expiry releases exactly what
 // was applied (no approval, as for any scheduled expiry), and the failed
