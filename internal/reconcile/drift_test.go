@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -291,6 +292,65 @@ func keysSigner(e *env, who string) (signature.Signer, error) {
 // a new incident with a heal of its own, whose statements are not the
 // first one's. Where the policies ask no approval, the heal still needs
 // its own signed proposal, then runs.
+// A heal signed when its playbook leaves the branch never runs: judged
+// ready in the pass that records the removal, it is cancelled at the
+// moment of use, and the removal's revert releases what the playbook
+// held.
+func TestDriftHealCancelledWhenPlaybookRemoved(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.Drift = DriftOptions{Modes: map[string]string{"staging": DriftModeHeal}} })
+	e.pass()
+	name := "block-scanner"
+	e.merge("scan", map[string]string{pbPath(name): playbookYAML(name, "INC-9", "203.0.113.20, 203.0.113.21", "low", "staging", "")})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	file := filepath.Join(e.dir, "blocklist", "staging.txt")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(string(data), "203.0.113.20\n", "", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if g := e.checkDrift().Groups; len(g) != 1 || len(g[0].Heals) != 1 {
+		t.Fatalf("groups: %+v", g)
+	}
+	heal := e.execution(name, "heal")
+	pending, err := e.rec.PendingItem(e.ctx, "op-"+itoa(heal.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := pending.Statement(approval.Propose, "alice", "heal the hand edit", e.clock.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := keysSigner(e, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := approval.Sign(s, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.submit(raw)
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	heal = e.execution(name, "heal")
+	if heal.State != store.ExecCancelled || heal.ReasonCode != "removed" {
+		t.Fatalf("the heal after the removal: %s %s (%s)", heal.State, heal.ReasonCode, heal.Reason)
+	}
+	if got := e.blocked("staging"); slices.Contains(got, "203.0.113.20") {
+		t.Fatalf("the heal of a removed playbook blocked again: %v", got)
+	}
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose"})
+	e.pass()
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("blocklist after the revert %v", got)
+	}
+	e.verifyAudit()
+}
+
 func TestDriftHealCancelledWhenResolvedAndNewIncident(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(o *Options) { o.Drift = DriftOptions{Modes: map[string]string{"staging": DriftModeHeal}} })

@@ -87,10 +87,11 @@ func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
 	execCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
 
-	// An apply runs only while its version is the one in force: one
-	// removed or replaced while it was executing (a crash left it so, and
-	// this is its resumption) is cancelled, and the removal's or update's
-	// revert releases what it may have applied.
+	// An apply or a heal runs only while its version is the one in force:
+	// one whose playbook was removed or replaced since it was judged (a
+	// heal signed before the removal; an apply a crash left executing,
+	// resumed now) is cancelled, and the removal's or update's revert
+	// releases what the version holds.
 	if code, why, err := r.notInForce(ctx, e); err != nil {
 		return err
 	} else if why != "" {
@@ -207,21 +208,26 @@ func (r *Reconciler) stop(ctx context.Context, e *store.Execution, j judgement.J
 	return err
 }
 
-// notInForce says why an apply may no longer run: its playbook left the
-// branch, or another version of it replaced this one ("" when it is the
-// version in force, and for every other operation).
+// notInForce says why an apply or a heal may no longer run: its playbook
+// left the branch, or another version of it replaced this one ("" when it
+// is the version in force, and for reverts, which release what a version
+// no longer in force holds).
 func (r *Reconciler) notInForce(ctx context.Context, e *store.Execution) (judgement.Code, string, error) {
-	if e.Operation != string(action.Apply) {
+	if e.Operation != string(action.Apply) && e.Operation != judgement.OperationHeal {
 		return "", "", nil
+	}
+	what := "this attempt"
+	if e.Operation == judgement.OperationHeal {
+		what = "this heal"
 	}
 	a, err := r.opts.Store.ActiveByName(ctx, e.Name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return codeRemoved, "the playbook was removed from the branch before this attempt ran; the removal's revert releases what an earlier, interrupted attempt may have applied", nil
+		return codeRemoved, fmt.Sprintf("the playbook was removed from the branch before %s ran; the removal's revert releases what it holds", what), nil
 	case err != nil:
 		return "", "", err
 	case a.VersionID != e.VersionID:
-		return codeSuperseded, fmt.Sprintf("playbook %s on the branch is another version now; this one was superseded before this attempt ran, and the update's revert releases what an earlier, interrupted attempt may have applied that the new version drops", e.Name), nil
+		return codeSuperseded, fmt.Sprintf("playbook %s on the branch is another version now: this one was superseded before %s ran, and the update's revert releases what the new version drops", e.Name, what), nil
 	}
 	return "", "", nil
 }
