@@ -59,6 +59,23 @@ func scrape(t *testing.T, m *metrics.Metrics) string {
 	return string(b)
 }
 
+// signOp has each person sign decision for operation op-N as writ
+// approve op-N does: the pending item's own statement.
+func (e *env) signOp(id int64, decisions map[string]string) {
+	e.t.Helper()
+	pending, err := e.rec.PendingItem(e.ctx, "op-"+itoa(id))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for who, decision := range decisions {
+		st, err := pending.Statement(decision, who, "heal the hand edit", e.clock.Now(), time.Hour)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.submit(e.signItem(who, st))
+	}
+}
+
 // The drift end to end, with real parts: writ's nftables table in a
 // network namespace of the test's own is edited by hand (an address of an
 // approved production playbook deleted from the drop set, another added).
@@ -172,21 +189,7 @@ func TestDriftNftablesHealedOnlyAfterJudgement(t *testing.T) {
 		t.Fatalf("pending heal: %+v, %v", pending, err)
 	}
 	// Signed as writ approve op-N signs it: the item's own statement.
-	for who, decision := range map[string]string{"alice": approval.Propose, "carol": approval.Approve} {
-		st, err := pending.Statement(decision, who, "heal the hand edit", e.clock.Now(), time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := keysSigner(e, who)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, err := approval.Sign(s, st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.submit(raw)
-	}
+	e.signOp(heal.ID, map[string]string{"alice": approval.Propose, "carol": approval.Approve})
 	e.pass()
 	if h := e.execution(name, "heal"); h.State != store.ExecCompleted {
 		t.Fatalf("heal after its approvals: %s %s (%s)", h.State, h.ReasonCode, h.Reason)
@@ -317,23 +320,7 @@ func TestDriftHealCancelledWhenPlaybookRemoved(t *testing.T) {
 		t.Fatalf("groups: %+v", g)
 	}
 	heal := e.execution(name, "heal")
-	pending, err := e.rec.PendingItem(e.ctx, "op-"+itoa(heal.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := pending.Statement(approval.Propose, "alice", "heal the hand edit", e.clock.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := keysSigner(e, "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := approval.Sign(s, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.submit(raw)
+	e.signOp(heal.ID, map[string]string{"alice": approval.Propose})
 	e.merge("remove", nil, pbPath(name))
 	e.pass()
 	heal = e.execution(name, "heal")

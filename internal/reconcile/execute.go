@@ -185,6 +185,13 @@ func (r *Reconciler) stop(ctx context.Context, e *store.Execution, j judgement.J
 	if j.Verdict != nil {
 		u.Verdict, _ = json.Marshal(verdictJSON(*j.Verdict))
 	}
+	return r.recordStop(ctx, e, u)
+}
+
+// recordStop sends a claimed operation the moment of use stopped to the
+// state u says, with its audit entry and its version's status; the
+// attempt it was claimed for is not counted.
+func (r *Reconciler) recordStop(ctx context.Context, e *store.Execution, u store.Judged) error {
 	ctx = context.WithoutCancel(ctx)
 	err := r.store(ctx, func(tx *store.Store) error {
 		if err := tx.StopExecution(ctx, e.ID, u); err != nil {
@@ -235,28 +242,8 @@ func (r *Reconciler) notInForce(ctx context.Context, e *store.Execution) (judgem
 // cancelAtUse cancels a claimed operation that may no longer run, with
 // its audit entry and its version's status.
 func (r *Reconciler) cancelAtUse(ctx context.Context, e *store.Execution, code judgement.Code, why string) error {
-	ctx = context.WithoutCancel(ctx)
-	err := r.store(ctx, func(tx *store.Store) error {
-		if err := tx.StopExecution(ctx, e.ID, store.Judged{State: store.ExecCancelled, ReasonCode: string(code), Reason: why,
-			PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest, Decision: e.Decision, Plan: e.Plan, Verdict: e.Verdict}); err != nil {
-			return err
-		}
-		ne, err := tx.ExecutionByID(ctx, e.ID)
-		if err != nil {
-			return err
-		}
-		entries := []audit.Entry{executionEntry(ne, eventStopped, why)}
-		es, err := r.syncVersionStatus(ctx, tx, ne, ne.CommitSHA)
-		if err != nil {
-			return err
-		}
-		_, err = r.appendAudit(ctx, tx, append(entries, es...)...)
-		return err
-	})
-	if err == nil {
-		r.opts.Metrics.Executed(e.Operation, "stopped")
-	}
-	return err
+	return r.recordStop(ctx, e, store.Judged{State: store.ExecCancelled, ReasonCode: string(code), Reason: why,
+		PolicyDigest: e.PolicyDigest, PlanDigest: e.PlanDigest, Decision: e.Decision, Plan: e.Plan, Verdict: e.Verdict})
 }
 
 // finish records an operation's per-target results and its end (completed,

@@ -460,17 +460,25 @@ func TestPartlyAppliedPlaybookRevertedByRemoval(t *testing.T) {
 	e.verifyAudit()
 }
 
+// retryWaiting is a partly applied apply an executor asked to retry once
+// the EDR came back, not run again yet.
+func retryWaiting(t *testing.T, e *env, edr *webhooktest.Receiver, name string) *store.Execution {
+	t.Helper()
+	ex := partlyApplied(t, e, edr, name)
+	edr.Fail("fin-ws-13", "")
+	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+		t.Fatal(err)
+	}
+	return ex
+}
+
 // A partly applied playbook removed from the branch while its retry waits
 // to run: the retry is cancelled and never runs, and the revert releases
 // what the earlier attempt applied, judged like any revert.
 func TestRemovalBeforeRetryRevertsWhatWasApplied(t *testing.T) {
 	t.Parallel()
 	e, edr, name := edrEnv(t)
-	ex := partlyApplied(t, e, edr, name)
-	edr.Fail("fin-ws-13", "")
-	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
-		t.Fatal(err)
-	}
+	retryWaiting(t, e, edr, name)
 	e.merge("remove", nil, pbPath(name))
 	e.pass()
 	ap := e.execution(name, "apply")
@@ -507,11 +515,7 @@ func TestRemovalBeforeRetryRevertsWhatWasApplied(t *testing.T) {
 func TestUpdateBeforeRetryReleasesDroppedTargets(t *testing.T) {
 	t.Parallel()
 	e, edr, name := edrEnv(t)
-	ex := partlyApplied(t, e, edr, name)
-	edr.Fail("fin-ws-13", "")
-	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
-		t.Fatal(err)
-	}
+	ex := retryWaiting(t, e, edr, name)
 	e.merge("narrow", map[string]string{pbPath(name): fmt.Sprintf(isolateTmpl, name, "INC-78", "fin-ws-13")})
 	e.pass()
 	old, err := e.st.ExecutionByID(e.ctx, ex.ID)
