@@ -12,13 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/action/nftables"
 	"github.com/writ-sec/writ/internal/action/nftables/netnstest"
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
-	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/metrics"
 	"github.com/writ-sec/writ/internal/store"
 )
@@ -286,72 +284,14 @@ func TestDriftReportModeChangesNothing(t *testing.T) {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
-func keysSigner(e *env, who string) (signature.Signer, error) {
-	return keys.Signer(e.people[who].signer)
-}
-
 // A heal that has not run when its drift goes away (the line put back by
 // hand) is cancelled, and the incident is over: drift that comes back is
 // a new incident with a heal of its own, whose statements are not the
 // first one's. Where the policies ask no approval, the heal still needs
 // its own signed proposal, then runs.
-// A heal signed when its playbook leaves the branch never runs: judged
-// ready in the pass that records the removal, it is cancelled at the
-// moment of use, and the removal's revert releases what the playbook
-// held.
-func TestDriftHealCancelledWhenPlaybookRemoved(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, func(o *Options) { o.Drift = DriftOptions{Modes: map[string]string{"staging": DriftModeHeal}} })
-	e.pass()
-	name := "block-scanner"
-	e.merge("scan", map[string]string{pbPath(name): playbookYAML(name, "INC-9", "203.0.113.20, 203.0.113.21", "low", "staging", "")})
-	e.pass()
-	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
-	e.pass()
-	file := filepath.Join(e.dir, "blocklist", "staging.txt")
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(file, []byte(strings.Replace(string(data), "203.0.113.20\n", "", 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if g := e.checkDrift().Groups; len(g) != 1 || len(g[0].Heals) != 1 {
-		t.Fatalf("groups: %+v", g)
-	}
-	heal := e.execution(name, "heal")
-	e.signOp(heal.ID, map[string]string{"alice": approval.Propose})
-	e.merge("remove", nil, pbPath(name))
-	e.pass()
-	heal = e.execution(name, "heal")
-	if heal.State != store.ExecCancelled || heal.ReasonCode != "removed" {
-		t.Fatalf("the heal after the removal: %s %s (%s)", heal.State, heal.ReasonCode, heal.Reason)
-	}
-	if got := e.blocked("staging"); slices.Contains(got, "203.0.113.20") {
-		t.Fatalf("the heal of a removed playbook blocked again: %v", got)
-	}
-	e.approveVersion(name, "revert", map[string]string{"alice": "propose"})
-	e.pass()
-	if got := e.blocked("staging"); len(got) != 0 {
-		t.Fatalf("blocklist after the revert %v", got)
-	}
-	e.verifyAudit()
-}
-
 func TestDriftHealCancelledWhenResolvedAndNewIncident(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(o *Options) { o.Drift = DriftOptions{Modes: map[string]string{"staging": DriftModeHeal}} })
-	e.pass()
-	name := "block-scanner"
-	e.merge("scan", map[string]string{pbPath(name): playbookYAML(name, "INC-9", "203.0.113.20, 203.0.113.21", "low", "staging", "")})
-	e.pass()
-	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
-	e.pass()
-	file := filepath.Join(e.dir, "blocklist", "staging.txt")
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, name, file, data := scannerHealEnv(t)
 	drop := func() {
 		t.Helper()
 		if err := os.WriteFile(file, []byte(strings.Replace(string(data), "203.0.113.20\n", "", 1)), 0o644); err != nil {
@@ -407,4 +347,56 @@ func TestDriftHealCancelledWhenResolvedAndNewIncident(t *testing.T) {
 		t.Fatalf("after the heal: %+v", rep)
 	}
 	e.verifyAudit()
+}
+
+// A heal signed when its playbook leaves the branch never runs: judged
+// ready in the pass that records the removal, it is cancelled at the
+// moment of use, and the removal's revert releases what the playbook
+// held.
+func TestDriftHealCancelledWhenPlaybookRemoved(t *testing.T) {
+	t.Parallel()
+	e, name, file, data := scannerHealEnv(t)
+	if err := os.WriteFile(file, []byte(strings.Replace(string(data), "203.0.113.20\n", "", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if g := e.checkDrift().Groups; len(g) != 1 || len(g[0].Heals) != 1 {
+		t.Fatalf("groups: %+v", g)
+	}
+	heal := e.execution(name, "heal")
+	e.signOp(heal.ID, map[string]string{"alice": approval.Propose})
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	heal = e.execution(name, "heal")
+	if heal.State != store.ExecCancelled || heal.ReasonCode != "removed" {
+		t.Fatalf("the heal after the removal: %s %s (%s)", heal.State, heal.ReasonCode, heal.Reason)
+	}
+	if got := e.blocked("staging"); slices.Contains(got, "203.0.113.20") {
+		t.Fatalf("the heal of a removed playbook blocked again: %v", got)
+	}
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose"})
+	e.pass()
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("blocklist after the revert %v", got)
+	}
+	e.verifyAudit()
+}
+
+// scannerHealEnv is a staging environment that heals drift, with a
+// playbook blocking two addresses applied: its name, the blocklist file
+// and what the file holds.
+func scannerHealEnv(t *testing.T) (*env, string, string, []byte) {
+	t.Helper()
+	e := newEnv(t, func(o *Options) { o.Drift = DriftOptions{Modes: map[string]string{"staging": DriftModeHeal}} })
+	e.pass()
+	name := "block-scanner"
+	e.merge("scan", map[string]string{pbPath(name): playbookYAML(name, "INC-9", "203.0.113.20, 203.0.113.21", "low", "staging", "")})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	file := filepath.Join(e.dir, "blocklist", "staging.txt")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, name, file, data
 }
