@@ -33,7 +33,10 @@ the one that judged it, and live state read again is the approved plan
 server refuses otherwise (409 retry_changed, naming the content, the
 policy or the plan): the approvals do not cover what would run, so change
 the playbook instead; its new version is judged and approved as an
-operation of its own.
+operation of its own. Nor is a playbook applied again once its
+expiresAfter has passed (409 not_retryable): its time counts from the
+attempt that first applied part of it, and its expiry releases what that
+attempt applied.
 
 Like every attempt it is checked again right before the backend is
 called: a fresh policy decision, the approvals verified again (expired,
