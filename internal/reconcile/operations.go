@@ -313,18 +313,18 @@ func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work
 			return err
 		}
 	}
-	if len(targets) == 0 {
-		// Never applied: nothing to undo. A waiting apply is cancelled.
-		w.note = "removed before it was executed"
-		if waiting {
-			w.ops = append(w.ops, store.Execution{ID: applied.ID, State: store.ExecCancelled, ReasonCode: string(codeRemoved),
-				Reason: "the playbook was removed from the branch before it ran"})
-		}
-		return nil
-	}
 	if waiting {
-		w.ops = append(w.ops, store.Execution{ID: applied.ID, State: store.ExecCancelled, ReasonCode: string(codeRemoved),
-			Reason: fmt.Sprintf("the playbook was removed from the branch before its retry ran; its revert releases the %d targets an earlier attempt applied", len(targets))})
+		// A waiting apply never runs now.
+		reason := "the playbook was removed from the branch before it ran"
+		if len(targets) > 0 {
+			reason = fmt.Sprintf("the playbook was removed from the branch before its retry ran; its revert releases the %d targets an earlier attempt applied", len(targets))
+		}
+		w.ops = append(w.ops, store.Execution{ID: applied.ID, State: store.ExecCancelled, ReasonCode: string(codeRemoved), Reason: reason})
+	}
+	if len(targets) == 0 {
+		// Never applied: nothing to undo.
+		w.note = "removed before it was executed"
+		return nil
 	}
 	w.ops = append(w.ops, store.Execution{
 		VersionID: w.prev.ID, Name: w.prev.Name, Digest: w.prev.Digest, Path: w.prev.Path, Action: w.prev.Action,

@@ -140,14 +140,19 @@ func (s *Store) SetPlaybookExpiry(ctx context.Context, id int64, at *time.Time) 
 	return nil
 }
 
+// expiryPending is the condition on a version v whose expiry is still to
+// come or due: completed, or failed after applying some targets (only
+// those have an expiry), not archived, and not reverted yet nor being.
+const expiryPending = `v.status IN ('completed', 'failed') AND v.expires_at IS NOT NULL AND v.archived_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.name = v.name AND e.digest = v.digest AND e.operation = 'revert')`
+
 // DueExpiries lists versions whose expiry has come and that have no revert
 // yet: completed ones, and failed ones whose apply acted on some targets
 // (only those have an expiry; a version whose failed apply is being
 // retried is neither until the retry ends).
 func (s *Store) DueExpiries(ctx context.Context, now time.Time) ([]*PlaybookVersion, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+playbookColumns+` FROM playbook_versions v
-		WHERE v.status IN ('completed', 'failed') AND v.expires_at IS NOT NULL AND v.expires_at <= $1 AND v.archived_at IS NULL
-		AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.name = v.name AND e.digest = v.digest AND e.operation = 'revert')
+		WHERE `+expiryPending+` AND v.expires_at <= $1
 		ORDER BY v.expires_at`, now)
 	if err != nil {
 		return nil, fmt.Errorf("store: due expiries: %w", translate(err))
@@ -170,9 +175,7 @@ func (s *Store) DueExpiries(ctx context.Context, now time.Time) ([]*PlaybookVers
 // for it at once, again and again).
 func (s *Store) NextExpiry(ctx context.Context) (*time.Time, error) {
 	var t *time.Time
-	err := s.db.QueryRow(ctx, `SELECT min(v.expires_at) FROM playbook_versions v
-		WHERE v.status IN ('completed', 'failed') AND v.expires_at IS NOT NULL AND v.archived_at IS NULL
-		AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.name = v.name AND e.digest = v.digest AND e.operation = 'revert')`).Scan(&t)
+	err := s.db.QueryRow(ctx, `SELECT min(v.expires_at) FROM playbook_versions v WHERE `+expiryPending).Scan(&t)
 	if err != nil {
 		return nil, fmt.Errorf("store: next expiry: %w", translate(err))
 	}
