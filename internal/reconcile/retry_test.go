@@ -586,6 +586,42 @@ func TestRemovalWhileApplyExecuting(t *testing.T) {
 	e.verifyAudit()
 }
 
+// An update merged while the version it replaces was executing (the
+// process stopped mid-apply): the old apply is cancelled at the moment of
+// use as superseded and sends nothing, and the update's revert names the
+// targets the old version may have applied that the new one drops.
+func TestUpdateWhileApplyExecuting(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	old := e.execution(name, "apply")
+	if err := e.rec.judgeByID(e.ctx, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.ClaimExecution(e.ctx, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.merge("narrow", map[string]string{pbPath(name): fmt.Sprintf(isolateTmpl, name, "INC-78", "fin-ws-13")})
+	e.pass()
+	ap, err := e.st.ExecutionByID(e.ctx, old.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ap.State != store.ExecCancelled || ap.ReasonCode != "superseded" {
+		t.Fatalf("the interrupted apply after the update: %s %s (%s)", ap.State, ap.ReasonCode, ap.Reason)
+	}
+	if n := len(edr.Sent()); n != 0 {
+		t.Fatalf("the backend was sent %d requests after the update: %+v", n, edr.Sent())
+	}
+	rv, err := e.st.ExecutionByKey(e.ctx, name, old.Digest, string(action.Revert))
+	if err != nil {
+		t.Fatalf("no revert of the replaced version: %v", err)
+	}
+	if rv.Trigger != "update" || !slices.Equal(rv.Targets, []string{"fin-ws-12"}) {
+		t.Fatalf("the update's revert: %s %v; want the dropped host", rv.Trigger, rv.Targets)
+	}
+	e.verifyAudit()
+}
+
 // A partly applied playbook expires on time: its expiresAfter counts from
 // the attempt that applied part of it, its expiry releases exactly what
 // was applied (no approval, as for any scheduled expiry), and the failed
