@@ -208,14 +208,30 @@ spec:
   environment: production
 `
 
+// emergencyPlaybook may run on one break-glass statement (the default
+// emergency.rego allows block_ip).
+const emergencyPlaybook = `apiVersion: writ/v1
+kind: Playbook
+metadata:
+  name: block-ransomware
+  ticket: INC-44
+spec:
+  action: block_ip
+  targets: [203.0.113.99]
+  justification: ransomware C2, spreading now
+  severity: high
+  environment: production
+  emergency: true
+`
+
 var oneTimePassword = regexp.MustCompile(`[A-Za-z0-9_-]{16,}`)
 
 // The console in a real browser against a real writ serve: an approver
 // signs in, registers a passkey (a virtual authenticator), the admins
 // adopt its keyring line like any change to .writ/, he approves a pending
 // production block with it and sees it execute, rejects another, finds
-// the blocked address (and the prefix covering another) on the
-// containment page; the signature verifies offline with writ approvals
+// breaks glass on an emergency block with it, finds the blocked address
+// (and the prefix covering another) on the containment page; the signature verifies offline with writ approvals
 // verify; an admin changes the one-time password and reads the audit log.
 func TestConsoleInBrowser(t *testing.T) {
 	r := newApproverRig(t)
@@ -259,7 +275,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.screenshot("console-passkey")
 
 	// The admins adopt it like any change to the approvers file.
-	adopted := r.push("bob's passkey", map[string]string{".writ/approvers.yaml": withKey(r.approvers(nil), "bob", line)})
+	// bob also holds the break-glass role.
+	withBreakGlass := strings.Replace(r.approvers(nil), "  - id: bob\n    roles: [approver]\n", "  - id: bob\n    roles: [approver, break-glass]\n", 1)
+	if !strings.Contains(withBreakGlass, "[approver, break-glass]") {
+		t.Fatalf("no role line for bob in:\n%s", withBreakGlass)
+	}
+	adopted := r.push("bob's passkey", map[string]string{".writ/approvers.yaml": withKey(withBreakGlass, "bob", line)})
 	tc := r.waitPending("change to .writ/approvers.yaml")
 	for _, admin := range []string{"dave", "erin"} {
 		if code, _, errOut := r.approve("", tc, admin, "--yes"); code != exitOK {
@@ -305,6 +326,8 @@ func TestConsoleInBrowser(t *testing.T) {
 			"Accept": "application/json"}, body: JSON.stringify({decision: "approve"})})`, "403 csrf"},
 		"an unknown item":              {`post("/pending/op-999999/statement", {decision: "approve"})`, "404 not_pending"},
 		"a rejection without a reason": {`post("/pending/` + other + `/statement", {decision: "reject", reason: " "})`, "400 bad_request"},
+		"break-glass without a reason": {`post("/pending/` + other + `/statement", {decision: "break_glass", reason: ""})`, "400 bad_request"},
+		"break-glass of no emergency":  {`post("/pending/` + other + `/statement", {decision: "break_glass", reason: "now"})`, "403 forbidden"},
 		"a malformed signature": {`post("/pending/` + other + `/sign", {payload: "e30=", credentialId: "!", authenticatorData: "AA",
 			clientDataJSON: "AA", signature: "AA"})`, "400 bad_request"},
 		"someone else's statement": {`post("/pending/` + other + `/statement", {decision: "approve"}).then(r => r.json()).then(st => {
@@ -332,6 +355,54 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if strings.Contains(r.blocked(), "192.0.2.50") {
 		t.Fatal("the rejected block was applied")
+	}
+
+	// At 3 a.m. an emergency block waits for its approvals; bob, who
+	// holds the break-glass role, breaks glass from its page with his
+	// passkey, saying why, and it runs before its approvals. The page then
+	// says by whom and until when its approvals are due.
+	r.push("contain the ransomware", map[string]string{"playbooks/block-ransomware.yaml": emergencyPlaybook})
+	urgent := r.waitPending("apply of playbooks/block-ransomware.yaml")
+	_, text = b.open("/pending/" + urgent)
+	for _, want := range []string{"an emergency apply", "bob", "Break glass with passkey"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("the emergency item's page lacks %q:\n%s", want, text)
+		}
+	}
+	b.click("#sign-break_glass")
+	b.waitText("#sign-result", "Say why this cannot wait")
+	if strings.Contains(r.blocked(), "203.0.113.99") {
+		t.Fatal("the emergency block ran without a statement")
+	}
+	b.screenshot("console-break-glass")
+	b.do(chromedp.SendKeys(chromedp.CSS("#bg-reason"), "ransomware spreading from 203.0.113.99"), chromedp.Click(chromedp.CSS("#sign-break_glass")))
+	b.waitText("#sign-result", "Signed: break glass on "+urgent+" as bob")
+	r.waitFor("the emergency block", func() bool { return strings.Contains(r.blocked(), "203.0.113.99") })
+	_, text = b.open("/pending/" + urgent)
+	if facts := b.text("#break-glass"); !strings.Contains(facts, "ran on break-glass by bob") || !strings.Contains(facts, "approvals are due by") {
+		t.Fatalf("after break-glass the item says %q", facts)
+	}
+	if strings.Contains(text, "Break glass with passkey") {
+		t.Fatalf("the item still offers to break glass:\n%s", text)
+	}
+	list, err := r.st.ListApprovals(context.Background(), store.ApprovalFilter{Approver: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broke := false
+	for _, a := range list {
+		e, err := approval.Parse(a.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Statement.Subject[0].Name == "playbooks/block-ransomware.yaml" {
+			p := e.Statement.Predicate
+			broke = p.BreakGlass && p.Decision == approval.Approve && p.Reason == "ransomware spreading from 203.0.113.99" &&
+				a.Source == "console" && p.ExpiresAt.Sub(p.IssuedAt) == 4*time.Hour
+		}
+	}
+	if !broke {
+		t.Fatalf("bob's statements hold no console break-glass statement for the ransomware block: %+v", list)
 	}
 
 	// The containment page finds the address, and the prefix that covers

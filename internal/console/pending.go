@@ -123,6 +123,44 @@ type signer struct {
 	Person      string
 	Decisions   []string // propose, approve (reject is always offered)
 	Credentials []string // the person's passkeys (credential ids), when the keyring has them
+	// BreakGlass: the viewer holds the break-glass role and the item is
+	// an emergency apply the policies let break glass, not invoked yet.
+	BreakGlass bool
+}
+
+// breakGlassDecision is what the console's statement request names to
+// sign the break-glass statement of an emergency apply (an approval
+// marked breakGlass: Pending.BreakGlassStatement).
+const breakGlassDecision = "break_glass"
+
+// breakGlassValidity is how long a break-glass statement signed in the
+// console counts: as `writ approve ID --break-glass`'s default, for now
+// and not for a later emergency.
+const breakGlassValidity = 4 * time.Hour
+
+// passkeyCredentials appends the passkey credential ids among a signer's
+// key ids to creds, once each.
+func passkeyCredentials(creds []string, keyIDs []string) []string {
+	for _, k := range keyIDs {
+		if cred, ok := strings.CutPrefix(k, approval.WebAuthnKeyIDPrefix); ok && !slices.Contains(creds, cred) {
+			creds = append(creds, cred)
+		}
+	}
+	return creds
+}
+
+// breakGlassHolder is the viewer's entry among those who may break glass
+// on d now, or nil.
+func breakGlassHolder(d *reconcile.PendingDetail, me string) *reconcile.PendingSigner {
+	if d.BreakGlass == nil || d.BreakGlass.InvokedAt != nil {
+		return nil
+	}
+	for i := range d.BreakGlass.Eligible {
+		if d.BreakGlass.Eligible[i].ID == me {
+			return &d.BreakGlass.Eligible[i]
+		}
+	}
+	return nil
 }
 
 // pendingItemPage shows what signing an item means: the change against
@@ -181,11 +219,11 @@ func (c *Console) pendingItemPage(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			s.Decisions = append(s.Decisions, el.Decision)
-			for _, k := range el.KeyIDs {
-				if cred, ok := strings.CutPrefix(k, approval.WebAuthnKeyIDPrefix); ok {
-					s.Credentials = append(s.Credentials, cred)
-				}
-			}
+			s.Credentials = passkeyCredentials(s.Credentials, el.KeyIDs)
+		}
+		if h := breakGlassHolder(d, me); h != nil {
+			s.BreakGlass = true
+			s.Credentials = passkeyCredentials(s.Credentials, h.KeyIDs)
 		}
 	}
 	c.render(w, r, http.StatusOK, "pending_item.html", "Waiting: "+id, map[string]any{
@@ -267,8 +305,14 @@ func (c *Console) pendingStatement(w http.ResponseWriter, r *http.Request) {
 			problemJSON(w, http.StatusBadRequest, "bad_request", "a rejection needs a reason: say why")
 			return
 		}
+	case breakGlassDecision:
+		if strings.TrimSpace(req.Reason) == "" {
+			problemJSON(w, http.StatusBadRequest, "bad_request", "breaking glass needs a reason: say why this cannot wait for approvals (it is audited and notified)")
+			return
+		}
+		validity = breakGlassValidity
 	default:
-		problemJSON(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("decision %q: want approve, propose or reject", req.Decision))
+		problemJSON(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("decision %q: want approve, propose, reject or break_glass", req.Decision))
 		return
 	}
 	d, err := c.opts.Engine.PendingItem(r.Context(), id)
@@ -281,7 +325,28 @@ func (c *Console) pendingStatement(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	me := personID(principal(r))
-	st, err := d.Statement(req.Decision, me, req.Reason, c.opts.Now(), validity)
+	var (
+		st      approval.Statement
+		creds   []string
+		summary = fmt.Sprintf("%s %s as %s", req.Decision, id, me)
+	)
+	if req.Decision == breakGlassDecision {
+		h := breakGlassHolder(d, me)
+		if h == nil {
+			problemJSON(w, http.StatusForbidden, "forbidden", fmt.Sprintf("%s cannot break glass as %s: only an emergency apply the policies let break glass, not yet run on it, by a holder of the break-glass role", id, me))
+			return
+		}
+		st, err = d.BreakGlassStatement(me, req.Reason, c.opts.Now(), validity)
+		creds = passkeyCredentials(nil, h.KeyIDs)
+		summary = fmt.Sprintf("break glass on %s as %s", id, me)
+	} else {
+		st, err = d.Statement(req.Decision, me, req.Reason, c.opts.Now(), validity)
+		for _, el := range d.Needs.Eligible {
+			if el.ID == me {
+				creds = passkeyCredentials(creds, el.KeyIDs)
+			}
+		}
+	}
 	if err != nil {
 		problemJSON(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
@@ -291,24 +356,13 @@ func (c *Console) pendingStatement(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, "encode the statement", err)
 		return
 	}
-	var creds []string
-	for _, el := range d.Needs.Eligible {
-		if el.ID != me {
-			continue
-		}
-		for _, k := range el.KeyIDs {
-			if cred, ok := strings.CutPrefix(k, approval.WebAuthnKeyIDPrefix); ok && !slices.Contains(creds, cred) {
-				creds = append(creds, cred)
-			}
-		}
-	}
 	writeJSON(w, http.StatusOK, statementResponse{
 		Payload:          base64.StdEncoding.EncodeToString(payload),
 		Challenge:        base64.RawURLEncoding.EncodeToString(approval.WebAuthnChallenge(payload)),
 		RPID:             rp.id,
 		AllowCredentials: creds,
 		Timeout:          120000,
-		Summary:          fmt.Sprintf("%s %s as %s", req.Decision, id, me),
+		Summary:          summary,
 	})
 }
 

@@ -96,9 +96,15 @@
     sign.querySelectorAll("button.sign").forEach(function (button) {
       button.addEventListener("click", async function () {
         const decision = button.dataset.decision;
-        const reason = decision === "reject" ? document.getElementById("reason").value : "";
+        let reason = "";
+        if (decision === "reject") reason = document.getElementById("reason").value;
+        if (decision === "break_glass") reason = document.getElementById("bg-reason").value;
         if (decision === "reject" && !reason.trim()) {
           say(out, "Say why you reject it.", "problem");
+          return;
+        }
+        if (decision === "break_glass" && !reason.trim()) {
+          say(out, "Say why this cannot wait for approvals.", "problem");
           return;
         }
         sign.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
