@@ -188,7 +188,7 @@ func (r *crashRig) addPlaybook(i int) (name string, targets []string) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	rec := store.Approval{Envelope: raw, EnvelopeSHA256: env.SHA256, Decision: "propose", Approver: "alice",
+	rec := store.Approval{Envelope: raw, EnvelopeSHA256: env.SHA256, StatementSHA256: env.StatementSHA256, Decision: "propose", Approver: "alice",
 		PolicyDigest: r.policy, PlanDigest: plan.Digest(), IssuedAt: now, ExpiresAt: now.Add(24 * time.Hour), Source: "cli",
 		Subjects: []store.ApprovalSubject{{Digest: pb.Digest, Name: path}}}
 	if _, _, err := r.st.InsertApproval(context.Background(), rec); err != nil {

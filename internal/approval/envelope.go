@@ -35,8 +35,15 @@ type signatureJSON struct {
 type Envelope struct {
 	// Raw is the envelope's bytes as received.
 	Raw []byte
-	// SHA256 is the hex sha256 of Raw: the envelope's identity in storage.
+	// SHA256 is the hex sha256 of Raw: these exact bytes, in storage.
 	SHA256 string
+	// StatementSHA256 is the hex sha256 of Payload: the statement's
+	// identity, whatever envelope carries it. The same statement may come
+	// in other bytes — other JSON spacing, another base64 alphabet or key
+	// id hint, and even another valid signature, which anyone can make from
+	// an ECDSA one without the key — so what is withdrawn is the statement,
+	// never only one of its envelopes (docs/design.md, rule 2).
+	StatementSHA256 string
 	// KeyID is the signature's key id hint ("" when the signer gave none,
 	// as cosign does). It is unauthenticated: it only picks the key to try.
 	KeyID string
@@ -47,6 +54,20 @@ type Envelope struct {
 	dsse     ssldsse.Envelope  // what the signature is verified on (no key id)
 	ssh      sshSignature      // the signature read as an SSHSIG, for SSH keys
 	webauthn webauthnSignature // the signature read as a WebAuthn assertion, for passkeys
+}
+
+// StatementDigests are the statement sha256 (Envelope.StatementSHA256) of
+// the envelopes that parse, for a channel that withdraws what a text no
+// longer carries: what stays is a statement, in whatever bytes. An
+// envelope that does not parse was never stored, so it keeps nothing.
+func StatementDigests(raws [][]byte) []string {
+	out := make([]string, 0, len(raws))
+	for _, raw := range raws {
+		if e, err := Parse(raw); err == nil {
+			out = append(out, e.StatementSHA256)
+		}
+	}
+	return out
 }
 
 // Parse decodes an approval envelope strictly — size limit, DSSE envelope
@@ -92,6 +113,8 @@ func Parse(raw []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("%w: payload is not base64: %v", ErrMalformed, err)
 	}
 	e.Payload = payload
+	ph := sha256.Sum256(payload)
+	e.StatementSHA256 = hex.EncodeToString(ph[:])
 	if err := decodeStrict(payload, &e.Statement); err != nil {
 		return nil, fmt.Errorf("%w: statement: %v", ErrMalformed, err)
 	}

@@ -40,6 +40,7 @@ const (
 	CodeTransitionMismatch   Code = "transition_mismatch"    // about another change of policies/ or .writ/, or not about one
 	CodeBreakGlassMismatch   Code = "break_glass_mismatch"   // a break-glass statement where the quorum is counted, or an ordinary one where break-glass is
 	CodeNotPending           Code = "not_pending"            // refused at the door: about an operation already done, or a superseded change
+	CodeWithdrawn            Code = "withdrawn"              // refused at the door: the statement was withdrawn (its review dismissed, its text edited away)
 )
 
 // Submitted is one envelope as it reached writ, with where it came from.

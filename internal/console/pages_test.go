@@ -241,7 +241,7 @@ func (e *pagesEnv) seedPlaybooks() seeded {
 		env := []byte("envelope " + a.who)
 		sum := sha256.Sum256(env)
 		now := time.Now().UTC()
-		if _, _, err := e.st.InsertApproval(e.ctx, store.Approval{Envelope: env, EnvelopeSHA256: hex.EncodeToString(sum[:]), Decision: a.decision,
+		if _, _, err := e.st.InsertApproval(e.ctx, store.Approval{Envelope: env, EnvelopeSHA256: hex.EncodeToString(sum[:]), StatementSHA256: hex.EncodeToString(sum[:]), Decision: a.decision,
 			Approver: a.who, Reason: a.reason, IssuedAt: now.Add(time.Duration(i) * time.Second), ExpiresAt: now.Add(24 * time.Hour), Source: "api",
 			Subjects: []store.ApprovalSubject{{Digest: cur.Digest, Name: "block-c2"}}}); err != nil {
 			t.Fatal(err)

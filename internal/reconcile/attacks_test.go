@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -272,6 +273,92 @@ func TestWithdrawnWhileBackingOff(t *testing.T) {
 	wantBlocked(t, e, "production", "203.0.113.110")
 }
 
+// 4. A withdrawal is of the statement, not of the bytes that carried it:
+// the same statement sent again in other bytes (JSON spacing, another key
+// id hint, or none: anyone can make them from a
+// review's public text, without logging in) is refused at the door and
+// counts for nothing; and bytes that came through the API before the
+// review was posted are withdrawn with it.
+func TestWithdrawnStatementStaysWithdrawn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	e.merge("p", map[string]string{pbPath("wd"): playbookYAML("wd", "INC-70", "203.0.113.170", "low", "production", "")})
+	e.pass()
+	e.approveVersion("wd", "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	x := e.execution("wd", "apply")
+	raw := e.signWith("bob", approval.Predicate{Decision: "approve", PolicyDigest: x.PolicyDigest, PlanDigest: x.PlanDigest},
+		[]approval.Subject{{Path: x.Path, Digest: x.Digest}})
+	// The same bytes reach writ through the API first, then in a review.
+	for _, ch := range []approval.Submitted{{Source: "api"}, {Source: "github", SourceRef: "review-99"}} {
+		if _, err := e.rec.SubmitApproval(e.ctx, raw, ch); err != nil {
+			t.Fatalf("submit through %s: %v", ch.Source, err)
+		}
+	}
+	// The review is dismissed before a pass runs the apply.
+	if n, err := e.rec.WithdrawApprovals(e.ctx, "github", "review-99", "maintainer"); err != nil || n != 1 {
+		t.Fatalf("withdraw: %d %v", n, err)
+	}
+	e.pass()
+	if x := e.execution("wd", "apply"); x.State != store.ExecWaiting {
+		t.Fatalf("after the withdrawal (the bytes came through the API too): %s %s", x.State, x.Reason)
+	}
+	var env struct {
+		PayloadType string `json:"payloadType"`
+		Payload     string `json:"payload"`
+		Signatures  []struct {
+			KeyID string `json:"keyid"`
+			Sig   string `json:"sig"`
+		} `json:"signatures"`
+	}
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatal(err)
+	}
+	reencode := func(change func()) []byte {
+		saved := env
+		saved.Signatures = slices.Clone(env.Signatures)
+		change()
+		out, err := json.Marshal(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env = saved
+		return out
+	}
+	indented := func() []byte {
+		out, err := json.MarshalIndent(env, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for what, again := range map[string][]byte{
+		"one more space": append(bytes.TrimRight(raw, "\n"), ' '),
+		"no key id hint": reencode(func() { env.Signatures[0].KeyID = "" }),
+		"another key id": reencode(func() { env.Signatures[0].KeyID = "SHA256:not-the-key" }),
+		"indented JSON":  indented(),
+	} {
+		if bytes.Equal(again, raw) {
+			t.Fatalf("%s: the same bytes", what)
+		}
+		_, err := e.rec.SubmitApproval(e.ctx, again, approval.Submitted{Source: "api"})
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "withdrawn") {
+			t.Errorf("%s: the withdrawn statement was taken again: %v", what, err)
+		}
+	}
+	e.clock.Advance(time.Minute)
+	e.pass()
+	if x := e.execution("wd", "apply"); x.State != store.ExecWaiting {
+		t.Fatalf("after the replays: %s %s (%s)", x.State, x.ReasonCode, x.Reason)
+	}
+	wantBlocked(t, e, "production")
+	// A new statement of bob's counts.
+	e.approveVersion("wd", "apply", map[string]string{"bob": "approve"})
+	e.pass()
+	wantBlocked(t, e, "production", "203.0.113.170")
+}
+
 // 4. An approver disabled in the approvers file adopted meanwhile no longer
 // counts for an operation that has not run.
 func TestDisabledApproverStopsWhatWaits(t *testing.T) {
@@ -484,7 +571,7 @@ func TestStatementsCountOnlyInTheirRepository(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := env.Statement.Predicate
-		if _, _, err := e.st.InsertApproval(e.ctx, store.Approval{Envelope: raw, EnvelopeSHA256: env.SHA256, Decision: p.Decision, Approver: "alice",
+		if _, _, err := e.st.InsertApproval(e.ctx, store.Approval{Envelope: raw, EnvelopeSHA256: env.SHA256, StatementSHA256: env.StatementSHA256, Decision: p.Decision, Approver: "alice",
 			Repository: p.Repository, IssuedAt: p.IssuedAt, ExpiresAt: p.ExpiresAt, Source: "import",
 			Subjects: []store.ApprovalSubject{{Digest: x.Digest, Name: x.Path}}}); err != nil {
 			t.Fatal(err)

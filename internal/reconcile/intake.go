@@ -92,9 +92,18 @@ func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval
 	} else if why != nil {
 		return nil, r.refuse(ctx, ch, key.Person.ID, approval.CodeNotPending, why)
 	}
+	// A withdrawn statement stays withdrawn, in whatever bytes it comes
+	// again (another encoding, another key id hint, another valid
+	// signature of it).
+	if withdrawn, err := r.opts.Store.StatementWithdrawn(ctx, env.StatementSHA256); err != nil {
+		return nil, err
+	} else if withdrawn {
+		return nil, r.refuse(ctx, ch, key.Person.ID, approval.CodeWithdrawn,
+			fmt.Errorf("this statement by %s was withdrawn (its review dismissed or its text edited away): it never counts again; sign a new one", key.Person.ID))
+	}
 	pred := env.Statement.Predicate
 	rec := store.Approval{
-		Envelope: raw, EnvelopeSHA256: env.SHA256, Decision: pred.Decision, Approver: key.Person.ID,
+		Envelope: raw, EnvelopeSHA256: env.SHA256, StatementSHA256: env.StatementSHA256, Decision: pred.Decision, Approver: key.Person.ID,
 		Repository: pred.Repository, PullRequest: pred.PullRequest, HeadCommit: pred.HeadCommit,
 		PolicyDigest: pred.PolicyDigest, PlanDigest: pred.PlanDigest, Reason: pred.Reason,
 		IssuedAt: pred.IssuedAt, ExpiresAt: pred.ExpiresAt,
@@ -213,10 +222,10 @@ func (r *Reconciler) refuse(ctx context.Context, ch approval.Submitted, approver
 	return fmt.Errorf("%w: %w", ErrRefused, why)
 }
 
-// WithdrawApprovals withdraws envelopes that came through a channel
-// reference (a dismissed GitHub review; with keep, the envelopes an edit
-// removed from a text: all but those whose sha256 is in keep), audited, and
-// nudges a pass.
+// WithdrawApprovals withdraws the statements that came through a channel
+// reference (a dismissed GitHub review; with keep, the statements an edit
+// removed from a text: all but those whose statement sha256 is in keep),
+// in every envelope that carries them, audited, and nudges a pass.
 func (r *Reconciler) WithdrawApprovals(ctx context.Context, source, sourceRef, by string, keep ...string) (int64, error) {
 	var n int64
 	err := r.store(ctx, func(tx *store.Store) error {

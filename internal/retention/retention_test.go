@@ -52,7 +52,7 @@ func TestRetentionKeepsWhatMatters(t *testing.T) {
 	inForce := version("in-force", store.StatusCompleted, true)
 	approval := func(name string) {
 		now := time.Now()
-		if _, _, err := st.InsertApproval(ctx, store.Approval{Envelope: []byte(name), EnvelopeSHA256: digest("env-" + name),
+		if _, _, err := st.InsertApproval(ctx, store.Approval{Envelope: []byte(name), EnvelopeSHA256: digest("env-" + name), StatementSHA256: digest("statement-" + name),
 			Decision: "approve", Approver: "bob", IssuedAt: now, ExpiresAt: now.Add(time.Hour), Source: "api",
 			Subjects: []store.ApprovalSubject{{Digest: digest(name), Name: "playbooks/" + name + ".yaml"}}}); err != nil {
 			t.Fatal(err)

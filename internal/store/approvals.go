@@ -26,22 +26,25 @@ type Approval struct {
 	ID             int64
 	Envelope       []byte
 	EnvelopeSHA256 string
-	Decision       string
-	Approver       string
-	Repository     string
-	PullRequest    int // 0: none
-	HeadCommit     string
-	PolicyDigest   string
-	PlanDigest     string
-	Reason         string
-	IssuedAt       time.Time
-	ExpiresAt      time.Time
-	Source         string
-	SourceRef      string // e.g. a GitHub review id
-	SourceLogin    string // the forge login that submitted it
-	ReceivedAt     time.Time
-	WithdrawnAt    *time.Time
-	Subjects       []ApprovalSubject
+	// StatementSHA256 is the statement's identity, whatever envelope
+	// carries it (approval.Envelope.StatementSHA256).
+	StatementSHA256 string
+	Decision        string
+	Approver        string
+	Repository      string
+	PullRequest     int // 0: none
+	HeadCommit      string
+	PolicyDigest    string
+	PlanDigest      string
+	Reason          string
+	IssuedAt        time.Time
+	ExpiresAt       time.Time
+	Source          string
+	SourceRef       string // e.g. a GitHub review id
+	SourceLogin     string // the forge login that submitted it
+	ReceivedAt      time.Time
+	WithdrawnAt     *time.Time
+	Subjects        []ApprovalSubject
 }
 
 // ApprovalSubject is one subject of a stored statement.
@@ -50,13 +53,13 @@ type ApprovalSubject struct {
 	Name   string
 }
 
-const approvalColumns = `id, envelope, envelope_sha256, decision, approver, repository,
+const approvalColumns = `id, envelope, envelope_sha256, statement_sha256, decision, approver, repository,
 	coalesce(pull_request, 0), head_commit, policy_digest, plan_digest, reason, issued_at, expires_at,
 	source, source_ref, source_login, received_at, withdrawn_at`
 
 func scanApproval(row pgx.Row) (*Approval, error) {
 	var a Approval
-	err := row.Scan(&a.ID, &a.Envelope, &a.EnvelopeSHA256, &a.Decision, &a.Approver, &a.Repository,
+	err := row.Scan(&a.ID, &a.Envelope, &a.EnvelopeSHA256, &a.StatementSHA256, &a.Decision, &a.Approver, &a.Repository,
 		&a.PullRequest, &a.HeadCommit, &a.PolicyDigest, &a.PlanDigest, &a.Reason, &a.IssuedAt, &a.ExpiresAt,
 		&a.Source, &a.SourceRef, &a.SourceLogin, &a.ReceivedAt, &a.WithdrawnAt)
 	if err != nil {
@@ -73,23 +76,34 @@ func pullRequestArg(n int) any {
 	return n
 }
 
+// countable is the condition on an approvals row that it may count: not
+// withdrawn, and neither is any other envelope of its statement (the same
+// statement in other bytes: a withdrawal is of the statement).
+const countable = `withdrawn_at IS NULL AND NOT EXISTS (SELECT 1 FROM approvals w
+	WHERE w.statement_sha256 = approvals.statement_sha256 AND w.withdrawn_at IS NOT NULL)`
+
 // InsertApproval stores an envelope with its subjects, once: an envelope
 // already stored (same envelope_sha256, whatever the channel) is returned
 // as stored, with created false, and the new copy is dropped. A withdrawn
-// envelope stays withdrawn.
+// envelope stays withdrawn. Either way the channel reference it came
+// through is recorded for its statement (WithdrawApprovals).
 func (s *Store) InsertApproval(ctx context.Context, a Approval) (_ *Approval, created bool, err error) {
 	if len(a.Subjects) == 0 {
 		return nil, false, fmt.Errorf("store: approval %.12s has no subjects", a.EnvelopeSHA256)
 	}
 	var out *Approval
 	err = s.Tx(ctx, func(tx *Store) error {
+		if _, err := tx.db.Exec(ctx, `INSERT INTO approval_submissions (source, source_ref, statement_sha256)
+			VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, a.Source, a.SourceRef, a.StatementSHA256); err != nil {
+			return fmt.Errorf("store: record the submission of statement %.12s: %w", a.StatementSHA256, translate(err))
+		}
 		got, err := scanApproval(tx.db.QueryRow(ctx, `
-			INSERT INTO approvals (envelope, envelope_sha256, decision, approver, repository, pull_request,
+			INSERT INTO approvals (envelope, envelope_sha256, statement_sha256, decision, approver, repository, pull_request,
 				head_commit, policy_digest, plan_digest, reason, issued_at, expires_at, source, source_ref, source_login)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 			ON CONFLICT (envelope_sha256) DO NOTHING
 			RETURNING `+approvalColumns,
-			a.Envelope, a.EnvelopeSHA256, a.Decision, a.Approver, a.Repository, pullRequestArg(a.PullRequest),
+			a.Envelope, a.EnvelopeSHA256, a.StatementSHA256, a.Decision, a.Approver, a.Repository, pullRequestArg(a.PullRequest),
 			a.HeadCommit, a.PolicyDigest, a.PlanDigest, a.Reason, a.IssuedAt, a.ExpiresAt, a.Source, a.SourceRef, a.SourceLogin))
 		switch {
 		case err == nil:
@@ -128,7 +142,7 @@ func (s *Store) InsertApproval(ctx context.Context, a Approval) (_ *Approval, cr
 // playbook version (or a meta change).
 func (s *Store) ApprovalsForDigest(ctx context.Context, digest string) ([]*Approval, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+approvalColumns+` FROM approvals
-		WHERE withdrawn_at IS NULL
+		WHERE `+countable+`
 		  AND id IN (SELECT approval_id FROM approval_subjects WHERE digest = $1)
 		ORDER BY id`, digest)
 	if err != nil {
@@ -150,7 +164,7 @@ func (s *Store) ApprovalsForDigests(ctx context.Context, digests []string) (map[
 		return out, nil
 	}
 	rows, err := s.db.Query(ctx, `SELECT `+approvalColumns+` FROM approvals
-		WHERE withdrawn_at IS NULL
+		WHERE `+countable+`
 		  AND id IN (SELECT approval_id FROM approval_subjects WHERE digest = ANY($1))
 		ORDER BY id`, digests)
 	if err != nil {
@@ -180,7 +194,7 @@ func (s *Store) ApprovalsForDigests(ctx context.Context, digests []string) (map[
 // pull request of a repository, oldest first.
 func (s *Store) ApprovalsForPullRequest(ctx context.Context, repository string, pr int) ([]*Approval, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+approvalColumns+` FROM approvals
-		WHERE repository = $1 AND pull_request = $2 AND withdrawn_at IS NULL
+		WHERE repository = $1 AND pull_request = $2 AND `+countable+`
 		ORDER BY id`, repository, pr)
 	if err != nil {
 		return nil, fmt.Errorf("store: approvals for %s#%d: %w", repository, pr, translate(err))
@@ -192,10 +206,14 @@ func (s *Store) ApprovalsForPullRequest(ctx context.Context, repository string, 
 	return out, nil
 }
 
-// WithdrawApprovals marks the envelopes that arrived through (source,
-// sourceRef) as withdrawn — a dismissed GitHub review, or the envelopes an
-// edit removed from a text, whose sha256 are not in keep — and returns how
-// many it marked. Withdrawn envelopes are kept, never deleted.
+// WithdrawApprovals withdraws the statements that arrived through (source,
+// sourceRef) — a dismissed GitHub review, or the statements an edit
+// removed from a text: those whose statement sha256 is not in keep — and
+// returns how many envelopes it marked. A statement is withdrawn in every
+// envelope that carries it, whichever channel brought each (the same
+// bytes may have come first through the API, and other bytes of it
+// later); withdrawn envelopes are kept, never deleted, and the statement
+// never counts again (countable; StatementWithdrawn).
 func (s *Store) WithdrawApprovals(ctx context.Context, source, sourceRef string, keep ...string) (int64, error) {
 	if sourceRef == "" {
 		return 0, fmt.Errorf("store: withdraw approvals from %s: empty source reference", source)
@@ -204,12 +222,25 @@ func (s *Store) WithdrawApprovals(ctx context.Context, source, sourceRef string,
 		keep = []string{}
 	}
 	tag, err := s.db.Exec(ctx, `UPDATE approvals SET withdrawn_at = now()
-		WHERE source = $1 AND source_ref = $2 AND withdrawn_at IS NULL
-			AND NOT (envelope_sha256 = ANY($3))`, source, sourceRef, keep)
+		WHERE withdrawn_at IS NULL
+			AND statement_sha256 IN (SELECT statement_sha256 FROM approval_submissions WHERE source = $1 AND source_ref = $2)
+			AND NOT (statement_sha256 = ANY($3))`, source, sourceRef, keep)
 	if err != nil {
 		return 0, fmt.Errorf("store: withdraw approvals from %s %s: %w", source, sourceRef, translate(err))
 	}
 	return tag.RowsAffected(), nil
+}
+
+// StatementWithdrawn says whether an envelope of the statement (by its
+// sha256) was withdrawn: the statement then never counts, in any bytes.
+func (s *Store) StatementWithdrawn(ctx context.Context, statementSHA256 string) (bool, error) {
+	var withdrawn bool
+	err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM approvals WHERE statement_sha256 = $1 AND withdrawn_at IS NOT NULL)`,
+		statementSHA256).Scan(&withdrawn)
+	if err != nil {
+		return false, fmt.Errorf("store: statement %.12s withdrawn: %w", statementSHA256, translate(err))
+	}
+	return withdrawn, nil
 }
 
 // ApprovalByID loads one envelope.

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,8 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
+
 	"github.com/writ-sec/writ/internal/dbtest"
 	"github.com/writ-sec/writ/internal/store"
+	"github.com/writ-sec/writ/migrations"
 )
 
 var approvalTime = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -19,7 +24,7 @@ var approvalTime = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 // unique here (the engine verifies them, not the store).
 func newApproval(envelope, approver, decision string, pr int, subjects ...string) store.Approval {
 	a := store.Approval{
-		Envelope: []byte(envelope), EnvelopeSHA256: digestOf(envelope),
+		Envelope: []byte(envelope), EnvelopeSHA256: digestOf(envelope), StatementSHA256: digestOf("statement " + envelope),
 		Decision: decision, Approver: approver, Repository: "acme/secops", PullRequest: pr,
 		HeadCommit: strings.Repeat("b", 40), PolicyDigest: digestOf("policies"), PlanDigest: digestOf("plan"),
 		Reason: "ok", IssuedAt: approvalTime, ExpiresAt: approvalTime.Add(24 * time.Hour),
@@ -119,8 +124,8 @@ func TestInsertApprovalRefusesBadRows(t *testing.T) {
 	}
 }
 
-// An edited text withdraws the envelopes it no longer carries, and only
-// those.
+// An edited text withdraws the statements it no longer carries, and only
+// those (keep names statements).
 func TestWithdrawApprovalsKeeps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -132,7 +137,7 @@ func TestWithdrawApprovalsKeeps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := st.WithdrawApprovals(ctx, store.ApprovalSourceGitHub, "comment:5", digestOf("e2"), digestOf("e3"))
+	n, err := st.WithdrawApprovals(ctx, store.ApprovalSourceGitHub, "comment:5", digestOf("statement e2"), digestOf("statement e3"))
 	if err != nil || n != 1 {
 		t.Fatalf("withdraw all but e2 and e3: %d %v", n, err)
 	}
@@ -141,6 +146,65 @@ func TestWithdrawApprovalsKeeps(t *testing.T) {
 	}
 	if n, _ := st.WithdrawApprovals(ctx, store.ApprovalSourceGitHub, "comment:5"); n != 2 {
 		t.Fatalf("withdraw the rest marked %d, want 2", n)
+	}
+}
+
+// A withdrawal is of the statement: every envelope carrying it, whichever
+// channel brought each, stops counting — the same bytes that came first
+// through the API before the review that is dismissed, and other bytes of
+// the same statement (another encoding, key id hint or signature) sent
+// before or after. StatementWithdrawn says so for the intake.
+func TestWithdrawalIsOfTheStatement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dbtest.Store(t)
+	insert := func(env, statement, source, ref string) (*store.Approval, bool) {
+		t.Helper()
+		a := newApproval(env, "bob", "approve", 0, "s")
+		a.StatementSHA256 = digestOf(statement)
+		a.Source, a.SourceRef = source, ref
+		got, created, err := st.InsertApproval(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, created
+	}
+	// Statement S1: the bytes came through the API first, then in a
+	// review (a duplicate: nothing new stored, the review recorded);
+	// other bytes of it came through the API too.
+	insert("s1-bytes", "S1", store.ApprovalSourceAPI, "")
+	if _, created := insert("s1-bytes", "S1", store.ApprovalSourceGitHub, "review-7"); created {
+		t.Fatal("the same bytes were stored twice")
+	}
+	insert("s1-other-bytes", "S1", store.ApprovalSourceAPI, "")
+	// Statement S2, by the same person about the same content, only
+	// through the API: not in the review, not withdrawn.
+	insert("s2-bytes", "S2", store.ApprovalSourceAPI, "")
+	if list, _ := st.ApprovalsForDigest(ctx, digestOf("s")); envelopes(list) != "s1-bytes s1-other-bytes s2-bytes" {
+		t.Fatalf("before the dismissal: %q", envelopes(list))
+	}
+	if w, err := st.StatementWithdrawn(ctx, digestOf("S1")); err != nil || w {
+		t.Fatalf("S1 withdrawn before the dismissal: %v %v", w, err)
+	}
+
+	n, err := st.WithdrawApprovals(ctx, store.ApprovalSourceGitHub, "review-7")
+	if err != nil || n != 2 {
+		t.Fatalf("dismissing review-7 withdrew %d envelopes (%v), want both of S1's", n, err)
+	}
+	if list, _ := st.ApprovalsForDigest(ctx, digestOf("s")); envelopes(list) != "s2-bytes" {
+		t.Fatalf("after the dismissal, what counts: %q, want only S2's", envelopes(list))
+	}
+	if list, _ := st.ApprovalsForDigests(ctx, []string{digestOf("s")}); envelopes(list[digestOf("s")]) != "s2-bytes" {
+		t.Fatalf("after the dismissal, by digests: %q", envelopes(list[digestOf("s")]))
+	}
+	if w, err := st.StatementWithdrawn(ctx, digestOf("S1")); err != nil || !w {
+		t.Fatalf("S1 not withdrawn after the dismissal: %v %v", w, err)
+	}
+	// Bytes of S1 that arrive afterwards (stored before the intake
+	// refused them, or by a race) count for nothing either.
+	insert("s1-late-bytes", "S1", store.ApprovalSourceAPI, "")
+	if list, _ := st.ApprovalsForDigest(ctx, digestOf("s")); envelopes(list) != "s2-bytes" {
+		t.Fatalf("a late copy of S1 counts: %q", envelopes(list))
 	}
 }
 
@@ -263,5 +327,67 @@ func TestListApprovalsPagesThroughEverything(t *testing.T) {
 	}
 	if len(seen) != 25 || seen[0] != "e24" || seen[24] != "e00" {
 		t.Fatalf("pages gave %v", seen)
+	}
+}
+
+// Migration 023 gives every stored envelope its statement's sha256 (of
+// its decoded payload) and records the channel each came through, so that
+// a review dismissed after the upgrade withdraws its statement in every
+// envelope stored before it. It can be undone.
+func TestMigrationIdentifiesStoredStatements(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := dbtest.EmptyURL(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	m, err := migrate.NewMigratorEx(ctx, conn, "writ_schema_version", &migrate.MigratorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadMigrations(migrations.FS); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MigrateTo(ctx, 22); err != nil {
+		t.Fatal(err)
+	}
+	statement := `{"_type":"https://in-toto.io/Statement/v1","predicate":{"approver":"bob"}}`
+	envelope := func(keyID, space string) []byte {
+		return []byte(fmt.Sprintf(`{"payloadType":"application/vnd.in-toto+json",%s"payload":%q,"signatures":[{"keyid":%q,"sig":"c2ln"}]}`,
+			space, base64.StdEncoding.EncodeToString([]byte(statement)), keyID))
+	}
+	for _, row := range []struct {
+		env         []byte
+		source, ref string
+	}{{envelope("k1", ""), "github", "review-1"}, {envelope("", " "), "api", ""}} {
+		if _, err := conn.Exec(ctx, `INSERT INTO approvals (envelope, envelope_sha256, decision, approver, issued_at, expires_at, source, source_ref)
+			VALUES ($1, $2, 'approve', 'bob', now(), now() + interval '1 day', $3, $4)`, row.env, digestOf(string(row.env)), row.source, row.ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, store.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	all, err := st.ListApprovals(ctx, store.ApprovalFilter{Withdrawn: true})
+	if err != nil || len(all) != 2 {
+		t.Fatalf("after the migration: %d %v", len(all), err)
+	}
+	for _, a := range all {
+		if a.StatementSHA256 != digestOf(statement) {
+			t.Fatalf("envelope %d: statement digest %q, want the payload's %s", a.ID, a.StatementSHA256, digestOf(statement))
+		}
+	}
+	if n, err := st.WithdrawApprovals(ctx, store.ApprovalSourceGitHub, "review-1"); err != nil || n != 2 {
+		t.Fatalf("dismissing the review after the upgrade withdrew %d envelopes (%v), want both of its statement", n, err)
+	}
+	if err := m.MigrateTo(ctx, 22); err != nil {
+		t.Fatalf("down: %v", err)
 	}
 }

@@ -214,7 +214,7 @@ func newFixture(t *testing.T) *fixture {
 	for i, who := range []struct{ name, decision string }{{"alice", "propose"}, {"bob", "approve"}, {"carol", "approve"}, {"dave", "approve"}} {
 		env := fmt.Sprintf("envelope-%d", i)
 		if _, _, err := st.InsertApproval(ctx, store.Approval{
-			Envelope: []byte(env), EnvelopeSHA256: digestOf(env), Decision: who.decision, Approver: who.name,
+			Envelope: []byte(env), EnvelopeSHA256: digestOf(env), StatementSHA256: digestOf("statement " + env), Decision: who.decision, Approver: who.name,
 			Repository: "acme/secops", IssuedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour), Source: store.ApprovalSourceAPI,
 			Subjects: []store.ApprovalSubject{{Digest: f.a.Digest, Name: f.a.Path}},
 		}); err != nil {

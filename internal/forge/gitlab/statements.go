@@ -71,10 +71,7 @@ func (s *Service) read(ctx context.Context, t text) error {
 	rec.Envelopes = len(envs)
 	if prev != nil && prev.Outcome != store.StatementWithdrawn {
 		// An edit: what the text no longer carries no longer counts.
-		keep := make([]string, len(envs))
-		for i, raw := range envs {
-			keep[i] = sha256Hex(string(raw))
-		}
+		keep := approval.StatementDigests(envs)
 		n, err := s.opts.Engine.WithdrawApprovals(ctx, store.ApprovalSourceGitLab, t.sourceRef(), t.login, keep...)
 		if err != nil {
 			return fmt.Errorf("withdraw what the edit of %s removed: %w", t.describe(), err)
