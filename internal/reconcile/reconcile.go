@@ -540,7 +540,7 @@ func (r *Reconciler) stepHistory(ctx context.Context, p *pass) error {
 	if ok {
 		return nil
 	}
-	if acked, err := r.opts.Store.AcknowledgedHold(ctx, store.HoldHistoryRewritten, p.head); err != nil {
+	if acked, err := r.opts.Store.AcknowledgedHold(ctx, store.HoldHistoryRewritten, p.state.ProcessedSHA, p.head); err != nil {
 		return err
 	} else if acked != nil {
 		return r.resync(ctx, p, acked)

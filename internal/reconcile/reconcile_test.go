@@ -224,6 +224,55 @@ func TestForcePushHolds(t *testing.T) {
 	e.verifyAudit()
 }
 
+// An acknowledgement is of one rewrite: when the branch moves on and is
+// later force-pushed back to the head an admin once acknowledged, writ
+// holds again and asks again.
+func TestForcePushBackToAnAcknowledgedHeadHolds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	e.merge("one", map[string]string{pbPath("block-one"): playbookYAML("block-one", "INC-8", "203.0.113.11", "low", "staging", "")})
+	e.pass()
+	e.repo.Git("reset", "--quiet", "--hard", "HEAD~1")
+	e.repo.Write("README", "rewritten\n")
+	h1 := e.repo.Commit("rewritten")
+	e.repo.ForcePush()
+	e.pass()
+	holds, _ := e.st.OpenHolds(e.ctx)
+	if len(holds) != 1 {
+		t.Fatalf("holds %+v", holds)
+	}
+	if err := e.rec.AcknowledgeHold(e.ctx, holds[0].ID, audit.Actor{ID: "dave", Role: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	e.pass()
+	// The branch moves on normally.
+	e.merge("two", map[string]string{pbPath("block-two"): playbookYAML("block-two", "INC-9", "203.0.113.12", "low", "staging", "")})
+	e.pass()
+	if st := e.rec.Status(); st.Processed == h1 || len(st.Holds) != 0 {
+		t.Fatalf("status after moving on: %+v", st)
+	}
+	moved := e.rec.Status().Processed
+	// A push rewrites it back to h1.
+	e.repo.Git("reset", "--quiet", "--hard", h1)
+	e.repo.ForcePush()
+	e.pass()
+	st := e.rec.Status()
+	if st.Processed != moved || len(st.Holds) != 1 || !strings.Contains(st.Holds[0], "rewritten") {
+		t.Fatalf("rewritten back to %.12s: processed %.12s, holds %v; want a new hold and nothing followed", h1, st.Processed, st.Holds)
+	}
+	list, err := e.st.ListExecutions(e.ctx, store.ExecutionFilter{Name: "block-two"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range list {
+		if x.Operation == "revert" {
+			t.Fatalf("an unacknowledged rewrite recorded the revert of block-two: %+v", x)
+		}
+	}
+	e.verifyAudit()
+}
+
 // A change to policies/ without two admins' approvals is not adopted:
 // writ keeps judging with the old policies.
 func TestUnapprovedPolicyChangeIsNotAdopted(t *testing.T) {

@@ -140,12 +140,16 @@ func (s *Store) ResolveHoldsOfKind(ctx context.Context, kind, by string, as Hold
 	return tag.RowsAffected(), nil
 }
 
-// AcknowledgedHold returns the latest hold of a kind at a commit that an
-// admin acknowledged, or nil.
-func (s *Store) AcknowledgedHold(ctx context.Context, kind, commit string) (*Hold, error) {
+// AcknowledgedHold returns the latest hold of a kind that an admin
+// acknowledged for the move from processed to commit (the hold's detail
+// names both), or nil. An acknowledgement is of that one move: the same
+// head reached again from elsewhere (the branch moved on, then was
+// rewritten back to it) is another rewrite, which needs its own.
+func (s *Store) AcknowledgedHold(ctx context.Context, kind, processed, commit string) (*Hold, error) {
 	h, err := scanHold(s.db.QueryRow(ctx, `SELECT `+holdColumns+` FROM holds
-		WHERE kind = $1 AND commit_sha = $2 AND resolved_at IS NOT NULL AND resolved_as = 'acknowledged'
-		ORDER BY id DESC LIMIT 1`, kind, commit))
+		WHERE kind = $1 AND commit_sha = $2 AND detail ->> 'processed' = $3
+			AND resolved_at IS NOT NULL AND resolved_as = 'acknowledged'
+		ORDER BY id DESC LIMIT 1`, kind, commit, processed))
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}

@@ -33,11 +33,11 @@ func TestRepoStateAndHolds(t *testing.T) {
 		t.Fatalf("state %+v %v", rs, err)
 	}
 
-	h1, created, err := st.OpenHold(ctx, store.HoldHistoryRewritten, b, "", map[string]string{"from": a})
+	h1, created, err := st.OpenHold(ctx, store.HoldHistoryRewritten, b, "", map[string]string{"processed": a, "head": b})
 	if err != nil || !created {
 		t.Fatalf("open hold: %v %v", created, err)
 	}
-	h2, created, err := st.OpenHold(ctx, store.HoldHistoryRewritten, b, "", map[string]string{"from": a})
+	h2, created, err := st.OpenHold(ctx, store.HoldHistoryRewritten, b, "", map[string]string{"processed": a, "head": b})
 	if err != nil || created || h2.ID != h1.ID {
 		t.Fatalf("same hold twice: %v %v %d/%d", created, err, h2.ID, h1.ID)
 	}
@@ -55,8 +55,13 @@ func TestRepoStateAndHolds(t *testing.T) {
 	if err := st.ResolveHold(ctx, h1.ID, "admin", store.HoldAcknowledged, "again"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("resolving twice: %v", err)
 	}
-	if h, err := st.AcknowledgedHold(ctx, store.HoldHistoryRewritten, b); err != nil || h == nil || h.ID != h1.ID {
+	if h, err := st.AcknowledgedHold(ctx, store.HoldHistoryRewritten, a, b); err != nil || h == nil || h.ID != h1.ID {
 		t.Fatalf("acknowledged hold: %+v %v", h, err)
+	}
+	// The acknowledgement is of the move from a to b, not of every move
+	// to b.
+	if h, err := st.AcknowledgedHold(ctx, store.HoldHistoryRewritten, "c", b); err != nil || h != nil {
+		t.Fatalf("an acknowledgement of a -> b found for c -> b: %+v %v", h, err)
 	}
 	// A dismissed change to what decides is found by its content.
 	if err := st.ResolveHold(ctx, meta.ID, "admin", store.HoldDismissed, "refused"); err != nil {
