@@ -91,7 +91,9 @@ func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
 	// one whose playbook was removed or replaced since it was judged (a
 	// heal signed before the removal; an apply a crash left executing,
 	// resumed now) is cancelled, and the removal's or update's revert
-	// releases what the version holds.
+	// releases what the version holds. So is an apply whose version was
+	// reverted (the same content back on the branch does not bring it
+	// back).
 	if code, why, err := r.notInForce(ctx, e); err != nil {
 		return err
 	} else if why != "" {
@@ -206,7 +208,24 @@ func (r *Reconciler) recordStop(ctx context.Context, e *store.Execution, u store
 		if err != nil {
 			return err
 		}
-		_, err = r.appendAudit(ctx, tx, append(entries, es...)...)
+		entries = append(entries, es...)
+		if ne.State == store.ExecCancelled && ne.Operation == string(action.Apply) {
+			// An apply cancelled after its version's revert ran (the same
+			// content back on the branch): the version is what its revert
+			// made it (reverted, expired), not executing.
+			rv, err := tx.ExecutionByKey(ctx, ne.Name, ne.Digest, string(action.Revert))
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if rv != nil {
+				es, err := r.syncVersionStatus(ctx, tx, rv, ne.CommitSHA)
+				if err != nil {
+					return err
+				}
+				entries = append(entries, es...)
+			}
+		}
+		_, err = r.appendAudit(ctx, tx, entries...)
 		return err
 	})
 	if err == nil {
@@ -216,9 +235,10 @@ func (r *Reconciler) recordStop(ctx context.Context, e *store.Execution, u store
 }
 
 // notInForce says why an apply or a heal may no longer run: its playbook
-// left the branch, or another version of it replaced this one ("" when it
-// is the version in force, and for reverts, which release what a version
-// no longer in force holds).
+// left the branch, or another version of it replaced this one; or, the
+// version on the branch, it may not act again (versionOver: a revert of it
+// is recorded). "" when it may run, and for reverts, which release what a
+// version no longer in force holds.
 func (r *Reconciler) notInForce(ctx context.Context, e *store.Execution) (judgement.Code, string, error) {
 	if e.Operation != string(action.Apply) && e.Operation != judgement.OperationHeal {
 		return "", "", nil
@@ -236,7 +256,11 @@ func (r *Reconciler) notInForce(ctx context.Context, e *store.Execution) (judgem
 	case a.VersionID != e.VersionID:
 		return codeSuperseded, fmt.Sprintf("playbook %s on the branch is another version now: this one was superseded before %s ran, and the update's revert releases what the new version drops", e.Name, what), nil
 	}
-	return "", "", nil
+	code, why, err := r.versionOver(ctx, e)
+	if err != nil || why == "" {
+		return "", "", err
+	}
+	return code, why + fmt.Sprintf(" (%s did not run)", what), nil
 }
 
 // cancelAtUse cancels a claimed operation that may no longer run, with

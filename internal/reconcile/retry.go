@@ -61,7 +61,9 @@ func (e *RetryChangedError) Error() string {
 
 // Retry asks for a new attempt of a failed operation, as executor actor:
 // allowed when its content is still the one on the branch (for a revert:
-// not back on it), the policy set in force is the one that judged it, and
+// not back on it), for an apply its version neither expired nor reverted
+// (notExpired, versionOver), the policy set in force is the one that
+// judged it, and
 // a fresh dry-run plan is the approved one or what it becomes once the
 // targets applied so far are applied (action.(*Plan).ProgressedFrom). Then
 // its statements still count. The operation goes back to pending (audited
@@ -125,7 +127,8 @@ func (r *Reconciler) Retry(ctx context.Context, id int64, actor audit.Actor) (*s
 }
 
 // retryable checks what a retry needs: a failed operation, no hold that
-// stops execution, and its content, policy set and plan unchanged.
+// stops execution, its version not expired nor reverted, and its content,
+// policy set and plan unchanged.
 func (r *Reconciler) retryable(ctx context.Context, e *store.Execution) error {
 	if e.State != store.ExecFailed {
 		return notRetryable(e)
@@ -138,6 +141,11 @@ func (r *Reconciler) retryable(ctx context.Context, e *store.Execution) error {
 	}
 	if err := r.notExpired(ctx, e); err != nil {
 		return err
+	}
+	if _, why, err := r.versionOver(ctx, e); err != nil {
+		return err
+	} else if why != "" {
+		return fmt.Errorf("execution %d: %w: %s", e.ID, ErrNotRetryable, why)
 	}
 	t, err := r.currentTrust(ctx)
 	if err != nil {
@@ -234,6 +242,37 @@ func (r *Reconciler) notExpired(ctx context.Context, e *store.Execution) error {
 	}
 	return fmt.Errorf("execution %d: %w: playbook %s expired at %s (its expiresAfter counts from the attempt that first applied part of it); its expiry releases what was applied, and an expired playbook is not applied again: to act again, change the playbook",
 		e.ID, ErrNotRetryable, e.Name, v.ExpiresAt.UTC().Format(time.RFC3339))
+}
+
+// versionOver says why an apply may no longer act on live systems
+// although its version is the one on the branch ("" when it may), with the
+// code it is cancelled with at the moment of use: a revert of its version
+// is recorded, in any state. The same content merged again after it was
+// removed (or replaced) is not in force again (trust rule 4: it is not
+// applied again, nor retried), and what it applied now could never be
+// released, since the version's revert, keyed by (name, digest, revert),
+// is already the one recorded. Retry refuses such an operation, and
+// notInForce cancels it at the moment of use.
+func (r *Reconciler) versionOver(ctx context.Context, e *store.Execution) (judgement.Code, string, error) {
+	if e.Operation != string(action.Apply) {
+		return "", "", nil
+	}
+	rv, err := r.opts.Store.ExecutionByKey(ctx, e.Name, e.Digest, string(action.Revert))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", "", nil
+	case err != nil:
+		return "", "", err
+	}
+	code := codeRemoved
+	switch rv.Trigger {
+	case string(judgement.Update):
+		code = codeSuperseded
+	case string(judgement.BreakGlass):
+		code = codeBreakGlassLapsed
+	}
+	return code, fmt.Sprintf("a revert of %s@%.12s is recorded (execution %d, trigger %s, %s): a version does not act again after its revert, even when the same content is back on the branch, and nothing could release what it applied now; to act again, change the playbook (its ticket, say)",
+		e.Name, e.Digest, rv.ID, rv.Trigger, rv.State), nil
 }
 
 // planUnchanged reads live state through the backend's dry-run and checks

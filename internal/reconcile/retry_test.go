@@ -460,6 +460,89 @@ func TestPartlyAppliedPlaybookRevertedByRemoval(t *testing.T) {
 	e.verifyAudit()
 }
 
+// revertedThenReadded is a partly applied playbook rolled back by removal
+// (its revert, signed, released fin-ws-12) whose very same content was
+// merged again: not repeated, its failed apply is the one on record, and
+// the EDR no longer fails fin-ws-13.
+func revertedThenReadded(t *testing.T, e *env, edr *webhooktest.Receiver, name string) *store.Execution {
+	t.Helper()
+	ex := partlyApplied(t, e, edr, name)
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose", "bob": "approve"})
+	e.pass()
+	if rv := e.execution(name, "revert"); rv.State != store.ExecCompleted {
+		t.Fatalf("revert: %s (%s)", rv.State, rv.Reason)
+	}
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("after the revert: %v", got)
+	}
+	edr.Fail("fin-ws-13", "")
+	e.merge("readd", map[string]string{pbPath(name): fmt.Sprintf(isolateTmpl, name, "INC-77", "fin-ws-12, fin-ws-13")})
+	e.pass()
+	if ap := e.execution(name, "apply"); ap.ID != ex.ID || ap.State != store.ExecFailed {
+		t.Fatalf("re-added: apply %d %s", ap.ID, ap.State)
+	}
+	return ex
+}
+
+// A partly applied playbook whose revert ran is not applied again when
+// the same content comes back on the branch: a retry of its failed apply
+// is refused (the version's revert is its last operation, and a later
+// removal could not release what the retry applied), and the playbook
+// removed again leaves nothing in force.
+func TestRetryRefusedAfterRevert(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	ex := revertedThenReadded(t, e, edr, name)
+	_, err := e.rec.Retry(e.ctx, ex.ID, executor)
+	if !errors.Is(err, ErrNotRetryable) || !strings.Contains(err.Error(), "revert") {
+		t.Fatalf("retry of an apply after its revert: %v", err)
+	}
+	e.pass()
+	if ap := e.execution(name, "apply"); ap.State != store.ExecFailed {
+		t.Fatalf("the apply after a refused retry: %s (%s)", ap.State, ap.Reason)
+	}
+	if n := edr.Count(action.Apply, "fin-ws-13"); n != 1 {
+		t.Fatalf("fin-ws-13 was sent %d applies; want the first attempt's only", n)
+	}
+	e.merge("remove-again", nil, pbPath(name))
+	e.pass()
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("in force after the second removal: %v", got)
+	}
+	e.verifyAudit()
+}
+
+// A retry of a failed apply accepted before its version's revert was
+// recorded, still pending when the same content is back on the branch, is
+// cancelled at the moment of use: it never runs after the revert.
+func TestRetryAfterRevertCancelledAtUse(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	ex := revertedThenReadded(t, e, edr, name)
+	// The retry accepted in a race with the removal (its checks passed
+	// before the revert was recorded): pending again.
+	if err := e.st.RequeueFailedExecution(e.ctx, ex.ID, e.clock.Now(), string(codeRetryRequested), "retry requested"); err != nil {
+		t.Fatal(err)
+	}
+	e.pass()
+	ap := e.execution(name, "apply")
+	if ap.State != store.ExecCancelled || ap.ReasonCode != string(codeRemoved) || !strings.Contains(ap.Reason, "revert") {
+		t.Fatalf("the retried apply after its revert: %s %s (%s)", ap.State, ap.ReasonCode, ap.Reason)
+	}
+	if n := edr.Count(action.Apply, "fin-ws-13"); n != 1 {
+		t.Fatalf("fin-ws-13 was sent %d applies; the retry ran after the revert", n)
+	}
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("contained after the cancelled retry: %v", got)
+	}
+	if st, _ := e.status(name); st != store.StatusReverted {
+		t.Fatalf("version status %s", st)
+	}
+	e.verifyAudit()
+}
+
 // retryWaiting is a partly applied apply an executor asked to retry once
 // the EDR came back, not run again yet.
 func retryWaiting(t *testing.T, e *env, edr *webhooktest.Receiver, name string) *store.Execution {
