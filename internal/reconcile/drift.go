@@ -65,9 +65,9 @@ func (o DriftOptions) mode(environment string) string {
 	return DriftModeReport
 }
 
-// codeDriftResolved: a heal waiting for its judgement was cancelled because
-// the drift it answers went away (fixed by hand, or the playbook left the
-// branch).
+// codeDriftResolved: a heal that had not run, or had failed, was cancelled
+// because the drift it answers went away (fixed by hand, or the playbook
+// left the branch, expired or was reverted).
 const codeDriftResolved judgement.Code = "drift_resolved"
 
 // DriftCounts counts findings by kind.
@@ -234,6 +234,12 @@ func (r *Reconciler) checkDrift(ctx context.Context) (*DriftReport, int, error) 
 		gauges = append(gauges, metrics.DriftGroup{Environment: gr.Environment, Action: gr.Action, Failed: gr.Status == DriftError,
 			Counts: map[string]int{action.DriftMissing: gr.Counts.Missing, action.DriftUnexpected: gr.Counts.Unexpected, action.DriftChanged: gr.Counts.Changed}})
 	}
+	// Incidents of no group checked now (their version holds nothing any
+	// more, expired, reverted or removed, and its backend lists nothing)
+	// are over: their heal, not run or failed, is cancelled.
+	if err := r.resolveUnchecked(ctx, groups, now); err != nil {
+		return nil, heals, err
+	}
 	// Groups no longer checked (their last playbook and backend are gone):
 	// forgotten, their drift resolved on record.
 	for _, g := range before {
@@ -260,6 +266,39 @@ func (r *Reconciler) checkDrift(ctx context.Context) (*DriftReport, int, error) 
 	}
 	r.opts.Metrics.DriftChecked(now, gauges)
 	return rep, heals, nil
+}
+
+// resolveUnchecked resolves the open incidents whose action and
+// environment no group checks: no playbook in force holds a target there
+// any more (a group whose live state could not be read is checked, and
+// keeps its incidents).
+func (r *Reconciler) resolveUnchecked(ctx context.Context, groups []*driftGroup, now time.Time) error {
+	checked := func(inc *store.DriftIncident) bool {
+		return slices.ContainsFunc(groups, func(g *driftGroup) bool {
+			return g.action == inc.Action && slices.Contains(g.envs, inc.Environment)
+		})
+	}
+	return r.store(ctx, func(tx *store.Store) error {
+		open, err := tx.OpenIncidents(ctx)
+		if err != nil {
+			return err
+		}
+		var entries []audit.Entry
+		for _, id := range slices.Sorted(maps.Keys(open)) {
+			if inc := open[id]; !checked(inc) {
+				es, err := r.resolveIncident(ctx, tx, inc, now)
+				if err != nil {
+					return err
+				}
+				entries = append(entries, es...)
+			}
+		}
+		if len(entries) == 0 {
+			return nil
+		}
+		_, err = r.appendAudit(ctx, tx, entries...)
+		return err
+	})
 }
 
 // driftGroups sorts the desired state by the backend each target lives on:
@@ -516,7 +555,9 @@ func (r *Reconciler) inspect(ctx context.Context, g *driftGroup) ([]action.Drift
 }
 
 // resolveIncident closes an incident and cancels its heal if it has not
-// started: what it would restore is back, or no longer wanted.
+// started, or failed: what it would restore is back, or no longer wanted,
+// and a failed heal of a resolved incident is final (never retried: the
+// playbook may have expired or been reverted since).
 func (r *Reconciler) resolveIncident(ctx context.Context, tx *store.Store, inc *store.DriftIncident, now time.Time) ([]audit.Entry, error) {
 	if err := tx.ResolveIncident(ctx, inc.ID, now); err != nil {
 		return nil, err
@@ -528,11 +569,15 @@ func (r *Reconciler) resolveIncident(ctx context.Context, tx *store.Store, inc *
 	if err != nil {
 		return nil, err
 	}
-	if e.State != store.ExecWaiting && e.State != store.ExecPending {
+	from := []store.ExecState{store.ExecWaiting, store.ExecPending, store.ExecFailed}
+	if !slices.Contains(from, e.State) {
 		return nil, nil
 	}
 	reason := fmt.Sprintf("drift incident %d is over: live state holds the targets again, or the playbook is no longer in force", inc.ID)
-	err = tx.SetExecutionState(ctx, e.ID, []store.ExecState{store.ExecWaiting, store.ExecPending}, store.ExecCancelled, string(codeDriftResolved), reason, nil)
+	if e.State == store.ExecFailed {
+		reason += "; its failed heal is final and is not retried"
+	}
+	err = tx.SetExecutionState(ctx, e.ID, from, store.ExecCancelled, string(codeDriftResolved), reason, nil)
 	if errors.Is(err, store.ErrConflict) {
 		return nil, nil
 	}

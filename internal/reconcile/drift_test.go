@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -399,4 +400,128 @@ func scannerHealEnv(t *testing.T) (*env, string, string, []byte) {
 		t.Fatal(err)
 	}
 	return e, name, file, data
+}
+
+// failedHealEnv is scannerHealEnv with the playbook expiring after 2h and
+// a heal that failed: 203.0.113.20 removed from the blocklist by hand, the
+// heal recorded and proposed, and the backend failing it. It returns the
+// failed heal.
+func failedHealEnv(t *testing.T) (*env, string, *store.Execution) {
+	t.Helper()
+	e := newEnv(t, func(o *Options) {
+		o.Drift = DriftOptions{Modes: map[string]string{"staging": DriftModeHeal}}
+		o.MaxAttempts = 1 // a backend error fails the heal at once
+	})
+	e.pass()
+	name := "block-scanner"
+	e.merge("scan", map[string]string{pbPath(name): playbookYAML(name, "INC-9", "203.0.113.20, 203.0.113.21", "low", "staging", "  expiresAfter: 2h\n")})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	file := filepath.Join(e.dir, "blocklist", "staging.txt")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(string(data), "203.0.113.20\n", "", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.checkDrift()
+	heal := e.execution(name, "heal")
+	e.signHeal(heal, heal.Incident, map[string]string{"alice": approval.Propose})
+	e.setOnApply(func(action.Request) error { return errors.New("blocklist host unreachable") })
+	e.pass()
+	e.setOnApply(nil)
+	if heal = e.execution(name, "heal"); heal.State != store.ExecFailed {
+		t.Fatalf("heal: %s (%s)", heal.State, heal.Reason)
+	}
+	return e, name, heal
+}
+
+// A failed heal is not retried once its playbook expired: the expiry's
+// revert releases everything the version held, and a heal run after it
+// would block again what nothing can release any more (the version's
+// revert is the expiry's, completed). The retry is refused, and the drift
+// check that finds the incident over (nothing in force holds a target
+// there any more) makes the failed heal final.
+func TestDriftFailedHealNotRetriedAfterExpiry(t *testing.T) {
+	t.Parallel()
+	e, name, heal := failedHealEnv(t)
+	e.clock.Advance(2*time.Hour + time.Minute)
+	e.pass()
+	if rv := e.execution(name, "revert"); rv.State != store.ExecCompleted || rv.Trigger != "expiry" {
+		t.Fatalf("expiry revert: %s %s (%s)", rv.State, rv.Trigger, rv.Reason)
+	}
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("after the expiry: %v", got)
+	}
+	// Before the drift check sees the incident over: refused all the same.
+	if _, err := e.rec.Retry(e.ctx, heal.ID, executor); !errors.Is(err, ErrNotRetryable) || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("retry of the heal after the expiry: %v", err)
+	}
+	// The check that finds the incident over (no playbook in force holds
+	// anything there now) makes the failed heal final.
+	e.checkDrift()
+	if inc, err := e.st.IncidentByID(e.ctx, heal.Incident); err != nil || inc.ResolvedAt == nil {
+		t.Fatalf("the incident after the expiry: %+v %v", inc, err)
+	}
+	h := e.execution(name, "heal")
+	if h.State != store.ExecCancelled || h.ReasonCode != string(codeDriftResolved) {
+		t.Fatalf("the failed heal once its incident is over: %s %s (%s)", h.State, h.ReasonCode, h.Reason)
+	}
+	if _, err := e.rec.Retry(e.ctx, heal.ID, executor); !errors.Is(err, ErrNotRetryable) {
+		t.Fatalf("retry of the cancelled heal: %v", err)
+	}
+	e.pass()
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("blocked again after the expiry: %v", got)
+	}
+	e.verifyAudit()
+}
+
+// A retry of a failed heal accepted while it could still run is cancelled
+// at the moment of use once its playbook expired, or once its incident
+// was resolved: it never blocks again what the expiry released.
+func TestDriftHealRetryCancelledAtUse(t *testing.T) {
+	t.Parallel()
+	t.Run("expired", func(t *testing.T) {
+		t.Parallel()
+		e, name, heal := failedHealEnv(t)
+		if _, err := e.rec.Retry(e.ctx, heal.ID, executor); err != nil {
+			t.Fatal(err)
+		}
+		// The retry has not run when the playbook expires (its revert is
+		// recorded in the same pass, before the heal's turn).
+		e.clock.Advance(2*time.Hour + time.Minute)
+		e.pass()
+		h := e.execution(name, "heal")
+		if h.State != store.ExecCancelled || h.ReasonCode != string(codeDriftResolved) || !strings.Contains(h.Reason, "expired") {
+			t.Fatalf("the retried heal after the expiry: %s %s (%s)", h.State, h.ReasonCode, h.Reason)
+		}
+		if got := e.blocked("staging"); len(got) != 0 {
+			t.Fatalf("blocked after the expiry: %v", got)
+		}
+		e.verifyAudit()
+	})
+	t.Run("resolved", func(t *testing.T) {
+		t.Parallel()
+		e, name, heal := failedHealEnv(t)
+		if _, err := e.rec.Retry(e.ctx, heal.ID, executor); err != nil {
+			t.Fatal(err)
+		}
+		// The incident is resolved before the retry runs, the heal left
+		// as it was (a drift check resolving it cancels a pending heal in
+		// the same transaction; the moment of use does not rely on that).
+		if err := e.st.ResolveIncident(e.ctx, heal.Incident, e.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		e.pass()
+		h := e.execution(name, "heal")
+		if h.State != store.ExecCancelled || h.ReasonCode != string(codeDriftResolved) || !strings.Contains(h.Reason, "resolved") {
+			t.Fatalf("the retried heal after its incident resolved: %s %s (%s)", h.State, h.ReasonCode, h.Reason)
+		}
+		if got := e.blocked("staging"); slices.Contains(got, "203.0.113.20") {
+			t.Fatalf("the heal of a resolved incident ran: %v", got)
+		}
+	})
 }

@@ -91,9 +91,10 @@ func (r *Reconciler) run(ctx context.Context, e *store.Execution) error {
 	// one whose playbook was removed or replaced since it was judged (a
 	// heal signed before the removal; an apply a crash left executing,
 	// resumed now) is cancelled, and the removal's or update's revert
-	// releases what the version holds. So is an apply whose version was
+	// releases what the version holds. So is one whose version was
 	// reverted (the same content back on the branch does not bring it
-	// back).
+	// back), and a heal whose version expired or whose drift incident was
+	// resolved.
 	if code, why, err := r.notInForce(ctx, e); err != nil {
 		return err
 	} else if why != "" {
@@ -237,7 +238,8 @@ func (r *Reconciler) recordStop(ctx context.Context, e *store.Execution, u store
 // notInForce says why an apply or a heal may no longer run: its playbook
 // left the branch, or another version of it replaced this one; or, the
 // version on the branch, it may not act again (versionOver: a revert of it
-// is recorded). "" when it may run, and for reverts, which release what a
+// is recorded; for a heal, its version expired or its incident was
+// resolved). "" when it may run, and for reverts, which release what a
 // version no longer in force holds.
 func (r *Reconciler) notInForce(ctx context.Context, e *store.Execution) (judgement.Code, string, error) {
 	if e.Operation != string(action.Apply) && e.Operation != judgement.OperationHeal {

@@ -61,9 +61,9 @@ func (e *RetryChangedError) Error() string {
 
 // Retry asks for a new attempt of a failed operation, as executor actor:
 // allowed when its content is still the one on the branch (for a revert:
-// not back on it), for an apply its version neither expired nor reverted
-// (notExpired, versionOver), the policy set in force is the one that
-// judged it, and
+// not back on it), for an apply or a heal its version neither expired nor
+// reverted (versionOver; for a heal also its incident open), the policy
+// set in force is the one that judged it, and
 // a fresh dry-run plan is the approved one or what it becomes once the
 // targets applied so far are applied (action.(*Plan).ProgressedFrom). Then
 // its statements still count. The operation goes back to pending (audited
@@ -127,8 +127,8 @@ func (r *Reconciler) Retry(ctx context.Context, id int64, actor audit.Actor) (*s
 }
 
 // retryable checks what a retry needs: a failed operation, no hold that
-// stops execution, its version not expired nor reverted, and its content,
-// policy set and plan unchanged.
+// stops execution, its version not expired nor reverted (nor, for a heal,
+// its incident resolved), and its content, policy set and plan unchanged.
 func (r *Reconciler) retryable(ctx context.Context, e *store.Execution) error {
 	if e.State != store.ExecFailed {
 		return notRetryable(e)
@@ -196,9 +196,9 @@ func (r *Reconciler) executionHeld(ctx context.Context) error {
 }
 
 // contentInForce checks that the operation is still what the branch asks:
-// an apply's version is the one on the branch under its name; a revert's
-// version is not back on it (an expiry's revert is due whatever the branch
-// holds).
+// an apply's or a heal's version is the one on the branch under its name;
+// a revert's version is not back on it (an expiry's revert is due whatever
+// the branch holds).
 func (r *Reconciler) contentInForce(ctx context.Context, e *store.Execution) error {
 	a, err := r.opts.Store.ActiveByName(ctx, e.Name)
 	if errors.Is(err, store.ErrNotFound) {
@@ -207,11 +207,12 @@ func (r *Reconciler) contentInForce(ctx context.Context, e *store.Execution) err
 	if err != nil {
 		return err
 	}
+	acts := e.Operation == string(action.Apply) || e.Operation == judgement.OperationHeal
 	switch {
-	case e.Operation == string(action.Apply) && a == nil:
+	case acts && a == nil:
 		return &RetryChangedError{What: ChangedContent, Detail: fmt.Sprintf(
 			"playbook %s is no longer on the branch; its removal is an operation of its own", e.Name)}
-	case e.Operation == string(action.Apply) && a.VersionID != e.VersionID:
+	case acts && a.VersionID != e.VersionID:
 		v, err := r.opts.Store.PlaybookVersionByID(ctx, a.VersionID)
 		if err != nil {
 			return err
@@ -244,35 +245,67 @@ func (r *Reconciler) notExpired(ctx context.Context, e *store.Execution) error {
 		e.ID, ErrNotRetryable, e.Name, v.ExpiresAt.UTC().Format(time.RFC3339))
 }
 
-// versionOver says why an apply may no longer act on live systems
-// although its version is the one on the branch ("" when it may), with the
-// code it is cancelled with at the moment of use: a revert of its version
-// is recorded, in any state. The same content merged again after it was
-// removed (or replaced) is not in force again (trust rule 4: it is not
-// applied again, nor retried), and what it applied now could never be
-// released, since the version's revert, keyed by (name, digest, revert),
-// is already the one recorded. Retry refuses such an operation, and
-// notInForce cancels it at the moment of use.
+// versionOver says why an apply or a heal may no longer act on live
+// systems although its version is the one on the branch ("" when it may),
+// with the code it is cancelled with at the moment of use:
+//
+//   - a revert of its version is recorded, in any state: the same content
+//     merged again after it was removed (or replaced) is not in force
+//     again (trust rule 4: it is not applied again, retried or healed),
+//     and what it applied now could never be released, since the
+//     version's revert, keyed by (name, digest, revert), is already the
+//     one recorded;
+//   - for a heal, its version's expiresAfter has passed (its expiry
+//     releases what the version holds), or its drift incident was
+//     resolved (a drift that comes back is a new incident with a heal of
+//     its own).
+//
+// Retry refuses such an operation, and notInForce cancels it at the moment
+// of use.
 func (r *Reconciler) versionOver(ctx context.Context, e *store.Execution) (judgement.Code, string, error) {
-	if e.Operation != string(action.Apply) {
+	heal := e.Operation == judgement.OperationHeal
+	if e.Operation != string(action.Apply) && !heal {
 		return "", "", nil
+	}
+	if heal {
+		v, err := r.opts.Store.PlaybookVersionByID(ctx, e.VersionID)
+		if err != nil {
+			return "", "", err
+		}
+		if v.ExpiresAt != nil && !r.opts.Now().Before(*v.ExpiresAt) {
+			return codeDriftResolved, fmt.Sprintf("playbook %s expired at %s: its expiry releases what it holds, and an expired version is not healed; to act again, change the playbook",
+				e.Name, v.ExpiresAt.UTC().Format(time.RFC3339)), nil
+		}
 	}
 	rv, err := r.opts.Store.ExecutionByKey(ctx, e.Name, e.Digest, string(action.Revert))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return "", "", nil
 	case err != nil:
 		return "", "", err
+	default:
+		code := codeRemoved
+		switch {
+		case heal:
+			code = codeDriftResolved
+		case rv.Trigger == string(judgement.Update):
+			code = codeSuperseded
+		case rv.Trigger == string(judgement.BreakGlass):
+			code = codeBreakGlassLapsed
+		}
+		return code, fmt.Sprintf("a revert of %s@%.12s is recorded (execution %d, trigger %s, %s): a version does not act again after its revert, even when the same content is back on the branch, and nothing could release what it applied now; to act again, change the playbook (its ticket, say)",
+			e.Name, e.Digest, rv.ID, rv.Trigger, rv.State), nil
 	}
-	code := codeRemoved
-	switch rv.Trigger {
-	case string(judgement.Update):
-		code = codeSuperseded
-	case string(judgement.BreakGlass):
-		code = codeBreakGlassLapsed
+	if heal {
+		inc, err := r.opts.Store.IncidentByID(ctx, e.Incident)
+		if err != nil {
+			return "", "", err
+		}
+		if inc.ResolvedAt != nil {
+			return codeDriftResolved, fmt.Sprintf("drift incident %d was resolved at %s: a drift that comes back is a new incident, with a heal of its own",
+				inc.ID, inc.ResolvedAt.UTC().Format(time.RFC3339)), nil
+		}
 	}
-	return code, fmt.Sprintf("a revert of %s@%.12s is recorded (execution %d, trigger %s, %s): a version does not act again after its revert, even when the same content is back on the branch, and nothing could release what it applied now; to act again, change the playbook (its ticket, say)",
-		e.Name, e.Digest, rv.ID, rv.Trigger, rv.State), nil
+	return "", "", nil
 }
 
 // planUnchanged reads live state through the backend's dry-run and checks

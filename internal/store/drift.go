@@ -196,6 +196,15 @@ func (s *Store) OpenIncidents(ctx context.Context) (map[int64]*DriftIncident, er
 	return out, translate(rows.Err())
 }
 
+// IncidentByID loads one incident, open or resolved (ErrNotFound: none).
+func (s *Store) IncidentByID(ctx context.Context, id int64) (*DriftIncident, error) {
+	d, err := scanIncident(s.db.QueryRow(ctx, `SELECT `+incidentColumns+` FROM drift_incidents WHERE id = $1`, id))
+	if err != nil {
+		return nil, fmt.Errorf("store: drift incident %d: %w", id, err)
+	}
+	return d, nil
+}
+
 // OpenIncident records a new incident (a version has at most one open).
 func (s *Store) OpenIncident(ctx context.Context, d DriftIncident) (*DriftIncident, error) {
 	got, err := scanIncident(s.db.QueryRow(ctx, `
