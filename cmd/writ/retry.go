@@ -36,7 +36,11 @@ the playbook instead; its new version is judged and approved as an
 operation of its own. Nor is a playbook applied again once its
 expiresAfter has passed (409 not_retryable): its time counts from the
 attempt that first applied part of it, and its expiry releases what that
-attempt applied.
+attempt applied. Nor, once a playbook was removed and its revert
+recorded, is its failed apply retried, even if the same content was
+merged again (409 not_retryable): the version stays reverted, and to
+act again you change the playbook. A failed drift heal is not retried
+once its playbook expired or was reverted, or its incident resolved.
 
 Like every attempt it is checked again right before the backend is
 called: a fresh policy decision, the approvals verified again (expired,
