@@ -294,17 +294,24 @@ func Verify(in Input) Verdict {
 // judged here: Verify's verdict, which sees every ordinary statement,
 // blocks on them. The caller asks only when the policies allow an
 // emergency for the operation; in.ApprovalsRequired and in.ApproverRoles
-// are ignored.
+// are ignored. in.Operation must be apply (or empty) with no incident:
+// for any other operation nothing counts (InputError).
 func VerifyBreakGlass(in Input) Verdict {
 	in.ApprovalsRequired = 1
 	if err := in.validate(); err != nil {
 		return inputError(err, 1)
 	}
+	if op := cmp.Or(in.Operation, OperationApply); op != OperationApply || in.Incident != 0 {
+		// Break-glass lets an emergency apply run, nothing else: not a
+		// revert, and not a heal, which is judged for its incident only.
+		return inputError(fmt.Errorf("break-glass lets only the apply of a playbook run, not a %s (incident %d)", op, in.Incident), 1)
+	}
 	in.Options.setDefaults()
 	return rules{
 		subjects:      []Subject{in.Subject},
 		repository:    in.Repository,
-		operation:     cmp.Or(in.Operation, OperationApply),
+		operation:     OperationApply,
+		incident:      in.Incident,
 		required:      1,
 		approverRoles: []string{RoleBreakGlass},
 		proposerRoles: []string{RoleAnalyst},

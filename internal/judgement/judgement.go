@@ -136,9 +136,12 @@ func (o Operation) policyInput(envs policy.Environments) policy.Input {
 }
 
 // emergency reports whether the operation asks for break-glass: the apply
-// of a playbook marked emergency.
+// of a playbook marked emergency. A heal is an apply too, but never an
+// emergency: it is an operation of its own, keyed by its drift incident,
+// and a break-glass statement signed for the playbook's apply never lets
+// it run (trust rule 7).
 func (o Operation) emergency() bool {
-	return o.Kind == action.Apply && o.Playbook != nil && o.Playbook.Spec.Emergency
+	return o.Kind == action.Apply && !o.Heal() && o.Playbook != nil && o.Playbook.Spec.Emergency
 }
 
 // Trust is what decides: the policy set and keyring of the trusted commit,
@@ -362,12 +365,16 @@ func Judge(ctx context.Context, op Operation, t Trust, in Inputs) Judgement {
 // break-glass role signed one, citing this content, policy set and plan.
 func (j *Judgement) breakGlass(t Trust, in Inputs, cite string) bool {
 	op := j.Operation
-	if in.NoBreakGlass || !op.emergency() || !j.Decision.Emergency || j.Decision.Outcome == policy.Deny {
+	if in.NoBreakGlass || op.Heal() || !op.emergency() || !j.Decision.Emergency || j.Decision.Outcome == policy.Deny {
 		return false
 	}
+	// Defence in depth: the statement is verified for exactly this
+	// operation and incident, and VerifyBreakGlass counts nothing for
+	// anything but an apply.
 	bv := approval.VerifyBreakGlass(approval.Input{
 		Subject:      approval.Subject{Path: op.Playbook.Path, Digest: op.Playbook.Digest},
-		Operation:    string(op.Kind),
+		Operation:    op.Signed(),
+		Incident:     op.Incident,
 		Repository:   t.Repository,
 		PolicyDigest: t.Policies.Digest(),
 		PlanDigest:   cite,

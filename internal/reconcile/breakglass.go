@@ -36,10 +36,15 @@ import (
 // run, and its revert is already recorded.
 const codeBreakGlassLapsed judgement.Code = "breakglass_lapsed"
 
-// noBreakGlass reports whether an emergency apply may no longer run on a
-// break-glass statement: its invocation lapsed.
+// noBreakGlass reports whether an operation may not run on a break-glass
+// statement: anything but an apply (a heal is keyed by its incident, and
+// the statement signed for the apply never covers it), or an emergency
+// apply whose invocation lapsed.
 func (r *Reconciler) noBreakGlass(ctx context.Context, e *store.Execution, op judgement.Operation) bool {
-	if op.Kind != action.Apply || op.Playbook == nil || !op.Playbook.Spec.Emergency {
+	if e.Operation != string(action.Apply) || op.Kind != action.Apply || op.Heal() {
+		return true
+	}
+	if op.Playbook == nil || !op.Playbook.Spec.Emergency {
 		return false
 	}
 	b, err := r.opts.Store.BreakGlassOf(ctx, e.ID)
@@ -55,6 +60,9 @@ func (r *Reconciler) noBreakGlass(ctx context.Context, e *store.Execution, op ju
 // break-glass statement, with its deadline, audited, before its backend is
 // called. A resumed or retried attempt keeps the first deadline.
 func (r *Reconciler) invokeBreakGlass(ctx context.Context, e *store.Execution, j judgement.Judgement) error {
+	if e.Operation != string(action.Apply) || j.Operation.Heal() {
+		return fmt.Errorf("execution %d: break-glass for a %s: only an apply runs on break-glass", e.ID, e.Operation)
+	}
 	if j.BreakGlass == nil || len(j.BreakGlass.Counted) == 0 {
 		return fmt.Errorf("execution %d: break-glass judgement without its statement", e.ID)
 	}

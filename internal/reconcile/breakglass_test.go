@@ -417,3 +417,73 @@ func TestBreakGlassDeletedInsideTheWindowStillLapses(t *testing.T) {
 	}
 	e.verifyAudit()
 }
+
+// A heal is an operation of its own (trust rule 7): the break-glass
+// statement frank signed for an emergency playbook's apply never lets the
+// heal of a drift incident run (a statement cannot even name a heal and
+// break glass), and no break-glass window is opened for a heal, whose
+// "lapse" would revert a block its quorum had confirmed. The heal waits for the
+// statements of its own operation and incident.
+func TestBreakGlassNeverRunsAHeal(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, breakGlassRoster, func(o *Options) {
+		o.Drift = DriftOptions{Modes: map[string]string{"production": DriftModeHeal}}
+	})
+	e.pass()
+	name := "contain-heal"
+	e.merge("intrusion", map[string]string{pbPath(name): emergencyPlaybook(name, "203.0.113.66")})
+	e.pass()
+	e.breakGlass(name, "frank")
+	e.pass()
+	e.signPending(name, "alice", approval.Propose)
+	e.signPending(name, "bob", approval.Approve)
+	e.pass()
+	if b := e.breakGlassOf(name); b.State != store.BreakGlassConfirmed {
+		t.Fatalf("not confirmed: %+v", b)
+	}
+	// Someone removes the address from live state by hand: the drift
+	// check records an incident and its heal.
+	file := filepath.Join(e.dir, "blocklist", "production.txt")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(strings.Replace(string(data), "203.0.113.66\n", "", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.checkDrift()
+	e.pass()
+	heal := e.execution(name, "heal")
+	if heal.State != store.ExecWaiting || heal.ReasonCode != string(judgement.CodeAwaitingApproval) {
+		t.Fatalf("the heal ran on the apply's break-glass statement: %s %s (%s)", heal.State, heal.ReasonCode, heal.Reason)
+	}
+	if b, err := e.st.BreakGlassOf(e.ctx, heal.ID); err == nil {
+		t.Fatalf("a break-glass window was opened for the heal: %+v", b)
+	}
+	// No window of the heal lapses: the confirmed apply is never reverted.
+	e.clock.Advance(4*time.Hour + time.Second)
+	e.pass()
+	if b := e.breakGlassOf(name); b.State != store.BreakGlassConfirmed {
+		t.Fatalf("the apply's record after the window: %+v", b)
+	}
+	list, err := e.st.ListExecutions(e.ctx, store.ExecutionFilter{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range list {
+		if x.Operation == "revert" {
+			t.Fatalf("a revert of the confirmed block was recorded: %s %s (%s)", x.Trigger, x.State, x.Reason)
+		}
+	}
+	// The heal's own statements heal it.
+	heal = e.execution(name, "heal")
+	e.signHeal(heal, heal.Incident, map[string]string{"alice": approval.Propose, "bob": approval.Approve})
+	e.pass()
+	if heal = e.execution(name, "heal"); heal.State != store.ExecCompleted {
+		t.Fatalf("the heal with its statements: %s %s (%s)", heal.State, heal.ReasonCode, heal.Reason)
+	}
+	if got := e.blocked("production"); !slices.Equal(got, []string{"203.0.113.66"}) {
+		t.Fatalf("after the heal: %v", got)
+	}
+	e.verifyAudit()
+}
