@@ -39,7 +39,11 @@ const codeBreakGlassLapsed judgement.Code = "breakglass_lapsed"
 // noBreakGlass reports whether an operation may not run on a break-glass
 // statement: anything but an apply (a heal is keyed by its incident, and
 // the statement signed for the apply never covers it), or an emergency
-// apply whose invocation lapsed.
+// apply whose invocation is no longer open. A lapsed one never runs on
+// break-glass again; a confirmed one (a retry of a partly applied apply,
+// say) runs only on its normal quorum, which the confirmation found and
+// which must still hold: its window is closed, so nothing would ever ask
+// for the quorum again.
 func (r *Reconciler) noBreakGlass(ctx context.Context, e *store.Execution, op judgement.Operation) bool {
 	if e.Operation != string(action.Apply) || op.Kind != action.Apply || op.Heal() {
 		return true
@@ -53,12 +57,15 @@ func (r *Reconciler) noBreakGlass(ctx context.Context, e *store.Execution, op ju
 	}
 	// Unknown (the database failed): judge without break-glass, which can
 	// only keep the apply waiting.
-	return err != nil || b.State == store.BreakGlassLapsed
+	return err != nil || b.State != store.BreakGlassOpen
 }
 
 // invokeBreakGlass records that an emergency apply is about to run on a
 // break-glass statement, with its deadline, audited, before its backend is
-// called. A resumed or retried attempt keeps the first deadline.
+// called. A resumed or retried attempt keeps the first deadline while its
+// window is open; once the invocation is confirmed or lapsed it is an
+// error (noBreakGlass keeps such an apply from being judged ready on
+// break-glass), and nothing is called.
 func (r *Reconciler) invokeBreakGlass(ctx context.Context, e *store.Execution, j judgement.Judgement) error {
 	if e.Operation != string(action.Apply) || j.Operation.Heal() {
 		return fmt.Errorf("execution %d: break-glass for a %s: only an apply runs on break-glass", e.ID, e.Operation)
@@ -72,8 +79,14 @@ func (r *Reconciler) invokeBreakGlass(ctx context.Context, e *store.Execution, j
 	return r.store(context.WithoutCancel(ctx), func(tx *store.Store) error {
 		b, created, err := tx.InvokeBreakGlass(ctx, store.BreakGlass{ExecutionID: e.ID, Name: e.Name, Digest: e.Digest,
 			Environment: e.Environment, Signer: signer, InvokedAt: now, Deadline: deadline})
-		if err != nil || !created {
+		if err != nil {
 			return err
+		}
+		if !created {
+			if b.State != store.BreakGlassOpen {
+				return fmt.Errorf("execution %d: its break-glass is %s (%s): it runs only on its normal quorum now", e.ID, b.State, b.Resolution)
+			}
+			return nil
 		}
 		entry := executionEntry(e, audit.EventBreakGlassInvoked, j.Reason.Text)
 		entry.Actor = audit.Actor{ID: signer, Role: approval.RoleBreakGlass}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/writ-sec/writ/internal/action"
+	"github.com/writ-sec/writ/internal/action/webhook/webhooktest"
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/config"
@@ -484,6 +486,83 @@ func TestBreakGlassNeverRunsAHeal(t *testing.T) {
 	}
 	if got := e.blocked("production"); !slices.Equal(got, []string{"203.0.113.66"}) {
 		t.Fatalf("after the heal: %v", got)
+	}
+	e.verifyAudit()
+}
+
+// bgEDREnv: isolate_host in production bound to an EDR on loopback, the
+// break-glass roster, an emergency playbook isolating fin-ws-12 and
+// fin-ws-13 merged and waiting for its approval; a transient error fails
+// at once.
+func bgEDREnv(t *testing.T, window time.Duration) (*env, *webhooktest.Receiver, string) {
+	t.Helper()
+	e := newEnvWith(t, breakGlassRoster, func(o *Options) { o.MaxAttempts = 1; o.BreakGlassWindow = window })
+	edr := webhooktest.New(t)
+	reg := action.NewRegistry()
+	reg.Register("isolate_host", "production", edr.Backend("webhook:edr"))
+	e.rec.opts.Backends = reg
+	e.pass()
+	name := "isolate-fin-ws"
+	e.merge("isolate", map[string]string{pbPath(name): fmt.Sprintf(isolateTmpl, name, "INC-77", "fin-ws-12, fin-ws-13") + "  emergency: true\n"})
+	e.pass()
+	return e, edr, name
+}
+
+// A confirmed break-glass is closed for good: a retry of the partly
+// applied emergency apply whose approvals no longer count (expired here;
+// a withdrawal or a disabled approver alike) does not run on frank's
+// break-glass statement alone, which would need no new window and so
+// never ask for its quorum again. It waits for approvals of the plan it
+// would run, and runs on them.
+func TestBreakGlassConfirmedNeverRunsOnBreakGlassAgain(t *testing.T) {
+	t.Parallel()
+	e, edr, name := bgEDREnv(t, 4*time.Hour)
+	edr.Fail("fin-ws-13", "the EDR agent on fin-ws-13 is offline")
+	e.breakGlass(name, "frank") // valid for 4h
+	e.pass()
+	ex := e.execution(name, "apply")
+	if ex.State != store.ExecFailed || !slices.Equal(edr.Contained(), []string{"fin-ws-12"}) {
+		t.Fatalf("partly applied on break-glass: %s %v", ex.State, edr.Contained())
+	}
+	// The quorum comes, bob's approval valid for 30 minutes.
+	e.signPending(name, "alice", approval.Propose)
+	d := e.pendingItem(name)
+	st, err := d.Statement(approval.Approve, "bob", "ok for now", e.clock.Now(), 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.submit(e.signItem("bob", st))
+	e.pass()
+	if b := e.breakGlassOf(name); b.State != store.BreakGlassConfirmed {
+		t.Fatalf("not confirmed: %+v", b)
+	}
+	// An hour later bob's approval no longer counts; the EDR is back and
+	// an executor retries: stopped at the moment of use.
+	e.clock.Advance(time.Hour)
+	edr.Fail("fin-ws-13", "")
+	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	e.pass()
+	ex = e.execution(name, "apply")
+	if slices.Contains(edr.Contained(), "fin-ws-13") || ex.State != store.ExecWaiting || ex.ReasonCode != string(judgement.CodeAwaitingApproval) {
+		t.Fatalf("the retry ran on the break-glass statement alone: %s %s (%s); contained %v", ex.State, ex.ReasonCode, ex.Reason, edr.Contained())
+	}
+	if b := e.breakGlassOf(name); b.State != store.BreakGlassConfirmed {
+		t.Fatalf("record after the retry: %+v", b)
+	}
+	if n := e.countEvents(audit.EventBreakGlassInvoked); n != 1 {
+		t.Fatalf("%d breakglass.invoked entries", n)
+	}
+	// Its item offers no break-glass: it would let nothing run.
+	if d := e.pendingItem(name); d.BreakGlass != nil {
+		t.Fatalf("a confirmed apply offers break-glass again: %+v", d.BreakGlass)
+	}
+	// A fresh approval of the plan it would run lets it finish.
+	e.signPending(name, "bob", approval.Approve)
+	e.pass()
+	if ex = e.execution(name, "apply"); ex.State != store.ExecCompleted || !slices.Contains(edr.Contained(), "fin-ws-13") {
+		t.Fatalf("with its approval: %s %s (%s); contained %v", ex.State, ex.ReasonCode, ex.Reason, edr.Contained())
 	}
 	e.verifyAudit()
 }

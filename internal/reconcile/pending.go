@@ -223,7 +223,11 @@ func (r *Reconciler) Pending(ctx context.Context) ([]Pending, error) {
 			return nil, err
 		}
 		for _, e := range ops {
-			out = append(out, r.pendingOp(e, t, byDigest[e.Digest]))
+			p := r.pendingOp(e, t, byDigest[e.Digest])
+			if err := r.spentBreakGlass(ctx, e, &p); err != nil {
+				return nil, err
+			}
+			out = append(out, p)
 		}
 	}
 	confirm, err := r.pendingBreakGlass(ctx)
@@ -360,7 +364,31 @@ func (r *Reconciler) PendingItem(ctx context.Context, id string) (*PendingDetail
 	if err != nil {
 		return nil, err
 	}
-	return r.opDetail(ctx, e, t, r.pendingOp(e, t, approvals))
+	p := r.pendingOp(e, t, approvals)
+	if err := r.spentBreakGlass(ctx, e, &p); err != nil {
+		return nil, err
+	}
+	return r.opDetail(ctx, e, t, p)
+}
+
+// spentBreakGlass withdraws the break-glass offer of an emergency apply
+// whose invocation was confirmed or lapsed: it runs only on its normal
+// quorum now (noBreakGlass), so a break-glass statement would let nothing
+// run.
+func (r *Reconciler) spentBreakGlass(ctx context.Context, e *store.Execution, p *Pending) error {
+	if p.BreakGlass == nil || p.BreakGlass.InvokedAt != nil {
+		return nil
+	}
+	b, err := r.opts.Store.BreakGlassOf(ctx, e.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case b.State != store.BreakGlassOpen:
+		p.BreakGlass = nil
+	}
+	return nil
 }
 
 // opDetail adds to a playbook operation's item what a reviewer reads and
