@@ -41,6 +41,7 @@ const (
 	CodeBreakGlassMismatch   Code = "break_glass_mismatch"   // a break-glass statement where the quorum is counted, or an ordinary one where break-glass is
 	CodeNotPending           Code = "not_pending"            // refused at the door: about an operation already done, or a superseded change
 	CodeWithdrawn            Code = "withdrawn"              // refused at the door: the statement was withdrawn (its review dismissed, its text edited away)
+	CodeRejectionNotBinding  Code = "rejection_not_binding"  // a rejection of a revert the approved content or a lapsed break-glass makes due: it does not hold it back
 )
 
 // Submitted is one envelope as it reached writ, with where it came from.
@@ -86,6 +87,13 @@ type Options struct {
 	// needs one (docs/approvals.md, Quorum). Default false: proposals
 	// required.
 	RelaxProposal bool
+	// RejectionsDoNotBind: signed rejections do not block (they are
+	// reported as not counted, CodeRejectionNotBinding). For the reverts
+	// that are due whatever anyone signs now: the one expiresAfter
+	// scheduled (its time was part of the approved content) and the one a
+	// lapsed break-glass records (the lapse is how the missing quorum is
+	// enforced). Default false: a rejection blocks.
+	RejectionsDoNotBind bool
 }
 
 // Defaults of Options.
@@ -279,6 +287,7 @@ func Verify(in Input) Verdict {
 		policyDigest:    in.PolicyDigest,
 		planDigest:      in.PlanDigest,
 		requireProposal: in.ApprovalsRequired > 0 || !in.Options.RelaxProposal,
+		noVeto:          in.Options.RejectionsDoNotBind,
 		keyring:         in.Keyring,
 		now:             in.Now,
 		maxAge:          in.Options.MaxAge,
@@ -403,6 +412,8 @@ type rules struct {
 	policyDigest    string
 	planDigest      string
 	requireProposal bool
+	// noVeto: rejections do not block (Options.RejectionsDoNotBind).
+	noVeto bool
 	// breakGlass: only break-glass statements count (VerifyBreakGlass);
 	// otherwise they never do.
 	breakGlass   bool
@@ -767,6 +778,11 @@ func (r rules) tally(res []checked) Verdict {
 			v.Counted = append(v.Counted, Counted{Approver: c.person.ID, Role: c.role, EnvelopeIndex: i,
 				KeyID: c.key.ID, IssuedAt: p.IssuedAt, ValidUntil: c.validTill})
 		case Reject:
+			if r.noVeto {
+				notCounted(c, CodeRejectionNotBinding, "a rejection does not hold back this revert: it is due by the approved content (a scheduled expiry) or by a break-glass whose quorum did not come")
+				v.NotCounted = append(v.NotCounted, c.notCounted())
+				continue
+			}
 			v.Rejected = append(v.Rejected, Rejection{Approver: c.person.ID, Role: c.role,
 				Reason: cmp.Or(p.Reason, "(no reason given)"), EnvelopeIndex: i, IssuedAt: p.IssuedAt})
 		}

@@ -573,6 +573,49 @@ func TestHealBinding(t *testing.T) {
 	}
 }
 
+// With RejectionsDoNotBind (a scheduled expiry's revert, a lapsed
+// break-glass's revert) a valid rejection does not block: it is reported
+// as not counting, and the quorum is judged without it.
+func TestRejectionsDoNotBind(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testPeople)
+	revert := func(who, decision string) []byte {
+		p := pred(who, decision)
+		p.Operation = OperationRevert
+		return f.sign(t, who, p)
+	}
+	in := baseInput(f, submitted(revert("bob", Reject)))
+	in.Operation, in.ApprovalsRequired, in.Options.RelaxProposal = OperationRevert, 0, true
+	if v := Verify(in); v.QuorumMet || len(v.Rejected) != 1 {
+		t.Fatalf("a rejection binds by default: %+v", v)
+	}
+	in.Options.RejectionsDoNotBind = true
+	v := Verify(in)
+	if !v.QuorumMet || len(v.Rejected) != 0 {
+		t.Fatalf("a rejection held back a revert it does not bind: %+v", v)
+	}
+	if c, _ := codeOf(v, 0); c != CodeRejectionNotBinding {
+		t.Fatalf("the rejection is reported as %q", c)
+	}
+}
+
+// Break-glass lets only an apply run: asked for a revert or a heal, it
+// counts nothing.
+func TestBreakGlassOnlyForAnApply(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testPeople)
+	for _, c := range []struct {
+		op       string
+		incident int64
+	}{{OperationRevert, 0}, {OperationHeal, 3}, {OperationApply, 3}} {
+		in := baseInput(f, nil)
+		in.Operation, in.Incident = c.op, c.incident
+		if v := VerifyBreakGlass(in); v.QuorumMet || v.Err == nil || !strings.Contains(v.InputError, "only the apply") {
+			t.Fatalf("break-glass for a %s (incident %d): %+v", c.op, c.incident, v)
+		}
+	}
+}
+
 func TestVerifyInputErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, testPeople[:2])

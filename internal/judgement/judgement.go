@@ -392,10 +392,17 @@ func (j *Judgement) breakGlass(t Trust, in Inputs, cite string) bool {
 // revert that expiresAfter scheduled was intended by the apply's signed
 // content, and the revert of a lapsed break-glass apply undoes what ran
 // before its approvals, so when its policies ask no approval neither
-// needs a proposal.
+// needs a proposal. Nor does a signed rejection hold either back: the
+// expiry's time was approved with the content (to keep the block longer,
+// change the playbook), and the lapse is how the quorum the emergency
+// apply never gathered is enforced, which one person's rejection of the
+// revert must not undo.
 func ApprovalOptions(o approval.Options, op Operation, d policy.Decision) approval.Options {
-	if (op.Trigger == Expiry || op.Trigger == BreakGlass) && op.Kind == action.Revert && d.ApprovalsRequired == 0 {
-		o.RelaxProposal = true
+	if (op.Trigger == Expiry || op.Trigger == BreakGlass) && op.Kind == action.Revert {
+		o.RejectionsDoNotBind = true
+		if d.ApprovalsRequired == 0 {
+			o.RelaxProposal = true
+		}
 	}
 	return o
 }

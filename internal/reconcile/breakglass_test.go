@@ -566,3 +566,40 @@ func TestBreakGlassConfirmedNeverRunsOnBreakGlassAgain(t *testing.T) {
 	}
 	e.verifyAudit()
 }
+
+// One approver's signed rejection of the revert does not keep a lapsed
+// break-glass block in force: the lapse is how the quorum the emergency
+// apply never gathered is enforced, so its revert (trigger breakglass) is
+// not held back by a rejection, which is reported as not counting.
+func TestBreakGlassLapseNotHeldBackByARejectionOfTheRevert(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, breakGlassRoster, func(o *Options) { o.BreakGlassWindow = time.Hour })
+	e.pass()
+	name := "contain-keep"
+	e.merge("keep", map[string]string{pbPath(name): emergencyPlaybook(name, "203.0.113.150")})
+	e.pass()
+	e.breakGlass(name, "frank")
+	e.pass()
+	if got := e.blocked("production"); len(got) != 1 {
+		t.Fatalf("after break-glass: %v", got)
+	}
+	ap := e.execution(name, "apply")
+	e.submit(e.signWith("carol", approval.Predicate{Decision: approval.Reject, Operation: approval.OperationRevert, Reason: "keep it blocked"},
+		[]approval.Subject{{Path: ap.Path, Digest: ap.Digest}}))
+	e.clock.Advance(time.Hour + time.Second)
+	e.pass()
+	if b := e.breakGlassOf(name); b.State != store.BreakGlassLapsed {
+		t.Fatalf("not lapsed: %+v", b)
+	}
+	rv := e.execution(name, "revert")
+	if rv.Trigger != string(judgement.BreakGlass) || rv.State != store.ExecCompleted {
+		t.Fatalf("the lapse's revert: %s %s (%s)", rv.Trigger, rv.State, rv.Reason)
+	}
+	if got := e.blocked("production"); len(got) != 0 {
+		t.Fatalf("a rejection of the revert kept a lapsed break-glass block in force: %v", got)
+	}
+	if !strings.Contains(string(rv.Verdict), string(approval.CodeRejectionNotBinding)) {
+		t.Fatalf("carol's rejection is not reported as not counting: %s", rv.Verdict)
+	}
+	e.verifyAudit()
+}

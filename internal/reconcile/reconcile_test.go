@@ -11,6 +11,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
+	"github.com/writ-sec/writ/internal/judgement"
 	"github.com/writ-sec/writ/internal/policy"
 	"github.com/writ-sec/writ/internal/store"
 )
@@ -182,6 +183,40 @@ func TestExpiredPlaybookReverts(t *testing.T) {
 	}
 	if got := e.blocked("staging"); len(got) != 0 {
 		t.Fatalf("blocklist after expiry %v", got)
+	}
+	e.verifyAudit()
+}
+
+// The revert expiresAfter scheduled is due by the approved content: one
+// approver's signed rejection of it does not keep the block past its
+// time (to keep it longer, change the playbook); the rejection is
+// reported as not counting.
+func TestExpiryNotHeldBackByARejectionOfTheRevert(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	name := "block-temp"
+	e.merge("temp", map[string]string{pbPath(name): playbookYAML(name, "INC-7", "203.0.113.50", "low", "staging", "  expiresAfter: 2h\n")})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	if got := e.blocked("staging"); !slices.Equal(got, []string{"203.0.113.50"}) {
+		t.Fatalf("blocklist %v", got)
+	}
+	ap := e.execution(name, "apply")
+	e.submit(e.signWith("carol", approval.Predicate{Decision: approval.Reject, Operation: approval.OperationRevert, Reason: "keep it"},
+		[]approval.Subject{{Path: ap.Path, Digest: ap.Digest}}))
+	e.clock.Advance(2*time.Hour + time.Second)
+	e.pass()
+	rv := e.execution(name, "revert")
+	if rv.Trigger != string(judgement.Expiry) || rv.State != store.ExecCompleted {
+		t.Fatalf("the expiry's revert: %s %s (%s)", rv.Trigger, rv.State, rv.Reason)
+	}
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("a rejection of the revert kept an expired block: %v", got)
+	}
+	if !strings.Contains(string(rv.Verdict), string(approval.CodeRejectionNotBinding)) {
+		t.Fatalf("carol's rejection is not reported as not counting: %s", rv.Verdict)
 	}
 	e.verifyAudit()
 }
