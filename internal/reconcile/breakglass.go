@@ -186,18 +186,17 @@ func (r *Reconciler) confirmBreakGlass(ctx context.Context, b *store.BreakGlass,
 
 // lapseBreakGlass ends an invocation whose quorum did not come: what the
 // apply applied is reverted (trigger breakglass), and an apply that has
-// not run is cancelled.
+// not run (again) is cancelled. What it applied is read whatever its
+// state: a partly applied apply whose retry waits, or that a check at
+// the moment of use stopped or rejected, holds what its earlier attempts
+// applied (mayHaveApplied).
 func (r *Reconciler) lapseBreakGlass(ctx context.Context, b *store.BreakGlass, e *store.Execution, why string) error {
-	var targets []string
-	switch e.State {
-	case store.ExecCompleted, store.ExecFailed:
-		var err error
-		if targets, err = r.partlyApplied(ctx, e); err != nil {
-			return err
-		}
+	targets, err := r.mayHaveApplied(ctx, e)
+	if err != nil {
+		return err
 	}
 	var revertID int64
-	err := r.store(ctx, func(tx *store.Store) error {
+	err = r.store(ctx, func(tx *store.Store) error {
 		revertID = 0
 		var entries []audit.Entry
 		var ref *int64

@@ -603,3 +603,52 @@ func TestBreakGlassLapseNotHeldBackByARejectionOfTheRevert(t *testing.T) {
 	}
 	e.verifyAudit()
 }
+
+// A lapse reverts what the emergency apply applied whatever its state at
+// the deadline: partly applied on break-glass (fin-ws-12 isolated,
+// fin-ws-13 failed), its retry stopped at the moment of use once frank's
+// statement expired and waiting, it is cancelled and the lapse's revert
+// releases fin-ws-12. Before, only a completed or failed apply was
+// reverted: the host stayed isolated for good, without its quorum, and
+// not even removing the playbook released it.
+func TestBreakGlassLapseRevertsAPartlyAppliedApplyWhoseRetryWaits(t *testing.T) {
+	t.Parallel()
+	e, edr, name := bgEDREnv(t, 6*time.Hour)
+	edr.Fail("fin-ws-13", "the EDR agent on fin-ws-13 is offline")
+	e.breakGlass(name, "frank") // valid for 4h
+	e.pass()
+	ex := e.execution(name, "apply")
+	if ex.State != store.ExecFailed || !slices.Equal(edr.Contained(), []string{"fin-ws-12"}) {
+		t.Fatalf("partly applied on break-glass: %s %v", ex.State, edr.Contained())
+	}
+	edr.Fail("fin-ws-13", "")
+	e.clock.Advance(4*time.Hour + time.Second)
+	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	e.pass()
+	if ex = e.execution(name, "apply"); ex.State != store.ExecWaiting {
+		t.Fatalf("the retry after frank's statement expired: %s %s (%s)", ex.State, ex.ReasonCode, ex.Reason)
+	}
+	// The window passes with no quorum.
+	e.clock.Advance(2 * time.Hour)
+	e.pass()
+	b := e.breakGlassOf(name)
+	if b.State != store.BreakGlassLapsed || b.RevertID == nil {
+		t.Fatalf("lapse %+v", b)
+	}
+	rv, err := e.st.ExecutionByID(e.ctx, *b.RevertID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv.Trigger != string(judgement.BreakGlass) || !slices.Equal(rv.Targets, []string{"fin-ws-12"}) || rv.State != store.ExecCompleted {
+		t.Fatalf("the lapse's revert: %s %s %v (%s)", rv.Trigger, rv.State, rv.Targets, rv.Reason)
+	}
+	if ex = e.execution(name, "apply"); ex.State != store.ExecCancelled || ex.ReasonCode != string(codeBreakGlassLapsed) {
+		t.Fatalf("the apply after the lapse: %s %s (%s)", ex.State, ex.ReasonCode, ex.Reason)
+	}
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("the lapse left hosts isolated: %v", got)
+	}
+	e.verifyAudit()
+}

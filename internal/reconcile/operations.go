@@ -210,7 +210,7 @@ func (r *Reconciler) prepareApply(ctx context.Context, c gitsrc.Commit, w *work)
 		// earlier attempt of it applied (a partly applied apply whose
 		// retry had not run yet) is released like any dropped target;
 		// otherwise there is nothing of it to revert.
-		if prevTargets, err = r.partlyApplied(ctx, prevApply); err != nil {
+		if prevTargets, err = r.mayHaveApplied(ctx, prevApply); err != nil {
 			return err
 		}
 		reason := fmt.Sprintf("superseded by %s@%.12s at commit %.12s before it ran", w.pb.Metadata.Name, w.pb.Digest, c.SHA)
@@ -223,7 +223,16 @@ func (r *Reconciler) prepareApply(ctx context.Context, c gitsrc.Commit, w *work)
 			return nil
 		}
 	case prevApply != nil && (prevApply.State == store.ExecDenied || prevApply.State == store.ExecRejected || prevApply.State == store.ExecCancelled):
-		return nil // it never ran: nothing to revert
+		// Final: it never runs again. What an attempt of it applied before
+		// it was stopped (a partly applied apply whose retry was rejected,
+		// a lapsed break-glass) is released like any dropped target;
+		// otherwise it never ran and there is nothing to revert.
+		if prevTargets, err = r.mayHaveApplied(ctx, prevApply); err != nil {
+			return err
+		}
+		if len(prevTargets) == 0 {
+			return nil
+		}
 	default:
 		if prevTargets, err = r.appliedTargets(ctx, w.prev); err != nil {
 			return err
@@ -276,9 +285,10 @@ func (r *Reconciler) appliedTargets(ctx context.Context, v *store.PlaybookVersio
 
 // prepareRevert lays out the revert of a playbook removed from the branch;
 // one never applied is not reverted (its waiting apply is cancelled). A
-// partly applied one (its apply failed for some targets) is reverted on
-// exactly the targets it applied: removing it from the branch is how a
-// half-done playbook is rolled back, judged like any revert.
+// partly applied one (its apply failed for some targets, or went back to
+// waiting, or ended rejected, denied or cancelled after an attempt) is
+// reverted on the targets it applied: removing it from the branch is how
+// a half-done playbook is rolled back, judged like any revert.
 func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work) error {
 	applied, err := r.opts.Store.ExecutionByKey(ctx, w.prev.Name, w.prev.Digest, string(action.Apply))
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -305,11 +315,12 @@ func (r *Reconciler) prepareRevert(ctx context.Context, c gitsrc.Commit, w *work
 		// no-op).
 		targets = slices.Clone(applied.Targets)
 		w.note = "removed while its apply was executing; the revert releases every target it may have applied"
-	case waiting:
-		// A partly applied apply retried, whose new attempt has not run:
-		// what the earlier attempt applied is released like any partly
-		// applied playbook's.
-		if targets, err = r.partlyApplied(ctx, applied); err != nil {
+	case applied != nil:
+		// A partly applied apply retried, whose new attempt has not run,
+		// or one stopped (rejected, denied) or cancelled after an attempt
+		// (a lapsed break-glass): what the earlier attempts applied is
+		// released like any partly applied playbook's.
+		if targets, err = r.mayHaveApplied(ctx, applied); err != nil {
 			return err
 		}
 	}

@@ -391,6 +391,44 @@ func (r *Reconciler) partlyApplied(ctx context.Context, e *store.Execution) ([]s
 	return slices.Clip(applied), nil
 }
 
+// mayHaveApplied is what an apply may hold in live state, whatever its
+// state: every target once it completed; the targets whose recorded
+// result is applied once it failed (partlyApplied); nothing before its
+// first attempt; and once an attempt ran but the apply went back to
+// waiting or pending (a retry), or ended rejected, denied or cancelled
+// (stopped or cancelled at the moment of use, a lapsed break-glass), the
+// targets an attempt recorded as applied and those no attempt recorded a
+// result for, which an attempt interrupted before it could record them
+// may have applied (releasing a target that was not applied is a no-op).
+// An executing apply may have applied every target.
+func (r *Reconciler) mayHaveApplied(ctx context.Context, e *store.Execution) ([]string, error) {
+	switch {
+	case e.State == store.ExecCompleted, e.State == store.ExecExecuting:
+		return slices.Clone(e.Targets), nil
+	case e.State == store.ExecFailed:
+		return r.partlyApplied(ctx, e)
+	case e.Attempts == 0:
+		return nil, nil
+	}
+	results, err := r.opts.Store.ExecutionTargets(ctx, e.ID)
+	if err != nil {
+		return nil, err
+	}
+	known := make(map[string]bool, len(results))
+	applied := make(map[string]bool, len(results))
+	for _, t := range results {
+		known[t.Target] = true
+		applied[t.Target] = appliedResult(t.Result)
+	}
+	var out []string
+	for _, t := range e.Targets {
+		if applied[t] || !known[t] {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
 func withFields(payload json.RawMessage, fields map[string]any) json.RawMessage {
 	var m map[string]any
 	if err := json.Unmarshal(payload, &m); err != nil {

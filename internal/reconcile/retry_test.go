@@ -11,6 +11,7 @@ import (
 
 	"github.com/writ-sec/writ/internal/action"
 	"github.com/writ-sec/writ/internal/action/webhook/webhooktest"
+	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
 	"github.com/writ-sec/writ/internal/store"
 	"github.com/writ-sec/writ/policies"
@@ -897,4 +898,43 @@ func BenchmarkRetryRequest(b *testing.B) {
 		}
 		b.StartTimer()
 	}
+}
+
+// Removing a partly applied playbook whose retry was rejected releases
+// what the earlier attempt applied: a rejected apply is final, but it
+// held fin-ws-12, and its removal's revert names it. Before, a rejected
+// (or denied, or cancelled) apply counted as never applied, and the host
+// stayed isolated with no playbook holding it.
+func TestRemovedAfterARejectedRetryReleasesWhatWasApplied(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	ex := partlyApplied(t, e, edr, name)
+	edr.Fail("fin-ws-13", "")
+	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	e.submit(e.signWith("carol", approval.Predicate{Decision: approval.Reject, Reason: "not fin-ws-13"},
+		[]approval.Subject{{Path: ex.Path, Digest: ex.Digest}}))
+	e.pass()
+	if ex = e.execution(name, "apply"); ex.State != store.ExecRejected {
+		t.Fatalf("the retry after carol's rejection: %s %s (%s)", ex.State, ex.ReasonCode, ex.Reason)
+	}
+	if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12"}) {
+		t.Fatalf("contained %v", got)
+	}
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	rv := e.execution(name, "revert")
+	if rv.Trigger != "delete" || !slices.Equal(rv.Targets, []string{"fin-ws-12"}) {
+		t.Fatalf("the removal's revert: %s %s %v (%s)", rv.Trigger, rv.State, rv.Targets, rv.Reason)
+	}
+	e.approveVersion(name, "revert", map[string]string{"alice": approval.Propose, "bob": approval.Approve})
+	e.pass()
+	if rv = e.execution(name, "revert"); rv.State != store.ExecCompleted {
+		t.Fatalf("the removal's revert: %s %s (%s)", rv.State, rv.ReasonCode, rv.Reason)
+	}
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("after the removal: contained %v", got)
+	}
+	e.verifyAudit()
 }
