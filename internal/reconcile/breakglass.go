@@ -184,6 +184,10 @@ func (r *Reconciler) confirmBreakGlass(ctx context.Context, b *store.BreakGlass,
 	return err
 }
 
+// errLapseLater: a lapse found the version's revert executing; it is
+// settled on a later pass, once that revert has finished.
+var errLapseLater = errors.New("the version's revert is executing")
+
 // lapseBreakGlass ends an invocation whose quorum did not come: what the
 // apply applied is reverted (trigger breakglass), and an apply that has
 // not run (again) is cancelled. What it applied is read whatever its
@@ -219,12 +223,25 @@ func (r *Reconciler) lapseBreakGlass(ctx context.Context, b *store.BreakGlass, e
 			case created:
 				revertID = rv.ID
 				entries = append(entries, executionEntry(rv, eventIntended, rv.Reason))
-			case rv.Trigger != string(judgement.BreakGlass) && (rv.State == store.ExecWaiting || rv.State == store.ExecPending) && rv.Attempts == 0:
+			case rv.Trigger == string(judgement.BreakGlass):
+				// Already the lapse's.
+			case rv.State == store.ExecExecuting:
+				// The deletion's or update's revert is running (or was
+				// interrupted and is resumed next): the lapse waits for it
+				// to finish rather than resolve without a runnable revert.
+				return errLapseLater
+			case rv.State == store.ExecCompleted:
+				// It ran: what it released is released, and what it did not
+				// name (an update keeps targets) is held by the version in
+				// force, whose own apply completed before its revert ran.
+			default:
 				// The playbook was deleted or updated inside the window: its
-				// revert waits for statements of its own. The emergency apply
-				// never had its quorum, so that revert becomes the lapse's,
-				// releasing everything the apply applied: otherwise a push
-				// inside the window would keep the block in force unapproved.
+				// revert waits for statements of its own, or was rejected,
+				// denied or failed. The emergency apply never had its quorum,
+				// so that revert becomes the lapse's, releasing everything
+				// the apply applied (rejections do not hold it back):
+				// otherwise a push inside the window would keep the block in
+				// force unapproved.
 				ne, err := tx.RetriggerRevertForBreakGlass(ctx, rv.ID, targets, "break-glass lapsed: "+why)
 				if err != nil {
 					return err
@@ -263,6 +280,10 @@ func (r *Reconciler) lapseBreakGlass(ctx context.Context, b *store.BreakGlass, e
 		_, err := r.appendAudit(ctx, tx, append([]audit.Entry{entry}, entries...)...)
 		return err
 	})
+	if errors.Is(err, errLapseLater) {
+		r.log.InfoContext(ctx, "break-glass lapse waits for the revert under way", slog.Int64("execution", e.ID), slog.String("playbook", e.Name))
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -652,3 +652,82 @@ func TestBreakGlassLapseRevertsAPartlyAppliedApplyWhoseRetryWaits(t *testing.T) 
 	}
 	e.verifyAudit()
 }
+
+// A push inside the window never escapes the lapse, whatever became of
+// the revert it recorded: the deletion's revert rejected by one approver
+// (final) is still taken over by the lapse, and released the block with
+// no approval. Before, only a revert waiting for its first attempt was
+// taken over; the record lapsed and the block stayed in force for good.
+func TestBreakGlassLapseTakesOverARejectedDeletionRevert(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, breakGlassRoster, func(o *Options) { o.BreakGlassWindow = time.Hour })
+	e.pass()
+	name := "contain-then-delete"
+	e.merge("glass", map[string]string{pbPath(name): emergencyPlaybook(name, "203.0.113.140")})
+	e.pass()
+	e.breakGlass(name, "frank")
+	e.pass()
+	if got := e.blocked("production"); len(got) != 1 {
+		t.Fatalf("after break-glass: %v", got)
+	}
+	e.merge("delete", nil, pbPath(name))
+	e.pass()
+	rv := e.execution(name, "revert")
+	e.submit(e.signWith("carol", approval.Predicate{Decision: approval.Reject, Operation: approval.OperationRevert, Reason: "do not unblock at 3 a.m."},
+		[]approval.Subject{{Path: rv.Path, Digest: rv.Digest}}))
+	e.pass()
+	if rv = e.execution(name, "revert"); rv.State != store.ExecRejected || rv.Trigger != "delete" {
+		t.Fatalf("the deletion's revert: %s %s (%s)", rv.State, rv.Trigger, rv.Reason)
+	}
+	e.clock.Advance(time.Hour + time.Second)
+	e.pass()
+	b := e.breakGlassOf(name)
+	if b.State != store.BreakGlassLapsed || b.RevertID == nil || *b.RevertID != rv.ID {
+		t.Fatalf("lapse %+v (revert %d)", b, rv.ID)
+	}
+	if rv = e.execution(name, "revert"); rv.State != store.ExecCompleted || rv.Trigger != string(judgement.BreakGlass) {
+		t.Fatalf("the revert after the lapse: %s %s (%s)", rv.State, rv.Trigger, rv.Reason)
+	}
+	if got := e.blocked("production"); len(got) != 0 {
+		t.Fatalf("the emergency block outlived its window: %v", got)
+	}
+	e.verifyAudit()
+}
+
+// A deletion's revert that failed after releasing part of the targets is
+// taken over by the lapse too, as the same operation (rule 4): what it
+// released is not sent again, the rest is released.
+func TestBreakGlassLapseTakesOverAFailedDeletionRevert(t *testing.T) {
+	t.Parallel()
+	e, edr, name := bgEDREnv(t, 2*time.Hour)
+	e.breakGlass(name, "frank")
+	e.pass()
+	if got := edr.Contained(); len(got) != 2 {
+		t.Fatalf("after break-glass: %v", got)
+	}
+	e.merge("delete", nil, pbPath(name))
+	e.pass()
+	edr.Fail("fin-ws-13", "the EDR agent on fin-ws-13 is offline")
+	e.approveVersion(name, "revert", map[string]string{"alice": approval.Propose, "bob": approval.Approve})
+	e.pass()
+	rv := e.execution(name, "revert")
+	if rv.State != store.ExecFailed || !slices.Equal(edr.Contained(), []string{"fin-ws-13"}) {
+		t.Fatalf("the deletion's revert: %s (%s); contained %v", rv.State, rv.Reason, edr.Contained())
+	}
+	edr.Fail("fin-ws-13", "")
+	e.clock.Advance(2*time.Hour + time.Second)
+	e.pass()
+	if b := e.breakGlassOf(name); b.State != store.BreakGlassLapsed || b.RevertID == nil || *b.RevertID != rv.ID {
+		t.Fatalf("lapse %+v (revert %d)", b, rv.ID)
+	}
+	if rv = e.execution(name, "revert"); rv.State != store.ExecCompleted || rv.Trigger != string(judgement.BreakGlass) {
+		t.Fatalf("the revert after the lapse: %s %s (%s)", rv.State, rv.Trigger, rv.Reason)
+	}
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("the emergency isolation outlived its window: %v", got)
+	}
+	if n := edr.Count(action.Revert, "fin-ws-12"); n != 1 {
+		t.Fatalf("fin-ws-12 was released %d times", n)
+	}
+	e.verifyAudit()
+}

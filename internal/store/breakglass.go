@@ -128,21 +128,24 @@ func (s *Store) ResolveBreakGlass(ctx context.Context, executionID int64, state,
 	return nil
 }
 
-// RetriggerRevertForBreakGlass turns a revert that has not started (a
-// deletion's or an update's, waiting for its own statements) into the
-// revert of a lapsed break-glass apply: trigger and change type
-// breakglass, the targets the apply applied, back to waiting to be judged
-// afresh (its earlier judgement no longer applies). ErrConflict when it
-// has started or ended.
+// RetriggerRevertForBreakGlass turns the revert of the version a lapsed
+// break-glass apply ran (a deletion's or an update's, recorded inside the
+// window) into the lapse's revert: trigger and change type breakglass,
+// the targets the apply applied, back to waiting to be judged afresh (its
+// earlier judgement no longer applies). It may have been waiting for
+// statements of its own, rejected, denied, or failed after releasing part
+// of them: it stays the version's one revert (rule 4: its attempts and
+// per-target results are kept, so a target it released is not released
+// again). ErrConflict when it is executing or completed.
 func (s *Store) RetriggerRevertForBreakGlass(ctx context.Context, id int64, targets []string, reason string) (*Execution, error) {
 	e, err := scanExecution(s.db.QueryRow(ctx, `
 		UPDATE executions SET trigger = 'breakglass', change_type = 'breakglass', targets = $2, state = 'waiting',
 			reason_code = 'intended', reason = $3, decision = NULL, policy_digest = '', plan_digest = '', plan = NULL, verdict = NULL,
-			updated_at = now()
-		WHERE id = $1 AND operation = 'revert' AND state IN ('waiting', 'pending') AND attempts = 0
+			finished_at = NULL, updated_at = now()
+		WHERE id = $1 AND operation = 'revert' AND state NOT IN ('executing', 'completed')
 		RETURNING `+executionColumns, id, targets, reason))
 	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("store: revert %d has started or ended: %w", id, ErrConflict)
+		return nil, fmt.Errorf("store: revert %d is executing or completed: %w", id, ErrConflict)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: retrigger revert %d: %w", id, err)
