@@ -140,17 +140,27 @@ func (r *Reconciler) settleBreakGlass(ctx context.Context, b *store.BreakGlass, 
 		return err
 	}
 	// The normal quorum, without break-glass, for the plan that ran (or,
-	// for an apply not run yet, the plan it was judged with).
-	j := judgement.Judge(ctx, op, r.judging(t), judgement.Inputs{
-		PlanDigest: e.PlanDigest, Envelopes: envs, Now: r.opts.Now(), NoBreakGlass: true,
-	})
+	// for an apply not run yet, the plan it was judged with). A pass that
+	// comes after the deadline (a history hold skipped this step, the
+	// leader was down) judges the quorum as it stood at the deadline:
+	// statements issued after it do not count (issued_in_future), and the
+	// door refuses them (stale), so only a quorum that came in time
+	// confirms.
 	now := r.opts.Now()
+	late := !now.Before(b.Deadline)
+	at := now
+	if late {
+		at = b.Deadline
+	}
+	j := judgement.Judge(ctx, op, r.judging(t), judgement.Inputs{
+		PlanDigest: e.PlanDigest, Envelopes: envs, Now: at, NoBreakGlass: true,
+	})
 	switch {
 	case j.Outcome == judgement.Ready:
 		return r.confirmBreakGlass(ctx, b, e, j)
 	case j.Outcome == judgement.Rejected, j.Outcome == judgement.Denied:
 		return r.lapseBreakGlass(ctx, b, e, j.Reason.Text)
-	case !now.Before(b.Deadline):
+	case late:
 		return r.lapseBreakGlass(ctx, b, e, fmt.Sprintf("its approvals did not come by %s: %s", b.Deadline.UTC().Format(time.RFC3339), j.Reason.Text))
 	}
 	return nil

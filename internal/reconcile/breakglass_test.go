@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -728,6 +729,64 @@ func TestBreakGlassLapseTakesOverAFailedDeletionRevert(t *testing.T) {
 	}
 	if n := edr.Count(action.Revert, "fin-ws-12"); n != 1 {
 		t.Fatalf("fin-ws-12 was released %d times", n)
+	}
+	e.verifyAudit()
+}
+
+// The deadline holds when the pass comes late (a history hold skipped
+// the break-glass step, the leader was down): approvals signed after it
+// are refused at the door, ones issued after it that reached the server
+// earlier do not count, and the invocation lapses; a quorum that came in
+// time still confirms it on the late pass.
+func TestBreakGlassDeadlineHoldsWhenThePassComesLate(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, breakGlassRoster, func(o *Options) { o.BreakGlassWindow = time.Hour })
+	e.pass()
+	e.merge("late", map[string]string{
+		pbPath("contain-late"):   emergencyPlaybook("contain-late", "203.0.113.77"),
+		pbPath("contain-dated"):  emergencyPlaybook("contain-dated", "203.0.113.78"),
+		pbPath("contain-timely"): emergencyPlaybook("contain-timely", "203.0.113.79"),
+	})
+	e.pass()
+	for _, name := range []string{"contain-late", "contain-dated", "contain-timely"} {
+		e.breakGlass(name, "frank")
+	}
+	e.pass()
+	if got := e.blocked("production"); len(got) != 3 {
+		t.Fatalf("after break-glass: %v", got)
+	}
+	deadline := e.breakGlassOf("contain-late").Deadline
+	// In time: contain-timely's quorum; and statements for contain-dated
+	// that claim to be issued two hours after the deadline.
+	e.signPending("contain-timely", "alice", approval.Propose)
+	e.signPending("contain-timely", "bob", approval.Approve)
+	dated := e.pendingItem("contain-dated")
+	for who, decision := range map[string]string{"alice": approval.Propose, "bob": approval.Approve} {
+		st, err := dated.Statement(decision, who, "dated", deadline.Add(2*time.Hour), 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.submit(e.signItem(who, st))
+	}
+	// No pass runs until three hours later.
+	e.clock.Advance(3 * time.Hour)
+	late := e.pendingItem("contain-late")
+	st, err := late.Statement(approval.Approve, "bob", "late", e.clock.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rec.SubmitApproval(e.ctx, e.signItem("bob", st), approval.Submitted{Source: "api"}); !errors.Is(err, ErrRefused) ||
+		!strings.Contains(err.Error(), "were due by") {
+		t.Fatalf("an approval after the deadline was taken: %v", err)
+	}
+	e.pass()
+	for name, want := range map[string]string{"contain-late": store.BreakGlassLapsed, "contain-dated": store.BreakGlassLapsed, "contain-timely": store.BreakGlassConfirmed} {
+		if b := e.breakGlassOf(name); b.State != want {
+			t.Fatalf("%s: %s, want %s (%s)", name, b.State, want, b.Resolution)
+		}
+	}
+	if got := e.blocked("production"); !slices.Equal(got, []string{"203.0.113.79"}) {
+		t.Fatalf("after the late pass: %v", got)
 	}
 	e.verifyAudit()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/writ-sec/writ/internal/approval"
 	"github.com/writ-sec/writ/internal/audit"
@@ -145,8 +146,9 @@ func (r *Reconciler) SubmitApproval(ctx context.Context, raw []byte, ch approval
 // stale says why a statement can never count, or nil: it is about a
 // playbook operation that is already done (completed, failed, denied,
 // rejected, cancelled — a version superseded or removed before it ran is
-// cancelled), or about a change to policies/ or .writ/ from a trusted
-// commit that is no longer in force. A statement about content writ has
+// cancelled; an emergency apply that ran on break-glass is done once its
+// deadline has passed), or about a change to policies/ or .writ/ from a
+// trusted commit that is no longer in force. A statement about content writ has
 // not seen yet (a pull request not merged) is taken: it may count later.
 // Refusing never touches what is stored.
 func (r *Reconciler) stale(ctx context.Context, st *approval.Statement) (why, err error) {
@@ -184,10 +186,15 @@ func (r *Reconciler) stale(ctx context.Context, st *approval.Statement) (why, er
 		}
 		if op == approval.OperationApply && !p.BreakGlass {
 			// An emergency apply that ran on break-glass waits for its
-			// approvals until its deadline.
+			// approvals until its deadline, and no longer: past it, they
+			// could only confirm it late (it lapses).
 			b, err := r.opts.Store.BreakGlassOf(ctx, e.ID)
 			if err == nil && b.State == store.BreakGlassOpen {
-				return nil, nil
+				if r.opts.Now().Before(b.Deadline) {
+					return nil, nil
+				}
+				return fmt.Errorf("the approvals of the %s of %s@%.12s, which ran on break-glass, were due by %s: past its deadline it lapses and is reverted, whatever is signed",
+					op, e.Path, e.Digest, b.Deadline.UTC().Format(time.RFC3339)), nil
 			}
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return nil, err
