@@ -189,20 +189,29 @@ func TestBreakGlassRevertedWhenQuorumNeverComes(t *testing.T) {
 	e.verifyAudit()
 }
 
+// brokenGlass is an env (breakGlassRoster, opts) where frank broke glass
+// on the emergency playbook name, blocking targets (", "-separated) in
+// production, and the block ran.
+func brokenGlass(t *testing.T, name, targets string, opts ...func(*Options)) *env {
+	t.Helper()
+	e := newEnvWith(t, breakGlassRoster, opts...)
+	e.pass()
+	e.merge(name, map[string]string{pbPath(name): emergencyPlaybook(name, targets)})
+	e.pass()
+	e.breakGlass(name, "frank")
+	e.pass()
+	if got, want := e.blocked("production"), strings.Split(targets, ", "); len(got) != len(want) {
+		t.Fatalf("after break-glass: blocked %v, want %v", got, want)
+	}
+	return e
+}
+
 // When the normal quorum arrives within the window, the block stays in
 // force past the deadline; frank's statement never counted toward it.
 func TestBreakGlassKeptWhenQuorumComes(t *testing.T) {
 	t.Parallel()
-	e := newEnvWith(t, breakGlassRoster)
-	e.pass()
 	name := "contain-beacon"
-	e.merge("beacon", map[string]string{pbPath(name): emergencyPlaybook(name, "198.51.100.23")})
-	e.pass()
-	e.breakGlass(name, "frank")
-	e.pass()
-	if got := e.blocked("production"); len(got) != 1 {
-		t.Fatalf("after break-glass: %v", got)
-	}
+	e := brokenGlass(t, name, "198.51.100.23")
 	if b := e.breakGlassOf(name); !b.Deadline.Equal(b.InvokedAt.Add(4 * time.Hour)) {
 		t.Fatalf("default window: %+v", b)
 	}
@@ -236,16 +245,8 @@ func TestBreakGlassKeptWhenQuorumComes(t *testing.T) {
 // A rejection within the window reverts at once.
 func TestBreakGlassRejectedRevertsAtOnce(t *testing.T) {
 	t.Parallel()
-	e := newEnvWith(t, breakGlassRoster)
-	e.pass()
 	name := "contain-cdn"
-	e.merge("cdn", map[string]string{pbPath(name): emergencyPlaybook(name, "192.0.2.80")})
-	e.pass()
-	e.breakGlass(name, "frank")
-	e.pass()
-	if got := e.blocked("production"); len(got) != 1 {
-		t.Fatalf("after break-glass: %v", got)
-	}
+	e := brokenGlass(t, name, "192.0.2.80")
 	e.signPending(name, "carol", approval.Reject)
 	e.pass()
 	if got := e.blocked("production"); len(got) != 0 {
@@ -307,13 +308,8 @@ func TestBreakGlassNeverBreaksADenialOrAnOrdinaryPlaybook(t *testing.T) {
 // deadline; the lapse goes to the webhook with what to do next.
 func TestBreakGlassNotified(t *testing.T) {
 	t.Parallel()
-	e := newEnvWith(t, breakGlassRoster, func(o *Options) { o.BreakGlassWindow = time.Hour })
-	e.pass()
 	name := "contain-wiper"
-	e.merge("wiper", map[string]string{pbPath(name): emergencyPlaybook(name, "203.0.113.200")})
-	e.pass()
-	e.breakGlass(name, "frank")
-	e.pass()
+	e := brokenGlass(t, name, "203.0.113.200", func(o *Options) { o.BreakGlassWindow = time.Hour })
 	e.clock.Advance(time.Hour + time.Second)
 	e.pass()
 	if b := e.breakGlassOf(name); b.State != store.BreakGlassLapsed {
@@ -387,16 +383,8 @@ func TestBreakGlassNotified(t *testing.T) {
 // and releases the block with no approval.
 func TestBreakGlassDeletedInsideTheWindowStillLapses(t *testing.T) {
 	t.Parallel()
-	e := newEnvWith(t, breakGlassRoster, func(o *Options) { o.BreakGlassWindow = time.Hour })
-	e.pass()
 	name := "contain-then-delete"
-	e.merge("glass", map[string]string{pbPath(name): emergencyPlaybook(name, "203.0.113.140, 203.0.113.141")})
-	e.pass()
-	e.breakGlass(name, "frank")
-	e.pass()
-	if got := e.blocked("production"); len(got) != 2 {
-		t.Fatalf("after break-glass: %v", got)
-	}
+	e := brokenGlass(t, name, "203.0.113.140, 203.0.113.141", func(o *Options) { o.BreakGlassWindow = time.Hour })
 	e.merge("delete", nil, pbPath(name))
 	e.pass()
 	rv := e.execution(name, "revert")
@@ -429,15 +417,10 @@ func TestBreakGlassDeletedInsideTheWindowStillLapses(t *testing.T) {
 // statements of its own operation and incident.
 func TestBreakGlassNeverRunsAHeal(t *testing.T) {
 	t.Parallel()
-	e := newEnvWith(t, breakGlassRoster, func(o *Options) {
+	name := "contain-heal"
+	e := brokenGlass(t, name, "203.0.113.66", func(o *Options) {
 		o.Drift = DriftOptions{Modes: map[string]string{"production": DriftModeHeal}}
 	})
-	e.pass()
-	name := "contain-heal"
-	e.merge("intrusion", map[string]string{pbPath(name): emergencyPlaybook(name, "203.0.113.66")})
-	e.pass()
-	e.breakGlass(name, "frank")
-	e.pass()
 	e.signPending(name, "alice", approval.Propose)
 	e.signPending(name, "bob", approval.Approve)
 	e.pass()
@@ -574,16 +557,8 @@ func TestBreakGlassConfirmedNeverRunsOnBreakGlassAgain(t *testing.T) {
 // not held back by a rejection, which is reported as not counting.
 func TestBreakGlassLapseNotHeldBackByARejectionOfTheRevert(t *testing.T) {
 	t.Parallel()
-	e := newEnvWith(t, breakGlassRoster, func(o *Options) { o.BreakGlassWindow = time.Hour })
-	e.pass()
 	name := "contain-keep"
-	e.merge("keep", map[string]string{pbPath(name): emergencyPlaybook(name, "203.0.113.150")})
-	e.pass()
-	e.breakGlass(name, "frank")
-	e.pass()
-	if got := e.blocked("production"); len(got) != 1 {
-		t.Fatalf("after break-glass: %v", got)
-	}
+	e := brokenGlass(t, name, "203.0.113.150", func(o *Options) { o.BreakGlassWindow = time.Hour })
 	ap := e.execution(name, "apply")
 	e.submit(e.signWith("carol", approval.Predicate{Decision: approval.Reject, Operation: approval.OperationRevert, Reason: "keep it blocked"},
 		[]approval.Subject{{Path: ap.Path, Digest: ap.Digest}}))
@@ -661,16 +636,8 @@ func TestBreakGlassLapseRevertsAPartlyAppliedApplyWhoseRetryWaits(t *testing.T) 
 // taken over; the record lapsed and the block stayed in force for good.
 func TestBreakGlassLapseTakesOverARejectedDeletionRevert(t *testing.T) {
 	t.Parallel()
-	e := newEnvWith(t, breakGlassRoster, func(o *Options) { o.BreakGlassWindow = time.Hour })
-	e.pass()
 	name := "contain-then-delete"
-	e.merge("glass", map[string]string{pbPath(name): emergencyPlaybook(name, "203.0.113.140")})
-	e.pass()
-	e.breakGlass(name, "frank")
-	e.pass()
-	if got := e.blocked("production"); len(got) != 1 {
-		t.Fatalf("after break-glass: %v", got)
-	}
+	e := brokenGlass(t, name, "203.0.113.140", func(o *Options) { o.BreakGlassWindow = time.Hour })
 	e.merge("delete", nil, pbPath(name))
 	e.pass()
 	rv := e.execution(name, "revert")
