@@ -224,7 +224,8 @@ var catalogue = []EventSpec{
 	{EventApprovalWithdrawn, "the channel's user", "approval: the source reference", "approvals that came through a channel were withdrawn (a dismissed review, an edited text)",
 		[]string{"source", "source_ref", "withdrawn", "kept"}},
 
-	{EventExecutionIntended, "writ", "playbook", "an operation (apply or revert) was recorded, to be judged", executionFields},
+	{EventExecutionIntended, "writ", "playbook", "an operation (apply or revert) was recorded, to be judged; `revived`: a revert cancelled before it ran (its version back on the branch) taken up again by a new removal, update or expiry, the same execution",
+		with(executionFields, "revived")},
 	{EventExecutionNotRepeated, "writ", "playbook", "an apply was not recorded again: this exact playbook content was already handled once", executionFields},
 	{EventExecutionManualStart, "the executor", "playbook", "an executor started a waiting operation by hand", executionFields},
 	{EventExecutionRetryRequested, "the executor", "playbook", "an executor asked for a new attempt of a failed (or partly applied) operation: its content, policy set and plan unchanged, its statements still count; only the targets not applied are attempted, after the check at the moment of use",
@@ -239,7 +240,7 @@ var catalogue = []EventSpec{
 	{EventExecutionFailed, "writ", "playbook", "an operation failed", with(executionFields, resultFields...)},
 	{EventExecutionDenied, "writ", "playbook", "policy denied an operation", executionFields},
 	{EventExecutionRejected, "writ", "playbook", "an approver rejected an operation", executionFields},
-	{EventExecutionCancelled, "writ", "playbook", "an operation was cancelled before it ran (superseded, or its playbook removed)", executionFields},
+	{EventExecutionCancelled, "writ", "playbook", "an operation was cancelled before it ran (superseded, or its playbook removed; a revert whose version is back on the branch: restored)", executionFields},
 
 	{EventDriftDetected, "writ", "environment: the environment", "live state differs from the desired state of the active playbooks of an environment and backend (report or heal)",
 		[]string{"environment", "action", "backend", "mode", "missing", "unexpected", "changed", "counts", "playbooks", "heal", "findings_sha256"}},

@@ -239,9 +239,12 @@ func (r *Reconciler) recordStop(ctx context.Context, e *store.Execution, u store
 // left the branch, or another version of it replaced this one; or, the
 // version on the branch, it may not act again (versionOver: a revert of it
 // is recorded; for a heal, its version expired or its incident was
-// resolved). "" when it may run, and for reverts, which release what a
-// version no longer in force holds.
+// resolved). For a revert, the counterpart (restoredInForce): the version
+// it releases is back in force on the branch. "" when it may run.
 func (r *Reconciler) notInForce(ctx context.Context, e *store.Execution) (judgement.Code, string, error) {
+	if e.Operation == string(action.Revert) {
+		return r.restoredInForce(ctx, e)
+	}
 	if e.Operation != string(action.Apply) && e.Operation != judgement.OperationHeal {
 		return "", "", nil
 	}
@@ -263,6 +266,32 @@ func (r *Reconciler) notInForce(ctx context.Context, e *store.Execution) (judgem
 		return "", "", err
 	}
 	return code, why + fmt.Sprintf(" (%s did not run)", what), nil
+}
+
+// restoredInForce says why a claimed revert of a removal or an update may
+// not run: its very version is back in force on the branch (the same
+// bytes merged again), and releasing what it holds would undo what the
+// branch asks while its apply, completed, is never repeated (rule 4).
+// Only a first attempt is cancelled so (restored: a later removal or
+// update takes the revert up again); one that may have acted already,
+// resumed after a crash or tried again, finishes (restorable). The commit
+// that brings the version back cancels the revert that waits
+// (cancelRestoredRevert); this is the check at the moment of use.
+func (r *Reconciler) restoredInForce(ctx context.Context, e *store.Execution) (judgement.Code, string, error) {
+	a, err := r.opts.Store.ActiveByName(ctx, e.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", "", nil
+	case err != nil:
+		return "", "", err
+	case a.VersionID != e.VersionID:
+		return "", "", nil
+	}
+	if ok, err := restorable(ctx, r.opts.Store, e, 1); err != nil || !ok {
+		return "", "", err
+	}
+	return codeRestored, fmt.Sprintf("%s@%.12s is back on the branch (since commit %.12s): it is in force again, so this revert did not run; its next removal or update takes it up again",
+		e.Name, e.Digest, a.SinceCommit), nil
 }
 
 // cancelAtUse cancels a claimed operation that may no longer run, with
@@ -499,7 +528,7 @@ func (r *Reconciler) stepExpire(ctx context.Context, p *pass) error {
 		var id int64
 		err = r.store(ctx, func(tx *store.Store) error {
 			reason := fmt.Sprintf("expiresAfter %s has passed", v.ExpiresAt.UTC().Format(time.RFC3339))
-			e, created, err := tx.CreateExecution(ctx, store.Execution{
+			e, created, revived, err := r.createOperation(ctx, tx, store.Execution{
 				VersionID: v.ID, Name: v.Name, Digest: v.Digest, Path: v.Path, Action: v.Action, Environment: v.Environment,
 				Operation: string(action.Revert), CommitSHA: v.CommitSHA, Targets: slices.Clone(targets),
 				Trigger: string(judgement.Expiry), ChangeType: "expiry", State: store.ExecWaiting,
@@ -509,7 +538,11 @@ func (r *Reconciler) stepExpire(ctx context.Context, p *pass) error {
 				return err
 			}
 			id = e.ID
-			_, err = r.appendAudit(ctx, tx, executionEntry(e, eventIntended, e.Reason))
+			entry := executionEntry(e, eventIntended, e.Reason)
+			if revived {
+				entry.Payload = withFields(entry.Payload, map[string]any{"revived": true})
+			}
+			_, err = r.appendAudit(ctx, tx, entry)
 			return err
 		})
 		if err != nil {

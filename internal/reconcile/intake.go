@@ -184,6 +184,17 @@ func (r *Reconciler) stale(ctx context.Context, st *approval.Statement) (why, er
 		if !e.State.Done() {
 			return nil, nil // something it is about still waits
 		}
+		if e.State == store.ExecCancelled && op == approval.OperationRevert {
+			// A revert cancelled before it ran, its version back on the
+			// branch: the next removal or update takes it up again.
+			unrun, err := neverRan(ctx, r.opts.Store, e, 0)
+			if err != nil {
+				return nil, err
+			}
+			if unrun {
+				return nil, nil
+			}
+		}
 		if op == approval.OperationApply && !p.BreakGlass {
 			// An emergency apply that ran on break-glass waits for its
 			// approvals until its deadline, and no longer: past it, they

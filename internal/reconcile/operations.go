@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -28,6 +29,7 @@ const (
 	codeStartedByHand  judgement.Code = "started_manually"  // an executor started it
 	codeRemoved        judgement.Code = "removed"           // cancelled: the playbook left the branch before it ran
 	codeSuperseded     judgement.Code = "superseded"        // cancelled: a newer version replaced it before it ran
+	codeRestored       judgement.Code = "restored"          // cancelled: a revert whose version is back on the branch before it ran
 	codeRetry          judgement.Code = "retry"             // a transient backend error: tried again later
 	codeDone           judgement.Code = "done"              // completed: what it changed
 	codeBackendError   judgement.Code = "backend_error"     // failed: the backend's error
@@ -361,6 +363,19 @@ func (r *Reconciler) commitWork(ctx context.Context, c gitsrc.Commit, works []*w
 			entries = append(entries, es...)
 			created = append(created, ids...)
 		}
+		// Once every change is written (a playbook moved to another path
+		// is a deletion and an addition, in either order): a version back
+		// in force cancels its revert that has not run.
+		for _, w := range works {
+			if !w.activate {
+				continue
+			}
+			es, err := r.cancelRestoredRevert(ctx, tx, c, w)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, es...)
+		}
 		if err := tx.RecordCommit(ctx, c.SHA, c.Parent, c.Subject, map[string]any{"changes": len(works)}); err != nil {
 			return err
 		}
@@ -453,7 +468,7 @@ func (r *Reconciler) writeWork(ctx context.Context, tx *store.Store, c gitsrc.Co
 				op.VersionID = w.prev.ID
 			}
 		}
-		e, created, err := tx.CreateExecution(ctx, op)
+		e, created, revived, err := r.createOperation(ctx, tx, op)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -466,7 +481,13 @@ func (r *Reconciler) writeWork(ctx context.Context, tx *store.Store, c gitsrc.Co
 			}
 			continue
 		}
-		entries = append(entries, executionEntry(e, eventIntended, e.Reason))
+		entry := executionEntry(e, eventIntended, e.Reason)
+		if revived {
+			// The revert its version's return cancelled before it ran,
+			// taken up again: the same execution, intended anew.
+			entry.Payload = withFields(entry.Payload, map[string]any{"revived": true})
+		}
+		entries = append(entries, entry)
 		es, err := r.syncVersionStatus(ctx, tx, e, c.SHA)
 		if err != nil {
 			return nil, nil, err
@@ -485,6 +506,100 @@ func (r *Reconciler) writeWork(ctx context.Context, tx *store.Store, c gitsrc.Co
 		}
 	}
 	return entries, judge, nil
+}
+
+// createOperation records an intended operation (CreateExecution): the
+// row of its key when there is none; else the row there is, unchanged
+// (created false), except a revert that was cancelled before it ever ran
+// (its version came back on the branch, cancelRestoredRevert), which this
+// new intent takes up again (ReviveRevert, revived true): back to waiting
+// with the new commit, trigger, change type and targets, to be judged
+// afresh, and reported as created. It is still the version's one revert,
+// and it acts at most once (trust rule 4); without this, removing the
+// version again would record nothing and leave what it holds in force
+// with no playbook.
+func (r *Reconciler) createOperation(ctx context.Context, tx *store.Store, op store.Execution) (e *store.Execution, created, revived bool, err error) {
+	e, created, err = tx.CreateExecution(ctx, op)
+	if err != nil || created || op.Operation != string(action.Revert) || e.State != store.ExecCancelled {
+		return e, created, false, err
+	}
+	if ok, err := neverRan(ctx, tx, e, 0); err != nil || !ok {
+		return e, false, false, err
+	}
+	op.VersionID = cmp.Or(op.VersionID, e.VersionID)
+	ne, err := tx.ReviveRevert(ctx, e.ID, op)
+	if err != nil {
+		return nil, false, false, err
+	}
+	return ne, true, true, nil
+}
+
+// neverRan reports whether no attempt of an operation reached its
+// backend: at most attempts attempts counted (0 for an operation not
+// claimed, whose attempts the moment of use stopped are not counted; 1
+// for the claim being checked at the moment of use) and no per-target
+// result.
+func neverRan(ctx context.Context, st *store.Store, e *store.Execution, attempts int) (bool, error) {
+	if e.Attempts > attempts {
+		return false, nil
+	}
+	results, err := st.ExecutionTargets(ctx, e.ID)
+	if err != nil {
+		return false, err
+	}
+	return len(results) == 0, nil
+}
+
+// restorable reports whether a revert is one that its version back in
+// force cancels: the revert of a removal or of an update (an expiry's, or
+// a lapsed break-glass's, is due whatever the branch holds) that has not
+// acted yet (neverRan with attempts). A revert that may have acted (an
+// attempt resumed after a crash, a retry after a transient error or a
+// partial failure) is left to finish: what it released is released, and
+// it is the version's one revert (rule 4).
+func restorable(ctx context.Context, st *store.Store, e *store.Execution, attempts int) (bool, error) {
+	if e.Operation != string(action.Revert) || (e.Trigger != string(judgement.Delete) && e.Trigger != string(judgement.Update)) {
+		return false, nil
+	}
+	return neverRan(ctx, st, e, attempts)
+}
+
+// cancelRestoredRevert cancels the revert of a version that is back in
+// force on the branch (the same bytes merged again after its removal or
+// update) while that revert has not run: it would release what the branch
+// now says is in force, and the version's apply is not repeated (rule 4),
+// so nothing could ever put it back. Cancelled (restored), it is taken up
+// again by a later removal or update of the version (createOperation).
+func (r *Reconciler) cancelRestoredRevert(ctx context.Context, tx *store.Store, c gitsrc.Commit, w *work) ([]audit.Entry, error) {
+	rv, err := tx.ExecutionByKey(ctx, w.pb.Metadata.Name, w.pb.Digest, string(action.Revert))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rv.State != store.ExecWaiting && rv.State != store.ExecPending {
+		return nil, nil
+	}
+	if ok, err := restorable(ctx, tx, rv, 0); err != nil || !ok {
+		return nil, err
+	}
+	reason := fmt.Sprintf("%s@%.12s is back on the branch at commit %.12s before this revert ran: it is in force again, and its revert waits for its next removal or update",
+		rv.Name, rv.Digest, c.SHA)
+	err = tx.SetExecutionState(ctx, rv.ID, []store.ExecState{store.ExecWaiting, store.ExecPending}, store.ExecCancelled, string(codeRestored), reason, nil)
+	if err != nil {
+		return nil, err
+	}
+	ne, err := tx.ExecutionByID(ctx, rv.ID)
+	if err != nil {
+		return nil, err
+	}
+	entries := []audit.Entry{executionEntry(ne, eventFor(ne.State), reason)}
+	es, err := r.syncVersionStatus(ctx, tx, ne, c.SHA)
+	if err != nil {
+		return nil, err
+	}
+	return append(entries, es...), nil
 }
 
 func executionEntry(e *store.Execution, event audit.Event, reason string) audit.Entry {

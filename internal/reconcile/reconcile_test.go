@@ -483,3 +483,194 @@ func TestPoliciesThatCompileTooSlowlyAreRetried(t *testing.T) {
 		t.Fatalf("a compiled policy set was not kept: %v", err)
 	}
 }
+
+// readdedAfterRemoval is a playbook blocking 203.0.113.5 in staging,
+// applied, removed from the branch (its revert waits for its own signed
+// proposal) and merged again with the very same bytes: its apply is not
+// repeated.
+func readdedAfterRemoval(t *testing.T, e *env, name string) (apply, revert *store.Execution) {
+	t.Helper()
+	content := playbookYAML(name, "INC-31", "203.0.113.5", "low", "staging", "")
+	e.merge("add", map[string]string{pbPath(name): content})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	apply = e.execution(name, "apply")
+	if apply.State != store.ExecCompleted || !slices.Equal(e.blocked("staging"), []string{"203.0.113.5"}) {
+		t.Fatalf("apply: %s (%s); blocked %v", apply.State, apply.Reason, e.blocked("staging"))
+	}
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	revert = e.execution(name, "revert")
+	if revert.State != store.ExecWaiting || revert.ReasonCode != "awaiting_approval" {
+		t.Fatalf("the removal's revert: %s %s (%s)", revert.State, revert.ReasonCode, revert.Reason)
+	}
+	e.merge("readd", map[string]string{pbPath(name): content})
+	e.pass()
+	if ap := e.execution(name, "apply"); ap.ID != apply.ID || ap.State != store.ExecCompleted {
+		t.Fatalf("re-added: apply %d %s; want %d not repeated", ap.ID, ap.State, apply.ID)
+	}
+	if _, err := e.st.ActiveByName(e.ctx, name); err != nil {
+		t.Fatalf("re-added playbook not in force: %v", err)
+	}
+	return apply, revert
+}
+
+// A revert still waiting when the very same playbook content comes back
+// on the branch never runs: the branch says the block is in force again
+// and its apply is not repeated, so running the revert would release it
+// for good. The commit that brings the version back cancels the revert
+// (restored), and a proposal signed for it afterwards runs nothing.
+func TestRevertCancelledWhenItsVersionComesBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	name := "block-readd"
+	_, revert := readdedAfterRemoval(t, e, name)
+	rv := e.execution(name, "revert")
+	if rv.ID != revert.ID || rv.State != store.ExecCancelled || rv.ReasonCode != string(codeRestored) {
+		t.Fatalf("the revert after the version came back: %d %s %s (%s)", rv.ID, rv.State, rv.ReasonCode, rv.Reason)
+	}
+	cancelled := auditOf(t, e, audit.EventExecutionCancelled)
+	if len(cancelled) != 1 || !strings.Contains(string(cancelled[0].Payload), `"reason_code":"restored"`) {
+		t.Fatalf("cancellation entries %+v", cancelled)
+	}
+	// A proposal of the revert signed now is taken (a later removal takes
+	// the revert up again) but runs nothing while the version is in force.
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose"})
+	e.pass()
+	if rv := e.execution(name, "revert"); rv.State != store.ExecCancelled || rv.Attempts != 0 {
+		t.Fatalf("the revert after its proposal: %s, %d attempts (%s)", rv.State, rv.Attempts, rv.Reason)
+	}
+	if got := e.blocked("staging"); !slices.Equal(got, []string{"203.0.113.5"}) {
+		t.Fatalf("released while the playbook is in force: %v", got)
+	}
+	if st, reason := e.status(name); st != store.StatusCompleted {
+		t.Fatalf("version status %s (%s)", st, reason)
+	}
+	e.verifyAudit()
+}
+
+// The check at the moment of use does the same: a revert about to run
+// whose very version is in force on the branch is cancelled (restored)
+// without touching the backend. Here the version is put back in force
+// directly, standing for any path that would bring it back without the
+// commit's cancellation.
+func TestRevertCancelledAtUseWhenItsVersionIsInForce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	name := "block-readd"
+	content := playbookYAML(name, "INC-31", "203.0.113.5", "low", "staging", "")
+	e.merge("add", map[string]string{pbPath(name): content})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	apply := e.execution(name, "apply")
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose"})
+	rv := e.execution(name, "revert")
+	if err := e.rec.judgeByID(e.ctx, rv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if rv = e.execution(name, "revert"); rv.State != store.ExecPending {
+		t.Fatalf("the signed revert: %s (%s)", rv.State, rv.Reason)
+	}
+	if err := e.st.SetActive(e.ctx, store.ActivePlaybook{Path: pbPath(name), Name: name, VersionID: apply.VersionID, SinceCommit: apply.CommitSHA}); err != nil {
+		t.Fatal(err)
+	}
+	e.pass()
+	rv = e.execution(name, "revert")
+	if rv.State != store.ExecCancelled || rv.ReasonCode != string(codeRestored) || rv.Attempts != 0 {
+		t.Fatalf("the revert at the moment of use: %s %s, %d attempts (%s)", rv.State, rv.ReasonCode, rv.Attempts, rv.Reason)
+	}
+	if got := e.blocked("staging"); !slices.Equal(got, []string{"203.0.113.5"}) {
+		t.Fatalf("released while the playbook is in force: %v", got)
+	}
+	if j := e.journal("staging"); len(j) != 1 {
+		t.Fatalf("backend changes %v; want the apply's only", j)
+	}
+	stopped := auditOf(t, e, audit.EventExecutionStopped)
+	if len(stopped) != 1 || !strings.Contains(string(stopped[0].Payload), `"reason_code":"restored"`) {
+		t.Fatalf("stop entries %+v", stopped)
+	}
+	e.verifyAudit()
+}
+
+// Removing the playbook again after its version came back releases what
+// it holds: the revert its return cancelled before it ran is taken up
+// again by the new removal (the same row: the version is still reverted
+// at most once), back to waiting with the new commit, judged afresh and
+// audited as intended.
+func TestRemovedAgainAfterItCameBackReleases(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	name := "block-readd"
+	_, revert := readdedAfterRemoval(t, e, name)
+	sha := e.merge("remove-again", nil, pbPath(name))
+	e.pass()
+	rv := e.execution(name, "revert")
+	if rv.ID != revert.ID || rv.State != store.ExecWaiting || rv.ReasonCode != "awaiting_approval" ||
+		rv.CommitSHA != sha || rv.Trigger != "delete" || !slices.Equal(rv.Targets, []string{"203.0.113.5"}) {
+		t.Fatalf("the revert after the second removal: %d %s %s at %.12s, %s %v (%s)",
+			rv.ID, rv.State, rv.ReasonCode, rv.CommitSHA, rv.Trigger, rv.Targets, rv.Reason)
+	}
+	var revived int
+	for _, en := range auditOf(t, e, audit.EventExecutionIntended) {
+		if strings.Contains(string(en.Payload), `"revived":true`) {
+			revived++
+		}
+	}
+	if revived != 1 {
+		t.Fatalf("%d revived intents audited; want 1", revived)
+	}
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose"})
+	e.pass()
+	if rv = e.execution(name, "revert"); rv.State != store.ExecCompleted {
+		t.Fatalf("the revert: %s %s (%s)", rv.State, rv.ReasonCode, rv.Reason)
+	}
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("still blocked after the second removal: %v", got)
+	}
+	if st, reason := e.status(name); st != store.StatusReverted {
+		t.Fatalf("version status %s (%s)", st, reason)
+	}
+	e.verifyAudit()
+}
+
+// A playbook with expiresAfter removed before its time, and back on the
+// branch before its revert ran, still expires on time: the expiry takes
+// up the revert its return cancelled, and runs it.
+func TestExpiryAfterTheVersionCameBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	name := "block-temp"
+	content := playbookYAML(name, "INC-7", "203.0.113.50", "low", "staging", "  expiresAfter: 2h\n")
+	e.merge("temp", map[string]string{pbPath(name): content})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	e.merge("readd", map[string]string{pbPath(name): content})
+	e.pass()
+	if rv := e.execution(name, "revert"); rv.State != store.ExecCancelled || rv.ReasonCode != string(codeRestored) {
+		t.Fatalf("the removal's revert after the return: %s %s (%s)", rv.State, rv.ReasonCode, rv.Reason)
+	}
+	e.clock.Advance(2*time.Hour + time.Minute)
+	e.pass()
+	rv := e.execution(name, "revert")
+	if rv.State != store.ExecCompleted || rv.Trigger != "expiry" {
+		t.Fatalf("the expiry: %s %s (%s)", rv.State, rv.Trigger, rv.Reason)
+	}
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("blocked after the expiry: %v", got)
+	}
+	if st, reason := e.status(name); st != store.StatusExpired {
+		t.Fatalf("version status %s (%s)", st, reason)
+	}
+	e.verifyAudit()
+}

@@ -249,12 +249,14 @@ func (r *Reconciler) notExpired(ctx context.Context, e *store.Execution) error {
 // systems although its version is the one on the branch ("" when it may),
 // with the code it is cancelled with at the moment of use:
 //
-//   - a revert of its version is recorded, in any state: the same content
-//     merged again after it was removed (or replaced) is not in force
-//     again (trust rule 4: it is not applied again, retried or healed),
-//     and what it applied now could never be released, since the
-//     version's revert, keyed by (name, digest, revert), is already the
-//     one recorded;
+//   - a revert of its version is recorded, in any state but cancelled
+//     before it ran: the same content merged again after it was removed
+//     (or replaced) is not in force again (trust rule 4: it is not applied
+//     again, retried or healed), and what it applied now could never be
+//     released, since the version's revert, keyed by (name, digest,
+//     revert), is already the one recorded. A revert its version's return
+//     cancelled before it ran (restored) does not count: the next removal
+//     or update takes it up again (createOperation);
 //   - for a heal, its version's expiresAfter has passed (its expiry
 //     releases what the version holds), or its drift incident was
 //     resolved (a drift that comes back is a new incident with a heal of
@@ -278,6 +280,18 @@ func (r *Reconciler) versionOver(ctx context.Context, e *store.Execution) (judge
 		}
 	}
 	rv, err := r.opts.Store.ExecutionByKey(ctx, e.Name, e.Digest, string(action.Revert))
+	if err == nil && rv.State == store.ExecCancelled {
+		// A revert cancelled before it ran (its version came back on the
+		// branch): the version is in force again, and the next removal or
+		// update takes that revert up again to release what it holds.
+		unrun, uerr := neverRan(ctx, r.opts.Store, rv, 0)
+		if uerr != nil {
+			return "", "", uerr
+		}
+		if unrun {
+			rv, err = nil, store.ErrNotFound
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:

@@ -938,3 +938,52 @@ func TestRemovedAfterARejectedRetryReleasesWhatWasApplied(t *testing.T) {
 	}
 	e.verifyAudit()
 }
+
+// A partly applied playbook removed from the branch and merged again with
+// the same bytes before its revert ran is in force again: the revert is
+// cancelled (restored) and does not count as its version's revert, so a
+// retry of the failed apply is accepted and runs, and removing the
+// playbook again takes the revert up again for every target the apply
+// applied by then.
+func TestRetryAfterTheVersionCameBackBeforeItsRevert(t *testing.T) {
+	t.Parallel()
+	e, edr, name := edrEnv(t)
+	ex := partlyApplied(t, e, edr, name)
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	rv := e.execution(name, "revert")
+	if rv.State != store.ExecWaiting || !slices.Equal(rv.Targets, []string{"fin-ws-12"}) {
+		t.Fatalf("the removal's revert: %s %v (%s)", rv.State, rv.Targets, rv.Reason)
+	}
+	e.merge("readd", map[string]string{pbPath(name): fmt.Sprintf(isolateTmpl, name, "INC-77", "fin-ws-12, fin-ws-13")})
+	e.pass()
+	if rv = e.execution(name, "revert"); rv.State != store.ExecCancelled || rv.ReasonCode != string(codeRestored) {
+		t.Fatalf("the revert after the return: %s %s (%s)", rv.State, rv.ReasonCode, rv.Reason)
+	}
+	edr.Fail("fin-ws-13", "")
+	if _, err := e.rec.Retry(e.ctx, ex.ID, executor); err != nil {
+		t.Fatalf("retry of the apply in force again: %v", err)
+	}
+	e.pass()
+	if ap := e.execution(name, "apply"); ap.State != store.ExecCompleted {
+		t.Fatalf("the retried apply: %s (%s)", ap.State, ap.Reason)
+	}
+	if got := edr.Contained(); !slices.Equal(got, []string{"fin-ws-12", "fin-ws-13"}) {
+		t.Fatalf("contained after the retry: %v", got)
+	}
+	e.merge("remove-again", nil, pbPath(name))
+	e.pass()
+	again := e.execution(name, "revert")
+	if again.ID != rv.ID || again.State != store.ExecWaiting || !slices.Equal(again.Targets, []string{"fin-ws-12", "fin-ws-13"}) {
+		t.Fatalf("the revert after the second removal: %d %s %v (%s)", again.ID, again.State, again.Targets, again.Reason)
+	}
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose", "bob": "approve"})
+	e.pass()
+	if again = e.execution(name, "revert"); again.State != store.ExecCompleted {
+		t.Fatalf("the revert: %s (%s)", again.State, again.Reason)
+	}
+	if got := edr.Contained(); len(got) != 0 {
+		t.Fatalf("still contained %v", got)
+	}
+	e.verifyAudit()
+}

@@ -142,9 +142,12 @@ func (s *Store) SetPlaybookExpiry(ctx context.Context, id int64, at *time.Time) 
 
 // expiryPending is the condition on a version v whose expiry is still to
 // come or due: completed, or failed after applying some targets (only
-// those have an expiry), not archived, and not reverted yet nor being.
+// those have an expiry), not archived, and not reverted yet nor being (a
+// revert cancelled before it ran, its version back on the branch, does
+// not count: the expiry takes it up again).
 const expiryPending = `v.status IN ('completed', 'failed') AND v.expires_at IS NOT NULL AND v.archived_at IS NULL
-		AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.name = v.name AND e.digest = v.digest AND e.operation = 'revert')`
+		AND NOT EXISTS (SELECT 1 FROM executions r WHERE r.name = v.name AND r.digest = v.digest AND r.operation = 'revert'
+			AND NOT (` + revertNeverRan + `))`
 
 // DueExpiries lists versions whose expiry has come and that have no revert
 // yet: completed ones, and failed ones whose apply acted on some targets

@@ -553,3 +553,41 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]*Execu
 	}
 	return out, nil
 }
+
+// revertNeverRan is the condition on a revert r cancelled before any
+// attempt of it reached a backend: no attempt counted (an attempt the
+// moment of use stopped is not counted) and no per-target result. Such a
+// revert has not acted, so a later removal, update or expiry of its
+// version may take it up again (ReviveRevert): the version is still
+// reverted at most once (trust rule 4).
+const revertNeverRan = `r.state = 'cancelled' AND r.attempts = 0
+		AND NOT EXISTS (SELECT 1 FROM execution_targets rt WHERE rt.execution_id = r.id)`
+
+// ReviveRevert takes up again, for a new removal, update or expiry of its
+// version, a revert that was cancelled before it ever ran (its version
+// came back on the branch): back to waiting with what the new intent says
+// (commit, version and path, targets, trigger and change type, reason),
+// to be judged afresh (its earlier judgement no longer applies). It is
+// still the version's one revert. ErrConflict when the row is not a
+// revert cancelled with no attempt and no per-target result: one that
+// acted, or may have, is never revived.
+func (s *Store) ReviveRevert(ctx context.Context, id int64, e Execution) (*Execution, error) {
+	if e.Targets == nil {
+		e.Targets = []string{}
+	}
+	got, err := scanExecution(s.db.QueryRow(ctx, `
+		UPDATE executions r SET state = 'waiting', version_id = $2, path = $3, commit_sha = $4, targets = $5,
+			trigger = $6, change_type = $7, reason_code = $8, reason = $9, manual = $10,
+			decision = NULL, policy_digest = '', plan_digest = '', plan = NULL, verdict = NULL,
+			last_error = '', not_before = now(), started_at = NULL, finished_at = NULL, updated_at = now()
+		WHERE r.id = $1 AND r.operation = 'revert' AND `+revertNeverRan+`
+		RETURNING `+executionColumns,
+		id, e.VersionID, e.Path, nullIfEmpty(e.CommitSHA), e.Targets, e.Trigger, e.ChangeType, e.ReasonCode, e.Reason, e.Manual))
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("store: revert %d is not cancelled before it ran: %w", id, ErrConflict)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: revive revert %d: %w", id, err)
+	}
+	return got, nil
+}

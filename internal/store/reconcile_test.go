@@ -336,3 +336,52 @@ func TestRequeueFailedExecutionAndPendingTargets(t *testing.T) {
 		t.Fatalf("results after the requeue %+v", kept)
 	}
 }
+
+// ReviveRevert takes up again only a revert cancelled before it ever ran
+// (no attempt, no per-target result): one waiting, one that acted, or an
+// apply, is refused, so that a version is still reverted at most once.
+func TestReviveRevertOnlyWhenItNeverRan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := dbtest.Store(t)
+	rv := newExecution(t, st, "block-back", "back", "revert")
+	intent := store.Execution{VersionID: rv.VersionID, Path: rv.Path, CommitSHA: strings.Repeat("c", 40), Targets: []string{"192.0.2.1", "192.0.2.2"},
+		Trigger: "delete", ChangeType: "delete", ReasonCode: "intended", Reason: "recorded; judging"}
+	if _, err := st.ReviveRevert(ctx, rv.ID, intent); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("revive of a waiting revert: %v", err)
+	}
+	if err := st.SetExecutionState(ctx, rv.ID, []store.ExecState{store.ExecWaiting}, store.ExecCancelled, "restored", "back on the branch", nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.ReviveRevert(ctx, rv.ID, intent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != rv.ID || got.State != store.ExecWaiting || got.ReasonCode != "intended" || got.CommitSHA != intent.CommitSHA ||
+		got.Trigger != "delete" || !slices.Equal(got.Targets, intent.Targets) || got.PlanDigest != "" {
+		t.Fatalf("revived %+v", got)
+	}
+	// Once an attempt of it reached the backend, never again.
+	if err := st.SetExecutionState(ctx, rv.ID, []store.ExecState{store.ExecWaiting}, store.ExecPending, "allowed", "allowed", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ClaimExecution(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveTargetResults(ctx, rv.ID, []store.TargetResult{{Target: "192.0.2.1", Result: "changed"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.StopExecution(ctx, rv.ID, store.Judged{State: store.ExecCancelled, ReasonCode: "restored", Reason: "back"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ReviveRevert(ctx, rv.ID, intent); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("revive of a revert that acted: %v", err)
+	}
+	ap := newExecution(t, st, "block-back", "back", "apply")
+	if err := st.SetExecutionState(ctx, ap.ID, []store.ExecState{store.ExecWaiting}, store.ExecCancelled, "removed", "removed", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ReviveRevert(ctx, ap.ID, intent); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("revive of an apply: %v", err)
+	}
+}
