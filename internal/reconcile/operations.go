@@ -240,9 +240,16 @@ func (r *Reconciler) prepareApply(ctx context.Context, c gitsrc.Commit, w *work)
 			return err
 		}
 	}
+	// What the new version holds is kept; nothing when it is over (its
+	// revert completed: the same bytes back on the branch are not applied
+	// again, rule 4), and the version replaced releases it all.
 	keep := map[string]bool{}
+	over, err := r.revertCompleted(ctx, w.pb.Metadata.Name, w.pb.Digest)
+	if err != nil {
+		return err
+	}
 	for _, tg := range req.Targets {
-		keep[tg] = true
+		keep[tg] = !over
 	}
 	var dropped []string
 	for _, tg := range prevTargets {
@@ -260,6 +267,20 @@ func (r *Reconciler) prepareApply(ctx context.Context, c gitsrc.Commit, w *work)
 		State: store.ExecWaiting, ReasonCode: string(codeIntended), Reason: "recorded; judging",
 	})
 	return nil
+}
+
+// revertCompleted reports whether a version's revert completed: the
+// version is over and holds nothing, even with its bytes back on the
+// branch (store.HeldTargets counts it out too).
+func (r *Reconciler) revertCompleted(ctx context.Context, name, digest string) (bool, error) {
+	rv, err := r.opts.Store.ExecutionByKey(ctx, name, digest, string(action.Revert))
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return rv.State == store.ExecCompleted, nil
 }
 
 // appliedTargets are the targets a version in force holds: those its apply

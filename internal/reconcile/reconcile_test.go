@@ -674,3 +674,109 @@ func TestExpiryAfterTheVersionCameBack(t *testing.T) {
 	}
 	e.verifyAudit()
 }
+
+// A version whose revert completed holds nothing, even with its very
+// bytes back on the branch (not repeated). v1 blocks A and B; v2 (B and
+// C) applies and v1's update revert releases A. Back to v1's bytes: v1 is
+// not applied again, so v2's update revert releases B and C, not only C
+// (B is not held by v1), drift expects nothing of v1, and removing v1
+// leaves nothing blocked.
+func TestRevertedVersionBackOnTheBranchHoldsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	name := "block-set"
+	v1 := playbookYAML(name, "INC-41", "203.0.113.1, 203.0.113.2", "low", "staging", "")
+	v2 := playbookYAML(name, "INC-42", "203.0.113.2, 203.0.113.3", "low", "staging", "")
+	e.merge("v1", map[string]string{pbPath(name): v1})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	first := e.execution(name, "apply")
+	e.merge("v2", map[string]string{pbPath(name): v2})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose"})
+	e.pass()
+	rv1, err := e.st.ExecutionByKey(e.ctx, name, first.Digest, "revert")
+	if err != nil || rv1.State != store.ExecCompleted || !slices.Equal(rv1.Targets, []string{"203.0.113.1"}) {
+		t.Fatalf("v1's update revert: %+v %v", rv1, err)
+	}
+	if got := e.blocked("staging"); !slices.Equal(got, []string{"203.0.113.2", "203.0.113.3"}) {
+		t.Fatalf("blocked under v2: %v", got)
+	}
+	e.merge("back-to-v1", map[string]string{pbPath(name): v1})
+	e.pass()
+	if ap, err := e.st.ExecutionByKey(e.ctx, name, first.Digest, "apply"); err != nil || ap.ID != first.ID || ap.State != store.ExecCompleted {
+		t.Fatalf("v1's apply after its return: %+v %v", ap, err)
+	}
+	rv2 := e.execution(name, "revert")
+	if rv2.Digest == first.Digest || rv2.Trigger != "update" || !slices.Equal(rv2.Targets, []string{"203.0.113.2", "203.0.113.3"}) {
+		t.Fatalf("v2's update revert on the way back to v1: %s %v", rv2.Trigger, rv2.Targets)
+	}
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose"})
+	e.pass()
+	if rv2 = e.execution(name, "revert"); rv2.State != store.ExecCompleted {
+		t.Fatalf("v2's revert: %s (%s)", rv2.State, rv2.Reason)
+	}
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("blocked with only v1, reverted, on the branch: %v", got)
+	}
+	desired, err := e.st.DriftDesired(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range desired {
+		if d.Held {
+			t.Fatalf("drift expects %s held by %s@%.12s", d.Target, d.Name, d.Digest)
+		}
+	}
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("blocked after the removal: %v", got)
+	}
+	e.verifyAudit()
+}
+
+// The plain deletion: a playbook removed and reverted, merged again with
+// the same bytes (not repeated, holding nothing) and removed again has
+// nothing to release and leaves nothing blocked.
+func TestRevertedPlaybookReaddedAndRemovedAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.pass()
+	name := "block-readd"
+	content := playbookYAML(name, "INC-31", "203.0.113.5", "low", "staging", "")
+	e.merge("add", map[string]string{pbPath(name): content})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+	e.merge("remove", nil, pbPath(name))
+	e.pass()
+	e.approveVersion(name, "revert", map[string]string{"alice": "propose"})
+	e.pass()
+	revert := e.execution(name, "revert")
+	if revert.State != store.ExecCompleted || len(e.blocked("staging")) != 0 {
+		t.Fatalf("revert: %s (%s); blocked %v", revert.State, revert.Reason, e.blocked("staging"))
+	}
+	e.merge("readd", map[string]string{pbPath(name): content})
+	e.pass()
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("applied again after its revert: %v", got)
+	}
+	held, err := e.st.HeldTargets(e.ctx, "block_ip", "staging", 0)
+	if err != nil || len(held) != 0 {
+		t.Fatalf("held by the reverted version back on the branch: %v %v", held, err)
+	}
+	e.merge("remove-again", nil, pbPath(name))
+	e.pass()
+	if rv := e.execution(name, "revert"); rv.ID != revert.ID || rv.State != store.ExecCompleted {
+		t.Fatalf("the revert after the second removal: %d %s (%s)", rv.ID, rv.State, rv.Reason)
+	}
+	if got := e.blocked("staging"); len(got) != 0 {
+		t.Fatalf("blocked after the second removal: %v", got)
+	}
+	e.verifyAudit()
+}

@@ -102,21 +102,25 @@ func (s *Store) RemoveActive(ctx context.Context, path string) error {
 // whose apply completed and that were not reverted or expired since, and
 // the targets a partly applied version still on the branch did apply (its
 // apply failed for others, or is being tried again). Reverting one
-// playbook must not release what another still wants.
+// playbook must not release what another still wants. A version whose
+// revert completed (versionOver) holds nothing, whatever its status says
+// (an update's revert leaves it completed) and even when its very bytes
+// are back on the branch: it never acts again (trust rule 4), so nothing
+// of it would ever be released if it were counted as holding.
 func (s *Store) HeldTargets(ctx context.Context, action, environment string, exceptVersion int64) (map[string]bool, error) {
 	rows, err := s.db.Query(ctx, `
 		SELECT unnest(e.targets)
 		FROM active_playbooks a
 		JOIN playbook_versions v ON v.id = a.version_id
 		JOIN executions e ON e.version_id = v.id AND e.operation = 'apply' AND e.state = 'completed'
-		WHERE v.action = $1 AND v.environment = $2 AND v.id <> $3 AND v.status = 'completed'
+		WHERE v.action = $1 AND v.environment = $2 AND v.id <> $3 AND v.status = 'completed' AND NOT `+revertCompleted+`
 		UNION
 		SELECT t.target
 		FROM active_playbooks a
 		JOIN playbook_versions v ON v.id = a.version_id
 		JOIN executions e ON e.version_id = v.id AND e.operation = 'apply' AND e.state IN ('failed', 'waiting', 'pending', 'executing')
 		JOIN execution_targets t ON t.execution_id = e.id AND t.result IN ('changed', 'unchanged')
-		WHERE v.action = $1 AND v.environment = $2 AND v.id <> $3`,
+		WHERE v.action = $1 AND v.environment = $2 AND v.id <> $3 AND NOT `+revertCompleted+``,
 		action, environment, exceptVersion)
 	if err != nil {
 		return nil, fmt.Errorf("store: held targets: %w", translate(err))
@@ -139,6 +143,11 @@ func (s *Store) SetPlaybookExpiry(ctx context.Context, id int64, at *time.Time) 
 	}
 	return nil
 }
+
+// revertCompleted is the condition on a version v whose revert
+// completed: it is over, and holds nothing.
+const revertCompleted = `EXISTS (SELECT 1 FROM executions rc
+		WHERE rc.name = v.name AND rc.digest = v.digest AND rc.operation = 'revert' AND rc.state = 'completed')`
 
 // expiryPending is the condition on a version v whose expiry is still to
 // come or due: completed, or failed after applying some targets (only

@@ -24,7 +24,10 @@ type DesiredTarget struct {
 	Environment string
 	Target      string
 	// Held: a playbook in force holds it (active on the branch, its apply
-	// completed or, partly applied, this target applied, and not expired):
+	// completed or, partly applied, this target applied, not expired, and
+	// its revert not completed: an update's revert leaves its version
+	// completed, and a version whose revert ran holds nothing even when its
+	// bytes are back on the branch):
 	// missing live, it is drift a heal may re-apply. Not held: its release
 	// is under way (a deleted playbook's revert waits for approval, say);
 	// live, it is expected, never unexpected; missing, it is not drift.
@@ -46,7 +49,8 @@ func (s *Store) DriftDesired(ctx context.Context) ([]DesiredTarget, error) {
 			WHERE e.operation = 'apply' AND e.state IN ('failed', 'waiting', 'pending', 'executing')
 		)
 		SELECT a.id, a.name, a.digest, a.path, a.action, a.environment, a.target,
-			EXISTS (SELECT 1 FROM active_playbooks ap WHERE ap.version_id = a.id) AND a.status NOT IN ('expired', 'reverted') AS held
+			EXISTS (SELECT 1 FROM active_playbooks ap WHERE ap.version_id = a.id) AND a.status NOT IN ('expired', 'reverted')
+				AND NOT EXISTS (SELECT 1 FROM executions rc WHERE rc.version_id = a.id AND rc.operation = 'revert' AND rc.state = 'completed') AS held
 		FROM applied a
 		WHERE NOT EXISTS (
 			SELECT 1 FROM executions r
