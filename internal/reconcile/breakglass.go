@@ -132,6 +132,17 @@ func (r *Reconciler) settleBreakGlass(ctx context.Context, b *store.BreakGlass, 
 		return nil // an interrupted attempt: settled once it has finished
 	}
 	op, _, err := r.operation(ctx, e)
+	if errors.Is(err, errUnreadable) {
+		// The stored playbook no longer parses (its action left the
+		// server's configuration, say): its quorum cannot be judged, so it
+		// never confirms, and at the deadline it lapses like any other,
+		// reverting what the stored execution says it applied. Erring
+		// here at every pass would keep the block in force for good.
+		if r.opts.Now().Before(b.Deadline) {
+			return nil
+		}
+		return r.lapseBreakGlass(ctx, b, e, fmt.Sprintf("its approvals could not be judged by %s: %v", b.Deadline.UTC().Format(time.RFC3339), err))
+	}
 	if err != nil {
 		return err
 	}

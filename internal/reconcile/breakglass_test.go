@@ -22,6 +22,7 @@ import (
 	"github.com/writ-sec/writ/internal/keys"
 	"github.com/writ-sec/writ/internal/notify"
 	"github.com/writ-sec/writ/internal/notify/mailtest"
+	"github.com/writ-sec/writ/internal/playbook"
 	"github.com/writ-sec/writ/internal/store"
 )
 
@@ -754,6 +755,37 @@ func TestBreakGlassDeadlineHoldsWhenThePassComesLate(t *testing.T) {
 	}
 	if got := e.blocked("production"); !slices.Equal(got, []string{"203.0.113.79"}) {
 		t.Fatalf("after the late pass: %v", got)
+	}
+	e.verifyAudit()
+}
+
+// An invocation whose stored playbook no longer parses (its action left
+// the server's configuration) cannot be judged for its quorum: it never
+// confirms, the passes before its deadline go on without error, and at
+// the deadline it lapses with its revert recorded. Before, every pass
+// failed on it and it never lapsed: the block stayed in force for good.
+func TestBreakGlassLapsesWhenItsPlaybookNoLongerParses(t *testing.T) {
+	t.Parallel()
+	name := "contain-unreadable"
+	e := brokenGlass(t, name, "203.0.113.160", func(o *Options) { o.BreakGlassWindow = time.Hour })
+	e.rec.opts.Catalog = playbook.Catalog{"isolate_host": e.rec.opts.Catalog["isolate_host"]}
+	e.clock.Advance(30 * time.Minute)
+	e.pass()
+	if b := e.breakGlassOf(name); b.State != store.BreakGlassOpen {
+		t.Fatalf("before its deadline: %+v", b)
+	}
+	e.clock.Advance(31 * time.Minute)
+	e.pass()
+	b := e.breakGlassOf(name)
+	if b.State != store.BreakGlassLapsed || b.RevertID == nil || !strings.Contains(b.Resolution, "could not be judged") {
+		t.Fatalf("at its deadline: %+v", b)
+	}
+	rv, err := e.st.ExecutionByID(e.ctx, *b.RevertID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv.Trigger != string(judgement.BreakGlass) || !slices.Equal(rv.Targets, []string{"203.0.113.160"}) {
+		t.Fatalf("the lapse's revert: %s %v (%s)", rv.Trigger, rv.Targets, rv.Reason)
 	}
 	e.verifyAudit()
 }
