@@ -382,3 +382,40 @@ func TestRefusedReviewsAreAuditedWithinBounds(t *testing.T) {
 		t.Fatalf("summary %s", sums[0].Payload)
 	}
 }
+
+// Text a pull request or an outsider's comment carries reaches the check
+// run's summary inert: a target that is not an address (quoted in its
+// problem) and a refused envelope's text (quoted in its refusal) render
+// as written, never as a link, a team mention or HTML under writ's name.
+func TestReportShowsUntrustedTextInert(t *testing.T) {
+	e := newEnv(t)
+	const link = "[Approve in writ](https://evil.example/login)"
+	const mention = "@acme/security-team"
+	const html = `<a href=https://evil.example/x>details</a>`
+	payload := link + " " + mention + " " + html
+	p := e.openPR(31, "mallory-gh", "", map[string]string{
+		pbPath("c2"): playbookYAML("c2", "INC-1", `'`+payload+`'`, "low", "staging"),
+	})
+	e.process()
+	// A comment by an account that is nobody's login, with a block that
+	// does not parse.
+	body := "```writ\n{\"payloadType\":\"" + strings.ReplaceAll(payload, `"`, `\"`) + "\",\"payload\":\"e30=\",\"signatures\":[{\"sig\":\"AA==\"}]}\n```\n"
+	c := e.gh.AddComment(31, "random-outsider", body)
+	m := e.fixture("issue_comment.created.json")
+	m["issue"].(map[string]any)["number"] = 31
+	m["comment"] = e.gh.CommentObject(31, c.ID)
+	m["sender"] = e.gh.SenderJSON("random-outsider")
+	e.deliver("issue_comment", m)
+	e.process()
+
+	run := e.check(p.head)
+	for _, live := range []string{link, mention, html, "](https://"} {
+		if strings.Contains(run.Summary, live) {
+			t.Errorf("the summary carries %q live:\n%s", live, run.Summary)
+		}
+	}
+	// Both are still shown, escaped.
+	if n := strings.Count(run.Summary, `\[Approve in writ\]`); n < 2 {
+		t.Errorf("the problem and the refusal are not both shown (%d):\n%s", n, run.Summary)
+	}
+}

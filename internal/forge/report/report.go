@@ -180,15 +180,37 @@ func Plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-// MD escapes text for a Markdown table cell or a line.
-func MD(s string) string {
-	s = strings.ReplaceAll(s, "|", `\|`)
-	s = strings.ReplaceAll(s, "\n", " ")
-	return strings.ReplaceAll(s, "\r", "")
-}
+// mdInert rewrites text so that neither forge's Markdown (GitHub's,
+// GitLab's) makes anything of it: the characters that open inline markup
+// (code, emphasis, links and images, HTML and entities, strikethrough,
+// table cells) are backslash-escaped, except the underscore, which result
+// codes are full of (would_block) and which links nothing; a mention (@user, @group, @all) and
+// an address the forges would link by themselves (https://…, www.…,
+// user@host) are broken by a zero-width space, which they do not link;
+// and line breaks become spaces, so the text stays on its line and can
+// never start a heading, a list, a quote or a quick action.
+var mdInert = strings.NewReplacer(
+	`\`, `\\`, "`", "\\`", "*", `\*`, "[", `\[`, "]", `\]`,
+	"<", `\<`, ">", `\>`, "|", `\|`, "~", `\~`, "&", `\&`,
+	"@", "@\u200b", "://", ":\u200b//", "www.", "www\u200b.",
+	"\r\n", " ", "\n", " ", "\r", " ",
+)
 
-// Code is s as inline code.
-func Code(s string) string { return "`" + strings.ReplaceAll(s, "`", "'") + "`" }
+// MD is text for a Markdown line or table cell, inert: what a pull
+// request, a comment or a backend's answer carries (a playbook's values in
+// a problem, a refused envelope's text, a policy's reason) is shown as
+// written and never renders as a link, a mention, HTML or markup in the
+// report writ posts.
+func MD(s string) string { return mdInert.Replace(s) }
+
+// codeInert keeps inline code on its line and in its table cell.
+var codeInert = strings.NewReplacer("`", "'", "|", `\|`, "\r\n", " ", "\n", " ", "\r", " ")
+
+// Code is s as inline code, which renders nothing: a backtick inside
+// becomes a quote (it would end the span), a pipe is escaped (it would end
+// a table cell) and line breaks become spaces (a blank line would end the
+// span and the paragraph).
+func Code(s string) string { return "`" + codeInert.Replace(s) + "`" }
 
 func summary(in Input) string {
 	ev := in.Eval

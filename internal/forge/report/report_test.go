@@ -38,3 +38,19 @@ func TestBuildWordsPerForge(t *testing.T) {
 		t.Fatal("an empty change does not succeed")
 	}
 }
+
+// What a pull request or a comment carries is inert in the report: every
+// character that opens markup is escaped, mentions and addresses the
+// forges would link are broken, and the text stays on its line and in its
+// table cell.
+func TestUntrustedTextIsInert(t *testing.T) {
+	t.Parallel()
+	hostile := "[Approve](https://evil.example/login) ![x](y) @acme/security-team @all <a href=x>d</a> &lt; **b** `c` ~~g~~ a|b www.evil.example m@evil.example\n\n# h\r\n> q"
+	want := "\\[Approve\\](https:\u200b//evil.example/login) !\\[x\\](y) @\u200bacme/security-team @\u200ball \\<a href=x\\>d\\</a\\> \\&lt; \\*\\*b\\*\\* \\`c\\` \\~\\~g\\~\\~ a\\|b www\u200b.evil.example m@\u200bevil.example  # h \\> q"
+	if got := MD(hostile); got != want {
+		t.Errorf("MD:\n got %q\nwant %q", got, want)
+	}
+	if got := Code("x`y|z\n\n# h\r\n"); got != "`x'y\\|z  # h `" {
+		t.Errorf("Code: %q", got)
+	}
+}
