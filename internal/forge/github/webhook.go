@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/writ-sec/writ/internal/display"
 	"github.com/writ-sec/writ/internal/forge/inbox"
 	"github.com/writ-sec/writ/internal/store"
 )
@@ -69,7 +70,7 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.validSignature(r.Header.Get("X-Hub-Signature-256"), body) {
 		s.log.WarnContext(r.Context(), "webhook delivery refused: missing or invalid signature",
-			slog.String("delivery", r.Header.Get("X-GitHub-Delivery")), slog.String("remote", r.RemoteAddr))
+			slog.String("delivery", display.Line(display.Safe(r.Header.Get("X-GitHub-Delivery")), 128)), slog.String("remote", r.RemoteAddr))
 		answer(w, http.StatusUnauthorized, Answer{Status: "unauthorized", Reason: "missing or invalid X-Hub-Signature-256"})
 		return
 	}

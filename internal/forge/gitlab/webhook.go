@@ -63,14 +63,16 @@ func (s *Service) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	uuid := r.Header.Get("X-Gitlab-Event-UUID")
-	body, ok := s.inbox.ReadBody(w, r, s.opts.MaxBodyBytes, logSafe(uuid))
-	if !ok {
-		return
-	}
+	// The token is a header: a request without it is refused before its
+	// body is read.
 	if !ValidToken(s.opts.WebhookSecret, r.Header.Get("X-Gitlab-Token")) {
 		s.log.WarnContext(r.Context(), "webhook delivery refused: missing or wrong secret token",
 			slog.String("delivery", logSafe(uuid)), slog.String("remote", r.RemoteAddr))
 		answer(w, http.StatusUnauthorized, Answer{Status: "unauthorized", Reason: "missing or wrong X-Gitlab-Token"})
+		return
+	}
+	body, ok := s.inbox.ReadBody(w, r, s.opts.MaxBodyBytes, logSafe(uuid))
+	if !ok {
 		return
 	}
 	event := gl.HookEventType(r) // X-Gitlab-Event

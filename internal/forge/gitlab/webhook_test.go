@@ -55,6 +55,10 @@ func TestWebhookReceiver(t *testing.T) {
 		{"not JSON", gitlabfake.Delivery{Event: gitlabfake.EventMergeRequest, Payload: []byte("{")}, 400, "bad_request"},
 		{"kind mismatch", gitlabfake.Delivery{Event: gitlabfake.EventPush, Payload: open}, 400, "bad_request"},
 		{"too large", gitlabfake.Delivery{Event: gitlabfake.EventMergeRequest, Payload: []byte(`{"x":"` + strings.Repeat("a", 70<<10) + `"}`)}, 413, "too_large"},
+		// The token is checked before the body is read: a stranger's
+		// oversized request costs no read.
+		{"too large, no token", gitlabfake.Delivery{Event: gitlabfake.EventMergeRequest, Token: "-",
+			Payload: []byte(`{"x":"` + strings.Repeat("a", 70<<10) + `"}`)}, 401, "unauthorized"},
 		{"unhandled event", gitlabfake.Delivery{Event: "Pipeline Hook", Payload: []byte(`{"object_kind":"pipeline"}`)}, 202, "ignored"},
 		{"another project", gitlabfake.Delivery{Event: gitlabfake.EventMergeRequest, Payload: edit(open, func(m map[string]any) {
 			p := m["project"].(map[string]any)
