@@ -206,7 +206,19 @@ func wantsJSON(r *http.Request) bool {
 
 // localPath keeps a path on this site: anything else becomes "/".
 func localPath(p string) string {
-	if p == "" || p[0] != '/' || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || strings.ContainsAny(p, "\r\n\x00") {
+	if p == "" || p[0] != '/' || strings.HasPrefix(p, "//") {
+		return "/"
+	}
+	// A browser drops tabs and line breaks from a URL and reads a
+	// backslash as a slash, so "/\t/evil.example" or "/\\evil.example"
+	// would lead off the site: no control character, no backslash.
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
 		return "/"
 	}
 	return p

@@ -252,3 +252,78 @@ func TestContainmentBadInput(t *testing.T) {
 	body := e.mustGet("viewer", "/?q="+url.QueryEscape("<b>mallory</b>"), http.StatusOK)
 	contains(t, "a name search", body, "0 targets contained", "&lt;b&gt;mallory&lt;/b&gt;")
 }
+
+// After sign-in the console only ever sends the browser to a path on its
+// own site: nothing a browser would read as another host (two slashes, a
+// backslash, which it takes for a slash, or a tab or line break, which it
+// drops: "/\t/evil.example" is "//evil.example" to it).
+func TestLocalPathStaysOnTheSite(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"/pending/op-7":            "/pending/op-7",
+		"/?q=203.0.113.7":          "/?q=203.0.113.7",
+		"/playbooks/a%2Fb":         "/playbooks/a%2Fb",
+		"/%09/evil.example":        "/%09/evil.example", // encoded: a path here
+		"":                         "/",
+		"pending":                  "/",
+		"https://evil.example/x":   "/",
+		"//evil.example/x":         "/",
+		"/\\evil.example/x":        "/",
+		"/\t/evil.example/x":       "/",
+		"/\n/evil.example/x":       "/",
+		"/\r/evil.example/x":       "/",
+		"/\x00x":                   "/",
+		"/\x7f/evil.example":       "/",
+		"/a\\b":                    "/",
+		"/ok/\t/evil.example":      "/",
+		"/x?next=//evil.example/y": "/x?next=//evil.example/y", // a query of our own path
+	} {
+		if got := localPath(in); got != want {
+			t.Errorf("localPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A sign-in link whose next= a browser would read as another host (a tab
+// it drops, leaving "//evil.example") brings the user back to the console,
+// not to the attacker's copy of it.
+func TestSignInNeverRedirectsOffTheSite(t *testing.T) {
+	e := newPagesEnv(t, envOptions{})
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(e.http.URL + "/login?next=/%09/evil.example/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var ck *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == loginCookie {
+			ck = c
+		}
+	}
+	if strings.Contains(string(body), "evil.example") {
+		t.Fatalf("the sign-in form keeps a next= that leaves the site: %s", body)
+	}
+	form := url.Values{"csrf": {ck.Value}, "username": {"u-viewer"}, "password": {"a long enough password for viewer"}, "next": {"/\t/evil.example/x"}}
+	req, _ := http.NewRequestWithContext(e.ctx, http.MethodPost, e.http.URL+"/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(ck)
+	resp, err = http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	t.Logf("status %d Location %q", resp.StatusCode, loc)
+	// What a browser does with it (WHATWG: remove all ASCII tab or newline).
+	stripped := strings.NewReplacer("\t", "", "\n", "", "\r", "").Replace(loc)
+	u, _ := url.Parse(e.http.URL + "/login")
+	target, err := u.Parse(stripped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target.Host == "evil.example" {
+		t.Fatalf("OPEN REDIRECT: after sign-in the browser goes to %s", target)
+	}
+}
