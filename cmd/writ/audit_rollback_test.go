@@ -457,3 +457,86 @@ func TestAuditTamperHoldsServer(t *testing.T) {
 		r.seen()
 	}
 }
+
+// Someone with the database's password cannot end a hold with the
+// statements that ended an earlier one: after a hold on a tampered entry
+// was repaired and acknowledged, another entry is changed in place; the
+// attacker deletes the new hold and reopens the old one in the holds
+// table. The server stays held (a hold of the finding's own opens), since
+// statements count only for a hold that describes what the server found
+// and that was never acknowledged before (recorded in the checkpoint
+// directory).
+func TestAuditHoldNeverEndsWithAnEarlierHoldsStatements(t *testing.T) {
+	ctx := context.Background()
+	r := newRollbackRig(t)
+	waitReady(t, r.base)
+	// A log of more than 256 entries (a complete level-8 subtree, whose
+	// stored node is what the tree comparison uses), written with the
+	// server's key.
+	key, _, err := audit.EnsureKey(r.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.NewLog(audit.LogOptions{Store: r.st, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var es []audit.Entry
+	for i := range 300 {
+		es = append(es, audit.Entry{Actor: audit.SystemActor, Event: audit.Event("test" + ".filler"), Success: true,
+			Subject: audit.Subject{Kind: audit.SubjectConfig, Name: fmt.Sprint(i)}})
+	}
+	if _, err := l.Append(ctx, r.st, es...); err != nil {
+		t.Fatal(err)
+	}
+	r.seen()
+
+	// 1. A legitimate hold, repaired and acknowledged by two admins.
+	r.snapshot("clean")
+	r.exec(`UPDATE audit_entries SET entry = overlay(entry placing '\x5a'::bytea from 3 for 1) WHERE seq = 50`)
+	h1 := r.expectHeld("audit log tampered: seq 50: ")
+	r.restore("clean")
+	r.acknowledge(h1)
+	r.grow(1, "b")
+	r.seen()
+
+	// 2. Later (within the statements' 24 h), the attacker alters entry
+	// 100 in place. The server holds, as it should.
+	r.exec(`UPDATE audit_entries SET entry = overlay(entry placing '\x5a'::bytea from 3 for 1) WHERE seq = 100`)
+	var h2 *store.Hold
+	r.waitFor("the new hold", func() bool { h2 = r.auditHold(); return h2 != nil && h2.ID != h1.ID })
+	if code, body := r.readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "seq 100") {
+		t.Fatalf("not held: %d %s", code, body)
+	}
+
+	// 3. No admin signs anything. The attacker re-opens hold 1 and
+	// removes hold 2.
+	r.exec(fmt.Sprintf(`DELETE FROM holds WHERE id = %d; UPDATE holds SET resolved_at = NULL, resolved_by = '', resolved_as = '', resolution = '' WHERE id = %d`, h2.ID, h1.ID))
+
+	// 4. The server stays held: the reopened hold is not about what it
+	// found, and it was acknowledged once already. The finding gets a hold
+	// of its own, which only new statements end.
+	r.waitFor("a hold of the finding's own", func() bool {
+		holds, err := r.st.OpenHolds(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range holds {
+			if h.Kind == store.HoldAuditRollback && h.ID != h1.ID && h.ID != h2.ID && strings.Contains(string(h.Detail), "seq 100") {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(3 * time.Second) // a few scrub and check intervals (1 s here)
+	if code, body := r.readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "seq 100") {
+		t.Fatalf("ended with the statements of hold %d: readyz %d %s", h1.ID, code, body)
+	}
+	got, err := r.st.HoldByID(ctx, h1.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ResolvedAt != nil {
+		t.Fatalf("the reopened hold %d was acknowledged again: %s by %s", h1.ID, got.ResolvedAs, got.ResolvedBy)
+	}
+}

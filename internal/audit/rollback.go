@@ -148,6 +148,10 @@ type RollbackWatch struct {
 	// accepted are the tamper findings acknowledged (with dir, also in
 	// AckFile).
 	accepted map[string]bool
+	// acked are the holds acknowledged by this process (with dir, every
+	// hold ever acknowledged is also in AckFile): a hold is acknowledged
+	// once (HoldAcknowledged).
+	acked map[int64]bool
 	// epoch counts the changes of held and of the base: a verification
 	// that ran across one is stale (it may have read the log a rollback
 	// found, before the admins accepted what replaced it).
@@ -381,6 +385,10 @@ func (w *RollbackWatch) Acknowledge(r *Rollback, base TreeHead, hold int64, by [
 	b := base
 	w.seen, w.held = &b, nil
 	w.epoch++
+	if w.acked == nil {
+		w.acked = map[int64]bool{}
+	}
+	w.acked[hold] = true
 	if r.Finding != "" {
 		if w.accepted == nil {
 			w.accepted = map[string]bool{}
@@ -474,6 +482,30 @@ func (w *RollbackWatch) Observe(t TreeHead) {
 	if w.held == nil && (w.seen == nil || t.Size > w.seen.Size) {
 		w.seen = &t
 	}
+}
+
+// HoldAcknowledged reports whether the hold with this id was acknowledged
+// before, by this process or (with a checkpoint directory) by any: the
+// record is AckFile, which the database cannot write. The holds table
+// can be edited by anyone with the database's password, so a hold
+// reopened there must never end with the statements that ended it once.
+func (w *RollbackWatch) HoldAcknowledged(hold int64) (bool, error) {
+	w.mu.Lock()
+	done := w.acked[hold]
+	w.mu.Unlock()
+	if done || w.dir == "" {
+		return done, nil
+	}
+	acks, err := w.acks()
+	if err != nil {
+		return false, err
+	}
+	for _, a := range acks {
+		if a.Hold == hold {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // Restore makes a rollback found before (a hold recorded in the database,

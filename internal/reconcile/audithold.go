@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -64,6 +65,23 @@ func (d auditHoldDetail) rollback() *audit.Rollback {
 	return &audit.Rollback{Log: d.Log, Expected: d.Expected, Source: d.Source, Err: err, Finding: d.Finding}
 }
 
+// describes reports whether the hold h is the hold of the rollback rb:
+// its key and its recorded trees and finding are rb's.
+func describes(h *store.Hold, rb *audit.Rollback) bool {
+	if h == nil || rb == nil || h.CommitSHA != rb.Key() {
+		return false
+	}
+	var d auditHoldDetail
+	if err := json.Unmarshal(h.Detail, &d); err != nil {
+		return false
+	}
+	return sameTree(d.Log, rb.Log) && sameTree(d.Expected, rb.Expected) && d.Finding == rb.Finding
+}
+
+func sameTree(a, b audit.TreeHead) bool {
+	return a.Size == b.Size && bytes.Equal(a.Root, b.Root)
+}
+
 // AuditAckDigest is the subject digest a statement acknowledging the
 // rollback hold h binds: the hold, the tree the log no longer contains and
 // the log as it was found.
@@ -115,20 +133,34 @@ func (r *Reconciler) CheckAuditLog(ctx context.Context) (bool, error) {
 	}
 	var open *store.Hold
 	for _, h := range holds {
-		if h.Kind == store.HoldAuditRollback {
-			var d auditHoldDetail
-			if json.Unmarshal(h.Detail, &d) == nil {
-				// Held by a previous process: still held.
-				w.Restore(d.rollback())
-				open = h
-			}
+		if h.Kind != store.HoldAuditRollback {
+			continue
+		}
+		// A hold acknowledged before and open again is an edit of the
+		// holds table, not a finding: it is ignored (the log itself is
+		// checked below, and whatever is wrong with it is held anew).
+		if done, err := w.HoldAcknowledged(h.ID); err != nil {
+			return w.Held() != nil, err
+		} else if done {
+			r.log.ErrorContext(ctx, "an audit hold acknowledged before is open again in the database: ignored; the log is checked afresh",
+				slog.Int64("hold", h.ID))
+			continue
+		}
+		var d auditHoldDetail
+		if json.Unmarshal(h.Detail, &d) == nil {
+			// Held by a previous process: still held.
+			w.Restore(d.rollback())
+			open = h
 		}
 	}
 	rb, err := w.Check(ctx)
 	if err != nil || rb == nil {
 		return rb != nil, err
 	}
-	if open == nil {
+	if open == nil || !describes(open, rb) {
+		// The hold open in the database is not about what this server
+		// found (an older hold reopened there, say): the finding gets a
+		// hold of its own, and only statements about that one end it.
 		if open, err = r.openAuditHold(ctx, rb); err != nil {
 			return true, err
 		}
@@ -204,9 +236,24 @@ func (r *Reconciler) acknowledgeAuditHold(ctx context.Context, h *store.Hold, rb
 	if err != nil || !verdict.QuorumMet {
 		return false, err
 	}
+	w := r.opts.AuditWatch
+	// The statements name the hold's row, which anyone with the
+	// database's password can edit: they count only for a hold that
+	// describes what this server found, and that was never acknowledged
+	// before (recorded outside the database, in the checkpoint
+	// directory's AckFile).
+	if !describes(h, rb) {
+		return false, nil
+	}
+	if done, err := w.HoldAcknowledged(h.ID); err != nil || done {
+		if done {
+			r.log.ErrorContext(ctx, "an audit hold acknowledged before is open again in the database: its statements do not end it twice",
+				slog.Int64("hold", h.ID))
+		}
+		return false, err
+	}
 	var d auditHoldDetail
 	_ = json.Unmarshal(h.Detail, &d)
-	w := r.opts.AuditWatch
 	if ok, err := w.Contains(ctx, d.Log); err != nil || !ok {
 		// Rolled back again since the hold: the statements are about a
 		// log that is gone.
