@@ -288,7 +288,11 @@ func readWitnessKeys(args []string) ([]string, error) {
 			if _, err := audit.ParseWitnessKey(k); err != nil {
 				return nil, usageError("--witness: %v", err)
 			}
-			keys = append(keys, strings.TrimSpace(k))
+			// A key given twice (a flag and a file, say) is one witness:
+			// it counts once toward --witness-quorum.
+			if k = strings.TrimSpace(k); !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
 		}
 	}
 	return keys, nil

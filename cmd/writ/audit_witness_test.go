@@ -125,6 +125,8 @@ func TestAuditVerifyWitness(t *testing.T) {
 		{"--witness", "not-a-key"},
 		{"--witness", "@" + filepath.Join(t.TempDir(), "missing")},
 		{"--witness", w1.VKey, "--witness-quorum", "2"},
+		// The same key twice is one witness: it cannot make a quorum of 2.
+		{"--witness", w1.VKey, "--witness", w1.VKey, "--witness-quorum", "2"},
 		{"--witness-quorum", "1"},
 	} {
 		if code, out, errOut := a.run(append([]string{"audit", "verify"}, args...)...); code != exitUsage {
