@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -227,19 +228,20 @@ func (w *RollbackWatch) acceptedFinding(f string) (bool, error) {
 	w.mu.Lock()
 	ok := w.accepted[f]
 	w.mu.Unlock()
-	if ok || w.dir == "" {
-		return ok, nil
+	return w.recorded(ok, func(a AckRecord) bool { return a.Finding == f })
+}
+
+// recorded is known (what this process acknowledged itself) or, with a
+// checkpoint directory, whether a record of AckFile matches.
+func (w *RollbackWatch) recorded(known bool, match func(AckRecord) bool) (bool, error) {
+	if known || w.dir == "" {
+		return known, nil
 	}
 	acks, err := w.acks()
 	if err != nil {
 		return false, err
 	}
-	for _, a := range acks {
-		if a.Finding == f {
-			return true, nil
-		}
-	}
-	return false, nil
+	return slices.ContainsFunc(acks, match), nil
 }
 
 // NewRollbackWatch watches the log in st against the checkpoints in dir
@@ -493,19 +495,7 @@ func (w *RollbackWatch) HoldAcknowledged(hold int64) (bool, error) {
 	w.mu.Lock()
 	done := w.acked[hold]
 	w.mu.Unlock()
-	if done || w.dir == "" {
-		return done, nil
-	}
-	acks, err := w.acks()
-	if err != nil {
-		return false, err
-	}
-	for _, a := range acks {
-		if a.Hold == hold {
-			return true, nil
-		}
-	}
-	return false, nil
+	return w.recorded(done, func(a AckRecord) bool { return a.Hold == hold })
 }
 
 // Restore makes a rollback found before (a hold recorded in the database,
