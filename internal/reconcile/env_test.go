@@ -339,6 +339,16 @@ func (e *env) approveVersion(name, op string, decisions map[string]string) {
 	}
 }
 
+// mergeProposed merges content as playbook name (on branch), and runs its
+// apply once alice's signed proposal is in: all a staging playbook needs.
+func (e *env) mergeProposed(branch, name, content string) {
+	e.t.Helper()
+	e.merge(branch, map[string]string{pbPath(name): content})
+	e.pass()
+	e.approveVersion(name, "apply", map[string]string{"alice": "propose"})
+	e.pass()
+}
+
 // execution finds the latest execution of a playbook and operation.
 func (e *env) execution(name, op string) *store.Execution {
 	e.t.Helper()

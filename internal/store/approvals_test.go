@@ -10,12 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/tern/v2/migrate"
-
 	"github.com/writ-sec/writ/internal/dbtest"
 	"github.com/writ-sec/writ/internal/store"
-	"github.com/writ-sec/writ/migrations"
 )
 
 var approvalTime = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -337,19 +333,7 @@ func TestListApprovalsPagesThroughEverything(t *testing.T) {
 func TestMigrationIdentifiesStoredStatements(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := dbtest.EmptyURL(t)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	m, err := migrate.NewMigratorEx(ctx, conn, "writ_schema_version", &migrate.MigratorOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(migrations.FS); err != nil {
-		t.Fatal(err)
-	}
+	url, conn, m := migrator(t)
 	if err := m.MigrateTo(ctx, 22); err != nil {
 		t.Fatal(err)
 	}

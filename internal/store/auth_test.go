@@ -9,12 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/tern/v2/migrate"
-
 	"github.com/writ-sec/writ/internal/dbtest"
 	"github.com/writ-sec/writ/internal/store"
-	"github.com/writ-sec/writ/migrations"
 )
 
 const testHash = "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
@@ -263,19 +259,7 @@ func TestAPITokens(t *testing.T) {
 func TestMigrationUsernamesCaseInsensitive(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := dbtest.EmptyURL(t)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	m, err := migrate.NewMigratorEx(ctx, conn, "writ_schema_version", &migrate.MigratorOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.LoadMigrations(migrations.FS); err != nil {
-		t.Fatal(err)
-	}
+	url, conn, m := migrator(t)
 	if err := m.MigrateTo(ctx, 14); err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +268,7 @@ func TestMigrationUsernamesCaseInsensitive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err = m.MigrateTo(ctx, 15)
+	err := m.MigrateTo(ctx, 15)
 	if err == nil || !strings.Contains(err.Error(), "usernames that differ only by case: ADMIN, Admin, admin; Carol, carol") {
 		t.Fatalf("migration over clashing usernames: %v", err)
 	}

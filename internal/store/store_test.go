@@ -11,8 +11,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/tern/v2/migrate"
+
 	"github.com/writ-sec/writ/internal/dbtest"
 	"github.com/writ-sec/writ/internal/store"
+	"github.com/writ-sec/writ/migrations"
 )
 
 func TestMain(m *testing.M) { os.Exit(dbtest.Run(m)) }
@@ -20,6 +24,27 @@ func TestMain(m *testing.M) { os.Exit(dbtest.Run(m)) }
 func digestOf(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
+}
+
+// migrator is an empty database, a connection to it and writ's
+// migrations loaded, for tests that migrate it step by step (MigrateTo).
+func migrator(t *testing.T) (string, *pgx.Conn, *migrate.Migrator) {
+	t.Helper()
+	ctx := context.Background()
+	url := dbtest.EmptyURL(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	m, err := migrate.NewMigratorEx(ctx, conn, "writ_schema_version", &migrate.MigratorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadMigrations(migrations.FS); err != nil {
+		t.Fatal(err)
+	}
+	return url, conn, m
 }
 
 func TestMigrateFromEmpty(t *testing.T) {
